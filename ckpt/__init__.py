@@ -1,0 +1,30 @@
+"""ckpt: the memory of neural-network training.
+
+An autograd core on numpy with PyTorch's semantics (``ckpt.autograd``), nn layers and
+optimizers (``ckpt.nn``, ``ckpt.optim``).
+
+>>> import ckpt
+>>> a = ckpt.tensor([1.0], requires_grad=True)
+>>> (a * (a + 2)).backward(); a.grad.item()
+4.0
+"""
+from . import autograd
+from .autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled, no_grad,
+                       set_grad_enabled)
+from .autograd.factory import (arange, as_tensor, bool_, double, empty, eye, float, float16,
+                               float32, float64, from_numpy, full, full_like, int32, int64,
+                               is_tensor, linspace, long, ones, ones_like, rand, rand_like,
+                               randint, randn, randn_like, tensor, zeros, zeros_like)
+from .autograd.ops import (abs, add, amax, argmax, argmin, cat, chunk, clamp, clone, cos, div,
+                           eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, le, linear, log,
+                           logsumexp, lt, matmul, max, maximum, mean, min, minimum, mul, ne,
+                           neg, permute, pow, relu, reshape, sigmoid, sign, sin, split, sqrt,
+                           squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
+                           unsqueeze, var, where)
+from .autograd.ops.nn_functional import log_softmax, softmax
+from .autograd.random import get_rng_state, manual_seed, set_rng_state
+
+clip = clamp
+view = reshape
+
+__version__ = "0.1.0"

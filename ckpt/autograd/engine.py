@@ -1,0 +1,359 @@
+"""The backward pass: a dependency-counted walk over the recorded graph, no recursion.
+
+``backward`` accumulates into leaves' ``.grad``; ``grad`` returns gradients for chosen
+inputs without touching ``.grad``. Both run ``_execute``: count how many edges point at each
+node, start from the roots, and run a node's VJP once every consumer has delivered its
+gradient. The engine, not the ops, un-broadcasts gradients to each input's shape.
+"""
+import numpy as np
+
+from . import grad_mode
+from .node import AccumulateGrad, SavedTensor, _FREED_MESSAGE
+from .tensor import Tensor, _wrap
+
+_GradState = grad_mode._State
+
+
+def _as_tuple(x):
+    if x is None:
+        return ()
+    if isinstance(x, Tensor):
+        return (x,)
+    return tuple(x)
+
+
+def _make_root_grads(outputs, grad_outputs, create_graph):
+    grads = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if g is None:
+            if out.data.size != 1:
+                raise RuntimeError("grad can be implicitly created only for scalar outputs")
+            grads.append(_wrap(np.ones_like(out.data)))
+            continue
+        if not isinstance(g, Tensor):
+            g = _wrap(np.asarray(g, dtype=out.data.dtype))
+        if g.data.shape != out.data.shape:
+            raise RuntimeError(
+                f"Mismatch in shape: grad_output[{i}] has a shape of {_size(g.data.shape)} and "
+                f"output[{i}] has a shape of {_size(out.data.shape)}.")
+        grads.append(g if create_graph else g.detach())
+    return grads
+
+
+def _size(shape):
+    return f"ckpt.Size({list(shape)})"
+
+
+def _root_edges(outputs):
+    edges = []
+    for i, out in enumerate(outputs):
+        if not isinstance(out, Tensor):
+            raise TypeError(f"element {i} of tensors is a {type(out).__name__}, expected a Tensor")
+        if not out.requires_grad:
+            raise RuntimeError(
+                f"element {i} of tensors does not require grad and does not have a grad_fn")
+        fn = out.grad_fn
+        edges.append((fn, out._output_nr) if fn is not None else (out._get_accumulator(), 0))
+    return edges
+
+
+def _input_edge(t, i):
+    if not isinstance(t, Tensor):
+        raise TypeError(f"inputs[{i}] is a {type(t).__name__}, expected a Tensor")
+    if not t.requires_grad:
+        raise RuntimeError("One of the differentiated Tensors does not require grad")
+    if t.grad_fn is not None:
+        return (t.grad_fn, t._output_nr)
+    return (t._acc, 0)  # None when the leaf never entered a graph
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """Accumulate gradients of ``tensors`` into the ``.grad`` of leaves (or of ``inputs``).
+
+    ``grad_tensors`` holds the vector of each vector-Jacobian product (needed for non-scalar
+    outputs); ``retain_graph`` defaults to ``create_graph``.
+
+    >>> import ckpt
+    >>> x = ckpt.tensor([1.0, 2.0], requires_grad=True)
+    >>> ckpt.autograd.backward((x * x).sum())
+    >>> x.grad.tolist()
+    [2.0, 4.0]
+    """
+    outputs = _as_tuple(tensors)
+    grad_outputs = _as_tuple(grad_tensors) if grad_tensors is not None else (None,) * len(outputs)
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(
+            f"got {len(grad_outputs)} tensors in grad_tensors but {len(outputs)} in tensors")
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _root_edges(outputs)
+    root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
+    if inputs is None:
+        _execute(roots, root_grads, retain_graph, create_graph)
+        return
+    inputs = _as_tuple(inputs)
+    if not inputs:
+        raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    targets = [_input_edge(t, i) for i, t in enumerate(inputs)]
+    captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=True)
+    for t, edge, g in zip(inputs, targets, captured):
+        if g is not None and t.grad_fn is not None:  # leaves were accumulated by their node
+            _accumulate_into(t, g, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=None, materialize_grads=False):
+    """Return d(outputs)/d(inputs) (vector-Jacobian products) without touching ``.grad``.
+
+    >>> import ckpt
+    >>> x = ckpt.tensor([3.0], requires_grad=True)
+    >>> (dx,) = ckpt.autograd.grad(x ** 3, x, create_graph=True)
+    >>> (ddx,) = ckpt.autograd.grad(dx, x)
+    >>> dx.item(), ddx.item()
+    (27.0, 18.0)
+    """
+    outputs = _as_tuple(outputs)
+    inputs_t = _as_tuple(inputs)
+    grad_outputs = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outputs)
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(
+            f"grad requires one grad_output per output: got {len(grad_outputs)} grad_outputs "
+            f"and {len(outputs)} outputs")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    if retain_graph is None:
+        retain_graph = create_graph
+    roots = _root_edges(outputs)
+    root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
+    targets = [_input_edge(t, i) for i, t in enumerate(inputs_t)]
+    captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=False)
+    result = []
+    for t, g in zip(inputs_t, captured):
+        if g is None:
+            if materialize_grads:
+                g = _wrap(np.zeros_like(t.data))
+            elif not allow_unused:
+                raise RuntimeError(
+                    "One of the differentiated Tensors appears to not have been used in the graph. "
+                    "Set allow_unused=True if this is the desired behavior.")
+        result.append(g)
+    return tuple(result)
+
+
+def _accumulate_into(t, g, create_graph):
+    """``t.grad += g`` the way torch does: detached unless ``create_graph``, never aliasing a
+    read-only broadcast view."""
+    if not create_graph:
+        g = g.detach() if g.grad_fn is not None or g.requires_grad else g
+        if not g.data.flags.writeable:
+            g = _wrap(g.data.copy())
+    if t.grad is None:
+        t.grad = g
+    elif create_graph or t.grad.requires_grad:
+        t.grad = t.grad + g
+    else:
+        t.grad = _wrap(t.grad.data + g.data)
+
+
+def _sum_to(g, shape):
+    from .ops import sum_to
+    return sum_to(g, shape)
+
+
+def _validate(node, i, g):
+    meta = node._meta[i]
+    if meta is None:
+        return g
+    shape, dtype = meta
+    if g.__class__ is not Tensor:
+        if g is None:
+            return None
+        if isinstance(g, np.ndarray):
+            g = _wrap(g)
+        else:
+            raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
+    if g.data.shape != shape:
+        try:
+            np.broadcast_shapes(shape, g.data.shape)
+            ok = len(g.data.shape) >= len(shape)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RuntimeError(
+                f"Function {node.name()} returned an invalid gradient at index {i} - got "
+                f"{list(g.data.shape)} but expected shape compatible with {list(shape)}")
+        g = _sum_to(g, shape)
+    if g.data.dtype != dtype:
+        g = g.to(dtype)
+    return g
+
+
+def _discover(root_nodes):
+    """Dependency counts: how many edges of the reachable graph point at each node."""
+    deps = {}
+    stack = list(root_nodes)
+    seen = set(stack)
+    while stack:
+        node = stack.pop()
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                if nxt in seen:
+                    deps[nxt] += 1
+                else:
+                    deps[nxt] = 1
+                    seen.add(nxt)
+                    stack.append(nxt)
+    return deps, seen
+
+
+def _to_run(nodes, captures, accumulate_leaves):
+    """The nodes whose VJP must run to reach the captured targets: those with a target
+    strictly below them (plus the targets' leaf accumulators when ``backward(inputs=...)``)."""
+    parents = {}
+    for node in nodes:
+        for nxt, _ in node.next_functions:
+            if nxt is not None:
+                parents.setdefault(nxt, []).append(node)
+    to_run = set()
+    stack = [n for n in captures if n in nodes]
+    while stack:
+        for p in parents.get(stack.pop(), ()):
+            if p not in to_run:
+                to_run.add(p)
+                stack.append(p)
+    if accumulate_leaves:
+        to_run.update(n for n in captures if n.__class__ is AccumulateGrad)
+    return to_run
+
+
+def _add(buffer, g):
+    return g if buffer is None else buffer + g
+
+
+def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True):
+    root_nodes = [n for n, _ in roots]
+    deps, nodes = _discover(root_nodes)
+    to_run = None
+    captures = {}
+    if targets is not None:
+        for n, nr in targets:
+            if n is not None:
+                captures.setdefault(n, {})[nr] = None
+        to_run = _to_run(nodes, captures, accumulate_leaves)
+
+    buffers = {}
+    for (node, nr), g in zip(roots, root_grads):
+        _buffer_add(buffers, node, nr, g)
+    ready = []
+    for node in dict.fromkeys(root_nodes):
+        if deps.get(node, 0) == 0:
+            ready.append(node)
+
+    previous_mode = _GradState.enabled
+    _GradState.enabled = create_graph
+    try:
+        while ready:
+            node = ready.pop()
+            grads = buffers.pop(node, None)
+            outs = node._out_meta
+            if outs is None:
+                grads = [grads]
+            elif grads is None:
+                grads = [None] * len(outs)
+            if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
+                grads = _run_pre_hooks(node, grads, create_graph)
+            is_leaf_node = node.__class__ is AccumulateGrad
+            if is_leaf_node:
+                grads = [_hooked_leaf_grad(node, grads[0])]
+            if node in captures:
+                wanted = captures[node]
+                for nr in wanted:
+                    wanted[nr] = grads[nr]
+            input_grads = None
+            if to_run is None or node in to_run:
+                if is_leaf_node:
+                    leaf = node._variable()
+                    if leaf is not None and grads[0] is not None:
+                        _accumulate_into(leaf, grads[0], create_graph)
+                elif any(g is not None for g in grads):
+                    input_grads = _apply(node, grads, keep_graph, create_graph)
+            for i, (nxt, nr) in enumerate(node.next_functions):
+                if nxt is None:
+                    continue
+                if input_grads is not None:
+                    g = input_grads[i] if i < len(input_grads) else None
+                    if g is not None:
+                        _buffer_add(buffers, nxt, nr, _validate(node, i, g))
+                remaining = deps[nxt] - 1
+                deps[nxt] = remaining
+                if remaining == 0:
+                    ready.append(nxt)
+    finally:
+        _GradState.enabled = previous_mode
+    if targets is None:
+        return None
+    return [captures[n][nr] if n is not None else None for n, nr in targets]
+
+
+def _buffer_add(buffers, node, nr, g):
+    outs = node._out_meta
+    if outs is None:
+        buffers[node] = _add(buffers.get(node), g)
+    else:
+        slot = buffers.get(node)
+        if slot is None:
+            slot = buffers[node] = [None] * len(outs)
+        slot[nr] = _add(slot[nr], g)
+
+
+def _run_pre_hooks(node, grads, create_graph):
+    grads = list(grads)
+    for nr, hooks in (node._tensor_hooks or {}).items():
+        for hook in list(hooks):
+            if grads[nr] is not None:
+                replaced = hook(grads[nr])
+                if replaced is not None:
+                    grads[nr] = replaced
+    for nr, ref in (node._retain_hooks or {}).items():
+        t = ref()
+        if t is not None and grads[nr] is not None:
+            _accumulate_into(t, grads[nr], create_graph)
+    for hook in list(node._pre_hooks or ()):
+        replaced = hook(tuple(grads))
+        if replaced is not None:
+            grads = list(replaced)
+    return grads
+
+
+def _hooked_leaf_grad(node, g):
+    leaf = node._variable()
+    if leaf is not None and leaf._hooks and g is not None:
+        for hook in list(leaf._hooks):
+            replaced = hook(g)
+            if replaced is not None:
+                g = replaced
+    return g
+
+
+def _apply(node, grads, keep_graph, create_graph):
+    saved = node._saved
+    if saved is None:
+        raise RuntimeError(_FREED_MESSAGE)
+    if saved:
+        saved = [s.unpack(node) if s.__class__ is SavedTensor else s for s in saved]
+    if node._out_meta is None:
+        result = node.vjp(grads[0], *saved)
+    else:
+        filled = [g if g is not None else _wrap(np.zeros(shape, dtype))
+                  for g, (shape, dtype) in zip(grads, node._out_meta)]
+        result = node.vjp(filled, *saved)
+    if not keep_graph:
+        node._release()
+    if result.__class__ is not tuple:
+        result = tuple(result) if isinstance(result, list) else (result,)
+    if node._post_hooks:
+        for hook in list(node._post_hooks):
+            replaced = hook(result, tuple(grads))
+            if replaced is not None:
+                result = tuple(replaced)
+    return result

@@ -1,0 +1,123 @@
+"""Grad-mode switches: ``no_grad``, ``enable_grad``, ``set_grad_enabled``, ``inference_mode``.
+
+Each works as a context manager and as a decorator, as in torch. The mode is process-wide
+(torch keeps it per thread; ckpt runs on one thread).
+"""
+import functools
+
+
+class _State:
+    """The one mutable switch every op reads on its hot path."""
+    enabled = True
+
+
+def is_grad_enabled():
+    """True when ops record a graph.
+
+    >>> import ckpt
+    >>> with ckpt.no_grad():
+    ...     ckpt.is_grad_enabled()
+    False
+    """
+    return _State.enabled
+
+
+class _GradModeContext:
+    _target = True
+
+    def __enter__(self):
+        self._prev = _State.enabled
+        _State.enabled = self._target
+
+    def __exit__(self, *exc):
+        _State.enabled = self._prev
+        return False
+
+    def __call__(self, fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+class no_grad(_GradModeContext):
+    """Disable graph recording inside the block (or the decorated function).
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> with ckpt.no_grad():
+    ...     y = x * 2
+    >>> y.requires_grad
+    False
+    """
+    _target = False
+
+
+class enable_grad(_GradModeContext):
+    """Re-enable graph recording inside a ``no_grad`` block.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> with ckpt.no_grad():
+    ...     with ckpt.enable_grad():
+    ...         y = x * 2
+    >>> y.requires_grad
+    True
+    """
+    _target = True
+
+
+class inference_mode(_GradModeContext):
+    """Like ``no_grad`` (ckpt has no separate inference tensors; ``mode=False`` is a no-op).
+
+    >>> import ckpt
+    >>> with ckpt.inference_mode():
+    ...     y = ckpt.ones(2, requires_grad=True) * 2
+    >>> y.requires_grad
+    False
+    """
+
+    def __init__(self, mode=True):
+        self._target = not mode
+
+    def __call__(self, fn):
+        mode = not self._target
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with inference_mode(mode):
+                return fn(*args, **kwargs)
+        return wrapped
+
+
+class set_grad_enabled(_GradModeContext):
+    """Set grad mode to ``mode``; takes effect immediately and is undone on exiting a ``with``.
+
+    >>> import ckpt
+    >>> with ckpt.set_grad_enabled(False):
+    ...     ckpt.is_grad_enabled()
+    False
+    >>> ckpt.is_grad_enabled()
+    True
+    """
+
+    def __init__(self, mode):
+        if not isinstance(mode, bool):
+            raise TypeError(f"set_grad_enabled(mode) expects a bool, got {type(mode).__name__}")
+        self._prev = _State.enabled
+        self._target = mode
+        _State.enabled = mode
+
+    def __enter__(self):
+        pass
+
+    def __call__(self, fn):
+        _State.enabled = self._prev
+        mode = self._target
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+        return wrapped

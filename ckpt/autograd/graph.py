@@ -1,0 +1,74 @@
+"""Saved-tensor hooks and graph inspection (torch.autograd.graph's names)."""
+from .node import AccumulateGrad, Node, SavedTensor, _HookStack
+
+
+class saved_tensors_hooks:
+    """Within this context, every tensor an op saves for backward is passed to
+    ``pack_hook(tensor)`` and whatever it returns is stored; ``unpack_hook(packed)`` must give
+    the tensor back when backward needs it. Nested contexts: the innermost pair wins.
+
+    >>> import ckpt
+    >>> packed = []
+    >>> def pack(t):
+    ...     packed.append(t.shape); return t.numpy().copy()
+    >>> with ckpt.autograd.graph.saved_tensors_hooks(pack, ckpt.tensor):
+    ...     x = ckpt.ones(3, requires_grad=True)
+    ...     y = (x * x).sum()
+    >>> y.backward(); packed, x.grad.tolist()
+    ([(3,), (3,)], [2.0, 2.0, 2.0])
+    """
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook = pack_hook
+        self.unpack_hook = unpack_hook
+
+    def __enter__(self):
+        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _HookStack.pairs.pop()
+        return False
+
+
+def walk(roots):
+    """Every node reachable from ``roots`` (tensors or nodes), each once, parents first.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> [n.name() for n in ckpt.autograd.graph.walk((x * 2).sum())]
+    ['SumBackward0', 'MulBackward0', 'AccumulateGrad']
+    """
+    from .tensor import Tensor
+    roots = roots if isinstance(roots, (list, tuple)) else [roots]
+    stack = []
+    for r in roots:
+        node = r.grad_fn if isinstance(r, Tensor) else r
+        if node is not None:
+            stack.append(node)
+    seen, order = set(), []
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        order.append(node)
+        stack.extend(n for n, _ in reversed(node.next_functions) if n is not None and n not in seen)
+    return order
+
+
+def saved_bytes(roots):
+    """Bytes the graph behind ``roots`` keeps for backward, each numpy buffer counted once.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(4, requires_grad=True)
+    >>> ckpt.autograd.graph.saved_bytes((x * x).exp().sum())
+    32
+    """
+    buffers = {}
+    for node in walk(roots):
+        buffers.update(node.saved_buffers())
+    return sum(buffers.values())
+
+
+__all__ = ["saved_tensors_hooks", "walk", "saved_bytes", "Node", "AccumulateGrad", "SavedTensor"]

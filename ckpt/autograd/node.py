@@ -1,0 +1,292 @@
+"""Graph nodes (``grad_fn``), saved tensors and the one function every op records through.
+
+A node is created by an op when grad mode is on and an input requires grad. It holds
+``next_functions`` (edges to the nodes of its inputs), what the op saved for backward (each
+saved tensor goes through the active saved-tensor hooks), and per-input shape/dtype so the
+engine can un-broadcast and validate gradients in one place. Subclasses define
+``vjp(self, grad, *saved)`` returning one gradient per input (or None).
+"""
+import weakref
+
+import numpy as np
+
+from . import grad_mode
+from .tensor import Tensor, _wrap
+
+_GradState = grad_mode._State
+
+
+class _HookStack:
+    """The saved-tensor hook pairs in effect, innermost last."""
+    pairs = []
+
+
+class Node:
+    """Base class of every ``grad_fn``; its name is the class name, as in torch."""
+    __slots__ = ("next_functions", "_saved", "_meta", "_pre_hooks", "_post_hooks",
+                 "_tensor_hooks", "_retain_hooks", "_freed", "__weakref__", "__dict__")
+    _out_meta = None  # [(shape, dtype)] per output, set only for multi-output nodes
+
+    def name(self):
+        """The node's name, e.g. ``'MulBackward0'``.
+
+        >>> import ckpt
+        >>> (ckpt.ones(2, requires_grad=True) * 3).grad_fn.name()
+        'MulBackward0'
+        """
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"<{type(self).__name__} object at {id(self):#x}>"
+
+    @property
+    def saved_tensors(self):
+        """The tensors this node saved for backward, unpacked (through unpack hooks)."""
+        saved = self._saved
+        if saved is None:
+            raise RuntimeError(_FREED_MESSAGE)
+        return tuple(s.unpack(self) if s.__class__ is SavedTensor else s for s in saved)
+
+    @property
+    def needs_input_grad(self):
+        """Per input: does it need a gradient?"""
+        if "needs_input_grad" in self.__dict__:
+            return self.__dict__["needs_input_grad"]
+        return tuple(edge[0] is not None for edge in self.next_functions)
+
+    def saved_buffers(self):
+        """``{buffer_id: nbytes}`` of the distinct numpy buffers this node saved (views share).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(4, requires_grad=True)
+        >>> (x * x).grad_fn.saved_buffers() == {id(x.data): 16}
+        True
+        """
+        buffers = {}
+        for s in self._saved or ():
+            if s.__class__ is SavedTensor:
+                buffers[s.buffer_id] = s.nbytes
+        return buffers
+
+    def saved_bytes(self):
+        """Bytes this node keeps alive for backward, each underlying buffer counted once.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(4, requires_grad=True)
+        >>> x.exp().grad_fn.saved_bytes()
+        16
+        """
+        return sum(self.saved_buffers().values())
+
+    def register_hook(self, fn):
+        """``fn(grad_inputs, grad_outputs)`` runs after this node computed its input gradients;
+        returning a tuple replaces them."""
+        if self._post_hooks is None:
+            self._post_hooks = []
+        return RemovableHandle(self._post_hooks, fn)
+
+    def register_prehook(self, fn):
+        """``fn(grad_outputs)`` runs before this node; returning a tuple replaces the grads."""
+        if self._pre_hooks is None:
+            self._pre_hooks = []
+        return RemovableHandle(self._pre_hooks, fn)
+
+    def _release(self):
+        if self._saved is not None:
+            self._saved = None
+            self._freed = True
+
+    def vjp(self, grad, *saved):
+        raise NotImplementedError(f"{self.name()} has no backward rule")
+
+
+_FREED_MESSAGE = (
+    "Trying to backward through the graph a second time (or directly access saved tensors "
+    "after they have already been freed). Saved intermediate values of the graph are freed "
+    "when you call .backward() or autograd.grad(). Specify retain_graph=True if you need to "
+    "backward through the graph a second time or if you need to access saved tensors after "
+    "calling backward.")
+
+
+class RemovableHandle:
+    """Returned by ``register_hook``; ``remove()`` unregisters the hook.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> h = x.register_hook(lambda g: g * 2)
+    >>> h.remove()
+    >>> (x * 1).sum().backward(); x.grad.tolist()
+    [1.0, 1.0]
+    """
+    __slots__ = ("_hooks", "_fn")
+
+    def __init__(self, hooks, fn):
+        self._hooks = hooks
+        self._fn = fn
+        hooks.append(fn)
+
+    def remove(self):
+        if self._fn in self._hooks:
+            self._hooks.remove(self._fn)
+
+
+class AccumulateGrad(Node):
+    """The node of a leaf that requires grad: adds incoming gradients into ``leaf.grad``."""
+    __slots__ = ("_variable",)
+
+    def __init__(self, leaf):
+        self._variable = weakref.ref(leaf)
+        self.next_functions = ()
+        self._saved = ()
+        self._meta = ()
+        self._pre_hooks = self._post_hooks = self._tensor_hooks = self._retain_hooks = None
+        self._freed = False
+
+    @property
+    def variable(self):
+        return self._variable()
+
+
+def _root_buffer(array):
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+class SavedTensor:
+    """One tensor an op saved for backward.
+
+    Without hooks it keeps the input tensor itself (or, for the op's own output, just its
+    data, so the graph holds no reference cycle). With saved-tensor hooks it keeps whatever
+    ``pack_hook`` returned and calls ``unpack_hook`` when backward needs the tensor.
+    """
+    __slots__ = ("tensor", "data", "version", "vc", "grad_fn", "output_nr", "acc", "requires_grad",
+                 "packed", "unpack_hook", "buffer_id", "nbytes", "is_output", "shape", "dtype")
+
+    def __init__(self, t, is_output):
+        data = t.data
+        vc = t._vc
+        self.vc = vc
+        self.version = vc[0]
+        self.is_output = is_output
+        self.shape = data.shape
+        self.dtype = data.dtype
+        root = _root_buffer(data)
+        self.buffer_id = id(root)
+        self.nbytes = root.nbytes
+        self.grad_fn = None if is_output else t.grad_fn
+        self.output_nr = t._output_nr
+        self.requires_grad = t.requires_grad
+        self.acc = t._get_accumulator() if (t.requires_grad and t.grad_fn is None) else None
+        if _HookStack.pairs:
+            pack, self.unpack_hook = _HookStack.pairs[-1]
+            with grad_mode.no_grad():
+                self.packed = pack(t)
+            self.tensor = self.data = None
+        else:
+            self.unpack_hook = None
+            self.packed = None
+            self.tensor = None if is_output else t
+            self.data = data if is_output else None
+
+    def unpack(self, node):
+        if self.vc[0] != self.version:
+            what = "output 0 of " + node.name() if self.is_output else (
+                f"output {self.output_nr} of {self.grad_fn.name()}" if self.grad_fn is not None else None)
+            where = f", which is {what}," if what else ""
+            raise RuntimeError(
+                "one of the variables needed for gradient computation has been modified by an "
+                f"inplace operation: [ckpt.{_type_name(self.dtype)} {list(self.shape)}]{where} is at "
+                f"version {self.vc[0]}; expected version {self.version} instead.")
+        if self.unpack_hook is None:
+            if self.tensor is not None:
+                return self.tensor
+            data = self.data
+        else:
+            unpacked = self.unpack_hook(self.packed)
+            if not isinstance(unpacked, Tensor):
+                raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+            data = unpacked.data
+        t = _wrap(data)
+        t._vc = self.vc
+        if self.requires_grad:
+            t.requires_grad = True
+            if self.is_output:
+                t.grad_fn = node
+                t._output_nr = self.output_nr
+            else:
+                t.grad_fn = self.grad_fn
+                t._output_nr = self.output_nr
+                t._acc = self.acc
+        return t
+
+
+def _type_name(dtype):
+    return {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
+            "int64": "LongTensor", "int32": "IntTensor", "bool": "BoolTensor"}.get(str(dtype), "Tensor")
+
+
+OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
+
+
+def record(cls, out_data, inputs, saved=(), **attrs):
+    """Wrap ``out_data`` in a Tensor and, if grad is needed, attach a ``cls`` node.
+
+    ``inputs`` are the op's differentiable arguments (Tensors or plain numbers); ``saved``
+    lists what the VJP needs: input Tensors, ``OUTPUT`` for the result, or plain values.
+    ``attrs`` become attributes of the node (axes, shapes, ...).
+    """
+    out = _wrap(out_data)
+    if not _GradState.enabled:
+        return out
+    edges = []
+    meta = []
+    needed = False
+    for x in inputs:
+        if x.__class__ is Tensor and x.requires_grad:
+            needed = True
+            fn = x.grad_fn
+            edges.append((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0))
+            meta.append(x.data)
+        else:
+            edges.append((None, 0))
+            meta.append(None)
+    if not needed:
+        return out
+    node = cls.__new__(cls)
+    node.next_functions = tuple(edges)
+    node._meta = [(m.shape, m.dtype) if m is not None else None for m in meta]
+    node._pre_hooks = node._post_hooks = node._tensor_hooks = node._retain_hooks = None
+    node._freed = False
+    out.requires_grad = True
+    out.grad_fn = node
+    if attrs:
+        node.__dict__.update(attrs)
+    if saved:
+        node._saved = tuple(
+            (SavedTensor(s, False) if s.__class__ is Tensor else
+             SavedTensor(out, True) if s is OUTPUT else s) for s in saved)
+    else:
+        node._saved = ()
+    return out
+
+
+def record_multi(cls, outs_data, inputs, saved=(), differentiable=None, **attrs):
+    """Like ``record`` for an op with several outputs; returns a tuple of Tensors.
+
+    ``differentiable`` (a tuple of bools) marks outputs that carry gradient (e.g. not indices).
+    The node's ``vjp`` receives one gradient per output (zeros filled in for unused ones).
+    """
+    first = record(cls, outs_data[0], inputs, saved, **attrs)
+    outs = [first]
+    node = first.grad_fn
+    for i, data in enumerate(outs_data[1:], start=1):
+        t = _wrap(data)
+        if node is not None and (differentiable is None or differentiable[i]):
+            t.requires_grad = True
+            t.grad_fn = node
+            t._output_nr = i
+        outs.append(t)
+    if node is not None:
+        node._out_meta = [(d.shape, d.dtype) for d in outs_data]
+    return tuple(outs)

@@ -1,0 +1,443 @@
+"""Elementwise math. Each op: its numpy forward, then its node with the VJP beside it.
+
+VJPs are written with ckpt ops, so they are themselves differentiable (double backward,
+Hessians). Broadcasting is undone by the engine, not here.
+"""
+import math
+
+import numpy as np
+
+from ..node import Node, OUTPUT, record
+from ..tensor import Tensor, _wrap
+from ._util import data_of, shape_error
+
+
+def _binary(op_name, fn, a, b):
+    try:
+        return fn(data_of(a), data_of(b))
+    except ValueError:
+        raise shape_error(op_name, data_of(a), data_of(b)) from None
+
+
+class NegBackward0(Node):
+    def vjp(self, g):
+        return -g
+
+
+def neg(x):
+    """``-x``.
+
+    >>> import ckpt
+    >>> ckpt.neg(ckpt.tensor([1.0, -2.0])).tolist()
+    [-1.0, 2.0]
+    """
+    return record(NegBackward0, np.negative(x.data), (x,))
+
+
+class AddBackward0(Node):
+    def vjp(self, g):
+        return g, g
+
+
+def add(a, b, alpha=1):
+    """``a + alpha * b`` with broadcasting.
+
+    >>> import ckpt
+    >>> ckpt.add(ckpt.tensor([1.0, 2.0]), 10).tolist()
+    [11.0, 12.0]
+    """
+    if alpha != 1:
+        b = mul(b, alpha) if b.__class__ is Tensor else data_of(b) * alpha
+    return record(AddBackward0, _binary("add", np.add, a, b), (a, b))
+
+
+class SubBackward0(Node):
+    def vjp(self, g):
+        return g, -g
+
+
+def sub(a, b):
+    """``a - b`` with broadcasting.
+
+    >>> import ckpt
+    >>> ckpt.sub(ckpt.tensor([1.0, 2.0]), 1).tolist()
+    [0.0, 1.0]
+    """
+    return record(SubBackward0, _binary("sub", np.subtract, a, b), (a, b))
+
+
+class MulBackward0(Node):
+    def vjp(self, g, a, b):
+        return g * b, g * a
+
+
+def mul(a, b):
+    """``a * b`` with broadcasting.
+
+    >>> import ckpt
+    >>> ckpt.mul(ckpt.tensor([1.0, 2.0]), ckpt.tensor([3.0])).tolist()
+    [3.0, 6.0]
+    """
+    return record(MulBackward0, _binary("mul", np.multiply, a, b), (a, b), (a, b))
+
+
+class DivBackward0(Node):
+    def vjp(self, g, a, b):
+        ga = g / b
+        return ga, -ga * a / b
+
+
+def div(a, b):
+    """``a / b`` (true division) with broadcasting.
+
+    >>> import ckpt
+    >>> ckpt.div(ckpt.tensor([1.0, 3.0]), 2).tolist()
+    [0.5, 1.5]
+    """
+    return record(DivBackward0, _binary("div", np.true_divide, a, b), (a, b), (a, b))
+
+
+class PowBackward0(Node):
+    """Tensor base, number exponent."""
+
+    def vjp(self, g, x):
+        e = self.exponent
+        if e == 0:
+            return g * 0.0
+        return g * e * x ** (e - 1)
+
+
+class PowBackward1(Node):
+    """Tensor base and tensor exponent (either may be a number)."""
+
+    def vjp(self, g, base, exponent, out):
+        g_base = g * exponent * base ** (exponent - 1) if self.base_grad else None
+        g_exp = None
+        if self.exponent_grad:
+            log_base = log(base) if isinstance(base, Tensor) else math.log(base) if base > 0 else 0.0
+            g_exp = g * out * log_base
+            if isinstance(base, Tensor):
+                g_exp = where((base.data == 0) & (data_of(exponent) >= 0), 0.0, g_exp)
+        return g_base, g_exp
+
+
+def pow(base, exponent):
+    """``base ** exponent`` with broadcasting.
+
+    >>> import ckpt
+    >>> ckpt.pow(ckpt.tensor([2.0, 3.0]), 2).tolist()
+    [4.0, 9.0]
+    """
+    if exponent.__class__ is not Tensor and base.__class__ is Tensor:
+        return record(PowBackward0, np.power(base.data, exponent), (base,), (base,), exponent=exponent)
+    out = _binary("pow", np.power, base, exponent)
+    if base.__class__ is not Tensor:
+        out = np.asarray(out, dtype=exponent.data.dtype)
+    base_grad = isinstance(base, Tensor) and base.requires_grad
+    exp_grad = isinstance(exponent, Tensor) and exponent.requires_grad
+    return record(PowBackward1, out, (base, exponent), (base, exponent, OUTPUT),
+                  base_grad=base_grad, exponent_grad=exp_grad)
+
+
+class ExpBackward0(Node):
+    def vjp(self, g, out):
+        return g * out
+
+
+def exp(x):
+    """``e ** x``.
+
+    >>> import ckpt
+    >>> ckpt.exp(ckpt.tensor([0.0])).tolist()
+    [1.0]
+    """
+    return record(ExpBackward0, np.exp(x.data), (x,), (OUTPUT,))
+
+
+class LogBackward0(Node):
+    def vjp(self, g, x):
+        return g / x
+
+
+def log(x):
+    """Natural logarithm.
+
+    >>> import ckpt
+    >>> ckpt.log(ckpt.tensor([1.0])).tolist()
+    [0.0]
+    """
+    return record(LogBackward0, np.log(x.data), (x,), (x,))
+
+
+class SqrtBackward0(Node):
+    def vjp(self, g, out):
+        return g / (2 * out)
+
+
+def sqrt(x):
+    """Square root.
+
+    >>> import ckpt
+    >>> ckpt.sqrt(ckpt.tensor([4.0])).tolist()
+    [2.0]
+    """
+    return record(SqrtBackward0, np.sqrt(x.data), (x,), (OUTPUT,))
+
+
+class AbsBackward0(Node):
+    def vjp(self, g, x):
+        return g * np.sign(x.data)
+
+
+def abs(x):
+    """Absolute value (gradient ``sign(x)``, 0 at 0 as in torch).
+
+    >>> import ckpt
+    >>> ckpt.abs(ckpt.tensor([-2.0])).tolist()
+    [2.0]
+    """
+    return record(AbsBackward0, np.abs(x.data), (x,), (x,))
+
+
+class SinBackward0(Node):
+    def vjp(self, g, x):
+        return g * cos(x)
+
+
+def sin(x):
+    """Sine.
+
+    >>> import ckpt
+    >>> ckpt.sin(ckpt.tensor([0.0])).tolist()
+    [0.0]
+    """
+    return record(SinBackward0, np.sin(x.data), (x,), (x,))
+
+
+class CosBackward0(Node):
+    def vjp(self, g, x):
+        return -g * sin(x)
+
+
+def cos(x):
+    """Cosine.
+
+    >>> import ckpt
+    >>> ckpt.cos(ckpt.tensor([0.0])).tolist()
+    [1.0]
+    """
+    return record(CosBackward0, np.cos(x.data), (x,), (x,))
+
+
+class TanhBackward0(Node):
+    def vjp(self, g, out):
+        return g * (1 - out * out)
+
+
+def tanh(x):
+    """Hyperbolic tangent.
+
+    >>> import ckpt
+    >>> ckpt.tanh(ckpt.tensor([0.0])).tolist()
+    [0.0]
+    """
+    return record(TanhBackward0, np.tanh(x.data), (x,), (OUTPUT,))
+
+
+class SigmoidBackward0(Node):
+    def vjp(self, g, out):
+        return g * out * (1 - out)
+
+
+def sigmoid(x):
+    """Logistic sigmoid ``1 / (1 + e^-x)``.
+
+    >>> import ckpt
+    >>> ckpt.sigmoid(ckpt.tensor([0.0])).tolist()
+    [0.5]
+    """
+    d = x.data
+    with np.errstate(over="ignore"):
+        out = np.where(d >= 0, 1 / (1 + np.exp(-d)), np.exp(d) / (1 + np.exp(d))).astype(d.dtype, copy=False)
+    return record(SigmoidBackward0, out, (x,), (OUTPUT,))
+
+
+class ReluBackward0(Node):
+    def vjp(self, g, out):
+        return g * (out.data > 0)
+
+
+def relu(x):
+    """``max(x, 0)``; gradient 0 at 0, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.relu(ckpt.tensor([-1.0, 2.0])).tolist()
+    [0.0, 2.0]
+    """
+    return record(ReluBackward0, np.maximum(x.data, 0), (x,), (OUTPUT,))
+
+
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_np(a):
+    return _erf_scalar(a).astype(a.dtype if a.dtype.kind == "f" else np.float64)
+
+
+class ErfBackward0(Node):
+    def vjp(self, g, x):
+        return g * (2 / math.sqrt(math.pi)) * exp(-(x * x))
+
+
+def erf(x):
+    """The error function.
+
+    >>> import ckpt
+    >>> round(ckpt.erf(ckpt.tensor([1.0])).item(), 4)
+    0.8427
+    """
+    return record(ErfBackward0, _erf_np(x.data), (x,), (x,))
+
+
+_SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+class GeluBackward0(Node):
+    def vjp(self, g, x):
+        if self.approximate == "tanh":
+            u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
+            t = tanh(u)
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)
+            return g * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)
+        cdf = 0.5 * (1 + erf(x * (1 / math.sqrt(2))))
+        pdf = _INV_SQRT_2PI * exp(-0.5 * x * x)
+        return g * (cdf + x * pdf)
+
+
+def gelu(x, approximate="none"):
+    """Gaussian error linear unit ``x * Phi(x)``; ``approximate='tanh'`` uses the tanh form.
+
+    >>> import ckpt
+    >>> ckpt.gelu(ckpt.tensor([0.0])).tolist()
+    [0.0]
+    """
+    d = x.data
+    if approximate == "tanh":
+        out = 0.5 * d * (1 + np.tanh(_SQRT_2_OVER_PI * (d + 0.044715 * d ** 3)))
+    elif approximate == "none":
+        out = d * 0.5 * (1 + _erf_np(d / math.sqrt(2)))
+    else:
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+    return record(GeluBackward0, out.astype(d.dtype, copy=False), (x,), (x,), approximate=approximate)
+
+
+def _tie_split(g, da, db):
+    """Gradients of maximum(a, b): to the larger input, half each on ties."""
+    tie = (da == db).astype(g.data.dtype) * 0.5
+    return g * ((da > db) + tie), g * ((db > da) + tie)
+
+
+class MaximumBackward0(Node):
+    def vjp(self, g, a, b):
+        return _tie_split(g, data_of(a), data_of(b))
+
+
+def maximum(a, b):
+    """Elementwise maximum; ties split the gradient evenly, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.maximum(ckpt.tensor([1.0, 5.0]), ckpt.tensor([3.0, 2.0])).tolist()
+    [3.0, 5.0]
+    """
+    return record(MaximumBackward0, _binary("maximum", np.maximum, a, b), (a, b), (a, b))
+
+
+class MinimumBackward0(Node):
+    def vjp(self, g, a, b):
+        gb, ga = _tie_split(g, data_of(a), data_of(b))
+        return ga, gb
+
+
+def minimum(a, b):
+    """Elementwise minimum; ties split the gradient evenly, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.minimum(ckpt.tensor([1.0, 5.0]), ckpt.tensor([3.0, 2.0])).tolist()
+    [1.0, 2.0]
+    """
+    return record(MinimumBackward0, _binary("minimum", np.minimum, a, b), (a, b), (a, b))
+
+
+class ClampBackward1(Node):
+    def vjp(self, g, x):
+        d = x.data
+        mask = np.ones(d.shape, dtype=bool)
+        if self.min is not None:
+            mask &= d >= data_of(self.min)
+        if self.max is not None:
+            mask &= d <= data_of(self.max)
+        return g * mask
+
+
+def clamp(x, min=None, max=None):
+    """Limit ``x`` to ``[min, max]``; the gradient passes where ``min <= x <= max``.
+
+    >>> import ckpt
+    >>> ckpt.clamp(ckpt.tensor([-2.0, 0.5, 3.0]), -1, 1).tolist()
+    [-1.0, 0.5, 1.0]
+    """
+    if min is None and max is None:
+        raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
+    out = x.data
+    if min is not None:
+        out = np.maximum(out, data_of(min))
+    if max is not None:
+        out = np.minimum(out, data_of(max))
+    return record(ClampBackward1, out.astype(x.data.dtype, copy=False), (x,), (x,), min=min, max=max)
+
+
+class WhereBackward0(Node):
+    def vjp(self, g):
+        c = self.condition
+        return None, where(c, g, 0.0), where(c, 0.0, g)
+
+
+def where(condition, a, b):
+    """``a`` where ``condition`` holds, else ``b`` (broadcasting all three).
+
+    >>> import ckpt
+    >>> ckpt.where(ckpt.tensor([True, False]), ckpt.tensor([1.0, 2.0]), 0.0).tolist()
+    [1.0, 0.0]
+    """
+    c = np.asarray(data_of(condition), dtype=bool)
+    try:
+        out = np.where(c, data_of(a), data_of(b))
+    except ValueError:
+        raise shape_error("where", data_of(a), data_of(b)) from None
+    ref = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
+    if ref is not None and out.dtype != ref.data.dtype and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
+        out = out.astype(ref.data.dtype)
+    return record(WhereBackward0, out, (None, a, b), condition=c)
+
+
+def sign(x):
+    """Sign of each element (not differentiable: zero gradient, as in torch).
+
+    >>> import ckpt
+    >>> ckpt.sign(ckpt.tensor([-3.0, 0.0, 2.0])).tolist()
+    [-1.0, 0.0, 1.0]
+    """
+    return _wrap(np.sign(x.data))
+
+
+def _comparison(fn):
+    def compare(a, b):
+        return _wrap(np.asarray(fn(data_of(a), data_of(b))))
+    compare.__name__ = fn.__name__
+    compare.__doc__ = f"Elementwise ``{fn.__name__}`` as a bool tensor (not differentiable)."
+    return compare
+
+
+eq, ne, lt, le, gt, ge = (_comparison(f) for f in (np.equal, np.not_equal, np.less, np.less_equal,
+                                                    np.greater, np.greater_equal))

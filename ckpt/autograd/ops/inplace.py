@@ -1,0 +1,60 @@
+"""In-place methods (``add_``, ``mul_``, ``zero_``, ...).
+
+Each runs its out-of-place op, writes the result into the tensor's own buffer, bumps the
+version counter and moves the tensor's ``grad_fn`` to the new node (torch's history
+rebase). Ops whose VJP needs the old value get a private copy of it first, so backward
+sees the value before the write. Writing into a view does not rebase its base's history.
+"""
+import numpy as np
+
+from .. import grad_mode
+from ..tensor import Tensor, _wrap
+from . import elementwise as ew
+from .shape import bump_version, check_inplace, setitem
+
+_OUT_OF_PLACE = {
+    "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
+    "clamp_": ew.clamp, "relu_": ew.relu, "exp_": ew.exp, "tanh_": ew.tanh,
+    "sigmoid_": ew.sigmoid, "neg_": ew.neg,
+}
+_SAVES_SELF = {"mul_", "div_", "pow_", "clamp_"}
+
+
+def _snapshot(x):
+    """A copy of ``x``'s current value that keeps ``x``'s place in the graph."""
+    t = _wrap(x.data.copy())
+    t.requires_grad, t.grad_fn, t._output_nr, t._acc = x.requires_grad, x.grad_fn, x._output_nr, x._acc
+    if x.requires_grad and x.grad_fn is None:
+        t._acc = x._get_accumulator()
+    return t
+
+
+def inplace_method(name):
+    """The Tensor method ``name`` (e.g. ``'add_'``)."""
+    if name in ("zero_", "fill_", "copy_"):
+        def fill(self, value=0):
+            setitem(self, Ellipsis, value)
+            return self
+        fill.__name__ = name
+        fill.__doc__ = f"``{name}`` in place (recorded as ``CopySlices``)."
+        return fill
+    op = _OUT_OF_PLACE[name]
+
+    def method(self, *args, **kwargs):
+        check_inplace(self)
+        tracking = grad_mode._State.enabled and (
+            self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
+        source = _snapshot(self) if tracking and name in _SAVES_SELF else self
+        out = op(source, *args, **kwargs)
+        try:
+            np.copyto(self.data, out.data, casting="same_kind")
+        except TypeError:
+            raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
+                               f"type {self.data.dtype} in {name}") from None
+        bump_version(self)
+        if out.grad_fn is not None:
+            self.grad_fn, self.requires_grad, self._output_nr = out.grad_fn, True, 0
+        return self
+    method.__name__ = name
+    method.__doc__ = f"In-place ``{name[:-1]}``: writes into this tensor and bumps its version."
+    return method

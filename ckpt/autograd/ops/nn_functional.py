@@ -1,0 +1,44 @@
+"""Neural-network ops (softmax family, losses, normalization, dropout, embedding, conv, pool)."""
+import numpy as np
+
+from ..node import Node, OUTPUT, record
+from ._util import normalize_dims
+
+
+class SoftmaxBackward0(Node):
+    def vjp(self, g, out):
+        return out * (g - (g * out).sum(self.dim, keepdim=True))
+
+
+def softmax(x, dim):
+    """``exp(x) / sum(exp(x), dim)`` computed stably.
+
+    >>> import ckpt
+    >>> ckpt.softmax(ckpt.tensor([0.0, 0.0]), dim=0).tolist()
+    [0.5, 0.5]
+    """
+    (dim,) = normalize_dims(dim, x.data.ndim, "softmax")
+    d = x.data
+    e = np.exp(d - d.max(axis=dim, keepdims=True))
+    e /= e.sum(axis=dim, keepdims=True)
+    return record(SoftmaxBackward0, e, (x,), (OUTPUT,), dim=dim)
+
+
+class LogSoftmaxBackward0(Node):
+    def vjp(self, g, out):
+        from .elementwise import exp
+        return g - exp(out) * g.sum(self.dim, keepdim=True)
+
+
+def log_softmax(x, dim):
+    """``x - logsumexp(x, dim)`` computed stably.
+
+    >>> import ckpt
+    >>> round(ckpt.log_softmax(ckpt.tensor([0.0, 0.0]), dim=0)[0].item(), 4)
+    -0.6931
+    """
+    (dim,) = normalize_dims(dim, x.data.ndim, "log_softmax")
+    d = x.data
+    shifted = d - d.max(axis=dim, keepdims=True)
+    out = shifted - np.log(np.exp(shifted).sum(axis=dim, keepdims=True))
+    return record(LogSoftmaxBackward0, out, (x,), (OUTPUT,), dim=dim)

@@ -1,0 +1,215 @@
+"""Reductions: sum, mean, max/min (whole tensor or along a dim), var, logsumexp."""
+import builtins
+from collections import namedtuple
+
+import numpy as np
+
+from ..node import Node, OUTPUT, record, record_multi
+from ..tensor import _wrap
+from ._util import expand_reduced, kept_shape, normalize_dims
+
+values_indices = namedtuple("values_indices", ["values", "indices"])
+
+
+class SumBackward0(Node):
+    def vjp(self, g):
+        return expand_reduced(g, self.in_shape, self.axes, self.keepdim)
+
+
+def sum(x, dim=None, keepdim=False):
+    """Sum over ``dim`` (all elements when None).
+
+    >>> import ckpt
+    >>> ckpt.sum(ckpt.ones(2, 3), dim=1).tolist()
+    [3.0, 3.0]
+    """
+    axes = normalize_dims(dim, x.data.ndim, "sum")
+    out = np.sum(x.data, axis=axes, keepdims=keepdim)
+    return record(SumBackward0, np.asarray(out), (x,), in_shape=x.data.shape, axes=axes, keepdim=keepdim)
+
+
+class MeanBackward0(Node):
+    def vjp(self, g):
+        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
+
+
+def mean(x, dim=None, keepdim=False):
+    """Mean over ``dim`` (all elements when None).
+
+    >>> import ckpt
+    >>> ckpt.mean(ckpt.tensor([1.0, 2.0, 6.0])).item()
+    3.0
+    """
+    if x.data.dtype.kind not in "fc":
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating "
+                           f"point, got {x.data.dtype}")
+    axes = normalize_dims(dim, x.data.ndim, "mean")
+    out = np.mean(x.data, axis=axes, keepdims=keepdim)
+    count = int(np.prod([x.data.shape[a] for a in axes])) if axes else 1
+    return record(MeanBackward0, np.asarray(out, dtype=x.data.dtype), (x,),
+                  in_shape=x.data.shape, axes=axes, keepdim=keepdim, count=count)
+
+
+class MaxBackward1(Node):
+    """Whole-tensor max/min: the gradient is shared evenly among the tied extremes."""
+
+    def vjp(self, g, x, out):
+        mask = x.data == out.data
+        return g * (mask / mask.sum()).astype(x.data.dtype)
+
+
+class MaxBackward0(Node):
+    """max/min along a dim: the gradient goes to the selected index."""
+
+    def vjp(self, grads):
+        g = grads[0]
+        return expand_reduced(g, self.in_shape, (self.dim,), self.keepdim) * self.onehot
+
+
+def _extreme(x, dim, keepdim, pick, arg_pick, name):
+    if dim is None:
+        if x.data.size == 0:
+            raise RuntimeError(f"{name}(): Expected reduction dim to be specified for input.numel() == 0.")
+        return record(MaxBackward1 if name == "max" else MinBackward1, np.asarray(pick(x.data)),
+                      (x,), (x, OUTPUT))
+    (axis,) = normalize_dims(dim, x.data.ndim, name)
+    idx = np.expand_dims(arg_pick(x.data, axis=axis), axis)
+    values = np.take_along_axis(x.data, idx, axis)
+    onehot = np.arange(x.data.shape[axis]).reshape(
+        [-1 if i == axis else 1 for i in range(x.data.ndim)]) == idx
+    if not keepdim:
+        values, idx = values.squeeze(axis), idx.squeeze(axis)
+    cls = MaxBackward0 if name == "max" else MinBackward0
+    out = record_multi(cls, (values, idx), (x,), differentiable=(True, False),
+                       in_shape=x.data.shape, dim=axis, keepdim=keepdim, onehot=onehot)
+    return values_indices(*out)
+
+
+class MinBackward1(MaxBackward1):
+    pass
+
+
+class MinBackward0(MaxBackward0):
+    pass
+
+
+def max(x, dim=None, keepdim=False):
+    """Largest element, or ``(values, indices)`` along ``dim``; with a tensor as ``dim``,
+    the elementwise maximum (as ``torch.max(a, b)``).
+
+    >>> import ckpt
+    >>> ckpt.max(ckpt.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).values.tolist()
+    [5.0, 7.0]
+    """
+    if hasattr(dim, "data") and not isinstance(dim, (int, np.integer)):
+        from .elementwise import maximum
+        return maximum(x, dim)
+    return _extreme(x, dim, keepdim, np.max, np.argmax, "max")
+
+
+def min(x, dim=None, keepdim=False):
+    """Smallest element, or ``(values, indices)`` along ``dim``.
+
+    >>> import ckpt
+    >>> ckpt.min(ckpt.tensor([3.0, 1.0, 2.0])).item()
+    1.0
+    """
+    if hasattr(dim, "data") and not isinstance(dim, (int, np.integer)):
+        from .elementwise import minimum
+        return minimum(x, dim)
+    return _extreme(x, dim, keepdim, np.min, np.argmin, "min")
+
+
+def amax(x, dim=None, keepdim=False):
+    """Maximum over ``dim`` (ties share the gradient); values only.
+
+    >>> import ckpt
+    >>> ckpt.amax(ckpt.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=0).tolist()
+    [7.0, 5.0]
+    """
+    if dim is None:
+        return max(x)
+    axes = normalize_dims(dim, x.data.ndim, "amax")
+    return record(AmaxBackward0, np.asarray(np.max(x.data, axis=axes, keepdims=keepdim)), (x,),
+                  (x, OUTPUT), axes=axes, keepdim=keepdim)
+
+
+class AmaxBackward0(Node):
+    def vjp(self, g, x, out):
+        kept = out.data if self.keepdim else out.data.reshape(kept_shape(x.data.shape, self.axes))
+        mask = x.data == kept
+        share = (mask / mask.sum(axis=self.axes, keepdims=True)).astype(x.data.dtype)
+        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * share
+
+
+def argmax(x, dim=None, keepdim=False):
+    """Index of the largest element (flattened when ``dim`` is None); not differentiable."""
+    if dim is None:
+        return _wrap(np.asarray(np.argmax(x.data)))
+    return _wrap(np.argmax(x.data, axis=dim, keepdims=keepdim))
+
+
+def argmin(x, dim=None, keepdim=False):
+    """Index of the smallest element (flattened when ``dim`` is None); not differentiable."""
+    if dim is None:
+        return _wrap(np.asarray(np.argmin(x.data)))
+    return _wrap(np.argmin(x.data, axis=dim, keepdims=keepdim))
+
+
+class VarBackward0(Node):
+    def vjp(self, g, x):
+        centered = x - mean(x, self.axes, keepdim=True)
+        scale = 2.0 / builtins.max(self.count - self.correction, 0)
+        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * centered * scale
+
+
+def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    """Variance over ``dim`` with Bessel's correction by default (``correction=1``).
+
+    >>> import ckpt
+    >>> ckpt.var(ckpt.tensor([1.0, 2.0, 3.0, 4.0])).item()
+    1.6666666269302368
+    """
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    axes = normalize_dims(dim, x.data.ndim, "var")
+    count = int(np.prod([x.data.shape[a] for a in axes])) if axes else 1
+    out = np.var(x.data, axis=axes, ddof=correction, keepdims=keepdim)
+    return record(VarBackward0, np.asarray(out, dtype=x.data.dtype), (x,), (x,),
+                  axes=axes, keepdim=keepdim, count=count, correction=correction)
+
+
+def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    """Standard deviation: ``sqrt(var(...))``.
+
+    >>> import ckpt
+    >>> ckpt.std(ckpt.tensor([1.0, 3.0])).item()
+    1.4142135381698608
+    """
+    from .elementwise import sqrt
+    return sqrt(var(x, dim, unbiased, keepdim, correction))
+
+
+class LogsumexpBackward0(Node):
+    def vjp(self, g, x, out):
+        from .elementwise import exp
+        kept = out if self.keepdim else out.reshape(kept_shape(x.data.shape, self.axes))
+        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * exp(x - kept)
+
+
+def logsumexp(x, dim, keepdim=False):
+    """``log(sum(exp(x), dim))`` computed stably.
+
+    >>> import ckpt
+    >>> round(ckpt.logsumexp(ckpt.tensor([0.0, 0.0]), dim=0).item(), 4)
+    0.6931
+    """
+    axes = normalize_dims(dim, x.data.ndim, "logsumexp")
+    d = x.data
+    m = np.max(d, axis=axes, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(d - m), axis=axes, keepdims=True)) + m
+    if not keepdim:
+        out = out.squeeze(axes)
+    return record(LogsumexpBackward0, out.astype(d.dtype, copy=False), (x,), (x, OUTPUT),
+                  axes=axes, keepdim=keepdim)

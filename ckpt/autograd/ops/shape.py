@@ -1,0 +1,416 @@
+"""Shape and indexing ops: views (sharing the input's version counter), concatenation,
+indexing and the in-place ``__setitem__``."""
+import numpy as np
+
+from .. import grad_mode
+from ..node import Node, record
+from ..tensor import Tensor, _wrap
+from ._util import data_of, normalize_dims
+
+
+def _share_version_if_view(out, x):
+    if np.may_share_memory(out.data, x.data):
+        out._vc = x._vc
+    return out
+
+
+def _shape_arg(shape):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(int(s) for s in shape)
+
+
+class ViewBackward0(Node):
+    def vjp(self, g):
+        return g.reshape(self.in_shape)
+
+
+def reshape(x, *shape):
+    """The same elements in a new shape (a view when possible; one dim may be -1).
+
+    >>> import ckpt
+    >>> ckpt.arange(6).reshape(2, 3).shape
+    (2, 3)
+    """
+    shape = _shape_arg(shape)
+    try:
+        out = x.data.reshape(shape)
+    except ValueError:
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {x.data.size}") from None
+    return _share_version_if_view(record(ViewBackward0, out, (x,), in_shape=x.data.shape), x)
+
+
+def flatten(x, start_dim=0, end_dim=-1):
+    """Merge dims ``start_dim..end_dim`` into one.
+
+    >>> import ckpt
+    >>> ckpt.ones(2, 3, 4).flatten(1).shape
+    (2, 12)
+    """
+    shape = x.data.shape
+    if not shape:
+        return reshape(x, 1)
+    start, end = start_dim % len(shape), end_dim % len(shape)
+    return reshape(x, shape[:start] + (-1,) + shape[end + 1:])
+
+
+class PermuteBackward0(Node):
+    def vjp(self, g):
+        return g.permute(*np.argsort(self.dims))
+
+
+def permute(x, *dims):
+    """Reorder the dimensions (a view).
+
+    >>> import ckpt
+    >>> ckpt.ones(2, 3, 4).permute(2, 0, 1).shape
+    (4, 2, 3)
+    """
+    dims = _shape_arg(dims)
+    if sorted(d % max(x.data.ndim, 1) for d in dims) != list(range(x.data.ndim)):
+        raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not "
+                           f"match the length of the desired ordering of dimensions i.e. input.dim() = "
+                           f"{x.data.ndim} is not equal to len(dims) = {len(dims)}")
+    out = np.transpose(x.data, dims)
+    return _share_version_if_view(record(PermuteBackward0, out, (x,), dims=dims), x)
+
+
+class TransposeBackward0(Node):
+    def vjp(self, g):
+        return g.transpose(self.dim0, self.dim1)
+
+
+def transpose(x, dim0, dim1):
+    """Swap two dimensions (a view).
+
+    >>> import ckpt
+    >>> ckpt.ones(2, 3).transpose(0, 1).shape
+    (3, 2)
+    """
+    out = np.swapaxes(x.data, dim0, dim1)
+    return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x)
+
+
+class ExpandBackward0(Node):
+    def vjp(self, g):
+        return sum_to(g, self.in_shape)
+
+
+def expand(x, *sizes):
+    """Broadcast to ``sizes`` without copying (-1 keeps a dim).
+
+    >>> import ckpt
+    >>> ckpt.ones(3, 1).expand(3, 4).shape
+    (3, 4)
+    """
+    sizes = _shape_arg(sizes)
+    lead = len(sizes) - x.data.ndim
+    if lead < 0:
+        raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
+                           f"equal to the number of dimensions in the tensor ({x.data.ndim})")
+    target = tuple(x.data.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
+    if target == x.data.shape:
+        return record(ExpandBackward0, x.data, (x,), in_shape=x.data.shape) if x.requires_grad else x
+    try:
+        out = np.broadcast_to(x.data, target)
+    except ValueError:
+        raise RuntimeError(f"expand: the expanded size {list(target)} is not compatible with the "
+                           f"existing size {list(x.data.shape)}") from None
+    return _share_version_if_view(record(ExpandBackward0, out, (x,), in_shape=x.data.shape), x)
+
+
+class SumToBackward0(Node):
+    def vjp(self, g):
+        return g.expand(self.in_shape)
+
+
+def sum_to(x, shape):
+    """Sum ``x`` down to ``shape`` (the reverse of broadcasting).
+
+    >>> import ckpt
+    >>> ckpt.sum_to(ckpt.ones(2, 3), (1, 3)).tolist()
+    [[2.0, 2.0, 2.0]]
+    """
+    shape = tuple(shape)
+    d = x.data
+    if d.shape == shape:
+        return x
+    lead = d.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and d.shape[i + lead] != 1)
+    out = d.sum(axis=axes, keepdims=True) if axes else d
+    if lead:
+        out = out.reshape(shape)
+    return record(SumToBackward0, out, (x,), in_shape=d.shape)
+
+
+class SqueezeBackward0(Node):
+    def vjp(self, g):
+        return g.reshape(self.in_shape)
+
+
+def squeeze(x, dim=None):
+    """Drop size-1 dims (all, or just ``dim`` if it has size 1).
+
+    >>> import ckpt
+    >>> ckpt.ones(1, 3, 1).squeeze().shape
+    (3,)
+    """
+    if dim is None:
+        out = np.squeeze(x.data)
+    else:
+        axes = tuple(a for a in normalize_dims(dim, x.data.ndim, "squeeze") if x.data.shape[a] == 1)
+        out = np.squeeze(x.data, axis=axes) if axes else x.data
+    return _share_version_if_view(record(SqueezeBackward0, out, (x,), in_shape=x.data.shape), x)
+
+
+def unsqueeze(x, dim):
+    """Insert a size-1 dim at ``dim``.
+
+    >>> import ckpt
+    >>> ckpt.ones(3).unsqueeze(0).shape
+    (1, 3)
+    """
+    ndim = x.data.ndim + 1
+    if not -ndim <= dim < ndim:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], "
+                         f"but got {dim})")
+    out = np.expand_dims(x.data, dim % ndim)
+    return _share_version_if_view(record(UnsqueezeBackward0, out, (x,), in_shape=x.data.shape), x)
+
+
+class UnsqueezeBackward0(SqueezeBackward0):
+    pass
+
+
+# ---- indexing -------------------------------------------------------------------------
+
+def _index_arg(index):
+    """Tensors inside an index become their arrays; lists become arrays (advanced indexing)."""
+    if isinstance(index, tuple):
+        return tuple(_index_arg(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, list):
+        return np.asarray(index)
+    return index
+
+
+def _is_basic(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
+
+
+class IndexBackward0(Node):
+    def vjp(self, g):
+        return index_into_zeros(g, self.index, self.in_shape, self.basic)
+
+
+def getitem(x, index):
+    """``x[index]``: basic indexing gives a view, advanced indexing a copy.
+
+    >>> import ckpt
+    >>> ckpt.arange(6).reshape(2, 3)[1, ::2].tolist()
+    [3, 5]
+    """
+    index = _index_arg(index)
+    try:
+        out = x.data[index]
+    except IndexError as e:
+        raise IndexError(f"index {index!r} is out of bounds for a tensor of shape "
+                         f"{list(x.data.shape)}: {e}") from None
+    basic = _is_basic(index)
+    out = np.asarray(out) if not isinstance(out, np.ndarray) else out
+    t = record(IndexBackward0, out, (x,), index=index, in_shape=x.data.shape, basic=basic)
+    return _share_version_if_view(t, x) if basic else t
+
+
+class IndexIntoZerosBackward0(Node):
+    def vjp(self, g):
+        return getitem(g, self.index)
+
+
+def index_into_zeros(values, index, shape, basic=False):
+    """A zero tensor of ``shape`` with ``values`` added at ``index`` (repeated indices add up):
+    the adjoint of indexing."""
+    d = values.data if isinstance(values, Tensor) else np.asarray(values)
+    out = np.zeros(shape, dtype=d.dtype)
+    if basic:
+        out[index] = d
+    else:
+        np.add.at(out, index, d)
+    return record(IndexIntoZerosBackward0, out, (values,), index=index)
+
+
+class CopySlices(Node):
+    """The node of ``x[index] = value``: no gradient flows to the overwritten elements."""
+
+    def vjp(self, g):
+        keep = np.ones(self.shape, dtype=g.data.dtype)
+        keep[self.index] = 0
+        return g * keep, getitem(g, self.index)
+
+
+def check_inplace(x):
+    if grad_mode._State.enabled and x.requires_grad and x.grad_fn is None:
+        raise RuntimeError(
+            "a leaf Variable that requires grad is being used in an in-place operation.")
+
+
+def bump_version(x):
+    x._vc[0] += 1
+
+
+def setitem(x, index, value):
+    """``x[index] = value`` in place: bumps ``x``'s version and records ``CopySlices``.
+
+    >>> import ckpt
+    >>> x = ckpt.zeros(3); x[1] = 5.0; x.tolist()
+    [0.0, 5.0, 0.0]
+    """
+    check_inplace(x)
+    index = _index_arg(index)
+    try:
+        x.data[index] = data_of(value)
+    except ValueError:
+        raise RuntimeError(f"setitem: value of shape {list(np.shape(data_of(value)))} cannot be "
+                           f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
+    bump_version(x)
+    tracked = record(CopySlices, x.data, (x, value), index=index, shape=x.data.shape)
+    if tracked.grad_fn is not None:
+        x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
+
+
+class CatBackward0(Node):
+    def vjp(self, g):
+        grads, start = [], 0
+        lead = (slice(None),) * self.dim
+        for size in self.sizes:
+            grads.append(getitem(g, lead + (slice(start, start + size),)))
+            start += size
+        return tuple(grads)
+
+
+def cat(tensors, dim=0):
+    """Concatenate along an existing ``dim``.
+
+    >>> import ckpt
+    >>> ckpt.cat([ckpt.ones(2), ckpt.zeros(1)]).tolist()
+    [1.0, 1.0, 0.0]
+    """
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
+    arrays = [t.data for t in tensors]
+    dim = dim % arrays[0].ndim
+    try:
+        out = np.concatenate(arrays, axis=dim)
+    except ValueError:
+        raise RuntimeError(f"cat: sizes of tensors must match except in dimension {dim}; got shapes "
+                           f"{[list(a.shape) for a in arrays]}") from None
+    return record(CatBackward0, out, tensors, dim=dim, sizes=[a.shape[dim] for a in arrays])
+
+
+class StackBackward0(Node):
+    def vjp(self, g):
+        lead = (slice(None),) * self.dim
+        return tuple(getitem(g, lead + (i,)) for i in range(self.count))
+
+
+def stack(tensors, dim=0):
+    """Join tensors of one shape along a new ``dim``.
+
+    >>> import ckpt
+    >>> ckpt.stack([ckpt.ones(2), ckpt.zeros(2)]).shape
+    (2, 2)
+    """
+    tensors = list(tensors)
+    if not tensors:
+        raise RuntimeError("stack expects a non-empty TensorList")
+    arrays = [t.data for t in tensors]
+    try:
+        out = np.stack(arrays, axis=dim)
+    except ValueError:
+        raise RuntimeError(f"stack expects each tensor to be equal size, but got shapes "
+                           f"{[list(a.shape) for a in arrays]}") from None
+    return record(StackBackward0, out, tensors, dim=dim % out.ndim, count=len(tensors))
+
+
+def split(x, split_size_or_sections, dim=0):
+    """Split into chunks of ``split_size`` (or the given list of sizes) along ``dim``.
+
+    >>> import ckpt
+    >>> [t.shape for t in ckpt.arange(5).split(2)]
+    [(2,), (2,), (1,)]
+    """
+    size = x.data.shape[dim]
+    if isinstance(split_size_or_sections, int):
+        step = split_size_or_sections
+        sections = [min(step, size - s) for s in range(0, size, step)]
+    else:
+        sections = list(split_size_or_sections)
+    lead = (slice(None),) * (dim % x.data.ndim)
+    out, start = [], 0
+    for s in sections:
+        out.append(getitem(x, lead + (slice(start, start + s),)))
+        start += s
+    return tuple(out)
+
+
+def chunk(x, chunks, dim=0):
+    """Split into ``chunks`` nearly equal pieces along ``dim``.
+
+    >>> import ckpt
+    >>> len(ckpt.arange(6).chunk(3))
+    3
+    """
+    size = x.data.shape[dim]
+    return split(x, -(-size // chunks), dim)
+
+
+def unbind(x, dim=0):
+    """The slices along ``dim``, as a tuple.
+
+    >>> import ckpt
+    >>> len(ckpt.ones(3, 2).unbind())
+    3
+    """
+    lead = (slice(None),) * (dim % x.data.ndim)
+    return tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
+
+
+class ToCopyBackward0(Node):
+    def vjp(self, g):
+        return g.to(self.in_dtype)
+
+
+def to(x, dtype=None, *args, **kwargs):
+    """Cast to ``dtype`` (device arguments are accepted and ignored: ckpt is CPU-only).
+
+    >>> import ckpt
+    >>> ckpt.ones(2).to(ckpt.float64).dtype
+    dtype('float64')
+    """
+    if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
+        dtype = kwargs.get("dtype")
+        if dtype is None:
+            return x
+    dtype = np.dtype(dtype)
+    if dtype == x.data.dtype:
+        return x
+    return record(ToCopyBackward0, x.data.astype(dtype), (x,), in_dtype=x.data.dtype)
+
+
+class CloneBackward0(Node):
+    def vjp(self, g):
+        return g
+
+
+def clone(x):
+    """A copy with its own memory, still in the graph.
+
+    >>> import ckpt
+    >>> ckpt.ones(2).clone().tolist()
+    [1.0, 1.0]
+    """
+    return record(CloneBackward0, x.data.copy(), (x,))

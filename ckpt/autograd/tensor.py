@@ -1,0 +1,276 @@
+"""The Tensor: a numpy array plus the autograd metadata torch users know.
+
+Ops live in ``ckpt.autograd.ops``; the methods here only forward to them.
+"""
+import numpy as np
+
+from . import grad_mode
+
+_GradState = grad_mode._State
+_DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+class Tensor:
+    """A numpy array that can record the ops applied to it.
+
+    >>> import ckpt
+    >>> a = ckpt.tensor([1.0], requires_grad=True)
+    >>> c = a * (a + 2)
+    >>> c.backward()
+    >>> a.grad
+    tensor([4.])
+    """
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
+                 "_hooks", "_retains_grad", "_fw", "__weakref__")
+    __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad=False):
+        self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        self.requires_grad = False
+        self.grad = None
+        self.grad_fn = None
+        self._output_nr = 0
+        self._vc = [0]
+        self._acc = None
+        self._hooks = None
+        self._retains_grad = False
+        self._fw = None
+        if requires_grad:
+            self.requires_grad_(True)
+
+    # ---- metadata -------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    def size(self, dim=None):
+        """Shape, or one dimension of it (torch's ``size``)."""
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    def dim(self):
+        return self.data.ndim
+
+    def numel(self):
+        return self.data.size
+
+    def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    @property
+    def _version(self):
+        return self._vc[0]
+
+    @property
+    def device(self):
+        return "cpu"
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes
+
+    def element_size(self):
+        return self.data.itemsize
+
+    # ---- autograd ---------------------------------------------------------------------
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place (only on leaves, as in torch)."""
+        if not requires_grad and self.grad_fn is not None:
+            raise RuntimeError(
+                "you can only change requires_grad flags of leaf variables. If you want to use a "
+                "computed variable in a subgraph that doesn't require differentiation use "
+                "var_no_grad = var.detach().")
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise RuntimeError(
+                f"only Tensors of floating point dtype can require gradients, got {self.data.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def _get_accumulator(self):
+        acc = self._acc
+        if acc is None:
+            from .node import AccumulateGrad
+            acc = self._acc = AccumulateGrad(self)
+        return acc
+
+    def detach(self):
+        """A tensor sharing this one's data (and version counter) but outside the graph.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> (x * 2).detach().requires_grad
+        False
+        """
+        t = _wrap(self.data)
+        t._vc = self._vc
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def retain_grad(self):
+        """Keep ``.grad`` of this non-leaf tensor after backward (a no-op on leaves).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> y = x * 3; y.retain_grad(); y.sum().backward()
+        >>> y.grad.tolist()
+        [1.0, 1.0]
+        """
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
+        if self.grad_fn is None or self._retains_grad:
+            return
+        import weakref
+        node = self.grad_fn
+        if node._retain_hooks is None:
+            node._retain_hooks = {}
+        node._retain_hooks[self._output_nr] = weakref.ref(self)
+        self._retains_grad = True
+
+    def register_hook(self, hook):
+        """Run ``hook(grad)`` when the gradient w.r.t. this tensor is computed; a returned
+        tensor replaces the gradient. Returns a handle with ``remove()``.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(3, requires_grad=True)
+        >>> _ = x.register_hook(lambda g: g * 10)
+        >>> x.sum().backward(); x.grad.tolist()
+        [10.0, 10.0, 10.0]
+        """
+        from .node import RemovableHandle
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is None:
+            if self._hooks is None:
+                self._hooks = []
+            return RemovableHandle(self._hooks, hook)
+        node = self.grad_fn
+        if node._tensor_hooks is None:
+            node._tensor_hooks = {}
+        return RemovableHandle(node._tensor_hooks.setdefault(self._output_nr, []), hook)
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``ckpt.autograd.backward``).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(3, requires_grad=True)
+        >>> (8 * x ** 2).backward(ckpt.tensor([1.0, 2.0, 3.0]))
+        >>> x.grad.tolist()
+        [16.0, 32.0, 48.0]
+        """
+        from .engine import backward
+        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+
+    # ---- conversion -------------------------------------------------------------------
+    def numpy(self):
+        """The underlying numpy array (shared, not copied); refuses tensors that require grad."""
+        if self.requires_grad:
+            raise RuntimeError(
+                "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
+        return self.data
+
+    def item(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"a Tensor with {self.data.size} elements cannot be converted to Scalar")
+        return self.data.item()
+
+    def tolist(self):
+        return self.data.tolist()
+
+    def __float__(self):
+        return float(self.item())
+
+    def __int__(self):
+        return int(self.item())
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError(
+                f"Boolean value of Tensor with {self.data.size} values is ambiguous")
+        return bool(self.data)
+
+    def __index__(self):
+        return self.data.__index__()
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __repr__(self):
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        extra = ""
+        if self.data.dtype not in (_DEFAULT_FLOAT, np.dtype(np.int64), np.dtype(np.bool_)):
+            extra += f", dtype=ckpt.{self.data.dtype}"
+        if self.grad_fn is not None:
+            extra += f", grad_fn=<{self.grad_fn.name()}>"
+        elif self.requires_grad:
+            extra += ", requires_grad=True"
+        return f"tensor({body}{extra})"
+
+    def type_as(self, other):
+        return self.to(other.dtype)
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def clone(self):
+        return _ops.clone(self)
+
+    def contiguous(self):
+        return self
+
+    def cpu(self):
+        return self
+
+
+def _wrap(data):
+    """A fresh graph-less Tensor around ``data`` (the ops' fast constructor)."""
+    t = _new_tensor(Tensor)
+    t.data = data
+    t.requires_grad = False
+    t.grad = None
+    t.grad_fn = None
+    t._output_nr = 0
+    t._vc = [0]
+    t._acc = None
+    t._hooks = None
+    t._retains_grad = False
+    t._fw = None
+    return t
+
+
+_new_tensor = object.__new__
+
+from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
