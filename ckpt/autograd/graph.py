@@ -10,7 +10,7 @@ class saved_tensors_hooks:
     >>> import ckpt
     >>> packed = []
     >>> def pack(t):
-    ...     packed.append(t.shape); return t.numpy().copy()
+    ...     packed.append(t.shape); return t.detach().numpy().copy()
     >>> with ckpt.autograd.graph.saved_tensors_hooks(pack, ckpt.tensor):
     ...     x = ckpt.ones(3, requires_grad=True)
     ...     y = (x * x).sum()

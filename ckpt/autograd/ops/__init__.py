@@ -8,7 +8,7 @@ from .elementwise import (abs, add, clamp, cos, div, eq, erf, exp, ge, gelu, gt,
                           maximum, minimum, mul, ne, neg, pow, relu, sigmoid, sign, sin, sqrt, sub,
                           tanh, where)
 from .linalg import linear, matmul
-from .reduce import amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
+from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from .shape import (cat, chunk, clone, expand, flatten, getitem, index_into_zeros, permute,
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
                     unsqueeze)
@@ -37,7 +37,7 @@ def _bind_methods():
     T.__getitem__ = getitem
     T.__setitem__ = setitem
     for fn in (abs, add, clamp, cos, div, exp, gelu, log, maximum, minimum, mul, neg, pow, relu,
-               sigmoid, sin, sqrt, sub, tanh, erf, sign, matmul, amax, argmax, argmin, logsumexp,
+               sigmoid, sin, sqrt, sub, tanh, erf, sign, matmul, all, any, amax, argmax, argmin, logsumexp,
                max, mean, min, std, sum, var, chunk, expand, flatten, permute, split, squeeze,
                unbind, unsqueeze, transpose, to, sum_to):
         setattr(T, fn.__name__, fn)

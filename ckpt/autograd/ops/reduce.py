@@ -213,3 +213,23 @@ def logsumexp(x, dim, keepdim=False):
         out = out.squeeze(axes)
     return record(LogsumexpBackward0, out.astype(d.dtype, copy=False), (x,), (x, OUTPUT),
                   axes=axes, keepdim=keepdim)
+
+
+def all(x, dim=None, keepdim=False):
+    """True where every element (along ``dim``) is nonzero; not differentiable.
+
+    >>> import ckpt
+    >>> ckpt.tensor([1, 0]).all().item()
+    False
+    """
+    return _wrap(np.asarray(np.all(x.data, axis=dim, keepdims=keepdim)))
+
+
+def any(x, dim=None, keepdim=False):
+    """True where some element (along ``dim``) is nonzero; not differentiable.
+
+    >>> import ckpt
+    >>> ckpt.tensor([1, 0]).any().item()
+    True
+    """
+    return _wrap(np.asarray(np.any(x.data, axis=dim, keepdims=keepdim)))
