@@ -251,39 +251,42 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
 
     previous_mode = _GradState.enabled
     _GradState.enabled = create_graph
+    pop_buffer = buffers.pop
     try:
         while ready:
             node = ready.pop()
-            grads = buffers.pop(node, None)
-            outs = node._out_meta
-            if outs is None:
-                grads = [grads]
-            elif grads is None:
-                grads = [None] * len(outs)
-            if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
-                grads = _run_pre_hooks(node, grads, create_graph)
-            is_leaf_node = node.__class__ is AccumulateGrad
-            if is_leaf_node:
-                grads = [_hooked_leaf_grad(node, grads[0])]
-            if node in captures:
-                wanted = captures[node]
-                for nr in wanted:
-                    wanted[nr] = grads[nr]
-            input_grads = None
-            if to_run is None or node in to_run:
-                if is_leaf_node:
-                    leaf = node._variable()
-                    if leaf is not None and grads[0] is not None:
-                        _accumulate_into(leaf, grads[0], create_graph)
-                elif any(g is not None for g in grads):
-                    input_grads = _apply(node, grads, keep_graph, create_graph)
+            if (node._out_meta is None and node.__class__ is not AccumulateGrad
+                    and node._tensor_hooks is None and node._retain_hooks is None
+                    and node._pre_hooks is None and (to_run is None or node in to_run)
+                    and node not in captures):
+                g = pop_buffer(node, None)
+                input_grads = None if g is None else _apply_single(node, g, keep_graph)
+            else:
+                input_grads = _run_node(node, pop_buffer(node, None), captures, to_run,
+                                        keep_graph, create_graph, accumulate_leaves)
+            if input_grads is None:
+                for nxt, _ in node.next_functions:
+                    if nxt is not None:
+                        remaining = deps[nxt] - 1
+                        deps[nxt] = remaining
+                        if remaining == 0:
+                            ready.append(nxt)
+                continue
+            meta = node._meta
             for i, (nxt, nr) in enumerate(node.next_functions):
                 if nxt is None:
                     continue
-                if input_grads is not None:
-                    g = input_grads[i] if i < len(input_grads) else None
-                    if g is not None:
-                        _buffer_add(buffers, nxt, nr, _validate(node, i, g))
+                g = input_grads[i] if i < len(input_grads) else None
+                if g is not None:
+                    shape_dtype = meta[i]
+                    if (g.__class__ is not Tensor or g.data.shape != shape_dtype[0]
+                            or g.data.dtype != shape_dtype[1]):
+                        g = _validate(node, i, g)
+                    if nxt._out_meta is None:
+                        previous = buffers.get(nxt)
+                        buffers[nxt] = g if previous is None else previous + g
+                    else:
+                        _buffer_add(buffers, nxt, nr, g)
                 remaining = deps[nxt] - 1
                 deps[nxt] = remaining
                 if remaining == 0:
@@ -293,6 +296,53 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
+
+
+def _apply_single(node, g, keep_graph):
+    """The hot path: a single-output node without hooks."""
+    saved = node._saved
+    if saved:
+        unpacked = [s.unpack(node) if s.__class__ is SavedTensor else s for s in saved]
+        result = node.vjp(g, *unpacked)
+        if not keep_graph:
+            node._saved = None
+    elif saved is None:
+        raise RuntimeError(_FREED_MESSAGE)
+    else:
+        result = node.vjp(g)
+    if result.__class__ is not tuple:
+        result = tuple(result) if isinstance(result, list) else (result,)
+    if node._post_hooks:
+        result = _run_post_hooks(node, result, (g,))
+    return result
+
+
+def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulate_leaves):
+    """Any node: multi-output, leaf accumulator, with hooks, or captured by ``grad()``."""
+    outs = node._out_meta
+    if outs is None:
+        grads = [grads]
+    elif grads is None:
+        grads = [None] * len(outs)
+    if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
+        grads = _run_pre_hooks(node, grads, create_graph)
+    is_leaf_node = node.__class__ is AccumulateGrad
+    if is_leaf_node:
+        grads = [_hooked_leaf_grad(node, grads[0])]
+    if node in captures:
+        wanted = captures[node]
+        for nr in wanted:
+            wanted[nr] = grads[nr]
+    if to_run is not None and node not in to_run:
+        return None
+    if is_leaf_node:
+        leaf = node._variable()
+        if leaf is not None and grads[0] is not None:
+            _accumulate_into(leaf, grads[0], create_graph)
+        return None
+    if all(g is None for g in grads):
+        return None
+    return _apply(node, grads, keep_graph, create_graph)
 
 
 def _buffer_add(buffers, node, nr, g):
@@ -352,8 +402,13 @@ def _apply(node, grads, keep_graph, create_graph):
     if result.__class__ is not tuple:
         result = tuple(result) if isinstance(result, list) else (result,)
     if node._post_hooks:
-        for hook in list(node._post_hooks):
-            replaced = hook(result, tuple(grads))
-            if replaced is not None:
-                result = tuple(replaced)
+        result = _run_post_hooks(node, result, tuple(grads))
+    return result
+
+
+def _run_post_hooks(node, result, grads):
+    for hook in list(node._post_hooks):
+        replaced = hook(result, grads)
+        if replaced is not None:
+            result = tuple(replaced)
     return result

@@ -97,8 +97,6 @@ class Function:
         node.next_functions = tuple(edges)
         node._meta = [(a.data.shape, a.data.dtype) if isinstance(a, Tensor) and a.requires_grad else None
                       for a in args]
-        node._pre_hooks = node._post_hooks = node._tensor_hooks = node._retain_hooks = None
-        node._freed = False
         tensor_outs = [o for o in outs if isinstance(o, Tensor)]
         if len(outs) > 1:
             node._out_meta = [(o.data.shape, o.data.dtype) for o in tensor_outs]

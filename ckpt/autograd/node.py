@@ -23,9 +23,10 @@ class _HookStack:
 
 class Node:
     """Base class of every ``grad_fn``; its name is the class name, as in torch."""
-    __slots__ = ("next_functions", "_saved", "_meta", "_pre_hooks", "_post_hooks",
-                 "_tensor_hooks", "_retain_hooks", "_freed", "__weakref__", "__dict__")
+    __slots__ = ("next_functions", "_saved", "_meta", "__weakref__", "__dict__")
     _out_meta = None  # [(shape, dtype)] per output, set only for multi-output nodes
+    # Hooks are rare: they live in the instance dict only once registered.
+    _pre_hooks = _post_hooks = _tensor_hooks = _retain_hooks = None
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.
@@ -65,7 +66,8 @@ class Node:
         buffers = {}
         for s in self._saved or ():
             if s.__class__ is SavedTensor:
-                buffers[s.buffer_id] = s.nbytes
+                key, nbytes = s.buffer()
+                buffers[key] = nbytes
         return buffers
 
     def saved_bytes(self):
@@ -92,9 +94,8 @@ class Node:
         return RemovableHandle(self._pre_hooks, fn)
 
     def _release(self):
-        if self._saved is not None:
+        if self._saved:
             self._saved = None
-            self._freed = True
 
     def vjp(self, grad, *saved):
         raise NotImplementedError(f"{self.name()} has no backward rule")
@@ -139,8 +140,6 @@ class AccumulateGrad(Node):
         self.next_functions = ()
         self._saved = ()
         self._meta = ()
-        self._pre_hooks = self._post_hooks = self._tensor_hooks = self._retain_hooks = None
-        self._freed = False
 
     @property
     def variable(self):
@@ -158,65 +157,90 @@ class SavedTensor:
 
     Without hooks it keeps the input tensor itself (or, for the op's own output, just its
     data, so the graph holds no reference cycle). With saved-tensor hooks it keeps whatever
-    ``pack_hook`` returned and calls ``unpack_hook`` when backward needs the tensor.
+    ``pack_hook`` returned and calls ``unpack_hook`` when backward needs the tensor; what is
+    needed to rebuild the tensor's place in the graph is noted at pack time.
     """
-    __slots__ = ("tensor", "data", "version", "vc", "grad_fn", "output_nr", "acc", "requires_grad",
-                 "packed", "unpack_hook", "buffer_id", "nbytes", "is_output", "shape", "dtype")
+    __slots__ = ("tensor", "data", "version", "vc", "is_output", "output_nr", "unpack_hook",
+                 "packed", "grad_fn", "acc", "requires_grad", "buffer_id", "nbytes", "shape", "dtype")
 
     def __init__(self, t, is_output):
-        data = t.data
         vc = t._vc
         self.vc = vc
         self.version = vc[0]
         self.is_output = is_output
-        self.shape = data.shape
-        self.dtype = data.dtype
-        root = _root_buffer(data)
-        self.buffer_id = id(root)
-        self.nbytes = root.nbytes
-        self.grad_fn = None if is_output else t.grad_fn
         self.output_nr = t._output_nr
-        self.requires_grad = t.requires_grad
-        self.acc = t._get_accumulator() if (t.requires_grad and t.grad_fn is None) else None
         if _HookStack.pairs:
-            pack, self.unpack_hook = _HookStack.pairs[-1]
-            with grad_mode.no_grad():
-                self.packed = pack(t)
-            self.tensor = self.data = None
+            self._pack(t)
+        elif is_output:
+            self.unpack_hook = self.tensor = None
+            self.data = t.data
         else:
             self.unpack_hook = None
-            self.packed = None
-            self.tensor = None if is_output else t
-            self.data = data if is_output else None
+            self.tensor = t
+
+    def _pack(self, t):
+        data = t.data
+        self.shape, self.dtype = data.shape, data.dtype
+        root = _root_buffer(data)
+        self.buffer_id, self.nbytes = id(root), root.nbytes
+        self.requires_grad = t.requires_grad
+        self.grad_fn = None if self.is_output else t.grad_fn
+        self.acc = t._get_accumulator() if (t.requires_grad and t.grad_fn is None) else None
+        pack, self.unpack_hook = _HookStack.pairs[-1]
+        with grad_mode.no_grad():
+            self.packed = pack(t)
+        self.tensor = self.data = None
+
+    def buffer(self):
+        """``(buffer_id, nbytes)`` of the numpy buffer behind the saved tensor (views share)."""
+        if self.unpack_hook is not None:
+            return self.buffer_id, self.nbytes
+        root = _root_buffer(self.tensor.data if self.tensor is not None else self.data)
+        return id(root), root.nbytes
+
+    def _version_error(self, node):
+        if self.unpack_hook is not None:
+            shape, dtype, grad_fn = self.shape, self.dtype, self.grad_fn
+        else:
+            data = self.tensor.data if self.tensor is not None else self.data
+            shape, dtype = data.shape, data.dtype
+            grad_fn = self.tensor.grad_fn if self.tensor is not None else None
+        if self.is_output:
+            where = f", which is output {self.output_nr} of {node.name()},"
+        elif grad_fn is not None:
+            where = f", which is output {self.output_nr} of {grad_fn.name()},"
+        else:
+            where = ""
+        return RuntimeError(
+            "one of the variables needed for gradient computation has been modified by an "
+            f"inplace operation: [ckpt.{_type_name(dtype)} {list(shape)}]{where} is at "
+            f"version {self.vc[0]}; expected version {self.version} instead.")
 
     def unpack(self, node):
         if self.vc[0] != self.version:
-            what = "output 0 of " + node.name() if self.is_output else (
-                f"output {self.output_nr} of {self.grad_fn.name()}" if self.grad_fn is not None else None)
-            where = f", which is {what}," if what else ""
-            raise RuntimeError(
-                "one of the variables needed for gradient computation has been modified by an "
-                f"inplace operation: [ckpt.{_type_name(self.dtype)} {list(self.shape)}]{where} is at "
-                f"version {self.vc[0]}; expected version {self.version} instead.")
-        if self.unpack_hook is None:
+            raise self._version_error(node)
+        hook = self.unpack_hook
+        if hook is None:
             if self.tensor is not None:
                 return self.tensor
-            data = self.data
-        else:
-            unpacked = self.unpack_hook(self.packed)
-            if not isinstance(unpacked, Tensor):
-                raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
-            data = unpacked.data
-        t = _wrap(data)
+            t = _wrap(self.data)
+            t._vc = self.vc
+            t.requires_grad = True
+            t.grad_fn = node
+            t._output_nr = self.output_nr
+            return t
+        unpacked = hook(self.packed)
+        if not isinstance(unpacked, Tensor):
+            raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+        t = _wrap(unpacked.data)
         t._vc = self.vc
         if self.requires_grad:
             t.requires_grad = True
+            t._output_nr = self.output_nr
             if self.is_output:
                 t.grad_fn = node
-                t._output_nr = self.output_nr
             else:
                 t.grad_fn = self.grad_fn
-                t._output_nr = self.output_nr
                 t._acc = self.acc
         return t
 
@@ -247,28 +271,30 @@ def record(cls, out_data, inputs, saved=(), **attrs):
             needed = True
             fn = x.grad_fn
             edges.append((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0))
-            meta.append(x.data)
+            d = x.data
+            meta.append((d.shape, d.dtype))
         else:
-            edges.append((None, 0))
+            edges.append(_NO_EDGE)
             meta.append(None)
     if not needed:
         return out
-    node = cls.__new__(cls)
+    node = _new_node(cls)
     node.next_functions = tuple(edges)
-    node._meta = [(m.shape, m.dtype) if m is not None else None for m in meta]
-    node._pre_hooks = node._post_hooks = node._tensor_hooks = node._retain_hooks = None
-    node._freed = False
+    node._meta = meta
     out.requires_grad = True
     out.grad_fn = node
     if attrs:
         node.__dict__.update(attrs)
     if saved:
-        node._saved = tuple(
-            (SavedTensor(s, False) if s.__class__ is Tensor else
-             SavedTensor(out, True) if s is OUTPUT else s) for s in saved)
+        node._saved = [SavedTensor(s, False) if s.__class__ is Tensor else
+                       SavedTensor(out, True) if s is OUTPUT else s for s in saved]
     else:
         node._saved = ()
     return out
+
+
+_NO_EDGE = (None, 0)
+_new_node = object.__new__
 
 
 def record_multi(cls, outs_data, inputs, saved=(), differentiable=None, **attrs):

@@ -258,7 +258,7 @@ class Tensor:
 def _wrap(data):
     """A fresh graph-less Tensor around ``data`` (the ops' fast constructor)."""
     t = _new_tensor(Tensor)
-    t.data = data
+    t.data = data if data.__class__ is np.ndarray else np.asarray(data)
     t.requires_grad = False
     t.grad = None
     t.grad_fn = None

@@ -23,7 +23,17 @@ class MmBackward0(Node):
             ga = g2 @ b.unsqueeze(-2) if need_a else None
             gb = (a.mT @ g2).squeeze(-1) if need_b else None
             return ga, gb
-        return (g @ b.mT if need_a else None), (a.mT @ g if need_b else None)
+        return (_product(g, b.mT, a) if need_a else None), (_product(a.mT, g, b) if need_b else None)
+
+
+def _product(x, y, like):
+    """``x @ y``, computed as ``(y.mT @ x.mT).mT`` when ``like`` is a transposed (F-ordered)
+    matrix, so the gradient comes out in its input's memory layout (e.g. a weight used as
+    ``W.mT`` gets a C-ordered gradient, which later in-place updates read fast)."""
+    d = like.data
+    if d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous:
+        return (y.mT @ x.mT).mT
+    return x @ y
 
 
 def matmul(a, b):

@@ -1,0 +1,191 @@
+"""ckpt vs torch (CPU, 1 thread) vs hand-written numpy on two autograd workloads.
+
+1. A chain of 300 small elementwise ops on a 16x16 float32 tensor (forward + backward):
+   measures per-op overhead (tensor creation, node creation, engine loop).
+2. One training step (forward, MSE loss, backward, SGD update) of an MLP, batch 64,
+   width 512, depth 8, ReLU, float32: measures how close the engine runs to numpy's BLAS floor.
+
+All three run in one process, interleaved, single-threaded (BLAS pinned to one thread, like
+torch.set_num_threads(1)), and the table reports medians and ratios to torch.
+
+    python benchmarks/bench_autograd.py [--repeats 30]
+"""
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import ckpt  # noqa: E402
+
+torch.set_num_threads(1)
+CHAIN_LEN = 300
+BATCH, WIDTH, DEPTH = 64, 512, 8
+
+
+# ---- workload 1: elementwise chain ------------------------------------------------------
+# The cycle of ops: x*c, x+c, tanh, x*x... applied 300 times in total.
+def chain_ckpt(x):
+    for i in range(CHAIN_LEN // 4):
+        x = x * 1.01
+        x = x + 0.1
+        x = x.tanh()
+        x = x.sigmoid()
+    x.sum().backward()
+
+
+def chain_torch(x):
+    for i in range(CHAIN_LEN // 4):
+        x = x * 1.01
+        x = x + 0.1
+        x = x.tanh()
+        x = x.sigmoid()
+    x.sum().backward()
+
+
+def chain_numpy(x0):
+    saved = []
+    x = x0
+    for i in range(CHAIN_LEN // 4):
+        x = x * np.float32(1.01)
+        x = x + np.float32(0.1)
+        x = np.tanh(x)
+        saved.append(x)
+        x = 1 / (1 + np.exp(-x))
+        saved.append(x)
+    g = np.ones_like(x)
+    for i in range(CHAIN_LEN // 4 - 1, -1, -1):
+        s = saved[2 * i + 1]
+        g = g * s * (1 - s)
+        t = saved[2 * i]
+        g = g * (1 - t * t)
+        g = g * np.float32(1.01)
+    return g
+
+
+# ---- workload 2: MLP training step ------------------------------------------------------
+def make_weights(rng):
+    ws = [rng.standard_normal((WIDTH, WIDTH)).astype(np.float32) * np.float32(1 / np.sqrt(WIDTH))
+          for _ in range(DEPTH)]
+    bs = [np.zeros(WIDTH, np.float32) for _ in range(DEPTH)]
+    x = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+    y = rng.standard_normal((BATCH, WIDTH)).astype(np.float32)
+    return ws, bs, x, y
+
+
+def mlp_step_ckpt(params, x, y, lr=1e-3):
+    h = x
+    for i in range(DEPTH):
+        h = h @ params[2 * i].mT + params[2 * i + 1]
+        if i < DEPTH - 1:
+            h = h.relu()
+    loss = ((h - y) ** 2).mean()
+    loss.backward()
+    with ckpt.no_grad():
+        for p in params:
+            p.data -= lr * p.grad.data
+            p.grad = None
+
+
+def mlp_step_torch(params, x, y, lr=1e-3):
+    h = x
+    for i in range(DEPTH):
+        h = h @ params[2 * i].mT + params[2 * i + 1]
+        if i < DEPTH - 1:
+            h = h.relu()
+    loss = ((h - y) ** 2).mean()
+    loss.backward()
+    with torch.no_grad():
+        for p in params:
+            p.sub_(lr * p.grad)
+            p.grad = None
+
+
+def mlp_step_numpy(ws, bs, x, y, lr=1e-3):
+    acts = [x]
+    h = x
+    for i in range(DEPTH):
+        h = h @ ws[i].T + bs[i]
+        if i < DEPTH - 1:
+            h = np.maximum(h, 0)
+        acts.append(h)
+    g = (2.0 / h.size) * (h - y)
+    for i in range(DEPTH - 1, -1, -1):
+        if i < DEPTH - 1:
+            g = g * (acts[i + 1] > 0)
+        gw = g.T @ acts[i]
+        gb = g.sum(0)
+        g = g @ ws[i]
+        ws[i] -= lr * gw
+        bs[i] -= lr * gb
+
+
+def median_time(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run(repeats):
+    rng = np.random.default_rng(0)
+    x16 = rng.standard_normal((16, 16)).astype(np.float32)
+    cx = ckpt.tensor(x16, requires_grad=True)
+    tx = torch.tensor(x16, requires_grad=True)
+    ws, bs, x, y = make_weights(rng)
+    cparams = [ckpt.tensor(a, requires_grad=True) for pair in zip(ws, bs) for a in pair]
+    tparams = [torch.tensor(a, requires_grad=True) for pair in zip(ws, bs) for a in pair]
+    cx_in, cy = ckpt.tensor(x), ckpt.tensor(y)
+    tx_in, ty = torch.tensor(x), torch.tensor(y)
+    nws, nbs = [w.copy() for w in ws], [b.copy() for b in bs]
+
+    workloads = {
+        "chain300 16x16": {
+            "ckpt": lambda: chain_ckpt(cx),
+            "torch": lambda: chain_torch(tx),
+            "numpy": lambda: chain_numpy(x16),
+        },
+        "mlp step 64x512x8": {
+            "ckpt": lambda: mlp_step_ckpt(cparams, cx_in, cy),
+            "torch": lambda: mlp_step_torch(tparams, tx_in, ty),
+            "numpy": lambda: mlp_step_numpy(nws, nbs, x, y),
+        },
+    }
+    rows = []
+    for name, impls in workloads.items():
+        for fn in impls.values():  # warm up
+            fn()
+        results = {k: [] for k in impls}
+        for _ in range(3):  # interleave rounds so machine noise hits every contender
+            for k, fn in impls.items():
+                results[k].append(median_time(fn, repeats))
+        med = {k: min(v) for k, v in results.items()}
+        rows.append((name, med))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args()
+    rows = run(args.repeats)
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {platform.processor() or ''} "
+          f"python {platform.python_version()} numpy {np.__version__} torch {torch.__version__}")
+    print(f"| workload | ckpt (ms) | torch (ms) | numpy (ms) | ckpt / torch | numpy / torch |")
+    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, med in rows:
+        c, t, n = med["ckpt"] * 1e3, med["torch"] * 1e3, med["numpy"] * 1e3
+        print(f"| {name} | {c:.3f} | {t:.3f} | {n:.3f} | {c / t:.2f}x | {n / t:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
