@@ -16,6 +16,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import gc  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
@@ -176,10 +177,18 @@ def run(repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--freeze-heap", action="store_true",
+                        help="gc.freeze() the objects alive before timing (mostly torch's import-time "
+                             "objects), so full garbage collections triggered by ckpt's graph objects "
+                             "don't traverse the peer's heap")
     args = parser.parse_args()
+    if args.freeze_heap:
+        gc.collect()
+        gc.freeze()
     rows = run(args.repeats)
-    print(f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()} numpy {np.__version__} torch {torch.__version__}")
+    print(f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {os.cpu_count()} cpus, "
+          f"python {platform.python_version()} numpy {np.__version__} torch {torch.__version__}"
+          f"{', heap frozen' if args.freeze_heap else ''}")
     print(f"| workload | ckpt (ms) | torch (ms) | numpy (ms) | ckpt / torch | numpy / torch |")
     print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, med in rows:

@@ -161,10 +161,9 @@ def _sum_to(g, shape):
 
 
 def _validate(node, i, g):
-    meta = node._meta[i]
-    if meta is None:
+    shape, dtype = node._meta[2 * i], node._meta[2 * i + 1]
+    if shape is None:
         return g
-    shape, dtype = meta
     if g.__class__ is not Tensor:
         if g is None:
             return None
@@ -189,21 +188,20 @@ def _validate(node, i, g):
 
 
 def _discover(root_nodes):
-    """Dependency counts: how many edges of the reachable graph point at each node."""
-    deps = {}
-    stack = list(root_nodes)
-    seen = set(stack)
+    """Dependency counts: how many edges of the reachable graph point at each node (every
+    reachable node, roots included, is a key)."""
+    deps = dict.fromkeys(root_nodes, 0)
+    stack = list(deps)
     while stack:
-        node = stack.pop()
-        for nxt, _ in node.next_functions:
+        for nxt, _ in stack.pop().next_functions:
             if nxt is not None:
-                if nxt in seen:
-                    deps[nxt] += 1
-                else:
+                count = deps.get(nxt)
+                if count is None:
                     deps[nxt] = 1
-                    seen.add(nxt)
                     stack.append(nxt)
-    return deps, seen
+                else:
+                    deps[nxt] = count + 1
+    return deps
 
 
 def _to_run(nodes, captures, accumulate_leaves):
@@ -232,22 +230,19 @@ def _add(buffer, g):
 
 def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True):
     root_nodes = [n for n, _ in roots]
-    deps, nodes = _discover(root_nodes)
+    deps = _discover(root_nodes)
     to_run = None
     captures = {}
     if targets is not None:
         for n, nr in targets:
             if n is not None:
                 captures.setdefault(n, {})[nr] = None
-        to_run = _to_run(nodes, captures, accumulate_leaves)
+        to_run = _to_run(deps, captures, accumulate_leaves)
 
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
         _buffer_add(buffers, node, nr, g)
-    ready = []
-    for node in dict.fromkeys(root_nodes):
-        if deps.get(node, 0) == 0:
-            ready.append(node)
+    ready = [node for node in dict.fromkeys(root_nodes) if deps[node] == 0]
 
     previous_mode = _GradState.enabled
     _GradState.enabled = create_graph
@@ -255,12 +250,27 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     try:
         while ready:
             node = ready.pop()
-            if (node._out_meta is None and node.__class__ is not AccumulateGrad
-                    and node._tensor_hooks is None and node._retain_hooks is None
-                    and node._pre_hooks is None and (to_run is None or node in to_run)
-                    and node not in captures):
+            if node._plain and (to_run is None or node in to_run) and node not in captures:
+                # the hot path: a single-output node without hooks
                 g = pop_buffer(node, None)
-                input_grads = None if g is None else _apply_single(node, g, keep_graph)
+                if g is None:
+                    input_grads = None
+                else:
+                    saved = node._saved
+                    if saved:
+                        input_grads = node.vjp(g, *[s.unpack(node) if s.__class__ is SavedTensor else s
+                                                    for s in saved])
+                        if not keep_graph:
+                            node._saved = None
+                    elif saved is None:
+                        raise RuntimeError(_FREED_MESSAGE)
+                    else:
+                        input_grads = node.vjp(g)
+                    if input_grads.__class__ is not tuple:
+                        input_grads = (tuple(input_grads) if isinstance(input_grads, list)
+                                       else (input_grads,))
+                    if node._post_hooks:
+                        input_grads = _run_post_hooks(node, input_grads, (g,))
             else:
                 input_grads = _run_node(node, pop_buffer(node, None), captures, to_run,
                                         keep_graph, create_graph, accumulate_leaves)
@@ -273,48 +283,30 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                             ready.append(nxt)
                 continue
             meta = node._meta
-            for i, (nxt, nr) in enumerate(node.next_functions):
-                if nxt is None:
-                    continue
-                g = input_grads[i] if i < len(input_grads) else None
-                if g is not None:
-                    shape_dtype = meta[i]
-                    if (g.__class__ is not Tensor or g.data.shape != shape_dtype[0]
-                            or g.data.dtype != shape_dtype[1]):
-                        g = _validate(node, i, g)
-                    if nxt._out_meta is None:
-                        previous = buffers.get(nxt)
-                        buffers[nxt] = g if previous is None else previous + g
-                    else:
-                        _buffer_add(buffers, nxt, nr, g)
-                remaining = deps[nxt] - 1
-                deps[nxt] = remaining
-                if remaining == 0:
-                    ready.append(nxt)
+            n_grads = len(input_grads)
+            i = 0
+            for nxt, nr in node.next_functions:
+                if nxt is not None:
+                    g = input_grads[i] if i < n_grads else None
+                    if g is not None:
+                        if (g.__class__ is not Tensor or g.data.shape != meta[2 * i]
+                                or g.data.dtype != meta[2 * i + 1]):
+                            g = _validate(node, i, g)
+                        if nxt._out_meta is None:
+                            previous = buffers.get(nxt)
+                            buffers[nxt] = g if previous is None else previous + g
+                        else:
+                            _buffer_add(buffers, nxt, nr, g)
+                    remaining = deps[nxt] - 1
+                    deps[nxt] = remaining
+                    if remaining == 0:
+                        ready.append(nxt)
+                i += 1
     finally:
         _GradState.enabled = previous_mode
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
-
-
-def _apply_single(node, g, keep_graph):
-    """The hot path: a single-output node without hooks."""
-    saved = node._saved
-    if saved:
-        unpacked = [s.unpack(node) if s.__class__ is SavedTensor else s for s in saved]
-        result = node.vjp(g, *unpacked)
-        if not keep_graph:
-            node._saved = None
-    elif saved is None:
-        raise RuntimeError(_FREED_MESSAGE)
-    else:
-        result = node.vjp(g)
-    if result.__class__ is not tuple:
-        result = tuple(result) if isinstance(result, list) else (result,)
-    if node._post_hooks:
-        result = _run_post_hooks(node, result, (g,))
-    return result
 
 
 def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulate_leaves):

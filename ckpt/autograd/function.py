@@ -95,11 +95,12 @@ class Function:
             else:
                 edges.append((None, 0))
         node.next_functions = tuple(edges)
-        node._meta = [(a.data.shape, a.data.dtype) if isinstance(a, Tensor) and a.requires_grad else None
-                      for a in args]
+        node._meta = [m for a in args for m in ((a.data.shape, a.data.dtype) if isinstance(a, Tensor)
+                                                 and a.requires_grad else (None, None))]
         tensor_outs = [o for o in outs if isinstance(o, Tensor)]
         if len(outs) > 1:
             node._out_meta = [(o.data.shape, o.data.dtype) for o in tensor_outs]
+            node._plain = False
         for nr, o in enumerate(tensor_outs):
             if id(o) not in node._non_differentiable and o.data.dtype.kind in "fc":
                 o.requires_grad, o.grad_fn, o._output_nr = True, node, nr

@@ -19,14 +19,14 @@ def _numerical_jacobians(func, inputs, outputs, eps):
     for j, t in enumerate(inputs):
         if not (isinstance(t, Tensor) and t.requires_grad):
             continue
-        flat = t.data.reshape(-1)
-        for k in range(flat.size):
-            orig = flat[k]
-            flat[k] = orig + eps
+        data = t.data  # perturbed in place, element by element (any memory layout)
+        for k, idx in enumerate(np.ndindex(data.shape)):
+            orig = data[idx]
+            data[idx] = orig + eps
             plus = [o.data.copy() for o in _as_tuple(func(*inputs))]
-            flat[k] = orig - eps
+            data[idx] = orig - eps
             minus = [o.data.copy() for o in _as_tuple(func(*inputs))]
-            flat[k] = orig
+            data[idx] = orig
             for i in range(len(outputs)):
                 jac[i][j][k] = ((plus[i] - minus[i]) / (2 * eps)).reshape(-1)
     return jac

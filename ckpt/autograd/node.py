@@ -23,10 +23,13 @@ class _HookStack:
 
 class Node:
     """Base class of every ``grad_fn``; its name is the class name, as in torch."""
+    # _meta: [shape0, dtype0, shape1, dtype1, ...] of the inputs (None for non-differentiable)
     __slots__ = ("next_functions", "_saved", "_meta", "__weakref__", "__dict__")
     _out_meta = None  # [(shape, dtype)] per output, set only for multi-output nodes
-    # Hooks are rare: they live in the instance dict only once registered.
+    # Hooks are rare: they live in the instance dict only once registered. ``_plain`` (one
+    # lookup for the engine's hot path) turns False when a node gets pre-hooks or several outputs.
     _pre_hooks = _post_hooks = _tensor_hooks = _retain_hooks = None
+    _plain = True
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.
@@ -91,6 +94,7 @@ class Node:
         """``fn(grad_outputs)`` runs before this node; returning a tuple replaces the grads."""
         if self._pre_hooks is None:
             self._pre_hooks = []
+        self._plain = False
         return RemovableHandle(self._pre_hooks, fn)
 
     def _release(self):
@@ -134,6 +138,7 @@ class RemovableHandle:
 class AccumulateGrad(Node):
     """The node of a leaf that requires grad: adds incoming gradients into ``leaf.grad``."""
     __slots__ = ("_variable",)
+    _plain = False
 
     def __init__(self, leaf):
         self._variable = weakref.ref(leaf)
@@ -272,9 +277,11 @@ def record(cls, out_data, inputs, saved=(), **attrs):
             fn = x.grad_fn
             edges.append((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0))
             d = x.data
-            meta.append((d.shape, d.dtype))
+            meta.append(d.shape)
+            meta.append(d.dtype)
         else:
             edges.append(_NO_EDGE)
+            meta.append(None)
             meta.append(None)
     if not needed:
         return out
@@ -315,4 +322,5 @@ def record_multi(cls, outs_data, inputs, saved=(), differentiable=None, **attrs)
         outs.append(t)
     if node is not None:
         node._out_meta = [(d.shape, d.dtype) for d in outs_data]
+        node._plain = False
     return tuple(outs)

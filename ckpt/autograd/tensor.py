@@ -144,6 +144,7 @@ class Tensor:
         node = self.grad_fn
         if node._retain_hooks is None:
             node._retain_hooks = {}
+            node._plain = False
         node._retain_hooks[self._output_nr] = weakref.ref(self)
         self._retains_grad = True
 
@@ -167,6 +168,7 @@ class Tensor:
         node = self.grad_fn
         if node._tensor_hooks is None:
             node._tensor_hooks = {}
+            node._plain = False
         return RemovableHandle(node._tensor_hooks.setdefault(self._output_nr, []), hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):

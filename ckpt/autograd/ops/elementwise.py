@@ -66,9 +66,15 @@ def sub(a, b):
     return record(SubBackward0, _binary("sub", np.subtract, a, b), (a, b))
 
 
+def _needs_grad(x):
+    return x.__class__ is Tensor and x.requires_grad
+
+
 class MulBackward0(Node):
+    """Saves each factor only if the other one needs a gradient (as torch does)."""
+
     def vjp(self, g, a, b):
-        return g * b, g * a
+        return (None if b is None else g * b), (None if a is None else g * a)
 
 
 def mul(a, b):
@@ -78,13 +84,16 @@ def mul(a, b):
     >>> ckpt.mul(ckpt.tensor([1.0, 2.0]), ckpt.tensor([3.0])).tolist()
     [3.0, 6.0]
     """
-    return record(MulBackward0, _binary("mul", np.multiply, a, b), (a, b), (a, b))
+    return record(MulBackward0, _binary("mul", np.multiply, a, b), (a, b),
+                  (a if _needs_grad(b) else None, b if _needs_grad(a) else None))
 
 
 class DivBackward0(Node):
+    """Saves the numerator only if the denominator needs a gradient."""
+
     def vjp(self, g, a, b):
         ga = g / b
-        return ga, -ga * a / b
+        return ga, (None if a is None else -ga * a / b)
 
 
 def div(a, b):
@@ -94,7 +103,8 @@ def div(a, b):
     >>> ckpt.div(ckpt.tensor([1.0, 3.0]), 2).tolist()
     [0.5, 1.5]
     """
-    return record(DivBackward0, _binary("div", np.true_divide, a, b), (a, b), (a, b))
+    return record(DivBackward0, _binary("div", np.true_divide, a, b), (a, b),
+                  (a if _needs_grad(b) else None, b))
 
 
 class PowBackward0(Node):
@@ -111,7 +121,9 @@ class PowBackward1(Node):
     """Tensor base and tensor exponent (either may be a number)."""
 
     def vjp(self, g, base, exponent, out):
-        g_base = g * exponent * base ** (exponent - 1) if self.base_grad else None
+        g_base = None
+        if self.base_grad:  # d/dbase is 0 where the exponent is 0 (even at base 0), as in torch
+            g_base = where(data_of(exponent) == 0, 0.0, g * exponent * base ** (exponent - 1))
         g_exp = None
         if self.exponent_grad:
             log_base = log(base) if isinstance(base, Tensor) else math.log(base) if base > 0 else 0.0
@@ -259,7 +271,7 @@ def sigmoid(x):
     d = x.data
     # Clipping keeps e^-x finite (no overflow warning); below the clip the true value is
     # under 2e-35 (float32) / 1e-304 (float64), which the clipped result matches in absolute terms.
-    t = np.maximum(d, -80.0 if d.dtype.itemsize <= 4 else -700.0)
+    t = np.asarray(np.maximum(d, -80.0 if d.dtype.itemsize <= 4 else -700.0))  # 0-d: a scalar
     np.negative(t, out=t)
     np.exp(t, out=t)
     t += 1
@@ -286,7 +298,7 @@ _erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
 def _erf_np(a):
-    return _erf_scalar(a).astype(a.dtype if a.dtype.kind == "f" else np.float64)
+    return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
 
 
 class ErfBackward0(Node):

@@ -9,8 +9,7 @@ class MmBackward0(Node):
     dim is removed again; batch dims broadcast (the engine sums them back)."""
 
     def vjp(self, g, a, b):
-        need_a = self.next_functions[0][0] is not None
-        need_b = self.next_functions[1][0] is not None
+        need_a, need_b = b is not None, a is not None  # each factor is saved only for the other's grad
         if a.data.ndim == 1 and b.data.ndim == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
         if a.data.ndim == 1:
@@ -23,17 +22,19 @@ class MmBackward0(Node):
             ga = g2 @ b.unsqueeze(-2) if need_a else None
             gb = (a.mT @ g2).squeeze(-1) if need_b else None
             return ga, gb
-        return (_product(g, b.mT, a) if need_a else None), (_product(a.mT, g, b) if need_b else None)
+        return (_product(g, b.mT, self.a_layout) if need_a else None), (
+            _product(a.mT, g, self.b_layout) if need_b else None)
 
 
-def _product(x, y, like):
-    """``x @ y``, computed as ``(y.mT @ x.mT).mT`` when ``like`` is a transposed (F-ordered)
-    matrix, so the gradient comes out in its input's memory layout (e.g. a weight used as
-    ``W.mT`` gets a C-ordered gradient, which later in-place updates read fast)."""
-    d = like.data
-    if d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous:
-        return (y.mT @ x.mT).mT
-    return x @ y
+def _is_transposed(d):
+    return d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous
+
+
+def _product(x, y, transposed):
+    """``x @ y``, computed as ``(y.mT @ x.mT).mT`` when the input it is the gradient of is a
+    transposed (F-ordered) matrix, so the gradient comes out in that input's memory layout
+    (a weight used as ``W.mT`` gets a C-ordered gradient, which in-place updates read fast)."""
+    return (y.mT @ x.mT).mT if transposed else x @ y
 
 
 def matmul(a, b):
@@ -51,7 +52,10 @@ def matmul(a, b):
                            f"{b.data.shape[-2] if b.data.ndim > 1 else b.data.shape[0] if b.data.ndim else 0})") from None
     if not isinstance(out, np.ndarray):
         out = np.asarray(out)
-    return record(MmBackward0, out, (a, b), (a, b))
+    a_grad = a.requires_grad
+    b_grad = b.requires_grad
+    return record(MmBackward0, out, (a, b), (a if b_grad else None, b if a_grad else None),
+                  a_layout=a_grad and _is_transposed(a.data), b_layout=b_grad and _is_transposed(b.data))
 
 
 def linear(x, weight, bias=None):
