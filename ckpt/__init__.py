@@ -23,6 +23,7 @@ from .autograd.ops import (abs, add, amax, argmax, argmin, cat, chunk, clamp, cl
                            unsqueeze, var, where)
 from .autograd.ops.nn_functional import log_softmax, softmax
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
+from . import nn, optim
 
 clip = clamp
 view = reshape

@@ -24,6 +24,12 @@ def is_grad_enabled():
 
 class _GradModeContext:
     _target = True
+    _bare_decorator = True  # ``@no_grad`` without parentheses works, as in torch
+
+    def __new__(cls, *args, **kwargs):
+        if cls._bare_decorator and len(args) == 1 and not kwargs and callable(args[0]):
+            return cls()(args[0])
+        return super().__new__(cls)
 
     def __enter__(self):
         self._prev = _State.enabled
@@ -69,7 +75,8 @@ class enable_grad(_GradModeContext):
 
 
 class inference_mode(_GradModeContext):
-    """Like ``no_grad`` (ckpt has no separate inference tensors; ``mode=False`` is a no-op).
+    """Like ``no_grad`` (ckpt has no separate inference tensors); ``inference_mode(False)``
+    enables grad mode, as torch's does.
 
     >>> import ckpt
     >>> with ckpt.inference_mode():
@@ -101,6 +108,7 @@ class set_grad_enabled(_GradModeContext):
     >>> ckpt.is_grad_enabled()
     True
     """
+    _bare_decorator = False
 
     def __init__(self, mode):
         if not isinstance(mode, bool):

@@ -21,7 +21,8 @@ class Tensor:
     tensor([4.])
     """
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
-                 "_hooks", "_retains_grad", "_fw", "__weakref__")
+                 "_hooks", "_retains_grad", "_fw", "__weakref__",
+                 "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
@@ -179,9 +180,12 @@ class Tensor:
         >>> (8 * x ** 2).backward(ckpt.tensor([1.0, 2.0, 3.0]))
         >>> x.grad.tolist()
         [16.0, 32.0, 48.0]
+
+        ``gradient`` may also be array-like (``[1.0, 2.0, 3.0]``); torch requires a Tensor.
         """
         from .engine import backward
-        backward(self, gradient, retain_graph, create_graph, inputs=inputs)
+        backward(self, None if gradient is None else (gradient,), retain_graph, create_graph,
+                 inputs=inputs)
 
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):
@@ -234,6 +238,20 @@ class Tensor:
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
+
+    def __deepcopy__(self, memo):
+        """A new leaf with copied data, ``requires_grad`` and ``grad`` (as torch, leaves only)."""
+        if self.grad_fn is not None:
+            raise RuntimeError("Only Tensors created explicitly by the user (graph leaves) support "
+                               "the deepcopy protocol at the moment.  If you were attempting to "
+                               "deepcopy a module, this may be because of a torch.nn.utils.weight_norm "
+                               "usage, see https://github.com/pytorch/pytorch/pull/103001")
+        copied = _wrap(self.data.copy())
+        copied.requires_grad = self.requires_grad
+        if self.grad is not None:
+            copied.grad = _wrap(self.grad.data.copy())
+        memo[id(self)] = copied
+        return copied
 
     def type_as(self, other):
         return self.to(other.dtype)

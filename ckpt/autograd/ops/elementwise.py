@@ -397,8 +397,27 @@ class ClampBackward1(Node):
         return g * mask
 
 
+class ClampBackward0(Node):
+    """Tensor bounds: the gradient goes to whichever of ``x``, ``min``, ``max`` the output
+    took its value from (torch's rule; where ``min > max``, ``max`` wins)."""
+
+    def vjp(self, g, x, lo, hi):
+        d = x.data
+        lo_d = None if lo is None else data_of(lo)
+        hi_d = None if hi is None else data_of(hi)
+        to_x, to_lo, to_hi = True, None, None
+        if lo_d is not None:
+            to_x = d >= lo_d
+            to_lo = d < lo_d if hi_d is None else (d < lo_d) & (lo_d < hi_d)
+        if hi_d is not None:
+            to_x = to_x & (d <= hi_d)
+            to_hi = d > hi_d if lo_d is None else (d > hi_d) | (hi_d < lo_d)
+        return g * to_x, None if to_lo is None else g * to_lo, None if to_hi is None else g * to_hi
+
+
 def clamp(x, min=None, max=None):
     """Limit ``x`` to ``[min, max]``; the gradient passes where ``min <= x <= max``.
+    Tensor bounds broadcast and get their share of the gradient, as in torch.
 
     >>> import ckpt
     >>> ckpt.clamp(ckpt.tensor([-2.0, 0.5, 3.0]), -1, 1).tolist()
@@ -411,7 +430,10 @@ def clamp(x, min=None, max=None):
         out = np.maximum(out, data_of(min))
     if max is not None:
         out = np.minimum(out, data_of(max))
-    return record(ClampBackward1, out.astype(x.data.dtype, copy=False), (x,), (x,), min=min, max=max)
+    out = out.astype(x.data.dtype, copy=False)
+    if isinstance(min, Tensor) or isinstance(max, Tensor):
+        return record(ClampBackward0, out, (x, min, max), (x, min, max))
+    return record(ClampBackward1, out, (x,), (x,), min=min, max=max)
 
 
 class WhereBackward0(Node):

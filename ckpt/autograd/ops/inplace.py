@@ -3,14 +3,15 @@
 Each runs its out-of-place op, writes the result into the tensor's own buffer, bumps the
 version counter and moves the tensor's ``grad_fn`` to the new node (torch's history
 rebase). Ops whose VJP needs the old value get a private copy of it first, so backward
-sees the value before the write. Writing into a view does not rebase its base's history.
+sees the value before the write. Writing into a view rebases its base's history, and the
+other views of that base are re-derived (see ``shape.rebase_views``).
 """
 import numpy as np
 
 from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import bump_version, check_inplace, setitem
+from .shape import bump_version, check_inplace, rebase_views, setitem
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -54,6 +55,7 @@ def inplace_method(name):
         bump_version(self)
         if out.grad_fn is not None:
             self.grad_fn, self.requires_grad, self._output_nr = out.grad_fn, True, 0
+            rebase_views(self)
         return self
     method.__name__ = name
     method.__doc__ = f"In-place ``{name[:-1]}``: writes into this tensor and bumps its version."

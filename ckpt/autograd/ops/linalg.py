@@ -10,14 +10,15 @@ class MmBackward0(Node):
 
     def vjp(self, g, a, b):
         need_a, need_b = b is not None, a is not None  # each factor is saved only for the other's grad
-        if a.data.ndim == 1 and b.data.ndim == 1:
+        a_ndim, b_ndim = self.ndims  # an unsaved factor's rank still decides the rule
+        if a_ndim == 1 and b_ndim == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
-        if a.data.ndim == 1:
+        if a_ndim == 1:
             g2 = g.unsqueeze(-2)
             ga = (g2 @ b.mT).squeeze(-2) if need_a else None
             gb = a.unsqueeze(-1) @ g2 if need_b else None
             return ga, gb
-        if b.data.ndim == 1:
+        if b_ndim == 1:
             g2 = g.unsqueeze(-1)
             ga = g2 @ b.unsqueeze(-2) if need_a else None
             gb = (a.mT @ g2).squeeze(-1) if need_b else None
@@ -55,7 +56,8 @@ def matmul(a, b):
     a_grad = a.requires_grad
     b_grad = b.requires_grad
     return record(MmBackward0, out, (a, b), (a if b_grad else None, b if a_grad else None),
-                  a_layout=a_grad and _is_transposed(a.data), b_layout=b_grad and _is_transposed(b.data))
+                  a_layout=a_grad and _is_transposed(a.data), b_layout=b_grad and _is_transposed(b.data),
+                  ndims=(a.data.ndim, b.data.ndim))
 
 
 def linear(x, weight, bias=None):

@@ -60,10 +60,6 @@ def _needs(node, i):
     return node.next_functions[i][0] is not None
 
 
-def _shape_str(a):
-    return str(list(np.shape(a.data if isinstance(a, Tensor) else a)))
-
-
 def _as_index_array(t, op):
     d = t.data if isinstance(t, Tensor) else np.asarray(t)
     if d.dtype.kind not in "iu":
@@ -178,13 +174,13 @@ def _gather_flat(x, index):
 
 # ---- losses -------------------------------------------------------------------------------
 
-def _nll_select(x_shape, t, weight, ignore_index, op="nll_loss"):
+def _nll_select(x_shape, t, weight, ignore_index):
     """Flat positions of the picked log-probabilities and their weights (0 where ignored)."""
     valid = t != ignore_index
     C = x_shape[0] if len(x_shape) == 1 else x_shape[1]
     bad = valid & ((t < 0) | (t >= C))
     if bad.any():
-        raise IndexError(f"{op}: target {int(t[bad].reshape(-1)[0])} is out of bounds for {C} "
+        raise IndexError(f"nll_loss: target {int(t[bad].reshape(-1)[0])} is out of bounds for {C} "
                          f"classes (input shape {list(x_shape)})")
     tc = np.where(valid, t, 0)
     if len(x_shape) == 1:
@@ -278,6 +274,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     logp = log_softmax(input, class_dim)
     w_b = None
     if weight is not None:
+        weight = weight if isinstance(weight, Tensor) else _wrap(np.asarray(weight, dtype=x.dtype))
         if tuple(weight.shape) != (C,):
             raise RuntimeError(f"cross_entropy: weight must have shape [{C}] (one per class), got "
                                f"{list(weight.shape)}")
@@ -340,7 +337,8 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     """Gradients ``(x, weight, bias)`` of ``y = xhat * weight + bias`` with
     ``xhat = (x - mean) * rstd`` over ``node.axes``: batch statistics recomputed from ``x``
     with differentiable ops (``stats=None``, so second derivatives are right), or constant
-    ``(mean, rstd)`` arrays (batch norm in eval mode). Shared by layer_norm and batch_norm."""
+    ``(mean, rstd)`` arrays (batch norm in eval mode). ``weight``/``bias`` gradients sum over
+    ``node.param_axes``. Shared by layer_norm and batch_norm: only the axes differ."""
     axes = node.axes
     if stats is None:
         xc = x - x.mean(axes, keepdim=True)
@@ -639,8 +637,7 @@ class ConvolutionBackward0(Node):
             gx = fold(cols.reshape(N, G * K, L), (H, W), (kh, kw), **geometry)
         if _needs(self, 1):
             xcols = unfold(x, (kh, kw), **geometry).reshape(N, G, K, L)
-            gw = (gcols.permute(1, 2, 0, 3).reshape(G, Og, N * L)
-                  @ xcols.permute(1, 0, 3, 2).reshape(G, N * L, K)).reshape(w.shape)
+            gw = (gcols @ xcols.mT).sum(0).reshape(w.shape)  # (N, G, Og, K) summed over N
         if _needs(self, 2):
             gb = g.sum((0, 2, 3))
         return gx, gw, gb
@@ -792,7 +789,9 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             raise ValueError(f"avg_pool2d: pad should be at most half of kernel size, but got "
                              f"pad={p[i]} and kernel_size={k[i]}")
     sums = _windows(_pad_hw(d, p), k, s, dl, (oh, ow)).sum(axis=(-2, -1))
-    if divisor_override:
+    if divisor_override is not None:
+        if divisor_override == 0:
+            raise ValueError("avg_pool2d: divisor_override must be nonzero")
         divisor = np.asarray(divisor_override, dtype=d.dtype)
     elif count_include_pad:
         divisor = np.asarray(k[0] * k[1], dtype=d.dtype)

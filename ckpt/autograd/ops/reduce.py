@@ -1,5 +1,5 @@
 """Reductions: sum, mean, max/min (whole tensor or along a dim), var, logsumexp."""
-import builtins
+import math
 from collections import namedtuple
 
 import numpy as np
@@ -159,7 +159,8 @@ def argmin(x, dim=None, keepdim=False):
 class VarBackward0(Node):
     def vjp(self, g, x):
         centered = x - mean(x, self.axes, keepdim=True)
-        scale = 2.0 / builtins.max(self.count - self.correction, 0)
+        dof = self.count - self.correction
+        scale = 2.0 / dof if dof > 0 else math.nan  # no degrees of freedom: nan, as torch
         return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * centered * scale
 
 

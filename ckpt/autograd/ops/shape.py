@@ -1,5 +1,15 @@
 """Shape and indexing ops: views (sharing the input's version counter), concatenation,
-indexing and the in-place ``__setitem__``."""
+indexing and the in-place ``__setitem__``.
+
+Views and in-place writes follow torch: a view that carries a graph remembers its root base
+and the view ops that rebuild it from the base (``_base``, ``_view_fn``); a non-leaf base
+keeps weak references to its views (``_views``). After an in-place write through a view the
+base's history is rebased onto the written view (``CopySlices``), and after any write into a
+base or one of its views the other live views are re-derived from the new base, so every
+alias differentiates through the write.
+"""
+import weakref
+
 import numpy as np
 
 from .. import grad_mode
@@ -7,11 +17,82 @@ from ..node import Node, record
 from ..tensor import Tensor, _wrap
 from ._util import data_of, normalize_dims
 
+_replaying = [False]  # re-deriving views: the intermediate views are not registered
 
-def _share_version_if_view(out, x):
+
+def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
+        if out.grad_fn is not None and op is not None and not _replaying[0]:
+            _register_view(out, x, (op, args))
     return out
+
+
+def _register_view(out, x, step):
+    base = getattr(x, "_base", None)
+    if base is None:
+        base, steps = x, (step,)
+    else:
+        steps = x._view_fn + (step,)
+    out._base, out._view_fn = base, steps
+    if base.grad_fn is not None:  # a leaf base is never written in place while recording
+        views = getattr(base, "_views", None)
+        if views is None:
+            views = base._views = {}
+        key = id(out)
+        views[key] = weakref.ref(out, lambda _, views=views, key=key: views.pop(key, None))
+
+
+def _replay(base, steps):
+    """Apply a view's ops to ``base`` (a Tensor), recording as usual."""
+    previous, _replaying[0] = _replaying[0], True
+    try:
+        for op, args in steps:
+            base = op(base, *args)
+    finally:
+        _replaying[0] = previous
+    return base
+
+
+class _ViewCopySlices(Node):
+    """The base's node after an in-place write through one of its views: the view's
+    elements take their gradient from the written view, the rest from the old base."""
+
+    def name(self):
+        return "CopySlices"
+
+    def vjp(self, g):
+        return g * self.keep, _replay(g, self.steps)
+
+
+def _region_keep(base, steps):
+    """1 where ``base``'s elements lie outside the view ``steps`` selects, else 0."""
+    positions = _wrap(np.arange(base.data.size).reshape(base.data.shape))
+    with grad_mode.no_grad():
+        selected = _replay(positions, steps).data
+    keep = np.ones(base.data.size, dtype=base.data.dtype)
+    keep[selected.ravel()] = 0
+    return keep.reshape(base.data.shape)
+
+
+def rebase_views(t):
+    """After a recorded in-place write into ``t`` (whose history already points at the
+    write): rebase ``t``'s base if ``t`` is a view, then re-derive the other live views."""
+    base = getattr(t, "_base", None)
+    root = t if base is None else base
+    if base is not None:
+        steps = t._view_fn
+        node = record(_ViewCopySlices, base.data, (base, t), keep=_region_keep(base, steps),
+                      steps=steps).grad_fn
+        base.grad_fn, base.requires_grad, base._output_nr = node, True, 0
+    views = getattr(root, "_views", None)
+    if views:
+        for ref in list(views.values()):
+            v = ref()
+            if v is None or v is t:
+                continue
+            fresh = _replay(root, v._view_fn)
+            v.grad_fn, v._output_nr, v.requires_grad = fresh.grad_fn, fresh._output_nr, True
 
 
 def _shape_arg(shape):
@@ -37,7 +118,8 @@ def reshape(x, *shape):
         out = x.data.reshape(shape)
     except ValueError:
         raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {x.data.size}") from None
-    return _share_version_if_view(record(ViewBackward0, out, (x,), in_shape=x.data.shape), x)
+    return _share_version_if_view(record(ViewBackward0, out, (x,), in_shape=x.data.shape), x,
+                                  reshape, (shape,))
 
 
 def flatten(x, start_dim=0, end_dim=-1):
@@ -72,7 +154,7 @@ def permute(x, *dims):
                            f"match the length of the desired ordering of dimensions i.e. input.dim() = "
                            f"{x.data.ndim} is not equal to len(dims) = {len(dims)}")
     out = np.transpose(x.data, dims)
-    return _share_version_if_view(record(PermuteBackward0, out, (x,), dims=dims), x)
+    return _share_version_if_view(record(PermuteBackward0, out, (x,), dims=dims), x, permute, dims)
 
 
 class TransposeBackward0(Node):
@@ -88,7 +170,8 @@ def transpose(x, dim0, dim1):
     (3, 2)
     """
     out = np.swapaxes(x.data, dim0, dim1)
-    return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x)
+    return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x,
+                                  transpose, (dim0, dim1))
 
 
 class ExpandBackward0(Node):
@@ -110,13 +193,17 @@ def expand(x, *sizes):
                            f"equal to the number of dimensions in the tensor ({x.data.ndim})")
     target = tuple(x.data.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
     if target == x.data.shape:
-        return record(ExpandBackward0, x.data, (x,), in_shape=x.data.shape) if x.requires_grad else x
+        if not x.requires_grad:
+            return x
+        return _share_version_if_view(record(ExpandBackward0, x.data, (x,), in_shape=x.data.shape), x,
+                                      expand, (target,))
     try:
         out = np.broadcast_to(x.data, target)
     except ValueError:
         raise RuntimeError(f"expand: the expanded size {list(target)} is not compatible with the "
                            f"existing size {list(x.data.shape)}") from None
-    return _share_version_if_view(record(ExpandBackward0, out, (x,), in_shape=x.data.shape), x)
+    return _share_version_if_view(record(ExpandBackward0, out, (x,), in_shape=x.data.shape), x,
+                                  expand, (target,))
 
 
 class SumToBackward0(Node):
@@ -161,7 +248,8 @@ def squeeze(x, dim=None):
     else:
         axes = tuple(a for a in normalize_dims(dim, x.data.ndim, "squeeze") if x.data.shape[a] == 1)
         out = np.squeeze(x.data, axis=axes) if axes else x.data
-    return _share_version_if_view(record(SqueezeBackward0, out, (x,), in_shape=x.data.shape), x)
+    return _share_version_if_view(record(SqueezeBackward0, out, (x,), in_shape=x.data.shape), x,
+                                  squeeze, (dim,))
 
 
 def unsqueeze(x, dim):
@@ -176,7 +264,8 @@ def unsqueeze(x, dim):
         raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], "
                          f"but got {dim})")
     out = np.expand_dims(x.data, dim % ndim)
-    return _share_version_if_view(record(UnsqueezeBackward0, out, (x,), in_shape=x.data.shape), x)
+    return _share_version_if_view(record(UnsqueezeBackward0, out, (x,), in_shape=x.data.shape), x,
+                                  unsqueeze, (dim,))
 
 
 class UnsqueezeBackward0(SqueezeBackward0):
@@ -220,9 +309,10 @@ def getitem(x, index):
         raise IndexError(f"index {index!r} is out of bounds for a tensor of shape "
                          f"{list(x.data.shape)}: {e}") from None
     basic = _is_basic(index)
-    out = np.asarray(out) if not isinstance(out, np.ndarray) else out
+    if not isinstance(out, np.ndarray):  # numpy returns a scalar copy; torch gives a 0-d view
+        out = x.data[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
     t = record(IndexBackward0, out, (x,), index=index, in_shape=x.data.shape, basic=basic)
-    return _share_version_if_view(t, x) if basic else t
+    return _share_version_if_view(t, x, getitem, (index,)) if basic else t
 
 
 class IndexIntoZerosBackward0(Node):
@@ -252,9 +342,14 @@ class CopySlices(Node):
 
 
 def check_inplace(x):
-    if grad_mode._State.enabled and x.requires_grad and x.grad_fn is None:
-        raise RuntimeError(
-            "a leaf Variable that requires grad is being used in an in-place operation.")
+    if grad_mode._State.enabled and x.requires_grad:
+        if x.grad_fn is None:
+            raise RuntimeError(
+                "a leaf Variable that requires grad is being used in an in-place operation.")
+        base = getattr(x, "_base", None)
+        if base is not None and base.grad_fn is None and base.requires_grad:
+            raise RuntimeError(
+                "a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 
 def bump_version(x):
@@ -279,6 +374,7 @@ def setitem(x, index, value):
     tracked = record(CopySlices, x.data, (x, value), index=index, shape=x.data.shape)
     if tracked.grad_fn is not None:
         x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
+        rebase_views(x)
 
 
 class CatBackward0(Node):
@@ -398,6 +494,8 @@ def to(x, dtype=None, *args, **kwargs):
     dtype = np.dtype(dtype)
     if dtype == x.data.dtype:
         return x
+    if dtype.kind not in "fc":  # an integer/bool result carries no gradient, as in torch
+        return _wrap(x.data.astype(dtype))
     return record(ToCopyBackward0, x.data.astype(dtype), (x,), in_dtype=x.data.dtype)
 
 

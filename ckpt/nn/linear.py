@@ -1,0 +1,72 @@
+"""``Linear`` and ``Identity``."""
+import math
+
+import numpy as np
+
+from ..autograd.ops import linear
+from ..autograd.tensor import Tensor
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+_DEFAULT_FLOAT = np.dtype(np.float32)
+
+
+def _empty_parameter(shape, dtype):
+    return Parameter(Tensor(np.empty(shape, _DEFAULT_FLOAT if dtype is None else np.dtype(dtype))))
+
+
+class Identity(Module):
+    """Returns its input unchanged (extra arguments are accepted and ignored).
+
+    >>> import ckpt
+    >>> ckpt.nn.Identity()(ckpt.ones(2)).tolist()
+    [1.0, 1.0]
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input
+
+
+class Linear(Module):
+    """``y = x @ weight.T + bias`` with ``weight`` of shape ``(out_features, in_features)``.
+
+    Initialized as torch: ``kaiming_uniform_(weight, a=sqrt(5))`` (i.e. U(-1/sqrt(in),
+    1/sqrt(in))) and the bias from the same range, drawn from ckpt's generator.
+
+    >>> import ckpt
+    >>> fc = ckpt.nn.Linear(3, 2)
+    >>> fc
+    Linear(in_features=3, out_features=2, bias=True)
+    >>> fc(ckpt.ones(4, 3)).shape
+    (4, 2)
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = _empty_parameter((out_features, in_features), dtype)
+        if bias:
+            self.bias = _empty_parameter((out_features,), dtype)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """Re-draw weight and bias with torch's default scheme."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_features
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return linear(input, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

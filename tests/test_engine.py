@@ -1,0 +1,705 @@
+"""The backward engine: backward/grad arguments, higher order, deep graphs, graph freeing,
+torch-worded errors, grad_fn names and graph walking, version counters, custom Functions."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import ckpt
+from ckpt.autograd import Function, gradcheck, gradgradcheck
+from ckpt.autograd.graph import walk
+
+from conftest import assert_close, rand_tensor, to_torch
+
+
+def f64(data, requires_grad=True):
+    return ckpt.tensor(data, dtype=ckpt.float64, requires_grad=requires_grad)
+
+
+# ---- backward / grad arguments ----------------------------------------------------------
+
+def test_backward_with_grad_tensors_for_several_outputs(rng):
+    x = rand_tensor((3,), rng)
+    w = rand_tensor((3,), rng)
+    a, b = x * w, (x * x).sum()
+    ga = rng.standard_normal(3)
+    ckpt.autograd.backward([a, b], [ckpt.Tensor(ga), None])
+    tx, tw = to_torch(x), to_torch(w)
+    torch.autograd.backward([tx * tw, (tx * tx).sum()], [torch.from_numpy(ga), None])
+    assert_close(x.grad, tx.grad)
+    assert_close(w.grad, tw.grad)
+
+
+def test_backward_inputs_accumulates_only_into_inputs():
+    x, w = f64([1.0, 2.0]), f64([3.0, 4.0])
+    h = x * w
+    loss = (h * h).sum()
+    loss.backward(inputs=[w], retain_graph=True)
+    assert x.grad is None
+    np.testing.assert_allclose(w.grad.data, 2 * (x.data * w.data) * x.data)
+    ckpt.autograd.backward(loss, inputs=(h,))  # a non-leaf input gets its .grad too
+    np.testing.assert_allclose(h.grad.data, 2 * h.data)
+    assert x.grad is None
+    with pytest.raises(RuntimeError, match="cannot be empty"):
+        loss.backward(inputs=[])
+
+
+def test_grad_returns_without_touching_dot_grad():
+    x, w = f64([1.0, 2.0]), f64([3.0, 4.0])
+    y = (x * w).sum()
+    gx, gw = ckpt.autograd.grad(y, [x, w])
+    assert gx.tolist() == [3.0, 4.0] and gw.tolist() == [1.0, 2.0]
+    assert x.grad is None and w.grad is None
+    assert not gx.requires_grad
+
+
+def test_grad_with_grad_outputs_and_nonleaf_input():
+    x = f64([1.0, 2.0, 3.0])
+    h = x.exp()
+    y = h * 2
+    (gh,) = ckpt.autograd.grad(y, h, grad_outputs=ckpt.tensor([1.0, 0.0, -1.0], dtype=ckpt.float64))
+    assert gh.tolist() == [2.0, 0.0, -2.0]
+    (gy,) = ckpt.autograd.grad(y, y, grad_outputs=ckpt.ones(3, dtype=ckpt.float64))
+    assert gy.tolist() == [1.0, 1.0, 1.0]
+
+
+def test_grad_allow_unused():
+    x, unused = f64([1.0]), f64([2.0])
+    y = x * 3
+    with pytest.raises(RuntimeError) as info:
+        ckpt.autograd.grad(y, [x, unused], retain_graph=True)
+    assert str(info.value) == (
+        "One of the differentiated Tensors appears to not have been used in the graph. "
+        "Set allow_unused=True if this is the desired behavior.")
+    gx, gu = ckpt.autograd.grad(y, [x, unused], allow_unused=True, retain_graph=True)
+    assert gx.tolist() == [3.0] and gu is None
+    gx, gu = ckpt.autograd.grad(y, [x, unused], materialize_grads=True)
+    assert gu.tolist() == [0.0]
+
+
+def test_grad_wrt_tensor_not_requiring_grad():
+    x = f64([1.0])
+    c = f64([1.0], requires_grad=False)
+    with pytest.raises(RuntimeError, match="One of the differentiated Tensors does not require grad"):
+        ckpt.autograd.grad(x * c, c)
+
+
+def test_diamond_and_reuse_accumulate():
+    x = f64([0.5, -1.0])
+    a = x.sin()
+    b = a * a + a.exp() * x + x
+    (g,) = ckpt.autograd.grad(b.sum(), x)
+    tx = to_torch(x)
+    ta = tx.sin()
+    (tg,) = torch.autograd.grad((ta * ta + ta.exp() * tx + tx).sum(), tx)
+    assert_close(g, tg)
+
+
+def test_multi_output_op_unused_output_gets_zero_grad():
+    x = f64([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
+    values, indices = x.max(1)
+    (values * 2).sum().backward()
+    assert x.grad.tolist() == [[0.0, 2.0, 0.0], [0.0, 0.0, 2.0]]
+    assert indices.tolist() == [1, 2]
+    parts = x.unbind(0)
+    (g,) = ckpt.autograd.grad(parts[1].sum(), x)  # the other output's grad is zero-filled
+    assert g.tolist() == [[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]]
+
+
+def test_integer_and_bool_casts_leave_the_graph():
+    x = f64([1.7, -2.2])
+    for dtype in (ckpt.int64, ckpt.int32, ckpt.bool_):
+        y = x.to(dtype)
+        assert y.dtype == dtype and not y.requires_grad and y.grad_fn is None
+    assert not x.long().requires_grad
+    assert x.long().tolist() == to_torch(x).long().tolist() == [1, -2]
+    assert x.float().requires_grad and x.float().grad_fn.name() == "ToCopyBackward0"
+
+
+def test_backward_of_a_leaf():
+    x = f64(2.0)
+    x.backward()
+    assert x.grad.item() == 1.0
+
+
+# ---- higher order -----------------------------------------------------------------------
+
+def test_create_graph_double_backward():
+    x = f64([2.0])
+    y = x ** 3
+    y.backward(create_graph=True)
+    assert x.grad.tolist() == [12.0]
+    assert x.grad.requires_grad and x.grad.grad_fn is not None
+    g = x.grad
+    x.grad = None
+    g.backward()
+    assert x.grad.tolist() == [12.0]  # d(3x^2)/dx = 6x
+    (d1,) = ckpt.autograd.grad(x ** 4, x, create_graph=True)
+    (d2,) = ckpt.autograd.grad(d1, x, create_graph=True)
+    (d3,) = ckpt.autograd.grad(d2, x)
+    assert (d1.item(), d2.item(), d3.item()) == (32.0, 48.0, 48.0)
+
+
+def _hessian_fn(lib):
+    def f(x):
+        return (x ** 3).sum() + (x[0] * x[1]).exp() + (x.sin() * x.flip(0) if lib is torch else
+                                                          x.sin() * x[::-1]).sum() + lib.tanh(x @ x)
+    return f
+
+
+def test_hessian_matches_torch(rng):
+    data = rng.standard_normal(4) * 0.5
+    x = ckpt.Tensor(data.copy(), requires_grad=True)
+    (g,) = ckpt.autograd.grad(_hessian_fn(ckpt)(x), x, create_graph=True)
+    rows = [ckpt.autograd.grad(g[i], x, retain_graph=True)[0].data for i in range(4)]
+    hessian = np.stack(rows)
+    expected = torch.autograd.functional.hessian(_hessian_fn(torch), torch.from_numpy(data))
+    assert_close(hessian, expected)
+    np.testing.assert_allclose(hessian, hessian.T, rtol=1e-12)
+
+
+def test_hessian_vector_product_matches_torch(rng):
+    data, v = rng.standard_normal(4) * 0.5, rng.standard_normal(4)
+    x = ckpt.Tensor(data.copy(), requires_grad=True)
+    (g,) = ckpt.autograd.grad(_hessian_fn(ckpt)(x), x, create_graph=True)
+    (hv,) = ckpt.autograd.grad(g, x, grad_outputs=ckpt.Tensor(v), retain_graph=True)
+    _, expected = torch.autograd.functional.hvp(_hessian_fn(torch), torch.from_numpy(data),
+                                                torch.from_numpy(v))
+    assert_close(hv, expected)
+    (hv2,) = ckpt.autograd.grad((g * ckpt.Tensor(v)).sum(), x)  # the same via a dot product
+    assert_close(hv2, expected)
+
+
+def test_create_graph_through_matmul_and_reductions(rng):
+    w = rand_tensor((3, 2), rng)
+    x = rand_tensor((4, 3), rng)
+
+    def loss(w, x):
+        return ((x @ w).tanh() ** 2).mean(0).logsumexp(0)
+
+    assert gradgradcheck(loss, (w, x))
+
+
+# ---- deep graphs --------------------------------------------------------------------------
+
+def test_chain_of_100k_ops_backpropagates():
+    x = f64([1.0])
+    y = x
+    for _ in range(100_000):
+        y = y * 1.0001
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, [1.0001 ** 100_000], rtol=1e-9)
+    del y  # freeing the (released) chain must not recurse either
+
+
+def test_freeing_100k_graph_in_a_subprocess():
+    """Dropping a 100k-node graph that was never backpropagated (saved tensors still alive)
+    and one built with create_graph must not overflow the C stack; run apart so a crash fails
+    this test instead of killing the run."""
+    code = textwrap.dedent("""
+        import sys
+        import ckpt
+        sys.setrecursionlimit(1000)
+        x = ckpt.tensor([1.0], dtype=ckpt.float64, requires_grad=True)
+        y = x
+        for _ in range(100_000):
+            y = y * 1.0001
+        del y
+        y = x
+        for _ in range(100_000):
+            y = y * 1.0001
+        (g,) = ckpt.autograd.grad(y, x, create_graph=True)
+        assert abs(g.item() / 1.0001 ** 100_000 - 1) < 1e-9, g.item()
+        del y, g
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "ok"
+
+
+def test_wide_graph():
+    xs = [f64([float(i)]) for i in range(2000)]
+    total = xs[0] * 1
+    for t in xs[1:]:
+        total = total + t * t
+    total.backward()
+    assert [t.grad.item() for t in xs[:4]] == [1.0, 2.0, 4.0, 6.0]
+
+
+# ---- freeing and retain_graph -----------------------------------------------------------------
+
+SECOND_TIME = "Trying to backward through the graph a second time"
+
+
+def test_second_backward_raises_and_retain_graph_allows():
+    x = f64([1.0, 2.0])
+    y = (x * x).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    assert x.grad.tolist() == [4.0, 8.0]
+    with pytest.raises(RuntimeError) as info:
+        y.backward()
+    assert str(info.value).startswith(SECOND_TIME)
+    z = x.exp().sum()
+    ckpt.autograd.grad(z, x)
+    with pytest.raises(RuntimeError, match=SECOND_TIME):
+        ckpt.autograd.grad(z, x)
+    with pytest.raises(RuntimeError, match=SECOND_TIME):
+        z.grad_fn.next_functions[0][0].saved_tensors
+
+
+def test_graph_without_saved_tensors_can_be_rerun_like_torch():
+    x = f64([1.0, 2.0])
+    y = (x + 1).sum()
+    y.backward()
+    y.backward()  # nothing was freed, torch allows this too
+    assert x.grad.tolist() == [2.0, 2.0]
+
+
+def test_saved_tensors_accessible_and_released():
+    x = f64([1.0, 2.0])
+    y = x * x
+    a, b = y.grad_fn.saved_tensors
+    assert a is x and b is x
+    e = x.exp()
+    (out,) = e.grad_fn.saved_tensors
+    assert out.tolist() == e.tolist()
+    y.sum().backward()
+    with pytest.raises(RuntimeError, match=SECOND_TIME):
+        y.grad_fn.saved_tensors
+
+
+# ---- torch-worded errors ----------------------------------------------------------------------
+
+def test_implicit_grad_requires_scalar():
+    x = f64([1.0, 2.0])
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        (x * 2).backward()
+    with pytest.raises(RuntimeError, match="grad can be implicitly created only for scalar outputs"):
+        ckpt.autograd.grad(x * 2, x)
+
+
+def test_backward_without_grad_fn():
+    with pytest.raises(RuntimeError) as info:
+        ckpt.ones(1).backward()
+    assert str(info.value) == "element 0 of tensors does not require grad and does not have a grad_fn"
+    x = f64([1.0])
+    with pytest.raises(RuntimeError, match="element 1 of tensors does not require grad"):
+        ckpt.autograd.backward([x * 2, ckpt.ones(1)], [ckpt.ones(1), ckpt.ones(1)])
+    with ckpt.no_grad():
+        y = x * 2
+    with pytest.raises(RuntimeError, match="element 0 of tensors does not require grad"):
+        y.backward()
+
+
+def test_grad_output_shape_mismatch():
+    x = f64([1.0, 2.0, 3.0])
+    with pytest.raises(RuntimeError) as info:
+        (x * 2).backward(ckpt.ones(2, dtype=ckpt.float64))
+    msg = str(info.value)
+    assert msg.startswith("Mismatch in shape")
+    assert "[2]" in msg and "[3]" in msg
+    with pytest.raises(RuntimeError, match="Mismatch in shape"):
+        ckpt.autograd.grad(x * 2, x, grad_outputs=ckpt.ones(3, 1, dtype=ckpt.float64))
+
+
+def test_register_hook_requires_grad():
+    with pytest.raises(RuntimeError, match="cannot register a hook on a tensor that doesn't require gradient"):
+        ckpt.zeros(3).register_hook(print)
+
+
+@pytest.mark.parametrize("op, a_shape, b_shape", [
+    ("add", (2, 3), (4,)), ("sub", (2, 3), (4,)), ("mul", (3, 2), (3,)), ("div", (2, 3), (2,)),
+    ("maximum", (2, 3), (4,)), ("minimum", (5,), (4,)), ("pow", (2, 3), (4,)),
+])
+def test_shape_errors_name_op_and_shapes(op, a_shape, b_shape):
+    a, b = ckpt.ones(*a_shape), ckpt.ones(*b_shape)
+    with pytest.raises(RuntimeError) as info:
+        getattr(ckpt, op)(a, b)
+    msg = str(info.value)
+    assert op in msg and str(list(a_shape)) in msg and str(list(b_shape)) in msg
+
+
+def test_other_shape_errors():
+    with pytest.raises(RuntimeError, match=r"matmul.*\[2, 3\].*\[4, 5\]"):
+        ckpt.ones(2, 3) @ ckpt.ones(4, 5)
+    with pytest.raises(RuntimeError, match=r"\[2, 3\].*\[2, 4\]"):
+        ckpt.cat([ckpt.ones(2, 3), ckpt.ones(2, 4)])
+    with pytest.raises(RuntimeError, match=r"shape '\[4, 2\]' is invalid for input of size 6"):
+        ckpt.ones(2, 3).reshape(4, 2)
+    with pytest.raises(RuntimeError, match=r"expand"):
+        ckpt.ones(2, 3).expand(4, 3)
+    with pytest.raises(RuntimeError, match=r"where"):
+        ckpt.where(ckpt.ones(2, 3) > 0, ckpt.ones(2, 3), ckpt.ones(4))
+
+
+# ---- grad_fn names and graph structure ---------------------------------------------------------
+
+NAME_CASES = {
+    "neg": lambda x, y: -x, "add": lambda x, y: x + y, "sub": lambda x, y: x - y,
+    "mul": lambda x, y: x * y, "div": lambda x, y: x / y, "pow_scalar": lambda x, y: x ** 2,
+    "pow_tensor": lambda x, y: x ** y, "exp": lambda x, y: x.exp(), "log": lambda x, y: x.log(),
+    "sqrt": lambda x, y: x.sqrt(), "abs": lambda x, y: x.abs(), "sin": lambda x, y: x.sin(),
+    "cos": lambda x, y: x.cos(), "tanh": lambda x, y: x.tanh(), "sigmoid": lambda x, y: x.sigmoid(),
+    "relu": lambda x, y: x.relu(), "clamp": lambda x, y: x.clamp(0.1, 0.5),
+    "sum": lambda x, y: x.sum(), "mean": lambda x, y: x.mean(), "max": lambda x, y: x.max(),
+    "max_dim": lambda x, y: x.max(1)[0], "min": lambda x, y: x.min(), "amax": lambda x, y: x.amax(1),
+    "var": lambda x, y: x.var(1), "logsumexp": lambda x, y: x.logsumexp(1),
+    "reshape": lambda x, y: x.reshape(6), "flatten": lambda x, y: x.flatten(),
+    "transpose": lambda x, y: x.transpose(0, 1), "T": lambda x, y: x.T, "mT": lambda x, y: x.mT,
+    "permute": lambda x, y: x.permute(1, 0), "expand": lambda x, y: x.expand(4, 2, 3),
+    "squeeze": lambda x, y: x.squeeze(), "unsqueeze": lambda x, y: x.unsqueeze(0),
+    "index": lambda x, y: x[[0, 0, 1]], "clone": lambda x, y: x.clone(),
+    "mm": lambda x, y: x @ y.T, "softmax": lambda x, y: x.softmax(1),
+    "log_softmax": lambda x, y: x.log_softmax(1),
+}
+
+
+@pytest.mark.parametrize("name", list(NAME_CASES))
+def test_grad_fn_names_match_torch(name):
+    fn = NAME_CASES[name]
+    x, y = f64([[0.5, 1.0, 2.0], [1.5, 0.2, 0.3]]), f64([[1.0, 2.0, 0.5], [0.1, 0.7, 0.9]])
+    ours = fn(x, y).grad_fn.name()
+    theirs = fn(to_torch(x), to_torch(y)).grad_fn.name()
+    assert ours == theirs
+
+
+def test_more_grad_fn_names_match_torch():
+    x = f64([[0.5, -1.0, 2.0]])
+    cases = [
+        (lambda lib, t: lib.maximum(t, t * 2)), (lambda lib, t: lib.minimum(t, t * 2)),
+        (lambda lib, t: lib.where(t > 0, t, t * 3)), (lambda lib, t: lib.erf(t)),
+        (lambda lib, t: lib.cat([t, t])), (lambda lib, t: lib.stack([t, t])),
+        (lambda lib, t: t.to(lib.float32)),
+    ]
+    for case in cases:
+        assert case(ckpt, x).grad_fn.name() == case(torch, to_torch(x)).grad_fn.name()
+    assert ckpt.gelu(x).grad_fn.name() == torch.nn.functional.gelu(to_torch(x)).grad_fn.name()
+    y = x * 1
+    y[0, 1] = 3.0
+    ty = to_torch(x) * 1
+    ty[0, 1] = 3.0
+    assert y.grad_fn.name() == ty.grad_fn.name().replace("torch::autograd::", "") == "CopySlices"
+
+
+def test_next_functions_and_accumulate_grad():
+    x, w = f64([1.0, 2.0]), f64([3.0, 4.0])
+    c = f64([1.0, 1.0], requires_grad=False)
+    z = (x * w + c * 2).sum()
+    tx, tw, tc = to_torch(x), to_torch(w), to_torch(c)
+    tz = (tx * tw + tc * 2).sum()
+
+    def structure(fn):
+        if fn is None:
+            return None
+        name = fn.name().replace("torch::autograd::", "")
+        return (name, tuple((structure(n), nr) for n, nr in fn.next_functions))
+
+    assert structure(z.grad_fn) == structure(tz.grad_fn)
+    mul = z.grad_fn.next_functions[0][0].next_functions[0][0]
+    (acc_x, nr_x), (acc_w, _) = mul.next_functions
+    assert acc_x.name() == "AccumulateGrad" and nr_x == 0
+    assert acc_x.variable is x and acc_w.variable is w
+    assert (x * 3).grad_fn.next_functions[0][0] is acc_x  # one accumulator per leaf
+    assert acc_x.next_functions == ()
+
+
+def test_walk_visits_each_node_once():
+    x = f64([1.0, 2.0])
+    a = x.exp()
+    y = (a * a + a).sum()
+    names = [n.name() for n in walk(y)]
+    assert names == ["SumBackward0", "AddBackward0", "MulBackward0", "ExpBackward0", "AccumulateGrad"]
+    assert len(walk([y, a])) == 5
+
+
+def test_multi_output_next_functions_output_nr():
+    x = f64([[1.0, 2.0], [3.0, 4.0]])
+    vals, idx = x.max(0)
+    parts = x.unbind(0)
+    z = vals * 1
+    assert z.grad_fn.next_functions[0] == (vals.grad_fn, 0)
+    assert idx.grad_fn is None and not idx.requires_grad
+    assert len(parts) == 2 and all(p.requires_grad for p in parts)
+
+
+# ---- version counters ---------------------------------------------------------------------------
+
+MODIFIED = "one of the variables needed for gradient computation has been modified by an inplace operation"
+
+
+@pytest.mark.parametrize("modify, bumps", [
+    (lambda x: x.mul_(2), 1),
+    (lambda x: x.__setitem__(0, 1.0), 1),
+    (lambda x: x.add_(1.0), 1),
+    (lambda x: (x.add_(1.0), x.sub_(1.0)), 2),
+    (lambda x: x[1:].mul_(3.0), 1),  # through a view
+    (lambda x: x.T.exp_(), 1),
+    (lambda x: x.detach().zero_(), 1),
+])
+def test_modified_saved_tensor_raises(modify, bumps):
+    a = ckpt.randn(2, 3, requires_grad=True)
+    x = a * 1
+    y = (x * x).sum()  # saves x at version 0
+    modify(x)
+    assert x._version == bumps
+    with pytest.raises(RuntimeError) as info:
+        y.backward()
+    msg = str(info.value)
+    assert msg.startswith(MODIFIED)
+    assert "[2, 3]" in msg
+    assert f"is at version {bumps}; expected version 0" in msg
+
+
+def test_modified_saved_output_names_the_node():
+    a = ckpt.randn(3, requires_grad=True)
+    y = a.exp()  # saves its output
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="output 0 of ExpBackward0.*is at version 1; expected version 0"):
+        y.sum().backward()
+
+
+def test_version_counts_match_torch():
+    def program(lib):
+        a = lib.ones(2, 3, requires_grad=True)
+        x = a * 1
+        versions = [x._version]
+        x[0] = 1.0
+        versions.append(x._version)
+        x.mul_(2)
+        versions.append(x._version)
+        x[1:] = 3.0
+        x.add_(1)
+        versions.append(x._version)
+        v = x[0]
+        v.add_(1)
+        versions.append((x._version, v._version))
+        return versions
+
+    assert program(ckpt) == program(torch)
+
+
+def test_views_share_version_counter():
+    a = ckpt.randn(2, 3, requires_grad=True)
+    x = a * 1
+    views = [x.reshape(6), x.view(3, 2), x.T, x.mT, x.transpose(0, 1), x.permute(1, 0), x[0],
+             x[:, 1:], x[None], x[..., 0], x[1, 2], x.unsqueeze(0), x.squeeze(), x.expand(4, 2, 3),
+             x.expand(2, 3), x.flatten(), x.detach()]
+    copies = [x[[0, 1]], x[x.detach().data > 0], x.clone(), x * 1]
+    before = x._version
+    x.add_(1.0)
+    assert x._version == before + 1
+    for i, v in enumerate(views):
+        assert v._version == x._version, f"view {i}"
+    for i, c in enumerate(copies):
+        assert c._version == 0, f"copy {i}"
+    views[0].mul_(2.0)  # and an in-place op on a view bumps the base
+    assert x._version == before + 2
+
+
+def test_inplace_on_leaf_requiring_grad():
+    w = ckpt.ones(3, requires_grad=True)
+    msg = "a leaf Variable that requires grad is being used in an in-place operation."
+    for op in (lambda: w.add_(1.0), lambda: w.mul_(2.0), lambda: w.__setitem__(0, 5.0),
+               lambda: w.zero_(), lambda: w.exp_()):
+        with pytest.raises(RuntimeError, match=msg):
+            op()
+    assert w.tolist() == [1.0, 1.0, 1.0] and w._version == 0
+    with ckpt.no_grad():  # the optimizer-step pattern
+        w.sub_(0.5)
+        w[0] = 2.0
+        w *= 2
+    assert w.tolist() == [4.0, 1.0, 1.0] and w.requires_grad and w.is_leaf
+    assert w._version == 3
+
+
+def test_inplace_on_non_leaf_rebases_history():
+    a = f64([1.0, 2.0])
+    x = a * 1
+    leaf_node = x.grad_fn
+    x.mul_(3.0)
+    assert x.grad_fn is not leaf_node and x.grad_fn.name() == "MulBackward0"
+    assert x.grad_fn.next_functions[0][0] is leaf_node
+    x.sum().backward()
+    assert a.grad.tolist() == [3.0, 3.0]
+
+
+def test_inplace_makes_tensor_require_grad():
+    w = f64([2.0, 3.0])
+    x = ckpt.zeros(2, dtype=ckpt.float64)
+    x.add_(w)
+    x[0] = w[1] * 2
+    assert x.requires_grad and not x.is_leaf
+    (x * x).sum().backward()
+    tw = to_torch(f64([2.0, 3.0]))
+    tx = torch.zeros(2, dtype=torch.float64)
+    tx.add_(tw)
+    tx[0] = tw[1] * 2
+    (tx * tx).sum().backward()
+    assert_close(w.grad, tw.grad)
+
+
+# ---- custom Function ----------------------------------------------------------------------------
+
+class MulAdd(Function):
+    """out = x * y + scale (scale is a plain number); backward with ckpt ops."""
+
+    @staticmethod
+    def forward(ctx, x, y, scale):
+        ctx.save_for_backward(x, y)
+        ctx.scale = scale
+        ctx.seen_needs = ctx.needs_input_grad
+        return x * y + scale
+
+    @staticmethod
+    def backward(ctx, g):
+        x, y = ctx.saved_tensors
+        gx = g * y if ctx.needs_input_grad[0] else None
+        gy = g * x if ctx.needs_input_grad[1] else None
+        return gx, gy, None
+
+
+class SinCos(Function):
+    """Two outputs; the backward uses both cotangents."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x.sin(), x.cos()
+
+    @staticmethod
+    def backward(ctx, g_sin, g_cos):
+        (x,) = ctx.saved_tensors
+        return g_sin * x.cos() - g_cos * x.sin()
+
+
+class ExpSavingOutput(Function):
+    @staticmethod
+    def forward(ctx, x):
+        out = x.exp()
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        (out,) = ctx.saved_tensors
+        return g * out
+
+
+def test_function_forward_backward_apply(rng):
+    x, y = rand_tensor((2, 3), rng), rand_tensor((3,), rng)
+    out = MulAdd.apply(x, y, 2.5)
+    np.testing.assert_allclose(out.data, x.data * y.data + 2.5)
+    assert out.grad_fn.name() == "MulAddBackward" and out.requires_grad and not out.is_leaf
+    assert out.grad_fn.needs_input_grad == (True, True, False)
+    assert out.grad_fn.scale == 2.5
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad.data, np.broadcast_to(y.data, (2, 3)))
+    np.testing.assert_allclose(y.grad.data, x.data.sum(0))  # un-broadcast by the engine
+    assert gradcheck(lambda a, b: MulAdd.apply(a, b, 1.0), (x, y))
+
+
+def test_function_needs_input_grad_and_no_grad():
+    x = f64([1.0, 2.0])
+    c = f64([3.0, 4.0], requires_grad=False)
+    out = MulAdd.apply(x, c, 0.0)
+    assert out.grad_fn.needs_input_grad == (True, False, False)
+    out.sum().backward()
+    assert x.grad.tolist() == [3.0, 4.0] and c.grad is None
+    with ckpt.no_grad():
+        assert not MulAdd.apply(x, c, 0.0).requires_grad
+    assert not MulAdd.apply(c, c, 0.0).requires_grad
+
+
+def test_function_forward_runs_without_recording():
+    x = f64([1.0, 2.0])
+    out = MulAdd.apply(x, x, 0.0)
+    # inside forward, ops did not build a graph: the only node is the Function's
+    assert [n.name() for n in walk(out)] == ["MulAddBackward", "AccumulateGrad"]
+
+
+def test_function_multiple_outputs(rng):
+    x = rand_tensor((4,), rng)
+    s, c = SinCos.apply(x)
+    assert s.grad_fn is c.grad_fn
+    (s * 2 + c * 3).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 2 * np.cos(x.data) - 3 * np.sin(x.data))
+    x.grad = None
+    s, c = SinCos.apply(x)
+    s.sum().backward()  # the unused output's cotangent arrives as zeros
+    np.testing.assert_allclose(x.grad.data, np.cos(x.data))
+    assert gradcheck(SinCos.apply, (x,)) and gradgradcheck(SinCos.apply, (x,))
+
+
+def test_function_double_backward(rng):
+    x = rand_tensor((3,), rng)
+    (g,) = ckpt.autograd.grad(MulAdd.apply(x, x, 0.0).sum(), x, create_graph=True)
+    np.testing.assert_allclose(g.data, 2 * x.data)
+    (gg,) = ckpt.autograd.grad(g.sum(), x)
+    np.testing.assert_allclose(gg.data, [2.0, 2.0, 2.0])
+    assert gradgradcheck(lambda a, b: MulAdd.apply(a, b, 0.5), (x, rand_tensor((3,), rng)))
+    assert gradgradcheck(ExpSavingOutput.apply, (x,))
+
+
+def test_function_saving_output_and_modifying_it():
+    x = f64([0.0, 1.0])
+    out = ExpSavingOutput.apply(x)
+    (saved,) = out.grad_fn.saved_tensors
+    np.testing.assert_allclose(saved.data, np.exp([0.0, 1.0]))
+    out.mul_(2.0)
+    with pytest.raises(RuntimeError, match=MODIFIED):
+        out.sum().backward()
+
+
+def test_function_matches_torch_function():
+    class TorchMulAdd(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y, scale):
+            ctx.save_for_backward(x, y)
+            return x * y + scale
+
+        @staticmethod
+        def backward(ctx, g):
+            x, y = ctx.saved_tensors
+            return g * y, g * x, None
+
+    x, y = f64([[1.0, -2.0], [0.5, 3.0]]), f64([2.0, -1.0])
+    tx, ty = to_torch(x), to_torch(y)
+    (MulAdd.apply(x, y, 1.0).exp() * x).sum().backward()
+    (TorchMulAdd.apply(tx, ty, 1.0).exp() * tx).sum().backward()
+    assert_close(x.grad, tx.grad)
+    assert_close(y.grad, ty.grad)
+
+
+def test_function_returning_its_input_and_non_differentiable_output():
+    class Identity(Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    class ArgmaxToo(Function):
+        @staticmethod
+        def forward(ctx, x):
+            idx = ckpt.Tensor(np.argmax(x.data, keepdims=True))
+            ctx.mark_non_differentiable(idx)
+            return x * 1, idx
+
+        @staticmethod
+        def backward(ctx, g, g_idx):
+            return g
+
+    x = f64([1.0, 3.0])
+    y = Identity.apply(x)
+    assert y is not x and y.grad_fn.name() == "IdentityBackward" and x.is_leaf
+    y.sum().backward()
+    assert x.grad.tolist() == [2.0, 2.0]
+    v, i = ArgmaxToo.apply(x)
+    assert v.requires_grad and not i.requires_grad and i.tolist() == [1]

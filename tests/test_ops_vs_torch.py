@@ -1,0 +1,569 @@
+"""Differential tests: forward values and gradients (including un-broadcast gradients) equal
+torch's on hypothesis-generated shapes; float64 tight, float32 at rtol 1e-5."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
+
+import ckpt
+
+from conftest import assert_close, to_torch
+
+DTYPES = [np.float64, np.float32]
+TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
+
+seeds = st.integers(0, 2**32 - 1)
+pair_shapes = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3, max_side=4)
+any_shape = hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=4)
+nonscalar_shape = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=4)
+
+
+def run_both(ck_fn, th_fn, arrays, dtype, rng, requires_grad=None):
+    """Run ``ck_fn`` on ckpt leaves and ``th_fn`` on torch leaves built from ``arrays``; check
+    the outputs, then backpropagate one random cotangent per output and check every grad."""
+    dtype = np.dtype(dtype)
+    requires_grad = requires_grad or [True] * len(arrays)
+    ck_in = [ckpt.Tensor(np.asarray(a, dtype=dtype), requires_grad=r) for a, r in zip(arrays, requires_grad)]
+    th_in = [to_torch(t) for t in ck_in]
+    ck_out, th_out = ck_fn(*ck_in), th_fn(*th_in)
+    ck_outs = ck_out if isinstance(ck_out, (tuple, list)) else (ck_out,)
+    th_outs = th_out if isinstance(th_out, (tuple, list)) else (th_out,)
+    assert len(ck_outs) == len(th_outs)
+    for i, (c, t) in enumerate(zip(ck_outs, th_outs)):
+        assert_close(c, t, dtype, what=f"output {i}")
+        assert c.dtype == dtype, f"output {i} dtype {c.dtype} != {dtype}"
+        assert c.requires_grad == t.requires_grad
+    diff = [(c, t) for c, t in zip(ck_outs, th_outs) if t.requires_grad]
+    if not diff:
+        return ck_in, th_in
+    cots = [rng.standard_normal(t.shape).astype(dtype) for _, t in diff]
+    ckpt.autograd.backward([c for c, _ in diff], [ckpt.Tensor(g) for g in cots])
+    torch.autograd.backward([t for _, t in diff], [torch.from_numpy(g) for g in cots])
+    for i, (c, t) in enumerate(zip(ck_in, th_in)):
+        if t.requires_grad and t.grad is None:  # unused input
+            assert c.grad is None, f"input {i} got a gradient torch does not give"
+        elif t.requires_grad:
+            assert c.grad is not None, f"input {i} got no gradient"
+            assert_close(c.grad, t.grad, dtype, what=f"grad of input {i}")
+            assert c.grad.dtype == dtype
+            assert c.grad.shape == c.shape  # un-broadcast back to the input's shape
+    return ck_in, th_in
+
+
+# ---- binary elementwise with broadcasting ------------------------------------------------
+
+def _pos(a):
+    return np.abs(a) + 0.5
+
+
+def _away0(a):
+    return np.where(a >= 0, a + 0.5, a - 0.5)
+
+
+BINARY = {
+    "add": (lambda a, b: a + b, lambda a, b: a + b, None, None),
+    "add_alpha": (lambda a, b: ckpt.add(a, b, alpha=0.5), lambda a, b: torch.add(a, b, alpha=0.5),
+                  None, None),
+    "sub": (lambda a, b: a - b, lambda a, b: a - b, None, None),
+    "mul": (lambda a, b: a * b, lambda a, b: a * b, None, None),
+    "div": (lambda a, b: a / b, lambda a, b: a / b, None, _away0),
+    "pow": (lambda a, b: a ** b, lambda a, b: a ** b, _pos, None),
+    "maximum": (ckpt.maximum, torch.maximum, None, None),
+    "minimum": (ckpt.minimum, torch.minimum, None, None),
+    "max_binary": (ckpt.max, torch.max, None, None),
+    "matmul_as_mul_sum": (lambda a, b: (a * b).sum(), lambda a, b: (a * b).sum(), None, None),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", list(BINARY))
+@given(shapes=pair_shapes, seed=seeds)
+def test_binary_broadcast(name, dtype, shapes, seed):
+    ck_fn, th_fn, tf_a, tf_b = BINARY[name]
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes.input_shapes
+    a, b = rng.standard_normal(sa), rng.standard_normal(sb)
+    a = tf_a(a) if tf_a else a
+    b = tf_b(b) if tf_b else b
+    run_both(ck_fn, th_fn, [a, b], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3), seed=seeds)
+def test_where_broadcast(dtype, shapes, seed):
+    rng = np.random.default_rng(seed)
+    sc, sa, sb = shapes.input_shapes
+    cond = rng.random(sc) > 0.5
+    run_both(lambda a, b: ckpt.where(ckpt.tensor(cond), a, b),
+             lambda a, b: torch.where(torch.from_numpy(np.array(cond)), a, b),
+             [rng.standard_normal(sa), rng.standard_normal(sb)], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shapes=pair_shapes, seed=seeds)
+def test_one_side_requires_grad(dtype, shapes, seed):
+    """Only the input that requires grad gets a (correctly un-broadcast) gradient."""
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes.input_shapes
+    ck_in, _ = run_both(lambda a, b: a * b + b, lambda a, b: a * b + b,
+                        [rng.standard_normal(sa), rng.standard_normal(sb)], dtype, rng,
+                        requires_grad=[False, True])
+    assert ck_in[0].grad is None
+
+
+SCALAR_OPS = {
+    "add": (lambda x: x + 1.5, lambda x: x + 1.5),
+    "radd": (lambda x: 1.5 + x, lambda x: 1.5 + x),
+    "rsub": (lambda x: 1.5 - x, lambda x: 1.5 - x),
+    "rmul": (lambda x: 3 * x, lambda x: 3 * x),
+    "rdiv": (lambda x: 2.0 / x, lambda x: 2.0 / x),
+    "pow_int": (lambda x: x ** 3, lambda x: x ** 3),
+    "pow_float": (lambda x: x.abs() ** 1.5, lambda x: x.abs() ** 1.5),
+    "pow_zero": (lambda x: x ** 0, lambda x: x ** 0),
+    "rpow": (lambda x: 2.0 ** x, lambda x: 2.0 ** x),
+    "clamp": (lambda x: x.clamp(-0.5, 0.7), lambda x: x.clamp(-0.5, 0.7)),
+    "clamp_min": (lambda x: ckpt.clamp(x, min=0.1), lambda x: torch.clamp(x, min=0.1)),
+    "clamp_max": (lambda x: ckpt.clamp(x, max=0.1), lambda x: torch.clamp(x, max=0.1)),
+    "where_scalar": (lambda x: ckpt.where(x > 0, x, 0.5), lambda x: torch.where(x > 0, x, 0.5)),
+}
+
+UNARY = {
+    "neg": (ckpt.neg, torch.neg, None),
+    "exp": (ckpt.exp, torch.exp, None),
+    "log": (ckpt.log, torch.log, _pos),
+    "sqrt": (ckpt.sqrt, torch.sqrt, _pos),
+    "abs": (ckpt.abs, torch.abs, _away0),
+    "sin": (ckpt.sin, torch.sin, None),
+    "cos": (ckpt.cos, torch.cos, None),
+    "tanh": (ckpt.tanh, torch.tanh, None),
+    "sigmoid": (ckpt.sigmoid, torch.sigmoid, lambda a: 4 * a),
+    "relu": (ckpt.relu, torch.relu, _away0),
+    "gelu": (ckpt.gelu, torch.nn.functional.gelu, lambda a: 2 * a),
+    "gelu_tanh": (lambda x: ckpt.gelu(x, approximate="tanh"),
+                  lambda x: torch.nn.functional.gelu(x, approximate="tanh"), lambda a: 2 * a),
+    "erf": (ckpt.erf, torch.erf, None),
+    "clone": (ckpt.clone, torch.clone, None),
+    "square_via_mul": (lambda x: x * x, lambda x: x * x, None),
+    **{f"scalar_{k}": (f, g, None) for k, (f, g) in SCALAR_OPS.items()},
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", list(UNARY))
+@given(shape=any_shape, seed=seeds)
+def test_unary(name, dtype, shape, seed):
+    ck_fn, th_fn, transform = UNARY[name]
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(shape)
+    run_both(ck_fn, th_fn, [transform(a) if transform else a], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, max_dims=3, max_side=3), seed=seeds)
+def test_clamp_tensor_bounds(dtype, shapes, seed):
+    """Tensor min/max broadcast and receive the gradient where the output took their value
+    (including min > max, where max wins)."""
+    rng = np.random.default_rng(seed)
+    _, slo, shi = shapes.input_shapes
+    sx = shapes.result_shape  # torch's backward needs x to have the full broadcast shape
+    x, lo, hi = rng.standard_normal(sx), rng.standard_normal(slo) - 0.3, rng.standard_normal(shi) + 0.3
+    run_both(lambda a, b, c: a.clamp(b, c), lambda a, b, c: a.clamp(b, c), [x, lo, hi], dtype, rng)
+    run_both(lambda a, b: ckpt.clamp(a, min=b), lambda a, b: torch.clamp(a, min=b), [x, lo], dtype, rng)
+    run_both(lambda a, c: ckpt.clamp(a, max=c), lambda a, c: torch.clamp(a, max=c), [x, hi], dtype, rng)
+    run_both(lambda a, b: a.clamp(b, 0.2), lambda a, b: a.clamp(b, torch.tensor(0.2, dtype=b.dtype)),
+             [x, lo], dtype, rng)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
+def test_tie_gradients_match_torch():
+    """Ties: maximum/minimum split evenly, clamp passes at the boundary, max()/amax share,
+    relu/abs give 0 at 0."""
+    a = np.array([1.0, 2.0, 2.0, 0.0, -1.0])
+    b = np.array([1.0, 3.0, 2.0, 0.0, 0.5])
+    rng = np.random.default_rng(0)
+    for ck_fn, th_fn in [(ckpt.maximum, torch.maximum), (ckpt.minimum, torch.minimum)]:
+        run_both(ck_fn, th_fn, [a, b], np.float64, rng)
+    for ck_fn, th_fn in [(ckpt.relu, torch.relu), (ckpt.abs, torch.abs),
+                         (lambda x: x.clamp(0.0, 2.0), lambda x: x.clamp(0.0, 2.0)),
+                         (lambda x: x.max(), lambda x: x.max()),
+                         (lambda x: x.min(), lambda x: x.min()),
+                         (lambda x: ckpt.amax(x.reshape(1, 5), 1), lambda x: torch.amax(x.reshape(1, 5), 1)),
+                         (lambda x: x ** 0.0, lambda x: x ** 0.0)]:
+        run_both(ck_fn, th_fn, [a], np.float64, rng)
+    # a single element has no degrees of freedom: nan, as torch (not a ZeroDivisionError)
+    run_both(lambda x: x.var(), lambda x: x.var(), [np.array([1.5])], np.float64, rng)
+    # tensor ** tensor at base 0 with non-negative exponent: zero exponent-gradient, as torch
+    run_both(lambda x, y: x ** y, lambda x, y: x ** y,
+             [np.array([0.0, 0.0, 2.0]), np.array([2.0, 0.0, 1.5])], np.float64, rng)
+
+
+# ---- reductions -------------------------------------------------------------------------
+
+@st.composite
+def shape_and_dims(draw, allow_none=True, single=False):
+    shape = draw(nonscalar_shape)
+    ndim = len(shape)
+    if single:
+        dim = draw(st.integers(-ndim, ndim - 1))
+    else:
+        choices = [st.integers(-ndim, ndim - 1),
+                   st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True).map(tuple)]
+        if allow_none:
+            choices.append(st.none())
+        dim = draw(st.one_of(*choices))
+    keepdim = draw(st.booleans())
+    return shape, dim, keepdim
+
+
+def _kw(dim, keepdim):
+    return {} if dim is None else {"dim": dim, "keepdim": keepdim}
+
+
+REDUCTIONS = {
+    "sum": (lambda x, d, k: x.sum(**_kw(d, k)), lambda x, d, k: x.sum(**_kw(d, k))),
+    "mean": (lambda x, d, k: x.mean(**_kw(d, k)), lambda x, d, k: x.mean(**_kw(d, k))),
+    "amax": (lambda x, d, k: x.amax(**_kw(d, k)), lambda x, d, k: x.amax(**_kw(d, k))),
+    "var": (lambda x, d, k: x.var(**_kw(d, k)), lambda x, d, k: x.var(**_kw(d, k))),
+    "var_biased": (lambda x, d, k: x.var(**_kw(d, k), unbiased=False),
+                   lambda x, d, k: x.var(**_kw(d, k), unbiased=False)),
+    "var_correction0": (lambda x, d, k: ckpt.var(x, d, keepdim=k, correction=0),
+                        lambda x, d, k: torch.var(x, d, keepdim=k, correction=0)),
+    "std": (lambda x, d, k: x.std(**_kw(d, k)), lambda x, d, k: x.std(**_kw(d, k))),
+    "logsumexp": (lambda x, d, k: ckpt.logsumexp(x, d, k), lambda x, d, k: torch.logsumexp(x, d, k)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", list(REDUCTIONS))
+@given(sdk=shape_and_dims(), seed=seeds)
+def test_reductions(name, dtype, sdk, seed):
+    shape, dim, keepdim = sdk
+    ck_fn, th_fn = REDUCTIONS[name]
+    if name == "logsumexp" and dim is None:
+        dim = tuple(range(len(shape)))
+    if name.startswith(("var", "std")):
+        n = np.prod([shape[d] for d in (range(len(shape)) if dim is None else np.atleast_1d(dim))])
+        assume(n > 1)  # a single element has 0 degrees of freedom (nan in torch)
+    rng = np.random.default_rng(seed)
+    run_both(lambda x: ck_fn(x, dim, keepdim), lambda x: th_fn(x, dim, keepdim),
+             [rng.standard_normal(shape)], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("which", ["max", "min"])
+@given(sdk=shape_and_dims(single=True), seed=seeds)
+def test_max_min_along_dim(which, dtype, sdk, seed):
+    shape, dim, keepdim = sdk
+    rng = np.random.default_rng(seed)
+    ck_in = [ckpt.Tensor(rng.standard_normal(shape).astype(dtype), requires_grad=True)]
+    ck_res = getattr(ck_in[0], which)(dim, keepdim=keepdim)
+    th_res = getattr(to_torch(ck_in[0]), which)(dim, keepdim=keepdim)
+    np.testing.assert_array_equal(ck_res.indices.data, th_res.indices.numpy())
+    assert not ck_res.indices.requires_grad
+    run_both(lambda x: getattr(x, which)(dim, keepdim=keepdim).values,
+             lambda x: getattr(x, which)(dim, keepdim=keepdim).values,
+             [ck_in[0].data], dtype, rng)
+    run_both(lambda x: getattr(x, which)(), lambda x: getattr(x, which)(), [ck_in[0].data], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+@given(sdk=shape_and_dims(single=True), seed=seeds)
+def test_softmax_family(name, dtype, sdk, seed):
+    shape, dim, _ = sdk
+    rng = np.random.default_rng(seed)
+    run_both(lambda x: getattr(ckpt, name)(x, dim), lambda x: getattr(torch, name)(x, dim),
+             [3 * rng.standard_normal(shape)], dtype, rng)
+
+
+# ---- matmul -----------------------------------------------------------------------------
+
+@st.composite
+def matmul_shapes(draw):
+    batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2, max_side=3))
+    n, k, m = draw(st.integers(1, 4)), draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    a_vec, b_vec = draw(st.booleans()), draw(st.booleans())
+    sa = (k,) if a_vec else batch.input_shapes[0] + (n, k)
+    sb = (k,) if b_vec else batch.input_shapes[1] + (k, m)
+    return sa, sb
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shapes=matmul_shapes(), seed=seeds)
+def test_matmul(dtype, shapes, seed):
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes
+    run_both(lambda a, b: a @ b, lambda a, b: a @ b,
+             [rng.standard_normal(sa), rng.standard_normal(sb)], dtype, rng)
+
+
+@pytest.mark.parametrize("which", [(True, False), (False, True)], ids=["a_only", "b_only"])
+@given(shapes=matmul_shapes(), seed=seeds)
+def test_matmul_one_side_requires_grad(which, shapes, seed):
+    """Only one factor needs a gradient (``x @ W`` with data ``x``): the other is not saved."""
+    rng = np.random.default_rng(seed)
+    sa, sb = shapes
+    run_both(lambda a, b: a @ b, lambda a, b: a @ b,
+             [rng.standard_normal(sa), rng.standard_normal(sb)], np.float64, rng,
+             requires_grad=list(which))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+def test_linear_matches_torch(dtype, rng):
+    run_both(ckpt.linear, torch.nn.functional.linear,
+             [rng.standard_normal((5, 3)), rng.standard_normal((4, 3)), rng.standard_normal(4)],
+             dtype, rng)
+
+
+# ---- shape ops --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shape=nonscalar_shape, data=st.data(), seed=seeds)
+def test_view_ops(dtype, shape, data, seed):
+    rng = np.random.default_rng(seed)
+    ndim = len(shape)
+    perm = tuple(data.draw(st.permutations(range(ndim))))
+    d0, d1 = data.draw(st.integers(-ndim, ndim - 1)), data.draw(st.integers(-ndim, ndim - 1))
+    start = data.draw(st.integers(0, ndim - 1))
+    end = data.draw(st.integers(start, ndim - 1))
+    usq = data.draw(st.integers(-ndim - 1, ndim))
+    sq = data.draw(st.integers(-ndim, ndim - 1))
+    lead = data.draw(st.integers(0, 2))
+    target = (2,) * lead + tuple(data.draw(st.sampled_from([1, 3])) if s == 1 else s for s in shape)
+    x = rng.standard_normal(shape)
+    cases = [
+        (lambda t: t.permute(*perm), lambda t: t.permute(*perm)),
+        (lambda t: t.transpose(d0, d1), lambda t: t.transpose(d0, d1)),
+        (lambda t: t.reshape(-1), lambda t: t.reshape(-1)),
+        (lambda t: t.reshape(shape[0], -1), lambda t: t.reshape(shape[0], -1)),
+        (lambda t: t.view(*reversed(shape)), lambda t: t.reshape(*reversed(shape))),
+        (lambda t: t.T.reshape(-1), lambda t: t.permute(*reversed(range(ndim))).reshape(-1)),
+        (lambda t: t.flatten(start, end), lambda t: t.flatten(start, end)),
+        (lambda t: t.unsqueeze(usq), lambda t: t.unsqueeze(usq)),
+        (lambda t: t.squeeze(), lambda t: t.squeeze()),
+        (lambda t: t.squeeze(sq), lambda t: t.squeeze(sq)),
+        (lambda t: t.expand(*target), lambda t: t.expand(*target)),
+        (lambda t: t.clone(), lambda t: t.clone()),
+    ]
+    if ndim >= 2:
+        cases.append((lambda t: t.mT, lambda t: t.mT))
+    for ck_fn, th_fn in cases:
+        run_both(lambda t: ck_fn(t) * 1.0, lambda t: th_fn(t) * 1.0, [x], dtype, rng)
+
+
+def _no_negative_steps(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return all(not (isinstance(i, slice) and i.step is not None and i.step < 0) for i in items)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=2, max_dims=4, max_side=4), seed=seeds)
+def test_basic_indexing(dtype, data, shape, seed):
+    index = data.draw(hnp.basic_indices(shape, allow_newaxis=True).filter(_no_negative_steps))
+    rng = np.random.default_rng(seed)
+    run_both(lambda t: t[index] * 1.0, lambda t: t[index] * 1.0, [rng.standard_normal(shape)], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(data=st.data(), shape=hnp.array_shapes(min_dims=1, max_dims=3, max_side=4), seed=seeds)
+def test_advanced_indexing(dtype, data, shape, seed):
+    """Integer arrays (with repeats: the gradient accumulates) and boolean masks."""
+    index = data.draw(hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(max_dims=2, max_side=5)))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    th_index = tuple(torch.from_numpy(np.array(i)) for i in index)
+    run_both(lambda t: t[index], lambda t: t[th_index], [x], dtype, rng)
+    mask = rng.random(shape) > 0.4
+    run_both(lambda t: t[mask], lambda t: t[torch.from_numpy(mask)], [x], dtype, rng)
+    rows = rng.random(shape[0]) > 0.5
+    run_both(lambda t: t[ckpt.tensor(rows)], lambda t: t[torch.from_numpy(rows)], [x], dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shapes=st.lists(hnp.array_shapes(min_dims=2, max_dims=2, max_side=3), min_size=1, max_size=3),
+       dim=st.integers(-2, 1), seed=seeds)
+def test_cat_stack(dtype, shapes, dim, seed):
+    rng = np.random.default_rng(seed)
+    axis = dim % 2
+    base = shapes[0]
+    cat_shapes = [tuple(s[axis] if i == axis else base[i] for i in range(2)) for s in shapes]
+    arrays = [rng.standard_normal(s) for s in cat_shapes]
+    run_both(lambda *ts: ckpt.cat(ts, dim), lambda *ts: torch.cat(ts, dim), arrays, dtype, rng)
+    same = [rng.standard_normal(base) for _ in shapes]
+    run_both(lambda *ts: ckpt.stack(ts, dim), lambda *ts: torch.stack(ts, dim), same, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(shape=nonscalar_shape, data=st.data(), seed=seeds)
+def test_split_chunk_unbind(dtype, shape, data, seed):
+    ndim = len(shape)
+    dim = data.draw(st.integers(-ndim, ndim - 1))
+    size = shape[dim]
+    step = data.draw(st.integers(1, size + 1))
+    chunks = data.draw(st.integers(1, size + 1))
+    first = data.draw(st.integers(0, size))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    run_both(lambda t: t.split(step, dim), lambda t: t.split(step, dim), [x], dtype, rng)
+    run_both(lambda t: ckpt.split(t, [first, size - first], dim),
+             lambda t: torch.split(t, [first, size - first], dim), [x], dtype, rng)
+    run_both(lambda t: t.chunk(chunks, dim), lambda t: t.chunk(chunks, dim), [x], dtype, rng)
+    run_both(lambda t: t.unbind(dim), lambda t: t.unbind(dim), [x], dtype, rng)
+
+
+def test_to_dtype_gradients_match_torch(rng):
+    x = rng.standard_normal((2, 3))
+    c = ckpt.Tensor(x.astype(np.float32), requires_grad=True)
+    t = to_torch(c)
+    (c.double() * 3).exp().sum().backward()
+    (t.double() * 3).exp().sum().backward()
+    assert c.grad.dtype == np.float32
+    assert_close(c.grad, t.grad)
+    c64 = ckpt.Tensor(x, requires_grad=True)
+    t64 = to_torch(c64)
+    y = c64.to(ckpt.float32)
+    assert y.dtype == np.float32 and y.grad_fn.name() == "ToCopyBackward0"
+    (y * y).sum().backward()
+    (t64.float() * t64.float()).sum().backward()
+    assert c64.grad.dtype == np.float64
+    assert_close(c64.grad, t64.grad, np.float32)
+
+
+# ---- in-place ops on non-leaves ---------------------------------------------------------
+
+def _inplace_program(lib):
+    def program(a, b, c, d):
+        x = a * 1
+        x.mul_(b)
+        x.add_(c)
+        x[1:] = d
+        x.sub_(a)
+        y = x.exp()
+        x2 = y * 1
+        x2[0, ::2] = 0.0
+        x2.div_(2.0)
+        x2 += c
+        x2 *= b
+        return x2.tanh()
+    return program
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
+@given(seed=seeds)
+def test_inplace_program_matches_torch(dtype, seed):
+    rng = np.random.default_rng(seed)
+    shapes = [(3, 4), (4,), (3, 4), (2, 4)]
+    run_both(_inplace_program(ckpt), _inplace_program(torch), [rng.standard_normal(s) for s in shapes],
+             dtype, rng)
+
+
+@pytest.mark.parametrize("method", ["exp_", "tanh_", "sigmoid_", "relu_", "neg_", "clamp_", "pow_"])
+def test_inplace_unary_methods_match_torch(method, rng):
+    args = {"clamp_": (-0.3, 0.4), "pow_": (2,)}.get(method, ())
+
+    def program(a):
+        x = a * 1
+        out = getattr(x, method)(*args)
+        assert out is x
+        return x * a
+
+    run_both(program, program, [_away0(rng.standard_normal((3, 4)))], np.float64, rng)
+
+
+def test_setitem_value_gradient_matches_torch(rng):
+    def program(a, v):
+        x = a.clone()
+        x[[0, 2]] = v * 2
+        x[:, 1] = 0.0
+        return x
+
+    run_both(program, program, [rng.standard_normal((3, 4)), rng.standard_normal(4)], np.float64, rng)
+
+
+def test_copy_fill_zero_match_torch(rng):
+    def program(a, b):
+        x = a * 2
+        y = a * 3
+        y.zero_()
+        z = a * 4
+        z.fill_(1.5)
+        x.copy_(b.exp())
+        return x + y + z * a
+
+    run_both(program, program, [rng.standard_normal((2, 3)), rng.standard_normal((2, 3))], np.float64, rng)
+
+
+# ---- in-place writes through views ------------------------------------------------------
+
+VIEWS = {
+    "row": lambda t: t[1],
+    "cols": lambda t: t[:, 1:],
+    "T": lambda t: t.T,
+    "flat": lambda t: t.reshape(-1),
+    "strided": lambda t: t[::2, ::2],
+    "unsqueeze": lambda t: t.unsqueeze(0),
+    "T_row": lambda t: t.T[2],
+    "cols_T": lambda t: t[:, 1:].transpose(0, 1),
+    "scalar": lambda t: t[2, 3],
+}
+WRITES = {
+    "mul_": lambda v, w: v.mul_(w.reshape(-1)[0]),
+    "add_": lambda v, w: v.add_(w.reshape(-1)[1] * 2),
+    "exp_": lambda v, w: v.exp_(),
+    "tanh_": lambda v, w: v.tanh_(),
+    "setitem": lambda v, w: v.__setitem__(0, w.reshape(-1)[2]) if v.ndim else v.mul_(w.reshape(-1)[2]),
+    "fill_all": lambda v, w: v.__setitem__(Ellipsis, 0.5),
+    "div_": lambda v, w: v.div_(2.0),
+}
+
+
+SAVES_OUTPUT = ("exp_", "tanh_")  # torch refuses later writes into their saved output
+
+
+@st.composite
+def view_write_programs(draw):
+    targets = st.sampled_from(sorted(VIEWS) + ["base"])
+    plain = sorted(w for w in WRITES if w not in SAVES_OUTPUT)
+    steps = draw(st.lists(st.tuples(targets, st.sampled_from(plain)), min_size=1, max_size=4))
+    if draw(st.booleans()):
+        steps.append((draw(targets), draw(st.sampled_from(SAVES_OUTPUT))))
+    readers = draw(st.lists(st.sampled_from(sorted(VIEWS)), min_size=0, max_size=3))
+    early = draw(st.booleans())
+    return steps, readers, early
+
+
+@given(program=view_write_programs(), seed=seeds)
+def test_inplace_through_views_matches_torch(program, seed):
+    """Random in-place writes into a base and its views, then a loss reading the base and
+    views created before (``early``) or after the writes: gradients equal torch's."""
+    steps, readers, early = program
+    rng = np.random.default_rng(seed)
+
+    def run(a, w):
+        x = a * 1
+        held = [VIEWS[r](x) for r in readers] if early else []
+        for target, write in steps:
+            WRITES[write](x if target == "base" else VIEWS[target](x), w)
+        if not early:
+            held = [VIEWS[r](x) for r in readers]
+        loss = (x * x).sum()
+        for k, v in enumerate(held):
+            loss = loss + (v * (k + 2)).sum()
+        return loss
+
+    run_both(run, run, [rng.standard_normal((4, 5)), rng.standard_normal((2, 2))], np.float64, rng)
+
+
+def test_inplace_through_view_of_view_keeps_sibling_views_right():
+    def run(a):
+        x = a * 1
+        row = x[0]
+        col = x[:, 2]
+        v = x.T[1:]          # a view of a view
+        v[0].mul_(3.0)       # x.T[1:][0] is column 1 of x
+        col.add_(1.0)
+        return (x.exp() * 2).sum() + (row * row).sum() + (v ** 3).sum() + col.sum()
+
+    rng = np.random.default_rng(0)
+    run_both(run, run, [rng.standard_normal((4, 3))], np.float64, rng)
