@@ -9,6 +9,7 @@ import numpy as np
 
 from . import grad_mode
 from .node import AccumulateGrad, SavedTensor, _FREED_MESSAGE
+from .ops.shape import sum_to
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -155,36 +156,33 @@ def _accumulate_into(t, g, create_graph):
         t.grad = _wrap(t.grad.data + g.data)
 
 
-def _sum_to(g, shape):
-    from .ops import sum_to
-    return sum_to(g, shape)
-
-
-def _validate(node, i, g):
+def _validate(node, i, g, arrays):
+    """Bring gradient ``i`` of ``node`` to its input's shape (un-broadcasting) and dtype, as
+    a numpy array when ``arrays`` else as a Tensor; reject what can't be brought there."""
     shape, dtype = node._meta[2 * i], node._meta[2 * i + 1]
     if shape is None:
         return g
-    if g.__class__ is not Tensor:
-        if g is None:
-            return None
-        if isinstance(g, np.ndarray):
-            g = _wrap(g)
-        else:
-            raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
-    if g.data.shape != shape:
+    if isinstance(g, Tensor):
+        d = g.data
+    elif isinstance(g, np.ndarray):
+        d = g
+    else:
+        raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
+    if d.shape != shape:
         try:
-            np.broadcast_shapes(shape, g.data.shape)
-            ok = len(g.data.shape) >= len(shape)
+            np.broadcast_shapes(shape, d.shape)
+            ok = len(d.shape) >= len(shape)
         except ValueError:
             ok = False
         if not ok:
             raise RuntimeError(
                 f"Function {node.name()} returned an invalid gradient at index {i} - got "
-                f"{list(g.data.shape)} but expected shape compatible with {list(shape)}")
-        g = _sum_to(g, shape)
-    if g.data.dtype != dtype:
-        g = g.to(dtype)
-    return g
+                f"{list(d.shape)} but expected shape compatible with {list(shape)}")
+    if arrays:
+        d = sum_to(d, shape)
+        return d if d.dtype == dtype else d.astype(dtype)
+    g = sum_to(g if isinstance(g, Tensor) else _wrap(d), shape)
+    return g if g.data.dtype == dtype else g.to(dtype)
 
 
 def _discover(root_nodes):
@@ -239,9 +237,12 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 captures.setdefault(n, {})[nr] = None
         to_run = _to_run(deps, captures, accumulate_leaves)
 
+    # Without create_graph, gradients flow as numpy arrays and array rules skip the Tensor
+    # wrappers; with it, they flow as Tensors so the backward pass is itself recorded.
+    arrays = not create_graph
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
-        _buffer_add(buffers, node, nr, g)
+        _buffer_add(buffers, node, nr, g.data if arrays else g)
     ready = [node for node in dict.fromkeys(root_nodes) if deps[node] == 0]
 
     previous_mode = _GradState.enabled
@@ -257,20 +258,22 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                     input_grads = None
                 else:
                     saved = node._saved
-                    if saved:
-                        input_grads = node.vjp(g, *[s.unpack(node) if s.__class__ is SavedTensor else s
-                                                    for s in saved])
-                        if not keep_graph:
-                            node._saved = None
-                    elif saved is None:
+                    if saved is None:
                         raise RuntimeError(_FREED_MESSAGE)
+                    if arrays and node._array_rule:
+                        input_grads = node.vjp(g, *[s.unpack_data(node) if s.__class__ is SavedTensor
+                                                    else s for s in saved])
                     else:
-                        input_grads = node.vjp(g)
+                        input_grads = node.vjp(_wrap(g) if arrays else g,
+                                               *[s.unpack(node) if s.__class__ is SavedTensor else s
+                                                 for s in saved])
+                    if saved and not keep_graph:
+                        node._saved = None
                     if input_grads.__class__ is not tuple:
                         input_grads = (tuple(input_grads) if isinstance(input_grads, list)
                                        else (input_grads,))
                     if node._post_hooks:
-                        input_grads = _run_post_hooks(node, input_grads, (g,))
+                        input_grads = _run_post_hooks(node, input_grads, (g,), arrays)
             else:
                 input_grads = _run_node(node, pop_buffer(node, None), captures, to_run,
                                         keep_graph, create_graph, accumulate_leaves)
@@ -289,9 +292,13 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 if nxt is not None:
                     g = input_grads[i] if i < n_grads else None
                     if g is not None:
-                        if (g.__class__ is not Tensor or g.data.shape != meta[2 * i]
+                        if arrays:
+                            if (g.__class__ is not np.ndarray or g.shape != meta[2 * i]
+                                    or g.dtype != meta[2 * i + 1]):
+                                g = _validate(node, i, g, True)
+                        elif (g.__class__ is not Tensor or g.data.shape != meta[2 * i]
                                 or g.data.dtype != meta[2 * i + 1]):
-                            g = _validate(node, i, g)
+                            g = _validate(node, i, g, False)
                         if nxt._out_meta is None:
                             previous = buffers.get(nxt)
                             buffers[nxt] = g if previous is None else previous + g
@@ -310,12 +317,17 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
 
 
 def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulate_leaves):
-    """Any node: multi-output, leaf accumulator, with hooks, or captured by ``grad()``."""
+    """Any node: multi-output, leaf accumulator, with hooks, or captured by ``grad()``.
+    Works on Tensors (hooks and users see Tensors); array gradients are wrapped on the way
+    in and unwrapped on the way out."""
     outs = node._out_meta
+    arrays = not create_graph
     if outs is None:
         grads = [grads]
     elif grads is None:
         grads = [None] * len(outs)
+    if arrays:
+        grads = [None if g is None else _wrap(g) for g in grads]
     if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
         grads = _run_pre_hooks(node, grads, create_graph)
     is_leaf_node = node.__class__ is AccumulateGrad
@@ -334,7 +346,8 @@ def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulat
         return None
     if all(g is None for g in grads):
         return None
-    return _apply(node, grads, keep_graph, create_graph)
+    result = _apply(node, grads, keep_graph, create_graph)
+    return tuple(g.data if isinstance(g, Tensor) else g for g in result) if arrays else result
 
 
 def _buffer_add(buffers, node, nr, g):
@@ -394,13 +407,18 @@ def _apply(node, grads, keep_graph, create_graph):
     if result.__class__ is not tuple:
         result = tuple(result) if isinstance(result, list) else (result,)
     if node._post_hooks:
-        result = _run_post_hooks(node, result, tuple(grads))
+        result = _run_post_hooks(node, result, tuple(grads), False)
     return result
 
 
-def _run_post_hooks(node, result, grads):
+def _run_post_hooks(node, result, grads, arrays):
+    if arrays:  # hooks see Tensors
+        result = tuple(_wrap(g) if isinstance(g, np.ndarray) else g for g in result)
+        grads = tuple(_wrap(g) if isinstance(g, np.ndarray) else g for g in grads)
     for hook in list(node._post_hooks):
         replaced = hook(result, grads)
         if replaced is not None:
             result = tuple(replaced)
+    if arrays:
+        result = tuple(g.data if isinstance(g, Tensor) else g for g in result)
     return result

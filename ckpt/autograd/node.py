@@ -30,6 +30,11 @@ class Node:
     # lookup for the engine's hot path) turns False when a node gets pre-hooks or several outputs.
     _pre_hooks = _post_hooks = _tensor_hooks = _retain_hooks = None
     _plain = True
+    # True when ``vjp`` also works on plain numpy arrays (it only uses operators, shape
+    # methods numpy shares, and ckpt ops, which accept arrays). Then a backward pass that
+    # does not build a graph (no ``create_graph``) runs the rule on arrays, skipping the
+    # Tensor wrappers; with ``create_graph`` the same rule runs on Tensors and is recorded.
+    _array_rule = False
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.
@@ -220,6 +225,17 @@ class SavedTensor:
             "one of the variables needed for gradient computation has been modified by an "
             f"inplace operation: [ckpt.{_type_name(dtype)} {list(shape)}]{where} is at "
             f"version {self.vc[0]}; expected version {self.version} instead.")
+
+    def unpack_data(self, node):
+        """The saved value as a numpy array (for array rules: no Tensor is built)."""
+        if self.vc[0] != self.version:
+            raise self._version_error(node)
+        if self.unpack_hook is None:
+            return self.tensor.data if self.tensor is not None else self.data
+        unpacked = self.unpack_hook(self.packed)
+        if not isinstance(unpacked, Tensor):
+            raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+        return unpacked.data
 
     def unpack(self, node):
         if self.vc[0] != self.version:

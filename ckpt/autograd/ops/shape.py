@@ -219,7 +219,7 @@ def sum_to(x, shape):
     [[2.0, 2.0, 2.0]]
     """
     shape = tuple(shape)
-    d = x.data
+    d = x.data if x.__class__ is Tensor else x
     if d.shape == shape:
         return x
     lead = d.ndim - len(shape)
@@ -228,6 +228,8 @@ def sum_to(x, shape):
     out = d.sum(axis=axes, keepdims=True) if axes else d
     if lead:
         out = out.reshape(shape)
+    if x.__class__ is not Tensor:
+        return out
     return record(SumToBackward0, out, (x,), in_shape=d.shape)
 
 
