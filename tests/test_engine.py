@@ -517,6 +517,55 @@ def test_inplace_on_leaf_requiring_grad():
     assert w._version == 3
 
 
+def test_inplace_on_view_of_leaf_requiring_grad():
+    w = ckpt.ones(2, 3, requires_grad=True)
+    msg = "a view of a leaf Variable that requires grad is being used in an in-place operation."
+    for op in (lambda: w[0].mul_(2.0), lambda: w.T.add_(1.0), lambda: w.reshape(6).__setitem__(0, 1.0),
+               lambda: w[:, 1:][0].zero_()):
+        with pytest.raises(RuntimeError, match=msg):
+            op()
+    with ckpt.no_grad():
+        w[0].mul_(2.0)
+    assert w.tolist() == [[2.0] * 3, [1.0] * 3] and w.is_leaf
+
+
+def test_write_through_view_rebases_base():
+    a = f64([[1.0, 1.0], [1.0, 1.0]])
+    x = a * 1
+    row = x[0]
+    row.mul_(2.0)
+    assert x.grad_fn.name() == "CopySlices" and x._version == row._version == 1
+    x.sum().backward()
+    assert a.grad.tolist() == [[2.0, 2.0], [1.0, 1.0]]
+    a.grad = None
+    x = a * 1
+    x.view(4).mul_(3.0)
+    x.sum().backward()
+    assert a.grad.tolist() == [[3.0, 3.0], [3.0, 3.0]]
+
+
+def test_views_see_later_writes_into_their_base():
+    a = f64([[1.0, 2.0], [3.0, 4.0]])
+    x = a * 1
+    row, col = x[0], x[:, 1]
+    x.mul_(2.0)      # row and col are re-derived from the new x
+    x[1, 1] = 0.0    # and again
+    (row.sum() + 10 * col.sum()).backward()
+    assert row.tolist() == [2.0, 4.0] and col.tolist() == [4.0, 0.0]
+    assert a.grad.tolist() == [[2.0, 22.0], [0.0, 0.0]]
+
+
+def test_view_registry_does_not_grow():
+    w = ckpt.ones(3, 4, requires_grad=True)
+    for _ in range(100):
+        (w.mT @ ckpt.ones(3)).sum()
+    assert getattr(w, "_views", None) is None  # views of a leaf are never re-derived
+    x = w * 1
+    for _ in range(100):
+        x.T.sum()
+    assert len(getattr(x, "_views", {})) <= 1  # dead views drop out
+
+
 def test_inplace_on_non_leaf_rebases_history():
     a = f64([1.0, 2.0])
     x = a * 1

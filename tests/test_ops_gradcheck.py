@@ -75,6 +75,15 @@ def _inplace_chain(a, b, c):
     return x
 
 
+def _inplace_through_views(a, b):
+    x = a * 1
+    row = x[0]
+    x[1:].mul_(b)
+    x.T[0].add_(b[0] * 2)
+    x.reshape(-1)[1:3].tanh_()
+    return x, row * 3
+
+
 def _inplace_unary(a):
     x = a * 1
     x.tanh_()
@@ -193,6 +202,7 @@ CASES = [
     ("setitem_int_array", _setitem_int_array, [(3, 4), (2, 3)]),
     ("inplace_chain", _inplace_chain, [(2, 3), (3,), pos(2, 3)]),
     ("inplace_unary", _inplace_unary, [(2, 3)]),
+    ("inplace_through_views", _inplace_through_views, [(3, 4), (4,)]),
     ("cat_dim0", lambda a, b: ckpt.cat([a, b]), [(2, 3), (1, 3)]),
     ("cat_dim1", lambda a, b: ckpt.cat([a, b, a], dim=-1), [(2, 3), (2, 1)]),
     ("stack", lambda a, b: ckpt.stack([a, b], dim=1), [(2, 3), (2, 3)]),

@@ -3,7 +3,7 @@ torch's on hypothesis-generated shapes; float64 tight, float32 at rtol 1e-5."""
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings, strategies as st
+from hypothesis import assume, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import ckpt
@@ -110,6 +110,39 @@ def test_one_side_requires_grad(dtype, shapes, seed):
                         [rng.standard_normal(sa), rng.standard_normal(sb)], dtype, rng,
                         requires_grad=[False, True])
     assert ck_in[0].grad is None
+
+
+PROMOTION_CASES = [
+    "lib.arange(3) * 0.5", "lib.arange(3) / 2", "lib.arange(3) / lib.arange(1, 4)",
+    "lib.ones(2) * lib.tensor(2.0, dtype=lib.float64)", "lib.ones(2, dtype=lib.float64) + lib.ones(2)",
+    "lib.arange(3) + lib.ones(3)", "lib.ones(2) ** 2", "2 ** lib.arange(3)", "0.5 ** lib.arange(3)",
+    "lib.arange(3) ** 0.5", "lib.tensor(1.0, dtype=lib.float64) * lib.tensor(2.0)",
+    "lib.arange(3) * lib.tensor(2.0, dtype=lib.float64)", "lib.ones(2, dtype=lib.float64) * 2.0",
+    "lib.maximum(lib.arange(3), lib.ones(3))", "1.5 - lib.arange(3)", "lib.arange(3) - 1",
+    "lib.arange(3, dtype=lib.int32) * 2.5", "lib.ones(2, dtype=lib.float16) * 2.5",
+]
+
+
+@pytest.mark.parametrize("expr", PROMOTION_CASES)
+def test_type_promotion_and_values_match_torch(expr):
+    ours, theirs = eval(expr, {"lib": ckpt}), eval(expr, {"lib": torch})
+    assert str(ours.dtype) == str(theirs.dtype).replace("torch.", "")
+    np.testing.assert_allclose(ours.data, theirs.numpy(), rtol=1e-3)
+
+
+def test_mixed_dtype_gradients_keep_each_leaf_dtype():
+    x32 = ckpt.tensor([1.0, 2.0], requires_grad=True)
+    y64 = ckpt.tensor([3.0, 4.0], dtype=ckpt.float64, requires_grad=True)
+    s64 = ckpt.tensor(0.5, dtype=ckpt.float64, requires_grad=True)
+    out = (x32 * y64).sum() + (x32 * s64).sum()
+    tx, ty, ts = (to_torch(t) for t in (x32, y64, s64))
+    tout = (tx * ty).sum() + (tx * ts).sum()
+    assert str(out.dtype) == str(tout.dtype).replace("torch.", "")
+    out.backward()
+    tout.backward()
+    for ours, theirs in ((x32, tx), (y64, ty), (s64, ts)):
+        assert ours.grad.dtype == ours.dtype
+        assert_close(ours.grad, theirs.grad, np.float32)
 
 
 SCALAR_OPS = {

@@ -7,7 +7,7 @@ import ckpt
 from ckpt.autograd import Function
 from ckpt.autograd.graph import saved_bytes, saved_tensors_hooks
 
-from conftest import assert_close, rand_tensor, to_torch
+from conftest import assert_close, to_torch
 from test_ops_gradcheck import CASES, _make_inputs
 
 
@@ -30,13 +30,13 @@ class Recorder:
         return saved_tensors_hooks(self.pack, self.unpack)
 
 
-def _mlp(lib, x, w1, b1, w2, b2, target):
+def _mlp(x, w1, b1, w2, b2, target):
     h = (x @ w1 + b1).relu()
     out = h @ w2 + b2
     return ((out - target) ** 2).mean()
 
 
-def _mlp_inputs(rng, lib=ckpt, x_requires_grad=False):
+def _mlp_inputs(rng, x_requires_grad=False):
     shapes = [(4, 3), (3, 5), (5,), (5, 2), (2,), (4, 2)]
     arrays = [rng.standard_normal(s) for s in shapes]
     grads = [x_requires_grad, True, True, True, True, False]
@@ -47,7 +47,7 @@ def test_mlp_every_save_packed_once_and_unpacked_by_backward(rng):
     x, w1, b1, w2, b2, target = _mlp_inputs(rng)
     rec = Recorder()
     with rec.hooks():
-        loss = _mlp(ckpt, x, w1, b1, w2, b2, target)
+        loss = _mlp(x, w1, b1, w2, b2, target)
     # matmul saves each factor only when the other needs a gradient (as torch does): x @ w1
     # keeps x (for w1's grad) but not w1, since x needs none; h @ w2 keeps both. relu saves
     # its output, pow (** 2) its base: 5 saves
@@ -78,7 +78,7 @@ def test_mlp_pack_and_unpack_counts_match_torch(rng, x_requires_grad):
 
         inputs = [make(t) for t in leaves]
         with hooks_cls(pack, unpack):
-            loss = _mlp(lib, *inputs)
+            loss = _mlp(*inputs)
         loss.backward()
         counts[lib.__name__] = n
     assert counts["ckpt"] == counts["torch"]
@@ -86,12 +86,12 @@ def test_mlp_pack_and_unpack_counts_match_torch(rng, x_requires_grad):
 
 def test_numpy_offload_gives_identical_gradients(rng):
     inputs = _mlp_inputs(rng, x_requires_grad=True)
-    _mlp(ckpt, *inputs).backward()
+    _mlp(*inputs).backward()
     expected = [t.grad.data.copy() if t.grad is not None else None for t in inputs]
     for t in inputs:
         t.grad = None
     with saved_tensors_hooks(lambda t: t.detach().numpy().copy(), lambda a: ckpt.Tensor(a)):
-        loss = _mlp(ckpt, *inputs)
+        loss = _mlp(*inputs)
     loss.backward()
     for t, e in zip(inputs, expected):
         if e is None:

@@ -12,11 +12,30 @@ from ..tensor import Tensor, _wrap
 from ._util import data_of, shape_error
 
 
+_F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+
 def _binary(op_name, fn, a, b):
     try:
-        return fn(a.data if a.__class__ is Tensor else a, b.data if b.__class__ is Tensor else b)
+        out = fn(a.data if a.__class__ is Tensor else a, b.data if b.__class__ is Tensor else b)
     except ValueError:
         raise shape_error(op_name, data_of(a), data_of(b)) from None
+    return _torch_promotion(out, a, b) if out.dtype is _F64 else out
+
+
+def _torch_promotion(out, a, b):
+    """numpy gave float64; torch keeps float64 only if a float64 operand has priority:
+    tensors with dims over 0-d tensors over Python/numpy numbers, and an int result of a
+    float number or true division is float32 (torch's default). ``arange(3) * 0.5``,
+    ``int64 + float32`` and ``float32 * float64 0-d`` are float32, as in torch."""
+    arrays = [x for x in (a.data if a.__class__ is Tensor else a, b.data if b.__class__ is Tensor else b)
+              if isinstance(x, np.ndarray)]
+    for group in ([x for x in arrays if x.ndim] or arrays, arrays):
+        floats = [x.dtype for x in group if x.dtype.kind == "f"]
+        if floats:
+            dtype = max(floats, key=lambda d: d.itemsize)
+            return out if dtype == _F64 else out.astype(dtype)
+    return out.astype(_F32)
 
 
 class NegBackward0(Node):
@@ -141,10 +160,11 @@ def pow(base, exponent):
     [4.0, 9.0]
     """
     if exponent.__class__ is not Tensor and base.__class__ is Tensor:
-        return record(PowBackward0, np.power(base.data, exponent), (base,), (base,), exponent=exponent)
+        out = np.power(base.data, exponent)
+        if out.dtype is _F64:
+            out = _torch_promotion(out, base, exponent)
+        return record(PowBackward0, out, (base,), (base,), exponent=exponent)
     out = _binary("pow", np.power, base, exponent)
-    if base.__class__ is not Tensor:
-        out = np.asarray(out, dtype=exponent.data.dtype)
     base_grad = isinstance(base, Tensor) and base.requires_grad
     exp_grad = isinstance(exponent, Tensor) and exponent.requires_grad
     return record(PowBackward1, out, (base, exponent), (base, exponent, OUTPUT),
