@@ -164,8 +164,8 @@ def _validate(node, i, g, arrays):
         return g
     if isinstance(g, Tensor):
         d = g.data
-    elif isinstance(g, np.ndarray):
-        d = g
+    elif isinstance(g, (np.ndarray, np.generic, float, int)):
+        d = g = np.asarray(g)
     else:
         raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
     if d.shape != shape:

@@ -6,6 +6,7 @@ from .tensor import Tensor, _wrap
 
 class FunctionCtx(Node):
     """The ``ctx`` of a custom Function: it becomes the ``grad_fn`` node of the outputs."""
+    _array_rule = False  # user code expects Tensors
 
     def save_for_backward(self, *tensors):
         self._to_save = tensors

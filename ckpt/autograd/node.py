@@ -30,11 +30,12 @@ class Node:
     # lookup for the engine's hot path) turns False when a node gets pre-hooks or several outputs.
     _pre_hooks = _post_hooks = _tensor_hooks = _retain_hooks = None
     _plain = True
-    # True when ``vjp`` also works on plain numpy arrays (it only uses operators, shape
-    # methods numpy shares, and ckpt ops, which accept arrays). Then a backward pass that
-    # does not build a graph (no ``create_graph``) runs the rule on arrays, skipping the
-    # Tensor wrappers; with ``create_graph`` the same rule runs on Tensors and is recorded.
-    _array_rule = False
+    # ``vjp`` works on plain numpy arrays as well as on Tensors: rules use operators, the
+    # shape methods numpy shares (reshape, squeeze, mT, indexing) and ckpt ops, which
+    # return arrays for arrays. A backward pass that builds no graph (no ``create_graph``)
+    # runs rules on arrays, skipping Tensor wrappers; with ``create_graph`` the same rule
+    # runs on Tensors and is recorded. A subclass whose rule needs Tensors sets this False.
+    _array_rule = True
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.

@@ -38,10 +38,12 @@ def kept_shape(shape, axes):
 
 
 def expand_reduced(g, in_shape, axes, keepdim):
-    """Broadcast a reduction's gradient back to the input's shape (differentiably)."""
+    """Broadcast a reduction's gradient back to the input's shape (differentiably; arrays
+    in, arrays out)."""
+    from .shape import expand
     if not keepdim and axes:
         g = g.reshape(kept_shape(in_shape, axes))
-    return g.expand(in_shape)
+    return expand(g, in_shape)
 
 
 def shape_error(op_name, a, b):

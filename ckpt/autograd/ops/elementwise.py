@@ -50,6 +50,8 @@ def neg(x):
     >>> ckpt.neg(ckpt.tensor([1.0, -2.0])).tolist()
     [-1.0, 2.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.negative(x)
     return record(NegBackward0, np.negative(x.data), (x,))
 
 
@@ -145,10 +147,10 @@ class PowBackward1(Node):
             g_base = where(data_of(exponent) == 0, 0.0, g * exponent * base ** (exponent - 1))
         g_exp = None
         if self.exponent_grad:
-            log_base = log(base) if isinstance(base, Tensor) else math.log(base) if base > 0 else 0.0
-            g_exp = g * out * log_base
-            if isinstance(base, Tensor):
-                g_exp = where((base.data == 0) & (data_of(exponent) >= 0), 0.0, g_exp)
+            if isinstance(base, (Tensor, np.ndarray)):
+                g_exp = where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
+            else:
+                g_exp = g * out * (math.log(base) if base > 0 else 0.0)
         return g_base, g_exp
 
 
@@ -183,6 +185,8 @@ def exp(x):
     >>> ckpt.exp(ckpt.tensor([0.0])).tolist()
     [1.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.exp(x)
     return record(ExpBackward0, np.exp(x.data), (x,), (OUTPUT,))
 
 
@@ -198,6 +202,8 @@ def log(x):
     >>> ckpt.log(ckpt.tensor([1.0])).tolist()
     [0.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.log(x)
     return record(LogBackward0, np.log(x.data), (x,), (x,))
 
 
@@ -213,12 +219,14 @@ def sqrt(x):
     >>> ckpt.sqrt(ckpt.tensor([4.0])).tolist()
     [2.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.sqrt(x)
     return record(SqrtBackward0, np.sqrt(x.data), (x,), (OUTPUT,))
 
 
 class AbsBackward0(Node):
     def vjp(self, g, x):
-        return g * np.sign(x.data)
+        return g * np.sign(data_of(x))
 
 
 def abs(x):
@@ -228,6 +236,8 @@ def abs(x):
     >>> ckpt.abs(ckpt.tensor([-2.0])).tolist()
     [2.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.abs(x)
     return record(AbsBackward0, np.abs(x.data), (x,), (x,))
 
 
@@ -243,6 +253,8 @@ def sin(x):
     >>> ckpt.sin(ckpt.tensor([0.0])).tolist()
     [0.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.sin(x)
     return record(SinBackward0, np.sin(x.data), (x,), (x,))
 
 
@@ -258,6 +270,8 @@ def cos(x):
     >>> ckpt.cos(ckpt.tensor([0.0])).tolist()
     [1.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.cos(x)
     return record(CosBackward0, np.cos(x.data), (x,), (x,))
 
 
@@ -273,6 +287,8 @@ def tanh(x):
     >>> ckpt.tanh(ckpt.tensor([0.0])).tolist()
     [0.0]
     """
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return np.tanh(x)
     return record(TanhBackward0, np.tanh(x.data), (x,), (OUTPUT,))
 
 
@@ -301,7 +317,7 @@ def sigmoid(x):
 
 class ReluBackward0(Node):
     def vjp(self, g, out):
-        return g * (out.data > 0)
+        return g * (data_of(out) > 0)
 
 
 def relu(x):
@@ -333,6 +349,8 @@ def erf(x):
     >>> round(ckpt.erf(ckpt.tensor([1.0])).item(), 4)
     0.8427
     """
+    if x.__class__ is not Tensor:
+        return _erf_np(np.asarray(x))
     return record(ErfBackward0, _erf_np(x.data), (x,), (x,))
 
 
@@ -371,7 +389,7 @@ def gelu(x, approximate="none"):
 
 def _tie_split(g, da, db):
     """Gradients of maximum(a, b): to the larger input, half each on ties."""
-    tie = (da == db).astype(g.data.dtype) * 0.5
+    tie = (da == db).astype(g.dtype) * 0.5
     return g * ((da > db) + tie), g * ((db > da) + tie)
 
 
@@ -408,7 +426,7 @@ def minimum(a, b):
 
 class ClampBackward1(Node):
     def vjp(self, g, x):
-        d = x.data
+        d = data_of(x)
         mask = np.ones(d.shape, dtype=bool)
         if self.min is not None:
             mask &= d >= data_of(self.min)
@@ -422,7 +440,7 @@ class ClampBackward0(Node):
     took its value from (torch's rule; where ``min > max``, ``max`` wins)."""
 
     def vjp(self, g, x, lo, hi):
-        d = x.data
+        d = data_of(x)
         lo_d = None if lo is None else data_of(lo)
         hi_d = None if hi is None else data_of(hi)
         to_x, to_lo, to_hi = True, None, None
@@ -474,6 +492,8 @@ def where(condition, a, b):
         out = np.where(c, data_of(a), data_of(b))
     except ValueError:
         raise shape_error("where", data_of(a), data_of(b)) from None
+    if a.__class__ is not Tensor and b.__class__ is not Tensor:
+        return out
     ref = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
     if ref is not None and out.dtype != ref.data.dtype and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         out = out.astype(ref.data.dtype)

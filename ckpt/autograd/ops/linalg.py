@@ -2,6 +2,7 @@
 import numpy as np
 
 from ..node import Node, record
+from .shape import unsqueeze
 
 
 class MmBackward0(Node):
@@ -14,13 +15,13 @@ class MmBackward0(Node):
         if a_ndim == 1 and b_ndim == 1:
             return (g * b if need_a else None), (g * a if need_b else None)
         if a_ndim == 1:
-            g2 = g.unsqueeze(-2)
+            g2 = unsqueeze(g, -2)
             ga = (g2 @ b.mT).squeeze(-2) if need_a else None
-            gb = a.unsqueeze(-1) @ g2 if need_b else None
+            gb = unsqueeze(a, -1) @ g2 if need_b else None
             return ga, gb
         if b_ndim == 1:
-            g2 = g.unsqueeze(-1)
-            ga = g2 @ b.unsqueeze(-2) if need_a else None
+            g2 = unsqueeze(g, -1)
+            ga = g2 @ unsqueeze(b, -2) if need_a else None
             gb = (a.mT @ g2).squeeze(-1) if need_b else None
             return ga, gb
         return (_product(g, b.mT, self.a_layout) if need_a else None), (

@@ -4,12 +4,15 @@ import numpy as np
 from .. import random as _random
 from ..node import Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import normalize_dims
+from ._util import data_of, normalize_dims
+from .elementwise import exp
+from .reduce import mean, sum
+from .shape import expand
 
 
 class SoftmaxBackward0(Node):
     def vjp(self, g, out):
-        return out * (g - (g * out).sum(self.dim, keepdim=True))
+        return out * (g - sum(g * out, self.dim, keepdim=True))
 
 
 def softmax(x, dim):
@@ -28,8 +31,7 @@ def softmax(x, dim):
 
 class LogSoftmaxBackward0(Node):
     def vjp(self, g, out):
-        from .elementwise import exp
-        return g - exp(out) * g.sum(self.dim, keepdim=True)
+        return g - exp(out) * sum(g, self.dim, keepdim=True)
 
 
 def log_softmax(x, dim):
@@ -137,7 +139,7 @@ def _pad_hw(d, padding, value=0.0, extra=(0, 0)):
 
 def _batched(x, op, dims=4):
     """``x``'s data with a batch dim (adding one to an unbatched input) and whether it had one."""
-    d = x.data
+    d = data_of(x)
     if d.ndim == dims:
         return d, True
     if d.ndim == dims - 1:
@@ -154,9 +156,11 @@ class ScatterAddBackward0(Node):
 def _scatter_add_flat(values, index, shape):
     """Zeros of ``shape`` with ``values`` added at flat positions ``index`` (same shape as
     ``values``; repeated positions add up). Linear; its adjoint is ``_gather_flat``."""
-    v = values.data
+    v = data_of(values)
     size = int(np.prod(shape))
     out = np.bincount(index.reshape(-1), weights=v.reshape(-1), minlength=size)
+    if values.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return out.astype(v.dtype, copy=False).reshape(shape)
     return record(ScatterAddBackward0, out.astype(v.dtype, copy=False).reshape(shape), (values,),
                   index=index)
 
@@ -168,6 +172,8 @@ class GatherBackward0(Node):
 
 def _gather_flat(x, index):
     """``x.flatten()[index]`` (output shaped like ``index``); the adjoint of ``_scatter_add_flat``."""
+    if x.__class__ is not Tensor:
+        return np.take(x.reshape(-1), index)
     return record(GatherBackward0, np.take(x.data.reshape(-1), index), (x,),
                   index=index, in_shape=x.data.shape)
 
@@ -196,8 +202,8 @@ def _nll_select(x_shape, t, weight, ignore_index):
 
 class NllLossBackward0(Node):
     def vjp(self, g, target):
-        flat, wt = _nll_select(self.in_shape, target.data, self.weight, self.ignore_index)
-        coef = -wt.astype(g.data.dtype)
+        flat, wt = _nll_select(self.in_shape, data_of(target), self.weight, self.ignore_index)
+        coef = -wt.astype(g.dtype)
         if self.reduction == "mean":
             coef = coef / self.total if self.total != 0 else coef * 0
         return _scatter_add_flat(g * coef, flat, self.in_shape)
@@ -341,8 +347,8 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     ``node.param_axes``. Shared by layer_norm and batch_norm: only the axes differ."""
     axes = node.axes
     if stats is None:
-        xc = x - x.mean(axes, keepdim=True)
-        rstd = ((xc * xc).mean(axes, keepdim=True) + node.eps) ** -0.5
+        xc = x - mean(x, axes, keepdim=True)
+        rstd = (mean(xc * xc, axes, keepdim=True) + node.eps) ** -0.5
     else:
         xc, rstd = x - stats[0], stats[1]
     xhat = xc * rstd
@@ -351,14 +357,14 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     if _needs(node, 0):
         gy = g if weight is None else g * weight.reshape(param_shape)
         if stats is None:
-            gx = rstd * (gy - gy.mean(axes, keepdim=True)
-                         - xhat * (gy * xhat).mean(axes, keepdim=True))
+            gx = rstd * (gy - mean(gy, axes, keepdim=True)
+                         - xhat * mean(gy * xhat, axes, keepdim=True))
         else:
             gx = gy * rstd
     if _needs(node, 1):
-        gw = (g * xhat).sum(param_axes).reshape(weight.shape)
+        gw = sum(g * xhat, param_axes).reshape(weight.shape)
     if _needs(node, 2):
-        gb = g.sum(param_axes).reshape(node.bias_shape)
+        gb = sum(g, param_axes).reshape(node.bias_shape)
     return gx, gw, gb
 
 
@@ -471,7 +477,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 class NativeDropoutBackward0(Node):
     def vjp(self, g, mask):
-        return g * (mask.data * np.asarray(self.scale, dtype=g.data.dtype))
+        return g * (data_of(mask) * np.asarray(self.scale, dtype=g.dtype))
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -506,10 +512,10 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 class EmbeddingBackward0(Node):
     def vjp(self, g, indices):
-        i = indices.data
+        i = data_of(indices)
         V, D = self.weight_shape
         if self.padding_idx is not None or self.scale_grad_by_freq:
-            factor = np.ones(i.shape, dtype=g.data.dtype)
+            factor = np.ones(i.shape, dtype=g.dtype)
             if self.scale_grad_by_freq:
                 factor = factor / np.bincount(i.reshape(-1), minlength=V)[i]
             if self.padding_idx is not None:
@@ -577,6 +583,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     k, s, p, dl, (oh, ow) = _geometry("unfold", (H, W), kernel_size, stride, padding, dilation)
     win = _windows(_pad_hw(d, p), k, s, dl, (oh, ow))
     cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(N, C * k[0] * k[1], oh * ow)
+    if input.__class__ is not Tensor:
+        return cols if batched else cols[0]
     return record(Im2ColBackward0, cols if batched else cols[0], (input,),
                   in_hw=(H, W), kernel=k, stride=s, padding=p, dilation=dl)
 
@@ -616,6 +624,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
             out[:, :, i * dh:i * dh + (oh - 1) * sh + 1:sh,
                 j * dw:j * dw + (ow - 1) * sw + 1:sw] += cols[:, :, i, j]
     out = np.ascontiguousarray(out[:, :, ph:ph + H, pw:pw + W])
+    if input.__class__ is not Tensor:
+        return out if batched else out[0]
     return record(Col2ImBackward0, out if batched else out[0], (input,),
                   kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
 
@@ -637,9 +647,9 @@ class ConvolutionBackward0(Node):
             gx = fold(cols.reshape(N, G * K, L), (H, W), (kh, kw), **geometry)
         if _needs(self, 1):
             xcols = unfold(x, (kh, kw), **geometry).reshape(N, G, K, L)
-            gw = (gcols @ xcols.mT).sum(0).reshape(w.shape)  # (N, G, Og, K) summed over N
+            gw = sum(gcols @ xcols.mT, 0).reshape(w.shape)  # (N, G, Og, K) summed over N
         if _needs(self, 2):
-            gb = g.sum((0, 2, 3))
+            gb = sum(g, (0, 2, 3))
         return gx, gw, gb
 
 
@@ -711,7 +721,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 class MaxPool2DWithIndicesBackward0(Node):
     def vjp(self, g, positions):
-        return _scatter_add_flat(g, positions.data, self.in_shape)
+        return _scatter_add_flat(g, data_of(positions), self.in_shape)
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -760,7 +770,7 @@ class AvgPool2DBackward0(Node):
         shape = self.in_shape if len(self.in_shape) == 4 else (1,) + tuple(self.in_shape)
         N, C = shape[:2]
         K, L = self.kernel[0] * self.kernel[1], g.shape[-2] * g.shape[-1]
-        cols = (g / self.divisor).reshape(N, C, 1, L).expand(N, C, K, L).reshape(N, C * K, L)
+        cols = expand((g / self.divisor).reshape(N, C, 1, L), (N, C, K, L)).reshape(N, C * K, L)
         gx = fold(cols, shape[2:], self.kernel, 1, self.padding, self.stride)
         return gx.reshape(self.in_shape)
 

@@ -5,8 +5,8 @@ from collections import namedtuple
 import numpy as np
 
 from ..node import Node, OUTPUT, record, record_multi
-from ..tensor import _wrap
-from ._util import expand_reduced, kept_shape, normalize_dims
+from ..tensor import Tensor, _wrap
+from ._util import data_of, expand_reduced, kept_shape, normalize_dims
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -23,9 +23,12 @@ def sum(x, dim=None, keepdim=False):
     >>> ckpt.sum(ckpt.ones(2, 3), dim=1).tolist()
     [3.0, 3.0]
     """
-    axes = normalize_dims(dim, x.data.ndim, "sum")
-    out = np.sum(x.data, axis=axes, keepdims=keepdim)
-    return record(SumBackward0, np.asarray(out), (x,), in_shape=x.data.shape, axes=axes, keepdim=keepdim)
+    d = data_of(x)
+    axes = normalize_dims(dim, d.ndim, "sum")
+    out = np.sum(d, axis=axes, keepdims=keepdim)
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return out
+    return record(SumBackward0, np.asarray(out), (x,), in_shape=d.shape, axes=axes, keepdim=keepdim)
 
 
 class MeanBackward0(Node):
@@ -40,22 +43,24 @@ def mean(x, dim=None, keepdim=False):
     >>> ckpt.mean(ckpt.tensor([1.0, 2.0, 6.0])).item()
     3.0
     """
-    if x.data.dtype.kind not in "fc":
+    d = data_of(x)
+    if d.dtype.kind not in "fc":
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating "
-                           f"point, got {x.data.dtype}")
-    axes = normalize_dims(dim, x.data.ndim, "mean")
-    out = np.mean(x.data, axis=axes, keepdims=keepdim)
-    count = int(np.prod([x.data.shape[a] for a in axes])) if axes else 1
-    return record(MeanBackward0, np.asarray(out, dtype=x.data.dtype), (x,),
-                  in_shape=x.data.shape, axes=axes, keepdim=keepdim, count=count)
+                           f"point, got {d.dtype}")
+    axes = normalize_dims(dim, d.ndim, "mean")
+    out = np.asarray(np.mean(d, axis=axes, keepdims=keepdim), dtype=d.dtype)
+    if x.__class__ is not Tensor:
+        return out
+    count = int(np.prod([d.shape[a] for a in axes])) if axes else 1
+    return record(MeanBackward0, out, (x,), in_shape=d.shape, axes=axes, keepdim=keepdim, count=count)
 
 
 class MaxBackward1(Node):
     """Whole-tensor max/min: the gradient is shared evenly among the tied extremes."""
 
     def vjp(self, g, x, out):
-        mask = x.data == out.data
-        return g * (mask / mask.sum()).astype(x.data.dtype)
+        mask = data_of(x) == data_of(out)
+        return g * (mask / mask.sum()).astype(data_of(x).dtype)
 
 
 class MaxBackward0(Node):
@@ -136,10 +141,11 @@ def amax(x, dim=None, keepdim=False):
 
 class AmaxBackward0(Node):
     def vjp(self, g, x, out):
-        kept = out.data if self.keepdim else out.data.reshape(kept_shape(x.data.shape, self.axes))
-        mask = x.data == kept
-        share = (mask / mask.sum(axis=self.axes, keepdims=True)).astype(x.data.dtype)
-        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * share
+        d = data_of(x)
+        kept = data_of(out) if self.keepdim else data_of(out).reshape(kept_shape(d.shape, self.axes))
+        mask = d == kept
+        share = (mask / mask.sum(axis=self.axes, keepdims=True)).astype(d.dtype)
+        return expand_reduced(g, d.shape, self.axes, self.keepdim) * share
 
 
 def argmax(x, dim=None, keepdim=False):
@@ -161,7 +167,7 @@ class VarBackward0(Node):
         centered = x - mean(x, self.axes, keepdim=True)
         dof = self.count - self.correction
         scale = 2.0 / dof if dof > 0 else math.nan  # no degrees of freedom: nan, as torch
-        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * centered * scale
+        return expand_reduced(g, x.shape, self.axes, self.keepdim) * centered * scale
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -194,8 +200,8 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 class LogsumexpBackward0(Node):
     def vjp(self, g, x, out):
         from .elementwise import exp
-        kept = out if self.keepdim else out.reshape(kept_shape(x.data.shape, self.axes))
-        return expand_reduced(g, x.data.shape, self.axes, self.keepdim) * exp(x - kept)
+        kept = out if self.keepdim else out.reshape(kept_shape(x.shape, self.axes))
+        return expand_reduced(g, x.shape, self.axes, self.keepdim) * exp(x - kept)
 
 
 def logsumexp(x, dim, keepdim=False):

@@ -114,10 +114,13 @@ def reshape(x, *shape):
     (2, 3)
     """
     shape = _shape_arg(shape)
+    d = data_of(x)
     try:
-        out = x.data.reshape(shape)
+        out = d.reshape(shape)
     except ValueError:
-        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {x.data.size}") from None
+        raise RuntimeError(f"shape '{list(shape)}' is invalid for input of size {d.size}") from None
+    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+        return out
     return _share_version_if_view(record(ViewBackward0, out, (x,), in_shape=x.data.shape), x,
                                   reshape, (shape,))
 
@@ -138,7 +141,7 @@ def flatten(x, start_dim=0, end_dim=-1):
 
 class PermuteBackward0(Node):
     def vjp(self, g):
-        return g.permute(*np.argsort(self.dims))
+        return permute(g, *np.argsort(self.dims))
 
 
 def permute(x, *dims):
@@ -149,6 +152,8 @@ def permute(x, *dims):
     (4, 2, 3)
     """
     dims = _shape_arg(dims)
+    if x.__class__ is not Tensor:
+        return np.transpose(x, dims)
     if sorted(d % max(x.data.ndim, 1) for d in dims) != list(range(x.data.ndim)):
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not "
                            f"match the length of the desired ordering of dimensions i.e. input.dim() = "
@@ -159,7 +164,7 @@ def permute(x, *dims):
 
 class TransposeBackward0(Node):
     def vjp(self, g):
-        return g.transpose(self.dim0, self.dim1)
+        return transpose(g, self.dim0, self.dim1)
 
 
 def transpose(x, dim0, dim1):
@@ -169,7 +174,9 @@ def transpose(x, dim0, dim1):
     >>> ckpt.ones(2, 3).transpose(0, 1).shape
     (3, 2)
     """
-    out = np.swapaxes(x.data, dim0, dim1)
+    out = np.swapaxes(data_of(x), dim0, dim1)
+    if x.__class__ is not Tensor:
+        return out
     return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x,
                                   transpose, (dim0, dim1))
 
@@ -187,6 +194,8 @@ def expand(x, *sizes):
     (3, 4)
     """
     sizes = _shape_arg(sizes)
+    if x.__class__ is not Tensor:
+        return np.broadcast_to(x, sizes)
     lead = len(sizes) - x.data.ndim
     if lead < 0:
         raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
@@ -208,7 +217,7 @@ def expand(x, *sizes):
 
 class SumToBackward0(Node):
     def vjp(self, g):
-        return g.expand(self.in_shape)
+        return expand(g, self.in_shape)
 
 
 def sum_to(x, shape):
@@ -245,11 +254,14 @@ def squeeze(x, dim=None):
     >>> ckpt.ones(1, 3, 1).squeeze().shape
     (3,)
     """
+    d = data_of(x)
     if dim is None:
-        out = np.squeeze(x.data)
+        out = np.squeeze(d)
     else:
-        axes = tuple(a for a in normalize_dims(dim, x.data.ndim, "squeeze") if x.data.shape[a] == 1)
-        out = np.squeeze(x.data, axis=axes) if axes else x.data
+        axes = tuple(a for a in normalize_dims(dim, d.ndim, "squeeze") if d.shape[a] == 1)
+        out = np.squeeze(d, axis=axes) if axes else d
+    if x.__class__ is not Tensor:
+        return out
     return _share_version_if_view(record(SqueezeBackward0, out, (x,), in_shape=x.data.shape), x,
                                   squeeze, (dim,))
 
@@ -261,11 +273,14 @@ def unsqueeze(x, dim):
     >>> ckpt.ones(3).unsqueeze(0).shape
     (1, 3)
     """
-    ndim = x.data.ndim + 1
+    d = data_of(x)
+    ndim = d.ndim + 1
     if not -ndim <= dim < ndim:
         raise IndexError(f"Dimension out of range (expected to be in range of [{-ndim}, {ndim - 1}], "
                          f"but got {dim})")
-    out = np.expand_dims(x.data, dim % ndim)
+    out = np.expand_dims(d, dim % ndim)
+    if x.__class__ is not Tensor:
+        return out
     return _share_version_if_view(record(UnsqueezeBackward0, out, (x,), in_shape=x.data.shape), x,
                                   unsqueeze, (dim,))
 
@@ -305,6 +320,8 @@ def getitem(x, index):
     [3, 5]
     """
     index = _index_arg(index)
+    if x.__class__ is not Tensor:
+        return x[index]
     try:
         out = x.data[index]
     except IndexError as e:
@@ -331,6 +348,8 @@ def index_into_zeros(values, index, shape, basic=False):
         out[index] = d
     else:
         np.add.at(out, index, d)
+    if values.__class__ is not Tensor:
+        return out
     return record(IndexIntoZerosBackward0, out, (values,), index=index)
 
 
@@ -338,7 +357,7 @@ class CopySlices(Node):
     """The node of ``x[index] = value``: no gradient flows to the overwritten elements."""
 
     def vjp(self, g):
-        keep = np.ones(self.shape, dtype=g.data.dtype)
+        keep = np.ones(self.shape, dtype=g.dtype)
         keep[self.index] = 0
         return g * keep, getitem(g, self.index)
 
@@ -479,7 +498,7 @@ def unbind(x, dim=0):
 
 class ToCopyBackward0(Node):
     def vjp(self, g):
-        return g.to(self.in_dtype)
+        return to(g, self.in_dtype)
 
 
 def to(x, dtype=None, *args, **kwargs):
@@ -494,6 +513,8 @@ def to(x, dtype=None, *args, **kwargs):
         if dtype is None:
             return x
     dtype = np.dtype(dtype)
+    if x.__class__ is not Tensor:
+        return np.asarray(x).astype(dtype, copy=False)
     if dtype == x.data.dtype:
         return x
     if dtype.kind not in "fc":  # an integer/bool result carries no gradient, as in torch
