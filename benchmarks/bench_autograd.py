@@ -32,17 +32,8 @@ BATCH, WIDTH, DEPTH = 64, 512, 8
 
 
 # ---- workload 1: elementwise chain ------------------------------------------------------
-# The cycle of ops: x*c, x+c, tanh, x*x... applied 300 times in total.
-def chain_ckpt(x):
-    for i in range(CHAIN_LEN // 4):
-        x = x * 1.01
-        x = x + 0.1
-        x = x.tanh()
-        x = x.sigmoid()
-    x.sum().backward()
-
-
-def chain_torch(x):
+# The cycle x*c, x+c, tanh, sigmoid applied 300 times in total; ckpt and torch share the code.
+def chain(x):
     for i in range(CHAIN_LEN // 4):
         x = x * 1.01
         x = x + 0.1
@@ -81,7 +72,8 @@ def make_weights(rng):
     return ws, bs, x, y
 
 
-def mlp_step_ckpt(params, x, y, lr=1e-3):
+def mlp_step(lib, params, x, y, lr=1e-3):
+    """One SGD step with ``lib`` = ckpt or torch (the same code for both)."""
     h = x
     for i in range(DEPTH):
         h = h @ params[2 * i].mT + params[2 * i + 1]
@@ -89,23 +81,9 @@ def mlp_step_ckpt(params, x, y, lr=1e-3):
             h = h.relu()
     loss = ((h - y) ** 2).mean()
     loss.backward()
-    with ckpt.no_grad():
+    with lib.no_grad():
         for p in params:
             p.data -= lr * p.grad.data
-            p.grad = None
-
-
-def mlp_step_torch(params, x, y, lr=1e-3):
-    h = x
-    for i in range(DEPTH):
-        h = h @ params[2 * i].mT + params[2 * i + 1]
-        if i < DEPTH - 1:
-            h = h.relu()
-    loss = ((h - y) ** 2).mean()
-    loss.backward()
-    with torch.no_grad():
-        for p in params:
-            p.sub_(lr * p.grad)
             p.grad = None
 
 
@@ -151,13 +129,13 @@ def run(repeats):
 
     workloads = {
         "chain300 16x16": {
-            "ckpt": lambda: chain_ckpt(cx),
-            "torch": lambda: chain_torch(tx),
+            "ckpt": lambda: chain(cx),
+            "torch": lambda: chain(tx),
             "numpy": lambda: chain_numpy(x16),
         },
         "mlp step 64x512x8": {
-            "ckpt": lambda: mlp_step_ckpt(cparams, cx_in, cy),
-            "torch": lambda: mlp_step_torch(tparams, tx_in, ty),
+            "ckpt": lambda: mlp_step(ckpt, cparams, cx_in, cy),
+            "torch": lambda: mlp_step(torch, tparams, tx_in, ty),
             "numpy": lambda: mlp_step_numpy(nws, nbs, x, y),
         },
     }
@@ -189,8 +167,8 @@ def main():
     print(f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {os.cpu_count()} cpus, "
           f"python {platform.python_version()} numpy {np.__version__} torch {torch.__version__}"
           f"{', heap frozen' if args.freeze_heap else ''}")
-    print(f"| workload | ckpt (ms) | torch (ms) | numpy (ms) | ckpt / torch | numpy / torch |")
-    print(f"| --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| workload | ckpt (ms) | torch (ms) | numpy (ms) | ckpt / torch | numpy / torch |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, med in rows:
         c, t, n = med["ckpt"] * 1e3, med["torch"] * 1e3, med["numpy"] * 1e3
         print(f"| {name} | {c:.3f} | {t:.3f} | {n:.3f} | {c / t:.2f}x | {n / t:.2f}x |")

@@ -21,7 +21,8 @@ from .autograd.ops import (abs, add, amax, argmax, argmin, cat, chunk, clamp, cl
                            neg, permute, pow, relu, reshape, sigmoid, sign, sin, split, sqrt,
                            squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
                            unsqueeze, var, where)
-from .autograd.ops.nn_functional import log_softmax, softmax
+from .autograd.ops.nn_functional import (avg_pool2d, batch_norm, conv2d, dropout, embedding,
+                                         layer_norm, log_softmax, max_pool2d, softmax)
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import nn, optim
 

@@ -26,16 +26,7 @@ class Tensor:
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
-        self.data = data if isinstance(data, np.ndarray) else np.asarray(data)
-        self.requires_grad = False
-        self.grad = None
-        self.grad_fn = None
-        self._output_nr = 0
-        self._vc = [0]
-        self._acc = None
-        self._hooks = None
-        self._retains_grad = False
-        self._fw = None
+        _init(self, data)
         if requires_grad:
             self.requires_grad_(True)
 
@@ -278,6 +269,11 @@ class Tensor:
 def _wrap(data):
     """A fresh graph-less Tensor around ``data`` (the ops' fast constructor)."""
     t = _new_tensor(Tensor)
+    _init(t, data)
+    return t
+
+
+def _init(t, data):
     t.data = data if data.__class__ is np.ndarray else np.asarray(data)
     t.requires_grad = False
     t.grad = None
@@ -288,7 +284,6 @@ def _wrap(data):
     t._hooks = None
     t._retains_grad = False
     t._fw = None
-    return t
 
 
 _new_tensor = object.__new__

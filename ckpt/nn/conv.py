@@ -1,9 +1,7 @@
 """``Conv2d``."""
-import math
 
 from . import functional as F
-from . import init
-from .linear import _empty_parameter
+from .linear import _empty_parameter, reset_weight_and_bias
 from .module import Module
 
 
@@ -56,12 +54,7 @@ class Conv2d(Module):
 
     def reset_parameters(self):
         """Re-draw weight and bias with torch's default scheme."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.weight.shape[1] * self.kernel_size[0] * self.kernel_size[1]
-            if fan_in != 0:
-                bound = 1 / math.sqrt(fan_in)
-                init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
 
     def forward(self, input):
         return F.conv2d(input, self.weight, self.bias, self.stride, self.padding,

@@ -58,11 +58,8 @@ class Linear(Module):
 
     def reset_parameters(self):
         """Re-draw weight and bias with torch's default scheme."""
-        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            fan_in = self.in_features
-            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
-            init.uniform_(self.bias, -bound, bound)
+        reset_weight_and_bias(self.weight, self.bias)
+
 
     def forward(self, input):
         return linear(input, self.weight, self.bias)
@@ -70,3 +67,13 @@ class Linear(Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+def reset_weight_and_bias(weight, bias):
+    """torch's default init of Linear and Conv layers: kaiming-uniform weight (a=sqrt(5)) and
+    a bias uniform in +-1/sqrt(fan_in)."""
+    init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = init._calculate_fan_in_and_fan_out(weight)[0]
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+        init.uniform_(bias, -bound, bound)
