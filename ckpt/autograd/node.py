@@ -185,6 +185,8 @@ class SavedTensor:
         elif is_output:
             self.unpack_hook = self.tensor = None
             self.data = t.data
+            if t._fw is not None:  # inside a dual level: the rebuilt output keeps its tangent
+                self.packed = t._fw
         else:
             self.unpack_hook = None
             self.tensor = t
@@ -250,6 +252,8 @@ class SavedTensor:
             t.requires_grad = True
             t.grad_fn = node
             t._output_nr = self.output_nr
+            if Extensions.forward_ad:
+                t._fw = getattr(self, "packed", None)
             return t
         unpacked = hook(self.packed)
         if not isinstance(unpacked, Tensor):
@@ -275,6 +279,22 @@ def _type_name(dtype):
 OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
 
 
+class Extensions:
+    """Per-op extensions, off on the hot path: ``record`` checks one flag.
+
+    ``forward_ad`` is True inside a ``forward_ad.dual_level`` (ops propagate tangents);
+    ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
+    memory tracker). ``refresh()`` recomputes ``active`` after either changes.
+    """
+    active = False
+    forward_ad = False
+    observers = []
+
+    @classmethod
+    def refresh(cls):
+        cls.active = cls.forward_ad or bool(cls.observers)
+
+
 def record(cls, out_data, inputs, saved=(), **attrs):
     """Wrap ``out_data`` in a Tensor and, if grad is needed, attach a ``cls`` node.
 
@@ -283,8 +303,15 @@ def record(cls, out_data, inputs, saved=(), **attrs):
     ``attrs`` become attributes of the node (axes, shapes, ...).
     """
     out = _wrap(out_data)
+    if Extensions.active:
+        return _record_extended(cls, out, inputs, saved, attrs)
     if not _GradState.enabled:
         return out
+    return _attach(cls, out, inputs, saved, attrs)
+
+
+def _attach(cls, out, inputs, saved, attrs):
+    """Make ``out`` the output of a new ``cls`` node, if some input requires grad."""
     edges = []
     meta = []
     needed = False
@@ -314,6 +341,17 @@ def record(cls, out_data, inputs, saved=(), **attrs):
                        SavedTensor(out, True) if s is OUTPUT else s for s in saved]
     else:
         node._saved = ()
+    return out
+
+
+def _record_extended(cls, out, inputs, saved, attrs):
+    if Extensions.forward_ad:
+        from .forward_ad import propagate
+        propagate(cls, out, inputs, attrs)
+    if _GradState.enabled:
+        _attach(cls, out, inputs, saved, attrs)
+    for observer in Extensions.observers:
+        observer.on_op(out, out.grad_fn)
     return out
 
 
