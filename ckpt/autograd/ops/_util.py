@@ -48,3 +48,13 @@ def expand_reduced(g, in_shape, axes, keepdim):
 
 def shape_error(op_name, a, b):
     return RuntimeError(f"{op_name}: shapes {list(np.shape(a))} and {list(np.shape(b))} are not compatible")
+
+
+def total(*terms):
+    """The sum of the terms that are not None (a JVP's contributions from the tangents that
+    exist); None if there are none."""
+    result = None
+    for term in terms:
+        if term is not None:
+            result = term if result is None else result + term
+    return result

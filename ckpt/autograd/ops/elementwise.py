@@ -9,10 +9,35 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import data_of, shape_error
+from ._util import data_of, shape_error, total as _total
 
 
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
+
+
+class _DiagonalOfInput(Node):
+    """A unary elementwise op whose VJP reads its input: the Jacobian is diagonal, so the
+    JVP is the same product with the tangent in place of the gradient."""
+
+    def jvp(self, tangents, primals, out):
+        return self.vjp(tangents[0], primals[0])
+
+
+class _DiagonalOfOutput(Node):
+    """As ``_DiagonalOfInput``, for an op whose VJP reads its output."""
+
+    def jvp(self, tangents, primals, out):
+        return self.vjp(tangents[0], out)
+
+
+class _PerInputDiagonal(Node):
+    """An elementwise op of several inputs whose VJP reads exactly its inputs: each input's
+    Jacobian block is diagonal, so the JVP sums the VJP's per-input products, taken with
+    each tangent in place of the gradient."""
+
+    def jvp(self, tangents, primals, out):
+        return _total(*(None if t is None else self.vjp(t, *primals)[i]
+                        for i, t in enumerate(tangents)))
 
 
 def _binary(op_name, fn, a, b):
@@ -42,6 +67,9 @@ class NegBackward0(Node):
     def vjp(self, g):
         return -g
 
+    def jvp(self, tangents, primals, out):
+        return -tangents[0]
+
 
 def neg(x):
     """``-x``.
@@ -58,6 +86,9 @@ def neg(x):
 class AddBackward0(Node):
     def vjp(self, g):
         return g, g
+
+    def jvp(self, tangents, primals, out):
+        return _total(*tangents)
 
 
 def add(a, b, alpha=1):
@@ -76,6 +107,10 @@ class SubBackward0(Node):
     def vjp(self, g):
         return g, -g
 
+    def jvp(self, tangents, primals, out):
+        ta, tb = tangents
+        return _total(ta, None if tb is None else -tb)
+
 
 def sub(a, b):
     """``a - b`` with broadcasting.
@@ -91,7 +126,7 @@ def _needs_grad(x):
     return x.__class__ is Tensor and x.requires_grad
 
 
-class MulBackward0(Node):
+class MulBackward0(_PerInputDiagonal):
     """Saves each factor only if the other one needs a gradient (as torch does)."""
 
     def vjp(self, g, a, b):
@@ -109,7 +144,7 @@ def mul(a, b):
                   (a if _needs_grad(b) else None, b if _needs_grad(a) else None))
 
 
-class DivBackward0(Node):
+class DivBackward0(_PerInputDiagonal):
     """Saves the numerator only if the denominator needs a gradient."""
 
     def vjp(self, g, a, b):
@@ -128,7 +163,7 @@ def div(a, b):
                   (a if _needs_grad(b) else None, b))
 
 
-class PowBackward0(Node):
+class PowBackward0(_DiagonalOfInput):
     """Tensor base, number exponent."""
 
     def vjp(self, g, x):
@@ -142,16 +177,25 @@ class PowBackward1(Node):
     """Tensor base and tensor exponent (either may be a number)."""
 
     def vjp(self, g, base, exponent, out):
-        g_base = None
-        if self.base_grad:  # d/dbase is 0 where the exponent is 0 (even at base 0), as in torch
-            g_base = where(data_of(exponent) == 0, 0.0, g * exponent * base ** (exponent - 1))
-        g_exp = None
-        if self.exponent_grad:
-            if isinstance(base, (Tensor, np.ndarray)):
-                g_exp = where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
-            else:
-                g_exp = g * out * (math.log(base) if base > 0 else 0.0)
-        return g_base, g_exp
+        return (_pow_d_base(g, base, exponent) if self.base_grad else None,
+                _pow_d_exponent(g, base, exponent, out) if self.exponent_grad else None)
+
+    def jvp(self, tangents, primals, out):
+        (t_base, t_exp), (base, exponent) = tangents, primals
+        return _total(None if t_base is None else _pow_d_base(t_base, base, exponent),
+                      None if t_exp is None else _pow_d_exponent(t_exp, base, exponent, out))
+
+
+def _pow_d_base(g, base, exponent):
+    """``g * d(base ** exponent)/d base``; 0 where the exponent is 0 (even at base 0), as torch."""
+    return where(data_of(exponent) == 0, 0.0, g * exponent * base ** (exponent - 1))
+
+
+def _pow_d_exponent(g, base, exponent, out):
+    """``g * d(base ** exponent)/d exponent = g * out * log(base)``; 0 at base 0, as torch."""
+    if isinstance(base, (Tensor, np.ndarray)):
+        return where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
+    return g * out * (math.log(base) if base > 0 else 0.0)
 
 
 def pow(base, exponent):
@@ -173,7 +217,7 @@ def pow(base, exponent):
                   base_grad=base_grad, exponent_grad=exp_grad)
 
 
-class ExpBackward0(Node):
+class ExpBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
         return g * out
 
@@ -190,7 +234,7 @@ def exp(x):
     return record(ExpBackward0, np.exp(x.data), (x,), (OUTPUT,))
 
 
-class LogBackward0(Node):
+class LogBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         return g / x
 
@@ -207,7 +251,7 @@ def log(x):
     return record(LogBackward0, np.log(x.data), (x,), (x,))
 
 
-class SqrtBackward0(Node):
+class SqrtBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
         return g / (2 * out)
 
@@ -224,7 +268,7 @@ def sqrt(x):
     return record(SqrtBackward0, np.sqrt(x.data), (x,), (OUTPUT,))
 
 
-class AbsBackward0(Node):
+class AbsBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         return g * np.sign(data_of(x))
 
@@ -241,7 +285,7 @@ def abs(x):
     return record(AbsBackward0, np.abs(x.data), (x,), (x,))
 
 
-class SinBackward0(Node):
+class SinBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         return g * cos(x)
 
@@ -258,7 +302,7 @@ def sin(x):
     return record(SinBackward0, np.sin(x.data), (x,), (x,))
 
 
-class CosBackward0(Node):
+class CosBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         return -g * sin(x)
 
@@ -275,7 +319,7 @@ def cos(x):
     return record(CosBackward0, np.cos(x.data), (x,), (x,))
 
 
-class TanhBackward0(Node):
+class TanhBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
         return g * (1 - out * out)
 
@@ -292,7 +336,7 @@ def tanh(x):
     return record(TanhBackward0, np.tanh(x.data), (x,), (OUTPUT,))
 
 
-class SigmoidBackward0(Node):
+class SigmoidBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
         return g * out * (1 - out)
 
@@ -315,7 +359,7 @@ def sigmoid(x):
     return record(SigmoidBackward0, t, (x,), (OUTPUT,))
 
 
-class ReluBackward0(Node):
+class ReluBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
         return g * (data_of(out) > 0)
 
@@ -337,7 +381,7 @@ def _erf_np(a):
     return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
 
 
-class ErfBackward0(Node):
+class ErfBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         return g * (2 / math.sqrt(math.pi)) * exp(-(x * x))
 
@@ -358,7 +402,7 @@ _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
 _INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
 
 
-class GeluBackward0(Node):
+class GeluBackward0(_DiagonalOfInput):
     def vjp(self, g, x):
         if self.approximate == "tanh":
             u = _SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)
@@ -393,7 +437,7 @@ def _tie_split(g, da, db):
     return g * ((da > db) + tie), g * ((db > da) + tie)
 
 
-class MaximumBackward0(Node):
+class MaximumBackward0(_PerInputDiagonal):
     def vjp(self, g, a, b):
         return _tie_split(g, data_of(a), data_of(b))
 
@@ -408,7 +452,7 @@ def maximum(a, b):
     return record(MaximumBackward0, _binary("maximum", np.maximum, a, b), (a, b), (a, b))
 
 
-class MinimumBackward0(Node):
+class MinimumBackward0(_PerInputDiagonal):
     def vjp(self, g, a, b):
         gb, ga = _tie_split(g, data_of(a), data_of(b))
         return ga, gb
@@ -424,7 +468,7 @@ def minimum(a, b):
     return record(MinimumBackward0, _binary("minimum", np.minimum, a, b), (a, b), (a, b))
 
 
-class ClampBackward1(Node):
+class ClampBackward1(_DiagonalOfInput):
     def vjp(self, g, x):
         d = data_of(x)
         mask = np.ones(d.shape, dtype=bool)
@@ -435,7 +479,7 @@ class ClampBackward1(Node):
         return g * mask
 
 
-class ClampBackward0(Node):
+class ClampBackward0(_PerInputDiagonal):
     """Tensor bounds: the gradient goes to whichever of ``x``, ``min``, ``max`` the output
     took its value from (torch's rule; where ``min > max``, ``max`` wins)."""
 
@@ -478,6 +522,10 @@ class WhereBackward0(Node):
     def vjp(self, g):
         c = self.condition
         return None, where(c, g, 0.0), where(c, 0.0, g)
+
+    def jvp(self, tangents, primals, out):
+        _, ta, tb = tangents
+        return where(self.condition, 0.0 if ta is None else ta, 0.0 if tb is None else tb)
 
 
 def where(condition, a, b):

@@ -53,6 +53,8 @@ def inplace_method(name):
             raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
                                f"type {self.data.dtype} in {name}") from None
         bump_version(self)
+        if out._fw is not None:  # forward mode: the written tensor takes the new tangent
+            self._fw = out._fw
         if out.grad_fn is not None:
             self.grad_fn, self.requires_grad, self._output_nr = out.grad_fn, True, 0
             rebase_views(self)

@@ -27,6 +27,12 @@ class MmBackward0(Node):
         return (_product(g, b.mT, self.a_layout) if need_a else None), (
             _product(a.mT, g, self.b_layout) if need_b else None)
 
+    def jvp(self, tangents, primals, out):
+        (ta, tb), (a, b) = tangents, primals
+        if ta is None:
+            return a @ tb
+        return ta @ b if tb is None else ta @ b + a @ tb
+
 
 def _is_transposed(d):
     return d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous

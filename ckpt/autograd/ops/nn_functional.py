@@ -14,6 +14,9 @@ class SoftmaxBackward0(Node):
     def vjp(self, g, out):
         return out * (g - sum(g * out, self.dim, keepdim=True))
 
+    def jvp(self, tangents, primals, out):
+        return self.vjp(tangents[0], out)  # the Jacobian diag(s) - s s^T is symmetric
+
 
 def softmax(x, dim):
     """``exp(x) / sum(exp(x), dim)`` computed stably.
@@ -32,6 +35,10 @@ def softmax(x, dim):
 class LogSoftmaxBackward0(Node):
     def vjp(self, g, out):
         return g - exp(out) * sum(g, self.dim, keepdim=True)
+
+    def jvp(self, tangents, primals, out):
+        t = tangents[0]
+        return t - sum(exp(out) * t, self.dim, keepdim=True)
 
 
 def log_softmax(x, dim):

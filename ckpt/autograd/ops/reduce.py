@@ -15,6 +15,9 @@ class SumBackward0(Node):
     def vjp(self, g):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim)
 
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0], self.axes, self.keepdim)
+
 
 def sum(x, dim=None, keepdim=False):
     """Sum over ``dim`` (all elements when None).
@@ -34,6 +37,9 @@ def sum(x, dim=None, keepdim=False):
 class MeanBackward0(Node):
     def vjp(self, g):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
+
+    def jvp(self, tangents, primals, out):
+        return mean(tangents[0], self.axes, self.keepdim)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -62,6 +68,9 @@ class MaxBackward1(Node):
         mask = data_of(x) == data_of(out)
         return g * (mask / mask.sum()).astype(data_of(x).dtype)
 
+    def jvp(self, tangents, primals, out):
+        return sum(self.vjp(tangents[0], primals[0], out))  # the tangent, weighted like the gradient
+
 
 class MaxBackward0(Node):
     """max/min along a dim: the gradient goes to the selected index."""
@@ -69,6 +78,9 @@ class MaxBackward0(Node):
     def vjp(self, grads):
         g = grads[0]
         return expand_reduced(g, self.in_shape, (self.dim,), self.keepdim) * self.onehot
+
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0] * self.onehot, self.dim, self.keepdim)
 
 
 def _extreme(x, dim, keepdim, pick, arg_pick, name):
@@ -141,11 +153,17 @@ def amax(x, dim=None, keepdim=False):
 
 class AmaxBackward0(Node):
     def vjp(self, g, x, out):
+        return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self._share(x, out)
+
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0] * self._share(primals[0], out), self.axes, self.keepdim)
+
+    def _share(self, x, out):
+        """Each input element's share of the maximum: 1/ties where it ties, else 0."""
         d = data_of(x)
         kept = data_of(out) if self.keepdim else data_of(out).reshape(kept_shape(d.shape, self.axes))
         mask = d == kept
-        share = (mask / mask.sum(axis=self.axes, keepdims=True)).astype(d.dtype)
-        return expand_reduced(g, d.shape, self.axes, self.keepdim) * share
+        return (mask / mask.sum(axis=self.axes, keepdims=True)).astype(d.dtype)
 
 
 def argmax(x, dim=None, keepdim=False):
@@ -164,10 +182,16 @@ def argmin(x, dim=None, keepdim=False):
 
 class VarBackward0(Node):
     def vjp(self, g, x):
-        centered = x - mean(x, self.axes, keepdim=True)
+        return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._slope(x)
+
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0] * self._slope(primals[0]), self.axes, self.keepdim)
+
+    def _slope(self, x):
+        """d var / d x = 2 (x - mean) / (n - correction)."""
         dof = self.count - self.correction
         scale = 2.0 / dof if dof > 0 else math.nan  # no degrees of freedom: nan, as torch
-        return expand_reduced(g, x.shape, self.axes, self.keepdim) * centered * scale
+        return (x - mean(x, self.axes, keepdim=True)) * scale
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
@@ -199,9 +223,16 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 class LogsumexpBackward0(Node):
     def vjp(self, g, x, out):
+        return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._softmax(x, out)
+
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0] * self._softmax(primals[0], out), self.axes, self.keepdim)
+
+    def _softmax(self, x, out):
+        """d logsumexp / d x = exp(x - logsumexp)."""
         from .elementwise import exp
         kept = out if self.keepdim else out.reshape(kept_shape(x.shape, self.axes))
-        return expand_reduced(g, x.shape, self.axes, self.keepdim) * exp(x - kept)
+        return exp(x - kept)
 
 
 def logsumexp(x, dim, keepdim=False):

@@ -15,7 +15,7 @@ import numpy as np
 from .. import grad_mode
 from ..node import Node, record
 from ..tensor import Tensor, _wrap
-from ._util import data_of, normalize_dims
+from ._util import data_of, normalize_dims, total as _total
 
 _replaying = [False]  # re-deriving views: the intermediate views are not registered
 
@@ -95,15 +95,31 @@ def rebase_views(t):
             v.grad_fn, v._output_nr, v.requires_grad = fresh.grad_fn, fresh._output_nr, True
 
 
+def _zeros_for(tangent, primal):
+    """``tangent``, or zeros shaped like ``primal`` where the input had no tangent."""
+    return tangent if tangent is not None else _wrap(np.zeros_like(data_of(primal)))
+
+
 def _shape_arg(shape):
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(int(s) for s in shape)
 
 
-class ViewBackward0(Node):
+class _SameOpOnTangent(Node):
+    """A linear op (views, sums of slices, ...): its JVP applies the op itself to the tangent,
+    via ``self.tangent_op(t, out)``."""
+
+    def jvp(self, tangents, primals, out):
+        return self.tangent_op(tangents[0], out)
+
+
+class ViewBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return g.reshape(self.in_shape)
+
+    def tangent_op(self, t, out):
+        return t.reshape(out.shape)
 
 
 def reshape(x, *shape):
@@ -139,9 +155,12 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, shape[:start] + (-1,) + shape[end + 1:])
 
 
-class PermuteBackward0(Node):
+class PermuteBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return permute(g, *np.argsort(self.dims))
+
+    def tangent_op(self, t, out):
+        return permute(t, *self.dims)
 
 
 def permute(x, *dims):
@@ -162,9 +181,12 @@ def permute(x, *dims):
     return _share_version_if_view(record(PermuteBackward0, out, (x,), dims=dims), x, permute, dims)
 
 
-class TransposeBackward0(Node):
+class TransposeBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return transpose(g, self.dim0, self.dim1)
+
+    def tangent_op(self, t, out):
+        return transpose(t, self.dim0, self.dim1)
 
 
 def transpose(x, dim0, dim1):
@@ -181,9 +203,12 @@ def transpose(x, dim0, dim1):
                                   transpose, (dim0, dim1))
 
 
-class ExpandBackward0(Node):
+class ExpandBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return sum_to(g, self.in_shape)
+
+    def tangent_op(self, t, out):
+        return expand(t, out.shape)
 
 
 def expand(x, *sizes):
@@ -215,9 +240,12 @@ def expand(x, *sizes):
                                   expand, (target,))
 
 
-class SumToBackward0(Node):
+class SumToBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return expand(g, self.in_shape)
+
+    def tangent_op(self, t, out):
+        return sum_to(t, out.shape)
 
 
 def sum_to(x, shape):
@@ -242,9 +270,8 @@ def sum_to(x, shape):
     return record(SumToBackward0, out, (x,), in_shape=d.shape)
 
 
-class SqueezeBackward0(Node):
-    def vjp(self, g):
-        return g.reshape(self.in_shape)
+class SqueezeBackward0(ViewBackward0):
+    pass
 
 
 def squeeze(x, dim=None):
@@ -307,9 +334,12 @@ def _is_basic(index):
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
 
 
-class IndexBackward0(Node):
+class IndexBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return index_into_zeros(g, self.index, self.in_shape, self.basic)
+
+    def tangent_op(self, t, out):
+        return getitem(t, self.index)
 
 
 def getitem(x, index):
@@ -334,9 +364,12 @@ def getitem(x, index):
     return _share_version_if_view(t, x, getitem, (index,)) if basic else t
 
 
-class IndexIntoZerosBackward0(Node):
+class IndexIntoZerosBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return getitem(g, self.index)
+
+    def tangent_op(self, t, out):
+        return index_into_zeros(t, self.index, out.shape)
 
 
 def index_into_zeros(values, index, shape, basic=False):
@@ -357,9 +390,20 @@ class CopySlices(Node):
     """The node of ``x[index] = value``: no gradient flows to the overwritten elements."""
 
     def vjp(self, g):
-        keep = np.ones(self.shape, dtype=g.dtype)
+        return g * self._keep(g.dtype), getitem(g, self.index)
+
+    def jvp(self, tangents, primals, out):
+        """The old tangent outside the written region, the value's tangent inside it."""
+        t_x, t_value = tangents
+        region = data_of(out)[self.index].shape
+        return _total(None if t_x is None else t_x * self._keep(out.dtype),
+                      None if t_value is None else
+                      index_into_zeros(expand(t_value, region), self.index, self.shape))
+
+    def _keep(self, dtype):
+        keep = np.ones(self.shape, dtype=dtype)
         keep[self.index] = 0
-        return g * keep, getitem(g, self.index)
+        return keep
 
 
 def check_inplace(x):
@@ -393,12 +437,17 @@ def setitem(x, index, value):
                            f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
     bump_version(x)
     tracked = record(CopySlices, x.data, (x, value), index=index, shape=x.data.shape)
+    if tracked._fw is not None:  # forward mode: the written tensor takes the new tangent
+        x._fw = tracked._fw
     if tracked.grad_fn is not None:
         x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
         rebase_views(x)
 
 
 class CatBackward0(Node):
+    def jvp(self, tangents, primals, out):
+        return cat([_zeros_for(t, p) for t, p in zip(tangents, primals)], self.dim)
+
     def vjp(self, g):
         grads, start = [], 0
         lead = (slice(None),) * self.dim
@@ -429,6 +478,9 @@ def cat(tensors, dim=0):
 
 
 class StackBackward0(Node):
+    def jvp(self, tangents, primals, out):
+        return stack([_zeros_for(t, p) for t, p in zip(tangents, primals)], self.dim)
+
     def vjp(self, g):
         lead = (slice(None),) * self.dim
         return tuple(getitem(g, lead + (i,)) for i in range(self.count))
@@ -496,9 +548,12 @@ def unbind(x, dim=0):
     return tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
 
 
-class ToCopyBackward0(Node):
+class ToCopyBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return to(g, self.in_dtype)
+
+    def tangent_op(self, t, out):
+        return to(t, out.dtype)
 
 
 def to(x, dtype=None, *args, **kwargs):
@@ -525,6 +580,9 @@ def to(x, dtype=None, *args, **kwargs):
 class CloneBackward0(Node):
     def vjp(self, g):
         return g
+
+    def jvp(self, tangents, primals, out):
+        return tangents[0]
 
 
 def clone(x):

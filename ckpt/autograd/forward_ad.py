@@ -1,0 +1,193 @@
+"""Forward-mode AD (torch.autograd.forward_ad's names).
+
+Inside ``dual_level()``, a tensor made with ``make_dual(primal, tangent)`` carries a tangent,
+and every op on it computes its output's tangent with the op's JVP rule (stated beside its
+VJP, in the op's module). Forward mode records no graph: with no input requiring grad
+nothing is saved for backward. Tangents are dropped when the level exits. One level at a
+time (nested levels raise, as torch's "Nested forward mode AD is not supported").
+
+>>> import ckpt
+>>> import ckpt.autograd.forward_ad as fwAD
+>>> with fwAD.dual_level():
+...     x = fwAD.make_dual(ckpt.tensor([3.0]), ckpt.tensor([1.0]))
+...     y = x * x * x.sin()                   # f(x) = x^2 sin x
+...     round(fwAD.unpack_dual(y).tangent.item(), 4)   # f'(3) = 9 cos 3 + 6 sin 3
+-8.0631
+"""
+import weakref
+from collections import namedtuple
+
+import numpy as np
+
+from .node import Extensions, Node, record
+from .tensor import Tensor, _wrap
+
+UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
+
+
+class _Level:
+    duals = None  # weak references to every tensor given a tangent at the current level
+
+
+def _enter():
+    if Extensions.forward_ad:
+        raise RuntimeError("Nested forward mode AD is not supported at the moment: exit the "
+                           "current dual_level() before entering another")
+    _Level.duals = []
+    Extensions.forward_ad = True
+    Extensions.refresh()
+    return 0
+
+
+def _exit():
+    for ref in _Level.duals or ():
+        t = ref()
+        if t is not None:
+            t._fw = None
+    _Level.duals = None
+    Extensions.forward_ad = False
+    Extensions.refresh()
+
+
+class dual_level:
+    """Context manager for one level of forward AD; tangents are dropped on exit.
+
+    >>> import ckpt, ckpt.autograd.forward_ad as fwAD
+    >>> with fwAD.dual_level():
+    ...     x = fwAD.make_dual(ckpt.ones(2), ckpt.tensor([1.0, 2.0]))
+    >>> fwAD.unpack_dual(x).tangent is None
+    True
+    """
+
+    def __enter__(self):
+        return _enter()
+
+    def __exit__(self, *exc):
+        _exit()
+        return False
+
+
+def enter_dual_level():
+    """Enter a level by hand (prefer ``with dual_level()``); returns its index."""
+    return _enter()
+
+
+def exit_dual_level(*, level=None):
+    """Exit the level entered with ``enter_dual_level``."""
+    _exit()
+
+
+class AliasBackward0(Node):
+    def vjp(self, g):
+        return g
+
+    def jvp(self, tangents, primals, out):
+        return tangents[0]
+
+
+def _alias(t):
+    """A tensor sharing ``t``'s data, version counter and autograd history."""
+    alias = record(AliasBackward0, t.data, (t,)) if not Extensions.forward_ad else _alias_no_fw(t)
+    alias._vc = t._vc
+    return alias
+
+
+def _alias_no_fw(t):
+    Extensions.forward_ad = False
+    Extensions.refresh()
+    try:
+        return record(AliasBackward0, t.data, (t,))
+    finally:
+        Extensions.forward_ad = True
+        Extensions.refresh()
+
+
+def _remember(t, tangent):
+    t._fw = tangent
+    _Level.duals.append(weakref.ref(t))
+
+
+def make_dual(tensor, tangent, *, level=None):
+    """``tensor`` (as an alias sharing its data and history) carrying ``tangent`` at the
+    current level; must be called inside ``dual_level()``.
+
+    >>> import ckpt, ckpt.autograd.forward_ad as fwAD
+    >>> with fwAD.dual_level():
+    ...     x = fwAD.make_dual(ckpt.ones(2), ckpt.tensor([1.0, 2.0]))
+    ...     fwAD.unpack_dual(x.exp()).tangent.tolist()
+    [2.7182817459106445, 5.436563491821289]
+    """
+    if not Extensions.forward_ad:
+        raise RuntimeError("Trying to create a dual Tensor for forward AD but no level exists, "
+                           "make sure to enter_dual_level() first (use `with "
+                           "ckpt.autograd.forward_ad.dual_level():`).")
+    if not isinstance(tensor, Tensor) or not isinstance(tangent, Tensor):
+        raise TypeError(f"make_dual expects two Tensors, got {type(tensor).__name__} and "
+                        f"{type(tangent).__name__}")
+    if tensor.data.dtype.kind not in "fc":
+        raise ValueError(f"make_dual: the primal must be floating point to carry a tangent, got "
+                         f"{tensor.data.dtype}")
+    if tangent.data.shape != tensor.data.shape:
+        raise RuntimeError(
+            "Trying to set a forward gradient that has a different size than that of the "
+            f"original Tensor, this is not supported. Tensor is of size {list(tensor.data.shape)} "
+            f"while the given forward gradient is of size {list(tangent.data.shape)}.")
+    if tangent.data.dtype != tensor.data.dtype:
+        tangent = tangent.to(tensor.data.dtype)
+    dual = _alias(tensor)
+    _remember(dual, tangent)
+    return dual
+
+
+def unpack_dual(tensor, *, level=None):
+    """``(primal, tangent)`` of ``tensor``: the primal is an alias without tangent (sharing
+    data and history), the tangent is None outside a level or for a tensor without one.
+
+    >>> import ckpt, ckpt.autograd.forward_ad as fwAD
+    >>> fwAD.unpack_dual(ckpt.ones(1)).tangent is None
+    True
+    """
+    tangent = tensor._fw if Extensions.forward_ad else None
+    if tangent is None:
+        return UnpackedDualTensor(tensor, None)
+    return UnpackedDualTensor(_alias(tensor), tangent)
+
+
+def propagate(cls, out, inputs, attrs):
+    """Give ``out`` the tangent of the op ``cls`` if an input has one (called by ``record``).
+
+    The JVP rule runs with forward mode paused (its own ops carry no tangents) but in the
+    current grad mode, so it is recorded for reverse-over-forward. A tangent of a broadcast
+    input is expanded to the output's shape."""
+    tangents = [x._fw if x.__class__ is Tensor else None for x in inputs]
+    if all(t is None for t in tangents):
+        return
+    rule = getattr(cls, "jvp", None)
+    if rule is None:
+        raise NotImplementedError(
+            f"Trying to use forward AD with {cls.__name__} that does not support it: the op has "
+            f"no JVP rule")
+    ctx = object.__new__(cls)
+    if attrs:
+        ctx.__dict__.update(attrs)
+    Extensions.forward_ad = False
+    Extensions.refresh()
+    try:
+        tangent = rule(ctx, tangents, inputs, out)
+        if tangent is not None:
+            tangent = _to_output(tangent, out)
+    finally:
+        Extensions.forward_ad = True
+        Extensions.refresh()
+    if tangent is not None:
+        _remember(out, tangent)
+
+
+def _to_output(tangent, out):
+    if not isinstance(tangent, Tensor):
+        tangent = _wrap(np.asarray(tangent, dtype=out.data.dtype))
+    if tangent.data.shape != out.data.shape:
+        tangent = tangent.expand(out.data.shape)
+    if tangent.data.dtype != out.data.dtype:
+        tangent = tangent.to(out.data.dtype)
+    return tangent
