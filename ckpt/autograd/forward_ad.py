@@ -11,8 +11,8 @@ time (nested levels raise, as torch's "Nested forward mode AD is not supported")
 >>> with fwAD.dual_level():
 ...     x = fwAD.make_dual(ckpt.tensor([3.0]), ckpt.tensor([1.0]))
 ...     y = x * x * x.sin()                   # f(x) = x^2 sin x
-...     round(fwAD.unpack_dual(y).tangent.item(), 4)   # f'(3) = 9 cos 3 + 6 sin 3
--8.0631
+...     round(fwAD.unpack_dual(y).tangent.item(), 3)   # f'(3) = 9 cos 3 + 6 sin 3
+-8.063
 """
 import weakref
 from collections import namedtuple
@@ -114,8 +114,8 @@ def make_dual(tensor, tangent, *, level=None):
     >>> import ckpt, ckpt.autograd.forward_ad as fwAD
     >>> with fwAD.dual_level():
     ...     x = fwAD.make_dual(ckpt.ones(2), ckpt.tensor([1.0, 2.0]))
-    ...     fwAD.unpack_dual(x.exp()).tangent.tolist()
-    [2.7182817459106445, 5.436563491821289]
+    ...     [round(v, 4) for v in fwAD.unpack_dual(x.exp()).tangent.tolist()]
+    [2.7183, 5.4366]
     """
     if not Extensions.forward_ad:
         raise RuntimeError("Trying to create a dual Tensor for forward AD but no level exists, "
