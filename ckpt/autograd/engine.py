@@ -9,6 +9,7 @@ import numpy as np
 
 from . import grad_mode
 from .node import AccumulateGrad, SavedTensor, _FREED_MESSAGE
+from .ops._util import Batch
 from .ops.shape import sum_to
 from .tensor import Tensor, _wrap
 
@@ -37,6 +38,23 @@ def _make_root_grads(outputs, grad_outputs, create_graph):
             raise RuntimeError(
                 f"Mismatch in shape: grad_output[{i}] has a shape of {_size(g.data.shape)} and "
                 f"output[{i}] has a shape of {_size(out.data.shape)}.")
+        grads.append(g if create_graph else g.detach())
+    return grads
+
+
+def _make_batched_root_grads(outputs, grad_outputs, create_graph):
+    grads = []
+    for i, (out, g) in enumerate(zip(outputs, grad_outputs)):
+        if g is None:
+            raise RuntimeError("is_grads_batched=True needs every grad_output, each with a leading "
+                               f"batch dim; grad_outputs[{i}] is None")
+        if not isinstance(g, Tensor):
+            g = _wrap(np.asarray(g, dtype=out.data.dtype))
+        if g.data.shape[1:] != out.data.shape or (grads and g.data.shape[0] != grads[0].data.shape[0]):
+            raise RuntimeError(
+                f"Mismatch in shape: with is_grads_batched=True, grad_output[{i}] must have shape "
+                f"(B, *{list(out.data.shape)}) with the same B for every output; got "
+                f"{_size(g.data.shape)}")
         grads.append(g if create_graph else g.detach())
     return grads
 
@@ -103,8 +121,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=None, materialize_grads=False):
+         allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Return d(outputs)/d(inputs) (vector-Jacobian products) without touching ``.grad``.
+
+    With ``is_grads_batched=True`` each ``grad_outputs[i]`` carries a leading batch dim B and
+    the B vector-Jacobian products come out stacked the same way, from one backward pass.
 
     >>> import ckpt
     >>> x = ckpt.tensor([3.0], requires_grad=True)
@@ -125,14 +146,20 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     if retain_graph is None:
         retain_graph = create_graph
     roots = _root_edges(outputs)
-    root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
+    if is_grads_batched:
+        root_grads = _make_batched_root_grads(outputs, grad_outputs, create_graph)
+        batch = root_grads[0].data.shape[:1]
+    else:
+        root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
+        batch = ()
     targets = [_input_edge(t, i) for i, t in enumerate(inputs_t)]
-    captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=False)
+    captured = _execute(roots, root_grads, retain_graph, create_graph, targets,
+                        accumulate_leaves=False, batched=is_grads_batched)
     result = []
     for t, g in zip(inputs_t, captured):
         if g is None:
             if materialize_grads:
-                g = _wrap(np.zeros_like(t.data))
+                g = _wrap(np.zeros(batch + t.data.shape, t.data.dtype))
             elif not allow_unused:
                 raise RuntimeError(
                     "One of the differentiated Tensors appears to not have been used in the graph. "
@@ -156,9 +183,10 @@ def _accumulate_into(t, g, create_graph):
         t.grad = _wrap(t.grad.data + g.data)
 
 
-def _validate(node, i, g, arrays):
+def _validate(node, i, g, arrays, batch_dims=0):
     """Bring gradient ``i`` of ``node`` to its input's shape (un-broadcasting) and dtype, as
-    a numpy array when ``arrays`` else as a Tensor; reject what can't be brought there."""
+    a numpy array when ``arrays`` else as a Tensor; reject what can't be brought there.
+    ``batch_dims`` leading dims of a batched gradient are kept."""
     shape, dtype = node._meta[2 * i], node._meta[2 * i + 1]
     if shape is None:
         return g
@@ -168,6 +196,7 @@ def _validate(node, i, g, arrays):
         d = g = np.asarray(g)
     else:
         raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
+    shape = d.shape[:batch_dims] + shape
     if d.shape != shape:
         try:
             np.broadcast_shapes(shape, d.shape)
@@ -226,7 +255,8 @@ def _add(buffer, g):
     return g if buffer is None else buffer + g
 
 
-def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True):
+def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
+             batched=False):
     root_nodes = [n for n, _ in roots]
     deps = _discover(root_nodes)
     to_run = None
@@ -247,11 +277,13 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
 
     previous_mode = _GradState.enabled
     _GradState.enabled = create_graph
+    previous_batch, Batch.dims = Batch.dims, (1 if batched else 0)
     pop_buffer = buffers.pop
     try:
         while ready:
             node = ready.pop()
-            if node._plain and (to_run is None or node in to_run) and node not in captures:
+            if (node._plain and not batched and (to_run is None or node in to_run)
+                    and node not in captures):
                 # the hot path: a single-output node without hooks
                 g = pop_buffer(node, None)
                 if g is None:
@@ -292,7 +324,9 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 if nxt is not None:
                     g = input_grads[i] if i < n_grads else None
                     if g is not None:
-                        if arrays:
+                        if batched:
+                            g = _validate(node, i, g, arrays, 1)
+                        elif arrays:
                             if (g.__class__ is not np.ndarray or g.shape != meta[2 * i]
                                     or g.dtype != meta[2 * i + 1]):
                                 g = _validate(node, i, g, True)
@@ -311,6 +345,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 i += 1
     finally:
         _GradState.enabled = previous_mode
+        Batch.dims = previous_batch
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
@@ -346,7 +381,10 @@ def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulat
         return None
     if all(g is None for g in grads):
         return None
-    result = _apply(node, grads, keep_graph, create_graph)
+    if Batch.dims and not node._batched_rule:
+        result = _apply_per_sample(node, grads, keep_graph, create_graph)
+    else:
+        result = _apply(node, grads, keep_graph, create_graph)
     return tuple(g.data if isinstance(g, Tensor) else g for g in result) if arrays else result
 
 
@@ -409,6 +447,31 @@ def _apply(node, grads, keep_graph, create_graph):
     if node._post_hooks:
         result = _run_post_hooks(node, result, tuple(grads), False)
     return result
+
+
+def _apply_per_sample(node, grads, keep_graph, create_graph):
+    """A node whose rule can't take batched gradients: run it once per batch element and
+    stack the results (``ckpt.stack`` keeps them differentiable under ``create_graph``)."""
+    from .ops.shape import stack
+    size = next(g.data.shape[0] for g in grads if g is not None)
+    Batch.dims = 0
+    try:
+        per_sample = [_apply(node, [None if g is None else g[b] for g in grads], True, create_graph)
+                      for b in range(size)]
+    finally:
+        Batch.dims = 1
+    if not keep_graph:
+        node._release()
+    result = []
+    for i in range(max(len(r) for r in per_sample)):
+        column = [r[i] if i < len(r) else None for r in per_sample]
+        if all(c is None for c in column):
+            result.append(None)
+            continue
+        like = next(c for c in column if c is not None)
+        column = [c if c is not None else like * 0 for c in column]
+        result.append(stack([c if isinstance(c, Tensor) else _wrap(np.asarray(c)) for c in column]))
+    return tuple(result)
 
 
 def _run_post_hooks(node, result, grads, arrays):

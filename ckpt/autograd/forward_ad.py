@@ -27,13 +27,17 @@ UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
 class _Level:
     duals = None  # weak references to every tensor given a tangent at the current level
+    batch = None  # B when every tangent carries a leading batch dim of size B
 
 
-def _enter():
+def _enter(batch_size=None):
     if Extensions.forward_ad:
         raise RuntimeError("Nested forward mode AD is not supported at the moment: exit the "
                            "current dual_level() before entering another")
+    if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"dual_level: batch_size must be a positive int, got {batch_size!r}")
     _Level.duals = []
+    _Level.batch = batch_size
     Extensions.forward_ad = True
     Extensions.refresh()
     return 0
@@ -45,12 +49,16 @@ def _exit():
         if t is not None:
             t._fw = None
     _Level.duals = None
+    _Level.batch = None
     Extensions.forward_ad = False
     Extensions.refresh()
 
 
 class dual_level:
     """Context manager for one level of forward AD; tangents are dropped on exit.
+
+    ckpt extension: with ``batch_size=B`` every tangent carries a leading dim of size B, so
+    one forward pass pushes B tangents (the columns of a Jacobian, say) at once.
 
     >>> import ckpt, ckpt.autograd.forward_ad as fwAD
     >>> with fwAD.dual_level():
@@ -59,8 +67,11 @@ class dual_level:
     True
     """
 
+    def __init__(self, batch_size=None):
+        self.batch_size = batch_size
+
     def __enter__(self):
-        return _enter()
+        return _enter(self.batch_size)
 
     def __exit__(self, *exc):
         _exit()
@@ -127,11 +138,13 @@ def make_dual(tensor, tangent, *, level=None):
     if tensor.data.dtype.kind not in "fc":
         raise ValueError(f"make_dual: the primal must be floating point to carry a tangent, got "
                          f"{tensor.data.dtype}")
-    if tangent.data.shape != tensor.data.shape:
+    expected = (() if _Level.batch is None else (_Level.batch,)) + tensor.data.shape
+    if tangent.data.shape != expected:
         raise RuntimeError(
             "Trying to set a forward gradient that has a different size than that of the "
             f"original Tensor, this is not supported. Tensor is of size {list(tensor.data.shape)} "
-            f"while the given forward gradient is of size {list(tangent.data.shape)}.")
+            f"while the given forward gradient is of size {list(tangent.data.shape)}"
+            + (f" (with batch_size={_Level.batch} it must be {list(expected)})." if _Level.batch else "."))
     if tangent.data.dtype != tensor.data.dtype:
         tangent = tangent.to(tensor.data.dtype)
     dual = _alias(tensor)
@@ -173,7 +186,10 @@ def propagate(cls, out, inputs, attrs):
     Extensions.forward_ad = False
     Extensions.refresh()
     try:
-        tangent = rule(ctx, tangents, inputs, out)
+        if _Level.batch is None:
+            tangent = rule(ctx, tangents, inputs, out)
+        else:
+            tangent = _batched_rule(cls, rule, ctx, tangents, inputs, out)
         if tangent is not None:
             tangent = _to_output(tangent, out)
     finally:
@@ -183,11 +199,33 @@ def propagate(cls, out, inputs, attrs):
         _remember(out, tangent)
 
 
-def _to_output(tangent, out):
+def _batched_rule(cls, rule, ctx, tangents, inputs, out):
+    """Apply a JVP rule to tangents with a leading batch dim: once if the rule handles it
+    (elementwise rules after padding each tangent to the output's rank), else per element."""
+    from .ops._util import Batch
+    from .ops.shape import stack
+    batch = _Level.batch
+    if cls._batched_rule:
+        if cls._elementwise:
+            tangents = [t if t is None else t.reshape((batch,) + (1,) * (out.data.ndim - x.data.ndim)
+                                                      + x.data.shape)
+                        for t, x in zip(tangents, inputs)]
+        Batch.dims = 1
+        try:
+            return rule(ctx, tangents, inputs, out)
+        finally:
+            Batch.dims = 0
+    columns = [rule(ctx, [None if t is None else t[b] for t in tangents], inputs, out)
+               for b in range(batch)]
+    return stack([_to_output(c, out, batched=False) for c in columns])
+
+
+def _to_output(tangent, out, batched=True):
     if not isinstance(tangent, Tensor):
         tangent = _wrap(np.asarray(tangent, dtype=out.data.dtype))
-    if tangent.data.shape != out.data.shape:
-        tangent = tangent.expand(out.data.shape)
+    shape = ((_Level.batch,) if batched and _Level.batch is not None else ()) + out.data.shape
+    if tangent.data.shape != shape:
+        tangent = tangent.expand(shape)
     if tangent.data.dtype != out.data.dtype:
         tangent = tangent.to(out.data.dtype)
     return tangent

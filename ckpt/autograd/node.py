@@ -36,6 +36,11 @@ class Node:
     # runs rules on arrays, skipping Tensor wrappers; with ``create_graph`` the same rule
     # runs on Tensors and is recorded. A subclass whose rule needs Tensors sets this False.
     _array_rule = True
+    # ``vjp``/``jvp`` handle gradients/tangents with leading batch dims (see ops._util.Batch);
+    # ``_elementwise``: the op broadcasts its inputs elementwise, so a batched tangent of a
+    # lower-rank input is padded to the output's rank before the JVP rule sees it.
+    _batched_rule = False
+    _elementwise = False
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.

@@ -41,9 +41,10 @@ def expand_reduced(g, in_shape, axes, keepdim):
     """Broadcast a reduction's gradient back to the input's shape (differentiably; arrays
     in, arrays out)."""
     from .shape import expand
+    batch = lead(g)
     if not keepdim and axes:
-        g = g.reshape(kept_shape(in_shape, axes))
-    return expand(g, in_shape)
+        g = g.reshape(batch + kept_shape(in_shape, axes))
+    return expand(g, batch + tuple(in_shape))
 
 
 def shape_error(op_name, a, b):
@@ -58,3 +59,22 @@ def total(*terms):
         if term is not None:
             result = term if result is None else result + term
     return result
+
+
+class Batch:
+    """Leading batch dims carried by gradients (``grad(..., is_grads_batched=True)``) or
+    tangents (``dual_level(batch_size=B)``) during a vectorized pass; 0 otherwise.
+
+    Rules of nodes with ``_batched_rule = True`` handle those dims themselves (elementwise
+    broadcasting, negative axes, ``lead(x)``); the others are looped over the batch."""
+    dims = 0
+
+
+def lead(x):
+    """The leading batch dims of a gradient or tangent ``x`` (``()`` outside a vectorized pass)."""
+    return x.shape[:Batch.dims]
+
+
+def shift(axes):
+    """Axes of a primal, moved past the batch dims of its gradient or tangent."""
+    return tuple(a + Batch.dims for a in axes) if Batch.dims else axes

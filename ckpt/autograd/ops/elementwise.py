@@ -15,7 +15,13 @@ from ._util import data_of, shape_error, total as _total
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
 
 
-class _DiagonalOfInput(Node):
+class _Elementwise(Node):
+    """Elementwise ops broadcast, so their rules take batched gradients/tangents as they are."""
+    _batched_rule = True
+    _elementwise = True
+
+
+class _DiagonalOfInput(_Elementwise):
     """A unary elementwise op whose VJP reads its input: the Jacobian is diagonal, so the
     JVP is the same product with the tangent in place of the gradient."""
 
@@ -23,14 +29,14 @@ class _DiagonalOfInput(Node):
         return self.vjp(tangents[0], primals[0])
 
 
-class _DiagonalOfOutput(Node):
+class _DiagonalOfOutput(_Elementwise):
     """As ``_DiagonalOfInput``, for an op whose VJP reads its output."""
 
     def jvp(self, tangents, primals, out):
         return self.vjp(tangents[0], out)
 
 
-class _PerInputDiagonal(Node):
+class _PerInputDiagonal(_Elementwise):
     """An elementwise op of several inputs whose VJP reads exactly its inputs: each input's
     Jacobian block is diagonal, so the JVP sums the VJP's per-input products, taken with
     each tangent in place of the gradient."""
@@ -63,7 +69,7 @@ def _torch_promotion(out, a, b):
     return out.astype(_F32)
 
 
-class NegBackward0(Node):
+class NegBackward0(_Elementwise):
     def vjp(self, g):
         return -g
 
@@ -83,7 +89,7 @@ def neg(x):
     return record(NegBackward0, np.negative(x.data), (x,))
 
 
-class AddBackward0(Node):
+class AddBackward0(_Elementwise):
     def vjp(self, g):
         return g, g
 
@@ -103,7 +109,7 @@ def add(a, b, alpha=1):
     return record(AddBackward0, _binary("add", np.add, a, b), (a, b))
 
 
-class SubBackward0(Node):
+class SubBackward0(_Elementwise):
     def vjp(self, g):
         return g, -g
 
@@ -173,7 +179,7 @@ class PowBackward0(_DiagonalOfInput):
         return g * e * x ** (e - 1)
 
 
-class PowBackward1(Node):
+class PowBackward1(_Elementwise):
     """Tensor base and tensor exponent (either may be a number)."""
 
     def vjp(self, g, base, exponent, out):
@@ -518,7 +524,7 @@ def clamp(x, min=None, max=None):
     return record(ClampBackward1, out, (x,), (x,), min=min, max=max)
 
 
-class WhereBackward0(Node):
+class WhereBackward0(_Elementwise):
     def vjp(self, g):
         c = self.condition
         return None, where(c, g, 0.0), where(c, 0.0, g)

@@ -2,18 +2,22 @@
 import numpy as np
 
 from ..node import Node, record
+from ._util import total as _total
 from .shape import unsqueeze
 
 
 class MmBackward0(Node):
     """matmul with numpy's rules: 1-D operands are promoted to a row / column and the added
-    dim is removed again; batch dims broadcast (the engine sums them back)."""
+    dim is removed again; batch dims broadcast (the engine sums them back). Written with
+    negative axes only, so gradients and tangents may carry leading batch dims."""
+    _batched_rule = True
 
     def vjp(self, g, a, b):
         need_a, need_b = b is not None, a is not None  # each factor is saved only for the other's grad
         a_ndim, b_ndim = self.ndims  # an unsaved factor's rank still decides the rule
         if a_ndim == 1 and b_ndim == 1:
-            return (g * b if need_a else None), (g * a if need_b else None)
+            g1 = unsqueeze(g, -1)
+            return (g1 * b if need_a else None), (g1 * a if need_b else None)
         if a_ndim == 1:
             g2 = unsqueeze(g, -2)
             ga = (g2 @ b.mT).squeeze(-2) if need_a else None
@@ -29,9 +33,10 @@ class MmBackward0(Node):
 
     def jvp(self, tangents, primals, out):
         (ta, tb), (a, b) = tangents, primals
-        if ta is None:
-            return a @ tb
-        return ta @ b if tb is None else ta @ b + a @ tb
+        by_tb = None
+        if tb is not None:  # a 1-D b's tangent is a column (it may carry batch dims in front)
+            by_tb = (a @ unsqueeze(tb, -1)).squeeze(-1) if b.ndim == 1 else a @ tb
+        return _total(None if ta is None else ta @ b, by_tb)
 
 
 def _is_transposed(d):

@@ -6,17 +6,19 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record, record_multi
 from ..tensor import Tensor, _wrap
-from ._util import data_of, expand_reduced, kept_shape, normalize_dims
+from ._util import data_of, expand_reduced, kept_shape, normalize_dims, shift
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
 
 class SumBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0], self.axes, self.keepdim)
+        return sum(tangents[0], shift(self.axes), self.keepdim)
 
 
 def sum(x, dim=None, keepdim=False):
@@ -35,11 +37,13 @@ def sum(x, dim=None, keepdim=False):
 
 
 class MeanBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
 
     def jvp(self, tangents, primals, out):
-        return mean(tangents[0], self.axes, self.keepdim)
+        return mean(tangents[0], shift(self.axes), self.keepdim)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -64,23 +68,32 @@ def mean(x, dim=None, keepdim=False):
 class MaxBackward1(Node):
     """Whole-tensor max/min: the gradient is shared evenly among the tied extremes."""
 
+    _batched_rule = True
+
     def vjp(self, g, x, out):
-        mask = data_of(x) == data_of(out)
-        return g * (mask / mask.sum()).astype(data_of(x).dtype)
+        d = data_of(x)
+        return expand_reduced(g, d.shape, tuple(range(d.ndim)), False) * self._share(d, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(self.vjp(tangents[0], primals[0], out))  # the tangent, weighted like the gradient
+        d = data_of(primals[0])
+        return sum(tangents[0] * self._share(d, out), shift(tuple(range(d.ndim))))
+
+    @staticmethod
+    def _share(d, out):
+        mask = d == data_of(out)
+        return (mask / mask.sum()).astype(d.dtype)
 
 
 class MaxBackward0(Node):
     """max/min along a dim: the gradient goes to the selected index."""
+    _batched_rule = True
 
     def vjp(self, grads):
         g = grads[0]
         return expand_reduced(g, self.in_shape, (self.dim,), self.keepdim) * self.onehot
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self.onehot, self.dim, self.keepdim)
+        return sum(tangents[0] * self.onehot, shift((self.dim,)), self.keepdim)
 
 
 def _extreme(x, dim, keepdim, pick, arg_pick, name):
@@ -152,11 +165,13 @@ def amax(x, dim=None, keepdim=False):
 
 
 class AmaxBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g, x, out):
         return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self._share(x, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._share(primals[0], out), self.axes, self.keepdim)
+        return sum(tangents[0] * self._share(primals[0], out), shift(self.axes), self.keepdim)
 
     def _share(self, x, out):
         """Each input element's share of the maximum: 1/ties where it ties, else 0."""
@@ -181,11 +196,13 @@ def argmin(x, dim=None, keepdim=False):
 
 
 class VarBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g, x):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._slope(x)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._slope(primals[0]), self.axes, self.keepdim)
+        return sum(tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
 
     def _slope(self, x):
         """d var / d x = 2 (x - mean) / (n - correction)."""
@@ -222,11 +239,13 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
 
 
 class LogsumexpBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g, x, out):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._softmax(x, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._softmax(primals[0], out), self.axes, self.keepdim)
+        return sum(tangents[0] * self._softmax(primals[0], out), shift(self.axes), self.keepdim)
 
     def _softmax(self, x, out):
         """d logsumexp / d x = exp(x - logsumexp)."""

@@ -15,7 +15,7 @@ import numpy as np
 from .. import grad_mode
 from ..node import Node, record
 from ..tensor import Tensor, _wrap
-from ._util import data_of, normalize_dims, total as _total
+from ._util import Batch, data_of, lead, normalize_dims, total as _total
 
 _replaying = [False]  # re-deriving views: the intermediate views are not registered
 
@@ -115,11 +115,13 @@ class _SameOpOnTangent(Node):
 
 
 class ViewBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
-        return g.reshape(self.in_shape)
+        return g.reshape(lead(g) + tuple(self.in_shape))
 
     def tangent_op(self, t, out):
-        return t.reshape(out.shape)
+        return t.reshape(lead(t) + out.shape)
 
 
 def reshape(x, *shape):
@@ -155,12 +157,24 @@ def flatten(x, start_dim=0, end_dim=-1):
     return reshape(x, shape[:start] + (-1,) + shape[end + 1:])
 
 
+def _batch_dims(dims):
+    """A permutation of a primal's dims, extended to keep the batch dims in front."""
+    nb = Batch.dims
+    return tuple(range(nb)) + tuple(int(d) % len(dims) + nb for d in dims)
+
+
+def _batch_dim(d):
+    return d + Batch.dims if d >= 0 else d
+
+
 class PermuteBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
-        return permute(g, *np.argsort(self.dims))
+        return permute(g, *_batch_dims(np.argsort([d % len(self.dims) for d in self.dims])))
 
     def tangent_op(self, t, out):
-        return permute(t, *self.dims)
+        return permute(t, *_batch_dims(self.dims))
 
 
 def permute(x, *dims):
@@ -182,11 +196,13 @@ def permute(x, *dims):
 
 
 class TransposeBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
-        return transpose(g, self.dim0, self.dim1)
+        return transpose(g, _batch_dim(self.dim0), _batch_dim(self.dim1))
 
     def tangent_op(self, t, out):
-        return transpose(t, self.dim0, self.dim1)
+        return transpose(t, _batch_dim(self.dim0), _batch_dim(self.dim1))
 
 
 def transpose(x, dim0, dim1):
@@ -204,11 +220,13 @@ def transpose(x, dim0, dim1):
 
 
 class ExpandBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
-        return sum_to(g, self.in_shape)
+        return sum_to(g, lead(g) + tuple(self.in_shape))
 
     def tangent_op(self, t, out):
-        return expand(t, out.shape)
+        return expand(t, lead(t) + out.shape)
 
 
 def expand(x, *sizes):
@@ -241,11 +259,13 @@ def expand(x, *sizes):
 
 
 class SumToBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
-        return expand(g, self.in_shape)
+        return expand(g, lead(g) + tuple(self.in_shape))
 
     def tangent_op(self, t, out):
-        return sum_to(t, out.shape)
+        return sum_to(t, lead(t) + out.shape)
 
 
 def sum_to(x, shape):
@@ -549,6 +569,8 @@ def unbind(x, dim=0):
 
 
 class ToCopyBackward0(_SameOpOnTangent):
+    _batched_rule = True
+
     def vjp(self, g):
         return to(g, self.in_dtype)
 
@@ -578,6 +600,8 @@ def to(x, dtype=None, *args, **kwargs):
 
 
 class CloneBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g):
         return g
 
