@@ -8,7 +8,7 @@ gradient. The engine, not the ops, un-broadcasts gradients to each input's shape
 import numpy as np
 
 from . import grad_mode
-from .node import AccumulateGrad, SavedTensor, _FREED_MESSAGE
+from .node import AccumulateGrad, Extensions, SavedTensor, _FREED_MESSAGE
 from .ops._util import Batch
 from .ops.shape import sum_to
 from .tensor import Tensor, _wrap
@@ -269,7 +269,9 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
 
     # Without create_graph, gradients flow as numpy arrays and array rules skip the Tensor
     # wrappers; with it, they flow as Tensors so the backward pass is itself recorded.
-    arrays = not create_graph
+    # Inside a forward-AD level the rules must see Tensors, whose tangents they propagate
+    # (forward-over-reverse).
+    arrays = not create_graph and not Extensions.forward_ad
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
         _buffer_add(buffers, node, nr, g.data if arrays else g)
@@ -356,7 +358,7 @@ def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulat
     Works on Tensors (hooks and users see Tensors); array gradients are wrapped on the way
     in and unwrapped on the way out."""
     outs = node._out_meta
-    arrays = not create_graph
+    arrays = not create_graph and not Extensions.forward_ad
     if outs is None:
         grads = [grads]
     elif grads is None:
