@@ -93,7 +93,12 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 def empty(*size, dtype=None, requires_grad=False):
-    """An uninitialized tensor (zeros here, for determinism)."""
+    """An uninitialized tensor (zeros here, for determinism).
+
+    >>> import ckpt
+    >>> ckpt.empty(2).shape
+    (2,)
+    """
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -110,17 +115,32 @@ def full(size, fill_value, dtype=None, requires_grad=False):
 
 
 def zeros_like(t, dtype=None, requires_grad=False):
-    """Zeros with ``t``'s shape and dtype."""
+    """Zeros with ``t``'s shape and dtype.
+
+    >>> import ckpt
+    >>> ckpt.zeros_like(ckpt.ones(2)).tolist()
+    [0.0, 0.0]
+    """
     return Tensor(np.zeros(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
 def ones_like(t, dtype=None, requires_grad=False):
-    """Ones with ``t``'s shape and dtype."""
+    """Ones with ``t``'s shape and dtype.
+
+    >>> import ckpt
+    >>> ckpt.ones_like(ckpt.zeros(2)).tolist()
+    [1.0, 1.0]
+    """
     return Tensor(np.ones(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
 def full_like(t, fill_value, dtype=None, requires_grad=False):
-    """``fill_value`` with ``t``'s shape and dtype."""
+    """``fill_value`` with ``t``'s shape and dtype.
+
+    >>> import ckpt
+    >>> ckpt.full_like(ckpt.zeros(2), 3.0).tolist()
+    [3.0, 3.0]
+    """
     return Tensor(np.full(t.shape, fill_value, dtype or t.dtype), requires_grad=requires_grad)
 
 
@@ -196,15 +216,30 @@ def randint(low, high=None, size=(), dtype=None, generator=None):
 
 
 def randn_like(t, dtype=None, requires_grad=False):
-    """``randn`` with ``t``'s shape and dtype."""
+    """``randn`` with ``t``'s shape and dtype.
+
+    >>> import ckpt
+    >>> ckpt.randn_like(ckpt.zeros(2, 3)).shape
+    (2, 3)
+    """
     return randn(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
 def rand_like(t, dtype=None, requires_grad=False):
-    """``rand`` with ``t``'s shape and dtype."""
+    """``rand`` with ``t``'s shape and dtype.
+
+    >>> import ckpt
+    >>> ckpt.rand_like(ckpt.zeros(4)).shape
+    (4,)
+    """
     return rand(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
 def is_tensor(obj):
-    """True for ckpt tensors."""
+    """True for ckpt tensors.
+
+    >>> import ckpt
+    >>> ckpt.is_tensor(ckpt.ones(1)), ckpt.is_tensor([1.0])
+    (True, False)
+    """
     return isinstance(obj, Tensor)

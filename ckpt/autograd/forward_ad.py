@@ -79,12 +79,17 @@ class dual_level:
 
 
 def enter_dual_level():
-    """Enter a level by hand (prefer ``with dual_level()``); returns its index."""
+    """Enter a level by hand (prefer ``with dual_level()``); returns its index.
+
+    >>> import ckpt.autograd.forward_ad as fwAD
+    >>> fwAD.enter_dual_level(); fwAD.exit_dual_level()
+    0
+    """
     return _enter()
 
 
 def exit_dual_level(*, level=None):
-    """Exit the level entered with ``enter_dual_level``."""
+    """Exit the level entered with ``enter_dual_level`` (see its example)."""
     _exit()
 
 

@@ -306,6 +306,12 @@ def record(cls, out_data, inputs, saved=(), **attrs):
     ``inputs`` are the op's differentiable arguments (Tensors or plain numbers); ``saved``
     lists what the VJP needs: input Tensors, ``OUTPUT`` for the result, or plain values.
     ``attrs`` become attributes of the node (axes, shapes, ...).
+
+    >>> import numpy as np, ckpt
+    >>> from ckpt.autograd.ops.elementwise import ExpBackward0
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> record(ExpBackward0, np.exp(x.data), (x,), (OUTPUT,)).grad_fn.name()
+    'ExpBackward0'
     """
     out = _wrap(out_data)
     if Extensions.active:

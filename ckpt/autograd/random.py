@@ -49,7 +49,12 @@ def manual_seed(seed):
 
 
 def get_rng_state():
-    """A snapshot of the default generator's state (pass it to ``set_rng_state``)."""
+    """A snapshot of the default generator's state (pass it to ``set_rng_state``).
+
+    >>> import ckpt
+    >>> isinstance(ckpt.get_rng_state(), dict)
+    True
+    """
     return default_generator.get_state()
 
 

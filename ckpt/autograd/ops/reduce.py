@@ -182,14 +182,24 @@ class AmaxBackward0(Node):
 
 
 def argmax(x, dim=None, keepdim=False):
-    """Index of the largest element (flattened when ``dim`` is None); not differentiable."""
+    """Index of the largest element (flattened when ``dim`` is None); not differentiable.
+
+    >>> import ckpt
+    >>> ckpt.argmax(ckpt.tensor([[1.0, 5.0], [7.0, 2.0]]), dim=1).tolist()
+    [1, 0]
+    """
     if dim is None:
         return _wrap(np.asarray(np.argmax(x.data)))
     return _wrap(np.argmax(x.data, axis=dim, keepdims=keepdim))
 
 
 def argmin(x, dim=None, keepdim=False):
-    """Index of the smallest element (flattened when ``dim`` is None); not differentiable."""
+    """Index of the smallest element (flattened when ``dim`` is None); not differentiable.
+
+    >>> import ckpt
+    >>> ckpt.argmin(ckpt.tensor([3.0, 1.0, 2.0])).item()
+    1
+    """
     if dim is None:
         return _wrap(np.asarray(np.argmin(x.data)))
     return _wrap(np.argmin(x.data, axis=dim, keepdims=keepdim))
