@@ -24,7 +24,9 @@ from .autograd.ops import (abs, add, amax, argmax, argmin, cat, chunk, clamp, cl
 from .autograd.ops.nn_functional import (avg_pool2d, batch_norm, conv2d, dropout, embedding,
                                          layer_norm, log_softmax, max_pool2d, softmax)
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
-from . import nn, optim
+from . import func, nn, optim
+from . import memory, runtime
+from .runtime import CheckpointError, checkpoint, checkpoint_sequential
 
 clip = clamp
 view = reshape

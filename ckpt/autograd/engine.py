@@ -10,6 +10,7 @@ import numpy as np
 from . import grad_mode
 from .node import AccumulateGrad, Extensions, SavedTensor, _FREED_MESSAGE
 from .ops._util import Batch
+from .ops.reduce import sum as reduce_sum
 from .ops.shape import sum_to
 from .tensor import Tensor, _wrap
 
@@ -186,7 +187,7 @@ def _accumulate_into(t, g, create_graph):
 def _validate(node, i, g, arrays, batch_dims=0):
     """Bring gradient ``i`` of ``node`` to its input's shape (un-broadcasting) and dtype, as
     a numpy array when ``arrays`` else as a Tensor; reject what can't be brought there.
-    ``batch_dims`` leading dims of a batched gradient are kept."""
+    ``batch_dims`` leading dims of a batched gradient are kept (and never summed)."""
     shape, dtype = node._meta[2 * i], node._meta[2 * i + 1]
     if shape is None:
         return g
@@ -196,22 +197,37 @@ def _validate(node, i, g, arrays, batch_dims=0):
         d = g = np.asarray(g)
     else:
         raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
-    shape = d.shape[:batch_dims] + shape
-    if d.shape != shape:
+    batch, inner = d.shape[:batch_dims], d.shape[batch_dims:]
+    if inner != shape:
         try:
-            np.broadcast_shapes(shape, d.shape)
-            ok = len(d.shape) >= len(shape)
+            np.broadcast_shapes(shape, inner)
+            ok = len(inner) >= len(shape)
         except ValueError:
             ok = False
         if not ok:
             raise RuntimeError(
                 f"Function {node.name()} returned an invalid gradient at index {i} - got "
-                f"{list(d.shape)} but expected shape compatible with {list(shape)}")
+                f"{list(inner)} but expected shape compatible with {list(shape)}")
+        if not arrays and not isinstance(g, Tensor):
+            g = _wrap(d)
+        g = _sum_to(g if not arrays else d, batch, inner, shape)
+    elif arrays:
+        g = d
+    elif not isinstance(g, Tensor):
+        g = _wrap(d)
     if arrays:
-        d = sum_to(d, shape)
-        return d if d.dtype == dtype else d.astype(dtype)
-    g = sum_to(g if isinstance(g, Tensor) else _wrap(d), shape)
+        return g if g.dtype == dtype else g.astype(dtype)
     return g if g.data.dtype == dtype else g.to(dtype)
+
+
+def _sum_to(g, batch, inner, shape):
+    """Sum the broadcast gradient ``g`` (``batch + inner``) down to ``batch + shape``."""
+    if not batch:
+        return sum_to(g, shape)
+    nb, extra = len(batch), len(inner) - len(shape)
+    axes = tuple(range(nb, nb + extra)) + tuple(
+        nb + extra + j for j, s in enumerate(shape) if s == 1 and inner[extra + j] != 1)
+    return reduce_sum(g, axes, keepdim=True).reshape(batch + tuple(shape))
 
 
 def _discover(root_nodes):

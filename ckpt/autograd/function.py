@@ -1,6 +1,10 @@
 """User-defined differentiable operations (torch.autograd.Function)."""
+from contextlib import contextmanager
+
+import numpy as np
+
 from . import grad_mode
-from .node import Node, SavedTensor
+from .node import Extensions, Node, SavedTensor
 from .tensor import Tensor, _wrap
 
 
@@ -11,6 +15,11 @@ class FunctionCtx(Node):
     def save_for_backward(self, *tensors):
         self._to_save = tensors
 
+    def save_for_forward(self, *tensors):
+        """Tensors ``jvp`` reads as ``ctx.saved_tensors`` (torch's name; without it, ``jvp``
+        reads what ``save_for_backward`` got)."""
+        self._for_forward = tensors
+
     def mark_non_differentiable(self, *tensors):
         self._non_differentiable = {id(t) for t in tensors}
 
@@ -19,6 +28,9 @@ class FunctionCtx(Node):
 
     @property
     def saved_tensors(self):
+        if self.__dict__.get("_in_jvp"):
+            forward = self.__dict__.get("_for_forward")
+            return tuple(forward if forward is not None else self.__dict__.get("_to_save", ()))
         unpacked = self.__dict__.get("_unpacked")
         return unpacked if unpacked is not None else Node.saved_tensors.fget(self)
 
@@ -62,6 +74,24 @@ class Function:
     >>> y = Cube.apply(x); y.backward()
     >>> y.grad_fn.name(), x.grad.tolist()
     ('CubeBackward', [12.0])
+
+    For forward mode, define ``jvp(ctx, *tangents)`` (one tangent per argument of
+    ``forward``) returning the output tangent(s); ``ctx.save_for_forward`` keeps what it reads:
+
+    >>> import ckpt.autograd.forward_ad as fwAD
+    >>> class Square(ckpt.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_forward(x)
+    ...         return x * x
+    ...     @staticmethod
+    ...     def jvp(ctx, t):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 2 * x * t
+    >>> with fwAD.dual_level():
+    ...     y = Square.apply(fwAD.make_dual(ckpt.tensor([3.0]), ckpt.tensor([1.0])))
+    ...     fwAD.unpack_dual(y).tangent.tolist()
+    [6.0]
     """
 
     @staticmethod
@@ -72,6 +102,13 @@ class Function:
     def backward(ctx, *grad_outputs):
         raise NotImplementedError("a custom Function must implement backward(ctx, ...) to be differentiated")
 
+    @staticmethod
+    def jvp(ctx, *tangents):
+        """Forward mode: one tangent per argument of ``forward`` (None for non-tensors;
+        zeros for a tensor without tangent unless ``ctx.set_materialize_grads(False)``, then
+        None); returns the tangent of each output. Written with ckpt ops it is differentiable."""
+        raise NotImplementedError
+
     @classmethod
     def apply(cls, *args, **kwargs):
         node = _node_class(cls).__new__(_node_class(cls))
@@ -80,12 +117,14 @@ class Function:
         node._materialize = True
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         node.__dict__["needs_input_grad"] = needs
-        with grad_mode.no_grad():
+        with grad_mode.no_grad(), _forward_ad_paused():
             outputs = cls.forward(node, *args, **kwargs)
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
         outs = tuple(_wrap(o.data) if isinstance(o, Tensor) and any(o is a for a in args) else o
                      for o in outs)
+        if Extensions.forward_ad:
+            _propagate_tangents(cls, node, args, outs)
         if not (grad_mode._State.enabled and any(needs)):
             return outs[0] if single else outs
         edges = []
@@ -112,3 +151,78 @@ class Function:
 
     def __init__(self, *args, **kwargs):
         pass
+
+
+@contextmanager
+def _forward_ad_paused():
+    """Forward mode off for the duration (a Function's forward and jvp run without it, as
+    in torch: the outputs' tangents come from ``jvp`` alone)."""
+    if not Extensions.forward_ad:
+        yield
+        return
+    Extensions.forward_ad = False
+    Extensions.refresh()
+    try:
+        yield
+    finally:
+        Extensions.forward_ad = True
+        Extensions.refresh()
+
+
+def _propagate_tangents(function, ctx, args, outs):
+    """Inside a dual level: give the outputs of ``function.apply`` the tangents its ``jvp``
+    returns, if an argument carries one. In a batched level (``dual_level(batch_size=B)``)
+    ``jvp`` runs once per tangent of the batch and the results are stacked."""
+    from . import forward_ad
+    tangents = [a._fw if isinstance(a, Tensor) else None for a in args]
+    if all(t is None for t in tangents):
+        return
+    if function.jvp is Function.jvp:
+        raise RuntimeError(
+            f"{function.__name__} has an input with a forward-mode tangent but no jvp: you must "
+            f"implement the jvp function (staticmethod jvp(ctx, *tangents)) for custom "
+            f"autograd.Function to use it with forward mode AD.")
+    batch = forward_ad._Level.batch
+    targets = [(i, o) for i, o in enumerate(outs) if isinstance(o, Tensor)
+               and id(o) not in ctx._non_differentiable and o.data.dtype.kind in "fc"]
+    ctx._in_jvp = True
+    try:
+        with _forward_ad_paused():
+            if batch is None:
+                results = _call_jvp(function, ctx, args, tangents, len(outs))
+            else:
+                from .ops.shape import stack
+                columns = [_call_jvp(function, ctx, args,
+                                     [None if t is None else t[b] for t in tangents], len(outs))
+                           for b in range(batch)]
+                results = [None if columns[0][i] is None or not isinstance(o, Tensor) else
+                           stack([_output_tangent(c[i], o, function, i) for c in columns])
+                           for i, o in enumerate(outs)]
+    finally:
+        ctx._in_jvp = False
+    for i, o in targets:
+        if results[i] is not None:
+            t = _output_tangent(results[i], o, function, i) if batch is None else results[i]
+            forward_ad._remember(o, forward_ad._to_output(t, o))
+
+
+def _call_jvp(function, ctx, args, tangents, n_outs):
+    materialize = ctx._materialize
+    tangents = [t if t is not None or not isinstance(a, Tensor) or not materialize
+                or a.data.dtype.kind not in "fc" else _wrap(np.zeros_like(a.data))
+                for a, t in zip(args, tangents)]
+    result = function.jvp(ctx, *tangents)
+    result = list(result) if isinstance(result, (tuple, list)) else [result]
+    if len(result) != n_outs:
+        raise RuntimeError(f"{function.__name__}.jvp returned {len(result)} tangents but forward "
+                           f"returned {n_outs} outputs; return one tangent per output")
+    return result
+
+
+def _output_tangent(t, out, function, i):
+    if not isinstance(t, Tensor):
+        t = _wrap(np.asarray(t, dtype=out.data.dtype))
+    if t.data.shape != out.data.shape:
+        raise RuntimeError(f"{function.__name__}.jvp returned a tangent of shape "
+                           f"{list(t.data.shape)} for output {i} of shape {list(out.data.shape)}")
+    return t

@@ -129,3 +129,21 @@ class set_grad_enabled(_GradModeContext):
             with set_grad_enabled(mode):
                 return fn(*args, **kwargs)
         return wrapped
+
+
+class _Recompute:
+    """The recomputation switch. ``ckpt.checkpoint`` sets ``active`` while it recomputes a
+    segment during backward; forward side effects that must happen once per training step
+    read it and skip themselves then (BatchNorm's running statistics and batch count). Only
+    those side effects read it: nothing on the autograd hot path does."""
+    active = False
+
+
+def is_recomputing():
+    """True while ``ckpt.checkpoint`` recomputes a segment during backward.
+
+    >>> import ckpt
+    >>> ckpt.autograd.grad_mode.is_recomputing()
+    False
+    """
+    return _Recompute.active

@@ -72,3 +72,8 @@ def saved_bytes(roots):
 
 
 __all__ = ["saved_tensors_hooks", "walk", "saved_bytes", "Node", "AccumulateGrad", "SavedTensor"]
+
+
+from .offload import save_on_disk  # noqa: E402  (a saved_tensors_hooks subclass)
+
+__all__.append("save_on_disk")

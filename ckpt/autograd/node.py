@@ -72,6 +72,10 @@ class Node:
     def saved_buffers(self):
         """``{buffer_id: nbytes}`` of the distinct numpy buffers this node saved (views share).
 
+        A saved-tensor hook's packed object may define ``resident_buffers()`` (a dict like
+        this one) to say what it keeps in memory instead: ``checkpoint`` reports its inputs,
+        ``save_on_disk`` nothing.
+
         >>> import ckpt
         >>> x = ckpt.ones(4, requires_grad=True)
         >>> (x * x).grad_fn.saved_buffers() == {id(x.data): 16}
@@ -80,6 +84,11 @@ class Node:
         buffers = {}
         for s in self._saved or ():
             if s.__class__ is SavedTensor:
+                # hooks that keep data elsewhere (checkpoint, save_on_disk) say what stays in memory
+                resident = getattr(s.packed, "resident_buffers", None) if s.unpack_hook else None
+                if resident is not None:
+                    buffers.update(resident())
+                    continue
                 key, nbytes = s.buffer()
                 buffers[key] = nbytes
         return buffers
@@ -190,8 +199,7 @@ class SavedTensor:
         elif is_output:
             self.unpack_hook = self.tensor = None
             self.data = t.data
-            if t._fw is not None:  # inside a dual level: the rebuilt output keeps its tangent
-                self.packed = t._fw
+            self.packed = None  # forward mode: the output's tangent, set once computed
         else:
             self.unpack_hook = None
             self.tensor = t
@@ -258,7 +266,7 @@ class SavedTensor:
             t.grad_fn = node
             t._output_nr = self.output_nr
             if Extensions.forward_ad:
-                t._fw = getattr(self, "packed", None)
+                t._fw = self.packed
             return t
         unpacked = hook(self.packed)
         if not isinstance(unpacked, Tensor):
@@ -356,11 +364,18 @@ def _attach(cls, out, inputs, saved, attrs):
 
 
 def _record_extended(cls, out, inputs, saved, attrs):
-    if Extensions.forward_ad:
-        from .forward_ad import propagate
-        propagate(cls, out, inputs, attrs)
     if _GradState.enabled:
         _attach(cls, out, inputs, saved, attrs)
+    if Extensions.forward_ad:
+        # after the node exists: a JVP rule reading the output then differentiates through
+        # it (reverse over forward)
+        from .forward_ad import propagate
+        propagate(cls, out, inputs, attrs)
+        node = out.grad_fn
+        if out._fw is not None and node is not None and node._saved:
+            for s in node._saved:  # a saved output keeps its tangent (forward over reverse)
+                if s.__class__ is SavedTensor and s.is_output and s.unpack_hook is None:
+                    s.packed = out._fw
     for observer in Extensions.observers:
         observer.on_op(out, out.grad_fn)
     return out

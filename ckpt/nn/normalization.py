@@ -1,6 +1,7 @@
 """``LayerNorm``, ``BatchNorm1d``, ``BatchNorm2d``."""
 import numpy as np
 
+from ..autograd.grad_mode import _Recompute
 from ..autograd.tensor import Tensor
 from . import functional as F
 from . import init
@@ -108,7 +109,8 @@ class _BatchNorm(Module):
     def forward(self, input):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+        if (self.training and self.track_running_stats and self.num_batches_tracked is not None
+                and not _Recompute.active):  # checkpoint's recomputation counts no new batch
             count = self.num_batches_tracked
             count.data += 1
             count._vc[0] += 1

@@ -11,7 +11,7 @@ import numpy as np
 from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import bump_version, check_inplace, rebase_views, setitem
+from .shape import bump_version, check_inplace, rebase_views, setitem, take_tangent
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -25,6 +25,7 @@ def _snapshot(x):
     """A copy of ``x``'s current value that keeps ``x``'s place in the graph."""
     t = _wrap(x.data.copy())
     t.requires_grad, t.grad_fn, t._output_nr, t._acc = x.requires_grad, x.grad_fn, x._output_nr, x._acc
+    t._fw = x._fw  # and, in forward mode, its tangent
     if x.requires_grad and x.grad_fn is None:
         t._acc = x._get_accumulator()
     return t
@@ -53,10 +54,10 @@ def inplace_method(name):
             raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
                                f"type {self.data.dtype} in {name}") from None
         bump_version(self)
-        if out._fw is not None:  # forward mode: the written tensor takes the new tangent
-            self._fw = out._fw
+        take_tangent(self, out)  # forward mode: the written tensor takes the new tangent
         if out.grad_fn is not None:
             self.grad_fn, self.requires_grad, self._output_nr = out.grad_fn, True, 0
+        if out.grad_fn is not None or out._fw is not None:
             rebase_views(self)
         return self
     method.__name__ = name

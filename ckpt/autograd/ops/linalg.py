@@ -18,15 +18,17 @@ class MmBackward0(Node):
         if a_ndim == 1 and b_ndim == 1:
             g1 = unsqueeze(g, -1)
             return (g1 * b if need_a else None), (g1 * a if need_b else None)
+        # A vector times a matrix: with batch dims in g, ``g @ matrix`` is one matrix product
+        # (numpy runs a stack of (n, 1) columns as one matrix-vector product each).
         if a_ndim == 1:
             g2 = unsqueeze(g, -2)
-            ga = (g2 @ b.mT).squeeze(-2) if need_a else None
+            ga = (g @ b.mT if b_ndim == 2 else (g2 @ b.mT).squeeze(-2)) if need_a else None
             gb = unsqueeze(a, -1) @ g2 if need_b else None
             return ga, gb
         if b_ndim == 1:
             g2 = unsqueeze(g, -1)
             ga = g2 @ unsqueeze(b, -2) if need_a else None
-            gb = (a.mT @ g2).squeeze(-1) if need_b else None
+            gb = (g @ a if a_ndim == 2 else (a.mT @ g2).squeeze(-1)) if need_b else None
             return ga, gb
         return (_product(g, b.mT, self.a_layout) if need_a else None), (
             _product(a.mT, g, self.b_layout) if need_b else None)
@@ -35,7 +37,10 @@ class MmBackward0(Node):
         (ta, tb), (a, b) = tangents, primals
         by_tb = None
         if tb is not None:  # a 1-D b's tangent is a column (it may carry batch dims in front)
-            by_tb = (a @ unsqueeze(tb, -1)).squeeze(-1) if b.ndim == 1 else a @ tb
+            if b.ndim == 1:
+                by_tb = tb @ a.mT if a.ndim == 2 else (a @ unsqueeze(tb, -1)).squeeze(-1)
+            else:
+                by_tb = a @ tb
         return _total(None if ta is None else ta @ b, by_tb)
 
 

@@ -2,17 +2,20 @@
 import numpy as np
 
 from .. import random as _random
-from ..node import Node, OUTPUT, record
+from ..grad_mode import _Recompute
+from ..node import Extensions, Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import data_of, normalize_dims
+from ._util import Batch, data_of, normalize_dims, total
 from .elementwise import exp
 from .reduce import mean, sum
-from .shape import expand
+from .shape import _SameOpOnTangent, expand
 
 
 class SoftmaxBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g, out):
-        return out * (g - sum(g * out, self.dim, keepdim=True))
+        return out * (g - sum(g * out, self.dim + Batch.dims, keepdim=True))
 
     def jvp(self, tangents, primals, out):
         return self.vjp(tangents[0], out)  # the Jacobian diag(s) - s s^T is symmetric
@@ -33,12 +36,14 @@ def softmax(x, dim):
 
 
 class LogSoftmaxBackward0(Node):
+    _batched_rule = True
+
     def vjp(self, g, out):
-        return g - exp(out) * sum(g, self.dim, keepdim=True)
+        return g - exp(out) * sum(g, self.dim + Batch.dims, keepdim=True)
 
     def jvp(self, tangents, primals, out):
         t = tangents[0]
-        return t - sum(exp(out) * t, self.dim, keepdim=True)
+        return t - sum(exp(out) * t, self.dim + Batch.dims, keepdim=True)
 
 
 def log_softmax(x, dim):
@@ -67,6 +72,14 @@ _REDUCTIONS = ("none", "mean", "sum")
 def _needs(node, i):
     """Does input ``i`` of ``node`` need a gradient?"""
     return node.next_functions[i][0] is not None
+
+
+def _for_jvp(**arrays):
+    """Node attributes for the non-differentiable arrays a JVP needs and the VJP reads from
+    ``saved`` (a JVP sees the inputs and the attributes, not what is saved). Given only inside
+    a dual level: outside one, reverse mode keeps them in ``saved`` alone, where the memory
+    layer counts them."""
+    return arrays if Extensions.forward_ad else {}
 
 
 def _as_index_array(t, op):
@@ -155,9 +168,12 @@ def _batched(x, op, dims=4):
                        f"got input of shape {list(d.shape)}")
 
 
-class ScatterAddBackward0(Node):
+class ScatterAddBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return _gather_flat(g, self.index)
+
+    def tangent_op(self, t, out):
+        return _scatter_add_flat(t, self.index, out.shape)
 
 
 def _scatter_add_flat(values, index, shape):
@@ -172,9 +188,12 @@ def _scatter_add_flat(values, index, shape):
                   index=index)
 
 
-class GatherBackward0(Node):
+class GatherBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return _scatter_add_flat(g, self.index, self.in_shape)
+
+    def tangent_op(self, t, out):
+        return _gather_flat(t, self.index)
 
 
 def _gather_flat(x, index):
@@ -214,6 +233,9 @@ class NllLossBackward0(Node):
         if self.reduction == "mean":
             coef = coef / self.total if self.total != 0 else coef * 0
         return _scatter_add_flat(g * coef, flat, self.in_shape)
+
+    def jvp(self, tangents, primals, out):  # linear in the input: the loss of the tangent
+        return nll_loss(tangents[0], self.target, self.weight, self.ignore_index, self.reduction)
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
@@ -259,7 +281,7 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     target_t = target if isinstance(target, Tensor) else _wrap(t)
     return record(NllLossBackward0, np.asarray(out, dtype=x.dtype), (input,), (target_t,),
                   in_shape=x.shape, weight=w, ignore_index=ignore_index, reduction=reduction,
-                  total=total)
+                  total=total, **_for_jvp(target=target_t))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -318,9 +340,18 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
 
 class MseLossBackward0(Node):
     def vjp(self, g, input, target):
-        scale = 2.0 / self.count if self.reduction == "mean" else 2.0
-        gx = g * scale * (input - target)
+        gx = self._scaled_slope(g, input, target)
         return (gx if _needs(self, 0) else None), (-gx if _needs(self, 1) else None)
+
+    def jvp(self, tangents, primals, out):
+        t_input, t_target = tangents
+        d = self._scaled_slope(total(t_input, None if t_target is None else -t_target), *primals)
+        return d if self.reduction == "none" else sum(d)
+
+    def _scaled_slope(self, g, input, target):
+        """``g`` times d loss_i / d input_i = 2 (input - target) (over n for 'mean')."""
+        scale = 2.0 / self.count if self.reduction == "mean" else 2.0
+        return g * scale * (input - target)
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -352,27 +383,49 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     with differentiable ops (``stats=None``, so second derivatives are right), or constant
     ``(mean, rstd)`` arrays (batch norm in eval mode). ``weight``/``bias`` gradients sum over
     ``node.param_axes``. Shared by layer_norm and batch_norm: only the axes differ."""
-    axes = node.axes
-    if stats is None:
-        xc = x - mean(x, axes, keepdim=True)
-        rstd = (mean(xc * xc, axes, keepdim=True) + node.eps) ** -0.5
-    else:
-        xc, rstd = x - stats[0], stats[1]
-    xhat = xc * rstd
+    xhat, rstd = _normalized(node, x, stats)
     param_axes = node.param_axes
     gx = gw = gb = None
     if _needs(node, 0):
         gy = g if weight is None else g * weight.reshape(param_shape)
-        if stats is None:
-            gx = rstd * (gy - mean(gy, axes, keepdim=True)
-                         - xhat * mean(gy * xhat, axes, keepdim=True))
-        else:
-            gx = gy * rstd
+        gx = _through_normalization(node, gy, xhat, rstd, stats is None)
     if _needs(node, 1):
         gw = sum(g * xhat, param_axes).reshape(weight.shape)
     if _needs(node, 2):
         gb = sum(g, param_axes).reshape(node.bias_shape)
     return gx, gw, gb
+
+
+def _normalization_jvp(node, tangents, primals, param_shape, stats=None):
+    """Tangent of ``y = xhat * weight + bias``: ``J t_x * weight + xhat * t_weight + t_bias``
+    (``J`` as in ``_through_normalization``; statistics as in ``_normalization_vjp``)."""
+    (t_x, t_w, t_b), (x, weight, _) = tangents, primals
+    xhat, rstd = _normalized(node, x, stats)
+    t_xhat = None if t_x is None else _through_normalization(node, t_x, xhat, rstd, stats is None)
+    if t_xhat is not None and weight is not None:
+        t_xhat = t_xhat * weight.reshape(param_shape)
+    return total(t_xhat, None if t_w is None else xhat * t_w.reshape(param_shape),
+                 None if t_b is None else t_b.reshape(param_shape))
+
+
+def _normalized(node, x, stats):
+    """``(xhat, rstd)`` of ``x`` over ``node.axes``, from differentiable batch statistics
+    (``stats=None``) or the constant ``(mean, rstd)`` arrays ``stats``."""
+    if stats is None:
+        xc = x - mean(x, node.axes, keepdim=True)
+        rstd = (mean(xc * xc, node.axes, keepdim=True) + node.eps) ** -0.5
+        return xc * rstd, rstd
+    return (x - stats[0]) * stats[1], stats[1]
+
+
+def _through_normalization(node, v, xhat, rstd, batch_stats):
+    """``J v`` for ``J = d xhat / d x``. ``J`` is symmetric -- ``rstd (I - 11'/n - xhat xhat'/n)``
+    per normalized group with batch statistics, ``rstd I`` with constant ones -- so this one
+    product is both the VJP (``v`` a gradient) and the JVP (``v`` a tangent)."""
+    if not batch_stats:
+        return v * rstd
+    axes = node.axes
+    return rstd * (v - mean(v, axes, keepdim=True) - xhat * mean(v * xhat, axes, keepdim=True))
 
 
 def _normalize_forward(d, axes, eps, weight, bias, param_shape, stats=None):
@@ -391,6 +444,9 @@ def _normalize_forward(d, axes, eps, weight, bias, param_shape, stats=None):
 class NativeLayerNormBackward0(Node):
     def vjp(self, g, x, weight):
         return _normalization_vjp(self, g, x, weight, self.param_shape)
+
+    def jvp(self, tangents, primals, out):
+        return _normalization_jvp(self, tangents, primals, self.param_shape)
 
 
 def _check_param(p, shape, name, op):
@@ -427,6 +483,9 @@ class NativeBatchNormBackward0(Node):
     def vjp(self, g, x, weight):
         return _normalization_vjp(self, g, x, weight, self.param_shape, self.stats)
 
+    def jvp(self, tangents, primals, out):
+        return _normalization_jvp(self, tangents, primals, self.param_shape, self.stats)
+
 
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
                momentum=0.1, eps=1e-5):
@@ -435,6 +494,8 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     In training, batch statistics are used and ``running_mean``/``running_var`` (if given)
     are updated in place: ``r = (1 - momentum) * r + momentum * batch_stat``, with the
     unbiased variance for ``running_var``, as in torch. In eval the running stats are used.
+    While ``ckpt.checkpoint`` recomputes a segment in backward (``grad_mode.is_recomputing()``)
+    the running stats are left alone: the forward already updated them for this step.
 
     >>> import ckpt
     >>> from ckpt.autograd.ops.nn_functional import batch_norm
@@ -464,7 +525,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         stats, node_stats = (mean, 1.0 / np.sqrt(var + eps)), None
         from .shape import bump_version
         for r, batch in ((running_mean, mean), (running_var, var * (count / (count - 1)))):
-            if r is not None:
+            if r is not None and not _Recompute.active:  # checkpoint's recomputation: once is enough
                 r.data[...] = (1 - momentum) * r.data + momentum * batch.reshape(C)
                 bump_version(r)
     else:
@@ -485,6 +546,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 class NativeDropoutBackward0(Node):
     def vjp(self, g, mask):
         return g * (data_of(mask) * np.asarray(self.scale, dtype=g.dtype))
+
+    def jvp(self, tangents, primals, out):  # diagonal: the same product with the tangent
+        return self.vjp(tangents[0], self.mask)
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
@@ -514,7 +578,9 @@ def dropout(input, p=0.5, training=True, inplace=False):
     else:
         mask, scale = _random.default_generator.numpy.random(d.shape) >= p, 1.0 / (1.0 - p)
     out = (d * (mask * np.asarray(scale, dtype=d.dtype))).astype(d.dtype, copy=False)
-    return record(NativeDropoutBackward0, out, (input,), (_wrap(mask),), scale=scale)
+    mask = _wrap(mask)
+    return record(NativeDropoutBackward0, out, (input,), (mask,), scale=scale,
+                  **_for_jvp(mask=mask))
 
 
 class EmbeddingBackward0(Node):
@@ -530,6 +596,9 @@ class EmbeddingBackward0(Node):
             g = g * factor[..., None]
         flat = i[..., None] * D + np.arange(D)
         return _scatter_add_flat(g, flat, (V, D))
+
+    def jvp(self, tangents, primals, out):  # linear in the weight: the rows of its tangent
+        return embedding(self.indices, tangents[0])
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
@@ -566,14 +635,17 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     indices = input if isinstance(input, Tensor) else _wrap(i)
     return record(EmbeddingBackward0, np.take(w, i, axis=0), (weight,), (indices,),
                   weight_shape=w.shape, padding_idx=padding_idx,
-                  scale_grad_by_freq=scale_grad_by_freq)
+                  scale_grad_by_freq=scale_grad_by_freq, **_for_jvp(indices=indices))
 
 
 # ---- im2col / col2im, convolution, pooling -------------------------------------------------
 
-class Im2ColBackward0(Node):
+class Im2ColBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return fold(g, self.in_hw, self.kernel, self.dilation, self.padding, self.stride)
+
+    def tangent_op(self, t, out):
+        return unfold(t, self.kernel, self.dilation, self.padding, self.stride)
 
 
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
@@ -596,9 +668,12 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
                   in_hw=(H, W), kernel=k, stride=s, padding=p, dilation=dl)
 
 
-class Col2ImBackward0(Node):
+class Col2ImBackward0(_SameOpOnTangent):
     def vjp(self, g):
         return unfold(g, self.kernel, self.dilation, self.padding, self.stride)
+
+    def tangent_op(self, t, out):
+        return fold(t, out.shape[-2:], self.kernel, self.dilation, self.padding, self.stride)
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
@@ -658,6 +733,15 @@ class ConvolutionBackward0(Node):
         if _needs(self, 2):
             gb = sum(g, (0, 2, 3))
         return gx, gw, gb
+
+    def jvp(self, tangents, primals, out):
+        """Bilinear in (x, w), affine in b: ``conv(t_x, w) + conv(x, t_w) + t_b``."""
+        (t_x, t_w, t_b), (x, w, _) = tangents, primals
+        geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                        groups=self.groups)
+        return total(None if t_x is None else conv2d(t_x, w, None, **geometry),
+                     None if t_w is None else conv2d(x, t_w, None, **geometry),
+                     None if t_b is None else t_b.reshape(-1, 1, 1))
 
 
 def _conv_padding(padding, kernel, dilation, stride):
@@ -730,6 +814,9 @@ class MaxPool2DWithIndicesBackward0(Node):
     def vjp(self, g, positions):
         return _scatter_add_flat(g, data_of(positions), self.in_shape)
 
+    def jvp(self, tangents, primals, out):  # the tangent at each window's maximum
+        return _gather_flat(tangents[0], data_of(self.positions))
+
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
                return_indices=False):
@@ -767,19 +854,32 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     positions = np.arange(N * C).reshape(N, C, 1, 1) * (H * W) + plane_index
     if not batched:
         values, plane_index, positions = values[0], plane_index[0], positions[0]
-    out = record(MaxPool2DWithIndicesBackward0, values, (input,), (_wrap(positions),),
-                 in_shape=input.shape)
+    positions = _wrap(positions)
+    out = record(MaxPool2DWithIndicesBackward0, values, (input,), (positions,),
+                 in_shape=input.shape, **_for_jvp(positions=positions))
     return (out, _wrap(plane_index)) if return_indices else out
 
 
 class AvgPool2DBackward0(Node):
     def vjp(self, g):
-        shape = self.in_shape if len(self.in_shape) == 4 else (1,) + tuple(self.in_shape)
+        shape = self._batched_shape()
         N, C = shape[:2]
         K, L = self.kernel[0] * self.kernel[1], g.shape[-2] * g.shape[-1]
         cols = expand((g / self.divisor).reshape(N, C, 1, L), (N, C, K, L)).reshape(N, C * K, L)
         gx = fold(cols, shape[2:], self.kernel, 1, self.padding, self.stride)
         return gx.reshape(self.in_shape)
+
+    def jvp(self, tangents, primals, out):
+        """Linear: the window sums of the tangent (``unfold``, the adjoint of the VJP's
+        ``fold``) over the divisor."""
+        shape = self._batched_shape()
+        N, C = shape[:2]
+        cols = unfold(tangents[0].reshape(shape), self.kernel, 1, self.padding, self.stride)
+        sums = sum(cols.reshape(N, C, self.kernel[0] * self.kernel[1], -1), 2)
+        return (sums.reshape((N, C) + tuple(out.shape[-2:])) / self.divisor).reshape(out.shape)
+
+    def _batched_shape(self):
+        return self.in_shape if len(self.in_shape) == 4 else (1,) + tuple(self.in_shape)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,

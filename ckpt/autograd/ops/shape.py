@@ -23,7 +23,8 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
-        if out.grad_fn is not None and op is not None and not _replaying[0]:
+        if ((out.grad_fn is not None or out._fw is not None) and op is not None
+                and not _replaying[0]):
             _register_view(out, x, (op, args))
     return out
 
@@ -35,7 +36,9 @@ def _register_view(out, x, step):
     else:
         steps = x._view_fn + (step,)
     out._base, out._view_fn = base, steps
-    if base.grad_fn is not None:  # a leaf base is never written in place while recording
+    # track the views of a base with history or (forward mode alone) a tangent: a write through
+    # one must reach the base and its other views (a leaf requiring grad is never written)
+    if base.grad_fn is not None or base._fw is not None:
         views = getattr(base, "_views", None)
         if views is None:
             views = base._views = {}
@@ -64,15 +67,37 @@ class _ViewCopySlices(Node):
     def vjp(self, g):
         return g * self.keep, _replay(g, self.steps)
 
+    def jvp(self, tangents, primals, out):
+        """The old base's tangent outside the view, the written view's tangent inside it."""
+        t_base, t_view = tangents
+        inside = None
+        if t_view is not None:
+            positions = _view_positions(out, self.steps).reshape(-1)
+            inside = index_into_zeros(t_view.reshape(-1), positions, (out.data.size,))
+        return _total(None if t_base is None else t_base * self.keep,
+                      None if inside is None else inside.reshape(out.shape))
+
+
+def _view_positions(base, steps):
+    """The flat positions in ``base`` of the elements the view ``steps`` selects."""
+    positions = _wrap(np.arange(base.data.size).reshape(base.data.shape))
+    with grad_mode.no_grad():
+        return _replay(positions, steps).data
+
 
 def _region_keep(base, steps):
     """1 where ``base``'s elements lie outside the view ``steps`` selects, else 0."""
-    positions = _wrap(np.arange(base.data.size).reshape(base.data.shape))
-    with grad_mode.no_grad():
-        selected = _replay(positions, steps).data
     keep = np.ones(base.data.size, dtype=base.data.dtype)
-    keep[selected.ravel()] = 0
+    keep[_view_positions(base, steps).ravel()] = 0
     return keep.reshape(base.data.shape)
+
+
+def take_tangent(t, source):
+    """Forward mode: ``t``, written in place, takes the tangent of ``source`` (the recorded
+    result of the write), to be dropped when the dual level exits."""
+    if source._fw is not None:
+        from ..forward_ad import _remember
+        _remember(t, source._fw)
 
 
 def rebase_views(t):
@@ -82,9 +107,11 @@ def rebase_views(t):
     root = t if base is None else base
     if base is not None:
         steps = t._view_fn
-        node = record(_ViewCopySlices, base.data, (base, t), keep=_region_keep(base, steps),
-                      steps=steps).grad_fn
-        base.grad_fn, base.requires_grad, base._output_nr = node, True, 0
+        tracked = record(_ViewCopySlices, base.data, (base, t), keep=_region_keep(base, steps),
+                         steps=steps)
+        take_tangent(base, tracked)
+        if tracked.grad_fn is not None:
+            base.grad_fn, base.requires_grad, base._output_nr = tracked.grad_fn, True, 0
     views = getattr(root, "_views", None)
     if views:
         for ref in list(views.values()):
@@ -92,7 +119,9 @@ def rebase_views(t):
             if v is None or v is t:
                 continue
             fresh = _replay(root, v._view_fn)
-            v.grad_fn, v._output_nr, v.requires_grad = fresh.grad_fn, fresh._output_nr, True
+            take_tangent(v, fresh)
+            if fresh.grad_fn is not None:
+                v.grad_fn, v._output_nr, v.requires_grad = fresh.grad_fn, fresh._output_nr, True
 
 
 def _zeros_for(tangent, primal):
@@ -457,10 +486,10 @@ def setitem(x, index, value):
                            f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
     bump_version(x)
     tracked = record(CopySlices, x.data, (x, value), index=index, shape=x.data.shape)
-    if tracked._fw is not None:  # forward mode: the written tensor takes the new tangent
-        x._fw = tracked._fw
+    take_tangent(x, tracked)  # forward mode: the written tensor takes the new tangent
     if tracked.grad_fn is not None:
         x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
+    if tracked.grad_fn is not None or tracked._fw is not None:
         rebase_views(x)
 
 

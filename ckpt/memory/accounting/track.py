@@ -1,0 +1,364 @@
+"""``track()``: record, over a block, every buffer held by tensors, by category, op by op.
+
+How each category is learned, without adding work to the autograd hot path when no tracker
+is active (all of it goes through the two sanctioned extension points):
+
+- activations: every recorded op's output (``Extensions.observers``: ``on_op(out, node)``),
+  held while that Tensor object is alive (a weak reference tells when it dies), plus tensors
+  first seen when an op saves them, and tensors passed to ``track``;
+- saved for backward: what the graph keeps, seen through a saved-tensor hook pair the tracker
+  installs (its pack keeps the array in a ``SavedBuffer``, whose release backward reports);
+  hooks of ckpt's runtime (``checkpoint``) announce what they keep the same way;
+- parameters: leaves that require grad, found on the graph's edges (``AccumulateGrad``) and
+  in modules/optimizers passed to ``track``; their ``.grad`` are the gradients;
+- optimizer state: the tensors in ``optimizer.state`` of optimizers passed to ``track``;
+- other: buffers the tracker learned of that are still alive with none of these holders.
+
+Gradients and optimizer state are polled at every event (they change outside recorded ops).
+An event is: an op recorded (forward, recomputation, or a backward built with
+``create_graph``), a node's saved tensors released in backward, ``report.mark(...)``, and the
+block's entry and exit. Each event appends (label, bytes per category, tracemalloc's current
+bytes) to the timeline.
+"""
+import time
+import tracemalloc as _tracemalloc
+import weakref
+
+from ...autograd import grad_mode
+from ...autograd.graph import saved_tensors_hooks
+from ...autograd.node import AccumulateGrad, Extensions, SavedTensor, _root_buffer
+from ...autograd.tensor import Tensor, _wrap
+from ..report import MemoryReport
+from .buffers import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS, SAVED, Ledger
+
+_ACTIVE = []  # trackers in effect, outermost first
+
+
+def tracking():
+    """True inside a ``track()`` block (hooks use it to skip accounting work otherwise).
+
+    >>> import ckpt
+    >>> from ckpt.memory.accounting.track import tracking
+    >>> with ckpt.memory.track(tracemalloc=False):
+    ...     inside = tracking()
+    >>> inside, tracking()
+    (True, False)
+    """
+    return bool(_ACTIVE)
+
+
+class SavedBuffer:
+    """An array a saved-tensor hook keeps for backward, counted as saved-for-backward by every
+    active tracker until this object is released.
+
+    The tracker's own pack hook returns one; hooks that keep data resident (ckpt's
+    ``checkpoint`` keeps its inputs and, in backward, the recomputed tensors) wrap what they
+    keep in one so the report can see it. ``label`` names the op that saved it in the
+    timeline.
+
+    >>> import ckpt, numpy as np
+    >>> with ckpt.memory.track(tracemalloc=False) as report:
+    ...     kept = SavedBuffer(np.zeros(256, np.float32))
+    ...     report.mark("kept")
+    ...     del kept
+    >>> report.category_peaks["saved_for_backward"], report.timeline[-1].bytes["saved_for_backward"]
+    (1024, 0)
+    """
+    __slots__ = ("data", "label", "_held")
+
+    def __init__(self, data, label=None):
+        self.data = data
+        self.label = label
+        self._held = [(tr, tr._hold_saved(data)) for tr in _ACTIVE] if _ACTIVE else None
+
+    def __del__(self):
+        held = self._held
+        if held:
+            for tracker, buf in held:
+                tracker._unhold_saved(buf, self.label)
+
+
+class track:
+    """Record the memory held by tensors over a ``with`` block; ``as`` gives the report.
+
+    Pass the model, the optimizer and any tensors whose memory should be attributed from the
+    start (``track(model, optimizer, batch)``): a module's parameters are counted as
+    parameters and its buffers as other, an optimizer's state as optimizer state. Without
+    them, parameters are found as the graph reaches them and optimizer state is not seen.
+    ``tracemalloc=True`` also measures the block with :mod:`tracemalloc` (numpy reports its
+    buffers to it); it slows Python allocation down, so leave it off for timing.
+
+    >>> import ckpt
+    >>> _ = ckpt.manual_seed(0)
+    >>> net = ckpt.nn.Linear(256, 256)
+    >>> x = ckpt.randn(64, 256)
+    >>> with ckpt.memory.track(net) as report:
+    ...     net(x).relu().sum().backward()
+    >>> report.category_peaks["parameters"] == 4 * (256 * 256 + 256)
+    True
+    >>> report.category_peaks["saved_for_backward"]    # x (for the weight's grad) and relu's output
+    131072
+    >>> report.tracemalloc_peak_bytes > 0
+    True
+    """
+
+    def __init__(self, *objects, tracemalloc=True):
+        self._objects = objects
+        self._use_tracemalloc = tracemalloc
+        self.report = None
+
+    # ---- the block ----------------------------------------------------------------------
+    def __enter__(self):
+        self.ledger = Ledger()
+        self.ledger.on_peak = self._on_peak
+        self.report = MemoryReport(self)
+        self._tensors = {}      # id(tensor) -> (weakref, Buffer): activation holders
+        self._params = {}       # id(leaf) -> [weakref, Buffer of data, Buffer of grad or None]
+        self._optimizers = []
+        self._optimizer_bufs = {}  # id(root array) -> Buffer held as optimizer state
+        self._peak_pending = False
+        self._category_pending = set()
+        self._closed = False
+        for obj in self._objects:
+            self._register(obj)
+        self._started_tracemalloc = False
+        if self._use_tracemalloc:
+            if not _tracemalloc.is_tracing():
+                _tracemalloc.start()
+                self._started_tracemalloc = True
+            peak_now = _tracemalloc.get_traced_memory()[1]
+            for outer in _ACTIVE:  # reset_peak below would lose their peak so far
+                outer._tm_peak = max(outer._tm_peak, peak_now)
+            _tracemalloc.reset_peak()
+            self._tm_base = _tracemalloc.get_traced_memory()[0]
+            self._tm_peak = 0
+        self._t0 = time.perf_counter()
+        _ACTIVE.append(self)
+        self._hooks = saved_tensors_hooks(self._pack, self._unpack)
+        self._hooks.__enter__()
+        Extensions.observers.append(self)
+        Extensions.refresh()
+        self.report._entry_bytes = self.ledger.total
+        self._event("enter", "enter")
+        return self.report
+
+    def __exit__(self, *exc):
+        try:
+            self._event("exit", "exit")
+        finally:
+            if self in Extensions.observers:
+                Extensions.observers.remove(self)
+            Extensions.refresh()
+            self._hooks.__exit__(*exc)
+            _ACTIVE.remove(self)
+            if self._use_tracemalloc:
+                current, peak = _tracemalloc.get_traced_memory()
+                self.report._tracemalloc_peak = max(self._tm_peak, peak) - self._tm_base
+                for outer in _ACTIVE:
+                    outer._tm_peak = max(outer._tm_peak, peak)
+                if self._started_tracemalloc:
+                    _tracemalloc.stop()
+            self.report._seconds = time.perf_counter() - self._t0
+            self._close()
+        return False
+
+    def _close(self):
+        self._closed = True
+        self.report._freeze(self.ledger)
+        self.report._tracker = None
+        self.ledger.on_peak = None
+        self.ledger.close()
+        self._tensors.clear()
+        self._params.clear()
+        self._optimizers = []
+        self._optimizer_bufs.clear()
+
+    # ---- what the tracker is told -------------------------------------------------------
+    def on_op(self, out, node):
+        """Observer hook: ``out`` was just computed by an op (``node`` its grad_fn or None)."""
+        self._hold_tensor(out)
+        if node is None:
+            label = "op (no grad)"
+        else:
+            label = node.name()
+            for s in node._saved or ():  # name what our pack kept after the op that saved it
+                if s.__class__ is SavedTensor:
+                    packed = getattr(s, "packed", None)
+                    if packed.__class__ is SavedBuffer and packed.label is None:
+                        packed.label = label
+            recomputing = grad_mode._Recompute.active  # its detached inputs are no parameters
+            for fn, _ in () if recomputing else node.next_functions:
+                if fn.__class__ is AccumulateGrad:
+                    leaf = fn.variable
+                    if leaf is not None and id(leaf) not in self._params:
+                        self._watch_parameter(leaf)
+        if grad_mode._Recompute.active:
+            self._event("recompute " + label, "recompute")
+        else:
+            self._event(label, "op")
+
+    def mark(self, label):
+        """Add an event named ``label`` to the timeline (e.g. after ``optimizer.step()``)."""
+        self._event(str(label), "mark")
+
+    def _pack(self, t):
+        for tracker in _ACTIVE:
+            tracker._seen(t)
+        return SavedBuffer(t.data)
+
+    @staticmethod
+    def _unpack(saved):
+        return _wrap(saved.data)
+
+    def _hold_saved(self, data):
+        return self.ledger.entry(data, SAVED)
+
+    def _unhold_saved(self, buf, label):
+        if self._closed:
+            return
+        self.ledger.unhold(buf, SAVED)
+        self._event("free " + (label or "saved tensor"), "free", coalesce=True)
+
+    # ---- holders --------------------------------------------------------------------------
+    def _register(self, obj):
+        if isinstance(obj, Tensor):
+            self._seen(obj)
+        elif isinstance(obj, (list, tuple)):
+            for o in obj:
+                self._register(o)
+        elif hasattr(obj, "param_groups") and hasattr(obj, "state"):  # an optimizer
+            self._optimizers.append(obj)
+            for group in obj.param_groups:
+                for p in group["params"]:
+                    self._seen(p)
+        elif hasattr(obj, "parameters") and hasattr(obj, "buffers"):  # a module
+            for p in obj.parameters():
+                self._seen(p)
+            for b in obj.buffers():
+                if b is not None:
+                    self.ledger.entry(b.data)  # no holder category: 'other' while alive
+        else:
+            raise TypeError(f"track() takes modules, optimizers and tensors to attribute memory "
+                            f"to, got a {type(obj).__name__}")
+
+    def _seen(self, t):
+        if t.requires_grad and t.grad_fn is None:
+            if id(t) not in self._params:
+                self._watch_parameter(t)
+        else:
+            self._hold_tensor(t)
+
+    def _hold_tensor(self, t):
+        key = id(t)
+        if key in self._tensors:
+            return
+        buf = self.ledger.entry(t.data, ACTIVATIONS)
+        self._tensors[key] = (weakref.ref(t, _Dropped(self, key)), buf)
+
+    def _tensor_died(self, key):
+        entry = self._tensors.pop(key, None)
+        if entry is not None and not self._closed:
+            self.ledger.unhold(entry[1], ACTIVATIONS)
+
+    def _watch_parameter(self, leaf):
+        key = id(leaf)
+        stale = self._tensors.pop(key, None)  # first seen as a plain tensor
+        if stale is not None:
+            self.ledger.unhold(stale[1], ACTIVATIONS)
+        buf = self.ledger.entry(leaf.data, PARAMETERS)
+        self._params[key] = [weakref.ref(leaf, _Dropped(self, key, parameter=True)), buf, None]
+
+    def _parameter_died(self, key):
+        entry = self._params.pop(key, None)
+        if entry is not None and not self._closed:
+            self.ledger.unhold(entry[1], PARAMETERS)
+            if entry[2] is not None:
+                self.ledger.unhold(entry[2], GRADIENTS)
+
+    # ---- events -------------------------------------------------------------------------
+    def _poll(self):
+        ledger = self.ledger
+        for entry in list(self._params.values()):
+            leaf = entry[0]()
+            if leaf is None:
+                continue
+            g = leaf.grad
+            old = entry[2]
+            if g is None:
+                if old is not None:
+                    entry[2] = None
+                    ledger.unhold(old, GRADIENTS)
+                continue
+            if old is not None and old.ref is not None and old.ref() is _root_buffer(g.data):
+                continue
+            buf = ledger.entry(g.data, GRADIENTS)
+            if buf is not old:
+                entry[2] = buf
+                if old is not None:
+                    ledger.unhold(old, GRADIENTS)
+        if self._optimizers:
+            now = {}
+            for opt in self._optimizers:
+                for state in opt.state.values():
+                    for value in (state.values() if isinstance(state, dict) else (state,)):
+                        if isinstance(value, Tensor):
+                            now[id(_root_buffer(value.data))] = value.data
+            held = self._optimizer_bufs
+            for key, data in now.items():
+                buf = held.get(key)
+                if buf is None or buf.ref is None:  # new (or a freed buffer's id reused)
+                    buf = ledger.entry(data, OPTIMIZER)
+                now[key] = buf
+            for key, buf in held.items():
+                if now.get(key) is not buf:
+                    ledger.unhold(buf, OPTIMIZER)
+            self._optimizer_bufs = now
+
+    def _on_peak(self, category):
+        if category is None:
+            self._peak_pending = True
+        else:
+            self._category_pending.add(category)
+
+    def _event(self, label, kind, coalesce=False):
+        if self._closed:
+            return
+        self._poll()
+        ledger = self.ledger
+        report = self.report
+        events = report._events
+        traced = 0
+        if self._use_tracemalloc:
+            traced = _tracemalloc.get_traced_memory()[0] - self._tm_base
+        row = (label, kind, time.perf_counter() - self._t0, tuple(ledger.totals), traced)
+        if (coalesce and events and events[-1][0] == label and events[-1][1] == kind
+                and not self._peak_pending and not self._category_pending):
+            events[-1] = row
+        else:
+            events.append(row)
+        index = len(events) - 1
+        if self._peak_pending:
+            self._peak_pending = False
+            report._peak_index = index
+        if self._category_pending:
+            for c in self._category_pending:
+                report._category_peak_index[c] = index
+            self._category_pending.clear()
+
+
+class _Dropped:
+    """Weak-reference callback: a tracked tensor (or parameter) was garbage-collected."""
+    __slots__ = ("tracker", "key", "parameter")
+
+    def __init__(self, tracker, key, parameter=False):
+        self.tracker = weakref.ref(tracker)
+        self.key = key
+        self.parameter = parameter
+
+    def __call__(self, _ref):
+        tracker = self.tracker()
+        if tracker is not None:
+            if self.parameter:
+                tracker._parameter_died(self.key)
+            else:
+                tracker._tensor_died(self.key)

@@ -1,0 +1,326 @@
+"""The planner's input: a chain of L stages with the cost model of Beaumont et al. (2019).
+
+Stage i (1..L) maps x_{i-1} to x_i. Per stage the chain records (rotor paper notation):
+
+=====================  ==========  =================================================
+field                  symbol      meaning
+=====================  ==========  =================================================
+``forward_cost``       u_f^i       cost of F_i (unit: ``chain.cost_unit``)
+``backward_cost``      u_b^i       cost of B_i
+``output_bytes``       ω_x^i       bytes of the output x_i (and of its gradient δ_i)
+``saved_bytes``        ω_x̄^i       bytes F_i leaves alive when it saves for backward:
+                                   its output x_i plus everything it saves, counting
+                                   each buffer once, *excluding* its input x_{i-1} and
+                                   the parameters (so ω_x̄^i >= ω_x^i)
+``forward_transient``  o_f^i       extra bytes alive only while F_i runs
+``backward_transient`` o_b^i       extra bytes alive only while B_i runs
+=====================  ==========  =================================================
+
+plus ``input_bytes`` (ω_x^0, the input, owned by the caller and alive throughout) and
+``param_bytes`` (a constant: parameters and their gradients). How these combine into memory
+is the simulator's job (``ckpt.planner.simulate``; docs/planner.md).
+
+A ``Chain`` is immutable; ``chain.graph`` is a networkx ``DiGraph`` 0 -> 1 -> ... -> L whose
+node i carries stage i's fields (node 0 carries ``output_bytes`` = ω_x^0), and the numpy views
+(``chain.uf``, ``chain.x``, ...) are what strategies read.
+
+>>> c = Chain([Stage("a", 1, 2, 10, 10), Stage("b", 1, 2, 20, 30)], input_bytes=5)
+>>> len(c), c.x.tolist(), c.xbar.tolist()
+(2, [5, 10, 20], [0, 10, 30])
+>>> Chain.from_json(c.to_json()) == c
+True
+"""
+import json
+import math
+from dataclasses import dataclass, fields
+
+import networkx as nx
+import numpy as np
+
+from .errors import ChainError, ChainFormatError
+from .units import format_size, parse_size
+
+__all__ = ["Stage", "Chain"]
+
+_FORMAT = "ckpt.chain"
+_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a chain: costs in the chain's unit, sizes in bytes (see the module doc).
+
+    >>> Stage("conv1", forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96)
+    Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0)
+    """
+    name: str
+    forward_cost: float
+    backward_cost: float
+    output_bytes: int
+    saved_bytes: int
+    forward_transient: int = 0
+    backward_transient: int = 0
+
+
+_BYTE_FIELDS = ("output_bytes", "saved_bytes", "forward_transient", "backward_transient")
+_COST_FIELDS = ("forward_cost", "backward_cost")
+
+
+def _check_stage(i, st):
+    where = f"stage {i} ({st.name!r})"
+    vals = {}
+    for f in _COST_FIELDS:
+        v = getattr(st, f)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ChainError(f"{where}: {f} must be a number, got {v!r}")
+        v = float(v)
+        if not math.isfinite(v) or v < 0:
+            raise ChainError(f"{where}: {f} must be a finite number >= 0, got {v!r}")
+        vals[f] = v
+    for f in _BYTE_FIELDS:
+        try:
+            vals[f] = parse_size(getattr(st, f), what=f"{where}: {f}")
+        except (TypeError, ValueError) as e:
+            raise ChainError(str(e)) from None
+    if vals["saved_bytes"] < vals["output_bytes"]:
+        raise ChainError(
+            f"{where}: saved_bytes (x̄ = {vals['saved_bytes']}) must include the output "
+            f"(output_bytes = {vals['output_bytes']}); x̄ counts the output buffer too")
+    return Stage(str(st.name), **vals)
+
+
+class Chain:
+    """A chain of stages with per-stage costs and sizes (see the module doc for the model).
+
+    ``stages`` is a list of ``Stage``; ``input_bytes`` and ``param_bytes`` accept bytes or
+    strings like ``"3MiB"``; ``cost_unit`` names the unit of the costs ("flop", "s", ...).
+
+    >>> c = Chain([Stage("s1", 1, 2, "1KiB", "2KiB")], input_bytes="1KiB", name="tiny")
+    >>> c
+    Chain('tiny', L=1, input 1.0 KiB, params 0 B, cost unit 'unit')
+    >>> c.graph.nodes[1]["saved_bytes"]
+    2048
+    """
+
+    def __init__(self, stages, input_bytes=0, param_bytes=0, name="chain", cost_unit="unit"):
+        stages = list(stages)
+        if not stages:
+            raise ChainError("a chain needs at least one stage")
+        checked = []
+        for i, st in enumerate(stages, 1):
+            if not isinstance(st, Stage):
+                raise ChainError(f"stage {i}: expected a Stage, got {type(st).__name__}")
+            checked.append(_check_stage(i, st))
+        try:
+            self.input_bytes = parse_size(input_bytes, what="input_bytes")
+            self.param_bytes = parse_size(param_bytes, what="param_bytes")
+        except (TypeError, ValueError) as e:
+            raise ChainError(str(e)) from None
+        self.stages = tuple(checked)
+        self.name = str(name)
+        self.cost_unit = str(cost_unit)
+        L = len(checked)
+        # 1-based numpy views; index 0 is the input (x) or unused (0)
+        self.uf = np.array([0.0] + [s.forward_cost for s in checked])
+        self.ub = np.array([0.0] + [s.backward_cost for s in checked])
+        self.x = np.array([self.input_bytes] + [s.output_bytes for s in checked], dtype=np.int64)
+        self.xbar = np.array([0] + [s.saved_bytes for s in checked], dtype=np.int64)
+        self.of = np.array([0] + [s.forward_transient for s in checked], dtype=np.int64)
+        self.ob = np.array([0] + [s.backward_transient for s in checked], dtype=np.int64)
+        # bytes of the gradient δ_i that lives between B_{i+1} and B_i: none for the input
+        # (data gets no gradient) and none for x_L (the loss seed is part of B_L's transient)
+        self.delta = self.x.copy()
+        self.delta[0] = 0
+        self.delta[L] = 0
+        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ob, self.delta):
+            a.setflags(write=False)
+        self._cache = {}
+
+    # ---- basic protocol -------------------------------------------------------------------
+    def __len__(self):
+        return len(self.stages)
+
+    def __eq__(self, other):
+        return (isinstance(other, Chain) and self.stages == other.stages
+                and self.input_bytes == other.input_bytes
+                and self.param_bytes == other.param_bytes and self.name == other.name
+                and self.cost_unit == other.cost_unit)
+
+    def __hash__(self):
+        return hash((self.stages, self.input_bytes, self.param_bytes, self.name))
+
+    def __repr__(self):
+        return (f"Chain({self.name!r}, L={len(self)}, input {format_size(self.input_bytes)}, "
+                f"params {format_size(self.param_bytes)}, cost unit {self.cost_unit!r})")
+
+    @property
+    def graph(self):
+        """The chain as a networkx ``DiGraph`` 0 -> 1 -> ... -> L (node attributes = fields).
+
+        >>> Chain([Stage("a", 1, 1, 4, 4), Stage("b", 1, 1, 4, 4)]).graph.number_of_edges()
+        2
+        """
+        if "graph" not in self._cache:
+            g = nx.DiGraph(name=self.name, cost_unit=self.cost_unit,
+                           param_bytes=self.param_bytes)
+            g.add_node(0, name="input", output_bytes=self.input_bytes)
+            for i, st in enumerate(self.stages, 1):
+                g.add_node(i, **{f.name: getattr(st, f.name) for f in fields(Stage)})
+                g.add_edge(i - 1, i, bytes=int(self.x[i - 1]))
+            self._cache["graph"] = g
+        return self._cache["graph"]
+
+    @classmethod
+    def from_graph(cls, graph):
+        """A chain from a networkx path graph 0 -> 1 -> ... -> L laid out like ``chain.graph``.
+
+        >>> c = Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4)
+        >>> Chain.from_graph(c.graph) == c
+        True
+        """
+        order = list(nx.topological_sort(graph))
+        if order != list(range(len(order))) or any(
+                set(graph.successors(i)) != {i + 1} for i in order[:-1]):
+            raise ChainError("the graph is not a chain 0 -> 1 -> ... -> L; reduce it to a "
+                             "chain of stages first")
+        stages = [Stage(**{f.name: graph.nodes[i][f.name] for f in fields(Stage)})
+                  for i in order[1:]]
+        return cls(stages, input_bytes=graph.nodes[0].get("output_bytes", 0),
+                   param_bytes=graph.graph.get("param_bytes", 0),
+                   name=graph.graph.get("name", "chain"),
+                   cost_unit=graph.graph.get("cost_unit", "unit"))
+
+    # ---- derived numbers ------------------------------------------------------------------
+    @property
+    def store_all_compute(self):
+        """Compute of one training step that stores everything: Σ u_f + Σ u_b.
+
+        >>> Chain([Stage("a", 1, 2, 8, 8), Stage("b", 3, 4, 8, 8)]).store_all_compute
+        10.0
+        """
+        return float(self.uf.sum() + self.ub.sum())
+
+    @property
+    def min_budget(self):
+        """The smallest peak (bytes) any schedule of the planner's class reaches on this chain.
+
+        Exact (no discretization): the min-peak dynamic program of ``strategies.min_memory``.
+        Budgets below it raise ``BudgetError`` in ``plan``.
+
+        >>> Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4).min_budget
+        12
+        """
+        return self.min_peak.minimum
+
+    @property
+    def min_peak(self):
+        """The tables of the min-peak program (``strategies.min_memory.MinPeak``), cached.
+
+        >>> int(Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4).min_peak.peak[1, 1])
+        8
+        """
+        if "min_peak" not in self._cache:
+            from .strategies.min_memory import min_peak_table
+            self._cache["min_peak"] = min_peak_table(self)
+        return self._cache["min_peak"]
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self):
+        """The chain as plain data in the documented JSON schema (see ``to_json``).
+
+        >>> Chain([Stage("a", 1, 2, 8, 8)]).to_dict()["stages"][0]["saved_bytes"]
+        8
+        """
+        return {"format": _FORMAT, "version": _VERSION, "name": self.name,
+                "cost_unit": self.cost_unit, "input_bytes": self.input_bytes,
+                "param_bytes": self.param_bytes,
+                "stages": [{f.name: getattr(st, f.name) for f in fields(Stage)}
+                           for st in self.stages]}
+
+    def to_json(self, indent=1):
+        """JSON text of the chain. Schema (version 1)::
+
+            {"format": "ckpt.chain", "version": 1, "name": str, "cost_unit": str,
+             "input_bytes": bytes, "param_bytes": bytes,
+             "stages": [{"name": str, "forward_cost": number, "backward_cost": number,
+                         "output_bytes": bytes, "saved_bytes": bytes,
+                         "forward_transient": bytes, "backward_transient": bytes}, ...]}
+
+        ``bytes`` is an integer or a string with a unit ("3MiB"); the two transients default
+        to 0; "format", "version", "name", "cost_unit" and "param_bytes" are optional.
+
+        >>> '"saved_bytes": 8' in Chain([Stage("a", 1, 2, 8, 8)]).to_json()
+        True
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data):
+        """A chain from plain data in the schema of ``to_json``; errors name the bad field.
+
+        >>> Chain.from_dict({"stages": [{"name": "a", "forward_cost": 1, "backward_cost": 1,
+        ...                              "output_bytes": 8, "saved_bytes": 4}]})
+        Traceback (most recent call last):
+        ...
+        ckpt.planner.errors.ChainError: stage 1 ('a'): saved_bytes (x̄ = 4) must include the output (output_bytes = 8); x̄ counts the output buffer too
+        """
+        if not isinstance(data, dict):
+            raise ChainFormatError(f"a chain must be a JSON object, got {type(data).__name__}")
+        if data.get("format", _FORMAT) != _FORMAT:
+            raise ChainFormatError(f"format must be {_FORMAT!r}, got {data.get('format')!r}")
+        if data.get("version", _VERSION) != _VERSION:
+            raise ChainFormatError(f"unsupported chain version {data.get('version')!r} "
+                                   f"(this ckpt reads version {_VERSION})")
+        known = {"format", "version", "name", "cost_unit", "input_bytes", "param_bytes",
+                 "stages"}
+        extra = sorted(set(data) - known)
+        if extra:
+            raise ChainFormatError(f"unknown chain field(s) {extra}; known: {sorted(known)}")
+        if "stages" not in data or not isinstance(data["stages"], list):
+            raise ChainFormatError("'stages' must be a list of stage objects")
+        names = {f.name for f in fields(Stage)}
+        required = {"name", "forward_cost", "backward_cost", "output_bytes", "saved_bytes"}
+        stages = []
+        for i, st in enumerate(data["stages"], 1):
+            if not isinstance(st, dict):
+                raise ChainFormatError(f"stages[{i - 1}] must be an object, got "
+                                       f"{type(st).__name__}")
+            missing = sorted(required - set(st))
+            if missing:
+                raise ChainFormatError(f"stages[{i - 1}] lacks {missing}")
+            unknown = sorted(set(st) - names)
+            if unknown:
+                raise ChainFormatError(f"stages[{i - 1}] has unknown field(s) {unknown}; "
+                                       f"known: {sorted(names)}")
+            stages.append(Stage(**st))
+        return cls(stages, input_bytes=data.get("input_bytes", 0),
+                   param_bytes=data.get("param_bytes", 0), name=data.get("name", "chain"),
+                   cost_unit=data.get("cost_unit", "unit"))
+
+    @classmethod
+    def from_json(cls, text):
+        """A chain from JSON text (or a path-like opened by the caller: pass its text).
+
+        Syntax errors raise ``ChainFormatError`` with the line and column:
+
+        >>> Chain.from_json('{"stages": [\\n  {"name": "a",, }]}')
+        Traceback (most recent call last):
+        ...
+        ckpt.planner.errors.ChainFormatError: malformed chain JSON at line 2, column 16: Expecting property name enclosed in double quotes
+        """
+        return cls.from_dict(load_json(text, "chain"))
+
+
+def load_json(text, what):
+    """Parse JSON text, turning syntax errors into ``ChainFormatError`` with line/column.
+
+    >>> load_json('[1, 2]', 'x')
+    [1, 2]
+    """
+    if isinstance(text, (bytes, bytearray)):
+        text = text.decode("utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ChainFormatError(f"malformed {what} JSON at line {e.lineno}, column {e.colno}: "
+                               f"{e.msg}", line=e.lineno, column=e.colno) from None

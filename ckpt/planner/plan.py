@@ -1,0 +1,237 @@
+"""``Plan``: an explicit op list with its predicted peak and compute; and ``plan(...)``, which
+asks a strategy for one under a budget.
+
+>>> from ckpt.planner import zoo
+>>> p = plan(zoo.uniform(8, nbytes="1MiB"), "optimal", budget="6MiB")
+>>> p.peak <= 6 * 2**20, p.overhead > 0
+(True, True)
+>>> Plan.from_json(p.to_json()) == p
+True
+"""
+import json
+
+from .chain import Chain, load_json
+from .errors import BudgetError, ChainFormatError
+from .schedule import Op
+from .simulate import simulate
+from .strategies import STRATEGIES
+from .strategies.store_all import store_all
+from .units import format_size, parse_size
+
+__all__ = ["Plan", "plan"]
+
+_FORMAT = "ckpt.plan"
+
+
+def _fmt(n):
+    return f"{format_size(n)} ({int(n)} bytes)"
+
+
+class Plan:
+    """A schedule for one training step of ``chain``: ``ops`` (a tuple of ``Op``), the
+    ``strategy`` and ``budget`` (bytes or None) it was made for, and the simulator's
+    predictions: ``peak`` (bytes), ``compute`` (chain cost unit), ``overhead`` (compute over
+    store-all's, minus 1). Constructing a Plan replays the ops, so an invalid list raises
+    ``InvalidPlanError`` here.
+
+    >>> from ckpt.planner import zoo
+    >>> p = Plan(zoo.uniform(2), ["forward_save 1", "forward_save 2", "backward 2", "backward 1"])
+    >>> p.ops[0], p.overhead
+    (forward_save 1, 0.0)
+    """
+
+    def __init__(self, chain, ops, strategy="custom", budget=None, options=None):
+        self.chain = chain
+        ops = [op if isinstance(op, Op) else (Op(*op) if isinstance(op, (tuple, list))
+                                              else Op.parse(op)) for op in ops]
+        sim = simulate(chain, ops, timeline=False)
+        self.ops = tuple(ops)
+        self.strategy = str(strategy)
+        self.budget = None if budget is None else parse_size(budget, what="budget")
+        self.options = dict(options or {})
+        self.peak, self.compute, self.peak_step = sim.peak, sim.compute, sim.peak_step
+
+    @property
+    def store_all_compute(self):
+        """Compute of store-all on the same chain (Σ u_f + Σ u_b).
+
+        >>> from ckpt.planner import zoo
+        >>> plan(zoo.uniform(4), "sqrt").store_all_compute
+        12.0
+        """
+        return self.chain.store_all_compute
+
+    @property
+    def overhead(self):
+        """Extra compute relative to store-all: compute / store-all compute - 1.
+
+        >>> from ckpt.planner import zoo
+        >>> round(plan(zoo.uniform(4), "recompute_all").overhead, 3)
+        0.5
+        """
+        base = self.store_all_compute
+        return self.compute / base - 1.0 if base else 0.0
+
+    def simulate(self):
+        """The full ``Simulation`` (with the per-op timeline) of this plan.
+
+        >>> from ckpt.planner import zoo
+        >>> len(plan(zoo.uniform(3), "store_all").simulate().timeline)
+        6
+        """
+        return simulate(self.chain, self.ops)
+
+    def __len__(self):
+        return len(self.ops)
+
+    def __iter__(self):
+        return iter(self.ops)
+
+    def __eq__(self, other):
+        return (isinstance(other, Plan) and self.ops == other.ops and self.chain == other.chain
+                and self.strategy == other.strategy and self.budget == other.budget)
+
+    def __repr__(self):
+        b = "no budget" if self.budget is None else f"budget {format_size(self.budget)}"
+        return (f"Plan({self.strategy!r}, {b}, {len(self.ops)} ops, peak "
+                f"{format_size(self.peak)}, compute {self.compute:.6g} {self.chain.cost_unit}"
+                f" (+{100 * self.overhead:.1f}%))")
+
+    def explain(self, max_ops=80):
+        """A readable account: the numbers, then each op with memory during and after it
+        (the peak marked). Long plans show their first and last ``max_ops // 2`` ops.
+
+        >>> from ckpt.planner import zoo
+        >>> print(plan(zoo.uniform(2, nbytes=1024), "store_all").explain())  # doctest: +NORMALIZE_WHITESPACE
+        plan 'store_all' for chain 'uniform' (L=2): 4 ops, no budget
+          predicted peak 4.0 KiB (4096 bytes); store-all peaks at 4.0 KiB
+          predicted compute 6 unit = store-all + 0.0% (0 stages recomputed, 0 forwards redone)
+          step op                during     after      alive after
+             0 forward_save 1    2.0 KiB    2.0 KiB    x0 x̄1
+             1 forward_save 2    3.0 KiB    3.0 KiB    x0 x̄1 x̄2
+             2 backward 2        4.0 KiB    3.0 KiB    x0 x̄1 δ1   <- peak
+             3 backward 1        3.0 KiB    1.0 KiB    x0
+        """
+        sim = self.simulate()
+        L = len(self.chain)
+        sa = simulate(self.chain, store_all(self.chain), timeline=False).peak
+        nfwd = sum(op.kind in ("forward", "forward_save") for op in self.ops)
+        runs = {}
+        for op in self.ops:
+            if op.kind in ("forward", "forward_save"):
+                runs[op.stage] = runs.get(op.stage, 0) + 1
+        redo = [i for i, n in runs.items() if n > 1]
+        b = ("no budget" if self.budget is None
+             else f"budget {_fmt(self.budget)}")
+        lines = [f"plan {self.strategy!r} for chain {self.chain.name!r} (L={L}): "
+                 f"{len(self.ops)} ops, {b}",
+                 f"  predicted peak {_fmt(self.peak)}; store-all peaks at {format_size(sa)}",
+                 f"  predicted compute {self.compute:.6g} {self.chain.cost_unit} = store-all "
+                 f"+ {100 * self.overhead:.1f}% ({len(redo)} stages recomputed, "
+                 f"{nfwd - L} forwards redone)",
+                 "  step op                during     after      alive after"]
+        events = sim.timeline
+        if len(events) > max_ops:
+            half = max_ops // 2
+            shown = events[:half] + [None] + events[-half:]
+        else:
+            shown = events
+        for ev in shown:
+            if ev is None:
+                lines.append("   ...")
+                continue
+            mark = "   <- peak" if ev.step == sim.peak_step else ""
+            lines.append(f"  {ev.step:4d} {str(ev.op):17s} {format_size(ev.during):10s} "
+                         f"{format_size(ev.after):10s} {' '.join(ev.alive)}{mark}")
+        return "\n".join(lines)
+
+    # ---- JSON -----------------------------------------------------------------------------
+    def to_dict(self):
+        """Plain data: format, strategy, budget, options, ops as ``"kind stage"`` strings,
+        the predictions, and the chain (so the plan can be checked on its own).
+
+        >>> from ckpt.planner import zoo
+        >>> plan(zoo.uniform(1), "store_all").to_dict()["ops"]
+        ['forward_save 1', 'backward 1']
+        """
+        return {"format": _FORMAT, "version": 1, "strategy": self.strategy,
+                "budget": self.budget, "options": self.options,
+                "peak_bytes": self.peak, "compute": self.compute,
+                "ops": [str(op) for op in self.ops], "chain": self.chain.to_dict()}
+
+    def to_json(self, indent=1):
+        """JSON text of ``to_dict()``.
+
+        >>> from ckpt.planner import zoo
+        >>> '"forward_save 1"' in plan(zoo.uniform(1), "store_all").to_json()
+        True
+        """
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, text):
+        """A plan from ``to_json`` text; the ops are replayed (invalid ones raise) and the
+        stored predictions must match the replay.
+
+        >>> Plan.from_json('{"format": "ckpt.plan", "ops": []')
+        Traceback (most recent call last):
+        ...
+        ckpt.planner.errors.ChainFormatError: malformed plan JSON at line 1, column 34: Expecting ',' delimiter
+        """
+        data = load_json(text, "plan")
+        if not isinstance(data, dict) or data.get("format") != _FORMAT:
+            raise ChainFormatError(f"a plan must be a JSON object with format {_FORMAT!r}")
+        for key in ("ops", "chain"):
+            if key not in data:
+                raise ChainFormatError(f"plan JSON lacks {key!r}")
+        if not isinstance(data["ops"], list):
+            raise ChainFormatError("plan 'ops' must be a list of 'kind stage' strings")
+        try:
+            ops = [Op.parse(o) for o in data["ops"]]
+        except ValueError as e:
+            raise ChainFormatError(f"plan 'ops': {e}") from None
+        p = cls(Chain.from_dict(data["chain"]), ops, strategy=data.get("strategy", "custom"),
+                budget=data.get("budget"), options=data.get("options"))
+        for key, got in (("peak_bytes", p.peak), ("compute", p.compute)):
+            if key in data and data[key] is not None and abs(float(data[key]) - got) > \
+                    1e-9 * max(1.0, abs(got)):
+                raise ChainFormatError(f"plan JSON says {key} = {data[key]}, but replaying "
+                                       f"its ops gives {got}")
+        return p
+
+
+def plan(chain, strategy, budget=None, **options):
+    """A ``Plan`` for ``chain`` from ``strategy`` (a name in ``ckpt.planner.STRATEGIES``)
+    within ``budget`` (bytes or a string like ``"512MiB"``; None = unconstrained).
+
+    A budget below ``chain.min_budget`` raises ``BudgetError`` stating the minimum; so does a
+    fixed strategy whose schedule cannot fit (the message gives its own least peak).
+    ``options`` go to the strategy (``slots`` for optimal, ``snapshots`` for revolve,
+    ``segments`` for sqrt, ``threshold`` for greedy, ``leaf`` for recursive).
+
+    >>> from ckpt.planner import zoo
+    >>> c = zoo.uniform(4, nbytes="1MiB")
+    >>> plan(c, "optimal", budget="2MiB")
+    Traceback (most recent call last):
+    ...
+    ckpt.planner.errors.BudgetError: budget 2.0 MiB (2097152 bytes) is below the minimum feasible 5.0 MiB (5242880 bytes) for this chain ('uniform')
+    """
+    if not isinstance(chain, Chain):
+        raise TypeError(f"plan needs a Chain, got {type(chain).__name__}")
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
+    if budget is not None:
+        budget = parse_size(budget, what="budget")
+        minimum = chain.min_budget
+        if budget < minimum:
+            raise BudgetError(f"budget {_fmt(budget)} is below the minimum feasible "
+                              f"{_fmt(minimum)} for this chain ({chain.name!r})",
+                              budget=budget, minimum=minimum)
+    ops = STRATEGIES[strategy](chain, budget=budget, **options)
+    p = Plan(chain, ops, strategy=strategy, budget=budget, options=options)
+    if budget is not None and p.peak > budget:
+        raise BudgetError(f"strategy {strategy!r} needs {_fmt(p.peak)} on this chain, above "
+                          f"the budget {_fmt(budget)}; 'optimal' fits any budget >= "
+                          f"{_fmt(chain.min_budget)}", budget=budget, minimum=p.peak,
+                          strategy=strategy)
+    return p

@@ -1,0 +1,28 @@
+"""The strategies ``plan`` dispatches to: name -> function(chain, budget=None, **options)
+returning an op list. Every strategy emits a schedule of the persistent class described in
+``ckpt.planner.schedule``, so ``optimal`` is never beaten at the same budget.
+
+>>> sorted(STRATEGIES)
+['greedy', 'min_memory', 'optimal', 'recompute_all', 'recursive', 'revolve', 'sqrt', 'store_all']
+"""
+from .greedy import greedy
+from .min_memory import min_memory
+from .optimal import optimal
+from .recompute_all import recompute_all
+from .recursive import recursive
+from .revolve import revolve_strategy
+from .sqrt import sqrt
+from .store_all import store_all
+
+__all__ = ["STRATEGIES"]
+
+STRATEGIES = {
+    "store_all": store_all,
+    "recompute_all": recompute_all,
+    "sqrt": sqrt,
+    "greedy": greedy,
+    "recursive": recursive,
+    "revolve": revolve_strategy,
+    "optimal": optimal,
+    "min_memory": min_memory,
+}

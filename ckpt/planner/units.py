@@ -1,0 +1,76 @@
+"""Byte sizes at the edges: parse ``"512MiB"`` / ``"2GB"`` / ``4096`` into bytes, print bytes
+back as ``"512.0 MiB"``. Everything inside the planner is an ``int`` number of bytes.
+
+>>> parse_size("512MiB"), parse_size("2GB"), parse_size(4096)
+(536870912, 2000000000, 4096)
+>>> format_size(536870912)
+'512.0 MiB'
+"""
+import numbers
+import re
+
+__all__ = ["parse_size", "format_size"]
+
+_UNITS = {"": 1, "b": 1,
+          "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+          "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+def parse_size(size, what="size"):
+    """Bytes (an ``int``) from a number of bytes or a string with a unit.
+
+    Decimal units (kB, MB, GB, TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB, and the
+    bare K/M/G/T) powers of 1024; case does not matter. A fractional number of bytes is
+    rounded up. ``what`` names the value in error messages.
+
+    >>> parse_size("1.5 KiB"), parse_size("3e3"), parse_size(2.0)
+    (1536, 3000, 2)
+    >>> parse_size("12 parsecs")
+    Traceback (most recent call last):
+    ...
+    ValueError: size '12 parsecs': unknown unit 'parsecs' (use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)
+    """
+    if isinstance(size, bool):
+        raise TypeError(f"{what} must be a number of bytes or a string like '512MiB', got {size!r}")
+    if isinstance(size, numbers.Integral):
+        value = int(size)
+    elif isinstance(size, numbers.Real):
+        if size != size or size in (float("inf"), float("-inf")):
+            raise ValueError(f"{what} must be finite, got {size!r}")
+        value = -int(-float(size) // 1)
+    elif isinstance(size, str):
+        m = _SIZE.match(size)
+        if m is None:
+            raise ValueError(f"{what} {size!r}: expected a number with an optional unit, "
+                             "like '512MiB' or '2GB'")
+        unit = m.group(2).lower()
+        if unit not in _UNITS:
+            raise ValueError(f"{what} {size!r}: unknown unit {m.group(2)!r} "
+                             "(use B, kB, MB, GB, TB, KiB, MiB, GiB, TiB)")
+        exact = float(m.group(1)) * _UNITS[unit]
+        value = -int(-exact // 1)
+    else:
+        raise TypeError(f"{what} must be a number of bytes or a string like '512MiB', "
+                        f"got {type(size).__name__}")
+    if value < 0:
+        raise ValueError(f"{what} must be non-negative, got {size!r}")
+    return value
+
+
+def format_size(nbytes):
+    """A byte count for people: binary units, one decimal (``B`` below 1 KiB).
+
+    >>> format_size(0), format_size(1023), format_size(1536), format_size(12.5 * 2**20)
+    ('0 B', '1023 B', '1.5 KiB', '12.5 MiB')
+    >>> format_size(3 * 2**40)
+    '3.0 TiB'
+    """
+    n = float(nbytes)
+    if abs(n) < 1024:
+        return f"{n:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        n /= 1024.0
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}"

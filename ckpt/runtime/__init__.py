@@ -1,0 +1,15 @@
+"""ckpt.runtime: trade memory for recomputation while training runs.
+
+``checkpoint`` (non-reentrant, on saved-tensor hooks) and ``checkpoint_sequential``
+(balanced segments); both are re-exported as ``ckpt.checkpoint`` and
+``ckpt.checkpoint_sequential``. Offloading saved tensors to disk is a saved-tensor hook pair
+and lives with the hooks: ``ckpt.autograd.graph.save_on_disk``.
+
+>>> import ckpt
+>>> ckpt.runtime.checkpoint is ckpt.checkpoint
+True
+"""
+from .checkpoint import CheckpointError, checkpoint
+from .sequential import checkpoint_sequential, segment_sizes
+
+__all__ = ["CheckpointError", "checkpoint", "checkpoint_sequential", "segment_sizes"]
