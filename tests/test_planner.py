@@ -27,7 +27,8 @@ def chains(draw, max_len=30, max_bytes=40, min_len=1):
                             output_bytes=x,
                             saved_bytes=x + draw(st.integers(0, 2 * max_bytes)),
                             forward_transient=draw(st.integers(0, max_bytes // 2)),
-                            backward_transient=draw(st.integers(0, max_bytes // 2))))
+                            backward_transient=draw(st.integers(0, max_bytes // 2)),
+                            forward_save_transient=draw(st.integers(0, max_bytes // 2))))
     return Chain(stages, input_bytes=draw(st.integers(0, max_bytes)),
                  param_bytes=draw(st.integers(0, 50)))
 

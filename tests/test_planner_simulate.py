@@ -50,7 +50,7 @@ def test_accounting_checkpoints():
     (["forward 4"], 0, "stage 4 is not in 1..3"),
     (["jump 1"], 0, "not an op"),
     (["forward 1", "forward_save 2", "drop 1", "forward_save 3", "backward 3", "backward 2"],
-     5, "x1 (the input of stage 2) is not alive"),
+     2, "x1 is still held by x̄2"),
     (["forward_save 1", "forward_save 2", "forward_save 3", "backward 3", "backward 2"], 5,
      "stage 1 was never backpropagated"),
     (["forward_save 1", "forward_save 2", "forward_save 3", "backward 3", "backward 2",

@@ -6,3 +6,4 @@ from .grad_mode import enable_grad, inference_mode, is_grad_enabled, no_grad, se
 from . import forward_ad, functional, graph
 from .function import Function
 from .gradcheck import gradcheck, gradgradcheck
+from . import profiler

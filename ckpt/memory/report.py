@@ -109,8 +109,48 @@ class MemoryReport:
         label, kind, seconds, totals, traced = self._events[i]
         return Event(i, label, kind, seconds, dict(zip(CATEGORIES, totals)), sum(totals), traced)
 
+    @property
+    def current_bytes(self):
+        """The logical total now (inside the block; after it, the total at its exit).
+
+        >>> import ckpt
+        >>> with ckpt.memory.track(tracemalloc=False) as report:
+        ...     a = ckpt.ones(256, requires_grad=True).exp()
+        ...     held = report.current_bytes
+        ...     del a
+        ...     report.current_bytes, held
+        (0, 1024)
+        """
+        if self._tracker is None:
+            return sum(self._events[-1][3]) if self._events else 0
+        return self._tracker.ledger.total
+
+    @property
+    def peak_since_mark(self):
+        """The logical peak since the last ``mark()`` (or the block's entry): the most bytes
+        the tracked buffers held at once in that window, the current moment included. Read
+        it just before ``mark(op)`` to get the peak of each step (op) of a block exactly.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(256, requires_grad=True)
+        >>> with ckpt.memory.track(x, tracemalloc=False) as report:
+        ...     y = x.exp() * 2            # x, exp's output (saved) and y: 3 KiB
+        ...     del y                      # frees y and, with its graph, exp's output
+        ...     report.mark("step 1")
+        ...     z = x * 3                  # x and z: 2 KiB
+        ...     report.peak_since_mark
+        2048
+        >>> report.peak_bytes
+        3072
+        """
+        if self._tracker is None:
+            raise RuntimeError("report.peak_since_mark works only inside its "
+                               "`with ckpt.memory.track()` block; this block has ended")
+        return self._tracker.ledger.window_peak
+
     def mark(self, label):
-        """Add an event named ``label`` to the timeline (inside the block only).
+        """Add an event named ``label`` to the timeline (inside the block only); it also
+        starts a new window for ``peak_since_mark``.
 
         >>> import ckpt
         >>> with ckpt.memory.track(tracemalloc=False) as report:

@@ -12,9 +12,17 @@ field                  symbol      meaning
                                    its output x_i plus everything it saves, counting
                                    each buffer once, *excluding* its input x_{i-1} and
                                    the parameters (so ω_x̄^i >= ω_x^i)
-``forward_transient``  o_f^i       extra bytes alive only while F_i runs
+``forward_transient``  o_f^i       extra bytes alive only while F_i runs without
+                                   saving (op ``forward i``)
 ``backward_transient`` o_b^i       extra bytes alive only while B_i runs
+``forward_save_        ō_f^i       extra bytes alive only while F_i runs saving (op
+transient``                        ``forward_save i``); defaults to o_f^i
 =====================  ==========  =================================================
+
+The two forward transients differ on real stages: without saving, an intermediate is freed
+as soon as the next op has used it; saving keeps some intermediates (they are in ω_x̄^i,
+not in the transient), so the peak of ``forward_save i`` above ω_x̄^i is usually smaller
+than the peak of ``forward i`` above ω_x^i. A profiled chain measures both.
 
 plus ``input_bytes`` (ω_x^0, the input, owned by the caller and alive throughout) and
 ``param_bytes`` (a constant: parameters and their gradients). How these combine into memory
@@ -50,8 +58,11 @@ _VERSION = 1
 class Stage:
     """One stage of a chain: costs in the chain's unit, sizes in bytes (see the module doc).
 
+    ``forward_save_transient`` left at None means "the same as ``forward_transient``" (a
+    ``Chain`` fills it in).
+
     >>> Stage("conv1", forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96)
-    Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0)
+    Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0, forward_save_transient=None)
     """
     name: str
     forward_cost: float
@@ -60,9 +71,11 @@ class Stage:
     saved_bytes: int
     forward_transient: int = 0
     backward_transient: int = 0
+    forward_save_transient: int = None
 
 
-_BYTE_FIELDS = ("output_bytes", "saved_bytes", "forward_transient", "backward_transient")
+_BYTE_FIELDS = ("output_bytes", "saved_bytes", "forward_transient", "backward_transient",
+                "forward_save_transient")
 _COST_FIELDS = ("forward_cost", "backward_cost")
 
 
@@ -78,8 +91,11 @@ def _check_stage(i, st):
             raise ChainError(f"{where}: {f} must be a finite number >= 0, got {v!r}")
         vals[f] = v
     for f in _BYTE_FIELDS:
+        v = getattr(st, f)
+        if f == "forward_save_transient" and v is None:
+            v = vals["forward_transient"]
         try:
-            vals[f] = parse_size(getattr(st, f), what=f"{where}: {f}")
+            vals[f] = parse_size(v, what=f"{where}: {f}")
         except (TypeError, ValueError) as e:
             raise ChainError(str(e)) from None
     if vals["saved_bytes"] < vals["output_bytes"]:
@@ -126,13 +142,14 @@ class Chain:
         self.x = np.array([self.input_bytes] + [s.output_bytes for s in checked], dtype=np.int64)
         self.xbar = np.array([0] + [s.saved_bytes for s in checked], dtype=np.int64)
         self.of = np.array([0] + [s.forward_transient for s in checked], dtype=np.int64)
+        self.ofs = np.array([0] + [s.forward_save_transient for s in checked], dtype=np.int64)
         self.ob = np.array([0] + [s.backward_transient for s in checked], dtype=np.int64)
         # bytes of the gradient δ_i that lives between B_{i+1} and B_i: none for the input
         # (data gets no gradient) and none for x_L (the loss seed is part of B_L's transient)
         self.delta = self.x.copy()
         self.delta[0] = 0
         self.delta[L] = 0
-        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ob, self.delta):
+        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob, self.delta):
             a.setflags(write=False)
         self._cache = {}
 
@@ -183,7 +200,8 @@ class Chain:
                 set(graph.successors(i)) != {i + 1} for i in order[:-1]):
             raise ChainError("the graph is not a chain 0 -> 1 -> ... -> L; reduce it to a "
                              "chain of stages first")
-        stages = [Stage(**{f.name: graph.nodes[i][f.name] for f in fields(Stage)})
+        stages = [Stage(**{f.name: graph.nodes[i][f.name] for f in fields(Stage)
+                          if f.name in graph.nodes[i]})
                   for i in order[1:]]
         return cls(stages, input_bytes=graph.nodes[0].get("output_bytes", 0),
                    param_bytes=graph.graph.get("param_bytes", 0),
@@ -244,10 +262,12 @@ class Chain:
              "input_bytes": bytes, "param_bytes": bytes,
              "stages": [{"name": str, "forward_cost": number, "backward_cost": number,
                          "output_bytes": bytes, "saved_bytes": bytes,
-                         "forward_transient": bytes, "backward_transient": bytes}, ...]}
+                         "forward_transient": bytes, "backward_transient": bytes,
+                         "forward_save_transient": bytes}, ...]}
 
-        ``bytes`` is an integer or a string with a unit ("3MiB"); the two transients default
-        to 0; "format", "version", "name", "cost_unit" and "param_bytes" are optional.
+        ``bytes`` is an integer or a string with a unit ("3MiB"); the transients default to
+        0 (``forward_save_transient`` to ``forward_transient``); "format", "version",
+        "name", "cost_unit" and "param_bytes" are optional.
 
         >>> '"saved_bytes": 8' in Chain([Stage("a", 1, 2, 8, 8)]).to_json()
         True

@@ -10,15 +10,17 @@ Memory accounting (what an executor must mirror, byte for byte):
   until ``backward i``. δ_L (the loss seed) and δ_0 (a gradient for the data) are not
   buffers: the first is part of o_b^L, the second is never computed.
 - While an op runs, memory is (alive before) + (what it creates) + its transient:
-  ``forward i``: + ω_x^i + o_f^i; ``forward_save i``: + ω_x̄^i + o_f^i;
+  ``forward i``: + ω_x^i + o_f^i; ``forward_save i``: + ω_x̄^i + ō_f^i;
   ``backward i``: + ω_δ^{i-1} + o_b^i (x̄_i and δ_i are freed when it finishes);
   ``drop i``: nothing (memory falls by ω_x^i).
 - The predicted peak is the maximum of that "during" memory over all ops (and of the
   memory before the first op).
 
 A plan is valid when every op finds its inputs alive, creates nothing that is already alive
-(one buffer per logical value), backpropagates every stage exactly once, and leaves only x_0
-alive at the end. The first violation raises ``InvalidPlanError`` with its step index.
+(one buffer per logical value), drops no x_{i-1} while x̄_i is alive (x̄_i excludes its input
+because the input stays alive with it: a real stage saves its input, and the executor keeps
+the detached input to read δ_{i-1} from), backpropagates every stage exactly once, and leaves
+only x_0 alive at the end. The first violation raises ``InvalidPlanError`` with its step index.
 
 >>> from ckpt.planner.chain import Chain, Stage
 >>> from ckpt.planner.schedule import Op
@@ -88,8 +90,8 @@ def simulate(chain, plan, timeline=True):
     """
     ops = getattr(plan, "ops", plan)
     L = len(chain)
-    x, xbar, of, ob, delta = (chain.x.tolist(), chain.xbar.tolist(), chain.of.tolist(),
-                              chain.ob.tolist(), chain.delta.tolist())
+    x, xbar, of, ofs, ob, delta = (chain.x.tolist(), chain.xbar.tolist(), chain.of.tolist(),
+                                   chain.ofs.tolist(), chain.ob.tolist(), chain.delta.tolist())
     uf, ub = chain.uf.tolist(), chain.ub.tolist()
     alive = {("x", 0): x[0]}
     mem = chain.param_bytes + x[0]
@@ -127,8 +129,9 @@ def simulate(chain, plan, timeline=True):
             if ("xbar", i) in alive:
                 fail(f"x̄{i} is already alive (it holds x{i}); backward {i} must consume it "
                      "first")
-            key, size = (("x", i), x[i]) if kind == "forward" else (("xbar", i), xbar[i])
-            during = mem + size + of[i]
+            key, size, tmp = ((("x", i), x[i], of[i]) if kind == "forward" else
+                              (("xbar", i), xbar[i], ofs[i]))
+            during = mem + size + tmp
             alive[key] = size
             mem += size
             cost = uf[i]
@@ -154,6 +157,9 @@ def simulate(chain, plan, timeline=True):
             if ("x", i) not in alive:
                 fail(f"x{i} is not alive" + (f" (x̄{i} is: it is freed by backward {i})"
                                             if ("xbar", i) in alive else ""))
+            if ("xbar", i + 1) in alive:
+                fail(f"x{i} is still held by x̄{i + 1} (stage {i + 1} keeps its input until "
+                     f"backward {i + 1})")
             mem -= alive.pop(("x", i))
             during, cost = before, 0.0
         compute += cost

@@ -36,7 +36,8 @@ class Ledger:
 
     ``peak`` is the highest logical total seen, ``peak_split`` the bytes per category at that
     moment, ``category_peaks`` each category's own highest value. ``on_peak(kind)`` (if set)
-    is told when a new peak is reached, so the caller can note the moment.
+    is told when a new peak is reached, so the caller can note the moment. ``window_peak`` is
+    the highest total since the last ``reset_window()`` (the peak of one step of a block).
 
     >>> import numpy as np
     >>> ledger = Ledger()
@@ -57,6 +58,7 @@ class Ledger:
         self.peak = 0
         self.peak_split = tuple(self.totals)
         self.category_peaks = [0] * len(CATEGORIES)
+        self.window_peak = 0
         self.on_peak = None
 
     def entry(self, array, category=OTHER):
@@ -97,6 +99,10 @@ class Ledger:
                     break
             self._move(buf, new)
 
+    def reset_window(self):
+        """Start a new window: ``window_peak`` restarts from the current total."""
+        self.window_peak = self.total
+
     def close(self):
         """Forget every buffer (their weak references die, so no callback fires later)."""
         for buf in self.buffers.values():
@@ -125,6 +131,8 @@ class Ledger:
             if self.on_peak is not None:
                 self.on_peak(category)
         self.total += nbytes
+        if self.total > self.window_peak:
+            self.window_peak = self.total
         if self.total > self.peak:
             self.peak = self.total
             self.peak_split = tuple(self.totals)

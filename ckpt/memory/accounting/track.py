@@ -140,6 +140,7 @@ class track:
         Extensions.refresh()
         self.report._entry_bytes = self.ledger.total
         self._event("enter", "enter")
+        self.ledger.reset_window()
         return self.report
 
     def __exit__(self, *exc):
@@ -198,8 +199,10 @@ class track:
             self._event(label, "op")
 
     def mark(self, label):
-        """Add an event named ``label`` to the timeline (e.g. after ``optimizer.step()``)."""
+        """Add an event named ``label`` to the timeline (e.g. after ``optimizer.step()``) and
+        start a new window for ``report.peak_since_mark``."""
         self._event(str(label), "mark")
+        self.ledger.reset_window()
 
     def _pack(self, t):
         for tracker in _ACTIVE:

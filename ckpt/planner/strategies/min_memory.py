@@ -4,8 +4,8 @@ With the memory of a segment [s, t] counted above what is alive when it starts (
 δ_t and everything outside), P(s, t) is the least peak of extra bytes over schedule trees
 (``ckpt.planner.schedule``); with d_i = ω_δ^i:
 
-- P(s, s) = max(ω_x̄^s + o_f^s, ω_x̄^s + d_{s-1} + o_b^s)
-- save first: max(ω_x̄^s + o_f^s, ω_x̄^s + P(s+1, t), ω_x̄^s - d_t + d_s + d_{s-1} + o_b^s)
+- P(s, s) = max(ω_x̄^s + ō_f^s, ω_x̄^s + d_{s-1} + o_b^s)
+- save first: max(ω_x̄^s + ō_f^s, ω_x̄^s + P(s+1, t), ω_x̄^s - d_t + d_s + d_{s-1} + o_b^s)
 - split at s2: max(fwd(s, s2-1), ω_x^{s2-1} + P(s2, t), P(s, s2-1) - d_t + d_{s2-1}),
   fwd(s, r) = max_{s<=j<=r} (ω_x^{j-1}[j>s] + ω_x^j + o_f^j)
 
@@ -71,7 +71,7 @@ def min_peak_table(chain):
     40
     """
     L = len(chain)
-    x, xb, of, ob, d = chain.x, chain.xbar, chain.of, chain.ob, chain.delta
+    x, xb, ofs, ob, d = chain.x, chain.xbar, chain.ofs, chain.ob, chain.delta
     U = np.concatenate([[0.0], np.cumsum(chain.uf[1:])])     # U[i] = Σ_{j<=i} u_f^j
     fwd = forward_peak_table(chain)
     big = np.iinfo(np.int64).max // 4
@@ -79,13 +79,13 @@ def min_peak_table(chain):
     cost = np.full((L + 2, L + 2), np.inf)
     choice = np.zeros((L + 2, L + 2), dtype=np.int64)
     s = np.arange(1, L + 1)
-    P[s, s] = np.maximum(xb[s] + of[s], xb[s] + d[s - 1] + ob[s])
+    P[s, s] = np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])
     cost[s, s] = chain.uf[s] + chain.ub[s]
     for ell in range(1, L):
         s = np.arange(1, L - ell + 1)
         t = s + ell
         # save first
-        pa = np.maximum(np.maximum(xb[s] + of[s], xb[s] + P[s + 1, t]),
+        pa = np.maximum(np.maximum(xb[s] + ofs[s], xb[s] + P[s + 1, t]),
                         xb[s] - d[t] + d[s] + d[s - 1] + ob[s])
         ca = chain.uf[s] + chain.ub[s] + cost[s + 1, t]
         # split at s + k

@@ -7,12 +7,13 @@ are alive (counted outside m) and m slots of memory are free above them. Memory 
 ``slots`` slots of u = (budget - param_bytes) / slots bytes; a size that is *taken* is
 rounded up to whole slots, a size that is *given back* is rounded down, so any schedule the
 program accepts fits the budget (the simulator checks it again). With d_i = ω_δ^i,
-a_s = ⌈ω_x^{s-1}/u⌉ and U the prefix sums of u_f:
+a_s = ⌈ω_x^{s-1}/u⌉, U the prefix sums of u_f, o_f^s / ō_f^s the transients of F_s
+without / with saving:
 
-- C(s, s, m) = u_f^s + u_b^s  if m >= ⌈max(ω_x̄^s + o_f^s, ω_x̄^s + d_{s-1} + o_b^s)/u⌉
+- C(s, s, m) = u_f^s + u_b^s  if m >= ⌈max(ω_x̄^s + ō_f^s, ω_x̄^s + d_{s-1} + o_b^s)/u⌉
 - save first (F_s saving x̄_s, the rest, then B_s):
   u_f^s + u_b^s + C(s+1, t, m - ⌈ω_x̄^s/u⌉)
-  if m >= ⌈max(ω_x̄^s + o_f^s, ω_x̄^s - d_t + d_s + d_{s-1} + o_b^s)/u⌉
+  if m >= ⌈max(ω_x̄^s + ō_f^s, ω_x̄^s - d_t + d_s + d_{s-1} + o_b^s)/u⌉
 - split at s2 (forward s..s2-1 keeping x_{s2-1}, then [s2, t], then [s, s2-1]):
   U_{s2-1} - U_{s-1} + C(s2, t, m - a_{s2}) + C(s, s2-1, m + ⌊(d_t - d_{s2-1})/u⌋)
   if m >= ⌈fwd(s, s2-1)/u⌉ (see ``min_memory.forward_peak_table``)
@@ -74,7 +75,7 @@ def solve(chain, budget, slots=500):
     if S < 1:
         raise ValueError(f"slots must be >= 1, got {slots!r}")
     avail = int(budget) - chain.param_bytes
-    x, xb, of, ob, d = chain.x, chain.xbar, chain.of, chain.ob, chain.delta
+    x, xb, ofs, ob, d = chain.x, chain.xbar, chain.ofs, chain.ob, chain.delta
     tb = _Tables()
     tb.cost = np.inf
     if avail <= 0:
@@ -134,7 +135,7 @@ def solve(chain, budget, slots=500):
 
     # ℓ = 0: leaves
     s = np.arange(1, L + 1)
-    leafreq = up(np.maximum(xb[s] + of[s], xb[s] + d[s - 1] + ob[s]))
+    leafreq = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s]))
     reqSA[s, s] = leafreq
     store(0, (chain.uf[s] + chain.ub[s])[:, None] + penalty(leafreq))
 
@@ -143,7 +144,7 @@ def solve(chain, budget, slots=500):
         s = np.arange(1, R + 1)
         t = s + ell
         rows = np.arange(R)
-        reqA = up(np.maximum(xb[s] + of[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s]))
+        reqA = up(np.maximum(xb[s] + ofs[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s]))
         reqSA[s, t] = np.maximum(reqA, eA[s] + reqSA[s + 1, t])
         # columns worth computing: below c0 every row is +inf, from c1 on every row is its
         # store-all cost (the value at c1 - 1)
@@ -196,9 +197,9 @@ def _candidates(tb, s, t, m):
     index 0 = save first, k >= 1 = split at s + k (+inf = not allowed)."""
     PL, PR, a, TAB, base, U = tb.PL, tb.PR, tb.a, tb.TAB, tb.base, tb.U
     ell = t - s
-    xb, of, ob, d = tb.chain.xbar, tb.chain.of, tb.chain.ob, tb.chain.delta
+    xb, ofs, ob, d = tb.chain.xbar, tb.chain.ofs, tb.chain.ob, tb.chain.delta
     vals = np.full(ell + 1, np.inf)
-    reqA = int(tb.up(max(xb[s] + of[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s])))
+    reqA = int(tb.up(max(xb[s] + ofs[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s])))
     if m >= reqA:
         col = PL + m + int(np.clip(a[s + 1] - tb.eA[s], -PL, PR))
         vals[0] = TAB[base[ell - 1] + s, col] + (tb.chain.uf[s] + tb.chain.ub[s] - U[s])

@@ -1,0 +1,316 @@
+"""``execute``: one training step of a ``Sequential`` following a plan's ops, measured.
+
+The planner's edge toward a real model (docs/planner.md, "What an executor needs"). Stage i
+is child i of the ``Sequential``; the executor keeps a table of the values the simulator
+names and frees each one at exactly the op that frees it:
+
+- x_i: the output of ``forward i`` (stage i under ``no_grad``), a plain tensor;
+- x̄_i: the output of ``forward_save i`` (stage i with grad on ``x_{i-1}.detach()`` made to
+  require grad, so the graphs of different stages never link) with that detached input —
+  the output and its graph hold exactly the stage's saved bytes;
+- δ_i: the gradient of the loss with respect to x_i, a numpy array.
+
+``backward i`` first allocates δ_{i-1} (so it exists while x̄_i and δ_i do, as the cost
+model counts it), backpropagates x̄_i's output with δ_i (for i = L: ``loss_fn`` of it, whose
+gradient is the seed) through ``ckpt.autograd.grad`` to the detached input and the stage's
+parameters, copies the input's gradient into δ_{i-1} and frees x̄_i and δ_i. B_1 computes
+no input gradient: the input is data.
+
+Parameter gradients go into ``.grad`` as ``loss.backward()`` would put them there: bit for
+bit the same values (a parameter's gradient is computed by the same nodes from the same
+upstream gradient). To keep the memory of gradients the constant the cost model says it is
+(``param_bytes``), a parameter whose ``.grad`` is None gets a buffer before the first op,
+the gradient is *copied* into it (not added to zeros: that would turn -0.0 into 0.0), and
+later contributions (a parameter shared by several stages) are added in place; parameters
+no stage reached get ``.grad = None`` back. An existing ``.grad`` is accumulated into.
+
+Randomness is replayed per stage: ckpt's RNG state before the first forward of stage i is
+restored before every forward of stage i, so a recomputed dropout mask is the same mask;
+the generator ends where an uninterrupted forward and loss would have left it. BatchNorm
+updates its running statistics once, on the first forward of its stage: later forwards run
+as recomputations (``ckpt.autograd.grad_mode.is_recomputing()``).
+
+The step runs inside ``ckpt.memory.track``; after each op the executor reads the logical
+peak of that op (``report.peak_since_mark``) and marks the op (``report.mark(str(op))``),
+so the measured peak of op k can be compared with ``plan.simulate().timeline[k].during``.
+"""
+import sys as _sys
+import types as _types
+from typing import NamedTuple
+
+import numpy as np
+
+from ..autograd import grad_mode
+from ..autograd.engine import grad as _autograd_grad
+from ..autograd.graph import walk
+from ..autograd.node import AccumulateGrad, _root_buffer
+from ..autograd.random import get_rng_state, set_rng_state
+from ..autograd.tensor import Tensor, _wrap
+from ..memory.accounting.track import SavedBuffer, track
+from .errors import PlannerError
+from .simulate import simulate
+
+__all__ = ["execute", "Execution", "ExecutionError"]
+
+
+class ExecutionError(PlannerError):
+    """A plan cannot run on this model (stage count, model type, loss)."""
+
+
+class Execution(NamedTuple):
+    """What ``execute`` returns.
+
+    ``loss`` (a float), the ``report`` (``ckpt.memory.MemoryReport`` of the step, one mark
+    per op), the ``simulation`` of the plan on its chain (the prediction), and per op the
+    measured logical bytes ``op_peaks`` (the most held while the op ran) and ``op_after``
+    (held when it finished), parallel to ``simulation.timeline``.
+    """
+    loss: float
+    report: object
+    simulation: object
+    op_peaks: tuple
+    op_after: tuple
+
+    @property
+    def peak_bytes(self):
+        """The measured logical peak of the step (``report.peak_bytes``)."""
+        return self.report.peak_bytes
+
+    @property
+    def predicted_peak(self):
+        """The simulator's peak for the plan on its chain."""
+        return self.simulation.peak
+
+    @property
+    def entry_bytes(self):
+        """Logical bytes alive when the step began: parameters, their gradients, buffers
+        and the input (what the chain calls ``param_bytes + input_bytes``)."""
+        return self.report.timeline[0].total
+
+    @property
+    def tracemalloc_peak_bytes(self):
+        """tracemalloc's peak over the step plus ``entry_bytes`` (tracemalloc measures from
+        the block's entry, when those buffers already existed), comparable with
+        ``peak_bytes``; None when tracemalloc was off."""
+        tm = self.report.tracemalloc_peak_bytes
+        return None if tm is None else tm + self.entry_bytes
+
+
+def _sum_loss(out):
+    return out.sum()
+
+
+class _Runner:
+    """The value table and the four ops, shared by ``execute`` and ``profile``.
+
+    ``recompute_only``: every forward runs as a recomputation (no BatchNorm update): what
+    ``profile`` uses so measuring leaves the model as it was. ``accumulate``: put parameter
+    gradients into ``.grad`` (``execute``) or drop them (``profile``).
+    """
+
+    def __init__(self, stages, x0, loss_fn, recompute_only=False, accumulate=True):
+        self.stages = list(stages)
+        self.L = len(self.stages)
+        self.loss_fn = loss_fn if loss_fn is not None else _sum_loss
+        self.recompute_only = recompute_only
+        self.accumulate = accumulate
+        self.x = {0: x0.detach()}     # checkpoints (x_0: the data, owned by the caller)
+        self.xbar = {}                # i -> (output, detached input or None for stage 1)
+        self.delta = {}               # i -> SavedBuffer holding δ_i
+        self.rng = {1: get_rng_state()}
+        self.rng_end = None
+        self.ran = set()
+        self.loss = None
+        self.fresh = set()            # ids of parameters whose preallocated .grad is unset
+
+    # ---- gradients of parameters ---------------------------------------------------------
+    def prepare_grads(self, params):
+        """Give every parameter that requires grad a ``.grad`` buffer (remember which)."""
+        for p in params:
+            if p.requires_grad and p.grad is None:
+                p.grad = _wrap(np.zeros_like(p.data))
+                self.fresh.add(id(p))
+        self._params = [p for p in params if p.requires_grad]
+
+    def release_grads(self):
+        """Parameters no stage reached get ``.grad = None`` back (as backward leaves them)."""
+        for p in self._params:
+            if id(p) in self.fresh:
+                p.grad = None
+        self.fresh.clear()
+
+    def _accumulate(self, p, g):
+        if not self.accumulate:
+            return
+        key = id(p)
+        if key in self.fresh:
+            np.copyto(p.grad.data, g)
+            self.fresh.discard(key)
+        elif p.grad is None:
+            p.grad = _wrap(np.array(g))
+        elif p.grad.data.flags.writeable and p.grad.data.shape == g.shape:
+            np.add(p.grad.data, g, out=p.grad.data)
+        else:
+            p.grad = _wrap(p.grad.data + g)
+
+    # ---- ops -----------------------------------------------------------------------------
+    def input_of(self, i):
+        if i - 1 in self.x:
+            return self.x[i - 1]
+        return self.xbar[i - 1][0]
+
+    def _run(self, i, inp):
+        first = i not in self.ran
+        set_rng_state(self.rng[i])
+        previous = grad_mode._Recompute.active
+        grad_mode._Recompute.active = self.recompute_only or not first
+        try:
+            out = self.stages[i - 1](inp)
+        finally:
+            grad_mode._Recompute.active = previous
+        if not isinstance(out, Tensor):
+            raise ExecutionError(f"stage {i} ({type(self.stages[i - 1]).__name__}) returned a "
+                                 f"{type(out).__name__}; a stage must return one Tensor")
+        if first:
+            self.ran.add(i)
+            self.rng[i + 1] = get_rng_state()
+        return out
+
+    def forward(self, i):
+        inp = self.input_of(i)
+        with grad_mode.no_grad():
+            self.x[i] = self._run(i, inp)
+
+    def forward_save(self, i):
+        inp = self.input_of(i)
+        x_in = None if i == 1 else inp.detach().requires_grad_()
+        with grad_mode.enable_grad():
+            out = self._run(i, inp.detach() if i == 1 else x_in)
+        self.xbar[i] = (out, x_in)
+
+    def backward(self, i):
+        out, x_in = self.xbar[i]
+        holder = None
+        if x_in is not None:   # δ_{i-1} exists from the start of B_i, as the model counts it
+            holder = SavedBuffer(np.empty(x_in.data.shape, x_in.data.dtype), f"δ{i - 1}")
+        if i == self.L:
+            set_rng_state(self.rng[self.L + 1])
+            with grad_mode.enable_grad():
+                root = self.loss_fn(out)
+            if not isinstance(root, Tensor) or root.data.size != 1:
+                raise ExecutionError("loss_fn must return a scalar Tensor, got "
+                                     + (f"shape {list(root.shape)}" if isinstance(root, Tensor)
+                                        else type(root).__name__))
+            self.rng_end = get_rng_state()
+            self.loss = float(root.data.reshape(()))
+            seed = None
+        else:
+            root, seed = out, _wrap(self.delta[i].data)
+        if root.requires_grad:
+            leaves = [n.variable for n in walk(root)
+                      if n.__class__ is AccumulateGrad and n.variable is not None
+                      and n.variable is not x_in]
+            inputs = ([x_in] if x_in is not None else []) + leaves
+            grads = _autograd_grad(root, inputs, grad_outputs=seed, allow_unused=True)
+            start = 0
+            if x_in is not None:
+                start = 1
+                if grads[0] is not None:
+                    np.copyto(holder.data, grads[0].data)
+                else:
+                    holder.data[...] = 0
+            for p, g in zip(leaves, grads[start:]):
+                if g is not None:
+                    self._accumulate(p, g.data)
+        elif holder is not None:   # the stage does not depend on its input
+            holder.data[...] = 0
+        del self.xbar[i]
+        self.delta.pop(i, None)
+        if holder is not None:
+            self.delta[i - 1] = holder
+
+    def drop(self, i):
+        del self.x[i]
+
+    def run(self, op):
+        getattr(self, op.kind)(op.stage)
+
+    def finish(self):
+        if self.rng_end is not None:
+            set_rng_state(self.rng_end)
+
+
+def _check_model(model, plan):
+    from ..nn.container import Sequential
+    if not isinstance(model, Sequential):
+        raise ExecutionError(f"execute runs a ckpt.nn.Sequential (each child a stage), got a "
+                             f"{type(model).__name__}; wrap the blocks of the model in a "
+                             "Sequential")
+    chain = getattr(plan, "chain", None)
+    if chain is None or not hasattr(plan, "ops"):
+        raise ExecutionError(f"execute needs a ckpt.planner.Plan, got a {type(plan).__name__}")
+    if len(model) != len(chain):
+        raise ExecutionError(f"the plan's chain has {len(chain)} stages but the Sequential has "
+                             f"{len(model)} children; profile the same model to plan it")
+
+
+def execute(model, plan, input, loss_fn=None, tracemalloc=True):
+    """Run one training step of ``model`` (a ``ckpt.nn.Sequential``, child i = stage i)
+    following ``plan.ops`` exactly, and measure it.
+
+    ``loss_fn(output)`` returns the scalar loss (default: ``output.sum()``). Parameter
+    gradients are accumulated into ``.grad`` bit for bit as ``loss_fn(model(input))
+    .backward()`` would; RNG is replayed per stage (dropout masks of recomputations are the
+    forward's); BatchNorm updates its running statistics once. The result (``Execution``)
+    holds the loss, the ``MemoryReport`` (one mark per op), the plan's ``Simulation`` and
+    the measured peak of every op. With a plan made on ``profile(model, input, loss_fn)``,
+    ``result.peak_bytes == result.predicted_peak`` (see docs/planner.md).
+
+    >>> import ckpt
+    >>> from ckpt import planner
+    >>> _ = ckpt.manual_seed(0)
+    >>> net = ckpt.nn.Sequential(*[ckpt.nn.Sequential(ckpt.nn.Linear(32, 32), ckpt.nn.Tanh())
+    ...                            for _ in range(4)])
+    >>> x = ckpt.randn(16, 32)
+    >>> chain = planner.profile(net, x, repeats=1)
+    >>> r = planner.execute(net, planner.plan(chain, "recompute_all"), x)
+    >>> r.peak_bytes == r.predicted_peak, [e.during for e in r.simulation.timeline] == list(r.op_peaks)
+    (True, True)
+    >>> net[0][0].weight.grad.shape
+    (32, 32)
+    """
+    _check_model(model, plan)
+    if not isinstance(input, Tensor):
+        raise ExecutionError(f"input must be a ckpt.Tensor, got {type(input).__name__}")
+    simulation = simulate(plan.chain, plan.ops)
+    params = list(model.parameters())
+    runner = _Runner(list(model), input, loss_fn)
+    runner.prepare_grads(params)
+    peaks, after = [], []
+    try:
+        with track(model, input, tracemalloc=tracemalloc) as report:
+            for op in plan.ops:
+                runner.run(op)
+                peaks.append(report.peak_since_mark)
+                report.mark(str(op))
+                after.append(report.current_bytes)
+        runner.finish()
+    finally:
+        runner.release_grads()
+    return Execution(runner.loss, report, simulation, tuple(peaks), tuple(after))
+
+
+def root_bytes(t):
+    """Bytes of the numpy buffer behind tensor ``t`` (its root array, views followed)."""
+    return int(_root_buffer(t.data).nbytes)
+
+
+class _CallableModule(_types.ModuleType):
+    """Importing this module rebinds the package attribute ``ckpt.planner.execute`` to it;
+    calling the module calls ``execute``, so ``ckpt.planner.execute(...)`` always works."""
+
+    def __call__(self, *args, **kwargs):
+        return execute(*args, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallableModule
