@@ -175,6 +175,18 @@ def _default_v(v, refs, is_tuple, fn_name, what):
     return (_wrap(np.ones(refs[0].shape, refs[0].dtype)),)
 
 
+def _inputs_and_v(inputs, v, create_graph, fn_name, need_graph):
+    """The preamble of the input-side products (jvp, vhp, hvp): inputs and ``v`` as tuples,
+    prepared for differentiation, ``v`` validated against the inputs."""
+    is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", fn_name)
+    inputs = _grad_preprocess(inputs, create_graph, need_graph=need_graph)
+    if v is not None:
+        _, v = _as_tuple(v, "v", fn_name)
+        v = _grad_preprocess(v, create_graph, need_graph=False)
+    v = _default_v(v, inputs, is_inputs_tuple, fn_name, "input to the user-provided function")
+    return is_inputs_tuple, inputs, v
+
+
 def _scalar_output(outputs, is_tuple, fn_name):
     if is_tuple or not isinstance(outputs[0], Tensor):
         raise RuntimeError(f"The function given to {fn_name} should return a single Tensor")
@@ -232,12 +244,7 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
     [3.0, 12.0]
     """
     with grad_mode.enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "jvp")
-        inputs = _grad_preprocess(inputs, create_graph, need_graph=False)
-        if v is not None:
-            _, v = _as_tuple(v, "v", "jvp")
-            v = _grad_preprocess(v, create_graph, need_graph=False)
-        v = _default_v(v, inputs, is_inputs_tuple, "jvp", "input to the user-provided function")
+        is_inputs_tuple, inputs, v = _inputs_and_v(inputs, v, create_graph, "jvp", False)
         with fwAD.dual_level():
             outputs = func(*(fwAD.make_dual(x, t) for x, t in zip(inputs, v)))
             is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function",
@@ -273,12 +280,7 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     (9.0, [6.0, 12.0])
     """
     with grad_mode.enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "vhp")
-        inputs = _grad_preprocess(inputs, create_graph, need_graph=True)
-        if v is not None:
-            _, v = _as_tuple(v, "v", "vhp")
-            v = _grad_preprocess(v, create_graph, need_graph=False)
-        v = _default_v(v, inputs, is_inputs_tuple, "vhp", "input to the user-provided function")
+        is_inputs_tuple, inputs, v = _inputs_and_v(inputs, v, create_graph, "vhp", True)
         outputs = func(*inputs)
         is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function",
                                               "vhp")
@@ -307,12 +309,7 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
     [6.0, 0.0]
     """
     with grad_mode.enable_grad():
-        is_inputs_tuple, inputs = _as_tuple(inputs, "inputs", "hvp")
-        inputs = _grad_preprocess(inputs, create_graph, need_graph=True)
-        if v is not None:
-            _, v = _as_tuple(v, "v", "hvp")
-            v = _grad_preprocess(v, create_graph, need_graph=False)
-        v = _default_v(v, inputs, is_inputs_tuple, "hvp", "input to the user-provided function")
+        is_inputs_tuple, inputs, v = _inputs_and_v(inputs, v, create_graph, "hvp", True)
         with fwAD.dual_level():
             duals = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, v))
             outputs = func(*duals)
