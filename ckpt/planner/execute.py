@@ -6,8 +6,9 @@ names and frees each one at exactly the op that frees it:
 
 - x_i: the output of ``forward i`` (stage i under ``no_grad``), a plain tensor;
 - x̄_i: the output of ``forward_save i`` (stage i with grad on ``x_{i-1}.detach()`` made to
-  require grad, so the graphs of different stages never link) with that detached input —
-  the output and its graph hold exactly the stage's saved bytes;
+  require grad, so the graphs of different stages never link) with that detached input (a
+  view of it, in fact: see ``_stage_input``) — the output and its graph hold exactly the
+  stage's saved bytes;
 - δ_i: the gradient of the loss with respect to x_i, a numpy array.
 
 ``backward i`` first allocates δ_{i-1} (so it exists while x̄_i and δ_i do, as the cost
@@ -18,11 +19,13 @@ no input gradient: the input is data.
 
 Parameter gradients go into ``.grad`` as ``loss.backward()`` would put them there: bit for
 bit the same values (a parameter's gradient is computed by the same nodes from the same
-upstream gradient). To keep the memory of gradients the constant the cost model says it is
-(``param_bytes``), a parameter whose ``.grad`` is None gets a buffer before the first op,
-the gradient is *copied* into it (not added to zeros: that would turn -0.0 into 0.0), and
-later contributions (a parameter shared by several stages) are added in place; parameters
-no stage reached get ``.grad = None`` back. An existing ``.grad`` is accumulated into.
+upstream gradient). The cost model counts gradients as a constant (``param_bytes``), so a
+parameter whose ``.grad`` is None gets a zero buffer before the first op, a stand-in that
+``backward i`` swaps for the gradient the engine computes (released just before the
+engine runs, so the two never coexist; not added to: 0.0 + -0.0 would lose a sign); later
+contributions (a parameter shared by several stages) and an existing ``.grad`` are added as
+``backward()`` adds them (``grad = grad + g``). Parameters no stage reached get
+``.grad = None`` back.
 
 Randomness is replayed per stage: ckpt's RNG state before the first forward of stage i is
 restored before every forward of stage i, so a recomputed dropout mask is the same mask;
@@ -35,6 +38,7 @@ peak of that op (``report.peak_since_mark``) and marks the op (``report.mark(str
 so the measured peak of op k can be compared with ``plan.simulate().timeline[k].during``.
 """
 import sys as _sys
+import tracemalloc as _tracemalloc
 import types as _types
 from typing import NamedTuple
 
@@ -104,8 +108,10 @@ class _Runner:
     """The value table and the four ops, shared by ``execute`` and ``profile``.
 
     ``recompute_only``: every forward runs as a recomputation (no BatchNorm update): what
-    ``profile`` uses so measuring leaves the model as it was. ``accumulate``: put parameter
-    gradients into ``.grad`` (``execute``) or drop them (``profile``).
+    ``profile`` uses so measuring leaves the model as it was. ``accumulate``: add gradients
+    into ``.grad`` that existed before the step (``execute``) or leave them (``profile``);
+    the stand-ins of ``prepare_grads`` are swapped for the computed gradients either way (the
+    memory is the same), and ``release_grads`` puts None back.
     """
 
     def __init__(self, stages, x0, loss_fn, recompute_only=False, accumulate=True):
@@ -115,43 +121,44 @@ class _Runner:
         self.recompute_only = recompute_only
         self.accumulate = accumulate
         self.x = {0: x0.detach()}     # checkpoints (x_0: the data, owned by the caller)
-        self.xbar = {}                # i -> (output, detached input or None for stage 1)
+        self.xbar = {}                # i -> (output, stage input, its detached leaf)
         self.delta = {}               # i -> SavedBuffer holding δ_i
         self.rng = {1: get_rng_state()}
         self.rng_end = None
         self.ran = set()
         self.loss = None
-        self.fresh = set()            # ids of parameters whose preallocated .grad is unset
+        self.stand_ins = set()        # ids of parameters whose .grad is a zero stand-in
+        self.created = set()          # ids of parameters given a .grad by this step
 
     # ---- gradients of parameters ---------------------------------------------------------
-    def prepare_grads(self, params):
-        """Give every parameter that requires grad a ``.grad`` buffer (remember which)."""
-        for p in params:
-            if p.requires_grad and p.grad is None:
-                p.grad = _wrap(np.zeros_like(p.data))
-                self.fresh.add(id(p))
+    def prepare_grads(self, params, only=None):
+        """Give every parameter that requires grad and has none (or those in ``only``) a
+        zero stand-in ``.grad``."""
         self._params = [p for p in params if p.requires_grad]
+        for p in self._params:
+            if (p.grad is None) if only is None else (id(p) in only):
+                p.grad = _wrap(np.zeros_like(p.data))
+                self.stand_ins.add(id(p))
+                self.created.add(id(p))
+        return set(self.created)
 
     def release_grads(self):
         """Parameters no stage reached get ``.grad = None`` back (as backward leaves them)."""
         for p in self._params:
-            if id(p) in self.fresh:
+            if id(p) in self.stand_ins:
                 p.grad = None
-        self.fresh.clear()
+        self.stand_ins.clear()
 
-    def _accumulate(self, p, g):
-        if not self.accumulate:
-            return
+    def _put_grad(self, p, g):
         key = id(p)
-        if key in self.fresh:
-            np.copyto(p.grad.data, g)
-            self.fresh.discard(key)
-        elif p.grad is None:
-            p.grad = _wrap(np.array(g))
-        elif p.grad.data.flags.writeable and p.grad.data.shape == g.shape:
-            np.add(p.grad.data, g, out=p.grad.data)
-        else:
-            p.grad = _wrap(p.grad.data + g)
+        if key in self.stand_ins:        # released before the engine ran
+            self.stand_ins.discard(key)
+            p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
+        elif key in self.created or self.accumulate:   # as backward() accumulates
+            if p.grad is None:
+                p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
+            else:
+                p.grad = _wrap(p.grad.data + g.data)
 
     # ---- ops -----------------------------------------------------------------------------
     def input_of(self, i):
@@ -183,13 +190,13 @@ class _Runner:
 
     def forward_save(self, i):
         inp = self.input_of(i)
-        x_in = None if i == 1 else inp.detach().requires_grad_()
+        x_in, leaf = (None, None) if i == 1 else _stage_input(inp)
         with grad_mode.enable_grad():
             out = self._run(i, inp.detach() if i == 1 else x_in)
-        self.xbar[i] = (out, x_in)
+        self.xbar[i] = (out, x_in, leaf)
 
     def backward(self, i):
-        out, x_in = self.xbar[i]
+        out, x_in, base = self.xbar[i]
         holder = None
         if x_in is not None:   # δ_{i-1} exists from the start of B_i, as the model counts it
             holder = SavedBuffer(np.empty(x_in.data.shape, x_in.data.dtype), f"δ{i - 1}")
@@ -209,8 +216,11 @@ class _Runner:
         if root.requires_grad:
             leaves = [n.variable for n in walk(root)
                       if n.__class__ is AccumulateGrad and n.variable is not None
-                      and n.variable is not x_in]
+                      and n.variable is not base]
             inputs = ([x_in] if x_in is not None else []) + leaves
+            released = [p for p in leaves if id(p) in self.stand_ins]
+            for p in released:           # the engine's gradient takes the stand-in's place
+                p.grad = None
             grads = _autograd_grad(root, inputs, grad_outputs=seed, allow_unused=True)
             start = 0
             if x_in is not None:
@@ -221,7 +231,10 @@ class _Runner:
                     holder.data[...] = 0
             for p, g in zip(leaves, grads[start:]):
                 if g is not None:
-                    self._accumulate(p, g.data)
+                    self._put_grad(p, g)
+            for p in released:
+                if p.grad is None:       # reached by no gradient after all: back to zeros
+                    p.grad = _wrap(np.zeros_like(p.data))
         elif holder is not None:   # the stage does not depend on its input
             holder.data[...] = 0
         del self.xbar[i]
@@ -238,6 +251,22 @@ class _Runner:
     def finish(self):
         if self.rng_end is not None:
             set_rng_state(self.rng_end)
+
+
+def _stage_input(inp):
+    """x_{i-1} as the start of stage i's graph: a view of ``inp.detach().requires_grad_()``
+    (no new buffer). The view is recorded as a recomputation: ``ckpt.memory.track`` takes
+    the leaves it finds on a graph's edges for parameters, except while recomputing
+    (detached inputs are not parameters), and ``autograd.grad`` gives the gradient of the
+    view as readily as a leaf's."""
+    leaf = inp.detach().requires_grad_()
+    previous = grad_mode._Recompute.active
+    grad_mode._Recompute.active = True
+    try:
+        with grad_mode.enable_grad():
+            return leaf.view(leaf.shape), leaf
+    finally:
+        grad_mode._Recompute.active = previous
 
 
 def _check_model(model, plan):
@@ -274,8 +303,10 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     >>> x = ckpt.randn(16, 32)
     >>> chain = planner.profile(net, x, repeats=1)
     >>> r = planner.execute(net, planner.plan(chain, "recompute_all"), x)
-    >>> r.peak_bytes == r.predicted_peak, [e.during for e in r.simulation.timeline] == list(r.op_peaks)
-    (True, True)
+    >>> r.peak_bytes == r.predicted_peak
+    True
+    >>> [e.during for e in r.simulation.timeline] == list(r.op_peaks)    # op by op
+    True
     >>> net[0][0].weight.grad.shape
     (32, 32)
     """
@@ -285,9 +316,13 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     simulation = simulate(plan.chain, plan.ops)
     params = list(model.parameters())
     runner = _Runner(list(model), input, loss_fn)
-    runner.prepare_grads(params)
+    # tracemalloc must see the gradient stand-ins allocated: backward frees them
+    started = tracemalloc and not _tracemalloc.is_tracing()
+    if started:
+        _tracemalloc.start()
     peaks, after = [], []
     try:
+        runner.prepare_grads(params)
         with track(model, input, tracemalloc=tracemalloc) as report:
             for op in plan.ops:
                 runner.run(op)
@@ -297,6 +332,8 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
         runner.finish()
     finally:
         runner.release_grads()
+        if started:
+            _tracemalloc.stop()
     return Execution(runner.loss, report, simulation, tuple(peaks), tuple(after))
 
 

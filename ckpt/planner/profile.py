@@ -119,16 +119,16 @@ def _profile_sequential(model, x0, loss_fn, repeats, name):
     names = _stage_names(model)
     params = list(model.parameters())
     rng0 = get_rng_state()
-    sizes = {}
     fwd_times = [[] for _ in range(L + 1)]
     bwd_times = [[] for _ in range(L + 1)]
-    keeper = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
-    keeper.prepare_grads(params)    # the gradient buffers the executor will have
+    # the gradient stand-ins the executor will create (released again at the end)
+    created = _Runner(stages, x0, loss_fn).prepare_grads(params)
     try:
-        sizes = _measure_memory(stages, names, x0, loss_fn, model, params)
+        sizes = _measure_memory(stages, names, x0, loss_fn, model, params, created)
         for _ in range(repeats):
             set_rng_state(rng0)
             runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
+            runner.prepare_grads(params, only=created)
             for i in range(1, L + 1):
                 t0 = time.perf_counter()
                 runner.forward_save(i)
@@ -139,7 +139,9 @@ def _profile_sequential(model, x0, loss_fn, repeats, name):
                 bwd_times[i].append(time.perf_counter() - t0)
             del runner
     finally:
-        keeper.release_grads()
+        for p in params:
+            if id(p) in created:
+                p.grad = None
         set_rng_state(rng0)
     chain_stages = []
     for i in range(1, L + 1):
@@ -152,9 +154,10 @@ def _profile_sequential(model, x0, loss_fn, repeats, name):
                  name=name or type(model).__name__, cost_unit="s")
 
 
-def _measure_memory(stages, names, x0, loss_fn, model, params):
+def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     L = len(stages)
     runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
+    runner.prepare_grads(params, only=created)
     out = {"stages": {}}
     with track(model, x0, tracemalloc=False) as report:
         input_bytes = int(_root_buffer(x0.data).nbytes)
@@ -189,7 +192,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params):
             step(runner.drop, i, "drop")
             before, peak, after = step(runner.forward_save, i, "forward_save")
             xbar = after - before
-            y, x_in = runner.xbar[i]
+            y, x_in, leaf = runner.xbar[i]
             if not y.requires_grad:
                 raise ProfileError(f"stage {i} ({names[i - 1]}) does not depend on its input "
                                    "or parameters (its output needs no gradient)")
@@ -200,7 +203,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params):
                     f"included) but forward_save {i} left {xbar} bytes more alive; the stage "
                     "keeps memory outside autograd's saved tensors, which the executor "
                     "cannot free at backward")
-            del y, x_in
+            del y, x_in, leaf
             sizes[i].update(xbar=xbar, ofs=peak - after)
         for i in range(L, 0, -1):
             before, peak, after = step(runner.backward, i, "backward")
