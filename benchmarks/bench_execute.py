@@ -16,19 +16,6 @@ from ckpt import nn, planner
 KiB = 1024
 
 
-class ResBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        h = self.bn1(self.conv1(x)).relu()
-        return (x + self.bn2(self.conv2(h))).relu()
-
-
 def models(scale):
     ckpt.manual_seed(1)
     mlp = nn.Sequential(*[nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.2))
@@ -38,7 +25,7 @@ def models(scale):
     c = 8
     res = nn.Sequential(nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False),
                                       nn.BatchNorm2d(c), nn.ReLU()),
-                        *[ResBlock(c) for _ in range(4)],
+                        *[nn.ResidualBlock(c) for _ in range(4)],
                         nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(c * 16, 10)))
     yield "residual convnet, 4 blocks x 8 ch, 8x8, batch %d" % (8 * scale), res, \
         ckpt.randn(8 * scale, 3, 8, 8), ckpt.randn(8 * scale, 10)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckpt.planner import (Chain, ChainError, ChainFormatError, Plan, Stage, format_size,
+from ckpt.planner import (Chain, ChainError, ChainFormatError, Plan, format_size,
                           parse_size, plan, zoo)
 
 from test_planner import chains

@@ -20,19 +20,6 @@ F32 = 4
 
 # ---- models --------------------------------------------------------------------------------
 
-class ResBlock(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        h = self.bn1(self.conv1(x)).relu()
-        return (x + self.bn2(self.conv2(h))).relu()
-
-
 def deep_mlp(L=10, width=256, p=0.2):
     blocks = [nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Dropout(p))
               for _ in range(L - 1)]
@@ -42,7 +29,7 @@ def deep_mlp(L=10, width=256, p=0.2):
 def residual_convnet(blocks=4, c=8):
     stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
     head = nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(c * 4 * 4, 10))
-    return nn.Sequential(stem, *[ResBlock(c) for _ in range(blocks)], head)
+    return nn.Sequential(stem, *[nn.ResidualBlock(c) for _ in range(blocks)], head)
 
 
 def buffers_of(model):

@@ -4,7 +4,7 @@ from math import comb
 
 import pytest
 
-from ckpt.planner import Chain, Stage, plan, revolve, simulate, zoo
+from ckpt.planner import plan, revolve, simulate, zoo
 from ckpt.planner.strategies.revolve import revolve_plan_ops
 
 

@@ -88,7 +88,6 @@ def solve(chain, budget, slots=500):
         return (np.asarray(v, dtype=np.int64) * S) // avail
 
     U = np.concatenate([[0.0], np.cumsum(chain.uf[1:])])
-    UB = np.concatenate([[0.0], np.cumsum(chain.uf[1:] + chain.ub[1:])])
     a = np.zeros(L + 2, dtype=np.int64)
     a[1:L + 1] = up(x[:L])                          # a[s] = ⌈ω_x^{s-1}/u⌉
     eA = np.zeros(L + 2, dtype=np.int64)

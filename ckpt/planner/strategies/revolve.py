@@ -160,12 +160,12 @@ def revolve_plan_ops(schedule):
     >>> revolve_plan_ops(revolve(2, 1))
     [forward 1, forward_save 2, backward 2, drop 1, forward_save 1, backward 1]
     """
-    ops, shots, current, alive = [], {0}, 0, {0}
+    ops, shots, alive = [], {0}, {0}
     for a in schedule:
         if a.kind == "takeshot":
             shots.add(a.end)
         elif a.kind == "restore":
-            current = a.end
+            continue  # no op: the restored checkpoint is alive
         elif a.kind == "advance":
             for j in range(a.start + 1, a.end + 1):
                 ops.append(Op("forward", j))
@@ -173,7 +173,6 @@ def revolve_plan_ops(schedule):
                 if j - 1 not in shots and j - 1 != 0:
                     ops.append(Op("drop", j - 1))
                     alive.discard(j - 1)
-            current = a.end
         else:  # firsturn / youturn of step a.end
             i = a.end
             ops += [Op("forward_save", i), Op("backward", i)]
@@ -181,7 +180,6 @@ def revolve_plan_ops(schedule):
                 ops.append(Op("drop", i - 1))
                 alive.discard(i - 1)
                 shots.discard(i - 1)
-            current = i - 1
     return ops
 
 
