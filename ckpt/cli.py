@@ -91,17 +91,37 @@ def _model_graph(name, batch=None):
     return _profile_model(name, batch)
 
 
-def _measure(plan):
-    """Run ``plan`` on its built-in model and measure the step: returns what
-    ``ckpt.planner.execute(model, plan, input)`` returns (its ``.report`` is the
-    ``MemoryReport`` with one ``mark(str(op))`` per op, ``.peak_bytes`` the measured peak,
-    ``.op_peaks`` the measured peak of each op), or a bare ``MemoryReport`` marked the same
-    way; ``ckpt demo`` prints ``.peak_bytes`` and ``ckpt.plot.memory_timeline`` overlays
-    it on the prediction. The execute step fills this in (with the model and input that
-    ``_profile_model`` profiled); until then it raises ``NotImplementedError`` and
-    ``ckpt demo`` shows predictions only — no measured number is ever made up."""
-    raise NotImplementedError("measuring a plan needs ckpt.planner.execute on a built-in "
-                              "model, which the CLI does not run yet")
+RUNNABLE_MODELS = ("mlp-run",)
+
+
+def _runnable_model(name):
+    """``(model, input)`` of a built-in ``ckpt.nn`` model that ``ckpt demo`` profiles and
+    runs, or None for a model known only as a chain: ``mlp-run`` is 16 blocks of
+    Linear(256, 256) + ReLU + Dropout(0.1) on a batch of 512 (~25 MiB of activations).
+
+    >>> model, x = _runnable_model("mlp-run"); len(model), x.shape
+    (16, (512, 256))
+    """
+    if name != "mlp-run":
+        return None
+    import ckpt
+    from . import nn
+    ckpt.manual_seed(0)
+    blocks = [nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1)) for _ in range(16)]
+    return nn.Sequential(*blocks), ckpt.randn(512, 256)
+
+
+def _measure(plan, runnable):
+    """Run ``plan`` on the runnable model it was made for and measure the step: the
+    ``ckpt.planner.execute`` result (``.peak_bytes`` measured by ``ckpt.memory``, ``.report``
+    marked once per op, which ``ckpt.plot.memory_timeline`` overlays on the prediction).
+    Raises ``NotImplementedError`` for a model known only as a chain: no measured number is
+    ever made up."""
+    if runnable is None:
+        raise NotImplementedError("the model is known only as a chain of formulas; measuring "
+                                  f"needs a runnable model ({', '.join(RUNNABLE_MODELS)})")
+    model, x = runnable
+    return planner.execute(model, plan, x)
 
 
 # ---- inputs -------------------------------------------------------------------------------
@@ -534,7 +554,13 @@ def _demo_budget(chain):
 
 def cmd_demo(args, out):
     import tempfile
-    chain = _profile_model(args.model, args.batch)
+    runnable = _runnable_model(args.model)
+    if runnable is not None:
+        if args.batch is not None:
+            raise UsageError(f"--batch does not apply to {args.model!r} (its batch is fixed)")
+        chain = planner.profile(*runnable, repeats=1, name=args.model)
+    else:
+        chain = _profile_model(args.model, args.batch)
     budget = (_demo_budget(chain) if args.budget is None
               else _parse_budget(args.budget, chain))
     if budget < chain.min_budget:
@@ -554,7 +580,7 @@ def cmd_demo(args, out):
         except BudgetError:  # a fixed strategy that does not fit: show what it would need
             plans[name] = (planner.plan(chain, name), False)
         try:
-            reports[name] = _measure(plans[name][0])
+            reports[name] = _measure(plans[name][0], runnable)
         except NotImplementedError as e:
             missing = str(e)
     head = (f"{'strategy':14s} {'predicted peak':>15s}  {'fits':4s} {'overhead':>9s} "
@@ -630,7 +656,8 @@ unreadable input""",
   ckpt graph chain.json -o graph.dot       (render with: dot -Tpng graph.dot -o graph.png)
   ckpt graph mlp -o graph.png              drawn with networkx + matplotlib""",
     "demo": """examples:
-  ckpt demo                                resnet at a default budget, files in a temp dir
+  ckpt demo                                a runnable MLP: predicted vs measured, files in a temp dir
+  ckpt demo --model resnet                 the ResNet-like chain (planned only)
   ckpt demo --model transformer --budget 2GiB -o demo/""",
 }
 
@@ -659,7 +686,9 @@ def build_parser():
         return p
 
     p = add("demo", "every strategy on a built-in model at a budget: table and plots", cmd_demo)
-    p.add_argument("--model", default="resnet", help=f"built-in model ({models}); default resnet")
+    p.add_argument("--model", default="mlp-run",
+                   help=f"built-in model: {', '.join(RUNNABLE_MODELS)} (profiled, planned and run: "
+                        f"predicted vs measured) or one of {models} (planned only); default mlp-run")
     p.add_argument("--budget", help="memory budget (default: 35%% of the way from the least "
                                     "feasible peak to store-all's)")
     p.add_argument("--batch", type=int, help="batch size of the model")
