@@ -75,6 +75,14 @@ def _dot(a, b):
     return sum(float(np.sum(x * y)) for x, y in zip(a, b))
 
 
+def _duals(inputs, tangents, diff):
+    """``inputs`` with the differentiable ones made dual (inside a level)."""
+    duals = list(inputs)
+    for i in diff:
+        duals[i] = fwAD.make_dual(inputs[i], tangents[i])
+    return duals
+
+
 def _setup(make, seed=0):
     fn, inputs = make(seed)
     inputs = tuple(inputs)
@@ -132,9 +140,7 @@ def test_forward_over_reverse_second_derivatives(name, make, kwargs):
     vs = [_random_like(rng, o) for o in _outputs(fn(*inputs))]
 
     with fwAD.dual_level():
-        duals = list(inputs)
-        for i in diff:
-            duals[i] = fwAD.make_dual(inputs[i], us[i])
+        duals = _duals(inputs, us, diff)
         grads = _gradient(fn, duals, vs, diff)
         forward_over_reverse = [np.zeros(inputs[i].shape) if g is None or fwAD.unpack_dual(g).tangent is None
                                 else fwAD.unpack_dual(g).tangent.data.copy() for g, i in zip(grads, diff)]
@@ -167,17 +173,13 @@ def test_reverse_over_forward_second_derivatives(name, make, kwargs):
     diff = _differentiable(inputs)
     vs = [_random_like(rng, o) for o in _outputs(fn(*inputs))]
     with fwAD.dual_level():
-        duals = list(inputs)
-        for i in diff:
-            duals[i] = fwAD.make_dual(inputs[i], us[i])
+        duals = _duals(inputs, us, diff)
         tangents = [fwAD.unpack_dual(o).tangent for o in _outputs(fn(*duals))]
     terms = [(t * v).sum() for t, v in zip(tangents, vs) if t is not None and t.requires_grad]
     ro = (ckpt.autograd.grad(sum(terms), [inputs[i] for i in diff], allow_unused=True)
           if terms else [None] * len(diff))
     with fwAD.dual_level():
-        duals = list(inputs)
-        for i in diff:
-            duals[i] = fwAD.make_dual(inputs[i], us[i])
+        duals = _duals(inputs, us, diff)
         grads = _gradient(fn, duals, vs, diff)
         fr = [None if g is None else fwAD.unpack_dual(g).tangent for g in grads]
     for a, b, i in zip(ro, fr, diff):

@@ -480,19 +480,24 @@ class record_function:
 
 
 # ---- wrapping the ops while a profile records ---------------------------------------------
+def _timed(fn, name, kind, args, kwargs):
+    """Call ``fn`` as one profiled event (or plainly, if no profile is recording)."""
+    prof = _ACTIVE
+    if prof is None:  # a wrapper kept past its block
+        return fn(*args, **kwargs)
+    frame = prof._push(name, kind, args)
+    out = None
+    try:
+        out = fn(*args, **kwargs)
+        return out
+    finally:
+        if prof is _ACTIVE:
+            prof._pop(frame, out)
+
+
 def _op_wrapper(fn, name):
     def op(*args, **kwargs):
-        prof = _ACTIVE
-        if prof is None:  # a wrapper kept past its block
-            return fn(*args, **kwargs)
-        frame = prof._push(name, "cpu_op", args)
-        out = None
-        try:
-            out = fn(*args, **kwargs)
-            return out
-        finally:
-            if prof is _ACTIVE:
-                prof._pop(frame, out)
+        return _timed(fn, name, "cpu_op", args, kwargs)
     functools.update_wrapper(op, fn)
     op._profiled = fn
     return op
@@ -500,17 +505,7 @@ def _op_wrapper(fn, name):
 
 def _vjp_wrapper(rule):
     def vjp(self, *args):
-        prof = _ACTIVE
-        if prof is None:
-            return rule(self, *args)
-        frame = prof._push(type(self).__name__, "backward", args)
-        out = None
-        try:
-            out = rule(self, *args)
-            return out
-        finally:
-            if prof is _ACTIVE:
-                prof._pop(frame, out)
+        return _timed(functools.partial(rule, self), type(self).__name__, "backward", args, {})
     functools.update_wrapper(vjp, rule)
     vjp._profiled = rule
     return vjp
