@@ -14,9 +14,10 @@ says what is wrong and what would be right; never a traceback), 1 when ``simulat
 the plan invalid. Sizes are parsed and printed with ``ckpt.planner``'s units ("512MiB",
 "2GB", or bytes).
 
-The model edge: for now a MODEL is one of the planner zoo's chains (costs from layer
-formulas). ``_profile_model`` (MODEL -> Chain) and ``_measure`` (Plan -> measured
-``MemoryReport``) are where ``ckpt.planner.profile`` and ``ckpt.planner.execute`` plug in.
+A MODEL is a runnable built-in model (``ckpt.models``: ``mlp-run``, ``resnet-run``,
+``transformer-run``), profiled by running it (``ckpt.planner.profile``) and executed by
+``ckpt demo`` (``ckpt.planner.execute``), or a chain of the planner zoo at real sizes, whose
+costs come from layer formulas.
 """
 import argparse
 import inspect
@@ -27,7 +28,7 @@ import re
 import sys
 import time
 
-from . import planner
+from . import models, planner
 from .planner import Chain, Op, format_size, parse_size, zoo
 from .planner.chain import load_json
 from .planner.errors import BudgetError, ChainError, InvalidPlanError, PlannerError
@@ -46,69 +47,73 @@ class UsageError(Exception):
 
 
 # ---- the model edge: MODEL -> Chain, Plan -> measurement --------------------------------
-# The profile/execute step replaces the bodies of these three functions; everything else
-# in the CLI only goes through them.
-
 def model_names():
-    """Names ``MODEL`` may take (``ckpt profile --list``).
+    """Names ``MODEL`` may take (``ckpt profile --list``): the runnable ``ckpt.models``
+    (profiled by running them) and the planner zoo's chains (from layer formulas).
 
     >>> model_names()
-    ['mlp', 'resnet', 'transformer', 'uniform', 'vgg16']
+    ['mlp', 'mlp-run', 'resnet', 'resnet-run', 'transformer', 'transformer-run', 'uniform', 'vgg16']
     """
-    return sorted(zoo.NAMES)
+    return sorted(set(zoo.NAMES) | set(models.NAMES))
+
+
+def _check_batch(name, batch):
+    if batch is not None and batch <= 0:
+        raise UsageError(f"--batch must be a positive integer, got {batch}")
+    if batch is not None and name in zoo.NAMES and \
+            "batch" not in inspect.signature(zoo.NAMES[name]).parameters:
+        takes = [n for n in model_names()
+                 if n in models.NAMES or "batch" in inspect.signature(zoo.NAMES[n]).parameters]
+        raise UsageError(f"model {name!r} has no batch size; --batch applies to "
+                         f"{', '.join(takes)}")
+
+
+def _unknown_model(name):
+    return UsageError(f"unknown model {name!r}; built-in models: {', '.join(model_names())}"
+                      " (or give a chain JSON file)")
 
 
 def _profile_model(name, batch=None):
-    """The chain of built-in model ``name`` at batch size ``batch`` (None: its default).
-
-    For now the planner zoo's chain: costs in FLOPs and sizes in bytes from the layers'
-    formulas, nothing is run. The profile step replaces this with
-    ``ckpt.planner.profile(model, example_input)`` on a built-in ``ckpt.nn`` model, which
-    measures the same fields.
+    """The chain of built-in model ``name`` at batch size ``batch`` (None: its default):
+    for a runnable model (``ckpt.models``) measured by ``ckpt.planner.profile`` (times in
+    seconds, bytes exact); for a zoo model, costs in FLOPs and sizes in bytes from the
+    layers' formulas, nothing run.
 
     >>> _profile_model("mlp", batch=2).input_bytes
     6272
+    >>> _profile_model("mlp-run", batch=2).cost_unit
+    's'
     """
-    if name not in zoo.NAMES:
-        raise UsageError(f"unknown model {name!r}; built-in models: {', '.join(model_names())}"
-                         " (or give a chain JSON file)")
-    fn = zoo.NAMES[name]
-    if batch is None:
-        return fn()
-    if batch <= 0:
-        raise UsageError(f"--batch must be a positive integer, got {batch}")
-    if "batch" not in inspect.signature(fn).parameters:
-        takes = [n for n in model_names() if "batch" in inspect.signature(zoo.NAMES[n]).parameters]
-        raise UsageError(f"model {name!r} has no batch size; --batch applies to "
-                         f"{', '.join(takes)}")
-    return fn(batch=batch)
+    if name not in zoo.NAMES and name not in models.NAMES:
+        raise _unknown_model(name)
+    _check_batch(name, batch)
+    if name in models.NAMES:
+        return planner.profile(*models.build(name, batch), name=name)
+    return zoo.NAMES[name]() if batch is None else zoo.NAMES[name](batch=batch)
 
 
 def _model_graph(name, batch=None):
-    """What ``ckpt graph MODEL`` draws: for now the model's chain. The profile step returns
-    the output tensor of one recorded forward pass instead (``ckpt.plot.graph`` and
-    ``to_dot`` already draw tensors, torchviz-style)."""
-    return _profile_model(name, batch)
+    """What ``ckpt graph MODEL`` draws: for a runnable model the graph recorded by one
+    forward pass and its loss (``output.sum()``, as the profiler's), with the model's
+    parameters named; for a zoo model its chain."""
+    if name not in models.NAMES:
+        return _profile_model(name, batch), None
+    _check_batch(name, batch)
+    model, x = models.build(name, batch)
+    return model(x).sum(), dict(model.named_parameters())
 
 
-RUNNABLE_MODELS = ("mlp-run",)
-
-
-def _runnable_model(name):
+def _runnable_model(name, batch=None):
     """``(model, input)`` of a built-in ``ckpt.nn`` model that ``ckpt demo`` profiles and
-    runs, or None for a model known only as a chain: ``mlp-run`` is 16 blocks of
-    Linear(256, 256) + ReLU + Dropout(0.1) on a batch of 512 (~25 MiB of activations).
+    runs, or None for a model known only as a chain (see ``ckpt.models``).
 
     >>> model, x = _runnable_model("mlp-run"); len(model), x.shape
     (16, (512, 256))
     """
-    if name != "mlp-run":
+    if name not in models.NAMES:
         return None
-    import ckpt
-    from . import nn
-    ckpt.manual_seed(0)
-    blocks = [nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Dropout(0.1)) for _ in range(16)]
-    return nn.Sequential(*blocks), ckpt.randn(512, 256)
+    _check_batch(name, batch)
+    return models.build(name, batch)
 
 
 def _measure(plan, runnable):
@@ -119,7 +124,7 @@ def _measure(plan, runnable):
     ever made up."""
     if runnable is None:
         raise NotImplementedError("the model is known only as a chain of formulas; measuring "
-                                  f"needs a runnable model ({', '.join(RUNNABLE_MODELS)})")
+                                  f"needs a runnable model ({', '.join(models.NAMES)})")
     model, x = runnable
     return planner.execute(model, plan, x)
 
@@ -157,7 +162,7 @@ def _chain_from_file(path):
 
 def _load_chain(spec, batch=None):
     """A Chain from a built-in model name or a chain JSON file."""
-    if spec in zoo.NAMES and not os.path.isfile(spec):
+    if spec in model_names() and not os.path.isfile(spec):
         return _profile_model(spec, batch)
     if os.path.exists(spec) or _looks_like_path(spec):
         if batch is not None:
@@ -324,20 +329,35 @@ def _chain_summary(chain):
             f"{format_size(chain.min_budget)}")
 
 
+def _first_sentence(fn):
+    doc = re.split(r"[:.](?:\s|$)", inspect.getdoc(fn) or "", maxsplit=1)[0]
+    return " ".join(doc.replace("``", "").split())
+
+
+def _list_models(out):
+    out.write("runnable models (ckpt.models; profiled by running them: times in s, bytes "
+              "measured):\n")
+    out.write(f"  {'model':16s} {'stages':>6s}  description\n")
+    for name, fn in sorted(models.NAMES.items()):
+        model, _ = fn(batch=1)
+        out.write(f"  {name:16s} {len(model):6d}  {_first_sentence(fn)}\n")
+    out.write("\nzoo chains (ckpt.planner.zoo; real sizes, costs from layer formulas, nothing "
+              "run):\n")
+    out.write(f"  {'model':16s} {'stages':>6s}  {'store-all peak':>14s}  description\n")
+    for name, fn in sorted(zoo.NAMES.items()):
+        chain = fn()
+        out.write(f"  {name:16s} {len(chain):6d}  {format_size(_store_all_peak(chain)):>14s}"
+                  f"  {_first_sentence(fn)}\n")
+
+
 def cmd_profile(args, out):
     if args.list:
-        out.write(f"{'model':12s} {'stages':>6s}  {'store-all peak':>14s}  description\n")
-        for name in model_names():
-            chain = zoo.NAMES[name]()
-            doc = re.split(r"[:.](?:\s|$)", inspect.getdoc(zoo.NAMES[name]) or "", maxsplit=1)[0]
-            doc = " ".join(doc.replace("``", "").split())
-            out.write(f"{name:12s} {len(chain):6d}  {format_size(_store_all_peak(chain)):>14s}"
-                      f"  {doc}\n")
+        _list_models(out)
         return EXIT_OK
     if args.model is None:
         raise UsageError("give a MODEL to profile (see 'ckpt profile --list'), or --list")
-    if args.model not in zoo.NAMES and (os.path.exists(args.model)
-                                        or _looks_like_path(args.model)):
+    if args.model not in model_names() and (os.path.exists(args.model)
+                                            or _looks_like_path(args.model)):
         raise UsageError(f"{args.model!r} is a file; profile takes a built-in model name: "
                          f"{', '.join(model_names())}")
     chain = _profile_model(args.model, args.batch)
@@ -346,7 +366,11 @@ def cmd_profile(args, out):
         return EXIT_OK
     _write(args.output, chain.to_json())
     out.write(_chain_summary(chain) + "\n")
-    out.write("source: built-in model formulas (planner zoo), not a measurement\n")
+    if args.model in models.NAMES:
+        out.write("source: measured by running the model (ckpt.planner.profile: median of 3 "
+                  "timed runs, bytes through the saved-tensor hooks)\n")
+    else:
+        out.write("source: built-in model formulas (planner zoo), not a measurement\n")
     out.write(f"wrote {args.output}\n")
     return EXIT_OK
 
@@ -527,19 +551,19 @@ def cmd_simulate(args, out):
 
 
 def cmd_graph(args, out):
-    if args.source in zoo.NAMES and not os.path.isfile(args.source):
-        obj = _model_graph(args.source, args.batch)
+    if args.source in model_names() and not os.path.isfile(args.source):
+        obj, params = _model_graph(args.source, args.batch)
     else:
-        obj = _load_chain(args.source, args.batch)
+        obj, params = _load_chain(args.source, args.batch), None
     from .plot import graphs
     if args.output is None:
-        out.write(graphs.to_dot(obj) + "\n")
+        out.write(graphs.to_dot(obj, params) + "\n")
         return EXIT_OK
     ext = os.path.splitext(args.output)[1].lower()
     if ext in (".dot", ".gv"):
-        _write(args.output, graphs.to_dot(obj))
+        _write(args.output, graphs.to_dot(obj, params))
     elif ext in (".png", ".svg", ".pdf"):
-        _save_figure(graphs.graph(obj), args.output)
+        _save_figure(graphs.graph(obj, params), args.output)
     else:
         raise UsageError(f"cannot write a graph to {args.output!r}: use .dot or .gv (Graphviz "
                          "text), or .png, .svg or .pdf (a drawing)")
@@ -554,10 +578,8 @@ def _demo_budget(chain):
 
 def cmd_demo(args, out):
     import tempfile
-    runnable = _runnable_model(args.model)
+    runnable = _runnable_model(args.model, args.batch)
     if runnable is not None:
-        if args.batch is not None:
-            raise UsageError(f"--batch does not apply to {args.model!r} (its batch is fixed)")
         chain = planner.profile(*runnable, repeats=1, name=args.model)
     else:
         chain = _profile_model(args.model, args.batch)
@@ -627,8 +649,12 @@ class _Parser(argparse.ArgumentParser):
 _EXAMPLES = {
     "profile": """examples:
   ckpt profile --list                       the built-in models
-  ckpt profile resnet -o resnet.json        write its chain (stages, costs, sizes) as JSON
-  ckpt profile transformer --batch 4        print the chain JSON at batch size 4""",
+  ckpt profile resnet-run -o chain.json     run a residual conv net: measured chain as JSON
+  ckpt profile resnet -o resnet.json        a real-size chain from layer formulas
+  ckpt profile transformer --batch 4        print the chain JSON at batch size 4
+
+MODEL-run models are ckpt.nn networks, profiled by running them (times in seconds, bytes
+measured); the others are the planner zoo's formula chains (FLOPs, bytes), nothing run""",
     "plan": """examples:
   ckpt plan resnet --budget 600MiB                   optimal plan as a table
   ckpt plan chain.json --budget 2GB --strategy revolve
@@ -652,12 +678,14 @@ peak; otherwise give sizes (comma or space separated)""",
 exit status: 0 when the plan is valid, 1 when it is not (the reason is printed), 2 for
 unreadable input""",
     "graph": """examples:
-  ckpt graph resnet                        Graphviz DOT on stdout
+  ckpt graph resnet-run --batch 2 -o g.dot the recorded autograd graph of one forward pass
+  ckpt graph resnet                        a chain's stages as Graphviz DOT on stdout
   ckpt graph chain.json -o graph.dot       (render with: dot -Tpng graph.dot -o graph.png)
-  ckpt graph mlp -o graph.png              drawn with networkx + matplotlib""",
+  ckpt graph mlp-run -o graph.png          drawn with networkx + matplotlib""",
     "demo": """examples:
   ckpt demo                                a runnable MLP: predicted vs measured, files in a temp dir
-  ckpt demo --model resnet                 the ResNet-like chain (planned only)
+  ckpt demo --model resnet-run             a residual conv net, also run and measured
+  ckpt demo --model resnet                 the real-size ResNet-like chain (planned only)
   ckpt demo --model transformer --budget 2GiB -o demo/""",
 }
 
@@ -677,7 +705,7 @@ def build_parser():
                      epilog="run 'ckpt COMMAND --help' for a command's options and examples")
     parser.add_argument("--version", action="version", version=f"ckpt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    models = ", ".join(model_names())
+    model_list = ", ".join(model_names())
 
     def add(name, help_text, func):
         p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=fmt,
@@ -687,8 +715,8 @@ def build_parser():
 
     p = add("demo", "every strategy on a built-in model at a budget: table and plots", cmd_demo)
     p.add_argument("--model", default="mlp-run",
-                   help=f"built-in model: {', '.join(RUNNABLE_MODELS)} (profiled, planned and run: "
-                        f"predicted vs measured) or one of {models} (planned only); default mlp-run")
+                   help=f"built-in model: {', '.join(models.NAMES)} (profiled, planned and run: "
+                        f"predicted vs measured) or one of {model_list} (planned only); default mlp-run")
     p.add_argument("--budget", help="memory budget (default: 35%% of the way from the least "
                                     "feasible peak to store-all's)")
     p.add_argument("--batch", type=int, help="batch size of the model")
@@ -696,13 +724,13 @@ def build_parser():
                                               "temporary directory)")
 
     p = add("profile", "a built-in model as a chain JSON", cmd_profile)
-    p.add_argument("model", nargs="?", metavar="MODEL", help=f"one of {models}")
+    p.add_argument("model", nargs="?", metavar="MODEL", help=f"one of {model_list}")
     p.add_argument("--list", action="store_true", help="list the built-in models")
     p.add_argument("--batch", type=int, help="batch size")
     p.add_argument("-o", "--output", metavar="CHAIN.json", help="write the chain here "
                    "(default: print it)")
 
-    src = f"a chain JSON file or a built-in model ({models})"
+    src = f"a chain JSON file or a built-in model ({model_list})"
     p = add("plan", "the plan of a strategy under a budget", cmd_plan)
     p.add_argument("source", metavar="CHAIN.json|MODEL", help=src)
     p.add_argument("--budget", "-b", help="memory budget, e.g. 512MiB (default: none)")

@@ -16,11 +16,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from ckpt import cli
+from ckpt import cli, models, planner
 from ckpt.planner import (STRATEGIES, BudgetError, Chain, Plan, format_size, parse_size, plan,
                           simulate, zoo)
 from ckpt.planner.strategies.store_all import store_all
 from ckpt.planner.sweep import Row, pareto_front
+from ckpt.plot.graphs import graph_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -33,6 +34,9 @@ def _commands(d):
         "list": ["profile", "--list"],
         "profile": ["profile", "resnet", "--batch", "8", "-o", os.path.join(d, "out_chain.json")],
         "profile_stdout": ["profile", "transformer", "--batch", "2"],
+        "profile_run": ["profile", "resnet-run", "--batch", "2", "-o",
+                        os.path.join(d, "run_chain.json")],
+        "graph_run": ["graph", "transformer-run", "--batch", "1"],
         "plan_table": ["plan", chain, "--budget", "600MiB"],
         "plan_json": ["plan", "resnet", "--budget", "600MiB", "--strategy", "revolve", "--json",
                       "-o", os.path.join(d, "out_plan.json")],
@@ -104,11 +108,40 @@ def store_all_peak(chain):
 # ---- profile ------------------------------------------------------------------------------
 def test_profile_list_names_every_builtin_model(env):
     out, _ = ok(env, "list")
-    rows = [line.split() for line in out.strip().splitlines()[1:]]
+    runnable, formulas = out.strip().split("\n\n")
+    rows = [line.split() for line in runnable.splitlines()[2:]]
+    assert [r[0] for r in rows] == sorted(models.NAMES)
+    for r in rows:
+        assert int(r[1]) == len(models.build(r[0], batch=1)[0])
+    rows = [line.split() for line in formulas.splitlines()[2:]]
     assert [r[0] for r in rows] == sorted(zoo.NAMES)
     for r in rows:
         assert int(r[1]) == len(zoo.NAMES[r[0]]())
         assert " ".join(r[2:4]) == format_size(store_all_peak(zoo.NAMES[r[0]]()))
+
+
+def test_profile_runs_a_runnable_model_and_measures_its_bytes(env):
+    out, _ = ok(env, "profile_run")
+    with open(os.path.join(env["dir"], "run_chain.json")) as f:
+        written = Chain.from_json(f.read())
+    here = planner.profile(*models.build("resnet-run", batch=2), repeats=1)
+    assert written.cost_unit == "s" and len(written) == 6
+    for field in ("x", "xbar", "of", "ofs", "ob"):  # bytes are exact; times are measured anew
+        assert getattr(written, field).tolist() == getattr(here, field).tolist(), field
+    assert (written.uf[1:] > 0).all() and (written.ub[1:] > 0).all()
+    assert "source: measured by running the model" in out
+
+
+def test_graph_of_a_runnable_model_is_its_recorded_autograd_graph(env):
+    out, _ = ok(env, "graph_run")
+    model, x = models.build("transformer-run", batch=1)
+    params = dict(model.named_parameters())
+    g = graph_data(model(x).sum(), params)
+    ops = [d for _, d in g.nodes(data=True) if d["kind"] == "op"]
+    assert out.count("Backward0") == sum(d["name"].endswith("Backward0") for d in ops)
+    assert out.count(" -> ") == g.number_of_edges()
+    for name in params:
+        assert name in out, name
 
 
 def test_profile_writes_the_chain_json(env):
@@ -294,7 +327,8 @@ def test_malformed_json_names_the_line_and_column(env):
 def test_unknown_model_lists_the_names(env):
     line = error_line(env, "unknown_model")
     assert "unknown model 'resnet50'" in line
-    assert "mlp, resnet, transformer, uniform, vgg16" in line
+    assert ("mlp, mlp-run, resnet, resnet-run, transformer, transformer-run, uniform, vgg16"
+            in line)
 
 
 def test_negative_budget_says_it_is_negative_and_gives_the_minimum(env):

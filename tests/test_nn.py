@@ -695,3 +695,39 @@ def test_attention_init_dropout_and_errors(rng):
         nn.MultiheadSelfAttention(10, 3)
     with pytest.raises(RuntimeError, match="shape of attn_mask"):
         attn(x, attn_mask=ckpt.ones(3, 3))
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_transformer_encoder_layer_matches_torch(norm_first, activation, rng):
+    ckpt.manual_seed(5)
+    E, H, F_, N, L = 12, 3, 20, 2, 5
+    ck = nn.TransformerEncoderLayer(E, H, F_, dropout=0.0, activation=activation,
+                                    batch_first=True, norm_first=norm_first).double()
+    tn = torch.nn.TransformerEncoderLayer(E, H, F_, dropout=0.0, activation=activation,
+                                          batch_first=True, norm_first=norm_first).double()
+    copy_into_torch(ck, tn)
+    data = rng.standard_normal((N, L, E))
+    x, tx = ckpt.tensor(data, requires_grad=True), torch.tensor(data, requires_grad=True)
+    causal = np.triu(np.ones((L, L), dtype=bool), k=1)
+    y = ck(x, is_causal=True)
+    ty = tn(tx, src_mask=torch.tensor(causal), is_causal=True)
+    assert_close(y, ty, what="encoder layer output")
+    seed = rng.standard_normal(ty.shape)
+    y.backward(ckpt.tensor(seed))
+    ty.backward(torch.tensor(seed))
+    assert_close(x.grad, tx.grad, what="encoder layer input grad")
+    assert_grads_match(ck, tn, np.float64)
+
+
+def test_transformer_encoder_layer_dropout_and_errors():
+    ckpt.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.5, batch_first=True)
+    x = ckpt.randn(2, 3, 8)
+    assert not np.allclose(layer(x).data, layer(x).data)  # dropout in training mode
+    layer.eval()
+    np.testing.assert_array_equal(layer(x).data, layer(x).data)
+    with pytest.raises(RuntimeError, match="activation should be relu/gelu, not tanh"):
+        nn.TransformerEncoderLayer(8, 2, activation="tanh")
+    with pytest.raises(ValueError, match="embed_dim must be divisible by num_heads"):
+        nn.TransformerEncoderLayer(10, 3)

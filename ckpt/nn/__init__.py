@@ -25,9 +25,11 @@ from .parameter import Parameter
 from .pooling import AvgPool2d, MaxPool2d
 from .residual import ResidualBlock
 from .sparse import Embedding
+from .transformer import TransformerEncoderLayer
 
 __all__ = ["AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
            "Embedding", "Flatten", "GELU", "Identity", "LayerNorm", "Linear", "LogSoftmax",
            "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "MultiheadSelfAttention",
            "NLLLoss", "Parameter", "ReLU", "ResidualBlock", "Sequential", "Sigmoid", "Softmax", "Tanh",
+           "TransformerEncoderLayer",
            "functional", "init"]
