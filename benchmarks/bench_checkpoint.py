@@ -12,7 +12,10 @@ segments. Each configuration runs in a fresh subprocess, so the process peak RSS
 Per configuration: one warm-up step, ``--repeats`` timed steps (wall-clock and process CPU
 time), then the peak RSS is read; for ckpt, one more step under ``ckpt.memory.track`` gives
 the logical peak, the saved-for-backward peak and the tracemalloc peak (tracemalloc slows
-Python down, so that step is not timed). Rounds are interleaved (all configurations, then
+Python down, so that step is not timed). The activation peak is the saved-for-backward peak
+less the input batch (0 when nothing stays resident), which the caller holds in every
+configuration: the activations the
+model's forward creates and keeps. Rounds are interleaved (all configurations, then
 all again). The machine is shared and contention only ever adds time, so each configuration
 reports its fastest step over all rounds, wall-clock and CPU; quote ratios.
 
@@ -114,6 +117,7 @@ def _ckpt_worker(config, args):
     return {"config": config, "times": times, "cpu": cpu, "peak_rss": peak_rss,
             "baseline_rss": baseline, "logical_peak": report.peak_bytes, "entry": report.entry_bytes,
             "saved_peak": report.category_peaks["saved_for_backward"],
+            "activation_peak": max(0, report.category_peaks["saved_for_backward"] - x.data.nbytes),
             "tracemalloc_peak": report.tracemalloc_peak_bytes}
 
 
@@ -217,9 +221,10 @@ def main():
     ref = best.get("ckpt:store-all")
     tref = best.get("torch:store-all")
     print("| configuration | step (s) | cpu (s) | time / store-all | cpu / store-all "
-          "| logical peak (MiB) | saved peak (MiB) | saved / store-all | tracemalloc peak (MiB) "
+          "| logical peak (MiB) | saved peak (MiB) | saved / store-all "
+          "| activation peak (MiB) | store-all / activation peak | tracemalloc peak (MiB) "
           "| peak RSS (MiB) | RSS above start (MiB) | RSS above start / store-all |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- |" + " ---: |" * 13)
     for config in configs:
         res = best[config]
         base = ref if config.startswith("ckpt") else tref
@@ -231,6 +236,9 @@ def main():
                  f"{res['logical_peak'] / MiB:.1f}" if "logical_peak" in res else "",
                  f"{res['saved_peak'] / MiB:.1f}" if "saved_peak" in res else "",
                  f"{res['saved_peak'] / ref['saved_peak']:.3f}" if "saved_peak" in res and ref else "",
+                 f"{res['activation_peak'] / MiB:.1f}" if "activation_peak" in res else "",
+                 f"{ref['activation_peak'] / res['activation_peak']:.2f}x"
+                 if "activation_peak" in res and ref and res["activation_peak"] else "",
                  f"{res['tracemalloc_peak'] / MiB:.1f}" if "tracemalloc_peak" in res else "",
                  f"{res['peak_rss'] / MiB:.0f}", f"{above / MiB:.0f}",
                  f"{above / above_base:.2f}" if above_base else ""]

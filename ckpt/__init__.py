@@ -1,7 +1,9 @@
 """ckpt: the memory of neural-network training.
 
 An autograd core on numpy with PyTorch's semantics (``ckpt.autograd``), nn layers and
-optimizers (``ckpt.nn``, ``ckpt.optim``).
+optimizers (``ckpt.nn``, ``ckpt.optim``), memory accounting (``ckpt.memory``),
+``checkpoint`` (``ckpt.runtime``); the planner (``ckpt.planner``), plots (``ckpt.plot``) and
+built-in runnable models (``ckpt.models``) load on first use.
 
 >>> import ckpt
 >>> a = ckpt.tensor([1.0], requires_grad=True)
@@ -30,5 +32,21 @@ from .runtime import CheckpointError, checkpoint, checkpoint_sequential
 
 clip = clamp
 view = reshape
+
+_LAZY = ("planner", "plot", "models")
+
+
+def __getattr__(name):
+    """``ckpt.planner``, ``ckpt.plot`` and ``ckpt.models`` are imported on first access
+    (they pull in networkx and matplotlib, which the autograd core does not need).
+
+    >>> import ckpt
+    >>> ckpt.planner.zoo.uniform(2).name
+    'uniform'
+    """
+    if name in _LAZY:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __version__ = "0.1.0"

@@ -140,7 +140,11 @@ def test_report_outputs_table_dict_json_plot(tmp_path):
     assert type(fig).__name__ == "Figure"
     ax = fig.axes[0]
     assert ax.get_ylabel() == "MiB"
-    assert len(ax.collections) >= len(CATEGORIES)  # one stacked area per category
+    held = [c for c in CATEGORIES if any(e.bytes[c] for e in report.timeline)]
+    assert [p.get_gid() for p in ax.patches] == held + ["total"]  # one stacked area each
+    top = ax.patches[len(held) - 1]  # the last stacked area's upper edge is the total
+    np.testing.assert_allclose(top.get_data().values,
+                               [e.total / 2 ** 20 for e in report.timeline])
     fig.savefig(tmp_path / "timeline.png")  # renders headless (Agg)
     assert (tmp_path / "timeline.png").stat().st_size > 0
     assert report.peak_event.index < len(report.timeline)

@@ -85,6 +85,36 @@ def test_optimal_never_costs_more_than_any_strategy(chain, frac):
         assert best.compute <= other.compute + 1e-9 * other.compute, (name, best, other)
 
 
+@settings(max_examples=40)
+@given(chains(), st.sampled_from([0.0, 0.0, 0.001, 0.01, 0.05]))
+def test_optimal_with_default_slots_is_never_beaten_near_the_minimum(chain, frac):
+    # slots round sizes up, so near chain.min_budget the program alone can miss schedules
+    # that fit exactly; optimal must still never cost more than another strategy
+    budget = budget_between(chain, frac)
+    best = plan(chain, "optimal", budget=budget)
+    assert best.peak <= budget
+    for name in OTHERS:
+        try:
+            other = plan(chain, name, budget=budget)
+        except BudgetError:
+            continue
+        assert best.compute <= other.compute + 1e-9 * other.compute, (name, best, other)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "resnet"])
+def test_optimal_at_the_minimum_of_zoo_chains_is_the_cheapest(name):
+    chain = zoo.get(name, batch=8)
+    best = plan(chain, "optimal", budget=chain.min_budget)
+    assert best.peak <= chain.min_budget
+    costs = {}
+    for other in OTHERS:
+        try:
+            costs[other] = plan(chain, other, budget=chain.min_budget).compute
+        except BudgetError:
+            continue
+    assert best.compute == min(costs.values()) < costs["min_memory"], costs
+
+
 @settings(max_examples=15)
 @given(chains(min_len=20), st.floats(0, 1))
 def test_long_chains_optimal_beats_every_strategy(chain, frac):

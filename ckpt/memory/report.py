@@ -235,10 +235,18 @@ class MemoryReport:
 
     def plot(self, ax=None, title=None):
         """A stacked timeline of bytes per category (MiB) over the events, with tracemalloc's
-        measurement as a line; returns the matplotlib ``Figure`` (never shows it). See
-        ``ckpt.memory.plot.plot_report``."""
-        from .plot import plot_report
-        return plot_report(self, ax=ax, title=title)
+        measurement as a line; returns the matplotlib ``Figure`` (never shows it). The same
+        picture as ``ckpt.plot.memory_timeline(report)``.
+
+        >>> import ckpt
+        >>> with ckpt.memory.track() as report:
+        ...     ckpt.ones(1000, requires_grad=True).exp().sum().backward()
+        >>> fig = report.plot()
+        >>> type(fig).__name__, fig.axes[0].get_ylabel()
+        ('Figure', 'MiB')
+        """
+        from ..plot.timelines import memory_timeline
+        return memory_timeline(self, ax=ax, title=title)
 
     def __repr__(self):
         return (f"<MemoryReport: logical peak {self.peak_bytes} bytes, "

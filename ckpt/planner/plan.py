@@ -23,6 +23,10 @@ __all__ = ["Plan", "plan"]
 _FORMAT = "ckpt.plan"
 
 
+def _count(n, noun):
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _fmt(n):
     return f"{format_size(n)} ({int(n)} bytes)"
 
@@ -127,8 +131,8 @@ class Plan:
                  f"{len(self.ops)} ops, {b}",
                  f"  predicted peak {_fmt(self.peak)}; store-all peaks at {format_size(sa)}",
                  f"  predicted compute {self.compute:.6g} {self.chain.cost_unit} = store-all "
-                 f"+ {100 * self.overhead:.1f}% ({len(redo)} stages recomputed, "
-                 f"{nfwd - L} forwards redone)",
+                 f"+ {100 * self.overhead:.1f}% ({_count(len(redo), 'stage')} recomputed, "
+                 f"{_count(nfwd - L, 'forward')} redone)",
                  "  step op                during     after      alive after"]
         events = sim.timeline
         if len(events) > max_ops:

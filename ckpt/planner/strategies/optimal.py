@@ -33,9 +33,11 @@ candidates of the O(L) segments it visits.
 
 Before the program: a budget >= store-all's peak returns store-all (cheapest possible), and
 one below ``chain.min_budget`` raises. Rounding can make the program miss a schedule that
-fits exactly; when it finds none at a feasible budget, the min-memory schedule is returned.
-The result is exact (equal to an exhaustive search over the class) when every size is a
-multiple of the slot size u.
+fits exactly (at budgets within a slot or so of ``chain.min_budget``); when it finds none at
+a feasible budget, the cheapest of the other strategies' schedules within the budget is
+returned (``min_memory``'s always fits), so ``optimal`` is never beaten by another strategy
+at the same budget. The result is exact (equal to an exhaustive search over the class) when
+every size is a multiple of the slot size u.
 
 >>> from ckpt.planner import zoo
 >>> ops = optimal(zoo.uniform(4, nbytes=10), budget=50, slots=50)
@@ -262,14 +264,15 @@ def optimal(chain, budget=None, slots=500):
     >>> ops[:6]
     [forward 1, forward 2, forward 3, forward 4, drop 3, forward_save 5]
     """
-    from .store_all import store_all
-    from .min_memory import min_memory
     from ..simulate import simulate
+    from . import STRATEGIES
+    from ._search import best_within
 
-    ops = store_all(chain)
+    ops = STRATEGIES["store_all"](chain)
     if budget is None or simulate(chain, ops).peak <= budget:
         return ops
     tb = solve(chain, budget, slots)
-    if not np.isfinite(tb.cost):
-        return min_memory(chain)
-    return rebuild(tb)
+    if np.isfinite(tb.cost):
+        return rebuild(tb)
+    others = (fn(chain, budget) for name, fn in STRATEGIES.items() if name != "optimal")
+    return best_within(chain, others, budget)
