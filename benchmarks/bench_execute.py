@@ -1,7 +1,8 @@
 """Executed plans against their predictions: for every strategy on a deep MLP with dropout and
 on a residual conv net, the simulator's peak, the logical peak ckpt.memory measures while
-``ckpt.planner.execute`` runs the plan, and tracemalloc's peak — absolute and above what the
-step starts with — beside a plain ``loss.backward()`` step of the same model.
+``ckpt.planner.execute`` runs the plan (gradients in flight counted), and tracemalloc's peak
+— absolute and above what the step starts with — beside a plain ``loss.backward()`` step of
+the same model.
 
     python benchmarks/bench_execute.py            # the models of tests/test_planner_execute.py
     python benchmarks/bench_execute.py --large    # 4x the batch
@@ -22,13 +23,13 @@ def models(scale):
                           for _ in range(9)], nn.Linear(256, 10))
     yield "deep MLP 10x256, batch %d, dropout 0.2" % (32 * scale), mlp, \
         ckpt.randn(32 * scale, 256), ckpt.randn(32 * scale, 10)
-    c = 8
+    c = 16
     res = nn.Sequential(nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False),
                                       nn.BatchNorm2d(c), nn.ReLU()),
                         *[nn.ResidualBlock(c) for _ in range(4)],
-                        nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(c * 16, 10)))
-    yield "residual convnet, 4 blocks x 8 ch, 8x8, batch %d" % (8 * scale), res, \
-        ckpt.randn(8 * scale, 3, 8, 8), ckpt.randn(8 * scale, 10)
+                        nn.Sequential(nn.AvgPool2d(8), nn.Flatten(), nn.Linear(c * 16, 10)))
+    yield "residual convnet, 4 blocks x 16 ch, 32x32, batch %d" % (8 * scale), res, \
+        ckpt.randn(8 * scale, 3, 32, 32), ckpt.randn(8 * scale, 10)
 
 
 def main():
@@ -63,7 +64,7 @@ def main():
                   f"{r.tracemalloc_peak_bytes / r.peak_bytes:.3f} | {above / KiB:.1f} | "
                   f"{tm / KiB:.1f} | {tm / above:.2f} |")
         ckpt.set_rng_state(state)
-        with ckpt.memory.track(model, x) as plain:
+        with ckpt.memory.track(model, x, gradients_in_flight=True) as plain:
             loss_fn(model(x)).backward()
         for q in model.parameters():
             q.grad = None

@@ -352,7 +352,8 @@ def test_every_nn_op_has_a_jvp_rule():
     for name in ("ScatterAddBackward0", "GatherBackward0", "NllLossBackward0", "MseLossBackward0",
                  "NativeLayerNormBackward0", "NativeBatchNormBackward0", "NativeDropoutBackward0",
                  "EmbeddingBackward0", "Im2ColBackward0", "Col2ImBackward0",
-                 "ConvolutionBackward0", "MaxPool2DWithIndicesBackward0", "AvgPool2DBackward0",
+                 "ConvolutionBackward0", "Conv2dInputBackward0", "Conv2dWeightBackward0",
+                 "MaxPool2DWithIndicesBackward0", "AvgPool2DBackward0",
                  "SoftmaxBackward0", "LogSoftmaxBackward0"):
         cls = getattr(nnf, name)
         assert callable(getattr(cls, "jvp", None)), name

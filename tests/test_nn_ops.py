@@ -2,6 +2,8 @@
 gradcheck and gradgradcheck in float64, differential tests against torch.nn.functional
 (values, first and second derivatives), batch-norm running statistics, dropout's RNG
 replay, and error messages."""
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ import ckpt.nn.functional as F
 from ckpt.autograd import gradcheck, gradgradcheck
 from ckpt.autograd.gradcheck import GradcheckError
 from ckpt.autograd.ops import nn_functional as nnf
+from ckpt.nn.grad import conv2d_input, conv2d_weight
 
 F64 = np.float64
 
@@ -141,6 +144,13 @@ CASES = [
     ("conv2d_geometry_groups", lambda r: (lambda x, w, b: F.conv2d(x, w, b, stride=2, padding=(1, 0), dilation=(1, 2), groups=2),
                                           (leaf(r, 2, 2, 4, 5), leaf(r, 4, 1, 2, 2), leaf(r, 4)))),
     ("conv2d_unbatched", lambda r: (lambda x, w: F.conv2d(x, w, padding="same"), (leaf(r, 1, 3, 3), leaf(r, 2, 1, 3, 3)))),
+    ("conv2d_depthwise", lambda r: (lambda x, w: F.conv2d(x, w, stride=2, padding=1, groups=3), (leaf(r, 2, 3, 5, 4), leaf(r, 3, 1, 3, 2)))),
+    ("conv2d_input", lambda r: (lambda w, g: conv2d_input((1, 2, 4, 4), w, g, padding=1), (leaf(r, 3, 2, 3, 3), leaf(r, 1, 3, 4, 4)))),
+    ("conv2d_input_geometry_groups", lambda r: (lambda w, g: conv2d_input((2, 2, 4, 5), w, g, stride=2, padding=(1, 0), dilation=(1, 2), groups=2),
+                                                (leaf(r, 4, 1, 2, 2), leaf(r, 2, 4, 3, 2)))),
+    ("conv2d_weight", lambda r: (lambda x, g: conv2d_weight(x, (3, 2, 3, 3), g, padding=1), (leaf(r, 1, 2, 4, 4), leaf(r, 1, 3, 4, 4)))),
+    ("conv2d_weight_geometry_groups", lambda r: (lambda x, g: conv2d_weight(x, (4, 1, 2, 2), g, stride=2, padding=(1, 0), dilation=(1, 2), groups=2),
+                                                 (leaf(r, 2, 2, 4, 5), leaf(r, 2, 4, 3, 2)))),
     ("max_pool2d", lambda r: (lambda x: F.max_pool2d(x, 2), (distinct(r, 1, 2, 4, 4),))),
     ("max_pool2d_overlap_pad", lambda r: (lambda x: F.max_pool2d(x, 3, stride=2, padding=1), (distinct(r, 1, 1, 5, 5),))),
     ("max_pool2d_ceil_dilation", lambda r: (lambda x: F.max_pool2d(x, 2, stride=2, dilation=(1, 2), ceil_mode=True),
@@ -368,6 +378,35 @@ def test_conv2d_matches_torch(xs, ws, kw):
     against_torch(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), (x, w))
 
 
+@pytest.mark.parametrize("xs,ws,kw", [c for c in CONV_CASES if len(c[0]) == 4])
+def test_conv2d_input_and_weight_match_torch_nn_grad(xs, ws, kw):
+    """The gradients of a convolution as ops of their own (what conv2d's backward is made
+    of): values, first and second derivatives against torch.nn.grad."""
+    rng = np.random.default_rng(15)
+    x, w = leaf(rng, *xs), leaf(rng, *ws)
+    g = leaf(rng, *TF.conv2d(twin(x), twin(w), **kw).shape)
+    tkw = {k: v for k, v in kw.items()}
+    if isinstance(kw.get("padding"), str):   # torch.nn.grad takes numbers only
+        tkw["padding"] = (ws[2] - 1) // 2 if kw["padding"] == "same" else 0
+    against_torch(lambda w, g: conv2d_input(xs, w, g, **kw),
+                  lambda w, g: torch.nn.grad.conv2d_input(xs, w, g, **tkw), (w, g))
+    against_torch(lambda x, g: conv2d_weight(x, ws, g, **kw),
+                  lambda x, g: torch.nn.grad.conv2d_weight(x, ws, g, **tkw), (x, g))
+
+
+def test_conv2d_input_and_weight_errors():
+    w, g = ckpt.ones(3, 2, 3, 3), ckpt.ones(1, 3, 4, 4)
+    with pytest.raises(RuntimeError, match=r"conv2d_input: grad_output has shape \[1, 3, 4, 4\], but "
+                                           r"the convolution gives outputs of shape \[1, 3, 2, 2\]"):
+        conv2d_input((1, 2, 4, 4), w, g)
+    with pytest.raises(RuntimeError, match=r"conv2d_input: input_size must have 4 entries"):
+        conv2d_input((2, 4, 4), w, g, padding=1)
+    with pytest.raises(RuntimeError, match=r"conv2d_weight: input has 3 channels but weight expects 2"):
+        conv2d_weight(ckpt.ones(1, 3, 4, 4), (3, 2, 3, 3), g, padding=1)
+    with pytest.raises(TypeError, match=r"conv2d_weight: input dtype float32, grad_output dtype float64 must match"):
+        conv2d_weight(ckpt.ones(1, 2, 4, 4), (3, 2, 3, 3), g.to(F64), padding=1)
+
+
 @given(n=st.integers(1, 2), c=st.integers(1, 3), o=st.integers(1, 3), h=st.integers(1, 7),
        w=st.integers(1, 7), kh=st.integers(1, 3), kw=st.integers(1, 3), s=st.integers(1, 3),
        p=st.integers(0, 2), d=st.integers(1, 2))
@@ -396,6 +435,49 @@ def test_max_pool2d_matches_torch(kw):
         _, idx = F.max_pool2d(x, return_indices=True, **kw)
         _, tidx = TF.max_pool2d(twin(x), return_indices=True, **kw)
         assert np.array_equal(idx.data, tidx.numpy())
+
+
+def _transient_bytes(fn):
+    """What ``fn()`` holds at its peak beyond what it returns (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        result = fn()
+        current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    del result
+    return peak - current, current - base
+
+
+def test_temporaries_are_a_fraction_of_an_activation():
+    """conv2d and its gradients (no im2col), batch norm's backward, max pooling, relu's and
+    dropout's gradients make no full-size temporaries: what they hold beyond their result
+    is well under half an activation (docs/planner.md, "Measured")."""
+    rng = np.random.default_rng(16)
+    N, C, H, W = 8, 16, 32, 32
+    act = N * C * H * W * 4
+    x = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    w = rng.standard_normal((C, C, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((N, C, H, W)).astype(np.float32)
+    xt = ckpt.Tensor(x, requires_grad=True)
+    bn = F.batch_norm(xt, None, None, ckpt.ones(C), ckpt.zeros(C), training=True)
+    relu, drop = xt.relu(), F.dropout(xt, 0.3)
+    pool = F.max_pool2d(xt, 3, stride=1, padding=1)
+    ops = {"conv2d": lambda: F.conv2d(ckpt.Tensor(x), ckpt.Tensor(w), padding=1).data,
+           "conv2d_input": lambda: conv2d_input(x.shape, w, g, padding=1),
+           "conv2d_weight": lambda: conv2d_weight(x, w.shape, g, padding=1),
+           "batch_norm backward": lambda: bn.grad_fn.vjp(g, x, None)[0],
+           "max_pool2d": lambda: F.max_pool2d(xt, 3, stride=1, padding=1),   # + int64 positions
+           "max_pool2d backward": lambda: ckpt.autograd.grad(pool, [xt], ckpt.Tensor(g),
+                                                             retain_graph=True)[0].data,
+           "relu backward": lambda: relu.grad_fn.vjp(g, relu.data),
+           "dropout backward": lambda: drop.grad_fn.vjp(g, drop.grad_fn.saved_tensors[0].data)}
+    for name, fn in ops.items():
+        transient, kept = _transient_bytes(fn)
+        assert transient <= 0.4 * act, (name, transient / act)
+        assert kept <= (3.01 if name == "max_pool2d" else 1.01) * act, (name, kept / act)
 
 
 def test_max_pool2d_overlapping_windows_accumulate_and_ties_pick_first():

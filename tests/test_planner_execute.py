@@ -1,7 +1,8 @@
 """The planner's edges: ``profile`` (model -> Chain, measured) and ``execute`` (a Plan run on
 the model, measured). Every strategy's plan, executed on a deep MLP with dropout and on a
 residual conv net with BatchNorm, must give the gradients of a plain ``loss.backward()`` bit
-for bit and a logical memory peak equal to the simulator's, op by op; ``profile``'s numbers
+for bit, a logical memory peak equal to the simulator's, op by op, and a tracemalloc peak
+within 10% of it; ``profile``'s numbers
 are checked against counts made by hand from the shapes; ``reduce_graph`` must cut a
 residual/attention network at its block outputs."""
 import subprocess
@@ -26,9 +27,9 @@ def deep_mlp(L=10, width=256, p=0.2):
     return nn.Sequential(*blocks, nn.Linear(width, 10))
 
 
-def residual_convnet(blocks=4, c=8):
+def residual_convnet(blocks=4, c=16, hw=32):
     stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU())
-    head = nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(c * 4 * 4, 10))
+    head = nn.Sequential(nn.AvgPool2d(hw // 4), nn.Flatten(), nn.Linear(c * 4 * 4, 10))
     return nn.Sequential(stem, *[nn.ResidualBlock(c) for _ in range(blocks)], head)
 
 
@@ -100,8 +101,10 @@ def mlp_case():
 
 @pytest.fixture(scope="module")
 def resnet_case():
+    # 16 channels of 32x32, batch 8: an activation is 512 KiB, so activations (not the
+    # Python objects of the step, a few KiB per op) dominate what tracemalloc sees
     ckpt.manual_seed(2)
-    return Case(residual_convnet(), ckpt.randn(8, 3, 8, 8), ckpt.randn(8, 10))
+    return Case(residual_convnet(), ckpt.randn(8, 3, 32, 32), ckpt.randn(8, 10))
 
 
 def check_plans(case):
@@ -129,27 +132,21 @@ def check_plans(case):
 
 def test_every_strategy_on_a_deep_mlp_with_dropout(mlp_case):
     for p, r in check_plans(mlp_case):
-        # parameters dominate this MLP's memory; the gap (engine gradients in flight, op
-        # temporaries, Python objects) stays under 10% of the whole (docs/planner.md)
+        # the gap (op temporaries, Python objects; gradients in flight are counted) stays
+        # under 10% of the whole (docs/planner.md, "Measured")
         assert r.tracemalloc_peak_bytes <= 1.10 * r.peak_bytes, (
             p.strategy, r.tracemalloc_peak_bytes, r.peak_bytes)
         assert r.tracemalloc_peak_bytes >= r.peak_bytes
 
 
 def test_every_strategy_on_a_residual_convnet(resnet_case):
-    plain = resnet_case.plain
-    base = plain.timeline[0].total
-    # what plain autograd holds outside tensors at its peak (conv2d's im2col/col2im
-    # temporaries, gradients in flight): the part of tracemalloc the logical count omits
-    hidden = plain.tracemalloc_peak_bytes - (plain.peak_bytes - base)
-    assert hidden > 0
     for p, r in check_plans(resnet_case):
-        above = r.report.tracemalloc_peak_bytes
-        logical = r.peak_bytes - r.entry_bytes
-        # the same hidden bytes (give or take which op peaks), plus the Python objects of
-        # the step (tracker events, tensors, nodes): well under 1 KiB per op
-        bound = logical + 1.25 * hidden + 1024 * len(p.ops)
-        assert logical <= above <= bound, (p.strategy, above, logical, hidden, len(p.ops))
+        # activations dominate this net's memory; convolution, batch norm and the other ops
+        # keep their temporaries to a fraction of an activation, and the gradients a
+        # backward passes between nodes are counted (docs/planner.md, "Measured")
+        assert r.tracemalloc_peak_bytes <= 1.10 * r.peak_bytes, (
+            p.strategy, r.tracemalloc_peak_bytes, r.peak_bytes)
+        assert r.tracemalloc_peak_bytes >= r.peak_bytes
 
 
 def test_gradients_accumulate_into_existing_grad(mlp_case):
@@ -201,16 +198,22 @@ def test_profile_numbers_match_hand_counts():
     assert chain.param_bytes == 2 * F32 * (8 * 4 + 8 + 3 * 8 + 3)
     assert chain.x.tolist() == [B * 4 * F32, h, h, o]
     # Linear = x @ W.T then + b: the product is alive while the sum is made (transient),
-    # and nothing but the sum's output stays (it saved its input and weight: excluded)
+    # and nothing but the sum's output stays (it saved its input and weight: excluded).
+    # B_1 makes no input gradient; the gradients of W1 and b1 are in flight beside the
+    # zero stand-ins they then replace
     s1, s2, s3 = chain.stages
     assert (s1.output_bytes, s1.saved_bytes, s1.forward_transient, s1.forward_save_transient,
-            s1.backward_transient) == (h, h, h, h, 0)
-    # ReLU saves its output, dropout its mask; without saving, relu's output is a transient
+            s1.backward_transient) == (h, h, h, h, F32 * (8 * 4 + 8))
+    # ReLU saves its output, dropout its mask; without saving, relu's output is a transient.
+    # Backward: dropout's input gradient (h; the mask is freed after), then relu's (h)
+    # while the first is still in flight
     assert (s2.output_bytes, s2.saved_bytes, s2.forward_transient, s2.forward_save_transient,
-            s2.backward_transient) == (h, h + mask + h, h, 0, 0)
-    # the last backward runs the loss (sum: a 4-byte scalar) before backpropagating
+            s2.backward_transient) == (h, h + mask + h, h, 0, h - mask + h)
+    # the last backward runs the loss (sum: a 4-byte scalar), seeds it with a 4-byte one
+    # (sum's gradient broadcasts it: a view); the Linear's input gradient (h, until it is
+    # copied into δ_2) and the gradients of W3 and b3 are in flight
     assert (s3.output_bytes, s3.saved_bytes, s3.forward_transient, s3.forward_save_transient,
-            s3.backward_transient) == (o, o, o, o, F32)
+            s3.backward_transient) == (o, o, o, o, F32 + F32 + h + F32 * (3 * 8 + 3))
     assert chain.cost_unit == "s" and all(c > 0 for c in chain.uf[1:]) and \
         all(c > 0 for c in chain.ub[1:])
     assert [s.name for s in chain.stages] == ["0:Linear", "1:Sequential", "2:Linear"]
@@ -218,7 +221,7 @@ def test_profile_numbers_match_hand_counts():
 
 def test_profile_leaves_the_model_and_rng_alone():
     ckpt.manual_seed(3)
-    net = residual_convnet(blocks=1, c=4)
+    net = residual_convnet(blocks=1, c=4, hw=8)
     x = ckpt.randn(4, 3, 8, 8)
     net[0][0].weight.grad = ckpt.ones_like(net[0][0].weight)
     before, state = buffers_of(net), ckpt.get_rng_state()

@@ -267,8 +267,26 @@ def _to_run(nodes, captures, accumulate_leaves):
     return to_run
 
 
-def _add(buffer, g):
-    return g if buffer is None else buffer + g
+def _add(buffer, g, dest):
+    if buffer is None:
+        return g
+    total = buffer + g
+    if Extensions.grad_observers:
+        _observe(((dest, 0),), (total,))
+    return total
+
+
+def _observe(edges, grads):
+    """Tell ``Extensions.grad_observers`` of the gradient arrays the engine now holds:
+    ``grads[k]`` is bound for the node of ``edges[k]`` (a VJP's results with its
+    ``next_functions``, or one sum or cast). Tensors are left out: their ops were recorded."""
+    if grads.__class__ is not tuple and grads.__class__ is not list:
+        grads = (grads,)
+    arrays = [g for (dest, _), g in zip(edges, grads)
+              if g.__class__ is np.ndarray and dest is not None]
+    if arrays:
+        for observer in Extensions.grad_observers:
+            observer.on_grads(arrays)
 
 
 def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
@@ -288,6 +306,8 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     # Inside a forward-AD level the rules must see Tensors, whose tangents they propagate
     # (forward-over-reverse).
     arrays = not create_graph and not Extensions.forward_ad
+    # memory trackers learn of the arrays passed between nodes (Extensions.grad_observers)
+    observed = bool(Extensions.grad_observers) and arrays
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
         _buffer_add(buffers, node, nr, g.data if arrays else g)
@@ -298,6 +318,8 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     previous_batch, Batch.dims = Batch.dims, (1 if batched else 0)
     pop_buffer = buffers.pop
     try:
+        if observed:   # the seeds (e.g. the ones of a scalar loss)
+            _observe(roots, [g.data for g in root_grads])
         while ready:
             node = ready.pop()
             if (node._plain and not batched and (to_run is None or node in to_run)
@@ -317,6 +339,8 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                         input_grads = node.vjp(_wrap(g) if arrays else g,
                                                *[s.unpack(node) if s.__class__ is SavedTensor else s
                                                  for s in saved])
+                    if observed:  # while the saved tensors are still alive
+                        _observe(node.next_functions, input_grads)
                     if saved and not keep_graph:
                         node._saved = None
                     if input_grads.__class__ is not tuple:
@@ -348,12 +372,14 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                             if (g.__class__ is not np.ndarray or g.shape != meta[2 * i]
                                     or g.dtype != meta[2 * i + 1]):
                                 g = _validate(node, i, g, True)
+                                if observed:  # un-broadcast or cast: a new array
+                                    _observe(((nxt, nr),), (g,))
                         elif (g.__class__ is not Tensor or g.data.shape != meta[2 * i]
                                 or g.data.dtype != meta[2 * i + 1]):
                             g = _validate(node, i, g, False)
                         if nxt._out_meta is None:
                             previous = buffers.get(nxt)
-                            buffers[nxt] = g if previous is None else previous + g
+                            buffers[nxt] = g if previous is None else _add(previous, g, nxt)
                         else:
                             _buffer_add(buffers, nxt, nr, g)
                     remaining = deps[nxt] - 1
@@ -409,12 +435,12 @@ def _run_node(node, grads, captures, to_run, keep_graph, create_graph, accumulat
 def _buffer_add(buffers, node, nr, g):
     outs = node._out_meta
     if outs is None:
-        buffers[node] = _add(buffers.get(node), g)
+        buffers[node] = _add(buffers.get(node), g, node)
     else:
         slot = buffers.get(node)
         if slot is None:
             slot = buffers[node] = [None] * len(outs)
-        slot[nr] = _add(slot[nr], g)
+        slot[nr] = _add(slot[nr], g, node)
 
 
 def _run_pre_hooks(node, grads, create_graph):
@@ -458,6 +484,9 @@ def _apply(node, grads, keep_graph, create_graph):
         filled = [g if g is not None else _wrap(np.zeros(shape, dtype))
                   for g, (shape, dtype) in zip(grads, node._out_meta)]
         result = node.vjp(filled, *saved)
+    if Extensions.grad_observers and not create_graph and not Extensions.forward_ad:
+        results = result if isinstance(result, (tuple, list)) else (result,)
+        _observe(node.next_functions, [g.data if isinstance(g, Tensor) else g for g in results])
     if not keep_graph:
         node._release()
     if result.__class__ is not tuple:

@@ -298,10 +298,15 @@ class Extensions:
     ``forward_ad`` is True inside a ``forward_ad.dual_level`` (ops propagate tangents);
     ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
     memory tracker). ``refresh()`` recomputes ``active`` after either changes.
+    ``grad_observers`` are objects with ``on_grads(arrays)``, told by the engine of the
+    numpy gradients a backward without ``create_graph`` passes between nodes (those are
+    no Tensors, so ``on_op`` never sees them): each VJP's results before the node's saved
+    tensors are released, and every sum of two gradients.
     """
     active = False
     forward_ad = False
     observers = []
+    grad_observers = []
 
     @classmethod
     def refresh(cls):

@@ -4,6 +4,8 @@
 Everything inside is bytes; only ``table()`` and ``plot()`` print MiB.
 """
 import json
+import sys
+from array import array
 from collections import namedtuple
 
 from .accounting.buffers import CATEGORIES
@@ -14,6 +16,48 @@ Event = namedtuple("Event", "index label kind seconds bytes total traced_bytes")
 Event.__doc__ = """One point of the timeline: after the event ``label`` (``kind`` is 'enter', 'op',
 'recompute', 'free', 'mark' or 'exit'), ``bytes`` per category and their ``total``, and the
 bytes tracemalloc counted above the block's entry (0 when it was off)."""
+
+
+class _EventLog:
+    """The timeline's rows ``(label, kind, seconds, totals, traced)``, stored in flat arrays
+    (about 80 bytes a row instead of some 400 as tuples of Python numbers): a long step
+    records thousands, and they are part of what tracemalloc sees of it.
+
+    >>> log = _EventLog(2)
+    >>> log.append(("op", "op", 0.5, (3, 4), 0)); log.append(("x", "mark", 1.0, (5, 6), 7))
+    >>> log[-1], len(log)
+    (('x', 'mark', 1.0, (5, 6), 7), 2)
+    """
+
+    def __init__(self, width):
+        self._width = width
+        self._labels, self._kinds = [], []
+        self._seconds, self._totals, self._traced = array("d"), array("q"), array("q")
+
+    def __len__(self):
+        return len(self._labels)
+
+    def __getitem__(self, i):
+        i = range(len(self._labels))[i]
+        w = self._width
+        return (self._labels[i], self._kinds[i], self._seconds[i],
+                tuple(self._totals[i * w:(i + 1) * w]), self._traced[i])
+
+    def __setitem__(self, i, row):
+        i = range(len(self._labels))[i]
+        w = self._width
+        label, kind, seconds, totals, traced = row
+        self._labels[i], self._kinds[i] = sys.intern(label), sys.intern(kind)
+        self._seconds[i], self._traced[i] = seconds, traced
+        self._totals[i * w:(i + 1) * w] = array("q", totals)
+
+    def append(self, row):
+        label, kind, seconds, totals, traced = row
+        self._labels.append(sys.intern(label))
+        self._kinds.append(sys.intern(kind))
+        self._seconds.append(seconds)
+        self._totals.extend(totals)
+        self._traced.append(traced)
 
 
 class MemoryReport:
@@ -39,7 +83,7 @@ class MemoryReport:
 
     def __init__(self, tracker=None):
         self._tracker = tracker
-        self._events = []  # (label, kind, seconds, totals tuple, traced)
+        self._events = _EventLog(len(CATEGORIES))  # (label, kind, seconds, totals, traced)
         self._peak_index = None
         self._category_peak_index = {}
         self._entry_bytes = 0

@@ -1,8 +1,9 @@
 """Layers, losses and containers with torch.nn's names (``ckpt.nn.Linear``, ...).
 
 ``ckpt.nn.functional`` holds the stateless ops the layers call; ``ckpt.nn.init`` the
-initializers. How ``Parameter`` is represented (a plain Tensor flagged in a registry, not a
-subclass) is explained in ``ckpt.nn.parameter``.
+initializers; ``ckpt.nn.grad`` the gradients of a convolution (as torch.nn.grad). How
+``Parameter`` is represented (a plain Tensor flagged in a registry, not a subclass) is
+explained in ``ckpt.nn.parameter``.
 
 >>> import ckpt
 >>> _ = ckpt.manual_seed(0)
@@ -10,7 +11,7 @@ subclass) is explained in ``ckpt.nn.parameter``.
 >>> net(ckpt.randn(3, 4)).shape
 (3, 2)
 """
-from . import functional, init
+from . import functional, grad, init
 from .activation import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from .attention import MultiheadSelfAttention
 from .container import ModuleDict, ModuleList, Sequential
@@ -32,4 +33,4 @@ __all__ = ["AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLos
            "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "MultiheadSelfAttention",
            "NLLLoss", "Parameter", "ReLU", "ResidualBlock", "Sequential", "Sigmoid", "Softmax", "Tanh",
            "TransformerEncoderLayer",
-           "functional", "init"]
+           "functional", "grad", "init"]

@@ -21,10 +21,12 @@ Parameter gradients go into ``.grad`` as ``loss.backward()`` would put them ther
 bit the same values (a parameter's gradient is computed by the same nodes from the same
 upstream gradient). The cost model counts gradients as a constant (``param_bytes``), so a
 parameter whose ``.grad`` is None gets a zero buffer before the first op, a stand-in that
-``backward i`` swaps for the gradient the engine computes (released just before the
-engine runs, so the two never coexist; not added to: 0.0 + -0.0 would lose a sign); later
-contributions (a parameter shared by several stages) and an existing ``.grad`` are added as
-``backward()`` adds them (``grad = grad + g``). Parameters no stage reached get
+``backward i`` swaps for the gradient the engine computed (not added to: 0.0 + -0.0 would
+lose a sign); later contributions (a parameter shared by several stages) and an existing
+``.grad`` are added as ``backward()`` adds them (``grad = grad + g``). Either way the
+gradient the engine makes is in flight beside the ``.grad`` it joins (counted: the tracker
+sees gradients in flight), so a step with stand-ins and one accumulating into existing
+gradients measure the same, what the cost model predicts. Parameters no stage reached get
 ``.grad = None`` back.
 
 Randomness is replayed per stage: ckpt's RNG state before the first forward of stage i is
@@ -33,9 +35,11 @@ the generator ends where an uninterrupted forward and loss would have left it. B
 updates its running statistics once, on the first forward of its stage: later forwards run
 as recomputations (``ckpt.autograd.grad_mode.is_recomputing()``).
 
-The step runs inside ``ckpt.memory.track``; after each op the executor reads the logical
-peak of that op (``report.peak_since_mark``) and marks the op (``report.mark(str(op))``),
-so the measured peak of op k can be compared with ``plan.simulate().timeline[k].during``.
+The step runs inside ``ckpt.memory.track`` with ``gradients_in_flight=True`` (the arrays
+backward passes between nodes are counted, as ``profile`` counts them); after each op the
+executor reads the logical peak of that op (``report.peak_since_mark``) and marks the op
+(``report.mark(str(op))``), so the measured peak of op k can be compared with
+``plan.simulate().timeline[k].during``.
 """
 import sys as _sys
 import tracemalloc as _tracemalloc
@@ -151,7 +155,7 @@ class _Runner:
 
     def _put_grad(self, p, g):
         key = id(p)
-        if key in self.stand_ins:        # released before the engine ran
+        if key in self.stand_ins:        # the engine's gradient takes the stand-in's place
             self.stand_ins.discard(key)
             p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
         elif key in self.created or self.accumulate:   # as backward() accumulates
@@ -218,9 +222,6 @@ class _Runner:
                       if n.__class__ is AccumulateGrad and n.variable is not None
                       and n.variable is not base]
             inputs = ([x_in] if x_in is not None else []) + leaves
-            released = [p for p in leaves if id(p) in self.stand_ins]
-            for p in released:           # the engine's gradient takes the stand-in's place
-                p.grad = None
             grads = _autograd_grad(root, inputs, grad_outputs=seed, allow_unused=True)
             start = 0
             if x_in is not None:
@@ -232,9 +233,6 @@ class _Runner:
             for p, g in zip(leaves, grads[start:]):
                 if g is not None:
                     self._put_grad(p, g)
-            for p in released:
-                if p.grad is None:       # reached by no gradient after all: back to zeros
-                    p.grad = _wrap(np.zeros_like(p.data))
         elif holder is not None:   # the stage does not depend on its input
             holder.data[...] = 0
         del self.xbar[i]
@@ -323,7 +321,7 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     peaks, after = [], []
     try:
         runner.prepare_grads(params)
-        with track(model, input, tracemalloc=tracemalloc) as report:
+        with track(model, input, tracemalloc=tracemalloc, gradients_in_flight=True) as report:
             for op in plan.ops:
                 runner.run(op)
                 peaks.append(report.peak_since_mark)

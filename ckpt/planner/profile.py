@@ -159,7 +159,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
     runner.prepare_grads(params, only=created)
     out = {"stages": {}}
-    with track(model, x0, tracemalloc=False) as report:
+    with track(model, x0, tracemalloc=False, gradients_in_flight=True) as report:
         input_bytes = int(_root_buffer(x0.data).nbytes)
         out["input"] = input_bytes
         out["params"] = report.current_bytes - input_bytes

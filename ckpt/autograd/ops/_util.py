@@ -78,3 +78,50 @@ def lead(x):
 def shift(axes):
     """Axes of a primal, moved past the batch dims of its gradient or tangent."""
     return tuple(a + Batch.dims for a in axes) if Batch.dims else axes
+
+
+# Ops whose numpy work needs temporaries as large as their output (a mask, a product) make
+# them a piece at a time, in about CHUNKS pieces, so what an op holds beyond its inputs and
+# output is a fraction of an activation (docs/planner.md, "Measured").
+CHUNKS = 8
+MIN_CHUNK = 16384  # elements: below CHUNKS * MIN_CHUNK an op works whole (a loop costs more)
+
+
+def chunk_axis(shape):
+    """``(axis, step)``: cut arrays of ``shape`` along ``axis`` into about ``CHUNKS`` pieces
+    of ``step`` (the first axis that long, else the longest); one piece when the array has
+    fewer than ``CHUNKS * MIN_CHUNK`` elements.
+
+    >>> chunk_axis((4096, 256)), chunk_axis((64, 512))
+    ((0, 512), (0, 64))
+    """
+    axis = next((a for a, n in enumerate(shape) if n >= CHUNKS), int(np.argmax(shape)))
+    if int(np.prod(shape)) < CHUNKS * MIN_CHUNK:
+        return axis, max(1, shape[axis])
+    return axis, max(1, -(-shape[axis] // CHUNKS))
+
+
+def chunked(fn, dtype, *arrays):
+    """``fn(out, *arrays)`` for numpy arrays, where ``fn`` writes an elementwise result into
+    ``out`` (a new array of ``dtype``) -- piece by piece (``chunk_axis``) when the arrays
+    share one shape and are large, so that the temporaries ``fn`` makes are a fraction of the
+    output; else (small arrays, broadcasting, scalars) ``fn(None, *arrays)`` computes and
+    returns it whole.
+
+    >>> import numpy as np
+    >>> a = np.arange(20.0).reshape(10, 2)
+    >>> out = chunked(lambda out, x: np.multiply(x, x > 3, out=out), a.dtype, a)
+    >>> bool((out == a * (a > 3)).all())
+    True
+    """
+    shape = arrays[0].shape
+    if (not shape or arrays[0].size < CHUNKS * MIN_CHUNK
+            or any(a.shape != shape for a in arrays)):
+        return fn(None, *arrays)
+    out = np.empty(shape, dtype=dtype)
+    axis, step = chunk_axis(shape)
+    lead = (slice(None),) * axis
+    for i in range(0, shape[axis], step):
+        part = lead + (slice(i, i + step),)
+        fn(out[part], *(a[part] for a in arrays))
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import data_of, shape_error, total as _total
+from ._util import chunked, data_of, shape_error, total as _total
 
 
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
@@ -367,7 +367,10 @@ def sigmoid(x):
 
 class ReluBackward0(_DiagonalOfOutput):
     def vjp(self, g, out):
-        return g * (data_of(out) > 0)
+        o = data_of(out)
+        if g.__class__ is not np.ndarray:
+            return g * (o > 0)
+        return chunked(lambda res, g, o: np.multiply(g, o > 0, out=res), g.dtype, g, o)
 
 
 def relu(x):

@@ -5,10 +5,10 @@ from .. import random as _random
 from ..grad_mode import _Recompute
 from ..node import Extensions, Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import Batch, data_of, normalize_dims, total
+from ._util import CHUNKS, MIN_CHUNK, Batch, chunk_axis, data_of, normalize_dims, total
 from .elementwise import exp
 from .reduce import mean, sum
-from .shape import _SameOpOnTangent, expand
+from .shape import _SameOpOnTangent
 
 
 class SoftmaxBackward0(Node):
@@ -180,12 +180,11 @@ def _scatter_add_flat(values, index, shape):
     """Zeros of ``shape`` with ``values`` added at flat positions ``index`` (same shape as
     ``values``; repeated positions add up). Linear; its adjoint is ``_gather_flat``."""
     v = data_of(values)
-    size = int(np.prod(shape))
-    out = np.bincount(index.reshape(-1), weights=v.reshape(-1), minlength=size)
+    out = np.zeros(int(np.prod(shape)), dtype=v.dtype)
+    np.add.at(out, index.reshape(-1), v.reshape(-1))
     if values.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return out.astype(v.dtype, copy=False).reshape(shape)
-    return record(ScatterAddBackward0, out.astype(v.dtype, copy=False).reshape(shape), (values,),
-                  index=index)
+        return out.reshape(shape)
+    return record(ScatterAddBackward0, out.reshape(shape), (values,), index=index)
 
 
 class GatherBackward0(_SameOpOnTangent):
@@ -382,7 +381,12 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     ``xhat = (x - mean) * rstd`` over ``node.axes``: batch statistics recomputed from ``x``
     with differentiable ops (``stats=None``, so second derivatives are right), or constant
     ``(mean, rstd)`` arrays (batch norm in eval mode). ``weight``/``bias`` gradients sum over
-    ``node.param_axes``. Shared by layer_norm and batch_norm: only the axes differ."""
+    ``node.param_axes``. Shared by layer_norm and batch_norm: only the axes differ.
+
+    On numpy arrays (a backward without ``create_graph``) the same gradients come from
+    ``_normalization_vjp_arrays``, which makes no temporary larger than a chunk."""
+    if g.__class__ is not Tensor and x.size:
+        return _normalization_vjp_arrays(node, g, x, weight, param_shape, stats)
     xhat, rstd = _normalized(node, x, stats)
     param_axes = node.param_axes
     gx = gw = gb = None
@@ -429,16 +433,96 @@ def _through_normalization(node, v, xhat, rstd, batch_stats):
 
 
 def _normalize_forward(d, axes, eps, weight, bias, param_shape, stats=None):
+    """``(d - mean) * rstd * weight + bias`` and the ``(mean, rstd)`` used: the batch
+    statistics over ``axes`` unless ``stats`` are given. The output is the only buffer of
+    its size made (each step is done in place when that keeps the dtype)."""
     if stats is None:
         mean = d.mean(axis=axes, keepdims=True)
         var = d.var(axis=axes, keepdims=True)
         stats = (mean, 1.0 / np.sqrt(var + eps))
-    out = (d - stats[0]) * stats[1]
+    out = _in_place(np.multiply, d - stats[0], stats[1])
     if weight is not None:
-        out = out * weight.data.reshape(param_shape)
+        out = _in_place(np.multiply, out, weight.data.reshape(param_shape))
     if bias is not None:
-        out = out + bias.data.reshape(param_shape)
-    return out.astype(d.dtype, copy=False)
+        out = _in_place(np.add, out, bias.data.reshape(param_shape))
+    return out.astype(d.dtype, copy=False), stats
+
+
+def _in_place(ufunc, a, b):
+    """``ufunc(a, b)``, written into ``a`` when the result has ``a``'s shape and dtype (bit
+    for bit what the out-of-place call gives)."""
+    if np.result_type(a, b) == a.dtype and np.broadcast_shapes(a.shape, np.shape(b)) == a.shape:
+        return ufunc(a, b, out=a)
+    return ufunc(a, b)
+
+
+def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
+    """``_normalization_vjp`` on numpy arrays. With ``xc = x - mean``, ``xhat = xc * rstd``,
+    ``gy = g * weight`` and ``n`` elements per statistic:
+
+        grad_x = rstd * (gy - sum(gy) / n - xc * rstd**2 * sum(gy * xc) / n)   (batch stats)
+        grad_x = rstd * gy                                                     (constant stats)
+        grad_weight = sum(g * xhat),  grad_bias = sum(g)
+
+    with the statistics the forward used (``node.batch_stats``), sums over ``node.axes``
+    for grad_x and over ``node.param_axes`` for the parameters. Products are made a chunk
+    at a time, in place: grad_x is the only large buffer, with one chunk-sized temporary."""
+    axes, param_axes = node.axes, node.param_axes
+    mean, rstd = stats if stats is not None else node.batch_stats
+    w = None if weight is None else weight.reshape(
+        (1,) * (x.ndim - len(param_shape)) + tuple(param_shape))
+    axis, step = chunk_axis(x.shape)
+    chunks = [(slice(None),) * axis + (slice(i, i + step),) for i in range(0, x.shape[axis], step)]
+
+    def part(a, c):  # chunk c of an array, full-size or broadcast along the axis
+        return a if a.shape[axis] == 1 else a[c]
+
+    def chunked_sum(factors, over, centered=True):
+        """The sum over ``over`` (kept) of the product of ``factors`` -- times ``x - mean``
+        if ``centered`` -- made chunk by chunk, in place."""
+        total = None
+        for c in chunks:
+            if centered:
+                prod, rest = part(x, c) - part(mean, c), factors
+            else:
+                prod, rest = part(factors[0], c) * part(factors[1], c), factors[2:]
+            for f in rest:
+                prod *= part(f, c)
+            piece = np.sum(prod, axis=over, keepdims=True)
+            del prod
+            if total is None:
+                total = piece if axis in over else np.empty(
+                    piece.shape[:axis] + (x.shape[axis],) + piece.shape[axis + 1:], piece.dtype)
+            elif axis in over:
+                total += piece
+            if axis not in over:
+                total[c] = piece
+        return total
+
+    gy = (g,) if w is None else (g, w)
+    gx = gw = gb = None
+    if _needs(node, 1):
+        gw = np.sum(chunked_sum((g, rstd), param_axes), axis=param_axes).reshape(weight.shape)
+    if _needs(node, 2):
+        gb = np.sum(g, axis=param_axes).reshape(node.bias_shape)
+    if _needs(node, 0):
+        gx = np.empty(x.shape, dtype=np.result_type(g, x, rstd, *gy[1:]))
+        if stats is None:
+            n = int(np.prod([x.shape[a] for a in axes]))
+            shift = (np.sum(g, axis=axes, keepdims=True) if w is None
+                     else chunked_sum(gy, axes, centered=False)) / n
+            slope = rstd * rstd * chunked_sum(gy, axes) / n
+        for c in chunks:
+            out = gx[c]
+            np.multiply(part(g, c), 1 if w is None else part(w, c), out=out)
+            if stats is None:
+                out -= part(shift, c)
+                xc = part(x, c) - part(mean, c)
+                xc *= part(slope, c)
+                out -= xc
+                del xc
+            out *= part(rstd, c)
+    return gx, gw, gb
 
 
 class NativeLayerNormBackward0(Node):
@@ -473,10 +557,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     _check_param(weight, ns, "weight", "layer_norm")
     _check_param(bias, ns, "bias", "layer_norm")
     axes = tuple(range(d.ndim - len(ns), d.ndim))
-    out = _normalize_forward(d, axes, eps, weight, bias, ns)
+    out, stats = _normalize_forward(d, axes, eps, weight, bias, ns)
     return record(NativeLayerNormBackward0, out, (input, weight, bias), (input, weight),
                   axes=axes, eps=eps, param_shape=ns, param_axes=tuple(range(axes[0])),
-                  bias_shape=ns)
+                  bias_shape=ns, batch_stats=stats)
 
 
 class NativeBatchNormBackward0(Node):
@@ -535,17 +619,20 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         stats = (running_mean.data.reshape(param_shape).astype(d.dtype),
                  (1.0 / np.sqrt(running_var.data + eps)).reshape(param_shape).astype(d.dtype))
         node_stats = stats
-    out = _normalize_forward(d, axes, eps, weight, bias, param_shape, stats)
+    out, stats = _normalize_forward(d, axes, eps, weight, bias, param_shape, stats)
     return record(NativeBatchNormBackward0, out, (input, weight, bias), (input, weight),
                   axes=axes, eps=eps, param_shape=param_shape, param_axes=axes, bias_shape=(C,),
-                  stats=node_stats)
+                  stats=node_stats, batch_stats=stats)
 
 
 # ---- dropout, embedding -------------------------------------------------------------------
 
 class NativeDropoutBackward0(Node):
     def vjp(self, g, mask):
-        return g * (data_of(mask) * np.asarray(self.scale, dtype=g.dtype))
+        factor = data_of(mask) * np.asarray(self.scale, dtype=g.dtype)  # 0 or 1/(1-p)
+        if g.__class__ is not np.ndarray or factor.shape != g.shape:
+            return g * factor
+        return np.multiply(factor, g, out=factor)   # the product in place: no temporary
 
     def jvp(self, tangents, primals, out):  # diagonal: the same product with the tangent
         return self.vjp(tangents[0], self.mask)
@@ -576,11 +663,24 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if p == 1:
         mask, scale = np.zeros(d.shape, dtype=bool), 0.0
     else:
-        mask, scale = _random.default_generator.numpy.random(d.shape) >= p, 1.0 / (1.0 - p)
-    out = (d * (mask * np.asarray(scale, dtype=d.dtype))).astype(d.dtype, copy=False)
+        mask, scale = _keep_mask(d.shape, p), 1.0 / (1.0 - p)
+    out = mask * np.asarray(scale, dtype=d.dtype)    # d * (mask * scale), made in place
+    np.multiply(out, d, out=out)
     mask = _wrap(mask)
     return record(NativeDropoutBackward0, out, (input,), (mask,), scale=scale,
                   **_for_jvp(mask=mask))
+
+
+def _keep_mask(shape, p):
+    """``uniform(shape) >= p`` from ckpt's generator, drawn a piece at a time: the same
+    numbers in the same order as one draw of the whole shape (the float64 draw of a
+    float32 activation would be twice its size)."""
+    mask = np.empty(shape, dtype=bool)
+    flat = mask.reshape(-1)
+    step = max(MIN_CHUNK, -(-flat.size // (2 * CHUNKS)))  # float64 draws: half-length pieces
+    for i in range(0, flat.size, step):
+        flat[i:i + step] = _random.default_generator.numpy.random(len(flat[i:i + step])) >= p
+    return mask
 
 
 class EmbeddingBackward0(Node):
@@ -712,102 +812,365 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
                   kernel=(kh, kw), stride=(sh, sw), padding=(ph, pw), dilation=(dh, dw))
 
 
-class ConvolutionBackward0(Node):
-    """grad_x = fold(W^T @ grad_cols); grad_w = grad @ unfold(x)^T summed over the batch;
-    grad_b = grad summed over (N, H, W). Written with fold/unfold/matmul, so differentiable."""
+# ---- convolution: three ops, one trilinear form ---------------------------------------------
+#
+# With x read as 0 outside the image, the form
+#     T(x, w, y) = sum of y[n, o, p, q] w[o, c, i, j] x[n, c, p*sh + i*dh - ph, q*sw + j*dw - pw]
+# (c over o's group) has three partial derivatives: conv2d(x, w) = dT/dy, conv2d_input(w, y)
+# = dT/dx (the gradient of a convolution's input: a transposed convolution) and
+# conv2d_weight(x, y) = dT/dw. Each is linear in both its arguments, and the VJP and JVP of
+# each are the other two: the family is closed under differentiation, to any order.
+#
+# The kernels loop over the kernel offsets (i, j): the (O, C) slice w[:, :, i, j] times the
+# input shifted by the offset (a strided view of the part inside the image, so no padded copy
+# is made) is added to the output positions the offset reaches. Nothing is copied k*k times
+# (im2col): an offset's temporaries -- the shifted slice made contiguous and its product --
+# cover one chunk of about 1/CHUNKS of the output positions (whole samples, or rows of one
+# sample when the batch is small) and die before the next offset's are made. A chunk holds
+# at least _CONV_MIN_CHUNK values (positions times channels): below that, Python's overhead
+# per matrix product costs more time than the memory saved is worth.
+
+_CONV_MIN_CHUNK = 16384
+
+
+def _offset_spans(k, size, out, s, p, d):
+    """Per kernel offset along one axis: ``(a, b, first)`` -- the outputs ``a <= y < b``
+    whose input index ``y*s + i*d - p`` is inside ``[0, size)``, and the index output ``a``
+    reads."""
+    spans = []
+    for i in range(k):
+        start = i * d - p                    # input index read by output 0
+        a = max(0, -(start // s))            # ceil(-start / s)
+        b = min(out, (size - 1 - start) // s + 1)
+        spans.append((a, b, start + a * s))
+    return spans
+
+
+def _conv_tiles(n, channels, in_hw, out_hw, kernel, stride, padding, dilation):
+    """The work of a convolution kernel as ``(samples, i, j, out_rows, out_cols, in_rows,
+    in_cols)`` slices, chunk by chunk and, within a chunk, kernel offset by offset: output
+    ``[samples, :, out_rows, out_cols]`` meets input ``[samples, :, in_rows, in_cols]``
+    through ``w[:, :, i, j]``. ``channels``: the most channels a temporary has."""
+    (oh, ow), (sh, sw) = out_hw, stride
+    rows = _offset_spans(kernel[0], in_hw[0], oh, sh, padding[0], dilation[0])
+    cols = [(j, slice(a, b), slice(f, f + (b - a - 1) * sw + 1, sw))
+            for j, (a, b, f) in enumerate(
+                _offset_spans(kernel[1], in_hw[1], ow, sw, padding[1], dilation[1])) if a < b]
+    positions = max(-(-n * oh * ow // CHUNKS), -(-_CONV_MIN_CHUNK // max(channels, 1)))
+    chunk_rows = max(1, positions // ow)
+    if chunk_rows >= oh:
+        per = chunk_rows // oh
+        chunks = [(slice(s, s + per), 0, oh) for s in range(0, n, per)]
+    else:
+        chunks = [(slice(s, s + 1), y, min(oh, y + chunk_rows))
+                  for s in range(n) for y in range(0, oh, chunk_rows)]
+    for samples, y0, y1 in chunks:
+        for i, (a, b, first) in enumerate(rows):
+            lo, hi = max(a, y0), min(b, y1)
+            if lo >= hi:
+                continue
+            out_rows = slice(lo, hi)
+            in_rows = slice(first + (lo - a) * sh, first + (hi - 1 - a) * sh + 1, sh)
+            for j, out_cols, in_cols in cols:
+                yield samples, i, j, out_rows, out_cols, in_rows, in_cols
+
+
+def _offset_matrices(w, groups, transpose):
+    """``w (O, C/G, kh, kw)`` as contiguous per-offset, per-group matrices ``[i, j, g]``:
+    ``(O/G, C/G)``, or ``(C/G, O/G)`` with ``transpose``."""
+    O, Cg, kh, kw = w.shape
+    blocks = w.reshape(groups, O // groups, Cg, kh, kw)
+    return np.ascontiguousarray(blocks.transpose((3, 4, 0, 2, 1) if transpose else (3, 4, 0, 1, 2)))
+
+
+def _mix(mats, part):
+    """The per-group matrices ``mats (G, M, K)`` applied to the channels of ``part (b, G*K,
+    h, v)``: ``(b, G*M, h, v)``. Depthwise (M = K = 1) it is a scale per channel."""
+    G, M, K = mats.shape
+    b, _, h, v = part.shape
+    if M == K == 1:
+        return part * mats.reshape(1, G, 1, 1)
+    return (mats @ part.reshape(b, G, K, h * v)).reshape(b, G * M, h, v)
+
+
+def _conv_forward(x, w, stride, padding, dilation, groups, out_hw):
+    """numpy: ``conv2d`` of ``x (N, C, H, W)`` and ``w (O, C/G, kh, kw)``, no bias."""
+    N, C, H, W = x.shape
+    O, Cg, kh, kw = w.shape
+    mats = _offset_matrices(w, groups, False)
+    out = np.zeros((N, O) + tuple(out_hw), dtype=np.result_type(x, w))
+    for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(C, O), (H, W), out_hw, (kh, kw),
+                                                              stride, padding, dilation):
+        out[s, :, rows, cols] += _mix(mats[i, j], x[s, :, in_rows, in_cols])
+    return out
+
+
+def _conv_input_grad(gy, w, input_size, stride, padding, dilation, groups):
+    """numpy: ``conv2d_input``, the input's gradient from ``gy (N, O, oh, ow)``."""
+    N, O, oh, ow = gy.shape
+    _, Cg, kh, kw = w.shape
+    mats = _offset_matrices(w, groups, True)
+    gx = np.zeros(input_size, dtype=np.result_type(gy, w))
+    for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(input_size[1], O),
+                                                              input_size[2:], (oh, ow), (kh, kw),
+                                                              stride, padding, dilation):
+        gx[s, :, in_rows, in_cols] += _mix(mats[i, j], gy[s, :, rows, cols])
+    return gx
+
+
+def _conv_weight_grad(x, gy, weight_size, stride, padding, dilation, groups):
+    """numpy: ``conv2d_weight``, the weight's gradient from ``x`` and ``gy``."""
+    N, O, oh, ow = gy.shape
+    _, Cg, kh, kw = weight_size
+    Og = O // groups
+    gw = np.zeros((kh, kw, groups, Og, Cg), dtype=np.result_type(x, gy))
+    for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(x.shape[1], O), x.shape[2:],
+                                                              (oh, ow), (kh, kw), stride, padding,
+                                                              dilation):
+        part_g, part_x = gy[s, :, rows, cols], x[s, :, in_rows, in_cols]
+        if Og == Cg == 1:   # depthwise: a dot product per channel
+            gw[i, j, :, 0, 0] += np.einsum("bchw,bchw->c", part_g, part_x)
+            continue
+        b, _, h, v = part_g.shape
+        prod = part_g.reshape(b, groups, Og, h * v) @ \
+            part_x.reshape(b, groups, Cg, h * v).transpose(0, 1, 3, 2)
+        gw[i, j] += prod[0] if b == 1 else prod.sum(axis=0)
+    return np.ascontiguousarray(gw.transpose(2, 3, 4, 0, 1)).reshape(weight_size)
+
+
+def _as_tensors(*args):
+    """``(args, True)`` with arrays wrapped as constant Tensors if any of ``args`` is a
+    Tensor; ``(args, False)`` if none is (array rules: arrays in, arrays out)."""
+    if not any(a.__class__ is Tensor for a in args):
+        return args, False
+    return tuple(a if a is None or a.__class__ is Tensor else _wrap(np.asarray(a))
+                 for a in args), True
+
+
+class _ConvNode(Node):
+    def geometry(self):
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+
+class ConvolutionBackward0(_ConvNode):
+    """``conv2d``: grad_x = conv2d_input(w, g), grad_w = conv2d_weight(x, g), grad_b = g
+    summed over (N, H, W); the JVP is bilinear in (x, w), affine in b."""
 
     def vjp(self, g, x, w):
-        N, C, H, W = x.shape
-        O, Cg, kh, kw = w.shape
-        G = self.groups
-        Og, K, L = O // G, Cg * kh * kw, g.shape[2] * g.shape[3]
-        geometry = dict(dilation=self.dilation, padding=self.padding, stride=self.stride)
-        gcols = g.reshape(N, G, Og, L)
-        gx = gw = gb = None
-        if _needs(self, 0):
-            cols = w.reshape(G, Og, K).mT @ gcols  # (N, G, K, L)
-            gx = fold(cols.reshape(N, G * K, L), (H, W), (kh, kw), **geometry)
-        if _needs(self, 1):
-            xcols = unfold(x, (kh, kw), **geometry).reshape(N, G, K, L)
-            gw = sum(gcols @ xcols.mT, 0).reshape(w.shape)  # (N, G, Og, K) summed over N
-        if _needs(self, 2):
-            gb = sum(g, (0, 2, 3))
-        return gx, gw, gb
+        geometry = self.geometry()
+        return (conv2d_input(x.shape, w, g, **geometry) if _needs(self, 0) else None,
+                conv2d_weight(x, w.shape, g, **geometry) if _needs(self, 1) else None,
+                sum(g, (0, 2, 3)) if _needs(self, 2) else None)
 
     def jvp(self, tangents, primals, out):
-        """Bilinear in (x, w), affine in b: ``conv(t_x, w) + conv(x, t_w) + t_b``."""
         (t_x, t_w, t_b), (x, w, _) = tangents, primals
-        geometry = dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                        groups=self.groups)
+        geometry = self.geometry()
         return total(None if t_x is None else conv2d(t_x, w, None, **geometry),
                      None if t_w is None else conv2d(x, t_w, None, **geometry),
                      None if t_b is None else t_b.reshape(-1, 1, 1))
 
 
-def _conv_padding(padding, kernel, dilation, stride):
+class Conv2dInputBackward0(_ConvNode):
+    """``conv2d_input(w, g)`` = dT/dx: with upstream u (shaped like the input), grad_w =
+    conv2d_weight(u, g) and grad_g = conv2d(u, w); bilinear JVP."""
+
+    def vjp(self, u, w, g):
+        geometry = self.geometry()
+        return (conv2d_weight(u, w.shape, g, **geometry) if _needs(self, 0) else None,
+                conv2d(u, w, None, **geometry) if _needs(self, 1) else None)
+
+    def jvp(self, tangents, primals, out):
+        (t_w, t_g), (w, g) = tangents, primals
+        geometry = self.geometry()
+        return total(None if t_w is None else conv2d_input(self.input_size, t_w, g, **geometry),
+                     None if t_g is None else conv2d_input(self.input_size, w, t_g, **geometry))
+
+
+class Conv2dWeightBackward0(_ConvNode):
+    """``conv2d_weight(x, g)`` = dT/dw: with upstream v (shaped like the weight), grad_x =
+    conv2d_input(v, g) and grad_g = conv2d(x, v); bilinear JVP."""
+
+    def vjp(self, v, x, g):
+        geometry = self.geometry()
+        return (conv2d_input(x.shape, v, g, **geometry) if _needs(self, 0) else None,
+                conv2d(x, v, None, **geometry) if _needs(self, 1) else None)
+
+    def jvp(self, tangents, primals, out):
+        (t_x, t_g), (x, g) = tangents, primals
+        geometry = self.geometry()
+        return total(None if t_x is None else conv2d_weight(t_x, self.weight_size, g, **geometry),
+                     None if t_g is None else conv2d_weight(x, self.weight_size, t_g, **geometry))
+
+
+def _conv_padding(padding, kernel, dilation, stride, op="conv2d"):
     if not isinstance(padding, str):
         return padding
     if padding == "valid":
         return 0
     if padding != "same":
-        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        raise ValueError(f"{op}: padding must be an int, a pair, 'valid' or 'same', got "
+                         f"{padding!r}")
     if stride != (1, 1):
-        raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+        raise ValueError(f"{op}: padding='same' is not supported for strided convolutions")
     total = [dilation[i] * (kernel[i] - 1) for i in range(2)]
     if any(t % 2 for t in total):
-        raise NotImplementedError(f"conv2d: padding='same' with an even effective kernel "
+        raise NotImplementedError(f"{op}: padding='same' with an even effective kernel "
                                   f"{tuple(t + 1 for t in total)} needs asymmetric padding, which "
                                   f"ckpt does not support")
     return (total[0] // 2, total[1] // 2)
+
+
+def _conv_channels(op, C, w_shape, groups):
+    """Validated ``groups`` (an int) for ``C`` input channels and a weight of ``w_shape``."""
+    if len(w_shape) != 4:
+        raise RuntimeError(f"{op}: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
+                           f"got shape {list(w_shape)}")
+    O, Cg = w_shape[:2]
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{op}: groups must be a positive int, got {groups!r}")
+    G = int(groups)
+    if C != Cg * G:
+        suffix = f", groups={G}" if G > 1 else ""
+        raise RuntimeError(f"{op}: input has {C} channels but weight expects {Cg * G} "
+                           f"(weight shape {list(w_shape)}{suffix})")
+    if O % G:
+        raise RuntimeError(f"{op}: out_channels ({O}) must be divisible by groups ({G})")
+    return G
+
+
+def _conv_shape(op, in_shape, w_shape, stride, padding, dilation):
+    """Validated ``(stride, padding, dilation, out_hw)`` of a convolution of an input of
+    ``in_shape (N, C, H, W)`` with a weight of ``w_shape``."""
+    kernel = tuple(w_shape[2:])
+    stride_pair = _pair(stride, "stride", op)
+    padding = _conv_padding(padding, kernel, _pair(dilation, "dilation", op), stride_pair, op)
+    _, s, p, dl, out_hw = _geometry(op, in_shape[2:], kernel, stride, padding, dilation)
+    return s, p, dl, out_hw
+
+
+def _check_dtypes(op, **arrays):
+    present = {name: a.dtype for name, a in arrays.items() if a is not None}
+    if len(set(present.values())) > 1:
+        dtypes = [f"{name} dtype {dtype}" for name, dtype in present.items()]
+        listed = ", ".join(dtypes[:2]) + "".join(f" and {d}" for d in dtypes[2:])
+        raise TypeError(f"{op}: {listed} must match")
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D cross-correlation of ``(N, C, H, W)`` (or unbatched ``(C, H, W)``) with
     ``weight (O, C/groups, kh, kw)`` plus ``bias (O,)``, as torch.nn.functional.conv2d.
 
+    Computed offset by offset of the kernel, chunk by chunk of the output: its temporaries
+    are a fraction of the output, never the k*k copies of the input that im2col makes (see
+    the comment above ``_CONV_MIN_CHUNK``). Its gradients are the ops ``conv2d_input`` and
+    ``conv2d_weight``.
+
     >>> import ckpt
     >>> from ckpt.autograd.ops.nn_functional import conv2d
     >>> conv2d(ckpt.ones(1, 2, 4, 4), ckpt.ones(3, 2, 3, 3), padding=1).shape
     (1, 3, 4, 4)
+    >>> conv2d(ckpt.ones(1, 1, 3, 3), ckpt.ones(1, 1, 3, 3), padding=1)[0, 0].tolist()
+    [[4.0, 6.0, 4.0], [6.0, 9.0, 6.0], [4.0, 6.0, 4.0]]
     """
     if input.ndim == 3:
+        if input.__class__ is not Tensor:
+            return conv2d(input[None], weight, bias, stride, padding, dilation, groups)[0]
         return conv2d(input.unsqueeze(0), weight, bias, stride, padding, dilation, groups).squeeze(0)
     if input.ndim != 4:
         raise RuntimeError(f"conv2d: expected a 3-D (unbatched) or 4-D (batched) input, got input "
                            f"of shape {list(input.shape)}")
-    d, w = input.data, weight.data
-    if w.ndim != 4:
-        raise RuntimeError(f"conv2d: weight must be 4-D (out_channels, in_channels/groups, kH, kW), "
-                           f"got shape {list(w.shape)}")
-    N, C, H, W = d.shape
-    O, Cg, kh, kw = w.shape
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"conv2d: groups must be a positive int, got {groups!r}")
-    G = int(groups)
-    if C != Cg * G:
-        suffix = f", groups={G}" if G > 1 else ""
-        raise RuntimeError(f"conv2d: input has {C} channels but weight expects {Cg * G} "
-                           f"(weight shape {list(w.shape)}{suffix})")
-    if O % G:
-        raise RuntimeError(f"conv2d: out_channels ({O}) must be divisible by groups ({G})")
-    if bias is not None and tuple(bias.shape) != (O,):
+    d, w, b = data_of(input), data_of(weight), data_of(bias)
+    G = _conv_channels("conv2d", d.shape[1], w.shape, groups)
+    O = w.shape[0]
+    if b is not None and tuple(b.shape) != (O,):
         raise RuntimeError(f"conv2d: bias must have shape [{O}] (one per output channel), got "
-                           f"{list(bias.shape)}")
-    if d.dtype != w.dtype or (bias is not None and bias.dtype != d.dtype):
-        raise TypeError(f"conv2d: input dtype {d.dtype}, weight dtype {w.dtype}"
-                        f"{'' if bias is None else f' and bias dtype {bias.dtype}'} must match")
-    stride_pair = _pair(stride, "stride", "conv2d")
-    padding = _conv_padding(padding, (kh, kw), _pair(dilation, "dilation", "conv2d"), stride_pair)
-    k, s, p, dl, (oh, ow) = _geometry("conv2d", (H, W), (kh, kw), stride, padding, dilation)
-    win = _windows(_pad_hw(d, p), k, s, dl, (oh, ow))  # (N, C, oh, ow, kh, kw), a view
-    cols = win.reshape(N, G, Cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6).reshape(
-        G, N * oh * ow, Cg * kh * kw)
-    out = cols @ w.reshape(G, O // G, Cg * kh * kw).transpose(0, 2, 1)  # (G, N*L, O/G)
-    out = out.reshape(G, N, oh, ow, O // G).transpose(1, 0, 4, 2, 3).reshape(N, O, oh, ow)
-    if bias is not None:
-        out = out + bias.data.reshape(1, O, 1, 1)
-    return record(ConvolutionBackward0, np.ascontiguousarray(out), (input, weight, bias),
-                  (input, weight), stride=s, padding=p, dilation=dl, groups=G)
+                           f"{list(b.shape)}")
+    _check_dtypes("conv2d", input=d, weight=w, bias=b)
+    s, p, dl, out_hw = _conv_shape("conv2d", d.shape, w.shape, stride, padding, dilation)
+    out = _conv_forward(d, w, s, p, dl, G, out_hw)
+    if b is not None:
+        out += b.reshape(1, O, 1, 1)
+    (input, weight, bias), tensors = _as_tensors(input, weight, bias)
+    if not tensors:
+        return out
+    return record(ConvolutionBackward0, out, (input, weight, bias), (input, weight),
+                  stride=s, padding=p, dilation=dl, groups=G)
+
+
+def _size(value, name, op):
+    try:
+        size = tuple(int(v) for v in value)
+    except TypeError:
+        raise TypeError(f"{op}: {name} must be a sequence of 4 ints (N, C, H, W), got "
+                        f"{value!r}") from None
+    if len(size) != 4:
+        raise RuntimeError(f"{op}: {name} must have 4 entries (N, C, H, W), got {list(size)}")
+    return size
+
+
+def _check_grad_output(op, gy, expected):
+    if gy.ndim != 4 or tuple(gy.shape) != tuple(expected):
+        raise RuntimeError(f"{op}: grad_output has shape {list(gy.shape)}, but the convolution "
+                           f"gives outputs of shape {list(expected)}")
+
+
+def conv2d_input(input_size, weight, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient of ``conv2d(input, weight, ...)`` with respect to its input, given the
+    output's gradient ``grad_output`` (as torch.nn.grad.conv2d_input): a transposed
+    convolution, of shape ``input_size (N, C, H, W)``. Linear in ``weight`` and in
+    ``grad_output``, and differentiable in both (its rules are ``conv2d_weight`` and
+    ``conv2d``). Batched inputs only.
+
+    >>> import ckpt
+    >>> from ckpt.autograd.ops.nn_functional import conv2d_input
+    >>> conv2d_input((1, 1, 3, 3), ckpt.ones(1, 1, 2, 2), ckpt.ones(1, 1, 2, 2))[0, 0].tolist()
+    [[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]
+    """
+    size = _size(input_size, "input_size", "conv2d_input")
+    w, gy = data_of(weight), data_of(grad_output)
+    G = _conv_channels("conv2d_input", size[1], w.shape, groups)
+    s, p, dl, out_hw = _conv_shape("conv2d_input", size, w.shape, stride, padding, dilation)
+    _check_grad_output("conv2d_input", gy, (size[0], w.shape[0]) + out_hw)
+    _check_dtypes("conv2d_input", weight=w, grad_output=gy)
+    return _record_conv_grad(Conv2dInputBackward0, _conv_input_grad(gy, w, size, s, p, dl, G),
+                             (weight, grad_output), input_size=size, stride=s, padding=p,
+                             dilation=dl, groups=G)
+
+
+def conv2d_weight(input, weight_size, grad_output, stride=1, padding=0, dilation=1, groups=1):
+    """The gradient of ``conv2d(input, weight, ...)`` with respect to its weight, given the
+    output's gradient ``grad_output`` (as torch.nn.grad.conv2d_weight): shape
+    ``weight_size (O, C/groups, kh, kw)``. Linear in ``input`` and in ``grad_output``, and
+    differentiable in both (its rules are ``conv2d_input`` and ``conv2d``). Batched inputs
+    only.
+
+    >>> import ckpt
+    >>> from ckpt.autograd.ops.nn_functional import conv2d_weight
+    >>> conv2d_weight(ckpt.ones(1, 1, 3, 3), (1, 1, 2, 2), ckpt.ones(1, 1, 2, 2))[0, 0].tolist()
+    [[4.0, 4.0], [4.0, 4.0]]
+    """
+    size = _size(weight_size, "weight_size", "conv2d_weight")
+    d, gy = data_of(input), data_of(grad_output)
+    if d.ndim != 4:
+        raise RuntimeError(f"conv2d_weight: expected a 4-D (batched) input, got input of shape "
+                           f"{list(d.shape)}")
+    G = _conv_channels("conv2d_weight", d.shape[1], size, groups)
+    s, p, dl, out_hw = _conv_shape("conv2d_weight", d.shape, size, stride, padding, dilation)
+    _check_grad_output("conv2d_weight", gy, (d.shape[0], size[0]) + out_hw)
+    _check_dtypes("conv2d_weight", input=d, grad_output=gy)
+    return _record_conv_grad(Conv2dWeightBackward0, _conv_weight_grad(d, gy, size, s, p, dl, G),
+                             (input, grad_output), weight_size=size, stride=s, padding=p,
+                             dilation=dl, groups=G)
+
+
+def _record_conv_grad(node_class, result, operands, **attrs):
+    """``result`` as an array when no operand is a Tensor (a VJP on arrays), else recorded
+    with both operands saved (each is the other's derivative)."""
+    operands, tensors = _as_tensors(*operands)
+    if not tensors:
+        return result
+    return record(node_class, result, operands, operands, **attrs)
 
 
 class MaxPool2DWithIndicesBackward0(Node):
@@ -816,6 +1179,38 @@ class MaxPool2DWithIndicesBackward0(Node):
 
     def jvp(self, tangents, primals, out):  # the tangent at each window's maximum
         return _gather_flat(tangents[0], data_of(self.positions))
+
+
+def _window_max(d, kernel, stride, padding, dilation, out_hw):
+    """The max of each window of ``d (N, C, H, W)`` -- padding and windows past the end read
+    as ``-inf`` -- and its flat position in the ``H*W`` plane (the first maximum in
+    row-major order on ties, the first NaN if any, as ``argmax``; a window with nothing
+    above ``-inf`` points at its first element, clipped into the plane), made offset by
+    offset of the window: no copy of the input, no temporary beyond a mask of a window."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    H, W = d.shape[2:]
+    rows = _offset_spans(kh, H, out_hw[0], sh, ph, dh)
+    cols = _offset_spans(kw, W, out_hw[1], sw, pw, dw)
+    top = np.arange(out_hw[0])[:, None] * sh - ph    # the window's first row and column
+    left = np.arange(out_hw[1]) * sw - pw
+    values = np.full(d.shape[:2] + tuple(out_hw), -np.inf, dtype=d.dtype)
+    plane = np.empty(values.shape, dtype=np.int64)
+    plane[...] = np.clip(top, 0, H - 1) * W + np.clip(left, 0, W - 1)
+    nan = d.size > 0 and bool(np.isnan(d.min()))
+    for i, (a, b, r) in enumerate(rows):
+        for j, (c, e, q) in enumerate(cols):
+            if a >= b or c >= e:
+                continue
+            window = d[:, :, r:r + (b - a - 1) * sh + 1:sh, q:q + (e - c - 1) * sw + 1:sw]
+            best = values[:, :, a:b, c:e]
+            better = window > best
+            if nan:
+                better |= np.isnan(window) & ~np.isnan(best)
+            np.copyto(best, window, where=better)
+            np.copyto(plane[:, :, a:b, c:e], (top[a:b] + i * dh) * W + left[c:e] + j * dw,
+                      where=better)
+            del better   # before the next offset's
+    return values, plane
 
 
 def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
@@ -841,17 +1236,9 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         if 2 * p[i] > (k[i] - 1) * dl[i] + 1:
             raise ValueError(f"max_pool2d: pad should be at most half of effective kernel size, "
                              f"but got pad={p[i]}, kernel_size={k[i]} and dilation={dl[i]}")
-    need = [(o - 1) * s[i] + (k[i] - 1) * dl[i] + 1 for i, o in enumerate((oh, ow))]
-    extra = (max(0, need[0] - H - 2 * p[0]), max(0, need[1] - W - 2 * p[1]))  # ceil_mode
-    win = _windows(_pad_hw(d, p, -np.inf, extra), k, s, dl, (oh, ow))
-    flatwin = win.reshape(N, C, oh, ow, k[0] * k[1])
-    arg = flatwin.argmax(axis=-1)
-    values = np.take_along_axis(flatwin, arg[..., None], axis=-1)[..., 0]
-    ki, kj = np.divmod(arg, k[1])
-    rows = np.clip(np.arange(oh)[:, None] * s[0] + ki * dl[0] - p[0], 0, H - 1)
-    cols = np.clip(np.arange(ow) * s[1] + kj * dl[1] - p[1], 0, W - 1)
-    plane_index = rows * W + cols
-    positions = np.arange(N * C).reshape(N, C, 1, 1) * (H * W) + plane_index
+    values, plane_index = _window_max(d, k, s, p, dl, (oh, ow))
+    positions = plane_index.copy() if return_indices else plane_index
+    positions += np.arange(N * C).reshape(N, C, 1, 1) * (H * W)
     if not batched:
         values, plane_index, positions = values[0], plane_index[0], positions[0]
     positions = _wrap(positions)
@@ -861,25 +1248,27 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 
 class AvgPool2DBackward0(Node):
+    """Linear. The VJP spreads each output's gradient over its window -- ``conv2d_input``
+    with a depthwise kernel of ones -- and the JVP sums the tangent's windows -- ``conv2d``
+    with it; both over the divisor."""
+
     def vjp(self, g):
         shape = self._batched_shape()
-        N, C = shape[:2]
-        K, L = self.kernel[0] * self.kernel[1], g.shape[-2] * g.shape[-1]
-        cols = expand((g / self.divisor).reshape(N, C, 1, L), (N, C, K, L)).reshape(N, C * K, L)
-        gx = fold(cols, shape[2:], self.kernel, 1, self.padding, self.stride)
-        return gx.reshape(self.in_shape)
+        g = (g / self.divisor).reshape(shape[:2] + tuple(g.shape[-2:]))
+        return conv2d_input(shape, self._ones(g), g, self.stride, self.padding, 1,
+                            shape[1]).reshape(self.in_shape)
 
     def jvp(self, tangents, primals, out):
-        """Linear: the window sums of the tangent (``unfold``, the adjoint of the VJP's
-        ``fold``) over the divisor."""
         shape = self._batched_shape()
-        N, C = shape[:2]
-        cols = unfold(tangents[0].reshape(shape), self.kernel, 1, self.padding, self.stride)
-        sums = sum(cols.reshape(N, C, self.kernel[0] * self.kernel[1], -1), 2)
-        return (sums.reshape((N, C) + tuple(out.shape[-2:])) / self.divisor).reshape(out.shape)
+        t = tangents[0].reshape(shape)
+        sums = conv2d(t, self._ones(t), None, self.stride, self.padding, 1, shape[1])
+        return (sums / self.divisor).reshape(out.shape)
 
     def _batched_shape(self):
         return self.in_shape if len(self.in_shape) == 4 else (1,) + tuple(self.in_shape)
+
+    def _ones(self, like):
+        return np.ones((self._batched_shape()[1], 1) + tuple(self.kernel), dtype=like.dtype)
 
 
 def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,

@@ -1,7 +1,8 @@
 """``track()``: record, over a block, every buffer held by tensors, by category, op by op.
 
 How each category is learned, without adding work to the autograd hot path when no tracker
-is active (all of it goes through the two sanctioned extension points):
+is active (all of it goes through the sanctioned extension points: ``Extensions.observers``,
+saved-tensor hooks and, for gradients in flight, ``Extensions.grad_observers``):
 
 - activations: every recorded op's output (``Extensions.observers``: ``on_op(out, node)``),
   held while that Tensor object is alive (a weak reference tells when it dies), plus tensors
@@ -12,6 +13,9 @@ is active (all of it goes through the two sanctioned extension points):
 - parameters: leaves that require grad, found on the graph's edges (``AccumulateGrad``) and
   in modules/optimizers passed to ``track``; their ``.grad`` are the gradients;
 - optimizer state: the tensors in ``optimizer.state`` of optimizers passed to ``track``;
+- gradients in flight (with ``gradients_in_flight=True``): the numpy arrays a backward pass
+  without ``create_graph`` hands from node to node (``Extensions.grad_observers``), counted
+  as gradients from the moment a VJP returns them until they are freed;
 - other: buffers the tracker learned of that are still alive with none of these holders.
 
 Gradients and optimizer state are polled at every event (they change outside recorded ops).
@@ -87,6 +91,9 @@ class track:
     them, parameters are found as the graph reaches them and optimizer state is not seen.
     ``tracemalloc=True`` also measures the block with :mod:`tracemalloc` (numpy reports its
     buffers to it); it slows Python allocation down, so leave it off for timing.
+    ``gradients_in_flight=True`` also counts, as gradients, the arrays a backward pass holds
+    between nodes (otherwise only ``.grad`` is): the planner's ``profile`` and ``execute``
+    use it, so their logical peaks include what a backward really holds.
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
@@ -100,11 +107,16 @@ class track:
     131072
     >>> report.tracemalloc_peak_bytes > 0
     True
+    >>> with ckpt.memory.track(net, x, gradients_in_flight=True) as counted:
+    ...     net(x).relu().sum().backward()
+    >>> counted.peak_bytes > report.peak_bytes    # relu's and the Linear's gradients, in flight
+    True
     """
 
-    def __init__(self, *objects, tracemalloc=True):
+    def __init__(self, *objects, tracemalloc=True, gradients_in_flight=False):
         self._objects = objects
         self._use_tracemalloc = tracemalloc
+        self._in_flight = gradients_in_flight
         self.report = None
 
     # ---- the block ----------------------------------------------------------------------
@@ -137,6 +149,8 @@ class track:
         self._hooks = saved_tensors_hooks(self._pack, self._unpack)
         self._hooks.__enter__()
         Extensions.observers.append(self)
+        if self._in_flight:
+            Extensions.grad_observers.append(self)
         Extensions.refresh()
         self.report._entry_bytes = self.ledger.total
         self._event("enter", "enter")
@@ -149,6 +163,8 @@ class track:
         finally:
             if self in Extensions.observers:
                 Extensions.observers.remove(self)
+            if self in Extensions.grad_observers:
+                Extensions.grad_observers.remove(self)
             Extensions.refresh()
             self._hooks.__exit__(*exc)
             _ACTIVE.remove(self)
@@ -197,6 +213,12 @@ class track:
             self._event("recompute " + label, "recompute")
         else:
             self._event(label, "op")
+
+    def on_grads(self, arrays):
+        """Grad observer hook: the engine holds these gradient arrays (counted until freed)."""
+        if not self._closed:
+            for a in arrays:
+                self.ledger.entry(a, GRADIENTS)
 
     def mark(self, label):
         """Add an event named ``label`` to the timeline (e.g. after ``optimizer.step()``) and
