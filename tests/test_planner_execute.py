@@ -352,3 +352,31 @@ def test_planner_core_loads_without_its_edges():
     import ckpt.planner.profile  # noqa: F401  (rebinds the package attribute to the module)
     net = nn.Sequential(nn.Linear(2, 2))
     assert len(planner.profile(net, ckpt.randn(1, 2), repeats=1)) == 1
+
+
+# ---- losses that read data of their own (targets, labels) -----------------------------------
+
+@pytest.mark.parametrize("loss", ["mse_target", "cross_entropy_labels", "labels_from_numpy"])
+def test_a_loss_reading_captured_targets_is_data_like_the_input(loss):
+    """A loss that closes over a target (nn.MSELoss, CrossEntropyLoss with int64 labels, a
+    fresh from_numpy view of the same labels each call) saves that target for backward; it
+    is data the caller holds, counted with the input: the chain's input_bytes grows by its
+    bytes and every plan's measured peak still equals the prediction."""
+    ckpt.manual_seed(3)
+    model = deep_mlp(L=4, width=32)
+    x = ckpt.randn(16, 32)
+    labels = np.arange(16) % 10
+    target, label_tensor = ckpt.randn(16, 10), ckpt.tensor(labels)
+    mse, ce = nn.MSELoss(), nn.CrossEntropyLoss()
+    loss_fn = {"mse_target": lambda out: mse(out, target),
+               "cross_entropy_labels": lambda out: ce(out, label_tensor),
+               "labels_from_numpy": lambda out: ce(out, ckpt.from_numpy(labels))}[loss]
+    held = {"mse_target": target.data.nbytes}.get(loss, labels.nbytes)
+    chain = planner.profile(model, x, loss_fn, repeats=1)
+    assert chain.input_bytes == x.data.nbytes + held
+    for strategy in ("store_all", "recompute_all", "sqrt", "revolve", "min_memory"):
+        r = planner.execute(model, planner.plan(chain, strategy), x, loss_fn)
+        assert r.peak_bytes == r.predicted_peak, strategy
+        assert list(r.op_peaks) == [e.during for e in r.simulation.timeline], strategy
+        for p in model.parameters():
+            p.grad = None

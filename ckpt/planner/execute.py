@@ -108,6 +108,55 @@ def _sum_loss(out):
     return out.sum()
 
 
+def loss_data(model, x0, loss_fn):
+    """The tensors ``loss_fn`` reads besides the model's output that outlive the step --
+    targets, labels, class weights, captured by the caller -- each root buffer once. Like
+    the input, they are data the caller holds throughout: ``profile`` counts them in the
+    chain's ``input_bytes`` and ``execute`` in what is alive at entry.
+
+    Found by calling ``loss_fn`` twice on the output of an evaluation-mode ``no_grad``
+    forward (module modes and the RNG restored): a buffer the loss saves for backward in
+    both calls is one it did not create.
+
+    >>> import ckpt
+    >>> net = ckpt.nn.Sequential(ckpt.nn.Linear(4, 2))
+    >>> x, target = ckpt.randn(8, 4), ckpt.randn(8, 2)
+    >>> [t is target for t in loss_data(net, x, lambda out: ((out - target) ** 2).mean())]
+    []
+    >>> [t is target for t in loss_data(net, x, lambda out: (out * target).sum())]
+    [True]
+    """
+    if loss_fn is None:
+        return []
+    from ..autograd.graph import saved_tensors_hooks
+    modes = [(m, m.training) for m in model.modules()]
+    rng = get_rng_state()
+    try:
+        model.eval()
+        with grad_mode.no_grad():
+            out = model(x0)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        set_rng_state(rng)
+    probe = out.detach().requires_grad_()
+    own = {id(_root_buffer(probe.data)), id(_root_buffer(x0.data))}
+    calls = []
+    for _ in range(2):
+        saved = {}
+
+        def pack(t):
+            root = _root_buffer(t.data)
+            if id(root) not in own:
+                saved.setdefault(id(root), t)
+            return t
+
+        with saved_tensors_hooks(pack, lambda t: t):
+            loss_fn(probe)
+        calls.append(saved)      # holding the tensors: no id is reused by the second call
+    return [calls[0][k] for k in calls[0] if k in calls[1]]
+
+
 class _Runner:
     """The value table and the four ops, shared by ``execute`` and ``profile``.
 
@@ -314,6 +363,7 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     simulation = simulate(plan.chain, plan.ops)
     params = list(model.parameters())
     runner = _Runner(list(model), input, loss_fn)
+    held = loss_data(model, input, loss_fn)     # targets etc.: alive at entry, as the input
     # tracemalloc must see the gradient stand-ins allocated: backward frees them
     started = tracemalloc and not _tracemalloc.is_tracing()
     if started:
@@ -321,7 +371,8 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     peaks, after = [], []
     try:
         runner.prepare_grads(params)
-        with track(model, input, tracemalloc=tracemalloc, gradients_in_flight=True) as report:
+        with track(model, input, *held, tracemalloc=tracemalloc,
+                   gradients_in_flight=True) as report:
             for op in plan.ops:
                 runner.run(op)
                 peaks.append(report.peak_since_mark)

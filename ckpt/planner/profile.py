@@ -45,7 +45,7 @@ from ..autograd.tensor import Tensor
 from ..memory.accounting.track import track
 from .chain import Chain, Stage
 from .errors import PlannerError
-from .execute import _Runner, _sum_loss
+from .execute import _Runner, _sum_loss, loss_data
 
 __all__ = ["profile", "reduce_graph", "GraphReduction", "ProfileError"]
 
@@ -159,8 +159,10 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
     runner.prepare_grads(params, only=created)
     out = {"stages": {}}
-    with track(model, x0, tracemalloc=False, gradients_in_flight=True) as report:
-        input_bytes = int(_root_buffer(x0.data).nbytes)
+    held = loss_data(model, x0, loss_fn)        # targets etc.: data, as the input
+    with track(model, x0, *held, tracemalloc=False, gradients_in_flight=True) as report:
+        roots = {id(r): r for r in (_root_buffer(t.data) for t in [x0] + held)}
+        input_bytes = sum(int(r.nbytes) for r in roots.values())
         out["input"] = input_bytes
         out["params"] = report.current_bytes - input_bytes
 
