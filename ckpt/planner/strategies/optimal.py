@@ -32,12 +32,16 @@ memory O(L^2 · slots / 2) floats; the schedule is rebuilt afterwards by re-eval
 candidates of the O(L) segments it visits.
 
 Before the program: a budget >= store-all's peak returns store-all (cheapest possible), and
-one below ``chain.min_budget`` raises. Rounding can make the program miss a schedule that
-fits exactly (at budgets within a slot or so of ``chain.min_budget``); when it finds none at
-a feasible budget, the cheapest of the other strategies' schedules within the budget is
-returned (``min_memory``'s always fits), so ``optimal`` is never beaten by another strategy
-at the same budget. The result is exact (equal to an exhaustive search over the class) when
-every size is a multiple of the slot size u.
+one below ``chain.min_budget`` raises. Chains of at most ``EXHAUSTIVE_MAX_STAGES`` stages
+skip the program: ``exhaustive`` searches every op order, which on a few small
+heterogeneous chains finds a cheaper schedule outside the class. Rounding can make the
+program miss a schedule that fits exactly (near ``chain.min_budget``), or pick a dearer one:
+the plans of ``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies compete with
+its answer, and when it finds nothing every other strategy's does (``min_memory``'s always
+fits). ``greedy`` and ``revolve``, which search, are left out of the first case for time;
+with the default 500 slots they beat ``optimal`` on a few random chains in a thousand, by a
+few percent, and not with exact slots. The program's own result is exact (equal to an
+exhaustive search over the class) when every size is a multiple of the slot size u.
 
 >>> from ckpt.planner import zoo
 >>> ops = optimal(zoo.uniform(4, nbytes=10), budget=50, slots=50)
@@ -48,6 +52,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
 from ..schedule import Op
+from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
@@ -253,16 +258,20 @@ def rebuild(tb):
     return out
 
 
-def optimal(chain, budget=None, slots=500):
+def optimal(chain, budget=None, slots=500, exhaustive_max=EXHAUSTIVE_MAX_STAGES):
     """Strategy ``optimal`` (see the module doc): the cheapest schedule within ``budget``.
 
-    Without a budget, or with one that store-all fits, the answer is store-all.
+    Without a budget, or with one that store-all fits, the answer is store-all. A chain of
+    at most ``exhaustive_max`` stages is searched over every op order (``exhaustive``: the
+    exact optimum, which can leave the persistent class); a longer one gets the dynamic
+    program's schedule, or another strategy's when slot rounding made the program miss a
+    cheaper one that fits (see the module doc).
 
     >>> from ckpt.planner.chain import Chain, Stage
-    >>> c = Chain([Stage(str(i), 1, 2, 10, 30) for i in range(6)], input_bytes=10)
-    >>> ops = optimal(c, budget=120, slots=110)      # store-all would need 200 bytes
+    >>> c = Chain([Stage(str(i), 1, 2, 10, 30) for i in range(8)], input_bytes=10)
+    >>> ops = optimal(c, budget=120, slots=110)      # store-all would need 260 bytes
     >>> ops[:6]
-    [forward 1, forward 2, forward 3, forward 4, drop 3, forward_save 5]
+    [forward 1, forward 2, drop 1, forward 3, forward 4, drop 3]
     """
     from ..simulate import simulate
     from . import STRATEGIES
@@ -271,8 +280,18 @@ def optimal(chain, budget=None, slots=500):
     ops = STRATEGIES["store_all"](chain)
     if budget is None or simulate(chain, ops).peak <= budget:
         return ops
+    if len(chain) <= exhaustive_max:
+        ops = exhaustive(chain, budget)
+        if ops is not None:
+            return ops
     tb = solve(chain, budget, slots)
-    if np.isfinite(tb.cost):
-        return rebuild(tb)
-    others = (fn(chain, budget) for name, fn in STRATEGIES.items() if name != "optimal")
-    return best_within(chain, others, budget)
+    if np.isfinite(tb.cost):  # against rounding: the strategies whose plan needs no search
+        candidates = [rebuild(tb)] + [STRATEGIES[name](chain, budget) for name in _NO_SEARCH]
+    else:                     # nothing found: every other strategy's plan competes
+        candidates = [fn(chain, budget) for name, fn in STRATEGIES.items() if name != "optimal"]
+    return best_within(chain, candidates, budget)
+
+
+# strategies whose plan costs a few simulations (greedy and revolve search theirs: ~1 s
+# together at L = 200, as long as the program itself)
+_NO_SEARCH = ("store_all", "recompute_all", "sqrt", "recursive", "min_memory")
