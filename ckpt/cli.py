@@ -352,6 +352,8 @@ def _list_models(out):
 
 def cmd_profile(args, out):
     if args.list:
+        if args.batch is not None or args.model is not None or args.output is not None:
+            raise UsageError("--list takes no MODEL, --batch or -o")
         _list_models(out)
         return EXIT_OK
     if args.model is None:
@@ -716,7 +718,8 @@ def build_parser():
     p = add("demo", "every strategy on a built-in model at a budget: table and plots", cmd_demo)
     p.add_argument("--model", default="mlp-run",
                    help=f"built-in model: {', '.join(models.NAMES)} (profiled, planned and run: "
-                        f"predicted vs measured) or one of {model_list} (planned only); default mlp-run")
+                        f"predicted vs measured) or one of {', '.join(sorted(zoo.NAMES))} "
+                        f"(planned only); default mlp-run")
     p.add_argument("--budget", help="memory budget (default: 35%% of the way from the least "
                                     "feasible peak to store-all's)")
     p.add_argument("--batch", type=int, help="batch size of the model")
@@ -795,7 +798,7 @@ def main(argv=None):
     2
     """
     argv = _join_negative_values(list(sys.argv[1:] if argv is None else argv))
-    prog = "ckpt"
+    prog, args = "ckpt", None
     if argv and argv[0] in _EXAMPLES:
         prog = f"ckpt {argv[0]}"
     try:
@@ -810,6 +813,13 @@ def main(argv=None):
         msg = " ".join(str(e).split("\n")).replace("(see 'ckpt --help')",
                                                     f"(see '{prog} --help')")
         sys.stderr.write(f"{prog}: error: {msg}\n")
+        return EXIT_USAGE
+    except MemoryError as e:  # e.g. a runnable model at a huge --batch
+        batch = getattr(args, "batch", None)
+        hint = f" at --batch {batch}" if batch is not None else ""
+        detail = f" ({' '.join(str(e).split())})" if str(e) else ""
+        sys.stderr.write(f"{prog}: error: not enough memory to build or run the model{hint}"
+                         f"{detail}; try a smaller --batch\n")
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `ckpt profile resnet | head`
         try:

@@ -401,3 +401,11 @@ def test_main_in_process_returns_2_for_user_errors(capsys):
     assert err.count("\n") == 1 and "minimum feasible 5.0 MiB" in err
     assert cli.main([]) == 2
     assert "choose a command" in capsys.readouterr().err
+
+
+def test_a_batch_too_large_for_memory_is_a_usage_error(capsys):
+    assert cli.main(["profile", "mlp-run", "--batch", "100000000000"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not enough memory" in err[0] and "--batch 100000000000" in err[0]
+    assert cli.main(["profile", "--list", "--batch", "3"]) == 2
+    assert "--list takes no MODEL" in capsys.readouterr().err

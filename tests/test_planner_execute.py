@@ -356,7 +356,8 @@ def test_planner_core_loads_without_its_edges():
 
 # ---- losses that read data of their own (targets, labels) -----------------------------------
 
-@pytest.mark.parametrize("loss", ["mse_target", "cross_entropy_labels", "labels_from_numpy"])
+@pytest.mark.parametrize("loss", ["mse_target", "cross_entropy_labels", "labels_from_numpy",
+                                  "weight_penalty"])
 def test_a_loss_reading_captured_targets_is_data_like_the_input(loss):
     """A loss that closes over a target (nn.MSELoss, CrossEntropyLoss with int64 labels, a
     fresh from_numpy view of the same labels each call) saves that target for backward; it
@@ -370,8 +371,10 @@ def test_a_loss_reading_captured_targets_is_data_like_the_input(loss):
     mse, ce = nn.MSELoss(), nn.CrossEntropyLoss()
     loss_fn = {"mse_target": lambda out: mse(out, target),
                "cross_entropy_labels": lambda out: ce(out, label_tensor),
-               "labels_from_numpy": lambda out: ce(out, ckpt.from_numpy(labels))}[loss]
-    held = {"mse_target": target.data.nbytes}.get(loss, labels.nbytes)
+               "labels_from_numpy": lambda out: ce(out, ckpt.from_numpy(labels)),
+               # a parameter the loss reads stays a parameter, not data
+               "weight_penalty": lambda out: out.sum() + (model[0][0].weight ** 2).sum()}[loss]
+    held = {"mse_target": target.data.nbytes, "weight_penalty": 0}.get(loss, labels.nbytes)
     chain = planner.profile(model, x, loss_fn, repeats=1)
     assert chain.input_bytes == x.data.nbytes + held
     for strategy in ("store_all", "recompute_all", "sqrt", "revolve", "min_memory"):

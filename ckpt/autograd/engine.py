@@ -279,11 +279,12 @@ def _add(buffer, g, dest):
 def _observe(edges, grads):
     """Tell ``Extensions.grad_observers`` of the gradient arrays the engine now holds:
     ``grads[k]`` is bound for the node of ``edges[k]`` (a VJP's results with its
-    ``next_functions``, or one sum or cast). Tensors are left out: their ops were recorded."""
+    ``next_functions``, or one sum or cast). A Tensor (from a custom Function's backward)
+    counts by its array."""
     if grads.__class__ is not tuple and grads.__class__ is not list:
         grads = (grads,)
-    arrays = [g for (dest, _), g in zip(edges, grads)
-              if g.__class__ is np.ndarray and dest is not None]
+    arrays = [g.data if g.__class__ is Tensor else g for (dest, _), g in zip(edges, grads)
+              if dest is not None and (g.__class__ is np.ndarray or g.__class__ is Tensor)]
     if arrays:
         for observer in Extensions.grad_observers:
             observer.on_grads(arrays)

@@ -116,7 +116,9 @@ def loss_data(model, x0, loss_fn):
 
     Found by calling ``loss_fn`` twice on the output of an evaluation-mode ``no_grad``
     forward (module modes and the RNG restored): a buffer the loss saves for backward in
-    both calls is one it did not create.
+    both calls is one it did not create (the model's parameters excluded). So ``profile``
+    and ``execute`` call ``loss_fn`` twice more than their steps do, and run one more
+    forward: a loss that counts its calls sees them.
 
     >>> import ckpt
     >>> net = ckpt.nn.Sequential(ckpt.nn.Linear(4, 2))
@@ -140,7 +142,7 @@ def loss_data(model, x0, loss_fn):
             m.training = mode
         set_rng_state(rng)
     probe = out.detach().requires_grad_()
-    own = {id(_root_buffer(probe.data)), id(_root_buffer(x0.data))}
+    own = {id(_root_buffer(t.data)) for t in [probe, x0, *model.parameters()]}
     calls = []
     for _ in range(2):
         saved = {}

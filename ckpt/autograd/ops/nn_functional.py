@@ -525,7 +525,13 @@ def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
     return gx, gw, gb
 
 
-class NativeLayerNormBackward0(Node):
+class _NormalizationNode(Node):
+    def _release(self):  # the forward's statistics go with the saved tensors
+        super()._release()
+        self.batch_stats = None
+
+
+class NativeLayerNormBackward0(_NormalizationNode):
     def vjp(self, g, x, weight):
         return _normalization_vjp(self, g, x, weight, self.param_shape)
 
@@ -563,7 +569,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
                   bias_shape=ns, batch_stats=stats)
 
 
-class NativeBatchNormBackward0(Node):
+class NativeBatchNormBackward0(_NormalizationNode):
     def vjp(self, g, x, weight):
         return _normalization_vjp(self, g, x, weight, self.param_shape, self.stats)
 
