@@ -20,7 +20,8 @@ class TransformerEncoderLayer(Module):
     self-attention followed by dropout and ``ff`` is
     ``dropout(linear2(dropout(activation(linear1(x)))))``. ``activation`` is ``"relu"``,
     ``"gelu"`` or a callable. ``forward(src, src_mask=None, src_key_padding_mask=None,
-    is_causal=False)`` takes the masks of ``MultiheadSelfAttention``.
+    is_causal=False)`` takes the masks of ``MultiheadSelfAttention``; ``is_causal=True``
+    alone builds the causal mask (torch asks for ``src_mask`` as well).
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
