@@ -370,8 +370,16 @@ CONV_CASES = [
 ]
 
 
+@pytest.fixture(params=["offsets", "lowered"])
+def conv_path(request, monkeypatch):
+    """Run a convolution test through each kernel: offset by offset, or on each chunk's
+    columns (which conv2d picks for few channels per group)."""
+    monkeypatch.setattr(nnf, "_LOWERED_BELOW", 0 if request.param == "offsets" else 10 ** 9)
+    return request.param
+
+
 @pytest.mark.parametrize("xs,ws,kw", CONV_CASES)
-def test_conv2d_matches_torch(xs, ws, kw):
+def test_conv2d_matches_torch(xs, ws, kw, conv_path):
     rng = np.random.default_rng(11)
     x, w, b = leaf(rng, *xs), leaf(rng, *ws), leaf(rng, ws[0])
     against_torch(lambda x, w, b: F.conv2d(x, w, b, **kw), lambda x, w, b: TF.conv2d(x, w, b, **kw), (x, w, b))
@@ -379,7 +387,7 @@ def test_conv2d_matches_torch(xs, ws, kw):
 
 
 @pytest.mark.parametrize("xs,ws,kw", [c for c in CONV_CASES if len(c[0]) == 4])
-def test_conv2d_input_and_weight_match_torch_nn_grad(xs, ws, kw):
+def test_conv2d_input_and_weight_match_torch_nn_grad(xs, ws, kw, conv_path):
     """The gradients of a convolution as ops of their own (what conv2d's backward is made
     of): values, first and second derivatives against torch.nn.grad."""
     rng = np.random.default_rng(15)
@@ -417,8 +425,11 @@ def test_conv2d_random_geometry_matches_torch(n, c, o, h, w, kh, kw, s, p, d):
         return
     rng = np.random.default_rng(n * 1000 + h * 10 + w)
     args = (leaf(rng, n, c, h, w), leaf(rng, o, c, kh, kw), leaf(rng, o))
-    against_torch(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d), lambda x, wt, b: TF.conv2d(x, wt, b, s, p, d),
-                  args, second_order=False)
+    for below in (0, 10 ** 9):   # both kernels: offset by offset, and on chunks' columns
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(nnf, "_LOWERED_BELOW", below)
+            against_torch(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d),
+                          lambda x, wt, b: TF.conv2d(x, wt, b, s, p, d), args, second_order=False)
 
 
 POOL_CASES = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
@@ -465,9 +476,13 @@ def test_temporaries_are_a_fraction_of_an_activation():
     bn = F.batch_norm(xt, None, None, ckpt.ones(C), ckpt.zeros(C), training=True)
     relu, drop = xt.relu(), F.dropout(xt, 0.3)
     pool = F.max_pool2d(xt, 3, stride=1, padding=1)
+    x3, w3 = x[:, :3].copy(), w[:, :3].copy()   # 3 channels in: an image's stem (lowered)
     ops = {"conv2d": lambda: F.conv2d(ckpt.Tensor(x), ckpt.Tensor(w), padding=1).data,
            "conv2d_input": lambda: conv2d_input(x.shape, w, g, padding=1),
            "conv2d_weight": lambda: conv2d_weight(x, w.shape, g, padding=1),
+           "stem conv2d": lambda: F.conv2d(ckpt.Tensor(x3), ckpt.Tensor(w3), padding=1).data,
+           "stem conv2d_input": lambda: conv2d_input(x3.shape, w3, g, padding=1),
+           "stem conv2d_weight": lambda: conv2d_weight(x3, w3.shape, g, padding=1),
            "batch_norm backward": lambda: bn.grad_fn.vjp(g, x, None)[0],
            "max_pool2d": lambda: F.max_pool2d(xt, 3, stride=1, padding=1),   # + int64 positions
            "max_pool2d backward": lambda: ckpt.autograd.grad(pool, [xt], ckpt.Tensor(g),
@@ -478,6 +493,7 @@ def test_temporaries_are_a_fraction_of_an_activation():
         transient, kept = _transient_bytes(fn)
         assert transient <= 0.4 * act, (name, transient / act)
         assert kept <= (3.01 if name == "max_pool2d" else 1.01) * act, (name, kept / act)
+    assert nnf._lowered(w3.shape) and not nnf._lowered(w.shape)
 
 
 def test_max_pool2d_overlapping_windows_accumulate_and_ties_pick_first():

@@ -834,7 +834,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
 # cover one chunk of about 1/CHUNKS of the output positions (whole samples, or rows of one
 # sample when the batch is small) and die before the next offset's are made. A chunk holds
 # at least _CONV_MIN_CHUNK values (positions times channels): below that, Python's overhead
-# per matrix product costs more time than the memory saved is worth.
+# per matrix product costs more time than the memory saved is worth. With few channels per
+# group (``_lowered``) each chunk is turned into its columns instead and multiplied once.
 
 _CONV_MIN_CHUNK = 16384
 
@@ -852,11 +853,12 @@ def _offset_spans(k, size, out, s, p, d):
     return spans
 
 
-def _conv_tiles(n, channels, in_hw, out_hw, kernel, stride, padding, dilation):
-    """The work of a convolution kernel as ``(samples, i, j, out_rows, out_cols, in_rows,
-    in_cols)`` slices, chunk by chunk and, within a chunk, kernel offset by offset: output
-    ``[samples, :, out_rows, out_cols]`` meets input ``[samples, :, in_rows, in_cols]``
-    through ``w[:, :, i, j]``. ``channels``: the most channels a temporary has."""
+def _conv_chunks(n, channels, in_hw, out_hw, kernel, stride, padding, dilation):
+    """The work of a convolution kernel, chunk by chunk: ``(samples, y0, y1, tiles)`` for the
+    output positions ``[samples, :, y0:y1, :]``, with ``tiles`` the kernel offsets' parts of
+    it as ``(i, j, out_rows, out_cols, in_rows, in_cols)``: output ``[samples, :, out_rows,
+    out_cols]`` meets input ``[samples, :, in_rows, in_cols]`` through ``w[:, :, i, j]``.
+    ``channels``: the most values per output position a temporary has."""
     (oh, ow), (sh, sw) = out_hw, stride
     rows = _offset_spans(kernel[0], in_hw[0], oh, sh, padding[0], dilation[0])
     cols = [(j, slice(a, b), slice(f, f + (b - a - 1) * sw + 1, sw))
@@ -871,14 +873,43 @@ def _conv_tiles(n, channels, in_hw, out_hw, kernel, stride, padding, dilation):
         chunks = [(slice(s, s + 1), y, min(oh, y + chunk_rows))
                   for s in range(n) for y in range(0, oh, chunk_rows)]
     for samples, y0, y1 in chunks:
+        tiles = []
         for i, (a, b, first) in enumerate(rows):
             lo, hi = max(a, y0), min(b, y1)
-            if lo >= hi:
-                continue
-            out_rows = slice(lo, hi)
-            in_rows = slice(first + (lo - a) * sh, first + (hi - 1 - a) * sh + 1, sh)
-            for j, out_cols, in_cols in cols:
-                yield samples, i, j, out_rows, out_cols, in_rows, in_cols
+            if lo < hi:
+                in_rows = slice(first + (lo - a) * sh, first + (hi - 1 - a) * sh + 1, sh)
+                tiles += [(i, j, slice(lo, hi), out_cols, in_rows, in_cols)
+                          for j, out_cols, in_cols in cols]
+        yield samples, y0, y1, tiles
+
+
+def _conv_tiles(n, channels, in_hw, out_hw, kernel, stride, padding, dilation):
+    """``_conv_chunks`` flattened: ``(samples, i, j, out_rows, out_cols, in_rows, in_cols)``."""
+    for samples, _, _, tiles in _conv_chunks(n, channels, in_hw, out_hw, kernel, stride,
+                                             padding, dilation):
+        for tile in tiles:
+            yield (samples,) + tile
+
+
+def _lowered(w_shape):
+    """Whether a kernel runs on each chunk's columns (im2col of one chunk, then one product)
+    instead of offset by offset: when the channels per group are few (an image's stem), a
+    product per offset would have an inner size of a few and k*k passes over the output."""
+    _, Cg, kh, kw = w_shape
+    return Cg < _LOWERED_BELOW and kh * kw > 1
+
+
+_LOWERED_BELOW = 16
+
+
+def _chunk_columns(part_of, b, C, kernel, y0, y1, ow, tiles, dtype):
+    """The columns ``(b, C, kh, kw, y1 - y0, ow)`` of one chunk: ``part_of(in_rows,
+    in_cols)`` at each offset's tile, 0 where the kernel reads padding."""
+    cols = np.zeros((b, C) + tuple(kernel) + (y1 - y0, ow), dtype=dtype)
+    for i, j, out_rows, out_cols, in_rows, in_cols in tiles:
+        cols[:, :, i, j, out_rows.start - y0:out_rows.stop - y0, out_cols] = \
+            part_of(in_rows, in_cols)
+    return cols
 
 
 def _offset_matrices(w, groups, transpose):
@@ -903,8 +934,20 @@ def _conv_forward(x, w, stride, padding, dilation, groups, out_hw):
     """numpy: ``conv2d`` of ``x (N, C, H, W)`` and ``w (O, C/G, kh, kw)``, no bias."""
     N, C, H, W = x.shape
     O, Cg, kh, kw = w.shape
+    dtype = np.result_type(x, w)
+    out = np.zeros((N, O) + tuple(out_hw), dtype=dtype)
+    if _lowered(w.shape):
+        mats = w.reshape(groups, O // groups, Cg * kh * kw)
+        for s, y0, y1, tiles in _conv_chunks(N, max(C * kh * kw, O), (H, W), out_hw,
+                                             (kh, kw), stride, padding, dilation):
+            cols = _chunk_columns(lambda r, c: x[s, :, r, c], len(range(N)[s]), C, (kh, kw),
+                                  y0, y1, out_hw[1], tiles, dtype)
+            b = cols.shape[0]
+            prod = mats @ cols.reshape(b, groups, Cg * kh * kw, -1)
+            out[s, :, y0:y1, :] = prod.reshape(b, O, y1 - y0, out_hw[1])
+            del cols, prod      # before the next chunk's are made
+        return out
     mats = _offset_matrices(w, groups, False)
-    out = np.zeros((N, O) + tuple(out_hw), dtype=np.result_type(x, w))
     for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(C, O), (H, W), out_hw, (kh, kw),
                                                               stride, padding, dilation):
         out[s, :, rows, cols] += _mix(mats[i, j], x[s, :, in_rows, in_cols])
@@ -915,9 +958,23 @@ def _conv_input_grad(gy, w, input_size, stride, padding, dilation, groups):
     """numpy: ``conv2d_input``, the input's gradient from ``gy (N, O, oh, ow)``."""
     N, O, oh, ow = gy.shape
     _, Cg, kh, kw = w.shape
-    mats = _offset_matrices(w, groups, True)
+    C = input_size[1]
     gx = np.zeros(input_size, dtype=np.result_type(gy, w))
-    for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(input_size[1], O),
+    if _lowered(w.shape):
+        mats = w.reshape(groups, O // groups, Cg * kh * kw).transpose(0, 2, 1)
+        for s, y0, y1, tiles in _conv_chunks(N, max(C * kh * kw, O), input_size[2:],
+                                             (oh, ow), (kh, kw), stride, padding, dilation):
+            part = gy[s, :, y0:y1, :]
+            b = part.shape[0]
+            cols = (mats @ part.reshape(b, groups, O // groups, -1)).reshape(
+                b, C, kh, kw, y1 - y0, ow)
+            for i, j, out_rows, out_cols, in_rows, in_cols in tiles:
+                gx[s, :, in_rows, in_cols] += \
+                    cols[:, :, i, j, out_rows.start - y0:out_rows.stop - y0, out_cols]
+            del part, cols      # before the next chunk's are made
+        return gx
+    mats = _offset_matrices(w, groups, True)
+    for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(C, O),
                                                               input_size[2:], (oh, ow), (kh, kw),
                                                               stride, padding, dilation):
         gx[s, :, in_rows, in_cols] += _mix(mats[i, j], gy[s, :, rows, cols])
@@ -929,7 +986,21 @@ def _conv_weight_grad(x, gy, weight_size, stride, padding, dilation, groups):
     N, O, oh, ow = gy.shape
     _, Cg, kh, kw = weight_size
     Og = O // groups
-    gw = np.zeros((kh, kw, groups, Og, Cg), dtype=np.result_type(x, gy))
+    dtype = np.result_type(x, gy)
+    if _lowered(weight_size):
+        C = x.shape[1]
+        gw = np.zeros((groups, Og, Cg * kh * kw), dtype=dtype)
+        for s, y0, y1, tiles in _conv_chunks(N, max(C * kh * kw, O), x.shape[2:], (oh, ow),
+                                             (kh, kw), stride, padding, dilation):
+            cols = _chunk_columns(lambda r, c: x[s, :, r, c], len(range(N)[s]), C, (kh, kw),
+                                  y0, y1, ow, tiles, dtype)
+            b = cols.shape[0]
+            part = gy[s, :, y0:y1, :].reshape(b, groups, Og, -1)
+            prod = part @ cols.reshape(b, groups, Cg * kh * kw, -1).transpose(0, 1, 3, 2)
+            gw += prod[0] if b == 1 else prod.sum(axis=0)
+            del cols, part, prod    # before the next chunk's are made
+        return gw.reshape(weight_size)
+    gw = np.zeros((kh, kw, groups, Og, Cg), dtype=dtype)
     for s, i, j, rows, cols, in_rows, in_cols in _conv_tiles(N, max(x.shape[1], O), x.shape[2:],
                                                               (oh, ow), (kh, kw), stride, padding,
                                                               dilation):
