@@ -222,11 +222,8 @@ def vjp(func, inputs, v=None, create_graph=False, strict=False):
         elif len(outputs) != 1 or outputs[0].numel() != 1:
             raise RuntimeError("The vector v can only be None if the user-provided function "
                                "returns a single Tensor with a single element.")
-    with grad_mode.set_grad_enabled(True if create_graph else grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(outputs, inputs, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, inputs, strict, create_graph, "back")
-    return (_tuple_postprocess(_grad_postprocess(outputs, create_graph), is_outputs_tuple),
-            _tuple_postprocess(_grad_postprocess(result, create_graph), is_inputs_tuple))
+    return _pull_back(outputs, outputs, inputs, v, create_graph, strict, "back",
+                      is_outputs_tuple, is_inputs_tuple)
 
 
 def jvp(func, inputs, v=None, create_graph=False, strict=False):
@@ -288,9 +285,17 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
         _scalar_output(outputs, is_outputs_tuple, "vhp")
         jac = _autograd_grad(outputs, inputs, create_graph=True)
         _check_requires_grad(jac, "jacobian", strict)
+    return _pull_back(outputs, jac, inputs, v, create_graph, strict, "double_back",
+                      is_outputs_tuple, is_inputs_tuple)
+
+
+def _pull_back(outputs, through, inputs, v, create_graph, strict, stage, is_outputs_tuple,
+               is_inputs_tuple):
+    """``(outputs, v^T d(through)/d(inputs))`` post-processed as torch's functional API
+    returns them (``vjp``: through = outputs; ``vhp``: through = the gradient)."""
     with grad_mode.set_grad_enabled(True if create_graph else grad_mode.is_grad_enabled()):
-        grads = _autograd_grad(jac, inputs, v, create_graph=create_graph)
-        result = _fill_in_zeros(grads, inputs, strict, create_graph, "double_back")
+        grads = _autograd_grad(through, inputs, v, create_graph=create_graph)
+        result = _fill_in_zeros(grads, inputs, strict, create_graph, stage)
     return (_tuple_postprocess(_grad_postprocess(outputs, create_graph), is_outputs_tuple),
             _tuple_postprocess(_grad_postprocess(result, create_graph), is_inputs_tuple))
 

@@ -1,7 +1,7 @@
 """``Conv2d``."""
 
 from . import functional as F
-from .linear import _empty_parameter, reset_weight_and_bias
+from .linear import add_weight_and_bias, reset_weight_and_bias
 from .module import Module
 
 
@@ -44,13 +44,8 @@ class Conv2d(Module):
         self.dilation = _pair(dilation)
         self.groups = groups
         self.padding_mode = padding_mode
-        self.weight = _empty_parameter(
-            (out_channels, in_channels // groups) + self.kernel_size, dtype)
-        if bias:
-            self.bias = _empty_parameter((out_channels,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        add_weight_and_bias(self, (out_channels, in_channels // groups) + self.kernel_size,
+                            bias, dtype)
 
     def reset_parameters(self):
         """Re-draw weight and bias with torch's default scheme."""

@@ -49,12 +49,7 @@ class Linear(Module):
         super().__init__()
         self.in_features = in_features
         self.out_features = out_features
-        self.weight = _empty_parameter((out_features, in_features), dtype)
-        if bias:
-            self.bias = _empty_parameter((out_features,), dtype)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        add_weight_and_bias(self, (out_features, in_features), bias, dtype)
 
     def reset_parameters(self):
         """Re-draw weight and bias with torch's default scheme."""
@@ -67,6 +62,18 @@ class Linear(Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+def add_weight_and_bias(module, weight_shape, bias, dtype):
+    """Give ``module`` a ``weight`` of ``weight_shape`` and, if ``bias``, a ``bias`` of
+    ``weight_shape[0]`` (else a ``None`` bias parameter), then ``module.reset_parameters()``:
+    how Linear and Conv2d make theirs."""
+    module.weight = _empty_parameter(weight_shape, dtype)
+    if bias:
+        module.bias = _empty_parameter(weight_shape[:1], dtype)
+    else:
+        module.register_parameter("bias", None)
+    module.reset_parameters()
 
 
 def reset_weight_and_bias(weight, bias):
