@@ -278,15 +278,20 @@ def vhp(func, inputs, v=None, create_graph=False, strict=False):
     """
     with grad_mode.enable_grad():
         is_inputs_tuple, inputs, v = _inputs_and_v(inputs, v, create_graph, "vhp", True)
-        outputs = func(*inputs)
-        is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function",
-                                              "vhp")
-        _check_requires_grad(outputs, "outputs", strict)
-        _scalar_output(outputs, is_outputs_tuple, "vhp")
+        is_outputs_tuple, outputs = _scalar_outputs(func, inputs, strict, "vhp")
         jac = _autograd_grad(outputs, inputs, create_graph=True)
         _check_requires_grad(jac, "jacobian", strict)
     return _pull_back(outputs, jac, inputs, v, create_graph, strict, "double_back",
                       is_outputs_tuple, is_inputs_tuple)
+
+
+def _scalar_outputs(func, args, strict, name):
+    """``func(*args)`` as ``(is_tuple, outputs)``, checked to be one one-element Tensor
+    (that requires grad, when ``strict``): what ``vhp`` and ``hvp`` differentiate twice."""
+    is_tuple, outputs = _as_tuple(func(*args), "outputs of the user-provided function", name)
+    _check_requires_grad(outputs, "outputs", strict)
+    _scalar_output(outputs, is_tuple, name)
+    return is_tuple, outputs
 
 
 def _pull_back(outputs, through, inputs, v, create_graph, strict, stage, is_outputs_tuple,
@@ -317,11 +322,7 @@ def hvp(func, inputs, v=None, create_graph=False, strict=False):
         is_inputs_tuple, inputs, v = _inputs_and_v(inputs, v, create_graph, "hvp", True)
         with fwAD.dual_level():
             duals = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, v))
-            outputs = func(*duals)
-            is_outputs_tuple, outputs = _as_tuple(outputs, "outputs of the user-provided function",
-                                                  "hvp")
-            _check_requires_grad(outputs, "outputs", strict)
-            _scalar_output(outputs, is_outputs_tuple, "hvp")
+            is_outputs_tuple, outputs = _scalar_outputs(func, duals, strict, "hvp")
             jac = _autograd_grad(outputs, duals, create_graph=create_graph)
             jac = _fill_in_zeros(jac, inputs, strict, create_graph, "back")
             hv = [fwAD.unpack_dual(g).tangent for g in jac]

@@ -67,7 +67,14 @@ class Linear(Module):
 def add_weight_and_bias(module, weight_shape, bias, dtype):
     """Give ``module`` a ``weight`` of ``weight_shape`` and, if ``bias``, a ``bias`` of
     ``weight_shape[0]`` (else a ``None`` bias parameter), then ``module.reset_parameters()``:
-    how Linear and Conv2d make theirs."""
+    how Linear and Conv2d make theirs.
+
+    >>> import ckpt
+    >>> layer = ckpt.nn.Linear(2, 2)
+    >>> add_weight_and_bias(layer, (3, 2), bias=False, dtype=None)
+    >>> layer.weight.shape, layer.bias
+    ((3, 2), None)
+    """
     module.weight = _empty_parameter(weight_shape, dtype)
     if bias:
         module.bias = _empty_parameter(weight_shape[:1], dtype)
