@@ -318,13 +318,14 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     _GradState.enabled = create_graph
     previous_batch, Batch.dims = Batch.dims, (1 if batched else 0)
     pop_buffer = buffers.pop
+    every_node_plain_path = not batched and to_run is None and not captures
     try:
         if observed:   # the seeds (e.g. the ones of a scalar loss)
             _observe(roots, [g.data for g in root_grads])
         while ready:
             node = ready.pop()
-            if (node._plain and not batched and (to_run is None or node in to_run)
-                    and node not in captures):
+            if node._plain and (every_node_plain_path or (
+                    not batched and (to_run is None or node in to_run) and node not in captures)):
                 # the hot path: a single-output node without hooks
                 g = pop_buffer(node, None)
                 if g is None:
@@ -334,8 +335,14 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                     if saved is None:
                         raise RuntimeError(_FREED_MESSAGE)
                     if arrays and node._array_rule:
-                        input_grads = node.vjp(g, *[s.unpack_data(node) if s.__class__ is SavedTensor
-                                                    else s for s in saved])
+                        if len(saved) == 1:  # most ops save one tensor: no list to build
+                            only = saved[0]  # (no name may outlive ``saved``: it frees them)
+                            input_grads = node.vjp(g, only.unpack_data(node)
+                                                   if only.__class__ is SavedTensor else only)
+                            del only
+                        else:
+                            input_grads = node.vjp(g, *[s.unpack_data(node) if s.__class__ is SavedTensor
+                                                        else s for s in saved])
                     else:
                         input_grads = node.vjp(_wrap(g) if arrays else g,
                                                *[s.unpack(node) if s.__class__ is SavedTensor else s
@@ -371,7 +378,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                             g = _validate(node, i, g, arrays, 1)
                         elif arrays:
                             if (g.__class__ is not np.ndarray or g.shape != meta[2 * i]
-                                    or g.dtype != meta[2 * i + 1]):
+                                    or (g.dtype is not meta[2 * i + 1] and g.dtype != meta[2 * i + 1])):
                                 g = _validate(node, i, g, True)
                                 if observed:  # un-broadcast or cast: a new array
                                     _observe(((nxt, nr),), (g,))

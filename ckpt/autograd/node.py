@@ -336,36 +336,75 @@ def record(cls, out_data, inputs, saved=(), **attrs):
 
 def _attach(cls, out, inputs, saved, attrs):
     """Make ``out`` the output of a new ``cls`` node, if some input requires grad."""
-    edges = []
-    meta = []
-    needed = False
-    for x in inputs:
-        if x.__class__ is Tensor and x.requires_grad:
-            needed = True
-            fn = x.grad_fn
-            edges.append((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0))
-            d = x.data
-            meta.append(d.shape)
-            meta.append(d.dtype)
+    n_inputs = len(inputs)
+    if n_inputs == 1:  # unary and binary ops, the common cases, without the loop's lists
+        x = inputs[0]
+        if x.__class__ is not Tensor or not x.requires_grad:
+            return out
+        d = x.data
+        node = _new_node(cls)
+        node.next_functions = (_edge(x),)
+        node._meta = (d.shape, d.dtype)
+    elif n_inputs == 2:
+        a, b = inputs
+        a_needs = a.__class__ is Tensor and a.requires_grad
+        b_needs = b.__class__ is Tensor and b.requires_grad
+        if not (a_needs or b_needs):
+            return out
+        node = _new_node(cls)
+        if a_needs:
+            da = a.data
+            if b_needs:
+                db = b.data
+                node.next_functions = (_edge(a), _edge(b))
+                node._meta = (da.shape, da.dtype, db.shape, db.dtype)
+            else:
+                node.next_functions = (_edge(a), _NO_EDGE)
+                node._meta = (da.shape, da.dtype, None, None)
         else:
-            edges.append(_NO_EDGE)
-            meta.append(None)
-            meta.append(None)
-    if not needed:
-        return out
-    node = _new_node(cls)
-    node.next_functions = tuple(edges)
-    node._meta = meta
+            db = b.data
+            node.next_functions = (_NO_EDGE, _edge(b))
+            node._meta = (None, None, db.shape, db.dtype)
+    else:
+        edges = []
+        meta = []
+        needed = False
+        for x in inputs:
+            if x.__class__ is Tensor and x.requires_grad:
+                needed = True
+                edges.append(_edge(x))
+                d = x.data
+                meta.append(d.shape)
+                meta.append(d.dtype)
+            else:
+                edges.append(_NO_EDGE)
+                meta.append(None)
+                meta.append(None)
+        if not needed:
+            return out
+        node = _new_node(cls)
+        node.next_functions = tuple(edges)
+        node._meta = meta
     out.requires_grad = True
     out.grad_fn = node
     if attrs:
         node.__dict__.update(attrs)
-    if saved:
+    if not saved:
+        node._saved = ()
+    elif len(saved) == 1:
+        s = saved[0]
+        node._saved = (SavedTensor(s, False) if s.__class__ is Tensor else
+                       SavedTensor(out, True) if s is OUTPUT else s,)
+    else:
         node._saved = [SavedTensor(s, False) if s.__class__ is Tensor else
                        SavedTensor(out, True) if s is OUTPUT else s for s in saved]
-    else:
-        node._saved = ()
     return out
+
+
+def _edge(x):
+    """Where a gradient for ``x`` goes: its node and output number, or its leaf accumulator."""
+    fn = x.grad_fn
+    return (fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0)
 
 
 def _record_extended(cls, out, inputs, saved, attrs):
