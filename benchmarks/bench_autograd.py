@@ -8,7 +8,7 @@
 All three run in one process, interleaved, single-threaded (BLAS pinned to one thread, like
 torch.set_num_threads(1)), and the table reports medians and ratios to torch.
 
-    python benchmarks/bench_autograd.py [--repeats 30]
+    python benchmarks/bench_autograd.py [--calls 200]
 """
 import os
 
@@ -116,16 +116,19 @@ def mlp_step_numpy(ws, bs, x, y, lr=1e-3, fused_update=True):
         bs[i] -= lr * gb
 
 
-def median_time(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def mlp_matmuls(weights, acts, grads):
+    """Only the step's matrix products: 8 forward, 8 weight gradients and 7 input gradients
+    (the input x needs none). Works for numpy arrays and torch tensors alike; with numpy's BLAS
+    this is the least time any numpy-based engine can take for the step."""
+    for w, a in zip(weights, acts):
+        a @ w.T
+    for i, (w, a, g) in enumerate(zip(weights, acts, grads)):
+        g.T @ a
+        if i:
+            g @ w
 
 
-def run(repeats):
+def run(calls):
     rng = np.random.default_rng(0)
     x16 = rng.standard_normal((16, 16)).astype(np.float32)
     cx = ckpt.tensor(x16, requires_grad=True)
@@ -136,6 +139,10 @@ def run(repeats):
     cx_in, cy = ckpt.tensor(x), ckpt.tensor(y)
     tx_in, ty = torch.tensor(x), torch.tensor(y)
     nws, nbs = [w.copy() for w in ws], [b.copy() for b in bs]
+    acts = [x] + [np.maximum(rng.standard_normal(x.shape), 0).astype(np.float32)
+                  for _ in range(DEPTH - 1)]
+    grads = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(DEPTH)]
+    t_ws, t_acts, t_grads = ([torch.tensor(a) for a in arrays] for arrays in (ws, acts, grads))
 
     workloads = {
         "chain300 16x16": {
@@ -148,24 +155,38 @@ def run(repeats):
             "torch": lambda: mlp_step(torch, tparams, tx_in, ty),
             "numpy": lambda: mlp_step_numpy(nws, nbs, x, y),
             "numpy, .grad lifetime": lambda: mlp_step_numpy(nws, nbs, x, y, fused_update=False),
+            "numpy, matmuls only": lambda: mlp_matmuls(ws, acts, grads),
+            "torch, matmuls only": lambda: mlp_matmuls(t_ws, t_acts, t_grads),
         },
     }
     rows = []
     for name, impls in workloads.items():
-        for fn in impls.values():  # warm up
-            fn()
-        results = {k: [] for k in impls}
-        for _ in range(3):  # interleave rounds so machine noise hits every contender
-            for k, fn in impls.items():
-                results[k].append(median_time(fn, repeats))
-        med = {k: min(v) for k, v in results.items()}
-        rows.append((name, med))
+        for _ in range(3):  # warm up
+            for fn in impls.values():
+                fn()
+        rows.append((name, interleaved_medians(impls, calls)))
     return rows
+
+
+def interleaved_medians(impls, calls):
+    """Median time of each contender over ``calls`` calls, taken in turns (one call of each,
+    the starting contender rotating), so a burst of load from other jobs on this shared
+    machine lands on all of them alike rather than on one contender's block of calls."""
+    names = list(impls)
+    times = {k: [] for k in names}
+    for i in range(calls):
+        for k in names[i % len(names):] + names[:i % len(names)]:
+            fn = impls[k]
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--calls", type=int, default=200,
+                        help="timed calls of each contender (in turns); the table gives medians")
     parser.add_argument("--freeze-heap", action="store_true",
                         help="gc.freeze() the objects alive before timing (mostly torch's import-time "
                              "objects), so full garbage collections triggered by ckpt's graph objects "
@@ -174,7 +195,7 @@ def main():
     if args.freeze_heap:
         gc.collect()
         gc.freeze()
-    rows = run(args.repeats)
+    rows = run(args.calls)
     print(f"# {time.strftime('%Y-%m-%d')} {platform.machine()} {os.cpu_count()} cpus, "
           f"python {platform.python_version()} numpy {np.__version__} torch {torch.__version__}"
           f"{', heap frozen' if args.freeze_heap else ''}")
@@ -189,6 +210,10 @@ def main():
             print(f"\n{name}: numpy floor with all gradients kept until the update (as .grad "
                   f"keeps them): {n2:.3f} ms = {n2 / (med['torch'] * 1e3):.2f}x torch; ckpt is "
                   f"{med['ckpt'] * 1e3 / n2:.2f}x this floor")
+            mm, t_mm = med["numpy, matmuls only"] * 1e3, med["torch, matmuls only"] * 1e3
+            print(f"{name}: its 23 matrix products alone take {mm:.3f} ms with numpy's BLAS = "
+                  f"{mm / (med['torch'] * 1e3):.2f}x torch's whole step (torch's own products: "
+                  f"{t_mm:.3f} ms; numpy / torch per product: {mm / t_mm:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 # name -> (script, arguments of a quick run); the default run passes no arguments
 BENCHMARKS = {
-    "autograd": ("bench_autograd.py", ["--repeats", "5"]),
+    "autograd": ("bench_autograd.py", ["--calls", "20"]),
     "jacobian": ("bench_jacobian.py", ["--rounds", "1"]),
     "checkpoint": ("bench_checkpoint.py", ["--depth", "16", "--batch", "512", "--rounds", "1",
                                            "--repeats", "1"]),
