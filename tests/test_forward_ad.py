@@ -17,6 +17,7 @@ import ckpt.autograd.forward_ad as fwAD
 from ckpt.autograd import Function
 from ckpt.autograd.ops import elementwise, nn_functional as nnf
 
+from conftest import Double
 import test_nn_ops
 import test_ops_gradcheck
 
@@ -451,14 +452,8 @@ def test_function_jvp_is_differentiable():
 
 
 def test_function_without_jvp_meeting_a_tangent_raises():
-    class NoJvp(Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2
+    class NoJvp(Double):
+        pass
 
     assert NoJvp.apply(ckpt.ones(2)).tolist() == [2.0, 2.0]
     with fwAD.dual_level():
@@ -468,11 +463,7 @@ def test_function_without_jvp_meeting_a_tangent_raises():
 
 
 def test_function_jvp_wrong_count_or_shape_raises():
-    class Bad(Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
+    class Bad(Double):
         @staticmethod
         def jvp(ctx, t):
             return t.sum()

@@ -12,6 +12,7 @@ from ckpt.autograd import profiler
 from ckpt.autograd.node import Extensions, Node
 from ckpt.autograd.ops import elementwise, linalg
 from ckpt.autograd.profiler import profile, record_function
+from conftest import Double
 
 F32 = 4
 
@@ -221,15 +222,6 @@ def test_profiles_alongside_the_memory_tracker():
 
 
 def test_subclass_nodes_report_their_own_name():
-    class Double(ckpt.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            return x * 2
-
-        @staticmethod
-        def backward(ctx, g):
-            return g * 2
-
     x = ckpt.ones(3, requires_grad=True)
     y = Double.apply(x).sum()
     with profile() as prof:
