@@ -111,7 +111,8 @@ def add(a, b, alpha=1):
 
 class SubBackward0(_Elementwise):
     def vjp(self, g):
-        return g, -g
+        # -g only for a subtrahend that needs it (``pred - target`` is the common case)
+        return g, (None if self.next_functions[1][0] is None else -g)
 
     def jvp(self, tangents, primals, out):
         ta, tb = tangents
@@ -176,7 +177,7 @@ class PowBackward0(_DiagonalOfInput):
         e = self.exponent
         if e == 0:
             return g * 0.0
-        return g * e * x ** (e - 1)
+        return g * e * (x if e == 2 else x ** (e - 1))
 
 
 class PowBackward1(_Elementwise):
