@@ -324,6 +324,14 @@ def test_shape_errors_name_op_and_shapes(op, a_shape, b_shape):
     assert op in msg and str(list(a_shape)) in msg and str(list(b_shape)) in msg
 
 
+def test_integer_to_a_negative_power_is_not_called_a_shape_error():
+    for exponent in (-1, ckpt.tensor([-1, -2])):
+        with pytest.raises(RuntimeError, match="pow: Integers to negative integer powers"):
+            ckpt.tensor([1, 2]) ** exponent
+    with pytest.raises(RuntimeError, match=r"pow: shapes \[2\] and \[3\]"):
+        ckpt.tensor([1, 2]) ** ckpt.tensor([-1, -2, -3])
+
+
 def test_other_shape_errors():
     with pytest.raises(RuntimeError, match=r"matmul.*\[2, 3\].*\[4, 5\]"):
         ckpt.ones(2, 3) @ ckpt.ones(4, 5)

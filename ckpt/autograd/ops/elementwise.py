@@ -49,9 +49,19 @@ class _PerInputDiagonal(_Elementwise):
 def _binary(op_name, fn, a, b):
     try:
         out = fn(a.data if a.__class__ is Tensor else a, b.data if b.__class__ is Tensor else b)
-    except ValueError:
-        raise shape_error(op_name, data_of(a), data_of(b)) from None
+    except ValueError as error:
+        raise _value_error(op_name, error, data_of(a), data_of(b)) from None
     return _torch_promotion(out, a, b) if out.dtype is _F64 else out
+
+
+def _value_error(op_name, error, a, b):
+    """numpy's ValueError as torch's RuntimeError: shapes that don't broadcast are named;
+    anything else (an integer to a negative integer power) keeps numpy's words."""
+    try:
+        np.broadcast_shapes(np.shape(a), np.shape(b))
+    except ValueError:
+        return shape_error(op_name, a, b)
+    return RuntimeError(f"{op_name}: {error}")
 
 
 def _torch_promotion(out, a, b):
@@ -213,7 +223,10 @@ def pow(base, exponent):
     [4.0, 9.0]
     """
     if exponent.__class__ is not Tensor and base.__class__ is Tensor:
-        out = np.power(base.data, exponent)
+        try:
+            out = base.data ** exponent  # ndarray's ** squares, roots, inverts without pow()
+        except ValueError as error:
+            raise _value_error("pow", error, base.data, exponent) from None
         if out.dtype is _F64:
             out = _torch_promotion(out, base, exponent)
         return record(PowBackward0, out, (base,), (base,), exponent=exponent)
