@@ -16,9 +16,14 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
+import json  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -128,39 +133,53 @@ def mlp_matmuls(weights, acts, grads):
             g @ w
 
 
-def run(calls):
-    rng = np.random.default_rng(0)
-    x16 = rng.standard_normal((16, 16)).astype(np.float32)
-    cx = ckpt.tensor(x16, requires_grad=True)
-    tx = torch.tensor(x16, requires_grad=True)
-    ws, bs, x, y = make_weights(rng)
-    cparams = [ckpt.tensor(a, requires_grad=True) for pair in zip(ws, bs) for a in pair]
-    tparams = [torch.tensor(a, requires_grad=True) for pair in zip(ws, bs) for a in pair]
-    cx_in, cy = ckpt.tensor(x), ckpt.tensor(y)
-    tx_in, ty = torch.tensor(x), torch.tensor(y)
-    nws, nbs = [w.copy() for w in ws], [b.copy() for b in bs]
-    acts = [x] + [np.maximum(rng.standard_normal(x.shape), 0).astype(np.float32)
-                  for _ in range(DEPTH - 1)]
-    grads = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(DEPTH)]
-    t_ws, t_acts, t_grads = ([torch.tensor(a) for a in arrays] for arrays in (ws, acts, grads))
-
-    workloads = {
-        "chain300 16x16": {
-            "ckpt": lambda: chain(cx),
-            "torch": lambda: chain(tx),
-            "numpy": lambda: chain_numpy(x16),
-        },
-        "mlp step 64x512x8": {
-            "ckpt": lambda: mlp_step(ckpt, cparams, cx_in, cy),
-            "torch": lambda: mlp_step(torch, tparams, tx_in, ty),
-            "numpy": lambda: mlp_step_numpy(nws, nbs, x, y),
-            "numpy, .grad lifetime": lambda: mlp_step_numpy(nws, nbs, x, y, fused_update=False),
-            "numpy, matmuls only": lambda: mlp_matmuls(ws, acts, grads),
-            "torch, matmuls only": lambda: mlp_matmuls(t_ws, t_acts, t_grads),
-        },
+def chain_contenders():
+    """{contender: factory}; a factory sets up its contender's data and returns one call."""
+    x16 = np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32)
+    return {
+        "ckpt": lambda: functools.partial(chain, ckpt.tensor(x16, requires_grad=True)),
+        "torch": lambda: functools.partial(chain, torch.tensor(x16, requires_grad=True)),
+        "numpy": lambda: functools.partial(chain_numpy, x16),
     }
+
+
+def mlp_contenders():
+    """As ``chain_contenders``, for the MLP step (the same weights for every contender)."""
+    rng = np.random.default_rng(1)
+    ws, bs, x, y = make_weights(rng)
+
+    def framework_step(lib):
+        params = [lib.tensor(a, requires_grad=True) for pair in zip(ws, bs) for a in pair]
+        return functools.partial(mlp_step, lib, params, lib.tensor(x), lib.tensor(y))
+
+    def numpy_step(fused_update):
+        return functools.partial(mlp_step_numpy, [w.copy() for w in ws], [b.copy() for b in bs],
+                                 x, y, fused_update=fused_update)
+
+    def products(to_lib):
+        acts = [x] + [np.maximum(rng.standard_normal(x.shape), 0).astype(np.float32)
+                      for _ in range(DEPTH - 1)]
+        grads = [rng.standard_normal(x.shape).astype(np.float32) for _ in range(DEPTH)]
+        return functools.partial(mlp_matmuls, *([to_lib(a) for a in arrays]
+                                                for arrays in (ws, acts, grads)))
+
+    return {
+        "ckpt": lambda: framework_step(ckpt),
+        "torch": lambda: framework_step(torch),
+        "numpy": lambda: numpy_step(True),
+        "numpy, .grad lifetime": lambda: numpy_step(False),
+        "numpy, matmuls only": lambda: products(np.asarray),
+        "torch, matmuls only": lambda: products(torch.tensor),
+    }
+
+
+WORKLOADS = {"chain300 16x16": chain_contenders, "mlp step 64x512x8": mlp_contenders}
+
+
+def run(calls):
     rows = []
-    for name, impls in workloads.items():
+    for name, contenders in WORKLOADS.items():
+        impls = {k: make() for k, make in contenders().items()}
         for _ in range(3):  # warm up
             for fn in impls.values():
                 fn()
@@ -183,6 +202,41 @@ def interleaved_medians(impls, calls):
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+MLP = "mlp step 64x512x8"  # (a key of WORKLOADS)
+ALONE = ("ckpt", "torch", "numpy", "numpy, .grad lifetime")
+
+
+def time_alone(contender, calls):
+    """Worker: time one MLP contender, the only one in this process; median and minor page
+    faults per call."""
+    fn = mlp_contenders()[contender]()
+    for _ in range(3):
+        fn()
+    times, faults = [], []
+    for _ in range(calls):
+        f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    return statistics.median(times), statistics.median(faults)
+
+
+def run_alone(calls, rounds=3):
+    """The MLP step with each contender alone in a fresh process, as a user runs one
+    framework: the heap then holds one contender's allocations, not a mix of all of them.
+    Processes of the contenders alternate over ``rounds``; each contender's time is the median
+    of its rounds' medians."""
+    results = {k: [] for k in ALONE}
+    for _ in range(rounds):
+        for contender in ALONE:
+            out = subprocess.run([sys.executable, __file__, "--alone-worker", contender,
+                                  "--calls", str(calls)], capture_output=True, text=True, check=True)
+            results[contender].append(json.loads(out.stdout))
+    return {k: (statistics.median(t for t, _ in v), statistics.median(f for _, f in v))
+            for k, v in results.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200,
@@ -191,7 +245,14 @@ def main():
                         help="gc.freeze() the objects alive before timing (mostly torch's import-time "
                              "objects), so full garbage collections triggered by ckpt's graph objects "
                              "don't traverse the peer's heap")
+    parser.add_argument("--alone", action="store_true",
+                        help="also time the MLP step with each contender alone in its own process "
+                             "(3 rounds), with minor page faults per step")
+    parser.add_argument("--alone-worker", choices=ALONE, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.alone_worker:
+        print(json.dumps(time_alone(args.alone_worker, args.calls)))
+        return
     if args.freeze_heap:
         gc.collect()
         gc.freeze()
@@ -214,6 +275,14 @@ def main():
             print(f"{name}: its 23 matrix products alone take {mm:.3f} ms with numpy's BLAS = "
                   f"{mm / (med['torch'] * 1e3):.2f}x torch's whole step (torch's own products: "
                   f"{t_mm:.3f} ms; numpy / torch per product: {mm / t_mm:.2f}x)")
+    if args.alone:
+        alone = run_alone(args.calls)
+        t_alone = alone["torch"][0]
+        print(f"\n{MLP}, each contender alone in its own process (median of 3 processes):")
+        print("| contender | ms | / torch | page faults per step |")
+        print("| --- | ---: | ---: | ---: |")
+        for k, (t, faults) in alone.items():
+            print(f"| {k} | {t * 1e3:.3f} | {t / t_alone:.2f}x | {faults:.0f} |")
 
 
 if __name__ == "__main__":
