@@ -337,6 +337,43 @@ def test_manual_seed_makes_init_reproducible():
         assert pa.dtype == np.float32
 
 
+def test_rng_state_replays_init_and_random_factories():
+    """get_rng_state/set_rng_state replay parameter init and randn/rand/randint bit for bit,
+    and numpy's global RNG (np.random.seed) neither feeds nor disturbs ckpt's generator."""
+    def draw():
+        fc = nn.Linear(4, 3)
+        return [fc.weight.data.copy(), fc.bias.data.copy(), ckpt.randn(5).data.copy(),
+                ckpt.rand(2).data.copy(), ckpt.randint(0, 10, (3,)).data.copy()]
+
+    np_state = np.random.get_state()
+    try:
+        ckpt.manual_seed(123)
+        ckpt.randn(7)  # start from a state that is not a fresh seed
+        state = ckpt.get_rng_state()
+        np.random.seed(0)
+        first = draw()
+        np.random.seed(99)  # reseeding (and drawing from) numpy's global RNG in between...
+        np.random.rand(10)
+        ckpt.set_rng_state(state)
+        second = draw()
+        onward = draw()  # without a restore the generator has moved on
+        np.random.seed(0)
+        ckpt.set_rng_state(state)
+        third = draw()
+        assert np.random.rand() == np.random.RandomState(0).rand()  # ckpt left numpy's RNG alone
+    finally:
+        np.random.set_state(np_state)
+    names = ["weight", "bias", "randn", "rand", "randint"]
+    for name, a, b, c, d in zip(names, first, second, third, onward):
+        assert a.dtype == b.dtype == c.dtype and a.shape == b.shape == c.shape, name
+        np.testing.assert_array_equal(a, b, err_msg=name)  # ...does not change the replay
+        np.testing.assert_array_equal(a, c, err_msg=name)
+        assert a.tobytes() == b.tobytes() == c.tobytes(), name
+        if name != "randint":  # 3 draws from 10 values may repeat; floats never do
+            assert not np.array_equal(a, d), name
+    assert first[4].dtype == np.int64 and ((first[4] >= 0) & (first[4] < 10)).all()
+
+
 def test_linear_default_init_follows_torch_distribution():
     ckpt.manual_seed(0)
     fc = nn.Linear(400, 300)

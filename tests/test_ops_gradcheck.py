@@ -33,13 +33,21 @@ def distinct(*shape, gap=0.05):
     return make
 
 
-def _maxmin_inputs(shape_a, shape_b):
+def _maxmin_inputs(shape_a, shape_b, gap=0.3):
+    """Inputs for maximum/minimum of any two broadcastable shapes: every value of ``a`` is at
+    least ~gap/2 from every value of ``b`` (no ties, so each output has one winner), and
+    each input wins somewhere (both gradient branches are exercised)."""
     def make(rng):
-        b = rng.standard_normal(shape_b)
-        offset = rng.uniform(0.3, 1.0, size=np.broadcast_shapes(shape_a, shape_b))
-        offset *= rng.choice([-1.0, 1.0], size=offset.shape)
-        a = b + offset  # shape_a is the broadcast shape
-        assert a.shape == tuple(shape_a)
+        na, nb = int(np.prod(shape_a)), int(np.prod(shape_b))
+        for _ in range(100):
+            vals = (rng.permutation(na + nb) - (na + nb) / 2) * gap
+            vals += rng.uniform(0, gap / 4, size=na + nb)
+            a, b = vals[:na].reshape(shape_a), vals[na:].reshape(shape_b)
+            a_wins = np.broadcast_arrays(a, b)[0] > np.broadcast_arrays(a, b)[1]
+            if a_wins.any() and not a_wins.all():
+                break
+        else:
+            raise AssertionError(f"no input where both operands win: {shape_a}, {shape_b}")
         return (ckpt.Tensor(a, requires_grad=True), ckpt.Tensor(b, requires_grad=True))
     return make
 
@@ -99,6 +107,33 @@ def _clamp_input(rng):
     return ckpt.Tensor(vals, requires_grad=True)
 
 
+# Unary elementwise ops: (id, function, input maker) -- the maker keeps inputs away from
+# non-differentiable points or outside the domain (None = standard normal). Each op gets a
+# row per shape in _UNARY_SHAPES; (2, 3) keeps the bare id.
+_UNARY = [
+    ("exp", ckpt.exp, None),
+    ("log", ckpt.log, pos),
+    ("sqrt", ckpt.sqrt, pos),
+    ("abs", ckpt.abs, away),
+    ("sin", ckpt.sin, None),
+    ("cos", ckpt.cos, None),
+    ("tanh", ckpt.tanh, None),
+    ("sigmoid", ckpt.sigmoid, None),
+    ("relu", ckpt.relu, away),
+    ("gelu", ckpt.gelu, None),
+    ("gelu_tanh", lambda x: ckpt.gelu(x, approximate="tanh"), None),
+    ("erf", ckpt.erf, None),
+]
+_UNARY_SHAPES = [(2, 3), (), (5,), (2, 3, 4)]
+
+
+def _shape_id(shape):
+    return "" if shape == (2, 3) else "_0d" if shape == () else "_" + "x".join(map(str, shape))
+
+
+_UNARY_CASES = [(name + _shape_id(shape), fn, [make(*shape) if make else shape])
+                for name, fn, make in _UNARY for shape in _UNARY_SHAPES]
+
 _ROW_MASK = np.array([[True, False, True, True], [False, False, True, False], [True, True, False, True]])
 
 CASES = [
@@ -124,20 +159,15 @@ CASES = [
     ("pow_tensor_bcast_base", ckpt.pow, [pos(2,), (3, 2)]),
     ("pow_scalar_base", lambda x: 2.0 ** x, [(2, 3)]),
     ("pow_scalar_base_fn", lambda x: ckpt.pow(1.7, x), [(4,)]),
-    ("exp", ckpt.exp, [(2, 3)]),
-    ("log", ckpt.log, [pos(2, 3)]),
-    ("sqrt", ckpt.sqrt, [pos(2, 3)]),
-    ("abs", ckpt.abs, [away(2, 3)]),
-    ("sin", ckpt.sin, [(2, 3)]),
-    ("cos", ckpt.cos, [(2, 3)]),
-    ("tanh", ckpt.tanh, [(2, 3)]),
-    ("sigmoid", ckpt.sigmoid, [(2, 3)]),
-    ("relu", ckpt.relu, [away(2, 3)]),
-    ("gelu", ckpt.gelu, [(2, 3)]),
-    ("gelu_tanh", lambda x: ckpt.gelu(x, approximate="tanh"), [(2, 3)]),
-    ("erf", ckpt.erf, [(2, 3)]),
+    *_UNARY_CASES,
     ("maximum", ckpt.maximum, [_maxmin_inputs((3, 4), (4,))]),
+    ("maximum_bcast_row", ckpt.maximum, [_maxmin_inputs((2, 3), (3,))]),
+    ("maximum_bcast_outer", ckpt.maximum, [_maxmin_inputs((4, 1), (1, 5))]),
+    ("maximum_0d", ckpt.maximum, [_maxmin_inputs((), (2, 3))]),
     ("minimum", ckpt.minimum, [_maxmin_inputs((2, 3), (2, 3))]),
+    ("minimum_bcast_row", ckpt.minimum, [_maxmin_inputs((3,), (2, 3))]),
+    ("minimum_bcast_outer", ckpt.minimum, [_maxmin_inputs((4, 1), (1, 5))]),
+    ("minimum_bcast_3d", ckpt.minimum, [_maxmin_inputs((2, 1, 4), (3, 1))]),
     ("clamp", lambda x: ckpt.clamp(x, -0.5, 0.5), [_clamp_input]),
     ("clamp_min", lambda x: x.clamp(min=0.1), [away(3, 3, point=0.1)]),
     ("clamp_max", lambda x: x.clamp(max=-0.2), [away(3, 3, point=-0.2)]),
@@ -145,6 +175,12 @@ CASES = [
                                                                  away(3, 1, point=0.5)]),
     ("where_bcast", lambda a, b: ckpt.where(ckpt.tensor(_ROW_MASK), a, b), [(4,), (3, 1)]),
     ("where_scalar", lambda a: ckpt.where(ckpt.tensor(_ROW_MASK), a, 0.0), [(3, 4)]),
+    ("where_bcast_row", lambda a, b: ckpt.where(ckpt.tensor(_ROW_MASK[:2, :3]), a, b),
+     [(2, 3), (3,)]),
+    ("where_bcast_outer", lambda a, b: ckpt.where(ckpt.tensor(_ROW_MASK[0, :]).unsqueeze(1), a, b),
+     [(4, 1), (1, 5)]),
+    ("where_bcast_cond", lambda a, b: ckpt.where(ckpt.tensor(_ROW_MASK[:, :1]), a, b),
+     [(2, 1, 4), (4,)]),
     ("sum_all", ckpt.sum, [(2, 3)]),
     ("sum_dim", lambda x: x.sum(1), [(2, 3, 2)]),
     ("sum_dims_keep", lambda x: x.sum((0, 2), keepdim=True), [(2, 3, 2)]),
@@ -264,6 +300,11 @@ def test_gradcheck_covers_every_listed_op():
                "unsqueeze", "getitem", "setitem", "cat", "stack", "split", "chunk", "unbind", "to",
                "clone", "softmax", "log_softmax"]:
         assert any(n == op or n.startswith(op + "_") for n in names), op
+    for name, _, _ in _UNARY:  # every unary op on every shape, incl. 0-d
+        for shape in _UNARY_SHAPES:
+            assert name + _shape_id(shape) in names
+    for op in ["maximum", "minimum", "where"]:  # operands of different shapes
+        assert sum(n.startswith(op + "_bcast") for n in names) >= 2, op
 
 
 # ---- checker sanity ---------------------------------------------------------------------

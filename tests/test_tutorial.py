@@ -42,6 +42,39 @@ def test_three_stacked_linear_maps(rng):
         assert_close(ours.grad, theirs.grad)
 
 
+@pytest.mark.parametrize("bias", [False, True])
+def test_three_stacked_linear_layers(rng, bias):
+    """The same example with nn.Linear layers and a batch of inputs. With bias the map is
+    affine, x -> W3 W2 W1 x + const, so dy/dx (and x.grad) is the same as without bias."""
+    ckpt.manual_seed(0)
+    L1, L2, L3 = (ckpt.nn.Linear(i, o, bias=bias, dtype=ckpt.float64)
+                  for i, o in ((3, 4), (4, 5), (5, 2)))
+    xs = rng.standard_normal((6, 3))
+    x = ckpt.Tensor(xs, requires_grad=True)
+    y = L3(L2(L1(x)))
+    assert y.shape == (6, 2)
+    y.backward(ckpt.ones_like(y))
+    w1, w2, w3 = (L.weight.data for L in (L1, L2, L3))
+    # every row of x.grad is 1^T W3 W2 W1: the column sums of the product (numpy, independent)
+    expected = np.broadcast_to((w3 @ w2 @ w1).sum(axis=0), xs.shape)
+    np.testing.assert_allclose(x.grad.data, expected, rtol=1e-12, atol=1e-14)
+    # torch, with the same weights (and biases), agrees
+    T = [torch.nn.Linear(L.in_features, L.out_features, bias=bias, dtype=torch.float64)
+         for L in (L1, L2, L3)]
+    with torch.no_grad():
+        for t, L in zip(T, (L1, L2, L3)):
+            t.weight.copy_(torch.from_numpy(L.weight.data))
+            if bias:
+                t.bias.copy_(torch.from_numpy(L.bias.data))
+    tx = to_torch(x)
+    ty = T[2](T[1](T[0](tx)))
+    assert_close(y, ty)
+    ty.backward(torch.ones_like(ty))
+    assert_close(x.grad, tx.grad)
+    for L, t in zip((L1, L2, L3), T):
+        assert_close(L.weight.grad, t.weight.grad)
+
+
 # ---- leaves and requires_grad -------------------------------------------------------------
 
 def test_is_leaf_and_requires_grad_propagation():
