@@ -17,12 +17,13 @@ from .autograd.factory import (arange, as_tensor, bool_, double, empty, eye, flo
                                float32, float64, from_numpy, full, full_like, int32, int64,
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
                                randint, randn, randn_like, tensor, zeros, zeros_like)
-from .autograd.ops import (abs, add, amax, argmax, argmin, cat, chunk, clamp, clone, cos, div,
-                           eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, le, linear, log,
-                           logsumexp, lt, matmul, max, maximum, mean, min, minimum, mul, ne,
-                           neg, permute, pow, relu, reshape, sigmoid, sign, sin, split, sqrt,
-                           squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
-                           unsqueeze, var, where)
+bool = bool_  # noqa: A001  (torch.bool; this module calls no builtin bool)
+from .autograd.ops import (abs, add, amax, argmax, argmin, bitwise_not, cat, chunk, clamp, clone,
+                           cos, div, eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, le,
+                           linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
+                           min, minimum, mul, ne, neg, permute, pow, relu, reshape, sigmoid, sign,
+                           sin, split, sqrt, squeeze, stack, std, sub, sum, sum_to, tanh,
+                           transpose, unbind, unsqueeze, var, where)
 from .autograd.ops.nn_functional import (avg_pool2d, batch_norm, conv2d, dropout, embedding,
                                          layer_norm, log_softmax, max_pool2d, softmax)
 from .autograd.random import get_rng_state, manual_seed, set_rng_state

@@ -600,3 +600,22 @@ def test_inplace_through_view_of_view_keeps_sibling_views_right():
 
     rng = np.random.default_rng(0)
     run_both(run, run, [rng.standard_normal((4, 3))], np.float64, rng)
+
+
+def test_logical_and_bitwise_not_and_where_method_match_torch(rng):
+    mask = rng.standard_normal((3, 4)) > 0
+    ints = rng.integers(-5, 5, size=(3, 4))
+    for lib_fn, torch_fn in ((lambda t: ~t, lambda t: ~t), (ckpt.logical_not, torch.logical_not),
+                             (ckpt.bitwise_not, torch.bitwise_not)):
+        for a in (mask, ints):
+            np.testing.assert_array_equal(lib_fn(ckpt.tensor(a)).data, torch_fn(torch.tensor(a)).numpy())
+    with pytest.raises(RuntimeError, match="bitwise_not: defined for bool and integer"):
+        ~ckpt.ones(2)
+    x, y = rng.standard_normal((3, 4)), rng.standard_normal((4,))
+    cx = ckpt.tensor(x, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    out, t_out = cx.where(ckpt.tensor(mask), ckpt.tensor(y)), tx.where(torch.tensor(mask), torch.tensor(y))
+    assert_close(out, t_out)
+    out.sum().backward()
+    t_out.sum().backward()
+    assert_close(cx.grad, tx.grad)

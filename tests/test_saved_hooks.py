@@ -100,6 +100,17 @@ def test_numpy_offload_gives_identical_gradients(rng):
             np.testing.assert_array_equal(t.grad.data, e)
 
 
+def _wipe(a):
+    """Overwrite ``a`` with values no computation should read: NaN; for integers (indices) a
+    value far out of range; for booleans (masks, conditions) their negation."""
+    if a.dtype.kind in "fc":
+        a[...] = np.nan
+    elif a.dtype.kind == "b":
+        np.logical_not(a, out=a)
+    else:
+        a[...] = np.iinfo(a.dtype).max // 2
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_every_op_saves_only_through_hooks(case):
     """Per op: with hooks that copy at pack time, wiping every original buffer (inputs,
@@ -122,7 +133,7 @@ def test_every_op_saves_only_through_hooks(case):
         if hooked:
             for t in list(ins) + list(outs) + rec.packed:
                 if t.data.flags.writeable:  # (broadcast views are read-only; their base is wiped)
-                    t.data[...] = np.nan  # in place, behind the version counter's back
+                    _wipe(t.data)  # in place, behind the version counter's back
         ckpt.autograd.backward(list(outs), cots)
         return [t.grad for t in ins], rec
 
@@ -133,6 +144,72 @@ def test_every_op_saves_only_through_hooks(case):
         if e is not None:
             np.testing.assert_array_equal(g.data, e.data)
     assert sorted(rec.unpacked) == list(range(len(rec.packed)))
+
+
+def _argument_cases(lib):
+    """Ops whose backward needs a tensor argument that gets no gradient: a condition, an
+    index or mask, the indices max returns, class targets and weights. Each returns
+    ``(loss, argument)`` for ``lib`` (ckpt or torch) on the same values."""
+    F = ckpt.nn.functional if lib is ckpt else torch.nn.functional
+
+    def x():
+        return lib.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]], requires_grad=True)
+
+    def where():
+        cond = lib.tensor([[True, False, True], [False, True, False]])
+        return lib.where(cond, x(), 0.0).sum(), cond
+
+    def index():
+        idx = lib.tensor([1, 0, 1])
+        return (x()[idx] * lib.tensor([1.0, 2.0, 3.0]).reshape(3, 1)).sum(), idx
+
+    def mask():
+        m = lib.tensor([[True, False, True], [False, True, True]])
+        return (x()[m] * lib.arange(4.0)).sum(), m
+
+    def setitem():
+        idx = lib.tensor([2, 0])
+        y = x() * 1.0
+        y[0, idx] = lib.tensor([5.0, 6.0], requires_grad=True)
+        return (y * y).sum(), idx
+
+    def max_indices():
+        values, indices = x().max(1)
+        return (values * lib.tensor([1.0, 2.0])).sum(), indices
+
+    def nll_target():
+        target = lib.tensor([2, 0])
+        return F.nll_loss(x(), target, weight=lib.tensor([1.0, 2.0, 3.0])), target
+
+    def nll_weight():
+        weight = lib.tensor([1.0, 2.0, 3.0])
+        return F.nll_loss(x(), lib.tensor([2, 0]), weight=weight), weight
+
+    return {"where": where, "index": index, "mask": mask, "setitem": setitem,
+            "max_indices": max_indices, "nll_target": nll_target, "nll_weight": nll_weight}
+
+
+ARGUMENT_CASES = list(_argument_cases(ckpt))
+
+
+@pytest.mark.parametrize("name", ARGUMENT_CASES)
+def test_tensor_arguments_are_saved_through_the_hooks(name):
+    """The argument is handed to pack (not kept beside the hooks), the graph's saved bytes
+    count it, and changing it in place before backward raises the version error, as in torch."""
+    rec = Recorder()
+    with rec.hooks():
+        loss, arg = _argument_cases(ckpt)[name]()
+    assert any(t is arg for t in rec.packed)
+    assert saved_bytes(loss.grad_fn) >= arg.data.nbytes
+    loss.backward()
+    assert len(rec.unpacked) == len(rec.packed)
+
+    for lib in (ckpt, torch):
+        loss, arg = _argument_cases(lib)[name]()
+        with lib.no_grad():
+            arg[...] = ~arg if arg.dtype == lib.bool else 2 - arg
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            loss.backward()
 
 
 def test_nested_hooks_innermost_wins():

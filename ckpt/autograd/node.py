@@ -434,18 +434,19 @@ def record_multi(cls, outs_data, inputs, saved=(), differentiable=None, **attrs)
 
     ``differentiable`` (a tuple of bools) marks outputs that carry gradient (e.g. not indices).
     The node's ``vjp`` receives one gradient per output (zeros filled in for unused ones).
+    An output after the first may be given as a Tensor already (one that ``saved`` lists).
     """
     first = record(cls, outs_data[0], inputs, saved, **attrs)
     outs = [first]
     node = first.grad_fn
     for i, data in enumerate(outs_data[1:], start=1):
-        t = _wrap(data)
+        t = data if data.__class__ is Tensor else _wrap(data)
         if node is not None and (differentiable is None or differentiable[i]):
             t.requires_grad = True
             t.grad_fn = node
             t._output_nr = i
         outs.append(t)
     if node is not None:
-        node._out_meta = [(d.shape, d.dtype) for d in outs_data]
+        node._out_meta = [(t.data.shape, t.data.dtype) for t in outs]
         node._plain = False
     return tuple(outs)

@@ -4,9 +4,9 @@ One module per family; within a module each op is its numpy forward followed by 
 (the VJP, written with differentiable ops).
 """
 from ..tensor import Tensor
-from .elementwise import (abs, add, clamp, cos, div, eq, erf, exp, ge, gelu, gt, le, log, lt,
-                          maximum, minimum, mul, ne, neg, pow, relu, sigmoid, sign, sin, sqrt, sub,
-                          tanh, where)
+from .elementwise import (abs, add, bitwise_not, clamp, cos, div, eq, erf, exp, ge, gelu, gt, le,
+                          log, logical_not, lt, maximum, minimum, mul, ne, neg, pow, relu, sigmoid,
+                          sign, sin, sqrt, sub, tanh, where)
 from .linalg import linear, matmul
 from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from .shape import (cat, chunk, clone, expand, flatten, getitem, index_into_zeros, permute,
@@ -33,6 +33,9 @@ def _bind_methods():
     T.__matmul__ = matmul
     T.__neg__ = neg
     T.__abs__ = abs
+    T.__invert__ = bitwise_not
+    T.logical_not, T.bitwise_not = logical_not, bitwise_not
+    T.where = lambda self, condition, other: where(condition, self, other)
     T.__eq__, T.__ne__, T.__lt__, T.__le__, T.__gt__, T.__ge__ = eq, ne, lt, le, gt, ge
     T.__getitem__ = getitem
     T.__setitem__ = setitem

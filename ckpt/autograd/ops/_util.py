@@ -1,6 +1,7 @@
 """Small helpers shared by the op modules."""
 import numpy as np
 
+from ..node import Extensions
 from ..tensor import Tensor, _wrap
 
 
@@ -125,3 +126,27 @@ def chunked(fn, dtype, *arrays):
         part = lead + (slice(i, i + step),)
         fn(out[part], *(a[part] for a in arrays))
     return out
+
+
+def for_jvp(**arrays):
+    """Node attributes for the non-differentiable arrays a JVP needs and the VJP reads from
+    ``saved`` (a JVP sees the inputs and the attributes, not what is saved). Given only inside
+    a dual level: outside one, reverse mode keeps them in ``saved`` alone, where saved-tensor
+    hooks see them and the memory layer counts them.
+
+    >>> for_jvp(mask=None)   # no dual level open
+    {}
+    """
+    return arrays if Extensions.forward_ad else {}
+
+
+def saved_tensor(x):
+    """What an op saves for a non-differentiable tensor argument (a condition, an index, a
+    class weight): the caller's Tensor itself, so an in-place change before backward is
+    caught by its version counter, or a Tensor of its own around an array or list.
+
+    >>> import ckpt
+    >>> t = ckpt.tensor([1, 0]); saved_tensor(t) is t
+    True
+    """
+    return x if x.__class__ is Tensor else _wrap(np.asarray(x))

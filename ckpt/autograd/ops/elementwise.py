@@ -9,7 +9,7 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import chunked, data_of, shape_error, total as _total
+from ._util import chunked, data_of, for_jvp, saved_tensor, shape_error, total as _total
 
 
 _F64, _F32 = np.dtype(np.float64), np.dtype(np.float32)
@@ -542,9 +542,8 @@ def clamp(x, min=None, max=None):
 
 
 class WhereBackward0(_Elementwise):
-    def vjp(self, g):
-        c = self.condition
-        return None, where(c, g, 0.0), where(c, 0.0, g)
+    def vjp(self, g, condition):
+        return None, where(condition, g, 0.0), where(condition, 0.0, g)
 
     def jvp(self, tangents, primals, out):
         _, ta, tb = tangents
@@ -568,7 +567,7 @@ def where(condition, a, b):
     ref = a if isinstance(a, Tensor) else b if isinstance(b, Tensor) else None
     if ref is not None and out.dtype != ref.data.dtype and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         out = out.astype(ref.data.dtype)
-    return record(WhereBackward0, out, (None, a, b), condition=c)
+    return record(WhereBackward0, out, (None, a, b), (saved_tensor(condition),), **for_jvp(condition=c))
 
 
 def sign(x):
@@ -591,3 +590,28 @@ def _comparison(fn):
 
 eq, ne, lt, le, gt, ge = (_comparison(f) for f in (np.equal, np.not_equal, np.less, np.less_equal,
                                                     np.greater, np.greater_equal))
+
+
+def logical_not(x):
+    """``not x`` elementwise, as a bool tensor (not differentiable).
+
+    >>> import ckpt
+    >>> ckpt.logical_not(ckpt.tensor([True, False])).tolist()
+    [False, True]
+    """
+    return _wrap(np.logical_not(data_of(x)))
+
+
+def bitwise_not(x):
+    """``~x``: the negation of a bool tensor, the bitwise not of an integer one (not
+    differentiable; as in torch, floats have none).
+
+    >>> import ckpt
+    >>> (~ckpt.tensor([True, False])).tolist(), (~ckpt.tensor([0, 5])).tolist()
+    ([False, True], [-1, -6])
+    """
+    d = data_of(x)
+    if d.dtype.kind not in "biu":
+        raise RuntimeError(f"bitwise_not: defined for bool and integer tensors, got {d.dtype}; "
+                           f"for a float mask use logical_not or x == 0")
+    return _wrap(np.invert(d))

@@ -3,9 +3,10 @@ import numpy as np
 
 from .. import random as _random
 from ..grad_mode import _Recompute
-from ..node import Extensions, Node, OUTPUT, record
+from ..node import Node, OUTPUT, record
 from ..tensor import Tensor, _wrap
-from ._util import CHUNKS, MIN_CHUNK, Batch, chunk_axis, data_of, normalize_dims, total
+from ._util import (CHUNKS, MIN_CHUNK, Batch, chunk_axis, data_of, for_jvp, normalize_dims,
+                    saved_tensor, total)
 from .elementwise import exp
 from .reduce import mean, sum
 from .shape import _SameOpOnTangent
@@ -72,14 +73,6 @@ _REDUCTIONS = ("none", "mean", "sum")
 def _needs(node, i):
     """Does input ``i`` of ``node`` need a gradient?"""
     return node.next_functions[i][0] is not None
-
-
-def _for_jvp(**arrays):
-    """Node attributes for the non-differentiable arrays a JVP needs and the VJP reads from
-    ``saved`` (a JVP sees the inputs and the attributes, not what is saved). Given only inside
-    a dual level: outside one, reverse mode keeps them in ``saved`` alone, where the memory
-    layer counts them."""
-    return arrays if Extensions.forward_ad else {}
 
 
 def _as_index_array(t, op):
@@ -226,8 +219,9 @@ def _nll_select(x_shape, t, weight, ignore_index):
 
 
 class NllLossBackward0(Node):
-    def vjp(self, g, target):
-        flat, wt = _nll_select(self.in_shape, data_of(target), self.weight, self.ignore_index)
+    def vjp(self, g, target, weight):
+        flat, wt = _nll_select(self.in_shape, data_of(target),
+                               None if weight is None else data_of(weight), self.ignore_index)
         coef = -wt.astype(g.dtype)
         if self.reduction == "mean":
             coef = coef / self.total if self.total != 0 else coef * 0
@@ -278,9 +272,11 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
         with np.errstate(invalid="ignore", divide="ignore"):
             out = losses.sum() / total
     target_t = target if isinstance(target, Tensor) else _wrap(t)
-    return record(NllLossBackward0, np.asarray(out, dtype=x.dtype), (input,), (target_t,),
-                  in_shape=x.shape, weight=w, ignore_index=ignore_index, reduction=reduction,
-                  total=total, **_for_jvp(target=target_t))
+    # the caller's weight itself when it needed no cast (an in-place change is then caught)
+    weight_t = None if w is None else weight if isinstance(weight, Tensor) and weight.data is w else _wrap(w)
+    return record(NllLossBackward0, np.asarray(out, dtype=x.dtype), (input,), (target_t, weight_t),
+                  in_shape=x.shape, ignore_index=ignore_index, reduction=reduction,
+                  total=total, **for_jvp(target=target_t, weight=w))
 
 
 def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean",
@@ -328,7 +324,7 @@ def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean
     if not label_smoothing:
         return nll
     valid = t != ignore_index
-    smooth = -(logp if w_b is None else logp * w_b).sum(class_dim) * valid.astype(x.dtype)
+    smooth = -(logp if w_b is None else logp * w_b).sum(class_dim) * _wrap(valid.astype(x.dtype))
     if reduction == "sum":
         smooth = smooth.sum()
     elif reduction == "mean":
@@ -674,7 +670,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     np.multiply(out, d, out=out)
     mask = _wrap(mask)
     return record(NativeDropoutBackward0, out, (input,), (mask,), scale=scale,
-                  **_for_jvp(mask=mask))
+                  **for_jvp(mask=mask))
 
 
 def _keep_mask(shape, p):
@@ -741,7 +737,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     indices = input if isinstance(input, Tensor) else _wrap(i)
     return record(EmbeddingBackward0, np.take(w, i, axis=0), (weight,), (indices,),
                   weight_shape=w.shape, padding_idx=padding_idx,
-                  scale_grad_by_freq=scale_grad_by_freq, **_for_jvp(indices=indices))
+                  scale_grad_by_freq=scale_grad_by_freq, **for_jvp(indices=indices))
 
 
 # ---- im2col / col2im, convolution, pooling -------------------------------------------------
@@ -1320,7 +1316,7 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
         values, plane_index, positions = values[0], plane_index[0], positions[0]
     positions = _wrap(positions)
     out = record(MaxPool2DWithIndicesBackward0, values, (input,), (positions,),
-                 in_shape=input.shape, **_for_jvp(positions=positions))
+                 in_shape=input.shape, **for_jvp(positions=positions))
     return (out, _wrap(plane_index)) if return_indices else out
 
 

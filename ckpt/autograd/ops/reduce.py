@@ -6,7 +6,7 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record, record_multi
 from ..tensor import Tensor, _wrap
-from ._util import data_of, expand_reduced, kept_shape, normalize_dims, shift
+from ._util import data_of, expand_reduced, for_jvp, kept_shape, normalize_dims, shift
 
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
@@ -85,15 +85,24 @@ class MaxBackward1(Node):
 
 
 class MaxBackward0(Node):
-    """max/min along a dim: the gradient goes to the selected index."""
+    """max/min along a dim: the gradient goes to the selected index (saved, as torch saves
+    the indices output)."""
     _batched_rule = True
 
-    def vjp(self, grads):
+    def vjp(self, grads, indices):
         g = grads[0]
-        return expand_reduced(g, self.in_shape, (self.dim,), self.keepdim) * self.onehot
+        return expand_reduced(g, self.in_shape, (self.dim,), self.keepdim) * self._onehot(indices)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self.onehot, shift((self.dim,)), self.keepdim)
+        return sum(tangents[0] * self._onehot(self.indices), shift((self.dim,)), self.keepdim)
+
+    def _onehot(self, indices):
+        """True at each selected index, over the input's shape."""
+        idx = data_of(indices)
+        if not self.keepdim:
+            idx = np.expand_dims(idx, self.dim)
+        return np.arange(self.in_shape[self.dim]).reshape(
+            [-1 if i == self.dim else 1 for i in range(len(self.in_shape))]) == idx
 
 
 def _extreme(x, dim, keepdim, pick, arg_pick, name):
@@ -105,13 +114,12 @@ def _extreme(x, dim, keepdim, pick, arg_pick, name):
     (axis,) = normalize_dims(dim, x.data.ndim, name)
     idx = np.expand_dims(arg_pick(x.data, axis=axis), axis)
     values = np.take_along_axis(x.data, idx, axis)
-    onehot = np.arange(x.data.shape[axis]).reshape(
-        [-1 if i == axis else 1 for i in range(x.data.ndim)]) == idx
     if not keepdim:
         values, idx = values.squeeze(axis), idx.squeeze(axis)
+    indices = _wrap(idx)
     cls = MaxBackward0 if name == "max" else MinBackward0
-    out = record_multi(cls, (values, idx), (x,), differentiable=(True, False),
-                       in_shape=x.data.shape, dim=axis, keepdim=keepdim, onehot=onehot)
+    out = record_multi(cls, (values, indices), (x,), (indices,), differentiable=(True, False),
+                       in_shape=x.data.shape, dim=axis, keepdim=keepdim, **for_jvp(indices=idx))
     return values_indices(*out)
 
 

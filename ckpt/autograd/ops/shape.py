@@ -15,7 +15,7 @@ import numpy as np
 from .. import grad_mode
 from ..node import Node, record
 from ..tensor import Tensor, _wrap
-from ._util import Batch, data_of, lead, normalize_dims, total as _total
+from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
 _replaying = [False]  # re-deriving views: the intermediate views are not registered
 
@@ -65,31 +65,33 @@ class _ViewCopySlices(Node):
         return "CopySlices"
 
     def vjp(self, g):
-        return g * self.keep, _replay(g, self.steps)
+        return g * _region_keep(self.base_shape, g.dtype, self.steps), _replay(g, self.steps)
 
     def jvp(self, tangents, primals, out):
         """The old base's tangent outside the view, the written view's tangent inside it."""
         t_base, t_view = tangents
         inside = None
         if t_view is not None:
-            positions = _view_positions(out, self.steps).reshape(-1)
+            positions = _view_positions(self.base_shape, self.steps).reshape(-1)
             inside = index_into_zeros(t_view.reshape(-1), positions, (out.data.size,))
-        return _total(None if t_base is None else t_base * self.keep,
+        return _total(None if t_base is None else
+                      t_base * _region_keep(self.base_shape, out.data.dtype, self.steps),
                       None if inside is None else inside.reshape(out.shape))
 
 
-def _view_positions(base, steps):
-    """The flat positions in ``base`` of the elements the view ``steps`` selects."""
-    positions = _wrap(np.arange(base.data.size).reshape(base.data.shape))
+def _view_positions(shape, steps):
+    """The flat positions in a base of ``shape`` of the elements the view ``steps`` selects."""
+    positions = _wrap(np.arange(int(np.prod(shape))).reshape(shape))
     with grad_mode.no_grad():
         return _replay(positions, steps).data
 
 
-def _region_keep(base, steps):
-    """1 where ``base``'s elements lie outside the view ``steps`` selects, else 0."""
-    keep = np.ones(base.data.size, dtype=base.data.dtype)
-    keep[_view_positions(base, steps).ravel()] = 0
-    return keep.reshape(base.data.shape)
+def _region_keep(shape, dtype, steps):
+    """1 where a base of ``shape``'s elements lie outside the view ``steps`` selects, else 0
+    (made when needed, from shapes: the node keeps no base-sized mask)."""
+    keep = np.ones(int(np.prod(shape)), dtype=dtype)
+    keep[_view_positions(shape, steps).ravel()] = 0
+    return keep.reshape(shape)
 
 
 def take_tangent(t, source):
@@ -107,7 +109,7 @@ def rebase_views(t):
     root = t if base is None else base
     if base is not None:
         steps = t._view_fn
-        tracked = record(_ViewCopySlices, base.data, (base, t), keep=_region_keep(base, steps),
+        tracked = record(_ViewCopySlices, base.data, (base, t), base_shape=base.data.shape,
                          steps=steps)
         take_tangent(base, tracked)
         if tracked.grad_fn is not None:
@@ -383,9 +385,50 @@ def _is_basic(index):
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
 
 
+class _SavedPart:
+    """In a node's index: the place of the ``k``-th array, which the node saves (see
+    ``_split_index``)."""
+    __slots__ = ("k",)
+
+    def __init__(self, k):
+        self.k = k
+
+
+def _split_index(raw):
+    """``(template, saved)`` for a node that needs an index in backward: ``saved`` holds the
+    index's arrays as Tensors (the caller's own index Tensors, so an in-place change before
+    backward is caught; arrays and lists in Tensors of their own), ``template`` the index
+    with a ``_SavedPart`` in place of each. Basic indices have no arrays.
+
+    >>> import ckpt
+    >>> i = ckpt.tensor([0, 2])
+    >>> template, saved = _split_index((slice(None), i))
+    >>> saved[0] is i, _join_index(template, [i.data])[1].tolist()
+    (True, [0, 2])
+    """
+    items = raw if isinstance(raw, tuple) else (raw,)
+    template, saved = [], []
+    for item in items:
+        if isinstance(item, (Tensor, np.ndarray, list)):
+            template.append(_SavedPart(len(saved)))
+            saved.append(saved_tensor(item))
+        else:
+            template.append(item)
+    return (tuple(template) if isinstance(raw, tuple) else template[0]), tuple(saved)
+
+
+def _join_index(template, arrays):
+    """The index ``_split_index`` took apart, with ``arrays`` (unpacked) put back."""
+    if isinstance(template, tuple):
+        return tuple(np.asarray(data_of(arrays[i.k])) if i.__class__ is _SavedPart else i
+                     for i in template)
+    return np.asarray(data_of(arrays[template.k])) if template.__class__ is _SavedPart else template
+
+
 class IndexBackward0(_SameOpOnTangent):
-    def vjp(self, g):
-        return index_into_zeros(g, self.index, self.in_shape, self.basic)
+    def vjp(self, g, *index_arrays):
+        return index_into_zeros(g, _join_index(self.index_template, index_arrays), self.in_shape,
+                                self.basic)
 
     def tangent_op(self, t, out):
         return getitem(t, self.index)
@@ -398,7 +441,7 @@ def getitem(x, index):
     >>> ckpt.arange(6).reshape(2, 3)[1, ::2].tolist()
     [3, 5]
     """
-    index = _index_arg(index)
+    raw, index = index, _index_arg(index)
     if x.__class__ is not Tensor:
         return x[index]
     try:
@@ -409,7 +452,9 @@ def getitem(x, index):
     basic = _is_basic(index)
     if not isinstance(out, np.ndarray):  # numpy returns a scalar copy; torch gives a 0-d view
         out = x.data[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
-    t = record(IndexBackward0, out, (x,), index=index, in_shape=x.data.shape, basic=basic)
+    template, saved = _split_index(raw) if not basic else (index, ())
+    t = record(IndexBackward0, out, (x,), saved, index_template=template, in_shape=x.data.shape,
+               basic=basic, **for_jvp(index=index))
     return _share_version_if_view(t, x, getitem, (index,)) if basic else t
 
 
@@ -438,20 +483,21 @@ def index_into_zeros(values, index, shape, basic=False):
 class CopySlices(Node):
     """The node of ``x[index] = value``: no gradient flows to the overwritten elements."""
 
-    def vjp(self, g):
-        return g * self._keep(g.dtype), getitem(g, self.index)
+    def vjp(self, g, *index_arrays):
+        index = _join_index(self.index_template, index_arrays)
+        return g * self._keep(g.dtype, index), getitem(g, index)
 
     def jvp(self, tangents, primals, out):
         """The old tangent outside the written region, the value's tangent inside it."""
         t_x, t_value = tangents
         region = data_of(out)[self.index].shape
-        return _total(None if t_x is None else t_x * self._keep(out.dtype),
+        return _total(None if t_x is None else t_x * self._keep(out.dtype, self.index),
                       None if t_value is None else
                       index_into_zeros(expand(t_value, region), self.index, self.shape))
 
-    def _keep(self, dtype):
+    def _keep(self, dtype, index):
         keep = np.ones(self.shape, dtype=dtype)
-        keep[self.index] = 0
+        keep[index] = 0
         return keep
 
 
@@ -478,14 +524,16 @@ def setitem(x, index, value):
     [0.0, 5.0, 0.0]
     """
     check_inplace(x)
-    index = _index_arg(index)
+    raw, index = index, _index_arg(index)
     try:
         x.data[index] = data_of(value)
     except ValueError:
         raise RuntimeError(f"setitem: value of shape {list(np.shape(data_of(value)))} cannot be "
                            f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
     bump_version(x)
-    tracked = record(CopySlices, x.data, (x, value), index=index, shape=x.data.shape)
+    template, saved = _split_index(raw)
+    tracked = record(CopySlices, x.data, (x, value), saved, index_template=template,
+                     shape=x.data.shape, **for_jvp(index=index))
     take_tangent(x, tracked)  # forward mode: the written tensor takes the new tangent
     if tracked.grad_fn is not None:
         x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
