@@ -157,14 +157,14 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     captured = _execute(roots, root_grads, retain_graph, create_graph, targets,
                         accumulate_leaves=False, batched=is_grads_batched)
     result = []
-    for t, g in zip(inputs_t, captured):
+    for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
             if materialize_grads:
                 g = _wrap(np.zeros(batch + t.data.shape, t.data.dtype))
             elif not allow_unused:
                 raise RuntimeError(
-                    "One of the differentiated Tensors appears to not have been used in the graph. "
-                    "Set allow_unused=True if this is the desired behavior.")
+                    f"The differentiated Tensor at index {i} appears to not have been used in the "
+                    "graph. Set allow_unused=True if this is the desired behavior.")
         result.append(g)
     return tuple(result)
 

@@ -6,6 +6,7 @@ saved tensor goes through the active saved-tensor hooks), and per-input shape/dt
 engine can un-broadcast and validate gradients in one place. Subclasses define
 ``vjp(self, grad, *saved)`` returning one gradient per input (or None).
 """
+import re
 import weakref
 
 import numpy as np
@@ -177,6 +178,11 @@ def _root_buffer(array):
     return array
 
 
+def _op_name(node):
+    """The op a node records, as torch names it in errors: ``MulBackward0`` -> ``Mul``."""
+    return re.sub(r"Backward\d*$", "", node.name())
+
+
 class SavedTensor:
     """One tensor an op saved for backward.
 
@@ -232,9 +238,9 @@ class SavedTensor:
             shape, dtype = data.shape, data.dtype
             grad_fn = self.tensor.grad_fn if self.tensor is not None else None
         if self.is_output:
-            where = f", which is output {self.output_nr} of {node.name()},"
+            where = f", which is output {self.output_nr} of {_op_name(node)},"
         elif grad_fn is not None:
-            where = f", which is output {self.output_nr} of {grad_fn.name()},"
+            where = f", which is output {self.output_nr} of {_op_name(grad_fn)},"
         else:
             where = ""
         return RuntimeError(
