@@ -333,6 +333,51 @@ def test_integer_to_a_negative_power_is_not_called_a_shape_error():
         ckpt.tensor([1, 2]) ** ckpt.tensor([-1, -2, -3])
 
 
+DIM_AND_INDEX_ERRORS = {
+    "transpose": lambda lib, x: x.transpose(0, 5),
+    "permute": lambda lib, x: x.permute(0, 5),
+    "flatten": lambda lib, x: x.flatten(0, 4),
+    "flatten_order": lambda lib, x: x.flatten(1, 0),
+    "cat": lambda lib, x: lib.cat([x, x], 4),
+    "stack": lambda lib, x: lib.stack([x, x], 4),
+    "chunk": lambda lib, x: x.chunk(2, 5),
+    "split": lambda lib, x: x.split(1, -3),
+    "unbind": lambda lib, x: x.unbind(5),
+    "index": lambda lib, x: x[5],
+    "index_second_dim": lambda lib, x: x[0, 7],
+    "mT_of_a_vector": lambda lib, x: x.reshape(-1).mT,
+    "view_across_strides": lambda lib, x: x.T.view(6),
+}
+
+
+@pytest.mark.parametrize("name", DIM_AND_INDEX_ERRORS)
+def test_dim_and_index_errors_are_torchs(name):
+    """The same exception type as torch and torch's words (ckpt names the op in front)."""
+    raised = []
+    for lib in (ckpt, torch):
+        with pytest.raises((IndexError, RuntimeError)) as info:
+            DIM_AND_INDEX_ERRORS[name](lib, lib.zeros(2, 3))
+        raised.append(info)
+    ours, theirs = raised
+    assert ours.type is theirs.type
+    assert str(ours.value).endswith(str(theirs.value))
+
+
+def test_view_is_a_view_or_an_error():
+    x = ckpt.zeros(2, 3)
+    v = x.view(6)
+    v[0] = 5.0
+    assert x[0, 0].item() == 5.0  # writes through
+    assert x.T.reshape(6).shape == (6,)  # reshape may copy
+    with pytest.raises(RuntimeError, match=r"shape '\[7\]' is invalid for input of size 6"):
+        x.view(7)
+
+
+def test_clamp_bounds_that_do_not_broadcast_name_op_and_shapes():
+    with pytest.raises(RuntimeError, match=r"clamp: shapes \[2, 3\] and \[4\]"):
+        ckpt.clamp(ckpt.ones(2, 3), ckpt.ones(4), None)
+
+
 def test_other_shape_errors():
     with pytest.raises(RuntimeError, match=r"matmul.*\[2, 3\].*\[4, 5\]"):
         ckpt.ones(2, 3) @ ckpt.ones(4, 5)

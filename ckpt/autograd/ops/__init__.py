@@ -11,7 +11,7 @@ from .linalg import linear, matmul
 from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from .shape import (cat, chunk, clone, expand, flatten, getitem, index_into_zeros, permute,
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
-                    unsqueeze)
+                    unsqueeze, view)
 from .inplace import inplace_method
 from . import nn_functional
 
@@ -20,6 +20,13 @@ def _reflected(fn):
     def reflected(self, other):
         return fn(other, self)
     return reflected
+
+
+def _matrix_transpose(x):
+    if x.data.ndim < 2:
+        raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
+                           f"Got {x.data.ndim}-D tensor.")
+    return transpose(x, -2, -1)
 
 
 def _bind_methods():
@@ -47,14 +54,14 @@ def _bind_methods():
     T.eq, T.ne, T.lt, T.le, T.gt, T.ge = eq, ne, lt, le, gt, ge
     T.clip = clamp
     T.reshape = reshape
-    T.view = reshape
+    T.view = view
     T.sum_to_size = lambda self, *shape: sum_to(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
     T.expand_as = lambda self, other: expand(self, other.shape)
-    T.view_as = lambda self, other: reshape(self, other.shape)
-    T.reshape_as = T.view_as
+    T.view_as = lambda self, other: view(self, other.shape)
+    T.reshape_as = lambda self, other: reshape(self, other.shape)
     T.t = lambda self: transpose(self, 0, 1) if self.data.ndim == 2 else self
     T.T = property(lambda self: permute(self, *reversed(range(self.data.ndim))))
-    T.mT = property(lambda self: transpose(self, -2, -1))
+    T.mT = property(_matrix_transpose)
     T.softmax = nn_functional.softmax
     T.log_softmax = nn_functional.log_softmax
     T.masked_fill = lambda self, mask, value: where(mask, value, self)

@@ -531,10 +531,12 @@ def clamp(x, min=None, max=None):
     if min is None and max is None:
         raise RuntimeError("torch.clamp: At least one of 'min' or 'max' must not be None")
     out = x.data
-    if min is not None:
-        out = np.maximum(out, data_of(min))
-    if max is not None:
-        out = np.minimum(out, data_of(max))
+    for bound, fn in ((min, np.maximum), (max, np.minimum)):
+        if bound is not None:
+            try:
+                out = fn(out, data_of(bound))
+            except ValueError:
+                raise shape_error("clamp", out, data_of(bound)) from None
     out = out.astype(x.data.dtype, copy=False)
     if isinstance(min, Tensor) or isinstance(max, Tensor):
         return record(ClampBackward0, out, (x, min, max), (x, min, max))

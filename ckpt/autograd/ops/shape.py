@@ -174,6 +174,22 @@ def reshape(x, *shape):
                                   reshape, (shape,))
 
 
+def view(x, *shape):
+    """``reshape`` that never copies: a shape the tensor's strides can't give as a view
+    raises torch's error instead (``x.T.view(-1)``, say).
+
+    >>> import ckpt
+    >>> ckpt.arange(6).view(2, 3).shape
+    (2, 3)
+    """
+    out = reshape(x, *shape)
+    if x.data.size and not np.may_share_memory(out.data, x.data):  # reshape had to copy
+        raise RuntimeError(
+            "view size is not compatible with input tensor's size and stride (at least one "
+            "dimension spans across two contiguous subspaces). Use .reshape(...) instead.")
+    return out
+
+
 def flatten(x, start_dim=0, end_dim=-1):
     """Merge dims ``start_dim..end_dim`` into one.
 
@@ -184,7 +200,9 @@ def flatten(x, start_dim=0, end_dim=-1):
     shape = x.data.shape
     if not shape:
         return reshape(x, 1)
-    start, end = start_dim % len(shape), end_dim % len(shape)
+    (start,), (end,) = (normalize_dims(d, len(shape), "flatten") for d in (start_dim, end_dim))
+    if start > end:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     return reshape(x, shape[:start] + (-1,) + shape[end + 1:])
 
 
@@ -218,6 +236,8 @@ def permute(x, *dims):
     dims = _shape_arg(dims)
     if x.__class__ is not Tensor:
         return np.transpose(x, dims)
+    for d in dims:
+        normalize_dims(d, x.data.ndim, "permute")
     if sorted(d % max(x.data.ndim, 1) for d in dims) != list(range(x.data.ndim)):
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not "
                            f"match the length of the desired ordering of dimensions i.e. input.dim() = "
@@ -243,7 +263,12 @@ def transpose(x, dim0, dim1):
     >>> ckpt.ones(2, 3).transpose(0, 1).shape
     (3, 2)
     """
-    out = np.swapaxes(data_of(x), dim0, dim1)
+    try:
+        out = np.swapaxes(data_of(x), dim0, dim1)
+    except np.exceptions.AxisError:
+        for d in (dim0, dim1):
+            normalize_dims(d, data_of(x).ndim, "transpose")  # raises torch's IndexError
+        raise
     if x.__class__ is not Tensor:
         return out
     return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x,
@@ -446,9 +471,8 @@ def getitem(x, index):
         return x[index]
     try:
         out = x.data[index]
-    except IndexError as e:
-        raise IndexError(f"index {index!r} is out of bounds for a tensor of shape "
-                         f"{list(x.data.shape)}: {e}") from None
+    except IndexError as e:  # numpy's words, in torch's terms
+        raise IndexError(str(e).replace("for axis", "for dimension")) from None
     basic = _is_basic(index)
     if not isinstance(out, np.ndarray):  # numpy returns a scalar copy; torch gives a 0-d view
         out = x.data[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
@@ -565,7 +589,7 @@ def cat(tensors, dim=0):
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
     arrays = [t.data for t in tensors]
-    dim = dim % arrays[0].ndim
+    (dim,) = normalize_dims(dim, arrays[0].ndim, "cat")
     try:
         out = np.concatenate(arrays, axis=dim)
     except ValueError:
@@ -594,6 +618,7 @@ def stack(tensors, dim=0):
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
     arrays = [t.data for t in tensors]
+    normalize_dims(dim, arrays[0].ndim + 1, "stack")
     try:
         out = np.stack(arrays, axis=dim)
     except ValueError:
@@ -609,6 +634,7 @@ def split(x, split_size_or_sections, dim=0):
     >>> [t.shape for t in ckpt.arange(5).split(2)]
     [(2,), (2,), (1,)]
     """
+    (dim,) = normalize_dims(dim, x.data.ndim, "split")
     size = x.data.shape[dim]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
@@ -630,8 +656,8 @@ def chunk(x, chunks, dim=0):
     >>> len(ckpt.arange(6).chunk(3))
     3
     """
-    size = x.data.shape[dim]
-    return split(x, -(-size // chunks), dim)
+    (dim,) = normalize_dims(dim, x.data.ndim, "chunk")
+    return split(x, -(-x.data.shape[dim] // chunks), dim)
 
 
 def unbind(x, dim=0):
@@ -641,7 +667,8 @@ def unbind(x, dim=0):
     >>> len(ckpt.ones(3, 2).unbind())
     3
     """
-    lead = (slice(None),) * (dim % x.data.ndim)
+    (dim,) = normalize_dims(dim, x.data.ndim, "unbind")
+    lead = (slice(None),) * dim
     return tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
 
 
