@@ -410,6 +410,13 @@ NAME_CASES = {
     "index": lambda x, y: x[[0, 0, 1]], "clone": lambda x, y: x.clone(),
     "mm": lambda x, y: x @ y.T, "softmax": lambda x, y: x.softmax(1),
     "log_softmax": lambda x, y: x.log_softmax(1),
+    "select": lambda x, y: x[0], "slice": lambda x, y: x[:, 1:], "select_then_slice": lambda x, y: x[0, 1:],
+    "slice_then_select": lambda x, y: x[1:, 0], "select_then_all": lambda x, y: x[0, :],
+    "whole": lambda x, y: x[:], "alias": lambda x, y: x[..., :], "index_none": lambda x, y: x[0, None],
+    "sum_dim": lambda x, y: x.sum(1), "mean_dim": lambda x, y: x.mean(1),
+    "squeeze_dim": lambda x, y: x.reshape(1, 2, 3).squeeze(0),
+    "dot": lambda x, y: x[0] @ y[0], "mv": lambda x, y: x @ y[0], "rsub": lambda x, y: 1.0 - x,
+    "pow_number_base": lambda x, y: 2.0 ** x,
 }
 
 

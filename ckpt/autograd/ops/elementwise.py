@@ -136,7 +136,12 @@ def sub(a, b):
     >>> ckpt.sub(ckpt.tensor([1.0, 2.0]), 1).tolist()
     [0.0, 1.0]
     """
-    return record(SubBackward0, _binary("sub", np.subtract, a, b), (a, b))
+    return record(SubBackward0 if a.__class__ is Tensor else RsubBackward1,
+                  _binary("sub", np.subtract, a, b), (a, b))
+
+
+class RsubBackward1(SubBackward0):
+    """``number - x``."""
 
 
 def _needs_grad(x):
@@ -203,6 +208,10 @@ class PowBackward1(_Elementwise):
                       None if t_exp is None else _pow_d_exponent(t_exp, base, exponent, out))
 
 
+class PowBackward2(PowBackward1):
+    """``number ** x``."""
+
+
 def _pow_d_base(g, base, exponent):
     """``g * d(base ** exponent)/d base``; 0 where the exponent is 0 (even at base 0), as torch."""
     return where(data_of(exponent) == 0, 0.0, g * exponent * base ** (exponent - 1))
@@ -233,8 +242,9 @@ def pow(base, exponent):
     out = _binary("pow", np.power, base, exponent)
     base_grad = isinstance(base, Tensor) and base.requires_grad
     exp_grad = isinstance(exponent, Tensor) and exponent.requires_grad
-    return record(PowBackward1, out, (base, exponent), (base, exponent, OUTPUT),
-                  base_grad=base_grad, exponent_grad=exp_grad)
+    return record(PowBackward1 if isinstance(base, Tensor) else PowBackward2, out,
+                  (base, exponent), (base, exponent, OUTPUT), base_grad=base_grad,
+                  exponent_grad=exp_grad)
 
 
 class ExpBackward0(_DiagonalOfOutput):

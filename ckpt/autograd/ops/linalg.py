@@ -44,6 +44,14 @@ class MmBackward0(Node):
         return _total(None if ta is None else ta @ b, by_tb)
 
 
+class DotBackward0(MmBackward0):
+    """A vector times a vector."""
+
+
+class MvBackward0(MmBackward0):
+    """A matrix times a vector."""
+
+
 def _is_transposed(d):
     return d.ndim == 2 and d.flags.f_contiguous and not d.flags.c_contiguous
 
@@ -72,7 +80,10 @@ def matmul(a, b):
         out = np.asarray(out)
     a_grad = a.requires_grad
     b_grad = b.requires_grad
-    return record(MmBackward0, out, (a, b), (a if b_grad else None, b if a_grad else None),
+    a_ndim, b_ndim = a.data.ndim, b.data.ndim
+    cls = (MmBackward0 if b_ndim != 1 else DotBackward0 if a_ndim == 1 else
+           MvBackward0 if a_ndim == 2 else MmBackward0)
+    return record(cls, out, (a, b), (a if b_grad else None, b if a_grad else None),
                   a_layout=a_grad and _is_transposed(a.data), b_layout=b_grad and _is_transposed(b.data),
                   ndims=(a.data.ndim, b.data.ndim))
 

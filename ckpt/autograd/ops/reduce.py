@@ -33,7 +33,12 @@ def sum(x, dim=None, keepdim=False):
     out = np.sum(d, axis=axes, keepdims=keepdim)
     if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
         return out
-    return record(SumBackward0, np.asarray(out), (x,), in_shape=d.shape, axes=axes, keepdim=keepdim)
+    return record(SumBackward0 if dim is None else SumBackward1, np.asarray(out), (x,),
+                  in_shape=d.shape, axes=axes, keepdim=keepdim)
+
+
+class SumBackward1(SumBackward0):
+    """``sum(x, dim)`` (torch names the overload with a dim apart)."""
 
 
 class MeanBackward0(Node):
@@ -62,7 +67,12 @@ def mean(x, dim=None, keepdim=False):
     if x.__class__ is not Tensor:
         return out
     count = int(np.prod([d.shape[a] for a in axes])) if axes else 1
-    return record(MeanBackward0, out, (x,), in_shape=d.shape, axes=axes, keepdim=keepdim, count=count)
+    return record(MeanBackward0 if dim is None else MeanBackward1, out, (x,), in_shape=d.shape,
+                  axes=axes, keepdim=keepdim, count=count)
+
+
+class MeanBackward1(MeanBackward0):
+    """``mean(x, dim)``."""
 
 
 class MaxBackward1(Node):

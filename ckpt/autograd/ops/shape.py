@@ -365,8 +365,12 @@ def squeeze(x, dim=None):
         out = np.squeeze(d, axis=axes) if axes else d
     if x.__class__ is not Tensor:
         return out
-    return _share_version_if_view(record(SqueezeBackward0, out, (x,), in_shape=x.data.shape), x,
-                                  squeeze, (dim,))
+    return _share_version_if_view(record(SqueezeBackward0 if dim is None else SqueezeBackward1, out,
+                                         (x,), in_shape=x.data.shape), x, squeeze, (dim,))
+
+
+class SqueezeBackward1(SqueezeBackward0):
+    """``squeeze(x, dim)``."""
 
 
 def unsqueeze(x, dim):
@@ -459,6 +463,40 @@ class IndexBackward0(_SameOpOnTangent):
         return getitem(t, self.index)
 
 
+class SelectBackward0(IndexBackward0):
+    """Basic indexing whose last step picks one position (``x[0]``, ``x[1:, 2]``)."""
+
+
+class SliceBackward0(IndexBackward0):
+    """Basic indexing whose last step slices (``x[1:]``, ``x[0, ::2]``)."""
+
+
+class AliasBackward0(IndexBackward0):
+    """Basic indexing that selects everything (``x[..., :]``)."""
+
+
+class _UnsqueezeByIndex(IndexBackward0):
+    """Basic indexing whose last step inserts a dim (``x[0, None]``)."""
+
+    def name(self):
+        return "UnsqueezeBackward0"
+
+
+def _basic_index_node(index):
+    """The node class torch would name for a basic index: after its last step that does
+    something (torch applies them one by one)."""
+    if isinstance(index, slice):
+        return SliceBackward0
+    for item in reversed(index if isinstance(index, tuple) else (index,)):
+        if item is None:
+            return _UnsqueezeByIndex
+        if isinstance(item, (int, np.integer)):
+            return SelectBackward0
+        if isinstance(item, slice) and item != slice(None):
+            return SliceBackward0
+    return AliasBackward0
+
+
 def getitem(x, index):
     """``x[index]``: basic indexing gives a view, advanced indexing a copy.
 
@@ -477,8 +515,8 @@ def getitem(x, index):
     if not isinstance(out, np.ndarray):  # numpy returns a scalar copy; torch gives a 0-d view
         out = x.data[(index if isinstance(index, tuple) else (index,)) + (Ellipsis,)]
     template, saved = _split_index(raw) if not basic else (index, ())
-    t = record(IndexBackward0, out, (x,), saved, index_template=template, in_shape=x.data.shape,
-               basic=basic, **for_jvp(index=index))
+    t = record(_basic_index_node(index) if basic else IndexBackward0, out, (x,), saved,
+               index_template=template, in_shape=x.data.shape, basic=basic, **for_jvp(index=index))
     return _share_version_if_view(t, x, getitem, (index,)) if basic else t
 
 
