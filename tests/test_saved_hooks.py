@@ -1,4 +1,6 @@
 """Saved-tensor hooks (ckpt.autograd.graph.saved_tensors_hooks) and saved-bytes accounting."""
+from collections import Counter
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from ckpt.autograd.graph import saved_bytes, saved_tensors_hooks
 
 from conftest import assert_close, to_torch
 from test_ops_gradcheck import CASES, _make_inputs
+import test_nn_ops
 
 
 class Recorder:
@@ -117,9 +120,18 @@ def test_every_op_saves_only_through_hooks(case):
     outputs and whatever was packed) before backward leaves the gradients bit-identical, and
     every packed tensor is unpacked exactly once. An op that kept a tensor outside the hooks
     would read the wiped values."""
-    fn, specs = case[1], case[2]
-    inputs = _make_inputs(specs, seed=3)
+    _check_saves_only_through_hooks(case[1], _make_inputs(case[2], seed=3))
 
+
+@pytest.mark.parametrize("case", test_nn_ops.CASES, ids=[c[0] for c in test_nn_ops.CASES])
+def test_every_nn_op_saves_only_through_hooks(case):
+    """As above for the nn ops (losses, normalizations, convolution, pooling, embedding,
+    dropout): their statistics, masks, targets and weights go through the hooks too."""
+    fn, inputs = case[1](np.random.default_rng(3))
+    _check_saves_only_through_hooks(fn, inputs)
+
+
+def _check_saves_only_through_hooks(fn, inputs):
     def run(hooked):
         ins = [ckpt.Tensor(t.data.copy(), requires_grad=t.requires_grad) for t in inputs]
         rec = Recorder()
@@ -381,3 +393,28 @@ def test_saved_bytes_float32_and_function():
     x = ckpt.ones(5, requires_grad=True)  # float32: 20 bytes
     y = Keep.apply(x)
     assert y.grad_fn.saved_bytes() == 20
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_normalization_statistics_are_saved_through_the_hooks(training):
+    """layer_norm and batch_norm save their statistics (per row / per channel mean and rstd)
+    through the hooks, as torch does, besides the input and the weight."""
+    F = ckpt.nn.functional
+    rec = Recorder()
+    with rec.hooks():
+        F.layer_norm(ckpt.ones(3, 4, requires_grad=True), (4,), ckpt.ones(4, requires_grad=True))
+    assert [tuple(t.shape) for t in rec.packed] == [(3, 4), (4,), (3, 1), (3, 1)]
+
+    rec, torch_sizes = Recorder(), []
+    args = dict(running_mean=ckpt.zeros(2), running_var=ckpt.ones(2), training=training)
+    with rec.hooks():
+        F.batch_norm(ckpt.ones(5, 2, 3, requires_grad=True), weight=ckpt.ones(2, requires_grad=True),
+                     **args)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: torch_sizes.append(t.numel()) or t,
+                                                  lambda t: t):
+        torch.nn.functional.batch_norm(
+            torch.ones(5, 2, 3, requires_grad=True), torch.zeros(2), torch.ones(2),
+            weight=torch.ones(2, requires_grad=True), training=training)
+    assert [tuple(t.shape) for t in rec.packed] == [(5, 2, 3), (2,), (1, 2, 1), (1, 2, 1)]
+    # torch saves these too (and the running statistics, which ckpt's backward doesn't read)
+    assert not Counter(t.data.size for t in rec.packed) - Counter(torch_sizes)

@@ -372,7 +372,7 @@ def mse_loss(input, target, reduction="mean"):
 
 # ---- normalization ------------------------------------------------------------------------
 
-def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
+def _normalization_vjp(node, g, x, weight, param_shape, stats=None, forward_stats=None):
     """Gradients ``(x, weight, bias)`` of ``y = xhat * weight + bias`` with
     ``xhat = (x - mean) * rstd`` over ``node.axes``: batch statistics recomputed from ``x``
     with differentiable ops (``stats=None``, so second derivatives are right), or constant
@@ -382,7 +382,8 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None):
     On numpy arrays (a backward without ``create_graph``) the same gradients come from
     ``_normalization_vjp_arrays``, which makes no temporary larger than a chunk."""
     if g.__class__ is not Tensor and x.size:
-        return _normalization_vjp_arrays(node, g, x, weight, param_shape, stats)
+        return _normalization_vjp_arrays(node, g, x, weight, param_shape, forward_stats,
+                                         batch_stats=stats is None)
     xhat, rstd = _normalized(node, x, stats)
     param_axes = node.param_axes
     gx = gw = gb = None
@@ -452,7 +453,7 @@ def _in_place(ufunc, a, b):
     return ufunc(a, b)
 
 
-def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
+def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats, batch_stats):
     """``_normalization_vjp`` on numpy arrays. With ``xc = x - mean``, ``xhat = xc * rstd``,
     ``gy = g * weight`` and ``n`` elements per statistic:
 
@@ -460,11 +461,12 @@ def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
         grad_x = rstd * gy                                                     (constant stats)
         grad_weight = sum(g * xhat),  grad_bias = sum(g)
 
-    with the statistics the forward used (``node.batch_stats``), sums over ``node.axes``
+    with the statistics the forward used (``stats``, saved by the node; ``batch_stats`` when
+    they were the batch's, not constants), sums over ``node.axes``
     for grad_x and over ``node.param_axes`` for the parameters. Products are made a chunk
     at a time, in place: grad_x is the only large buffer, with one chunk-sized temporary."""
     axes, param_axes = node.axes, node.param_axes
-    mean, rstd = stats if stats is not None else node.batch_stats
+    mean, rstd = stats
     w = None if weight is None else weight.reshape(
         (1,) * (x.ndim - len(param_shape)) + tuple(param_shape))
     axis, step = chunk_axis(x.shape)
@@ -503,7 +505,7 @@ def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
         gb = np.sum(g, axis=param_axes).reshape(node.bias_shape)
     if _needs(node, 0):
         gx = np.empty(x.shape, dtype=np.result_type(g, x, rstd, *gy[1:]))
-        if stats is None:
+        if batch_stats:
             n = int(np.prod([x.shape[a] for a in axes]))
             shift = (np.sum(g, axis=axes, keepdims=True) if w is None
                      else chunked_sum(gy, axes, centered=False)) / n
@@ -511,7 +513,7 @@ def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
         for c in chunks:
             out = gx[c]
             np.multiply(part(g, c), 1 if w is None else part(w, c), out=out)
-            if stats is None:
+            if batch_stats:
                 out -= part(shift, c)
                 xc = part(x, c) - part(mean, c)
                 xc *= part(slope, c)
@@ -521,15 +523,12 @@ def _normalization_vjp_arrays(node, g, x, weight, param_shape, stats):
     return gx, gw, gb
 
 
-class _NormalizationNode(Node):
-    def _release(self):  # the forward's statistics go with the saved tensors
-        super()._release()
-        self.batch_stats = None
+class NativeLayerNormBackward0(Node):
+    """Saves the input, the weight and the forward's per-row ``(mean, rstd)``, as torch."""
 
-
-class NativeLayerNormBackward0(_NormalizationNode):
-    def vjp(self, g, x, weight):
-        return _normalization_vjp(self, g, x, weight, self.param_shape)
+    def vjp(self, g, x, weight, mean, rstd):
+        return _normalization_vjp(self, g, x, weight, self.param_shape,
+                                  forward_stats=(data_of(mean), data_of(rstd)))
 
     def jvp(self, tangents, primals, out):
         return _normalization_jvp(self, tangents, primals, self.param_shape)
@@ -560,14 +559,19 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     _check_param(bias, ns, "bias", "layer_norm")
     axes = tuple(range(d.ndim - len(ns), d.ndim))
     out, stats = _normalize_forward(d, axes, eps, weight, bias, ns)
-    return record(NativeLayerNormBackward0, out, (input, weight, bias), (input, weight),
-                  axes=axes, eps=eps, param_shape=ns, param_axes=tuple(range(axes[0])),
-                  bias_shape=ns, batch_stats=stats)
+    return record(NativeLayerNormBackward0, out, (input, weight, bias),
+                  (input, weight, _wrap(stats[0]), _wrap(stats[1])), axes=axes, eps=eps,
+                  param_shape=ns, param_axes=tuple(range(axes[0])), bias_shape=ns)
 
 
-class NativeBatchNormBackward0(_NormalizationNode):
-    def vjp(self, g, x, weight):
-        return _normalization_vjp(self, g, x, weight, self.param_shape, self.stats)
+class NativeBatchNormBackward0(Node):
+    """Saves the input, the weight and the per-channel ``(mean, rstd)`` it normalized with:
+    the batch's in training, constants from the running statistics in eval."""
+
+    def vjp(self, g, x, weight, mean, rstd):
+        stats = (data_of(mean), data_of(rstd))
+        return _normalization_vjp(self, g, x, weight, self.param_shape,
+                                  None if self.batch_statistics else stats, stats)
 
     def jvp(self, tangents, primals, out):
         return _normalization_jvp(self, tangents, primals, self.param_shape, self.stats)
@@ -622,9 +626,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                  (1.0 / np.sqrt(running_var.data + eps)).reshape(param_shape).astype(d.dtype))
         node_stats = stats
     out, stats = _normalize_forward(d, axes, eps, weight, bias, param_shape, stats)
-    return record(NativeBatchNormBackward0, out, (input, weight, bias), (input, weight),
-                  axes=axes, eps=eps, param_shape=param_shape, param_axes=axes, bias_shape=(C,),
-                  stats=node_stats, batch_stats=stats)
+    return record(NativeBatchNormBackward0, out, (input, weight, bias),
+                  (input, weight, _wrap(stats[0]), _wrap(stats[1])), axes=axes, eps=eps,
+                  param_shape=param_shape, param_axes=axes, bias_shape=(C,),
+                  batch_statistics=training, **for_jvp(stats=node_stats))
 
 
 # ---- dropout, embedding -------------------------------------------------------------------
@@ -1325,9 +1330,9 @@ class AvgPool2DBackward0(Node):
     with a depthwise kernel of ones -- and the JVP sums the tangent's windows -- ``conv2d``
     with it; both over the divisor."""
 
-    def vjp(self, g):
+    def vjp(self, g, divisor):
         shape = self._batched_shape()
-        g = (g / self.divisor).reshape(shape[:2] + tuple(g.shape[-2:]))
+        g = (g / divisor).reshape(shape[:2] + tuple(g.shape[-2:]))
         return conv2d_input(shape, self._ones(g), g, self.stride, self.padding, 1,
                             shape[1]).reshape(self.in_shape)
 
@@ -1380,5 +1385,5 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
             return np.minimum(start + k[i], size) - np.maximum(start, 0)
         divisor = (real(oh, H, 0)[:, None] * real(ow, W, 1)).astype(d.dtype)
     out = (sums / divisor).astype(d.dtype, copy=False)
-    return record(AvgPool2DBackward0, out if batched else out[0], (input,),
-                  in_shape=input.shape, kernel=k, stride=s, padding=p, divisor=divisor)
+    return record(AvgPool2DBackward0, out if batched else out[0], (input,), (_wrap(divisor),),
+                  in_shape=input.shape, kernel=k, stride=s, padding=p, **for_jvp(divisor=divisor))
