@@ -347,6 +347,9 @@ DIM_AND_INDEX_ERRORS = {
     "index_second_dim": lambda lib, x: x[0, 7],
     "mT_of_a_vector": lambda lib, x: x.reshape(-1).mT,
     "view_across_strides": lambda lib, x: x.T.view(6),
+    "permute_too_many_dims": lambda lib, x: x.permute(0, 1, 2),
+    "permute_duplicate_dims": lambda lib, x: x.permute(0, 0),
+    "cat_of_scalars": lambda lib, x: lib.cat([x[0, 0], x[0, 1]]),
 }
 
 
@@ -361,6 +364,32 @@ def test_dim_and_index_errors_are_torchs(name):
     ours, theirs = raised
     assert ours.type is theirs.type
     assert str(ours.value).endswith(str(theirs.value))
+
+
+def test_contiguous_results_can_be_viewed_as_in_torch():
+    x = ckpt.ones(2, 3, requires_grad=True)
+    for make in (lambda x: x.t().contiguous(), lambda x: ckpt.cat([x.t(), x.t()]),
+                 lambda x: ckpt.stack([x.t(), x.t()], 1)):
+        y = make(x)
+        y.view(-1).sum().backward()
+        np.testing.assert_array_equal(y.view(-1).data, y.data.reshape(-1))
+    assert x.contiguous() is x
+    assert x.t().contiguous().grad_fn.name() == "CloneBackward0"
+
+
+def test_saved_tensors_are_freed_before_later_nodes_run():
+    """The engine holds no reference to a node's saved tensors after releasing them: exp's
+    saved output is gone by the time the leaf's hook runs."""
+    import weakref
+    x = ckpt.ones(3, requires_grad=True)
+    b = x.exp()
+    ref = weakref.ref(b.data)
+    c = b.sum()
+    del b
+    alive = []
+    x.register_hook(lambda g: alive.append(ref() is not None))
+    c.backward()
+    assert alive == [False]
 
 
 def test_view_is_a_view_or_an_error():

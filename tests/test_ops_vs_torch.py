@@ -619,3 +619,11 @@ def test_logical_and_bitwise_not_and_where_method_match_torch(rng):
     out.sum().backward()
     t_out.sum().backward()
     assert_close(cx.grad, tx.grad)
+
+
+def test_integer_and_bool_powers_keep_torchs_dtypes():
+    for base in ([True, False], [1, 2, 3]):
+        for exponent in (2, 3, 0.5):
+            ours, theirs = ckpt.tensor(base) ** exponent, torch.tensor(base) ** exponent
+            assert ours.dtype == to_torch(ours).numpy().dtype == theirs.numpy().dtype
+            np.testing.assert_allclose(ours.data, theirs.numpy())

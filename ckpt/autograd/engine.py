@@ -336,7 +336,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                         raise RuntimeError(_FREED_MESSAGE)
                     if arrays and node._array_rule:
                         if len(saved) == 1:  # most ops save one tensor: no list to build
-                            only = saved[0]  # (no name may outlive ``saved``: it frees them)
+                            only = saved[0]
                             input_grads = node.vjp(g, only.unpack_data(node)
                                                    if only.__class__ is SavedTensor else only)
                             del only
@@ -350,7 +350,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                     if observed:  # while the saved tensors are still alive
                         _observe(node.next_functions, input_grads)
                     if saved and not keep_graph:
-                        node._saved = None
+                        node._saved = saved = None  # (no name here may keep them alive)
                     if input_grads.__class__ is not tuple:
                         input_grads = (tuple(input_grads) if isinstance(input_grads, list)
                                        else (input_grads,))

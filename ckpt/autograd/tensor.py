@@ -260,7 +260,14 @@ class Tensor:
         return _ops.clone(self)
 
     def contiguous(self):
-        return self
+        """``self`` if its data is C-ordered, else a C-ordered copy (in the graph), as torch.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3)
+        >>> x.contiguous() is x, x.T.contiguous().view(-1).shape
+        (True, (6,))
+        """
+        return self if self.data.flags.c_contiguous else _ops.clone(self)
 
     def cpu(self):
         return self

@@ -232,10 +232,11 @@ def pow(base, exponent):
     [4.0, 9.0]
     """
     if exponent.__class__ is not Tensor and base.__class__ is Tensor:
-        try:
-            out = base.data ** exponent  # ndarray's ** squares, roots, inverts without pow()
+        d = base.data
+        try:  # ndarray's ** squares, roots, inverts without pow(); it would square bool to int8
+            out = d ** exponent if d.dtype.kind != "b" else np.power(d, exponent)
         except ValueError as error:
-            raise _value_error("pow", error, base.data, exponent) from None
+            raise _value_error("pow", error, d, exponent) from None
         if out.dtype is _F64:
             out = _torch_promotion(out, base, exponent)
         return record(PowBackward0, out, (base,), (base,), exponent=exponent)

@@ -236,12 +236,12 @@ def permute(x, *dims):
     dims = _shape_arg(dims)
     if x.__class__ is not Tensor:
         return np.transpose(x, dims)
-    for d in dims:
-        normalize_dims(d, x.data.ndim, "permute")
-    if sorted(d % max(x.data.ndim, 1) for d in dims) != list(range(x.data.ndim)):
+    if len(dims) != x.data.ndim:
         raise RuntimeError(f"permute(sparse_coo): number of dimensions in the tensor input does not "
                            f"match the length of the desired ordering of dimensions i.e. input.dim() = "
                            f"{x.data.ndim} is not equal to len(dims) = {len(dims)}")
+    if len(normalize_dims(dims, x.data.ndim, "permute")) != len(dims):
+        raise RuntimeError("permute(): duplicate dims are not allowed.")
     out = np.transpose(x.data, dims)
     return _share_version_if_view(record(PermuteBackward0, out, (x,), dims=dims), x, permute, dims)
 
@@ -616,6 +616,24 @@ class CatBackward0(Node):
         return tuple(grads)
 
 
+def _c_ordered_result(arrays, dim, count, new_dim):
+    """A C-ordered buffer for concatenating (``new_dim``: stacking) ``arrays`` along ``dim``,
+    as torch lays the result out (numpy would keep the inputs' order, e.g. Fortran for
+    transposed inputs, and ``view`` of the result would then fail where torch's works);
+    None when the shapes don't fit, so numpy raises its own error."""
+    shape = list(arrays[0].shape)
+    if new_dim:
+        if any(a.shape != arrays[0].shape for a in arrays):
+            return None
+        shape.insert(dim, count)
+    else:
+        if any(a.ndim != len(shape) or a.shape[:dim] + a.shape[dim + 1:] != arrays[0].shape[:dim] +
+               arrays[0].shape[dim + 1:] for a in arrays):
+            return None
+        shape[dim] = sum(a.shape[dim] for a in arrays)
+    return np.empty(shape, dtype=np.result_type(*arrays))
+
+
 def cat(tensors, dim=0):
     """Concatenate along an existing ``dim``.
 
@@ -627,9 +645,12 @@ def cat(tensors, dim=0):
     if not tensors:
         raise RuntimeError("torch.cat(): expected a non-empty list of Tensors")
     arrays = [t.data for t in tensors]
+    for i, a in enumerate(arrays):
+        if a.ndim == 0:
+            raise RuntimeError(f"zero-dimensional tensor (at position {i}) cannot be concatenated")
     (dim,) = normalize_dims(dim, arrays[0].ndim, "cat")
     try:
-        out = np.concatenate(arrays, axis=dim)
+        out = np.concatenate(arrays, axis=dim, out=_c_ordered_result(arrays, dim, len(arrays), False))
     except ValueError:
         raise RuntimeError(f"cat: sizes of tensors must match except in dimension {dim}; got shapes "
                            f"{[list(a.shape) for a in arrays]}") from None
@@ -656,9 +677,9 @@ def stack(tensors, dim=0):
     if not tensors:
         raise RuntimeError("stack expects a non-empty TensorList")
     arrays = [t.data for t in tensors]
-    normalize_dims(dim, arrays[0].ndim + 1, "stack")
+    (dim,) = normalize_dims(dim, arrays[0].ndim + 1, "stack")
     try:
-        out = np.stack(arrays, axis=dim)
+        out = np.stack(arrays, axis=dim, out=_c_ordered_result(arrays, dim, len(arrays), True))
     except ValueError:
         raise RuntimeError(f"stack expects each tensor to be equal size, but got shapes "
                            f"{[list(a.shape) for a in arrays]}") from None
