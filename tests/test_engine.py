@@ -366,6 +366,16 @@ def test_dim_and_index_errors_are_torchs(name):
     assert str(ours.value).endswith(str(theirs.value))
 
 
+def test_transpose_of_a_scalar_is_itself():
+    x = ckpt.tensor(2.0, requires_grad=True)
+    y = x.transpose(0, -1)
+    assert y.shape == () and y.item() == 2.0
+    (y * 3).backward()
+    assert x.grad.item() == 3.0
+    with pytest.raises(IndexError, match="expected to be in range of \\[-1, 0\\], but got 1"):
+        x.transpose(0, 1)
+
+
 def test_contiguous_results_can_be_viewed_as_in_torch():
     x = ckpt.ones(2, 3, requires_grad=True)
     for make in (lambda x: x.t().contiguous(), lambda x: ckpt.cat([x.t(), x.t()]),

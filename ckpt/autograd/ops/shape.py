@@ -263,12 +263,15 @@ def transpose(x, dim0, dim1):
     >>> ckpt.ones(2, 3).transpose(0, 1).shape
     (3, 2)
     """
+    d = data_of(x)
     try:
-        out = np.swapaxes(data_of(x), dim0, dim1)
+        out = np.swapaxes(d, dim0, dim1)
     except np.exceptions.AxisError:
-        for d in (dim0, dim1):
-            normalize_dims(d, data_of(x).ndim, "transpose")  # raises torch's IndexError
-        raise
+        for dim in (dim0, dim1):
+            normalize_dims(dim, d.ndim, "transpose")  # raises torch's IndexError
+        if d.ndim:
+            raise
+        out = d[...]  # a 0-d tensor is its own transpose (dims 0 and -1 name its one place)
     if x.__class__ is not Tensor:
         return out
     return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x,
