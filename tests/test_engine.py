@@ -366,6 +366,17 @@ def test_dim_and_index_errors_are_torchs(name):
     assert str(ours.value).endswith(str(theirs.value))
 
 
+@pytest.mark.parametrize("keepdim", [False, True])
+def test_max_and_min_over_the_dim_of_a_scalar(keepdim):
+    for name in ("max", "min"):
+        x, tx = ckpt.tensor(2.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+        (values, indices), (t_values, t_indices) = (getattr(v, name)(0, keepdim=keepdim) for v in (x, tx))
+        assert values.shape == tuple(t_values.shape) and indices.tolist() == t_indices.tolist() == 0
+        (values * 3).backward()
+        (t_values * 3).backward()
+        assert x.grad.item() == tx.grad.item() == 3.0
+
+
 def test_transpose_of_a_scalar_is_itself():
     x = ckpt.tensor(2.0, requires_grad=True)
     y = x.transpose(0, -1)

@@ -122,6 +122,8 @@ def _extreme(x, dim, keepdim, pick, arg_pick, name):
         return record(MaxBackward1 if name == "max" else MinBackward1, np.asarray(pick(x.data)),
                       (x,), (x, OUTPUT))
     (axis,) = normalize_dims(dim, x.data.ndim, name)
+    if x.data.ndim == 0:  # the value itself, at index 0 (as torch)
+        return _extreme(x.reshape(1), 0, False, pick, arg_pick, name)
     idx = np.expand_dims(arg_pick(x.data, axis=axis), axis)
     values = np.take_along_axis(x.data, idx, axis)
     if not keepdim:
