@@ -273,7 +273,9 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
             out = losses.sum() / total
     target_t = target if isinstance(target, Tensor) else _wrap(t)
     # the caller's weight itself when it needed no cast (an in-place change is then caught)
-    weight_t = None if w is None else weight if isinstance(weight, Tensor) and weight.data is w else _wrap(w)
+    weight_t = None
+    if w is not None:
+        weight_t = weight if isinstance(weight, Tensor) and weight.data is w else _wrap(w)
     return record(NllLossBackward0, np.asarray(out, dtype=x.dtype), (input,), (target_t, weight_t),
                   in_shape=x.shape, ignore_index=ignore_index, reduction=reduction,
                   total=total, **for_jvp(target=target_t, weight=w))
