@@ -112,7 +112,7 @@ def _ckpt_worker(config, args):
     step()
     times, cpu = _timed(step, args.repeats)
     peak_rss = _peak_rss()
-    with ckpt.memory.track(model, x, y) as report:
+    with ckpt.memory.track(model, x, y, tracemalloc=True) as report:
         step()
     return {"config": config, "times": times, "cpu": cpu, "peak_rss": peak_rss,
             "baseline_rss": baseline, "logical_peak": report.peak_bytes, "entry": report.entry_bytes,

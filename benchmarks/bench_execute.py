@@ -52,7 +52,7 @@ def main():
         for name, budget in plans:
             ckpt.set_rng_state(state)
             p = planner.plan(chain, name, budget=budget)
-            r = planner.execute(model, p, x, loss_fn)
+            r = planner.execute(model, p, x, loss_fn, tracemalloc=True)
             for q in model.parameters():
                 q.grad = None
             above = r.peak_bytes - r.entry_bytes
@@ -64,7 +64,7 @@ def main():
                   f"{r.tracemalloc_peak_bytes / r.peak_bytes:.3f} | {above / KiB:.1f} | "
                   f"{tm / KiB:.1f} | {tm / above:.2f} |")
         ckpt.set_rng_state(state)
-        with ckpt.memory.track(model, x, gradients_in_flight=True) as plain:
+        with ckpt.memory.track(model, x, gradients_in_flight=True, tracemalloc=True) as plain:
             loss_fn(model(x)).backward()
         for q in model.parameters():
             q.grad = None

@@ -121,7 +121,7 @@ def test_optimizer_state_and_gradients_are_attributed():
 def test_report_outputs_table_dict_json_plot(tmp_path):
     ckpt.manual_seed(0)
     net = three_layer()
-    with ckpt.memory.track(net) as report:
+    with ckpt.memory.track(net, tracemalloc=True) as report:
         (net(ckpt.randn(64, 8)) ** 2).mean().backward()
     table = report.table()
     for c in CATEGORIES:
@@ -156,7 +156,7 @@ def test_tracker_leaves_no_hooks_or_observers_behind_even_on_error():
     before_obs, before_hooks = list(Extensions.observers), list(_HookStack.pairs)
     was_tracing = tracemalloc.is_tracing()
     with pytest.raises(ZeroDivisionError):
-        with ckpt.memory.track():
+        with ckpt.memory.track(tracemalloc=True):
             ckpt.ones(3, requires_grad=True).exp()
             1 / 0
     assert Extensions.observers == before_obs and _HookStack.pairs == before_hooks
@@ -164,11 +164,28 @@ def test_tracker_leaves_no_hooks_or_observers_behind_even_on_error():
     assert tracemalloc.is_tracing() == was_tracing
 
 
+def test_tracemalloc_is_off_unless_asked_for():
+    # the logical ledger is the measurement; tracemalloc slows a step 2-8x (issue 12)
+    assert not tracemalloc.is_tracing()
+    x = ckpt.ones(256, requires_grad=True)
+    with ckpt.memory.track() as report:
+        inside = tracemalloc.is_tracing()
+        x.exp().sum().backward()
+    assert not inside and report.tracemalloc_peak_bytes is None
+    assert all(e.traced_bytes == 0 for e in report.timeline)
+    assert "(off)" in report.table()
+    with ckpt.memory.track(tracemalloc=True) as traced:
+        inside = tracemalloc.is_tracing()
+        x.exp().sum().backward()
+    assert inside and traced.tracemalloc_peak_bytes >= 1024
+    assert not tracemalloc.is_tracing()
+
+
 def test_nested_trackers_both_count_and_keep_their_tracemalloc_peak():
     x = ckpt.ones(128, 128, requires_grad=True)
-    with ckpt.memory.track() as outer:
+    with ckpt.memory.track(tracemalloc=True) as outer:
         big = x.exp()  # 64 KiB, saved (its output)
-        with ckpt.memory.track() as inner:
+        with ckpt.memory.track(tracemalloc=True) as inner:
             small = x[:8].sin()  # saves its input: a view of x (a parameter) -> nothing new
         del big
     assert inner.category_peaks["saved_for_backward"] == 0
@@ -215,7 +232,7 @@ def mlp32(dropout=0.1):
 def measure(net, segments):
     ckpt.manual_seed(1)
     x = ckpt.randn(N, W)
-    with ckpt.memory.track(net) as report:
+    with ckpt.memory.track(net, tracemalloc=True) as report:
         out = net(x) if segments is None else ckpt.checkpoint_sequential(net, segments, x)
         (out ** 2).mean().backward()
     return report

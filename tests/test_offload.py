@@ -75,13 +75,13 @@ def test_resident_saved_bytes_drop_to_about_zero(tmp_path):
     net = mlp()
     x = ckpt.randn(1024, 32)
     params = sum(p.nbytes for p in net.parameters())
-    with ckpt.memory.track(net, x) as stored:
+    with ckpt.memory.track(net, x, tracemalloc=True) as stored:
         loss = (net(x) ** 2).mean()
         held_stored = saved_bytes(loss)
         loss.backward()
     del loss
     net.zero_grad()
-    with ckpt.memory.track(net, x) as offloaded:
+    with ckpt.memory.track(net, x, tracemalloc=True) as offloaded:
         with save_on_disk(tmp_path):
             loss = (net(x) ** 2).mean()
         held_offloaded = saved_bytes(loss)

@@ -83,7 +83,7 @@ class Case:
         ckpt.set_rng_state(self.rng)
         set_buffers(self.model, self.buffers)
         try:
-            return planner.execute(self.model, p, self.x, self.loss_fn)
+            return planner.execute(self.model, p, self.x, self.loss_fn, tracemalloc=True)
         finally:
             self.result_grads = [None if q.grad is None else bits(q.grad.data)
                                  for q in self.model.parameters()]

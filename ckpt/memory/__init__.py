@@ -1,8 +1,8 @@
-"""ckpt.memory: what training holds in memory, by whom and when, measured two ways.
+"""ckpt.memory: what training holds in memory, by whom and when.
 
 ``track()`` records, over a block, every numpy buffer held by tensors (each buffer once) in
-the categories ``CATEGORIES``, op by op, beside tracemalloc's measurement; the
-``MemoryReport`` it yields prints (``table``), serializes (``to_dict``/``to_json``) and plots.
+the categories ``CATEGORIES``, op by op (with ``tracemalloc=True`` also beside
+tracemalloc's measurement); the ``MemoryReport`` it yields prints (``table``), serializes (``to_dict``/``to_json``) and plots.
 ``saved_bytes`` (from ``ckpt.autograd.graph``) says what a recorded graph keeps for backward.
 
 >>> import ckpt

@@ -283,7 +283,7 @@ class MemoryReport:
         picture as ``ckpt.plot.memory_timeline(report)``.
 
         >>> import ckpt
-        >>> with ckpt.memory.track() as report:
+        >>> with ckpt.memory.track(tracemalloc=True) as report:
         ...     ckpt.ones(1000, requires_grad=True).exp().sum().backward()
         >>> fig = report.plot()
         >>> type(fig).__name__, fig.axes[0].get_ylabel()

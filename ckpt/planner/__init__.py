@@ -36,7 +36,7 @@ def profile(model, sample_input, loss_fn=None, repeats=3, name=None):
     return _profile(model, sample_input, loss_fn=loss_fn, repeats=repeats, name=name)
 
 
-def execute(model, plan, input, loss_fn=None, tracemalloc=True):
+def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     """One training step following a plan, measured: see ``ckpt.planner.execute.execute``."""
     from .execute import execute as _execute
     return _execute(model, plan, input, loss_fn=loss_fn, tracemalloc=tracemalloc)

@@ -332,7 +332,7 @@ def _check_model(model, plan):
                              f"{len(model)} children; profile the same model to plan it")
 
 
-def execute(model, plan, input, loss_fn=None, tracemalloc=True):
+def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     """Run one training step of ``model`` (a ``ckpt.nn.Sequential``, child i = stage i)
     following ``plan.ops`` exactly, and measure it.
 
@@ -343,6 +343,11 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=True):
     holds the loss, the ``MemoryReport`` (one mark per op), the plan's ``Simulation`` and
     the measured peak of every op. With a plan made on ``profile(model, input, loss_fn)``,
     ``result.peak_bytes == result.predicted_peak`` (see docs/planner.md).
+
+    The measurement is ckpt.memory's logical count. ``tracemalloc=True`` also measures the
+    step with tracemalloc (``result.tracemalloc_peak_bytes``; None when off, the default):
+    use it to see what the count cannot -- temporaries inside ops, Python objects -- not
+    when timing, since it makes a step 2-8x slower.
 
     >>> import ckpt
     >>> from ckpt import planner

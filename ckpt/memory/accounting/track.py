@@ -89,8 +89,13 @@ class track:
     start (``track(model, optimizer, batch)``): a module's parameters are counted as
     parameters and its buffers as other, an optimizer's state as optimizer state. Without
     them, parameters are found as the graph reaches them and optimizer state is not seen.
-    ``tracemalloc=True`` also measures the block with :mod:`tracemalloc` (numpy reports its
-    buffers to it); it slows Python allocation down, so leave it off for timing.
+
+    The logical count (every tensor buffer once, by category) is the measurement, and it is
+    what the planner predicts. ``tracemalloc=True`` (off by default) also measures the block
+    with :mod:`tracemalloc` (numpy reports its buffers to it), to see what the logical count
+    cannot: temporaries inside an op, Python objects, memory a custom op keeps outside
+    tensors. Use it to check that an op or model keeps no such memory, not for timing: it
+    makes every Python allocation slower (a step runs 2-8x longer).
     ``gradients_in_flight=True`` also counts, as gradients, the arrays a backward pass holds
     between nodes (otherwise only ``.grad`` is): the planner's ``profile`` and ``execute``
     use it, so their logical peaks include what a backward really holds.
@@ -105,7 +110,11 @@ class track:
     True
     >>> report.category_peaks["saved_for_backward"]    # x (for the weight's grad) and relu's output
     131072
-    >>> report.tracemalloc_peak_bytes > 0
+    >>> report.tracemalloc_peak_bytes is None         # off unless asked for
+    True
+    >>> with ckpt.memory.track(net, tracemalloc=True) as traced:
+    ...     net(x).relu().sum().backward()
+    >>> traced.tracemalloc_peak_bytes >= traced.peak_bytes - traced.entry_bytes
     True
     >>> with ckpt.memory.track(net, x, gradients_in_flight=True) as counted:
     ...     net(x).relu().sum().backward()
@@ -113,7 +122,7 @@ class track:
     True
     """
 
-    def __init__(self, *objects, tracemalloc=True, gradients_in_flight=False):
+    def __init__(self, *objects, tracemalloc=False, gradients_in_flight=False):
         self._objects = objects
         self._use_tracemalloc = tracemalloc
         self._in_flight = gradients_in_flight
