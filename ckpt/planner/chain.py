@@ -95,7 +95,7 @@ def _check_stage(i, st):
         if f == "forward_save_transient" and v is None:
             v = vals["forward_transient"]
         try:
-            vals[f] = parse_size(v, what=f"{where}: {f}")
+            vals[f] = parse_size(v, what=f"{where}: {f}", whole=True)
         except (TypeError, ValueError) as e:
             raise ChainError(str(e)) from None
     if vals["saved_bytes"] < vals["output_bytes"]:
@@ -286,6 +286,16 @@ class Chain:
         """
         if not isinstance(data, dict):
             raise ChainFormatError(f"a chain must be a JSON object, got {type(data).__name__}")
+        for key in ("name", "cost_unit"):
+            if key in data and not isinstance(data[key], str):
+                raise ChainFormatError(f"chain field {key!r} must be a string, got "
+                                       f"{type(data[key]).__name__} {data[key]!r}")
+        for key in ("input_bytes", "param_bytes"):
+            if key in data:
+                try:
+                    parse_size(data[key], what=f"chain field {key!r}", whole=True)
+                except (TypeError, ValueError) as e:
+                    raise ChainFormatError(str(e)) from None
         if data.get("format", _FORMAT) != _FORMAT:
             raise ChainFormatError(f"format must be {_FORMAT!r}, got {data.get('format')!r}")
         if data.get("version", _VERSION) != _VERSION:
@@ -312,6 +322,9 @@ class Chain:
             if unknown:
                 raise ChainFormatError(f"stages[{i - 1}] has unknown field(s) {unknown}; "
                                        f"known: {sorted(names)}")
+            if not isinstance(st["name"], str):
+                raise ChainFormatError(f"stages[{i - 1}] field 'name' must be a string, got "
+                                       f"{type(st['name']).__name__} {st['name']!r}")
             stages.append(Stage(**st))
         return cls(stages, input_bytes=data.get("input_bytes", 0),
                    param_bytes=data.get("param_bytes", 0), name=data.get("name", "chain"),
@@ -332,15 +345,33 @@ class Chain:
 
 
 def load_json(text, what):
-    """Parse JSON text, turning syntax errors into ``ChainFormatError`` with line/column.
+    """Parse JSON text (str or UTF-8 bytes, a leading byte-order mark allowed), turning
+    syntax errors into ``ChainFormatError`` with line/column, and nesting too deep for
+    Python's parser into ``ChainFormatError`` too.
 
-    >>> load_json('[1, 2]', 'x')
+    >>> load_json('\ufeff[1, 2]', 'x')
     [1, 2]
+    >>> load_json('[' * 100000, 'chain')
+    Traceback (most recent call last):
+    ...
+    ckpt.planner.errors.ChainFormatError: chain JSON nests too deeply (arrays or objects inside each other beyond what the parser allows); a chain is an object holding a list of flat stage objects
     """
     if isinstance(text, (bytes, bytearray)):
-        text = text.decode("utf-8")
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ChainFormatError(f"{what} JSON is not UTF-8 text (byte {e.start}: "
+                                   f"{e.reason})") from None
+    if not isinstance(text, str):
+        raise TypeError(f"{what} JSON must be text (str or bytes), got {type(text).__name__}")
+    if text.startswith("\ufeff"):
+        text = text[1:]
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise ChainFormatError(f"malformed {what} JSON at line {e.lineno}, column {e.colno}: "
                                f"{e.msg}", line=e.lineno, column=e.colno) from None
+    except RecursionError:
+        raise ChainFormatError(f"{what} JSON nests too deeply (arrays or objects inside each "
+                               "other beyond what the parser allows); a chain is an object "
+                               "holding a list of flat stage objects") from None

@@ -43,6 +43,7 @@ executor reads the logical peak of that op (``report.peak_since_mark``) and mark
 """
 import sys as _sys
 import tracemalloc as _tracemalloc
+from contextlib import contextmanager
 import types as _types
 from typing import NamedTuple
 
@@ -55,14 +56,27 @@ from ..autograd.node import AccumulateGrad, _root_buffer
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor, _wrap
 from ..memory.accounting.track import SavedBuffer, track
+from ..memory.foreign import reject_torch
 from .errors import PlannerError
 from .simulate import simulate
+from .units import format_size
 
-__all__ = ["execute", "Execution", "ExecutionError"]
+__all__ = ["execute", "Execution", "ExecutionError", "PlanMismatchError"]
 
 
 class ExecutionError(PlannerError):
     """A plan cannot run on this model (stage count, model type, loss)."""
+
+
+class PlanMismatchError(ExecutionError):
+    """The model and input are not those the plan's chain was profiled on: a stage's output
+    (or the input) has another size than the chain says, so the plan's memory prediction
+    does not hold. Nothing is left changed: the RNG and module buffers (BatchNorm
+    statistics) are put back as they were, parameter gradients are untouched.
+
+    >>> issubclass(PlanMismatchError, ExecutionError)
+    True
+    """
 
 
 class Execution(NamedTuple):
@@ -167,14 +181,26 @@ class _Runner:
     into ``.grad`` that existed before the step (``execute``) or leave them (``profile``);
     the stand-ins of ``prepare_grads`` are swapped for the computed gradients either way (the
     memory is the same), and ``release_grads`` puts None back.
+
+    ``apply``'s mode (the loss is outside the plan): ``seed`` set to δ_L before ``backward
+    L`` replaces ``loss_fn`` (B_L starts from the incoming gradient); ``collect=True`` keeps
+    parameter gradients in ``grads`` (id -> Tensor) instead of ``.grad``; ``input_grad=True``
+    gives stage 1 a detached input too, so B_1 leaves δ_0 (``delta[0]``). ``chain``, when
+    given, is checked at the first forward of each stage: an output of another size than the
+    chain's ω_x^i raises ``PlanMismatchError``.
     """
 
-    def __init__(self, stages, x0, loss_fn, recompute_only=False, accumulate=True):
+    def __init__(self, stages, x0, loss_fn, recompute_only=False, accumulate=True,
+                 chain=None, collect=False, input_grad=False):
         self.stages = list(stages)
         self.L = len(self.stages)
         self.loss_fn = loss_fn if loss_fn is not None else _sum_loss
         self.recompute_only = recompute_only
         self.accumulate = accumulate
+        self.chain = chain
+        self.grads = {} if collect else None
+        self.input_grad = input_grad
+        self.seed = None
         self.x = {0: x0.detach()}     # checkpoints (x_0: the data, owned by the caller)
         self.xbar = {}                # i -> (output, stage input, its detached leaf)
         self.delta = {}               # i -> SavedBuffer holding δ_i
@@ -206,6 +232,10 @@ class _Runner:
 
     def _put_grad(self, p, g):
         key = id(p)
+        if self.grads is not None:       # collected; summed as backward() sums them
+            prev = self.grads.get(key)
+            self.grads[key] = g if prev is None else _wrap(prev.data + g.data)
+            return
         if key in self.stand_ins:        # the engine's gradient takes the stand-in's place
             self.stand_ins.discard(key)
             p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
@@ -234,9 +264,23 @@ class _Runner:
             raise ExecutionError(f"stage {i} ({type(self.stages[i - 1]).__name__}) returned a "
                                  f"{type(out).__name__}; a stage must return one Tensor")
         if first:
+            if self.chain is not None:
+                self._check_size(i, out)
             self.ran.add(i)
             self.rng[i + 1] = get_rng_state()
         return out
+
+    def _check_size(self, i, out):
+        want, got = int(self.chain.x[i]), int(out.data.nbytes)
+        if want != got:
+            chain = self.chain
+            x0 = root_bytes(self.x[0])
+            raise PlanMismatchError(
+                f"the plan was made for a chain ({chain.name!r}) whose stage {i} "
+                f"({chain.stages[i - 1].name}) outputs {format_size(want)} (input "
+                f"{format_size(chain.input_bytes)}); this model and input give "
+                f"{format_size(got)} (input {format_size(x0)}): profile this model at this "
+                "batch size and plan again")
 
     def forward(self, i):
         inp = self.input_of(i)
@@ -245,9 +289,10 @@ class _Runner:
 
     def forward_save(self, i):
         inp = self.input_of(i)
-        x_in, leaf = (None, None) if i == 1 else _stage_input(inp)
+        detached = i == 1 and not self.input_grad      # the data needs no gradient
+        x_in, leaf = (None, None) if detached else _stage_input(inp)
         with grad_mode.enable_grad():
-            out = self._run(i, inp.detach() if i == 1 else x_in)
+            out = self._run(i, inp.detach() if detached else x_in)
         self.xbar[i] = (out, x_in, leaf)
 
     def backward(self, i):
@@ -255,7 +300,10 @@ class _Runner:
         holder = None
         if x_in is not None:   # δ_{i-1} exists from the start of B_i, as the model counts it
             holder = SavedBuffer(np.empty(x_in.data.shape, x_in.data.dtype), f"δ{i - 1}")
-        if i == self.L:
+        if i == self.L and self.seed is not None:     # apply: δ_L comes from the user's loss
+            root, seed = out, self.seed
+            self.seed = None
+        elif i == self.L:
             set_rng_state(self.rng[self.L + 1])
             with grad_mode.enable_grad():
                 root = self.loss_fn(out)
@@ -318,12 +366,13 @@ def _stage_input(inp):
         grad_mode._Recompute.active = previous
 
 
-def _check_model(model, plan):
+def _check_model(model, plan, api="execute"):
     from ..nn.container import Sequential
     if not isinstance(model, Sequential):
-        raise ExecutionError(f"execute runs a ckpt.nn.Sequential (each child a stage), got a "
+        raise ExecutionError(f"{api} runs a ckpt.nn.Sequential (each child a stage), got a "
                              f"{type(model).__name__}; wrap the blocks of the model in a "
-                             "Sequential")
+                             "Sequential (plans are made for chains of stages; a model of "
+                             "another shape will run once plans for graphs exist)")
     chain = getattr(plan, "chain", None)
     if chain is None or not hasattr(plan, "ops"):
         raise ExecutionError(f"execute needs a ckpt.planner.Plan, got a {type(plan).__name__}")
@@ -364,33 +413,88 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     >>> net[0][0].weight.grad.shape
     (32, 32)
     """
+    reject_torch("ckpt.planner.execute", [model, input],
+                 "it runs plans on ckpt models and ckpt tensors",
+                 "ckpt.torch.execute(model, plan, sample, loss_fn)")
     _check_model(model, plan)
     if not isinstance(input, Tensor):
         raise ExecutionError(f"input must be a ckpt.Tensor, got {type(input).__name__}")
     simulation = simulate(plan.chain, plan.ops)
     params = list(model.parameters())
-    runner = _Runner(list(model), input, loss_fn)
     held = loss_data(model, input, loss_fn)     # targets etc.: alive at entry, as the input
+    _check_input(plan.chain, [input] + held)
+    runner = _Runner(list(model), input, loss_fn, chain=plan.chain)
     # tracemalloc must see the gradient stand-ins allocated: backward frees them
     started = tracemalloc and not _tracemalloc.is_tracing()
     if started:
         _tracemalloc.start()
     peaks, after = [], []
     try:
-        runner.prepare_grads(params)
-        with track(model, input, *held, tracemalloc=tracemalloc,
-                   gradients_in_flight=True) as report:
-            for op in plan.ops:
-                runner.run(op)
-                peaks.append(report.peak_since_mark)
-                report.mark(str(op))
-                after.append(report.current_bytes)
+        with undo_on_mismatch(model):
+            runner.prepare_grads(params)
+            with track(model, input, *held, tracemalloc=tracemalloc,
+                       gradients_in_flight=True) as report:
+                for op in plan.ops:
+                    runner.run(op)
+                    peaks.append(report.peak_since_mark)
+                    report.mark(str(op))
+                    after.append(report.current_bytes)
         runner.finish()
     finally:
         runner.release_grads()
         if started:
             _tracemalloc.stop()
     return Execution(runner.loss, report, simulation, tuple(peaks), tuple(after))
+
+
+def data_bytes(tensors):
+    """Bytes of the distinct root buffers behind ``tensors`` (the input and the loss's
+    data: what a profiled chain calls ``input_bytes``).
+
+    >>> import ckpt
+    >>> x = ckpt.ones(4, 4)
+    >>> data_bytes([x, x[1:], ckpt.ones(2)])
+    72
+    """
+    roots = {id(r): r for r in (_root_buffer(t.data) for t in tensors)}
+    return sum(int(r.nbytes) for r in roots.values())
+
+
+def _check_input(chain, tensors):
+    got = data_bytes(tensors)
+    if got != chain.input_bytes:
+        raise PlanMismatchError(
+            f"the plan was made for a chain ({chain.name!r}) whose input (with the data the "
+            f"loss reads) is {format_size(chain.input_bytes)}; this input and loss give "
+            f"{format_size(got)}: profile this model at this batch size and plan again")
+
+
+@contextmanager
+def undo_on_mismatch(model):
+    """On ``PlanMismatchError`` inside the block, put ckpt's RNG state and the model's
+    buffers (BatchNorm statistics) back as they were at its start, then re-raise: the
+    stages that ran before the mismatch leave nothing changed.
+
+    >>> import ckpt
+    >>> bn = ckpt.nn.BatchNorm1d(2)
+    >>> try:
+    ...     with undo_on_mismatch(bn):
+    ...         _ = bn(ckpt.randn(4, 2))
+    ...         raise PlanMismatchError("a stage of another size")
+    ... except PlanMismatchError:
+    ...     pass
+    >>> int(bn.num_batches_tracked.item()), bn.running_mean.tolist()
+    (0, [0.0, 0.0])
+    """
+    rng = get_rng_state()
+    saved = [(b, b.data.copy()) for b in model.buffers() if b is not None]
+    try:
+        yield
+    except PlanMismatchError:
+        set_rng_state(rng)
+        for b, data in saved:
+            np.copyto(b.data, data)
+        raise
 
 
 def root_bytes(t):

@@ -204,6 +204,67 @@ class Plan:
         return p
 
 
+# The options each strategy takes, checked before the strategy runs: option -> (kind, least,
+# most, why). ``most`` "L" is the chain's length, None no limit; kind "bytes" takes sizes.
+STRATEGY_OPTIONS = {
+    "store_all": {}, "recompute_all": {}, "min_memory": {},
+    "optimal": {
+        "slots": ("int", 1, 100_000, "the program's time grows as L^3 * slots and its "
+                  "memory as L^2 * slots (8 bytes a cell: 100000 slots on 100 stages are 4 GB); "
+                  "the default 500 is within a slot of exact for most budgets"),
+        "exhaustive_max": ("int", 0, 8, "chains of at most this many stages are searched over "
+                           "every op order, up to 4^L * (L + 1) states: 590 thousand at L = 8, "
+                           "11.5 million at L = 10")},
+    "revolve": {"snapshots": ("int", 1, "L", "one slot holds the input; more slots than "
+                              "stages keep nothing more")},
+    "sqrt": {"segments": ("int", 1, "L", "every segment holds at least one stage")},
+    "recursive": {"leaf": ("int", 1, "L", "a leaf is a run of stages stored whole")},
+    "greedy": {"threshold": ("bytes", 0, None, "a checkpoint is taken when the saved bytes "
+                             "since the last one exceed it")},
+}
+
+
+def check_options(chain, strategy, options):
+    """``options`` for ``strategy`` checked against ``STRATEGY_OPTIONS`` (names, types and
+    ranges; sizes parsed to bytes), before anything is planned.
+
+    >>> from ckpt.planner import zoo
+    >>> check_options(zoo.uniform(4), "greedy", {"threshold": "1KiB"})
+    {'threshold': 1024}
+    >>> check_options(zoo.uniform(4), "sqrt", {"segments": 0})
+    Traceback (most recent call last):
+    ...
+    ValueError: strategy 'sqrt': segments must be an integer from 1 to 4 (the chain's length), got 0: every segment holds at least one stage
+    """
+    table = STRATEGY_OPTIONS.get(strategy, {})
+    checked = {}
+    for name, value in options.items():
+        if name not in table:
+            takes = f"takes the options {sorted(table)}" if table else "takes no options"
+            raise TypeError(f"strategy {strategy!r} {takes}, got {name!r}")
+        kind, least, most, why = table[name]
+        if value is None:           # the strategy's default
+            continue
+        most = len(chain) if most == "L" else most
+        span = (f"from {least} to {most}" + (" (the chain's length)"
+                                            if table[name][2] == "L" else "")
+                if most is not None else f">= {least}")
+        where = f"strategy {strategy!r}: {name}"
+        if kind == "bytes":
+            try:
+                checked[name] = parse_size(value, what=where)
+            except (TypeError, ValueError) as e:
+                raise type(e)(f"{e}: {why}") from None
+            continue
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"{where} must be an integer {span}, got {value!r}")
+        value = int(value)
+        if value < least or (most is not None and value > most):
+            raise ValueError(f"{where} must be an integer {span}, got {value}: {why}")
+        checked[name] = value
+    return checked
+
+
 def plan(chain, strategy, budget=None, **options):
     """A ``Plan`` for ``chain`` from ``strategy`` (a name in ``ckpt.planner.STRATEGIES``)
     within ``budget`` (bytes or a string like ``"512MiB"``; None = unconstrained).
@@ -211,7 +272,9 @@ def plan(chain, strategy, budget=None, **options):
     A budget below ``chain.min_budget`` raises ``BudgetError`` stating the minimum; so does a
     fixed strategy whose schedule cannot fit (the message gives its own least peak).
     ``options`` go to the strategy (``slots`` for optimal, ``snapshots`` for revolve,
-    ``segments`` for sqrt, ``threshold`` for greedy, ``leaf`` for recursive).
+    ``segments`` for sqrt, ``threshold`` for greedy, ``leaf`` for recursive); they are checked
+    first against ``STRATEGY_OPTIONS`` (``check_options``): an unknown name raises
+    ``TypeError``, a value out of its range ``ValueError`` with the reason.
 
     >>> from ckpt.planner import zoo
     >>> c = zoo.uniform(4, nbytes="1MiB")
@@ -222,8 +285,12 @@ def plan(chain, strategy, budget=None, **options):
     """
     if not isinstance(chain, Chain):
         raise TypeError(f"plan needs a Chain, got {type(chain).__name__}")
+    if not isinstance(strategy, str):
+        raise TypeError(f"strategy must be a name (one of {sorted(STRATEGIES)}), got a "
+                        f"{type(strategy).__name__}")
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose one of {sorted(STRATEGIES)}")
+    options = check_options(chain, strategy, options)
     if budget is not None:
         budget = parse_size(budget, what="budget")
         minimum = chain.min_budget

@@ -43,9 +43,10 @@ from ..autograd.node import AccumulateGrad, Extensions, SavedTensor, _root_buffe
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import track
+from ..memory.foreign import reject_torch
 from .chain import Chain, Stage
 from .errors import PlannerError
-from .execute import _Runner, _sum_loss, loss_data
+from .execute import _Runner, _sum_loss, data_bytes, loss_data
 
 __all__ = ["profile", "reduce_graph", "GraphReduction", "ProfileError"]
 
@@ -76,6 +77,9 @@ def profile(model, sample_input, loss_fn=None, repeats=3, name=None):
     >>> chain.cost_unit
     's'
     """
+    reject_torch("ckpt.planner.profile", [model, sample_input],
+                 "it measures ckpt models on ckpt tensors",
+                 "ckpt.torch.profile(model, sample, loss_fn)")
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive int, got {repeats!r}")
     from ..nn.container import Sequential
@@ -161,8 +165,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     out = {"stages": {}}
     held = loss_data(model, x0, loss_fn)        # targets etc.: data, as the input
     with track(model, x0, *held, tracemalloc=False, gradients_in_flight=True) as report:
-        roots = {id(r): r for r in (_root_buffer(t.data) for t in [x0] + held)}
-        input_bytes = sum(int(r.nbytes) for r in roots.values())
+        input_bytes = data_bytes([x0] + held)
         out["input"] = input_bytes
         out["params"] = report.current_bytes - input_bytes
 

@@ -23,6 +23,7 @@ from ..autograd.node import Extensions, SavedTensor, _root_buffer
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor, _wrap
 from ..memory.accounting.track import SavedBuffer, tracking
+from ..memory.foreign import reject_torch
 
 __all__ = ["CheckpointError", "checkpoint"]
 
@@ -77,6 +78,9 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True,
     if determinism_check not in _CHECKS:
         raise ValueError(f"determinism_check should be one of {', '.join(map(repr, _CHECKS))}, "
                          f"got {determinism_check!r}")
+    reject_torch("ckpt.checkpoint", [function, args, kwargs],
+                 "ckpt's checkpoint runs ckpt models on ckpt tensors",
+                 "torch.utils.checkpoint or ckpt.torch.plan")
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
     if not grad_mode._State.enabled:

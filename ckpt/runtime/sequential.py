@@ -1,4 +1,6 @@
 """``checkpoint_sequential``: checkpoint a chain of modules in balanced segments."""
+from ..autograd.tensor import Tensor
+from ..memory.foreign import reject_torch
 from .checkpoint import checkpoint
 
 __all__ = ["checkpoint_sequential", "segment_sizes"]
@@ -38,7 +40,28 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
     True
     >>> y.sum().backward(); net[0].weight.grad.shape
     (16, 16)
+
+    ``functions`` must be a sequence of callables and ``input`` one Tensor (as in torch):
+
+    >>> ckpt.checkpoint_sequential(lambda t: t * 2, 1, x)
+    Traceback (most recent call last):
+    ...
+    TypeError: checkpoint_sequential takes a ckpt.nn.Sequential or a list of modules/callables as functions, got a function; to checkpoint one function use ckpt.checkpoint(function, input)
     """
+    reject_torch("ckpt.checkpoint_sequential", [functions, input],
+                 "ckpt's checkpoint_sequential runs ckpt models on ckpt tensors",
+                 "torch.utils.checkpoint.checkpoint_sequential or ckpt.torch.plan")
+    if not hasattr(functions, "__iter__") or isinstance(functions, (str, bytes, dict)):
+        kind = type(functions).__name__
+        hint = ("; to checkpoint one function use ckpt.checkpoint(function, input)"
+                if callable(functions) else "")
+        raise TypeError("checkpoint_sequential takes a ckpt.nn.Sequential or a list of "
+                        f"modules/callables as functions, got a {kind}{hint}")
+    if not isinstance(input, Tensor):
+        raise TypeError("checkpoint_sequential passes one input Tensor through the "
+                        f"functions, got a {type(input).__name__}"
+                        + ("; pass the tensor itself, not a list of tensors"
+                           if isinstance(input, (list, tuple)) else ""))
     functions = list(functions)  # a Sequential iterates over its modules in order
     for i, f in enumerate(functions):
         if not callable(f):

@@ -32,6 +32,7 @@ from ...autograd import grad_mode
 from ...autograd.graph import saved_tensors_hooks
 from ...autograd.node import AccumulateGrad, Extensions, SavedTensor, _root_buffer
 from ...autograd.tensor import Tensor, _wrap
+from ..foreign import reject_torch
 from ..report import MemoryReport
 from .buffers import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS, SAVED, Ledger
 
@@ -123,6 +124,10 @@ class track:
     """
 
     def __init__(self, *objects, tracemalloc=False, gradients_in_flight=False):
+        reject_torch("ckpt.memory.track", objects,
+                     "it counts the buffers of ckpt tensors, modules and optimizers",
+                     "ckpt.torch.execute (measured peak of a planned step), or "
+                     "torch.cuda.max_memory_allocated / torch.profiler")
         self._objects = objects
         self._use_tracemalloc = tracemalloc
         self._in_flight = gradients_in_flight
