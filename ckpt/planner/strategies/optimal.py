@@ -4,18 +4,22 @@ networks with limited memory" (rotor), written from the paper's description.
 
 C(s, t, m) is the least compute that backpropagates the segment [s, t] when x_{s-1} and δ_t
 are alive (counted outside m) and m slots of memory are free above them. Memory is cut into
-``slots`` slots of u = (budget - param_bytes) / slots bytes; a size that is *taken* is
-rounded up to whole slots, a size that is *given back* is rounded down, so any schedule the
-program accepts fits the budget (the simulator checks it again). With d_i = ω_δ^i,
-a_s = ⌈ω_x^{s-1}/u⌉, U the prefix sums of u_f, o_f^s / ō_f^s the transients of F_s
-without / with saving:
+``slots`` slots of u = (budget - param_bytes) / slots bytes. Each buffer that outlives an op
+(x_i, x̄_i, δ_i) is rounded up to whole slots once: taking it costs ⌈size/u⌉ slots and
+freeing it gives the same ⌈size/u⌉ back, so m never drifts from what is alive; what one op
+adds on top (its new buffers and transient) is rounded up as one sum. The program is thus
+never worse than rounding every size up once (rotor's discretization), and any schedule it
+accepts fits the budget exactly (the simulator checks it again). With d_i = ω_δ^i,
+g_i = ⌈d_i/u⌉, a_s = ⌈ω_x^{s-1}/u⌉, U the prefix sums of u_f, o_f^s / ō_f^s the transients
+of F_s without / with saving:
 
 - C(s, s, m) = u_f^s + u_b^s  if m >= ⌈max(ω_x̄^s + ō_f^s, ω_x̄^s + d_{s-1} + o_b^s)/u⌉
 - save first (F_s saving x̄_s, the rest, then B_s):
   u_f^s + u_b^s + C(s+1, t, m - ⌈ω_x̄^s/u⌉)
-  if m >= ⌈max(ω_x̄^s + ō_f^s, ω_x̄^s - d_t + d_s + d_{s-1} + o_b^s)/u⌉
+  if m >= ⌈(ω_x̄^s + ō_f^s)/u⌉ and m >= ⌈(ω_x̄^s + d_s + d_{s-1} + o_b^s)/u⌉ - g_t
+  (B_s runs after δ_t was freed)
 - split at s2 (forward s..s2-1 keeping x_{s2-1}, then [s2, t], then [s, s2-1]):
-  U_{s2-1} - U_{s-1} + C(s2, t, m - a_{s2}) + C(s, s2-1, m + ⌊(d_t - d_{s2-1})/u⌋)
+  U_{s2-1} - U_{s-1} + C(s2, t, m - a_{s2}) + C(s, s2-1, m + g_t - g_{s2-1})
   if m >= ⌈fwd(s, s2-1)/u⌉ (see ``min_memory.forward_peak_table``)
 
 and C(s, t, m) is the least of these. The answer is C(1, L, slots - a_1).
@@ -91,19 +95,18 @@ def solve(chain, budget, slots=500):
     def up(v):                       # bytes taken -> slots, rounded up (exact integers)
         return -((-np.asarray(v, dtype=np.int64) * S) // avail)
 
-    def down(v):                     # bytes given back -> slots, rounded down
-        return (np.asarray(v, dtype=np.int64) * S) // avail
-
     U = np.concatenate([[0.0], np.cumsum(chain.uf[1:])])
     a = np.zeros(L + 2, dtype=np.int64)
     a[1:L + 1] = up(x[:L])                          # a[s] = ⌈ω_x^{s-1}/u⌉
     eA = np.zeros(L + 2, dtype=np.int64)
     eA[1:L + 1] = up(xb[1:])
     fwdreq = up(forward_peak_table(chain))           # (L+2, L+2)
-    ddown = down(d[:, None] - d[None, :])            # ddown[t, r] = ⌊(d_t - d_r)/u⌋
-    # lower bound on the first feasible m of each segment, from the exact min-peak program
-    lo = np.minimum(up(np.minimum(chain.min_peak.peak, np.iinfo(np.int64).max // (4 * S))),
-                    S + 1)
+    g = up(np.append(d, 0))                          # g[i] = ⌈δ_i/u⌉, taken and given back
+    ddown = g[:, None] - g[None, :]                  # ddown[t, r] = g_t - g_r
+    # lower bound on the first feasible m of each segment, from the exact min-peak program:
+    # a schedule accepted at m peaks at most u·m + (u·g_t - δ_t) above the segment's start
+    lo = np.minimum(up(np.minimum(chain.min_peak.peak, np.iinfo(np.int64).max // (4 * S))
+                       + np.append(d, 0)[None, :]) - g[None, :], S + 1)
 
     # padding so that every row shift is a window of width S+1
     offs = [ddown.min() + a[1:L + 1].min(), ddown.max() + a[1:L + 1].max()]
@@ -150,7 +153,7 @@ def solve(chain, budget, slots=500):
         s = np.arange(1, R + 1)
         t = s + ell
         rows = np.arange(R)
-        reqA = up(np.maximum(xb[s] + ofs[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s]))
+        reqA = np.maximum(up(xb[s] + ofs[s]), up(xb[s] + d[s] + d[s - 1] + ob[s]) - g[t])
         reqSA[s, t] = np.maximum(reqA, eA[s] + reqSA[s + 1, t])
         # columns worth computing: below c0 every row is +inf, from c1 on every row is its
         # store-all cost (the value at c1 - 1)
@@ -192,7 +195,7 @@ def solve(chain, budget, slots=500):
                 C[:, c1:] = Cw[:, -1:]
         store(ell, C)
 
-    tb.__dict__.update(L=L, S=S, avail=avail, a=a, eA=eA, fwdreq=fwdreq, ddown=ddown, PL=PL,
+    tb.__dict__.update(L=L, S=S, avail=avail, a=a, eA=eA, g=g, fwdreq=fwdreq, ddown=ddown, PL=PL,
                        PR=PR, U=U, TAB=TAB, base=base, up=up, chain=chain)
     tb.cost = float(TAB[base[L - 1], PL + S] - U[0])
     return tb
@@ -205,7 +208,7 @@ def _candidates(tb, s, t, m):
     ell = t - s
     xb, ofs, ob, d = tb.chain.xbar, tb.chain.ofs, tb.chain.ob, tb.chain.delta
     vals = np.full(ell + 1, np.inf)
-    reqA = int(tb.up(max(xb[s] + ofs[s], xb[s] - d[t] + d[s] + d[s - 1] + ob[s])))
+    reqA = max(int(tb.up(xb[s] + ofs[s])), int(tb.up(xb[s] + d[s] + d[s - 1] + ob[s]) - tb.g[t]))
     if m >= reqA:
         col = PL + m + int(np.clip(a[s + 1] - tb.eA[s], -PL, PR))
         vals[0] = TAB[base[ell - 1] + s, col] + (tb.chain.uf[s] + tb.chain.ub[s] - U[s])
