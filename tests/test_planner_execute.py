@@ -216,7 +216,7 @@ def test_profile_numbers_match_hand_counts():
             s3.backward_transient) == (o, o, o, o, F32 + F32 + h + F32 * (3 * 8 + 3))
     assert chain.cost_unit == "s" and all(c > 0 for c in chain.uf[1:]) and \
         all(c > 0 for c in chain.ub[1:])
-    assert [s.name for s in chain.stages] == ["0:Linear", "1:Sequential", "2:Linear"]
+    assert [s.name for s in chain.stages] == ["Linear", "Sequential", "Linear"]
 
 
 def test_profile_leaves_the_model_and_rng_alone():

@@ -274,13 +274,11 @@ class _Runner:
         want, got = int(self.chain.x[i]), int(out.data.nbytes)
         if want != got:
             chain = self.chain
-            x0 = root_bytes(self.x[0])
             raise PlanMismatchError(
                 f"the plan was made for a chain ({chain.name!r}) whose stage {i} "
-                f"({chain.stages[i - 1].name}) outputs {format_size(want)} (input "
-                f"{format_size(chain.input_bytes)}); this model and input give "
-                f"{format_size(got)} (input {format_size(x0)}): profile this model at this "
-                "batch size and plan again")
+                f"({chain.stages[i - 1].name}) outputs {format_size(want)}; this model and "
+                f"input ({format_size(root_bytes(self.x[0]))}) give {format_size(got)}: "
+                "profile this model at this batch size and plan again")
 
     def forward(self, i):
         inp = self.input_of(i)

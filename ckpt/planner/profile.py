@@ -96,7 +96,11 @@ def profile(model, sample_input, loss_fn=None, repeats=3, name=None):
 # ---- a Sequential: every child a stage, measured with the executor's ops ------------------
 
 def _stage_names(model):
-    return [f"{key}:{type(m).__name__}" for key, m in model._modules.items()]
+    """A stage is named by its module's type, and by its key when the Sequential names its
+    children (``features (Sequential)``); the stage's number is its position, so positional
+    keys (0, 1, ...) are left out."""
+    return [type(m).__name__ if str(key) == str(k) else f"{key} ({type(m).__name__})"
+            for k, (key, m) in enumerate(model._modules.items())]
 
 
 def _hooked_xbar(out, x_in, x0, params):
