@@ -118,6 +118,39 @@ def test_optimizer_state_and_gradients_are_attributed():
     assert report.category_peaks["optimizer_state"] == 2 * params + 2 * F32
 
 
+def test_optimizer_state_is_found_without_passing_the_optimizer():
+    # issue 12: track(model) reported optimizer state 0 after an Adam step
+    ckpt.manual_seed(0)
+    net = nn.Linear(32, 32)
+    x = ckpt.randn(16, 32)
+    params = F32 * (32 * 32 + 32)
+    adam = 2 * params + 2 * F32            # exp_avg, exp_avg_sq, a float32 step per parameter
+    opt = ckpt.optim.Adam(net.parameters(), lr=1e-3)
+    with ckpt.memory.track(net) as report:         # created before the block, not passed
+        net(x).sum().backward()
+        opt.step()
+    assert report.category_peaks["optimizer_state"] == adam and report.optimizers == 1
+    assert "not counted" not in report.table()
+    with ckpt.memory.track() as found:             # parameters found through the graph
+        net(x).sum().backward()
+        opt.step()
+    assert found.category_peaks["optimizer_state"] == adam
+    other = nn.Linear(32, 32)
+    with ckpt.memory.track(other) as created_inside:
+        opt2 = ckpt.optim.Adam(other.parameters(), lr=1e-3)   # created inside the block
+        other(x).sum().backward()
+        opt2.step()
+    assert created_inside.category_peaks["optimizer_state"] == adam
+    assert created_inside.optimizers == 1          # not net's optimizer: no parameter of it
+    with ckpt.memory.track(nn.Linear(4, 4)) as none:
+        pass
+    assert none.optimizers == 0
+    assert "optimizer_state" in none.table() and "not counted" in none.table()
+    with ckpt.memory.track(net, find_optimizers=False) as told:
+        opt.step()
+    assert told.category_peaks["optimizer_state"] == 0 and told.optimizers == 0
+
+
 def test_report_outputs_table_dict_json_plot(tmp_path):
     ckpt.manual_seed(0)
     net = three_layer()

@@ -90,6 +90,7 @@ class MemoryReport:
         self._tracemalloc_peak = None
         self._seconds = 0.0
         self._frozen = None
+        self._optimizers = None
 
     def _freeze(self, ledger):
         self._frozen = (ledger.peak, ledger.peak_split, tuple(ledger.category_peaks))
@@ -138,6 +139,22 @@ class MemoryReport:
     def tracemalloc_peak_bytes(self):
         """Peak bytes traced by tracemalloc over the block, above the entry (None if off)."""
         return self._tracemalloc_peak
+
+    @property
+    def optimizers(self):
+        """How many optimizers' state the block counted (passed to ``track`` or found as the
+        optimizers of tracked parameters); None while the block runs.
+
+        >>> import ckpt
+        >>> net = ckpt.nn.Linear(4, 4)
+        >>> opt = ckpt.optim.Adam(net.parameters())
+        >>> with ckpt.memory.track(net) as report:
+        ...     net(ckpt.ones(1, 4)).sum().backward()
+        ...     opt.step()
+        >>> report.optimizers, report.category_peaks["optimizer_state"] > 0
+        (1, True)
+        """
+        return self._optimizers
 
     @property
     def seconds(self):
@@ -266,7 +283,9 @@ class MemoryReport:
         lines = [f"ckpt.memory: {len(self._events)} events in {self.seconds:.3g} s",
                  f"{'category':<22}{'own peak MiB':>14}{'at logical peak MiB':>22}"]
         for c in CATEGORIES:
-            lines.append(f"{c:<22}{peaks[c] / MiB:>14.3f}{split[c] / MiB:>22.3f}")
+            note = ("  (no optimizer of the tracked parameters: not counted)"
+                    if c == "optimizer_state" and self._optimizers == 0 else "")
+            lines.append(f"{c:<22}{peaks[c] / MiB:>14.3f}{split[c] / MiB:>22.3f}{note}")
         where = "" if peak is None else f"  (event {peak.index}: {peak.label})"
         lines.append(f"{'logical peak':<22}{self.peak_bytes / MiB:>14.3f}{where}")
         lines.append(f"{'  above entry':<22}{(self.peak_bytes - self.entry_bytes) / MiB:>14.3f}")

@@ -4,6 +4,7 @@ Subclasses implement ``step``. Updates are written into each parameter's numpy `
 in place, outside the graph, and bump the parameter's version counter (as torch's in-place
 updates do, so a graph that saved the old value refuses to backward through it).
 """
+import weakref
 from collections import defaultdict
 from itertools import chain
 
@@ -13,7 +14,37 @@ from ..autograd import grad_mode
 from ..autograd.tensor import Tensor
 from ..nn.module import _type_name, _zero_grad
 
-__all__ = ["Optimizer", "required"]
+__all__ = ["Optimizer", "required", "live_optimizers", "optimizers_created"]
+
+# every Optimizer alive, weakly held: ``ckpt.memory.track`` finds the optimizers of the
+# parameters it watches here (their state is memory the model's training holds)
+_LIVE = weakref.WeakSet()
+_CREATED = [0]          # optimizers created so far: tells a tracker when to look again
+
+
+def live_optimizers():
+    """The optimizers alive now (held weakly: an optimizer nobody refers to drops out).
+
+    >>> import ckpt
+    >>> w = ckpt.nn.Parameter(ckpt.ones(2))
+    >>> opt = ckpt.optim.SGD([w], lr=0.1)
+    >>> opt in live_optimizers()
+    True
+    """
+    return list(_LIVE)
+
+
+def optimizers_created():
+    """How many optimizers this process has created (a tracker looks for new ones when it
+    changes).
+
+    >>> import ckpt
+    >>> n = optimizers_created()
+    >>> _ = ckpt.optim.SGD([ckpt.nn.Parameter(ckpt.ones(2))], lr=0.1)
+    >>> optimizers_created() - n
+    1
+    """
+    return _CREATED[0]
 
 
 class _RequiredParameter:
@@ -69,6 +100,8 @@ class Optimizer:
             param_groups = [{"params": param_groups}]
         for group in param_groups:
             self.add_param_group(group)
+        _LIVE.add(self)
+        _CREATED[0] += 1
 
     def __repr__(self):
         lines = [type(self).__name__ + " ("]

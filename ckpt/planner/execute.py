@@ -431,7 +431,7 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=False):
         with undo_on_mismatch(model):
             runner.prepare_grads(params)
             with track(model, input, *held, tracemalloc=tracemalloc,
-                       gradients_in_flight=True) as report:
+                       gradients_in_flight=True, find_optimizers=False) as report:
                 for op in plan.ops:
                     runner.run(op)
                     peaks.append(report.peak_since_mark)

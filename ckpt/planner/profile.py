@@ -168,7 +168,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     runner.prepare_grads(params, only=created)
     out = {"stages": {}}
     held = loss_data(model, x0, loss_fn)        # targets etc.: data, as the input
-    with track(model, x0, *held, tracemalloc=False, gradients_in_flight=True) as report:
+    with track(model, x0, *held, gradients_in_flight=True, find_optimizers=False) as report:
         input_bytes = data_bytes([x0] + held)
         out["input"] = input_bytes
         out["params"] = report.current_bytes - input_bytes

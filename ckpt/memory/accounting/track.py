@@ -12,7 +12,8 @@ saved-tensor hooks and, for gradients in flight, ``Extensions.grad_observers``):
   hooks of ckpt's runtime (``checkpoint``) announce what they keep the same way;
 - parameters: leaves that require grad, found on the graph's edges (``AccumulateGrad``) and
   in modules/optimizers passed to ``track``; their ``.grad`` are the gradients;
-- optimizer state: the tensors in ``optimizer.state`` of optimizers passed to ``track``;
+- optimizer state: the tensors in ``optimizer.state`` of optimizers passed to ``track`` and
+  of the live ``ckpt.optim`` optimizers (``live_optimizers``) that hold a tracked parameter;
 - gradients in flight (with ``gradients_in_flight=True``): the numpy arrays a backward pass
   without ``create_graph`` hands from node to node (``Extensions.grad_observers``), counted
   as gradients from the moment a VJP returns them until they are freed;
@@ -89,7 +90,11 @@ class track:
     Pass the model, the optimizer and any tensors whose memory should be attributed from the
     start (``track(model, optimizer, batch)``): a module's parameters are counted as
     parameters and its buffers as other, an optimizer's state as optimizer state. Without
-    them, parameters are found as the graph reaches them and optimizer state is not seen.
+    them, parameters are found as the graph reaches them. The state of every ``ckpt.optim``
+    optimizer of a tracked parameter is counted too, passed or not (created before the
+    block or inside it); ``report.optimizers`` says how many were, and the table says when
+    none was. ``find_optimizers=False`` counts only the optimizers passed (the planner's
+    ``profile`` and ``execute`` use it: optimizer state is not part of their cost model).
 
     The logical count (every tensor buffer once, by category) is the measurement, and it is
     what the planner predicts. ``tracemalloc=True`` (off by default) also measures the block
@@ -123,12 +128,14 @@ class track:
     True
     """
 
-    def __init__(self, *objects, tracemalloc=False, gradients_in_flight=False):
+    def __init__(self, *objects, tracemalloc=False, gradients_in_flight=False,
+                 find_optimizers=True):
         reject_torch("ckpt.memory.track", objects,
                      "it counts the buffers of ckpt tensors, modules and optimizers",
                      "ckpt.torch.execute (measured peak of a planned step), or "
                      "torch.cuda.max_memory_allocated / torch.profiler")
         self._objects = objects
+        self._find_optimizers = find_optimizers
         self._use_tracemalloc = tracemalloc
         self._in_flight = gradients_in_flight
         self.report = None
@@ -142,6 +149,9 @@ class track:
         self._params = {}       # id(leaf) -> [weakref, Buffer of data, Buffer of grad or None]
         self._optimizers = []
         self._optimizer_bufs = {}  # id(root array) -> Buffer held as optimizer state
+        self._adopted = None       # (optimizers created, parameters watched) at the last look
+        from ...optim import optimizer
+        self._optim = optimizer    # where live optimizers are registered
         self._peak_pending = False
         self._category_pending = set()
         self._closed = False
@@ -195,6 +205,7 @@ class track:
 
     def _close(self):
         self._closed = True
+        self.report._optimizers = len(self._optimizers)
         self.report._freeze(self.ledger)
         self.report._tracker = None
         self.ledger.on_peak = None
@@ -315,7 +326,22 @@ class track:
                 self.ledger.unhold(entry[2], GRADIENTS)
 
     # ---- events -------------------------------------------------------------------------
+    def _adopt_optimizers(self):
+        """Track the live optimizers that hold a watched parameter (looked for again only
+        when an optimizer was created or a parameter found since the last look)."""
+        key = (self._optim.optimizers_created(), len(self._params))
+        if key == self._adopted:
+            return
+        self._adopted = key
+        known = {id(o) for o in self._optimizers}
+        for opt in self._optim.live_optimizers():
+            if id(opt) not in known and any(id(p) in self._params for g in opt.param_groups
+                                            for p in g["params"]):
+                self._optimizers.append(opt)
+
     def _poll(self):
+        if self._find_optimizers:
+            self._adopt_optimizers()
         ledger = self.ledger
         for entry in list(self._params.values()):
             leaf = entry[0]()
