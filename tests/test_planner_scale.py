@@ -236,3 +236,33 @@ def test_with_one_slot_per_byte_the_program_is_exact():
             assert solve(chain, budget, slots).cost == best == reference_cost(chain, budget, slots)
             p = optimal(chain, budget, slots=slots, exhaustive_max=0)
             assert simulate(chain, p).compute == best
+
+
+# ---- long chains: strategies that never wait for the least-peak program ------------------
+
+def p_budget(chain, name):
+    return simulate(chain, store_all(chain)).peak if name == "store_all" else "1TiB"
+
+
+@pytest.mark.parametrize("name", ["store_all", "sqrt", "greedy", "recursive", "revolve"])
+def test_fixed_strategies_do_not_compute_the_least_peak(name):
+    from ckpt.planner import zoo
+    chain = zoo.uniform(2000 if name in ("store_all", "sqrt") else 300, nbytes="1MiB")
+    p = plan(chain, name, budget=p_budget(chain, name))
+    assert p.peak <= p.budget
+    assert "min_peak" not in chain._cache           # min_budget was never computed
+
+
+def test_a_plan_that_does_not_fit_states_its_own_peak():
+    from ckpt.planner import zoo
+    chain = zoo.uniform(2000, nbytes="1MiB")
+    with pytest.raises(BudgetError) as e:
+        plan(chain, "store_all", budget="1GiB")
+    peak = simulate(chain, store_all(chain)).peak
+    assert e.value.minimum == peak and f"({peak} bytes)" in str(e.value)
+    assert "strategy 'store_all' needs" in str(e.value) and "above the budget 1.0 GiB" in str(e.value)
+    assert "min_peak" not in chain._cache
+    # optimal still starts from the least peak, and says so
+    small = zoo.uniform(20, nbytes="1MiB")
+    with pytest.raises(BudgetError, match="below the minimum feasible"):
+        plan(small, "optimal", budget="1MiB")

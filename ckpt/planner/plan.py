@@ -269,8 +269,10 @@ def plan(chain, strategy, budget=None, **options):
     """A ``Plan`` for ``chain`` from ``strategy`` (a name in ``ckpt.planner.STRATEGIES``)
     within ``budget`` (bytes or a string like ``"512MiB"``; None = unconstrained).
 
-    A budget below ``chain.min_budget`` raises ``BudgetError`` stating the minimum; so does a
-    fixed strategy whose schedule cannot fit (the message gives its own least peak).
+    For ``optimal`` and ``min_memory``, a budget below ``chain.min_budget`` raises
+    ``BudgetError`` stating the minimum. The other strategies never wait for that O(L^3)
+    program: their plan is made and replayed, and ``BudgetError`` is raised only when its
+    peak (stated in the message) exceeds the budget.
     ``options`` go to the strategy (``slots`` for optimal, ``snapshots`` for revolve,
     ``segments`` for sqrt, ``threshold`` for greedy, ``leaf`` for recursive); they are checked
     first against ``STRATEGY_OPTIONS`` (``check_options``): an unknown name raises
@@ -293,16 +295,30 @@ def plan(chain, strategy, budget=None, **options):
     options = check_options(chain, strategy, options)
     if budget is not None:
         budget = parse_size(budget, what="budget")
-        minimum = chain.min_budget
-        if budget < minimum:
-            raise BudgetError(f"budget {_fmt(budget)} is below the minimum feasible "
-                              f"{_fmt(minimum)} for this chain ({chain.name!r})",
-                              budget=budget, minimum=minimum)
+        if strategy in _SEARCH_FROM_THE_MINIMUM:      # the others never wait for min_budget
+            minimum = chain.min_budget
+            if budget < minimum:
+                raise BudgetError(f"budget {_fmt(budget)} is below the minimum feasible "
+                                  f"{_fmt(minimum)} for this chain ({chain.name!r})",
+                                  budget=budget, minimum=minimum)
     ops = STRATEGIES[strategy](chain, budget=budget, **options)
     p = Plan(chain, ops, strategy=strategy, budget=budget, options=options)
     if budget is not None and p.peak > budget:
-        raise BudgetError(f"strategy {strategy!r} needs {_fmt(p.peak)} on this chain, above "
-                          f"the budget {_fmt(budget)}; 'optimal' fits any budget >= "
-                          f"{_fmt(chain.min_budget)}", budget=budget, minimum=p.peak,
+        raise BudgetError(f"strategy {strategy!r} needs {_fmt(p.peak)} on this chain "
+                          f"({chain.name!r}), above the budget {_fmt(budget)}; "
+                          f"{_least_peak_hint(chain)}", budget=budget, minimum=p.peak,
                           strategy=strategy)
     return p
+
+
+# strategies that need the least feasible peak before they start (O(L^3) min-peak program)
+_SEARCH_FROM_THE_MINIMUM = ("optimal", "min_memory")
+
+
+def _least_peak_hint(chain):
+    """Where a fixed strategy's plan does not fit: the least feasible peak when it is known
+    or cheap (the min-peak program is O(L^3)), else which strategy finds it."""
+    if "min_peak" in chain._cache or len(chain) <= 300:
+        return f"'optimal' fits any budget >= {_fmt(chain.min_budget)}"
+    return ("'optimal' fits any budget down to the chain's least feasible peak "
+            "(chain.min_budget, or the 'min_memory' plan's peak)")
