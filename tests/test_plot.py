@@ -344,3 +344,89 @@ def test_chain_graph():
     for i, st in enumerate(chain.stages, 1):
         assert f"x̄{i} saved\\n{planner.format_size(st.saved_bytes)}" in dot
     png(plot.graph(chain))
+
+
+# ---- nothing covered, clipped or misnamed (issue 12) ----------------------------------------
+
+def _drawn(fig):
+    """Render; return the figure's box and, per axes, its box, its legend's box and the
+    boxes of the texts drawn on it (display coordinates)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    r = canvas.get_renderer()
+    return fig.bbox, [(ax.get_window_extent(r), ax.get_legend().get_window_extent(r),
+                       [t.get_window_extent(r) for t in ax.texts]) for ax in fig.axes]
+
+
+def _inside(box, outer):
+    return (box.x0 >= outer.x0 - 1 and box.y0 >= outer.y0 - 1 and box.x1 <= outer.x1 + 1
+            and box.y1 <= outer.y1 + 1)
+
+
+def test_report_plot_names_its_peak_in_a_legend_that_nothing_covers():
+    report = _tracked_step()
+    fig = report.plot()
+    figure, [(axes_box, legend_box, texts)] = _drawn(fig)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    peak = report.peak_event
+    assert any(lab.startswith(f"peak {planner.format_size(report.peak_bytes)}") and
+               f"event {peak.index}" in lab for lab in labels), labels
+    assert texts == []                                 # no label on the plot to be covered
+    assert _inside(legend_box, figure) and not legend_box.overlaps(axes_box)
+
+
+def test_timeline_names_the_predicted_peak_in_the_legend_not_on_the_budget_line():
+    c = hetero_chain()
+    p = planner.plan(c, "optimal", budget=c.min_budget + 2**16)   # budget just above the peak
+    assert c.param_bytes > 0 and p.budget - p.peak <= 2**16
+    fig = plot.memory_timeline(p)
+    figure, [(axes_box, legend_box, texts)] = _drawn(fig)
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f"predicted peak {planner.format_size(p.peak)} (op {p.peak_step})" in labels
+    assert "params + grads" in labels and "parameters" not in labels
+    assert texts == [] and _inside(legend_box, figure) and not legend_box.overlaps(axes_box)
+    marker = by_gid(ax.get_lines(), "predicted_peak")
+    assert list(marker.get_ydata()) == [p.peak / MiB]
+
+
+def test_chain_repr_says_params_and_grads():
+    c = Chain([Stage("a", 1, 1, 8, 8)], param_bytes="2KiB")
+    assert "params+grads 2.0 KiB" in repr(c)
+
+
+def test_profiled_stage_names_carry_one_numbering():
+    ckpt.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8))
+    chain = planner.profile(net, ckpt.randn(4, 8), repeats=1)
+    fig = plot.schedule(planner.plan(chain, "recompute_all"))
+    ticks = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert ticks == ["1 Linear", "2 Tanh", "3 Linear"]
+    named = nn.Sequential()
+    named.add_module("encoder", nn.Linear(8, 8))
+    named.add_module("act", nn.Tanh())
+    assert [s.name for s in planner.profile(named, ckpt.randn(4, 8), repeats=1).stages] == \
+        ["encoder (Linear)", "act (Tanh)"]
+
+
+def test_help_of_the_planner_edges_names_only_what_exists():
+    import subprocess
+    import sys
+    code = """
+import importlib, pydoc, re, ckpt
+import ckpt.planner as pl
+for edge in ("profile", "execute", "apply"):
+    text = pydoc.render_doc(getattr(pl, edge))       # before the edge's module is imported
+    for name in sorted(set(re.findall(r"ckpt(?:\\.[A-Za-z_]\\w*)+", text))):
+        obj, parts = ckpt, name.split(".")[1:]
+        for k, part in enumerate(parts):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                obj = importlib.import_module("ckpt." + ".".join(parts[:k + 1]))
+        print(edge, name)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "profile ckpt.planner.profile" in out.stdout

@@ -113,7 +113,7 @@ class Chain:
 
     >>> c = Chain([Stage("s1", 1, 2, "1KiB", "2KiB")], input_bytes="1KiB", name="tiny")
     >>> c
-    Chain('tiny', L=1, input 1.0 KiB, params 0 B, cost unit 'unit')
+    Chain('tiny', L=1, input 1.0 KiB, params+grads 0 B, cost unit 'unit')
     >>> c.graph.nodes[1]["saved_bytes"]
     2048
     """
@@ -168,7 +168,7 @@ class Chain:
 
     def __repr__(self):
         return (f"Chain({self.name!r}, L={len(self)}, input {format_size(self.input_bytes)}, "
-                f"params {format_size(self.param_bytes)}, cost unit {self.cost_unit!r})")
+                f"params+grads {format_size(self.param_bytes)}, cost unit {self.cost_unit!r})")
 
     @property
     def graph(self):

@@ -132,7 +132,12 @@ def measured_positions(report, ops):
     return [width * k / max(n - 1, 1) for k in range(n)]
 
 
-def _stack(ax, layers, edges, categories, alpha=0.85):
+# legend labels where the category's name alone would mislead: a chain's param_bytes are
+# the parameters and their gradients together
+_LABELS = {"parameters": "params + grads"}
+
+
+def _stack(ax, layers, edges, categories, alpha=0.85, labels=None):
     lower = [0.0] * (len(edges) - 1)
     for c in categories:
         vals = layers.get(c)
@@ -140,7 +145,7 @@ def _stack(ax, layers, edges, categories, alpha=0.85):
             continue
         upper = [lo + v / MiB for lo, v in zip(lower, vals)]
         ax.stairs(upper, edges, baseline=lower, fill=True, color=_COLORS.get(c, "#999999"),
-                  alpha=alpha, label=c.replace("_", " "), gid=c)
+                  alpha=alpha, label=(labels or {}).get(c, c.replace("_", " ")), gid=c)
         lower = upper
     return lower
 
@@ -185,7 +190,7 @@ def memory_timeline(data, measured=None, chain=None, ax=None, title=None):
     edges = list(range(n + 1))
     total = [ev.during / MiB for ev in data.timeline]
     if chain is not None:
-        _stack(ax, predicted_layers(chain, data), edges, PREDICTED_CATEGORIES)
+        _stack(ax, predicted_layers(chain, data), edges, PREDICTED_CATEGORIES, labels=_LABELS)
     ax.stairs(total, edges, color="black", linewidth=1.2, label="predicted total",
               gid="predicted", baseline=None)
     if measured is not None:
@@ -202,9 +207,11 @@ def memory_timeline(data, measured=None, chain=None, ax=None, title=None):
     if budget is not None:
         ax.axhline(budget / MiB, color="#d62728", linestyle="--", linewidth=1.0,
                    label=f"budget {format_size(budget)}", gid="budget")
-    ax.annotate(f"predicted peak {format_size(data.peak)}",
-                xy=(max(data.peak_step, 0) + 0.5, data.peak / MiB), xytext=(0, 6),
-                textcoords="offset points", ha="center", fontsize=8)
+    # the peak is named in the legend, not in text on the plot (text there sat on the budget
+    # line or ran out of the axes)
+    ax.plot([max(data.peak_step, 0) + 0.5], [data.peak / MiB], linestyle="none", marker="v",
+            color="black", markersize=6, label=f"predicted peak {format_size(data.peak)} "
+            f"(op {max(data.peak_step, 0)})", gid="predicted_peak")
     ax.set_xlim(0, n)
     ax.set_ylim(0, max(total + [budget / MiB if budget else 0]) * 1.12)
     ax.set_xlabel("plan op")
@@ -213,6 +220,15 @@ def memory_timeline(data, measured=None, chain=None, ax=None, title=None):
     ax.set_title(title or f"memory while each op runs: {what}{name}")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return fig
+
+
+def _short(label, most=28):
+    """An event label cut to ``most`` characters for a legend.
+
+    >>> _short("recompute AddBackward0"), _short("x" * 40)
+    ('recompute AddBackward0', 'xxxxxxxxxxxxxxxxxxxxxxxxxx..')
+    """
+    return label if len(label) <= most else label[:most - 2] + ".."
 
 
 def _report_timeline(fig, ax, report, title):
@@ -228,12 +244,12 @@ def _report_timeline(fig, ax, report, title):
                 where="post", color="#2ca02c", linewidth=1.0, label="tracemalloc (+ entry)",
                 gid="tracemalloc")
     peak = report.peak_event
-    if peak is not None:
-        ax.axvline(peak.index + 0.5, color="black", linestyle=":", linewidth=0.8)
-        ax.annotate(f"peak {format_size(report.peak_bytes)} ({peak.label})",
-                    xy=(peak.index + 0.5, report.peak_bytes / MiB), xytext=(0, 6),
-                    textcoords="offset points", ha="center", fontsize=8)
+    if peak is not None:       # named in the legend: text on the plot was covered or clipped
+        ax.axvline(peak.index + 0.5, color="black", linestyle=":", linewidth=0.8, gid="peak",
+                   label=f"peak {format_size(report.peak_bytes)}\n(event {peak.index}: "
+                   f"{_short(peak.label)})")
     ax.set_xlim(0, max(n, 1))
+    ax.set_ylim(0, max([e.total for e in events] + [1]) / MiB * 1.08)
     ax.set_xlabel("event (op, release, mark)")
     ax.set_ylabel("MiB")
     ax.set_title(title or "measured memory by category")
