@@ -3,6 +3,16 @@ L = 50, 100, 200, 500 stages with 500 memory slots, and ``revolve`` for 10^4 ste
 
     python benchmarks/bench_planner.py              # full table (L = 500 takes ~0.5 min)
     python benchmarks/bench_planner.py --quick      # L = 50, 100 only
+    python benchmarks/bench_planner.py --rotor DIR  # also rotor's C program, same process
+
+``--rotor DIR`` names a folder holding a build of rotor's ``dynamic_programs`` C extension
+(Beaumont et al. 2019; https://github.com/topal-team/rotor, not shipped with ckpt). Its
+``persistent_compute_table`` is timed in this process on the same chain with every size
+rounded up to the same slots, and quoted as a ratio ckpt / rotor. Rotor's call ends by
+converting its whole table to Python dicts (tens of GB at L = 500); the build measured in
+benchmarks/README.md returned right after the table was filled, so only the program is timed.
+The plain-loop column times ``tests/test_planner_scale.py``'s reference of the same
+recurrence (Python recursion over the states it needs; L = 50 only, it is the test oracle).
 
 Each chain is random but seeded: stage output 64 KiB x U{1..100}, saved bytes 1-4x the
 output, transients up to 0.8 MiB, forward cost U(1, 10), backward U(1, 20). The budget is
@@ -12,6 +22,7 @@ the min-peak program (``chain.min_budget``, needed to validate any budget), the 
 (``solve``), the schedule rebuild, and the simulator replay of the plan.
 """
 import argparse
+import math
 import os
 import platform
 import sys
@@ -39,7 +50,7 @@ def hetero_chain(L, seed=1):
     return Chain(stages, input_bytes=2**20, name=f"hetero{L}")
 
 
-def time_optimal(L, slots, repeat):
+def time_optimal(L, slots, repeat, rotor=None, plain=False):
     best = None
     for _ in range(repeat):
         chain = hetero_chain(L)                      # fresh chain: nothing cached
@@ -55,10 +66,52 @@ def time_optimal(L, slots, repeat):
         sim = simulate(chain, ops, timeline=False)
         t4 = time.perf_counter()
         assert sim.peak <= budget
-        row = (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, sim.compute / chain.store_all_compute)
+        peer = time_rotor(rotor, chain, budget, slots) if rotor else math.nan
+        loop = time_plain_loop(chain, budget, slots) if plain else (math.nan, tb.cost)
+        assert abs(loop[1] - tb.cost) <= 1e-9 * tb.cost, (loop[1], tb.cost)  # same optimum
+        row = (t4 - t0, t1 - t0, t2 - t1, t3 - t2, t4 - t3, sim.compute / chain.store_all_compute,
+               peer, loop[0])
         if best is None or row[0] < best[0]:
             best = row
     return best
+
+
+def rotor_program(folder):
+    """rotor's ``persistent_compute_table`` from a build in ``folder`` (or None)."""
+    if not folder:
+        return None
+    sys.path.insert(0, folder)
+    import dynamic_programs
+    return dynamic_programs.persistent_compute_table
+
+
+def time_rotor(fn, chain, budget, slots):
+    """Seconds of rotor's program on ``chain`` with every size rounded up to ``slots``."""
+    S, avail, L = int(slots), int(budget) - chain.param_bytes, len(chain)
+
+    def up(v):
+        return [int(-((-int(b) * S) // avail)) for b in v]
+
+    class RotorChain:               # rotor's field names (sic)
+        fweigth = [float(v) for v in chain.uf[1:]] + [0.0]
+        bweigth = [float(v) for v in chain.ub[1:]] + [0.0, 0.0]
+        cweigth = up(chain.x[:L + 1]) + [0]
+        cbweigth = [0] + up(chain.xbar[1:]) + [0]
+        fwd_tmp = up(chain.ofs[1:]) + [0]
+        bwd_tmp = up(chain.ob[1:]) + [0, 0]
+        length = L
+
+    t0 = time.perf_counter()
+    fn(RotorChain, S)
+    return time.perf_counter() - t0
+
+
+def time_plain_loop(chain, budget, slots):
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from test_planner_scale import reference_cost
+    t0 = time.perf_counter()
+    cost = reference_cost(chain, budget, slots)
+    return time.perf_counter() - t0, cost
 
 
 def time_revolve(steps, snapshots, repeat):
@@ -83,17 +136,21 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--slots", type=int, default=500)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--rotor", metavar="DIR", help="folder with rotor's dynamic_programs build")
     args = ap.parse_args()
+    rotor = rotor_program(args.rotor)
     sizes = [50, 100] if args.quick else [50, 100, 200, 500]
     print(f"# python {platform.python_version()}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
     print(f"\noptimal, {args.slots} slots (seconds; best of {args.repeat}, 1 run for L >= 500)")
-    print("| L | total | min-peak program | cost program | rebuild | replay | compute / store-all |")
-    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"# {time.strftime('%Y-%m-%d')}; rotor: {'timed' if rotor else 'not given (--rotor)'}")
+    print("| L | total | min-peak program | cost program | rebuild | replay | compute / store-all "
+          "| rotor's C program | cost program / rotor | plain loop |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for L in sizes:
-        r = time_optimal(L, args.slots, 1 if L >= 500 else args.repeat)
+        r = time_optimal(L, args.slots, 1 if L >= 500 else args.repeat, rotor, plain=L <= 50)
         print(f"| {L} | {r[0]:.2f} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.3f} | {r[4]:.3f} | "
-              f"{r[5]:.3f} |", flush=True)
+              f"{r[5]:.3f} | {r[6]:.2f} | {r[2] / r[6]:.2f}x | {r[7]:.2f} |", flush=True)
     print("\nrevolve, 10^4 steps (seconds; best of 3)")
     print("| snapshots | actions | advances (= eq. 2) | build | to plan ops | replay |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -195,9 +195,10 @@ def test_a_chain_the_old_rounding_found_nothing_for():
 
 
 def test_rounding_is_never_worse_than_rounding_each_buffer_up_once():
-    """Thousands of budgets on random chains of 2-7 stages with sizes up to 1 MiB: the
-    program (slots 500, and a few coarse ones) is never dearer than the class's optimum with
-    every size rounded up once, equals the plain-loop reference, and its schedule fits."""
+    """900 budgets on random chains of 2-7 stages with sizes up to 1 MiB, ~2,000 runs with
+    499 or 500 slots and a few coarse counts: the program is never dearer than the class's
+    optimum with every size rounded up once, equals the plain-loop reference, and its
+    schedule fits the budget exactly."""
     rng = np.random.default_rng(12)
     budgets = worse = 0
     for _ in range(30):
@@ -220,7 +221,7 @@ def test_rounding_is_never_worse_than_rounding_each_buffer_up_once():
                     assert sim.peak <= budget and sim.compute == tb.cost
                     assert tb.cost >= costs[peaks <= budget].min()
                 budgets += 1
-    assert budgets >= 1000
+    assert budgets >= 2000
     assert worse > 0          # rounding sums once is sometimes strictly better
 
 
