@@ -245,10 +245,10 @@ def check_options(chain, strategy, options):
         kind, least, most, why = table[name]
         if value is None:           # the strategy's default
             continue
-        most = len(chain) if most == "L" else most
-        span = (f"from {least} to {most}" + (" (the chain's length)"
-                                            if table[name][2] == "L" else "")
-                if most is not None else f">= {least}")
+        if most == "L":
+            most, span = len(chain), f"from {least} to {len(chain)} (the chain's length)"
+        else:
+            span = f">= {least}" if most is None else f"from {least} to {most}"
         where = f"strategy {strategy!r}: {name}"
         if kind == "bytes":
             try:

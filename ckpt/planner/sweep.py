@@ -7,6 +7,7 @@
 >>> all(row.peak is not None for row in r.front)
 True
 """
+import numbers
 from typing import NamedTuple
 
 from .errors import BudgetError
@@ -115,7 +116,7 @@ def sweep(chain, strategies, budgets, options=None):
     ['optimal']
     """
     strategies = _one_or_many(strategies, "strategies", str)
-    budgets = _one_or_many(budgets, "budgets", (str, int, float))
+    budgets = _one_or_many(budgets, "budgets", (str, numbers.Real))
     unknown = [name for name in strategies if name not in STRATEGIES]
     if unknown:
         raise ValueError(f"unknown strateg{'y' if len(unknown) == 1 else 'ies'} "
