@@ -61,11 +61,27 @@ class PlannedModule(Module):
 
     @property
     def chain(self):
-        """The chain the plan was made for."""
+        """The chain the plan was made for.
+
+        >>> import ckpt
+        >>> from ckpt import planner
+        >>> net = ckpt.nn.Sequential(ckpt.nn.Linear(4, 4), ckpt.nn.Tanh())
+        >>> chain = planner.profile(net, ckpt.randn(2, 4), repeats=1)
+        >>> planner.apply(net, planner.plan(chain, "sqrt")).chain is chain
+        True
+        """
         return self.plan.chain
 
     def explain(self, max_ops=80):
-        """The plan's account (``Plan.explain``)."""
+        """The plan's account (``Plan.explain``): its numbers, then op by op.
+
+        >>> import ckpt
+        >>> from ckpt import planner
+        >>> net = ckpt.nn.Sequential(ckpt.nn.Linear(4, 4), ckpt.nn.Tanh())
+        >>> chain = planner.profile(net, ckpt.randn(2, 4), repeats=1)
+        >>> print(planner.apply(net, planner.plan(chain, "store_all")).explain().splitlines()[0])
+        plan 'store_all' for chain 'Sequential' (L=2): 4 ops, no budget
+        """
         return self.plan.explain(max_ops)
 
     def forward(self, x):

@@ -1,6 +1,6 @@
 """``execute``: one training step of a ``Sequential`` following a plan's ops, measured.
 
-The planner's edge toward a real model (docs/planner.md, "What an executor needs"). Stage i
+The planner's edge toward a real model (docs/planner.md, "The executor"). Stage i
 is child i of the ``Sequential``; the executor keeps a table of the values the simulator
 names and frees each one at exactly the op that frees it:
 
