@@ -108,7 +108,8 @@ def store_all_peak(chain):
 # ---- profile ------------------------------------------------------------------------------
 def test_profile_list_names_every_builtin_model(env):
     out, _ = ok(env, "list")
-    runnable, formulas = out.strip().split("\n\n")
+    runnable, formulas, own = out.strip().split("\n\n")
+    assert "FILE.py:FACTORY" in own and "--torch" in own
     rows = [line.split() for line in runnable.splitlines()[2:]]
     assert [r[0] for r in rows] == sorted(models.NAMES)
     for r in rows:

@@ -1,0 +1,502 @@
+"""The ``ckpt`` subcommands: each ``cmd_NAME(args, out)`` checks its inputs and output paths
+first, does the work (a progress line on a terminal's stderr when it is long), writes to
+``out`` and returns the exit status.
+
+>>> import argparse, io
+>>> out = io.StringIO()
+>>> cmd_plan(argparse.Namespace(source="uniform", torch=None, batch=None, budget="6MiB",
+...          strategy="optimal", json=False, output=None, explain=False), out)
+0
+>>> out.getvalue().splitlines()[0]
+"plan 'optimal' for chain 'uniform' (8 stages), budget 6.0 MiB"
+"""
+import inspect
+import json
+import math
+import os
+import re
+import tempfile
+
+from .. import models, planner
+from ..planner import Chain, format_size, zoo
+from ..planner.errors import BudgetError, ChainError, InvalidPlanError
+from ..planner.strategies.store_all import store_all
+from ..planner.sweep import Row, Sweep, pareto_front
+from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_count,
+                     check_budgets_text, load_ops, parse_budget,
+                     parse_strategies, parse_strategy, split_values)
+from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path,
+                     distinct_sizes, printable, save_figure, write_text)
+from .sources import model_graph, resolve
+
+__all__ = ["cmd_profile", "cmd_plan", "cmd_sweep", "cmd_simulate", "cmd_graph", "cmd_demo",
+           "budget_range", "parse_budgets"]
+
+
+def store_all_peak(chain):
+    """The peak of keeping everything.
+
+    >>> store_all_peak(zoo.uniform(4, nbytes="1MiB")) // 2**20
+    6
+    """
+    return planner.simulate(chain, store_all(chain), timeline=False).peak
+
+
+def budget_range(chain, n):
+    """``n`` budgets evenly spaced from the least feasible peak to store-all's peak.
+
+    >>> c = zoo.uniform(4, nbytes="1MiB"); budget_range(c, 2) == [c.min_budget, store_all_peak(c)]
+    True
+    """
+    lo, hi = chain.min_budget, store_all_peak(chain)
+    if n == 1 or hi <= lo:
+        return [hi]
+    return sorted({lo + (hi - lo) * k // (n - 1) for k in range(n)})
+
+
+def parse_budgets(values, chain):
+    """The budgets of ``--budgets``: a count spread over the chain's range, or sizes.
+
+    >>> parse_budgets(["5MiB,8MiB", "5MiB"], zoo.uniform())
+    [5242880, 8388608]
+    """
+    check_budgets_text(values)
+    parts = split_values(values) or ["8"]
+    n = budget_count(parts)
+    if n is not None:
+        return budget_range(chain, n)
+    return sorted({parse_budget(p, chain, what="--budgets value") for p in parts})
+
+
+def _precheck_budget(text):
+    """A budget's syntax, checked before the chain is made (a negative one waits for the
+    chain, whose least feasible peak its message gives)."""
+    if text is not None and not str(text).strip().startswith("-"):
+        parse_budget(text)
+
+
+def _pct(x):
+    return f"{100 * x:.1f}%"
+
+
+def _fmt_cost(x, unit):
+    return f"{x:.4g} {unit}"
+
+
+def _chain_summary(chain):
+    return (f"chain {printable(chain.name)!r}: {len(chain)} stages, input "
+            f"{format_size(chain.input_bytes)}, params+grads {format_size(chain.param_bytes)}, "
+            f"costs in {printable(chain.cost_unit)}; store-all peak "
+            f"{format_size(store_all_peak(chain))}, least feasible peak "
+            f"{format_size(chain.min_budget)}")
+
+
+def _chain_record(chain):
+    return {"name": chain.name, "stages": len(chain), "cost_unit": chain.cost_unit,
+            "input_bytes": chain.input_bytes, "param_bytes": chain.param_bytes,
+            "store_all_compute": chain.store_all_compute,
+            "store_all_peak_bytes": store_all_peak(chain), "min_budget": chain.min_budget}
+
+
+def _status(label):
+    """A progress line without a count, for one long step (profiling a model)."""
+    p = Progress(None)
+    p.update(0, label)
+    return p
+
+
+def _resolve(args, repeats=3, chain_files=True, label="profiling"):
+    spec = getattr(args, "source", None)
+    what = args.torch or spec
+    with _status(f"{label} {what} ..."):
+        return resolve(spec, args.torch, args.batch, repeats=repeats, chain_files=chain_files)
+
+
+# ---- profile ------------------------------------------------------------------------------
+def _first_sentence(fn):
+    doc = re.split(r"[:.](?:\s|$)", inspect.getdoc(fn) or "", maxsplit=1)[0]
+    return " ".join(doc.replace("``", "").split())
+
+
+def _list_models(out):
+    out.write("runnable models (ckpt.models; profiled by running them: times in s, bytes "
+              "measured):\n")
+    out.write(f"  {'model':16s} {'stages':>6s}  description\n")
+    for name, fn in sorted(models.NAMES.items()):
+        model, _ = fn(batch=1)
+        out.write(f"  {name:16s} {len(model):6d}  {_first_sentence(fn)}\n")
+    out.write("\nzoo chains (ckpt.planner.zoo; real sizes, costs from layer formulas, nothing "
+              "run):\n")
+    out.write(f"  {'model':16s} {'stages':>6s}  {'store-all peak':>14s}  description\n")
+    for name, fn in sorted(zoo.NAMES.items()):
+        chain = fn()
+        out.write(f"  {name:16s} {len(chain):6d}  {format_size(store_all_peak(chain)):>14s}"
+                  f"  {_first_sentence(fn)}\n")
+    out.write("\nyour own model: FILE.py:FACTORY or MODULE:FACTORY (a ckpt.nn.Sequential), or "
+              "--torch FILE.py:FACTORY (a torch.nn.Module); FACTORY() returns (model, sample, "
+              "loss_fn)\n")
+
+
+def cmd_profile(args, out):
+    if args.list:
+        if args.batch is not None or args.model is not None or args.output is not None \
+                or args.torch is not None:
+            raise UsageError("--list takes no MODEL, --torch, --batch or -o")
+        _list_models(out)
+        return EXIT_OK
+    if args.model is None and args.torch is None:
+        raise UsageError("give a MODEL to profile (see 'ckpt profile --list'), "
+                         "FILE.py:FACTORY, --torch FILE.py:FACTORY, or --list")
+    if args.output is not None:
+        check_output_path(args.output, "the chain")
+    args.source = args.model
+    src = _resolve(args, chain_files=False)
+    text = src.chain.to_json()
+    if args.output is None:
+        out.write(text + "\n")
+        return EXIT_OK
+    write_text(args.output, text)
+    out.write(_chain_summary(src.chain) + "\n")
+    out.write(f"source: {src.origin}\n")
+    out.write(f"wrote {printable(args.output)}\n")
+    return EXIT_OK
+
+
+# ---- plan ---------------------------------------------------------------------------------
+def _stage_table(p):
+    runs, checkpoint = {}, set()
+    for op in p.ops:
+        if op.kind in ("forward", "forward_save"):
+            runs[op.stage] = runs.get(op.stage, 0) + 1
+        if op.kind == "forward":
+            checkpoint.add(op.stage)
+    rows = []
+    for i, st in enumerate(p.chain.stages, 1):
+        rows.append((i, st.name, runs.get(i, 0), "recomputed" if runs.get(i, 0) > 1 else "kept",
+                     "yes" if i in checkpoint else "", st.saved_bytes, st.output_bytes))
+    return rows
+
+
+def _plan_text(p):
+    chain = p.chain
+    rows = _stage_table(p)
+    nrec = sum(1 for r in rows if r[3] == "recomputed")
+    b = "no budget" if p.budget is None else f"budget {format_size(p.budget)}"
+    lines = [f"plan {p.strategy!r} for chain {printable(chain.name)!r} ({len(chain)} stages), "
+             f"{b}",
+             f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
+             f"  store-all peak   {format_size(store_all_peak(chain))}; least feasible peak "
+             f"{format_size(chain.min_budget)}",
+             f"  compute          {_fmt_cost(p.compute, printable(chain.cost_unit))} = "
+             f"store-all + {_pct(p.overhead)} overhead",
+             f"  stages           {len(rows) - nrec} kept, {nrec} recomputed; {len(p.ops)} ops",
+             "",
+             f"  {'#':>3s}  {'stage':16s} {'forwards':>8s}  {'status':10s}  {'checkpoint':10s}"
+             f"  {'saved':>10s}  {'output':>10s}"]
+    for i, name, n, status, ck, saved, outb in rows:
+        lines.append(f"  {i:3d}  {printable(name)[:16]:16s} {n:8d}  {status:10s}  {ck:10s}  "
+                     f"{format_size(saved):>10s}  {format_size(outb):>10s}")
+    lines.append("")
+    lines.append("  forwards: times the stage runs forward (more than once = recomputed); "
+                 "checkpoint: its output is kept as a checkpoint by a forward that saves nothing")
+    return "\n".join(lines)
+
+
+def cmd_plan(args, out):
+    strategy = parse_strategy(args.strategy)
+    _precheck_budget(args.budget)
+    if args.output:
+        check_output_path(args.output, "the plan")
+    chain = _resolve(args).chain
+    budget = None if args.budget is None else parse_budget(args.budget, chain)
+    p = planner.plan(chain, strategy, budget=budget)
+    if args.output:
+        write_text(args.output, p.to_json())
+    if args.json:
+        out.write(p.to_json() + "\n")
+    else:
+        out.write(_plan_text(p) + "\n")
+        if args.explain:
+            text = p.explain(max_ops=10 ** 9)
+            out.write("\n" + "\n".join(printable(line) for line in text.split("\n")) + "\n")
+        if args.output:
+            out.write(f"wrote {printable(args.output)}\n")
+    return EXIT_OK
+
+
+# ---- sweep --------------------------------------------------------------------------------
+def _run_sweep(chain, strategies, budgets, progress=None, offset=0):
+    rows = []
+    for name in strategies:
+        for b in budgets:
+            if progress is not None:
+                progress.update(offset + len(rows), f"{name} @ {format_size(b)}")
+            try:
+                p = planner.plan(chain, name, budget=b)
+                rows.append(Row(name, b, p.peak, p.compute))
+            except BudgetError:
+                rows.append(Row(name, b, None, None))
+    return Sweep(rows, pareto_front(rows))
+
+
+def _sweep_records(chain, result):
+    base = chain.store_all_compute
+    front = {id(r) for r in result.front}
+    recs = []
+    for r in result.rows:
+        ok = r.peak is not None
+        recs.append({"strategy": r.strategy, "budget": r.budget, "feasible": ok,
+                     "peak_bytes": r.peak, "compute": r.compute,
+                     "overhead": (r.compute / base - 1.0) if ok and base else None,
+                     "pareto": id(r) in front})
+    return recs
+
+
+def _sweep_table(chain, recs):
+    budgets = sorted({r["budget"] for r in recs})
+    shown = dict(zip(budgets, distinct_sizes(budgets)))
+    width = max([11] + [len(s) for s in shown.values()])
+    lines = [_chain_summary(chain), "",
+             f"{'strategy':14s} {'budget':>{width}s} {'peak':>11s} {'overhead':>9s}  "
+             f"{'compute':>12s}  pareto"]
+    for r in recs:
+        if r["feasible"]:
+            cells = (format_size(r["peak_bytes"]), _pct(r["overhead"]), f"{r['compute']:.4g}",
+                     "*" if r["pareto"] else "")
+        else:
+            cells = ("infeasible", "-", "-", "")
+        lines.append(f"{r['strategy']:14s} {shown[r['budget']]:>{width}s} {cells[0]:>11s} "
+                     f"{cells[1]:>9s}  {cells[2]:>12s}  {cells[3]}".rstrip())
+    lines += ["", "infeasible: no plan of the strategy fits the budget; *: on the Pareto front "
+              "(no other plan has both a lower peak and less compute); compute in "
+              f"{printable(chain.cost_unit)}"]
+    return "\n".join(lines) + "\n"
+
+
+def cmd_sweep(args, out):
+    strategies = parse_strategies(args.strategies)
+    check_budgets_text(args.budgets)
+    if args.plot:
+        check_output_path(args.plot, "plot", FIGURE_EXTS)
+    chain = _resolve(args).chain
+    budgets = parse_budgets(args.budgets, chain)
+    with Progress(len(strategies) * len(budgets),
+                  enabled=None if args.progress else False) as progress:
+        result = _run_sweep(chain, strategies, budgets, progress)
+    recs = _sweep_records(chain, result)
+    if args.json:
+        out.write(json.dumps({
+            "format": "ckpt.sweep", "version": 1,
+            "chain": {k: v for k, v in _chain_record(chain).items()
+                      if k not in ("input_bytes", "param_bytes")},
+            "strategies": strategies, "budgets": budgets, "rows": recs}, indent=1) + "\n")
+    elif args.csv:
+        out.write("strategy,budget_bytes,feasible,peak_bytes,compute,overhead,pareto\n")
+        for r in recs:
+            cells = [r["strategy"], r["budget"], int(r["feasible"]),
+                     "" if r["peak_bytes"] is None else r["peak_bytes"],
+                     "" if r["compute"] is None else repr(r["compute"]),
+                     "" if r["overhead"] is None else f"{r['overhead']:.6f}", int(r["pareto"])]
+            out.write(",".join(str(c) for c in cells) + "\n")
+    else:
+        out.write(_sweep_table(chain, recs))
+    if args.plot:
+        from ..plot import tradeoff
+        save_figure(tradeoff(result, chain=chain), args.plot)
+        msg = f"wrote {printable(args.plot)}\n"
+        if args.json or args.csv:
+            import sys
+            sys.stderr.write(msg)
+        else:
+            out.write(msg)
+    return EXIT_OK
+
+
+# ---- simulate -----------------------------------------------------------------------------
+def cmd_simulate(args, out):
+    ops, meta = load_ops(args.plan)
+    chain = resolve(args.chain).chain
+    notes = []
+    if meta and isinstance(meta.get("chain"), dict):
+        try:
+            own = Chain.from_dict(meta["chain"])
+        except (ChainError, RecursionError):
+            own = None
+        if own is not None and own != chain:
+            notes.append(f"the plan was made for chain {printable(own.name)!r} ({len(own)} "
+                         f"stages); replaying it on {printable(chain.name)!r} ({len(chain)} "
+                         "stages)")
+    label = (f"plan {printable(meta.get('strategy', 'custom'))!r}" if meta else "plan")
+    head = (f"{label} ({len(ops)} ops) on chain {printable(chain.name)!r} ({len(chain)} "
+            "stages)")
+    try:
+        sim = planner.simulate(chain, ops)
+    except InvalidPlanError as e:
+        if args.json:
+            out.write(json.dumps({"valid": False, "reason": str(e), "step": e.step,
+                                  "notes": notes}) + "\n")
+        else:
+            out.write("\n".join([head, "valid: no", f"reason: {printable(e)}"] +
+                                [f"note: {n}" for n in notes]) + "\n")
+        return EXIT_INVALID
+    base = chain.store_all_compute
+    overhead = sim.compute / base - 1.0 if base else 0.0
+    if meta and meta.get("peak_bytes") not in (None, sim.peak):
+        notes.append(f"the plan file says peak {printable(meta['peak_bytes'])} bytes; the "
+                     f"replay gives {sim.peak}")
+    if args.json:
+        out.write(json.dumps({"valid": True, "peak_bytes": sim.peak, "compute": sim.compute,
+                              "overhead": overhead, "peak_step": sim.peak_step,
+                              "ops": len(ops), "cost_unit": chain.cost_unit,
+                              "notes": notes}) + "\n")
+        return EXIT_OK
+    at = ("before the first op" if sim.peak_step < 0
+          else f"at step {sim.peak_step} ({ops[sim.peak_step]})")
+    lines = [head, "valid: yes", f"peak: {format_size(sim.peak)} ({sim.peak} bytes) {at}",
+             f"compute: {_fmt_cost(sim.compute, printable(chain.cost_unit))} (store-all + "
+             f"{_pct(overhead)})"]
+    out.write("\n".join(lines + [f"note: {n}" for n in notes]) + "\n")
+    return EXIT_OK
+
+
+# ---- graph --------------------------------------------------------------------------------
+def cmd_graph(args, out):
+    ext = None if args.output is None else os.path.splitext(args.output)[1].lower()
+    if args.output is not None:
+        if ext not in (".dot", ".gv") + FIGURE_EXTS:
+            raise UsageError(f"cannot write a graph to {printable(args.output)!r}: use .dot or "
+                             ".gv (Graphviz text), or .png, .svg or .pdf (a drawing)")
+        check_output_path(args.output, "the graph")
+    obj, params = model_graph(args.source, args.batch)
+    from ..plot import graphs
+    if args.output is None:
+        out.write(graphs.to_dot(obj, params) + "\n")
+        return EXIT_OK
+    if ext in (".dot", ".gv"):
+        write_text(args.output, graphs.to_dot(obj, params))
+    else:
+        save_figure(graphs.graph(obj, params), args.output)
+    out.write(f"wrote {printable(args.output)}\n")
+    return EXIT_OK
+
+
+# ---- demo ---------------------------------------------------------------------------------
+def _demo_budget(chain):
+    """35% of the way from the least feasible peak to store-all's, rounded up to a whole
+    MiB (to 1/16 of its power of two below 16 MiB, so small chains keep their range).
+
+    >>> c = zoo.uniform(8, nbytes="1MiB"); _demo_budget(c) // 2**20, c.min_budget // 2**20
+    (6, 5)
+    >>> _demo_budget(zoo.uniform(8, nbytes="1KiB")) < 16 * 2**10
+    True
+    """
+    lo, hi = chain.min_budget, store_all_peak(chain)
+    x = lo + 0.35 * (hi - lo)
+    grain = 2 ** 20 if x >= 2 ** 24 else max(1, 2 ** (int(math.log2(max(x, 1))) - 4))
+    return int(math.ceil(x / grain)) * grain
+
+
+def _recomputed(p):
+    return sum(1 for r in _stage_table(p) if r[3] == "recomputed")
+
+
+def _demo_table(chain, budget, plans, measured, torch):
+    head = (f"{'strategy':14s} {'predicted peak':>15s}  {'fits':4s} {'overhead':>9s} "
+            f"{'recomputed':>10s}")
+    if measured:
+        head += f"  {'measured peak':>14s}"
+        if torch:
+            head += f"  {'allocator peak':>14s}"
+    lines = [_chain_summary(chain), f"budget {format_size(budget)}", "", head]
+    for name, (p, fits) in plans.items():
+        line = (f"{name:14s} {format_size(p.peak):>15s}  {'yes' if fits else 'no':4s} "
+                f"{_pct(p.overhead):>9s} {_recomputed(p):10d}")
+        if measured:
+            m = measured.get(name)
+            line += f"  {format_size(m.peak_bytes) if m is not None else '-':>14s}"
+            if torch:
+                a = None if m is None else m.allocator_peak_bytes
+                line += f"  {format_size(a) if a is not None else '-':>14s}"
+        lines.append(line)
+    lines.append(f"\nfits: the strategy's plan is within the budget (a fixed strategy that is "
+                 f"not is planned without it); overhead: compute over store-all "
+                 f"({printable(chain.cost_unit)})")
+    if torch and measured:
+        lines.append("measured peak: ckpt.torch's logical count (saved tensors, activations, "
+                     "parameters and gradients, each storage once); allocator peak: what "
+                     "torch's allocator reported")
+    return "\n".join(lines) + "\n"
+
+
+def _demo_files(chain, budget, plans, measured, outdir, progress, step):
+    from ..plot import memory_timeline, schedule, tradeoff
+    os.makedirs(outdir, exist_ok=True)
+    budgets = sorted(set(budget_range(chain, 8)) | {budget})
+    progress.update(step, "sweep for the trade-off plot")
+    sweep = _run_sweep(chain, list(STRATEGY_ORDER), budgets)
+    figures = [("tradeoff.png", lambda: tradeoff(sweep, chain=chain, budget=budget)),
+               ("memory_timeline.png", lambda: memory_timeline(
+                   plans["optimal"][0], measured=getattr(measured.get("optimal"), "overlay",
+                                                         None)))]
+    figures += [(f"schedule_{n}.png", lambda n=n: schedule(plans[n][0]))
+                for n in ("optimal", "revolve", "sqrt")]
+    written = []
+    for k, (name, draw) in enumerate(figures, step + 1):
+        progress.update(k, f"drawing {name}")
+        written.append(save_figure(draw(), os.path.join(outdir, name)))
+    return written
+
+
+def cmd_demo(args, out):
+    _precheck_budget(args.budget)
+    if args.output_dir:
+        check_output_dir(args.output_dir)
+    spec = args.model if args.torch is None or args.model is not None else None
+    args.source = "mlp-run" if spec is None and args.torch is None else spec
+    src = _resolve(args, repeats=1)
+    chain = src.chain
+    budget = _demo_budget(chain) if args.budget is None else parse_budget(args.budget, chain)
+    if budget < chain.min_budget:
+        raise UsageError(f"budget {format_size(budget)} is below the minimum feasible "
+                         f"{format_size(chain.min_budget)} for model {src.name!r}")
+    total = 2 * len(STRATEGY_ORDER) + 6
+    plans, measured = {}, {}
+    with Progress(total) as progress:
+        for k, name in enumerate(STRATEGY_ORDER):
+            progress.update(2 * k, f"planning {name}")
+            try:
+                plans[name] = (planner.plan(chain, name, budget=budget), True)
+            except BudgetError:  # a fixed strategy that does not fit: show what it needs
+                plans[name] = (planner.plan(chain, name), False)
+            if src.measure is not None:
+                progress.update(2 * k + 1, f"running {name}")
+                measured[name] = src.measure(plans[name][0])
+        outdir = args.output_dir or tempfile.mkdtemp(prefix="ckpt-demo-")
+        written = _demo_files(chain, budget, plans, measured, outdir, progress,
+                              2 * len(STRATEGY_ORDER))
+    torch = args.torch is not None
+    if args.json:
+        base = chain.store_all_compute
+        rows = []
+        for name, (p, fits) in plans.items():
+            m = measured.get(name)
+            row = {"strategy": name, "predicted_peak_bytes": p.peak,
+                   "measured_peak_bytes": None if m is None else m.peak_bytes,
+                   "fits": fits, "overhead": p.overhead,
+                   "compute": p.compute if base else None, "recomputed": _recomputed(p)}
+            if torch:
+                row["allocator_peak_bytes"] = None if m is None else m.allocator_peak_bytes
+                row["step_seconds"] = None if m is None else m.seconds
+            rows.append(row)
+        out.write(json.dumps({"format": "ckpt.demo", "version": 1, "source": src.name,
+                              "engine": "torch" if torch else "ckpt",
+                              "chain": _chain_record(chain), "budget": budget,
+                              "measured": bool(measured), "not_measured_because": src.why_not,
+                              "strategies": rows, "files": written}, indent=1) + "\n")
+        return EXIT_OK
+    out.write(_demo_table(chain, budget, plans, measured, torch))
+    if not measured:
+        out.write(f"measured peak: not shown — {src.why_not}\n")
+    out.write("\nwrote:\n" + "".join(f"  {printable(w)}\n" for w in written))
+    return EXIT_OK
+
