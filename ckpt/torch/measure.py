@@ -1,0 +1,314 @@
+"""Measuring planned torch steps: ``profile`` (model -> Chain) and ``execute`` (one step
+under a plan, measured). Both run the same ``Step`` machinery that ``plan``'s wrapper
+trains with, under the ``Ledger``, and read each op's window: bytes when it began, the most
+held while it ran, bytes when it ended.
+
+Why the prediction holds: an op's footprint (what it creates, frees, and holds on top
+while it runs) depends only on its stage — the same code on tensors of the same shapes —
+so what the profiler measures in its own op order holds in every plan's order, and the
+simulator, adding it up op by op, predicts what ``execute`` measures.
+"""
+import statistics
+import time
+from typing import NamedTuple
+
+import torch
+
+from ..planner import Chain, Stage, simulate
+from ..planner.schedule import Op
+from .ledger import Ledger, storage_bytes
+from .runner import Step
+from .stages import refine, resolve
+
+__all__ = ["profile", "execute", "TorchExecution", "profile_ops"]
+
+
+def split_sample(sample):
+    """Positional and keyword arguments of the model from ``sample``: a tensor, a tuple or
+    list of positional arguments, or a dict of keyword arguments.
+
+    >>> import torch
+    >>> args, kwargs = split_sample({"input_ids": torch.zeros(2, 3, dtype=torch.long)})
+    >>> args, list(kwargs)
+    ((), ['input_ids'])
+    """
+    if isinstance(sample, dict):
+        return (), dict(sample)
+    if isinstance(sample, (tuple, list)):
+        return tuple(sample), {}
+    return (sample,), {}
+
+
+def default_loss(out):
+    """The loss when none is given: the sum of the output's first tensor (``logits`` of a
+    HuggingFace output, a tuple's first element).
+
+    >>> import torch
+    >>> default_loss((torch.ones(2, 2), None)).item()
+    4.0
+    """
+    if isinstance(out, torch.Tensor):
+        return out.sum()
+    if hasattr(out, "logits") and isinstance(out.logits, torch.Tensor):
+        return out.logits.sum()
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], torch.Tensor):
+        return out[0].sum()
+    raise TypeError(f"the model returned a {type(out).__name__}; give a loss_fn that "
+                    "turns it into a scalar tensor")
+
+
+def profile_ops(L, auto):
+    """The profiler's op order: ``forward i``, ``drop i``, ``forward_save i`` for each stage
+    (the epilogue of auto staging only saves), then ``backward L .. 1``.
+
+    >>> [str(op) for op in profile_ops(2, auto=False)]
+    ['forward 1', 'drop 1', 'forward_save 1', 'forward 2', 'drop 2', 'forward_save 2', 'backward 2', 'backward 1']
+    """
+    ops = []
+    for i in range(1, L + 1):
+        if not (auto and i == L):
+            ops += [Op("forward", i), Op("drop", i)]
+        ops.append(Op("forward_save", i))
+    return ops + [Op("backward", i) for i in range(L, 0, -1)]
+
+
+class _Windows:
+    """The observer of a ``Step``: per op, bytes at its start, peak, bytes at its end, and
+    its duration (seconds; CUDA synchronized)."""
+
+    def __init__(self, n, ledger=None, cuda=False):
+        self.ledger, self.cuda = ledger, cuda
+        self.before, self.peak, self.after = [0] * n, [0] * n, [0] * n
+        self.seconds = [0.0] * n
+        self.open, self.t0 = None, 0.0
+
+    def _now(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def _close(self, now):
+        k = self.open
+        if k is None:
+            return
+        self.seconds[k] = now - self.t0
+        if self.ledger is not None:
+            self.peak[k] = self.ledger.mark()
+            self.after[k] = self.ledger.current
+        self.open = None
+
+    def begin(self, k):
+        now = self._now()
+        self._close(now)
+        self.open, self.t0 = k, now
+        if self.ledger is not None:
+            self.ledger.mark()
+            self.before[k] = self.ledger.current
+
+    def forget(self, t):
+        if self.ledger is not None:
+            self.ledger.forget(t)
+
+    def end(self, k):
+        if self.open == k:
+            self._close(self._now())
+
+    def close(self):
+        self._close(self._now())
+
+
+def _entry(model, args, kwargs):
+    params = [p for p in model.parameters()]
+    inputs = [t for t in (*args, *kwargs.values()) if isinstance(t, torch.Tensor)]
+    return params, inputs
+
+
+def _stand_ins(params):
+    """Zero ``.grad`` for parameters without one (the cost model counts gradients from the
+    start); returns those parameters, to be given None back if wanted."""
+    made = [p for p in params if p.requires_grad and p.grad is None]
+    for p in made:
+        p.grad = torch.zeros_like(p)
+    return made
+
+
+def _measured_step(model, staging, ops, args, kwargs, loss_fn, ledger=None, windows=None):
+    step = Step(model, staging, ops, args, kwargs, observer=windows)
+    loss = loss_fn(step.run())
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        raise TypeError("loss_fn must return a scalar tensor, got "
+                        + (f"shape {list(loss.shape)}" if isinstance(loss, torch.Tensor)
+                           else type(loss).__name__))
+    value = float(loss.detach())
+    loss.backward()
+    del loss
+    windows.close()
+    return value, step
+
+
+def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
+    """A ``ckpt.planner.Chain`` measured on a torch model: per stage, forward and backward
+    seconds (median of ``repeats`` timed runs), and bytes measured by the ledger — output,
+    saved for backward (each storage once), and the transients of each op.
+
+    ``sample`` is what the model is called with (a tensor, a tuple of arguments or a dict
+    of keyword arguments); ``loss_fn(output)`` returns the scalar loss (default: the sum of
+    the output). ``stages``: "auto" or a list (``ckpt.torch.stages``). The model is left as
+    it was: gradients, RNG state and BatchNorm statistics are restored.
+
+    >>> import torch, ckpt.torch
+    >>> net = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(4)])
+    >>> chain = ckpt.torch.profile(net, torch.randn(32, 64), repeats=1)
+    >>> len(chain), chain.stages[0].output_bytes, chain.cost_unit
+    (4, 8192, 's')
+    """
+    args, kwargs = split_sample(sample)
+    staging = refine(resolve(model, stages), model, args, kwargs)
+    loss_fn = loss_fn or default_loss
+    L, auto = len(staging), staging.kind == "auto"
+    ops = profile_ops(L, auto)
+    params, inputs = _entry(model, args, kwargs)
+    leaves = params + [t for t in inputs if t.requires_grad]
+    saved_grads = [t.grad for t in leaves]
+    rng = torch.get_rng_state()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    cuda = any(t.is_cuda for t in inputs)
+    try:
+        _stand_ins(params)
+        ledger = Ledger()
+        ledger.register(*params, *[p.grad for p in params if p.grad is not None],
+                        *model.buffers(), *inputs)
+        entry = ledger.current
+        input_bytes = storage_bytes(inputs)
+        win = _Windows(len(ops), ledger, cuda)
+        with ledger, ledger.hooks():
+            _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, ledger, win)
+        made = step.output_bytes
+        times = []
+        for _ in range(max(1, repeats)):
+            t = _Windows(len(ops), None, cuda)
+            _measured_step(model, staging, ops, args, kwargs, loss_fn, None, t)
+            times.append(t.seconds)
+    finally:
+        for t, g in zip(leaves, saved_grads):
+            t.grad = g
+        torch.set_rng_state(rng)
+        with torch.no_grad():
+            for n, b in model.named_buffers():
+                b.copy_(buffers[n])
+    at = {(op.kind, op.stage): k for k, op in enumerate(ops)}
+    med = [statistics.median(run[k] for run in times) for k in range(len(ops))]
+    out_bytes, stages_, residue = {0: input_bytes}, [], 0
+    for i in range(1, L + 1):
+        s = at[("forward_save", i)]
+        xbar = win.after[s] - win.before[s]
+        ofs = win.peak[s] - win.after[s]
+        if ("forward", i) in at:
+            f = at[("forward", i)]
+            x = win.after[f] - win.before[f]
+            of = win.peak[f] - win.after[f]
+            if auto and i == 1:
+                # the model's forward keeps the prologue's locals (HuggingFace's
+                # inputs_embeds, ...) until it returns: counted with the data, alive
+                # throughout (an over-estimate after the forward phase)
+                residue, x = x - made[1], made[1]
+        else:   # the epilogue never runs without saving: a forward no cheaper than saving
+            x, of = min(xbar, win.after[s] - win.before[s]), ofs
+        out_bytes[i] = x
+        b = at[("backward", i)]
+        d_in = out_bytes[i - 1] if i > 1 else 0
+        ob = max(0, win.peak[b] - win.before[b] - d_in)
+        stages_.append(Stage(staging.names[i - 1], med[s], med[b], x, max(xbar, x),
+                             forward_transient=max(of, 0), backward_transient=ob,
+                             forward_save_transient=max(ofs, 0)))
+    return Chain(stages_, input_bytes=input_bytes + residue,
+                 param_bytes=entry - input_bytes,
+                 name=name or type(model).__name__, cost_unit="s")
+
+
+class TorchExecution(NamedTuple):
+    """What ``ckpt.torch.execute`` returns: the ``loss`` (float), the predicted and
+    measured peaks (bytes), the allocator's peak (CPU: profiler memory events; CUDA:
+    ``torch.cuda.max_memory_allocated``), the step's seconds, the plan's ``simulation``
+    and, per op, the measured logical bytes ``op_peaks`` and ``op_after`` (parallel to
+    ``simulation.timeline``, what ``ckpt.plot.memory_timeline`` overlays)."""
+    loss: float
+    predicted_peak_bytes: int
+    measured_peak_bytes: int
+    allocator_peak_bytes: int
+    step_seconds: float
+    simulation: object
+    op_peaks: tuple
+    op_after: tuple
+    entry_bytes: int
+
+    @property
+    def timeline(self):
+        """Per op: (op, predicted during, measured during, measured after) in bytes."""
+        return [(e.op, e.during, p, a) for e, p, a in
+                zip(self.simulation.timeline, self.op_peaks, self.op_after)]
+
+
+def _allocator_events(prof):
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    total = peak = 0
+    for _, n in events:
+        total += n
+        peak = max(peak, total)
+    return peak
+
+
+def execute(model, plan, sample, loss_fn=None, stages="auto"):
+    """One training step of ``model`` under ``plan``, measured: gradients accumulate into
+    ``.grad`` (a parameter without one gets a zero buffer first: the cost model counts
+    gradients from the start), BatchNorm statistics update once, RNG replays.
+
+    >>> import torch, ckpt.torch
+    >>> from ckpt import planner
+    >>> net = torch.nn.Sequential(*[torch.nn.Linear(64, 64) for _ in range(4)])
+    >>> x = torch.randn(32, 64)
+    >>> chain = ckpt.torch.profile(net, x, repeats=1)
+    >>> r = ckpt.torch.execute(net, planner.plan(chain, "recompute_all"), x)
+    >>> r.measured_peak_bytes - r.predicted_peak_bytes     # the loss and its seed: 2 x 4 B
+    8
+
+    The loss and the gradient seeding it live from the loss's forward to the end of the
+    backward pass; the cost model counts them only in B_L (its transient), so after B_L the
+    measured count is above the prediction by their bytes (8 for a float32 loss).
+    """
+    args, kwargs = split_sample(sample)
+    staging = refine(resolve(model, stages), model, args, kwargs)
+    if len(staging) != len(plan.chain):
+        raise ValueError(f"the plan is for a chain of {len(plan.chain)} stages, the model has "
+                         f"{len(staging)} ({', '.join(staging.names)}); profile this model "
+                         "with the same stages to plan it")
+    loss_fn = loss_fn or default_loss
+    simulation = simulate(plan.chain, plan.ops)
+    params, inputs = _entry(model, args, kwargs)
+    cuda = any(t.is_cuda for t in inputs)
+    _stand_ins(params)
+    ledger = Ledger()
+    ledger.register(*params, *[p.grad for p in params if p.grad is not None],
+                    *model.buffers(), *inputs)
+    entry = ledger.current
+    win = _Windows(len(plan.ops), ledger, cuda)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t0 = time.perf_counter()
+    if cuda:
+        with ledger, ledger.hooks():
+            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn,
+                                     ledger, win)
+        allocator = torch.cuda.max_memory_allocated() - base + entry
+    else:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                    profile_memory=True) as prof:
+            with ledger, ledger.hooks():
+                loss, _ = _measured_step(model, staging, plan.ops, args, kwargs,
+                                         loss_fn, ledger, win)
+        allocator = entry + _allocator_events(prof)
+    seconds = time.perf_counter() - t0
+    return TorchExecution(loss, simulation.peak, ledger.peak, allocator, seconds,
+                          simulation, tuple(win.peak), tuple(win.after), entry)

@@ -1,0 +1,86 @@
+"""``ckpt.torch.plan``: a torch model wrapped so that every training step follows a plan.
+
+>>> import torch, ckpt.torch
+>>> net = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.Tanh())
+...                             for _ in range(6)])
+>>> x = torch.randn(32, 64)
+>>> planned = ckpt.torch.plan(net, x, strategy="sqrt", repeats=1)
+>>> opt = torch.optim.SGD(planned.parameters(), lr=0.1)
+>>> for _ in range(2):
+...     opt.zero_grad()
+...     planned(x).pow(2).mean().backward()
+...     opt.step()
+>>> planned.plan.strategy, len(planned.chain)
+('sqrt', 6)
+"""
+import torch
+from torch import nn
+
+from .. import planner
+from .measure import profile
+from .runner import Step
+from .stages import refine, resolve
+
+__all__ = ["PlannedModule", "plan"]
+
+
+class PlannedModule(nn.Module):
+    """``model`` whose training steps follow ``plan`` (a ``ckpt.planner.Plan`` for the
+    chain ``ckpt.torch.profile`` measured on it with the same ``stages``).
+
+    Called in training mode with grad enabled, it runs the plan's forward phase and returns
+    the model's output; backpropagating a loss of it runs the rest of the plan (the
+    recomputations where the plan puts them); parameters get their gradients through
+    torch's engine, as from a plain backward. In eval mode or under ``no_grad`` it is the
+    model. ``plan``, ``chain`` and ``explain()`` describe the schedule; parameters, buffers
+    and the state dict are the model's (``planned.model``).
+    """
+
+    def __init__(self, model, plan, stages="auto"):
+        super().__init__()
+        self.model = model
+        self.staging = resolve(model, stages)
+        if len(self.staging) != len(plan.chain):
+            raise ValueError(
+                f"the plan is for a chain of {len(plan.chain)} stages; the model cut with "
+                f"stages={stages!r} has {len(self.staging)} ({', '.join(self.staging.names)})"
+                "; profile it with the same stages")
+        self.plan = plan
+        self.chain = plan.chain
+
+    def forward(self, *args, **kwargs):
+        if not (self.training and torch.is_grad_enabled()):
+            return self.model(*args, **kwargs)
+        refine(self.staging, self.model, args, kwargs)
+        return Step(self.model, self.staging, self.plan.ops, args, kwargs).run()
+
+    def explain(self, max_ops=80):
+        """The plan's table: its numbers, then each op with memory during and after it.
+
+        >>> import torch, ckpt.torch
+        >>> net = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 8))
+        >>> print(ckpt.torch.plan(net, torch.randn(2, 8), repeats=1).explain().splitlines()[0])
+        plan 'optimal' for chain 'Sequential' (L=2): 4 ops, no budget
+        """
+        return self.plan.explain(max_ops=max_ops)
+
+
+def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="auto",
+         repeats=3, **options):
+    """Profile ``model`` on ``sample`` (``ckpt.torch.profile``), plan it with ``strategy``
+    under ``budget`` (bytes or "512MiB"; None: unconstrained) and return the model wrapped
+    (``PlannedModule``) to train with: ``loss_fn(wrapped(x)).backward()`` follows the plan.
+    ``options`` go to the strategy (``ckpt.planner.plan``).
+
+    >>> import torch, ckpt.torch
+    >>> net = torch.nn.Sequential(*[torch.nn.Linear(32, 32) for _ in range(4)])
+    >>> x = torch.randn(16, 32)
+    >>> wrapped = ckpt.torch.plan(net, x, budget="1GiB", repeats=1)
+    >>> torch.equal(wrapped(x), net(x))
+    True
+    """
+    chain = profile(model, sample, loss_fn=loss_fn, stages=stages, repeats=repeats)
+    return PlannedModule(model, planner.plan(chain, strategy, budget=budget, **options),
+                         stages=stages)
+
+
