@@ -1,0 +1,355 @@
+"""ckpt.torch's plans against torch's own activation checkpointing: measured peak vs step time.
+
+Two models from ``ckpt.torch.examples`` (CPU, float32, ``torch.set_num_threads(1)``), sized
+so that activations dominate the parameters: the GPT-like model (token ids, causal mask as a
+keyword of every block) and the ResNet-like net (BatchNorm, in-place ReLU). Contenders, all
+on the same model, weights and input, in one run:
+
+- ``plain``: ``loss_fn(model(x)).backward()``, torch storing everything;
+- ``ckpt optimal @B``: the model profiled once (``ckpt.torch.profile``), then
+  ``ckpt.planner.plan(chain, "optimal", budget=B)`` for 6 budgets from the chain's
+  ``min_budget`` to its store-all peak, and ``min_memory``; each run by a
+  ``ckpt.torch.PlannedModule``;
+- ``torch seq k``: ``torch.utils.checkpoint.checkpoint_sequential`` over the blocks, k = 2 ..
+  n segments (``use_reentrant=False``; the GPT's blocks wrapped to take the mask, embeddings
+  before and head after run as the model runs them; k = 1 checkpoints nothing: it is plain);
+- ``torch SAC mm``/``SAC none``: every block under ``torch.utils.checkpoint.checkpoint`` with
+  ``create_selective_checkpoint_contexts`` and a policy: save the matrix products
+  (``aten.mm/addmm/bmm``, and for the ResNet ``aten.convolution``, its products) as
+  ``MUST_SAVE``, recompute the rest (``PREFER_RECOMPUTE``); or save nothing;
+- ``--compile``: ``torch.compile(model)`` with
+  ``torch._functorch.config.activation_memory_budget`` (compiles take minutes here).
+
+Every contender is measured the same way. Peak: ``ckpt.torch.Ledger`` around one step —
+parameters, their gradients (each parameter gets a zero ``.grad`` first), buffers and the
+input registered, then ``with ledger, ledger.hooks(): loss_fn(step(x)).backward()`` — so
+the peaks are the same logical quantity for everyone (each storage once, from creation to
+its last reference). Beside it the allocator peak: the same registered bytes plus the peak
+of ``torch.profiler``'s memory events over one step. Time: the median of 5 steps without
+ledger or profiler, the contenders taking turns step by step (this machine is shared).
+
+Goals (issue 11): no torch point is both lower in measured peak and faster than ckpt's front
+(for each torch point, ckpt's fastest plan at a peak no higher than it: the time ratio must
+be <= 1), and ckpt reaches a lower measured peak than any torch contender.
+
+    python benchmarks/bench_torch.py [--quick] [--plot bench_torch.png] [--compile]
+"""
+import argparse
+import functools
+import os
+import statistics
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+os.environ.setdefault("KINETO_LOG_LEVEL", "5")   # the profiler's start/stop lines, off
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.checkpoint import (CheckpointPolicy, checkpoint,  # noqa: E402
+                                    checkpoint_sequential,
+                                    create_selective_checkpoint_contexts)
+
+import ckpt.torch  # noqa: E402
+from ckpt import planner  # noqa: E402
+from ckpt.torch import examples  # noqa: E402
+
+MiB = 1024 * 1024
+aten = torch.ops.aten
+
+SIZES = {
+    "gpt": dict(batch=8, seq=128, vocab=256, width=128, heads=4, layers=8),
+    "resnet": dict(batch=8, channels=32, size=32, blocks=8),
+}
+QUICK = {
+    "gpt": dict(batch=2, seq=32, vocab=64, width=32, heads=4, layers=4),
+    "resnet": dict(batch=2, channels=8, size=16, blocks=4),
+}
+
+
+# ---- torch's contenders: each a function x -> model output ---------------------------------
+
+class _Masked(torch.nn.Module):
+    """A GPT block taking only the hidden state (the mask bound), for checkpoint_sequential."""
+
+    def __init__(self, block, mask):
+        super().__init__()
+        self.block, self.mask = block, mask
+
+    def forward(self, x):
+        return self.block(x, mask=self.mask)
+
+
+def _gpt_run(model, blocks_fn):
+    """The GPT-like model's forward with its block loop replaced by ``blocks_fn(h, mask)``."""
+    def run(idx):
+        T = idx.shape[1]
+        h = model.drop(model.wte(idx) + model.wpe.weight[:T])
+        h = blocks_fn(h, model.causal[:T, :T])
+        return model.head(model.ln(h))
+    return run
+
+
+def _resnet_run(model, blocks_fn):
+    def run(x):
+        return model.fc(blocks_fn(model.stem(x), None).mean((2, 3)))
+    return run
+
+
+def _blocks(kind, model):
+    return model.blocks if kind == "gpt" else model.layers
+
+
+def _call(kind, block, h, mask, **ckw):
+    if ckw:
+        if kind == "gpt":
+            return checkpoint(block, h, mask=mask, use_reentrant=False, **ckw)
+        return checkpoint(block, h, use_reentrant=False, **ckw)
+    return block(h, mask=mask) if kind == "gpt" else block(h)
+
+
+def torch_contenders(kind, model):
+    """name -> callable(x) computing the model's output with one of torch's checkpointings."""
+    wrap = _gpt_run if kind == "gpt" else _resnet_run
+    blocks = _blocks(kind, model)
+    out = {}
+    for k in range(2, len(blocks) + 1):
+        def seq(h, mask, k=k):
+            fns = (torch.nn.Sequential(*[_Masked(b, mask) for b in blocks]) if kind == "gpt"
+                   else blocks)
+            return checkpoint_sequential(fns, k, h, use_reentrant=False)
+        out[f"torch seq {k}"] = wrap(model, seq)
+    save = {aten.mm.default, aten.addmm.default, aten.bmm.default}
+    if kind == "resnet":
+        save |= {aten.convolution.default}
+
+    def save_mm(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.MUST_SAVE if op in save else CheckpointPolicy.PREFER_RECOMPUTE
+
+    def save_none(ctx, op, *args, **kwargs):
+        return CheckpointPolicy.PREFER_RECOMPUTE
+
+    for name, policy in (("SAC mm", save_mm), ("SAC none", save_none)):
+        ctx = functools.partial(create_selective_checkpoint_contexts, policy)
+
+        def sac(h, mask, ctx=ctx):
+            for b in blocks:
+                h = _call(kind, b, h, mask, context_fn=ctx)
+            return h
+        out[f"torch {name}"] = wrap(model, sac)
+    return out
+
+
+# ---- measuring a contender, the same way for all --------------------------------------------
+
+def _entry_tensors(model, x):
+    for p in model.parameters():
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
+    return [*model.parameters(), *[p.grad for p in model.parameters() if p.grad is not None],
+            *model.buffers(), x]
+
+
+def ledger_peak(model, fn, x, loss_fn):
+    """The logical peak (bytes) of one step ``loss_fn(fn(x)).backward()``."""
+    ledger = ckpt.torch.Ledger()
+    ledger.register(*_entry_tensors(model, x))
+    with ledger, ledger.hooks():
+        loss_fn(fn(x)).backward()
+    return ledger.peak
+
+
+def allocator_peak(model, fn, x, loss_fn):
+    """Registered bytes plus the peak of torch.profiler's memory events over one step."""
+    from ckpt.torch.ledger import storage_bytes
+    entry = storage_bytes(_entry_tensors(model, x))
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+                                profile_memory=True) as prof:
+        loss_fn(fn(x)).backward()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+                    if e.name() == "[memory]")
+    total = peak = 0
+    for _, n in events:
+        total += n
+        peak = max(peak, total)
+    return entry + peak
+
+
+def timed_rounds(model, fns, x, loss_fn, steps):
+    """Median seconds per step of each contender, the contenders taking turns step by step."""
+    times = {name: [] for name in fns}
+    for r in range(steps):
+        names = list(fns)
+        names = names[r % len(names):] + names[:r % len(names)]
+        for name in names:
+            t = time.perf_counter()
+            loss_fn(fns[name](x)).backward()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def run_model(kind, sizes, steps, compile_budgets, log):
+    model, x, loss_fn = getattr(examples, kind)(**sizes)
+    model.train()
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    t0 = time.perf_counter()
+    chain = ckpt.torch.profile(model, x, loss_fn, repeats=3)
+    prof_s = time.perf_counter() - t0
+    store_all = planner.plan(chain, "store_all")
+    lo, hi = chain.min_budget, store_all.peak
+    fns, predicted = {"plain": model}, {}
+    for b in np.linspace(lo, hi, 6):
+        b = int(b)
+        p = planner.plan(chain, "optimal", budget=b)
+        name = f"ckpt optimal {b / MiB:.2f}MiB"
+        if name in fns:
+            continue
+        fns[name] = ckpt.torch.PlannedModule(model, p)
+        predicted[name] = p.peak
+    p = planner.plan(chain, "min_memory")
+    fns["ckpt min_memory"] = ckpt.torch.PlannedModule(model, p)
+    predicted["ckpt min_memory"] = p.peak
+    fns.update(torch_contenders(kind, model))
+
+    log(f"\n### {kind}: {sizes}\n\n{sum(1 for _ in model.parameters())} parameter tensors, "
+        f"{params / MiB:.1f} MiB of parameters; chain of {len(chain)} stages profiled in "
+        f"{prof_s:.1f} s; min_budget {lo / MiB:.1f} MiB, store-all peak {hi / MiB:.1f} MiB "
+        "(predicted)\n")
+    peaks, alloc = {}, {}
+    for name, fn in fns.items():
+        peaks[name] = ledger_peak(model, fn, x, loss_fn)
+        alloc[name] = allocator_peak(model, fn, x, loss_fn)
+    secs = timed_rounds(model, fns, x, loss_fn, steps)
+    rows = {name: (peaks[name], alloc[name], secs[name]) for name in fns}
+    for budget in compile_budgets:
+        rows.update(compiled(kind, sizes, budget, steps, log))
+    return rows, predicted
+
+
+def compiled(kind, sizes, budget, steps, log):
+    """torch.compile with activation_memory_budget; one row, or the error recorded."""
+    import torch._functorch.config as fconfig
+    name = f"torch compile amb={budget}"
+    model, x, loss_fn = getattr(examples, kind)(**sizes)
+    model.train()
+    old = fconfig.activation_memory_budget
+    fconfig.activation_memory_budget = budget
+    try:
+        torch._dynamo.reset()
+        cmodel = torch.compile(model)
+        t = time.perf_counter()
+        _entry_tensors(model, x)
+        loss_fn(cmodel(x)).backward()          # the compile
+        log(f"({name}: compiled in {time.perf_counter() - t:.0f} s)\n")
+        try:
+            peak = ledger_peak(model, cmodel, x, loss_fn)
+        except Exception as e:  # the ledger's dispatch mode inside a compiled graph
+            log(f"({name}: ledger failed: {type(e).__name__}: {str(e).splitlines()[0]})\n")
+            peak = float("nan")
+        alloc = allocator_peak(model, cmodel, x, loss_fn)
+        sec = timed_rounds(model, {name: cmodel}, x, loss_fn, steps)[name]
+        return {name: (peak, alloc, sec)}
+    except Exception as e:
+        log(f"({name} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]})\n")
+        return {}
+    finally:
+        fconfig.activation_memory_budget = old
+
+
+# ---- verdicts ------------------------------------------------------------------------------
+
+def verdicts(rows):
+    ours = [(p, s) for n, (p, _, s) in rows.items() if n.startswith("ckpt")]
+    theirs = {n: (p, s) for n, (p, _, s) in rows.items()
+              if not n.startswith("ckpt") and p == p}
+    worst, lines = None, []
+    for n, (p, s) in theirs.items():
+        at = [cs for cp, cs in ours if cp <= p]
+        ratio = min(at) / s if at else float("inf")
+        lines.append((n, ratio))
+        if worst is None or ratio > worst[1]:
+            worst = (n, ratio)
+    ok1 = all(r <= 1.0 for _, r in lines)
+    ckpt_min = min(p for p, _ in ours)
+    torch_min_name = min(theirs, key=lambda n: theirs[n][0])
+    ratio2 = ckpt_min / theirs[torch_min_name][0]
+    return ok1, worst, lines, ratio2 < 1.0, ratio2, torch_min_name
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small models (a smoke test)")
+    parser.add_argument("--models", default="gpt,resnet")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per contender")
+    parser.add_argument("--plot", help="save peak-vs-time plots to this file")
+    parser.add_argument("--compile", nargs="?", const="0.5", default=None,
+                        help="also torch.compile with activation_memory_budget (comma list; "
+                             "default 0.5)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    budgets = [float(b) for b in args.compile.split(",")] if args.compile else []
+
+    def log(text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    log(f"# bench_torch: torch {torch.__version__}, 1 thread, {time.strftime('%Y-%m-%d')}\n")
+    results = {}
+    for kind in args.models.split(","):
+        sizes = (QUICK if args.quick else SIZES)[kind]
+        rows, predicted = run_model(kind, sizes, args.steps, budgets, log)
+        results[kind] = rows
+        plain_p, _, plain_s = rows["plain"]
+        log("\n| contender | measured peak MiB | allocator peak MiB | predicted MiB | step ms "
+            "| peak / plain | time / plain |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        for n, (p, a, s) in rows.items():
+            pred = f"{predicted[n] / MiB:.2f}" if n in predicted else ""
+            log(f"| {n} | {p / MiB:.2f} | {a / MiB:.2f} | {pred} | {s * 1e3:.1f} | "
+                f"{p / plain_p:.2f} | {s / plain_s:.2f}x |\n")
+        ok1, worst, lines, ok2, ratio2, tname = verdicts(rows)
+        log(f"\n{kind}: goal 1 (no torch point lower in peak and faster than ckpt's front): "
+            f"{'MET' if ok1 else 'NOT MET'}; worst torch point {worst[0]}: ckpt's fastest "
+            f"plan at no higher peak takes {worst[1]:.2f}x its time\n")
+        log("  per torch point, ckpt time / torch time at <= its peak: "
+            + ", ".join(f"{n} {r:.2f}x" for n, r in lines) + "\n")
+        log(f"{kind}: goal 2 (ckpt reaches a lower peak than any torch contender): "
+            f"{'MET' if ok2 else 'NOT MET'}; ckpt's lowest peak = {ratio2:.2f}x that of "
+            f"{tname} (torch's lowest)\n")
+    if args.plot:
+        plot(results, args.plot)
+        log(f"\nplot: {args.plot}\n")
+    return 0
+
+
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5), squeeze=False)
+    for ax, (kind, rows) in zip(axes[0], results.items()):
+        ours = sorted((p / MiB, s * 1e3, n) for n, (p, _, s) in rows.items()
+                      if n.startswith("ckpt"))
+        ax.plot([o[0] for o in ours], [o[1] for o in ours], "o-", color="C0",
+                label="ckpt (optimal sweep, min_memory)")
+        for n, (p, _, s) in rows.items():
+            if n.startswith("ckpt") or p != p:
+                continue
+            marker, color = (("s", "C1") if "seq" in n else ("^", "C2") if "SAC" in n
+                             else ("D", "C3") if "compile" in n else ("*", "k"))
+            ax.plot(p / MiB, s * 1e3, marker, color=color)
+            ax.annotate(n.replace("torch ", ""), (p / MiB, s * 1e3), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("measured peak (MiB, logical ledger)")
+        ax.set_ylabel("step time (ms, median)")
+        ax.set_title(kind)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
