@@ -28,6 +28,21 @@ BENCHMARKS = {
 }
 
 
+def _torch_benchmarks():
+    """ckpt.torch's benchmarks, when torch is installed; gpu_check only where CUDA is."""
+    try:
+        import torch
+    except ImportError:
+        return {}
+    found = {"torch": ("bench_torch.py", ["--quick"])}
+    if torch.cuda.is_available():
+        found["gpu"] = ("gpu_check.py", ["--quick"])
+    return found
+
+
+BENCHMARKS.update(_torch_benchmarks())
+
+
 def _machine():
     cpus = os.cpu_count()
     model = platform.processor() or platform.machine()
