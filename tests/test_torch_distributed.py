@@ -1,0 +1,97 @@
+"""ckpt.torch under torch.distributed: a ``PlannedModule`` wrapped in
+``DistributedDataParallel`` (gloo, two CPU processes) gives the same gradients as the plain
+model under DDP — bit for bit: each rank's local gradients are bit-identical to the plain
+step's (the plan only changes when stages run, not what they compute, and dropout is
+replayed), and gloo's allreduce of identical tensors in the same bucket order is the same
+sum.
+
+The plan is made once, in the parent, on a chain profiled there, and handed to the ranks as
+JSON (the chain) and op strings: every rank then follows the same schedule (profiling in
+each rank would time each one separately and could plan differently).
+"""
+import os
+import socket
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+
+import ckpt.torch  # noqa: E402
+from ckpt import planner  # noqa: E402
+from ckpt.torch import examples  # noqa: E402
+
+WORLD = 2
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="torch.distributed with gloo is not available")
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank, port, chain_json, ops, steps):
+    """One rank: the plain model and the planned copy, each under DDP, ``steps`` SGD steps on
+    this rank's shard; asserts (in the rank; a failure propagates to the parent) that losses,
+    gradients after every step and parameters after the last are identical."""
+    import copy
+
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    try:
+        model, _, loss_fn = examples.gpt(seed=0)         # the same weights in every rank
+        plan = planner.Plan(planner.Chain.from_json(chain_json), ops)
+        plain = DDP(copy.deepcopy(model))
+        planned = DDP(ckpt.torch.PlannedModule(copy.deepcopy(model), plan))
+        opts = [torch.optim.SGD(m.parameters(), lr=0.1) for m in (plain, planned)]
+        for step in range(steps):
+            # a global batch of 8 sequences; this rank's shard is its half
+            data = torch.randint(0, 64, (4 * WORLD, 16),
+                                 generator=torch.Generator().manual_seed(step))
+            shard = data[4 * rank:4 * (rank + 1)]
+            results = []
+            for m, opt in zip((plain, planned), opts):
+                torch.manual_seed(1000 * step + rank)    # per-rank dropout, same for both
+                opt.zero_grad()
+                loss = loss_fn(m(shard))
+                loss.backward()
+                results.append((loss.item(), [p.grad.clone() for p in m.parameters()]))
+                opt.step()
+            (loss_a, grads_a), (loss_b, grads_b) = results
+            assert loss_a == loss_b, (rank, step, loss_a, loss_b)
+            for (name, _), a, b in zip(model.named_parameters(), grads_a, grads_b):
+                assert torch.equal(a, b), f"rank {rank} step {step}: {name}'s gradient differs"
+            # the shards differ (so do the losses), yet DDP averaged the gradients: every
+            # rank holds the same
+            losses = [torch.zeros(1, dtype=torch.float64) for _ in range(WORLD)]
+            dist.all_gather(losses, torch.tensor([loss_b], dtype=torch.float64))
+            assert losses[0].item() != losses[1].item()
+            for g in grads_b:
+                gathered = [torch.zeros_like(g) for _ in range(WORLD)]
+                dist.all_gather(gathered, g)
+                assert torch.equal(gathered[0], gathered[1])
+        for a, b in zip(plain.parameters(), planned.parameters()):
+            assert torch.equal(a, b)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def recomputing_plan():
+    """A plan for the GPT-like model that recomputes blocks (min_memory: the least peak),
+    profiled in the parent process."""
+    model, x, loss_fn = examples.gpt(seed=0)
+    chain = ckpt.torch.profile(model, x, loss_fn, repeats=1)
+    plan = planner.plan(chain, "min_memory")
+    assert any(op.kind == "forward" for op in plan.ops)      # it does recompute
+    return chain.to_json(), [str(op) for op in plan.ops]
+
+
+def test_ddp_planned_gradients_equal_plain_ddp(recomputing_plan):
+    chain_json, ops = recomputing_plan
+    mp.spawn(_ddp_rank, args=(_free_port(), chain_json, ops, 2), nprocs=WORLD, join=True)
