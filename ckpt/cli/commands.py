@@ -26,7 +26,7 @@ from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_c
                      check_budgets_text, load_ops, parse_budget,
                      parse_strategies, parse_strategy, split_values)
 from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path,
-                     distinct_sizes, printable, save_figure, write_text)
+                     distinct_numbers, distinct_sizes, printable, save_figure, write_text)
 from .sources import model_graph, resolve
 
 __all__ = ["cmd_profile", "cmd_plan", "cmd_sweep", "cmd_simulate", "cmd_graph", "cmd_demo",
@@ -84,7 +84,7 @@ def _fmt_cost(x, unit):
 
 
 def _chain_summary(chain):
-    return (f"chain {printable(chain.name)!r}: {len(chain)} stages, input "
+    return (f"chain {chain.name!r}: {len(chain)} stages, input "
             f"{format_size(chain.input_bytes)}, params+grads {format_size(chain.param_bytes)}, "
             f"costs in {printable(chain.cost_unit)}; store-all peak "
             f"{format_size(store_all_peak(chain))}, least feasible peak "
@@ -100,9 +100,7 @@ def _chain_record(chain):
 
 def _status(label):
     """A progress line without a count, for one long step (profiling a model)."""
-    p = Progress(None)
-    p.update(0, label)
-    return p
+    return Progress(None, label=label)
 
 
 def _resolve(args, repeats=3, chain_files=True, label="profiling"):
@@ -182,7 +180,7 @@ def _plan_text(p):
     rows = _stage_table(p)
     nrec = sum(1 for r in rows if r[3] == "recomputed")
     b = "no budget" if p.budget is None else f"budget {format_size(p.budget)}"
-    lines = [f"plan {p.strategy!r} for chain {printable(chain.name)!r} ({len(chain)} stages), "
+    lines = [f"plan {p.strategy!r} for chain {chain.name!r} ({len(chain)} stages), "
              f"{b}",
              f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
              f"  store-all peak   {format_size(store_all_peak(chain))}; least feasible peak "
@@ -253,19 +251,23 @@ def _sweep_records(chain, result):
 
 
 def _sweep_table(chain, recs):
-    budgets = sorted({r["budget"] for r in recs})
-    shown = dict(zip(budgets, distinct_sizes(budgets)))
+    # budgets and peaks with the decimals it takes to tell every two of them apart
+    sizes = sorted({r["budget"] for r in recs} | {r["peak_bytes"] for r in recs
+                                                   if r["feasible"]})
+    shown = dict(zip(sizes, distinct_sizes(sizes)))
+    costs = sorted({r["compute"] for r in recs if r["feasible"]})
+    cost_text = dict(zip(costs, distinct_numbers(costs)))
     width = max([11] + [len(s) for s in shown.values()])
     lines = [_chain_summary(chain), "",
-             f"{'strategy':14s} {'budget':>{width}s} {'peak':>11s} {'overhead':>9s}  "
+             f"{'strategy':14s} {'budget':>{width}s} {'peak':>{width}s} {'overhead':>9s}  "
              f"{'compute':>12s}  pareto"]
     for r in recs:
         if r["feasible"]:
-            cells = (format_size(r["peak_bytes"]), _pct(r["overhead"]), f"{r['compute']:.4g}",
+            cells = (shown[r["peak_bytes"]], _pct(r["overhead"]), cost_text[r["compute"]],
                      "*" if r["pareto"] else "")
         else:
             cells = ("infeasible", "-", "-", "")
-        lines.append(f"{r['strategy']:14s} {shown[r['budget']]:>{width}s} {cells[0]:>11s} "
+        lines.append(f"{r['strategy']:14s} {shown[r['budget']]:>{width}s} {cells[0]:>{width}s} "
                      f"{cells[1]:>9s}  {cells[2]:>12s}  {cells[3]}".rstrip())
     lines += ["", "infeasible: no plan of the strategy fits the budget; *: on the Pareto front "
               "(no other plan has both a lower peak and less compute); compute in "
@@ -323,11 +325,11 @@ def cmd_simulate(args, out):
         except (ChainError, RecursionError):
             own = None
         if own is not None and own != chain:
-            notes.append(f"the plan was made for chain {printable(own.name)!r} ({len(own)} "
-                         f"stages); replaying it on {printable(chain.name)!r} ({len(chain)} "
+            notes.append(f"the plan was made for chain {own.name!r} ({len(own)} "
+                         f"stages); replaying it on {chain.name!r} ({len(chain)} "
                          "stages)")
-    label = (f"plan {printable(meta.get('strategy', 'custom'))!r}" if meta else "plan")
-    head = (f"{label} ({len(ops)} ops) on chain {printable(chain.name)!r} ({len(chain)} "
+    label = (f"plan {meta.get('strategy', 'custom')!r}" if meta else "plan")
+    head = (f"{label} ({len(ops)} ops) on chain {chain.name!r} ({len(chain)} "
             "stages)")
     try:
         sim = planner.simulate(chain, ops)
@@ -364,7 +366,7 @@ def cmd_graph(args, out):
     ext = None if args.output is None else os.path.splitext(args.output)[1].lower()
     if args.output is not None:
         if ext not in (".dot", ".gv") + FIGURE_EXTS:
-            raise UsageError(f"cannot write a graph to {printable(args.output)!r}: use .dot or "
+            raise UsageError(f"cannot write a graph to {args.output!r}: use .dot or "
                              ".gv (Graphviz text), or .png, .svg or .pdf (a drawing)")
         check_output_path(args.output, "the graph")
     obj, params = model_graph(args.source, args.batch)

@@ -17,7 +17,7 @@ import time
 from ..planner import format_size
 from .inputs import UsageError
 
-__all__ = ["printable", "distinct_sizes", "check_output_path", "check_output_dir",
+__all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path", "check_output_dir",
            "write_text", "save_figure", "OutputError", "Stdout", "Progress", "FIGURE_EXTS"]
 
 FIGURE_EXTS = (".png", ".svg", ".pdf")
@@ -56,14 +56,32 @@ def distinct_sizes(values):
     >>> distinct_sizes([2**30, 2**30 + 1])
     ['1073741824 B', '1073741825 B']
     """
+    formats = [format_size] + [lambda v, d=d: _size(v, d) for d in range(2, 7)]
+    return _fewest(values, formats + [lambda v: f"{int(v)} B"])
+
+
+def _fewest(values, formats):
+    """The texts of ``values`` in the first of ``formats`` that tells them all apart (the
+    last format is used if none does)."""
     values = list(values)
-    if len({format_size(v) for v in values}) == len(set(values)):
-        return [format_size(v) for v in values]
-    for decimals in range(2, 7):
-        texts = [_size(v, decimals) for v in values]
+    for fmt in formats:
+        texts = [fmt(v) for v in values]
         if len(set(texts)) == len(set(values)):
-            return texts
-    return [f"{int(v)} B" for v in values]
+            break
+    return texts
+
+
+def distinct_numbers(values, digits=4):
+    """Each number with ``digits`` significant digits, or more where that is what it takes
+    to tell different numbers apart.
+
+    >>> distinct_numbers([2.971730e12, 2.971705e12, 3.155e12])
+    ['2.97173e+12', '2.97170e+12', '3.15500e+12']
+    >>> distinct_numbers([1.0, 2.0])
+    ['1', '2']
+    """
+    return _fewest(values, [lambda v, d=d: f"{v:.{d}g}" if d == digits else f"{v:#.{d}g}"
+                            for d in range(digits, 18)])
 
 
 def _writable_dir(path, what):
@@ -214,7 +232,7 @@ class Progress:
 
     DELAY = 0.5
 
-    def __init__(self, total, stream=None, enabled=None, delay=None, width=28):
+    def __init__(self, total, stream=None, enabled=None, delay=None, width=28, label=""):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -225,7 +243,7 @@ class Progress:
         self.enabled, self.total, self.width = enabled, total, width
         self.delay = self.DELAY if delay is None else delay
         self.start, self.last = time.monotonic(), float("-inf")
-        self.done, self.label, self.shown, self.closed = 0, "", 0, False
+        self.done, self.label, self.shown, self.closed = 0, printable(label), 0, False
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = None

@@ -48,7 +48,7 @@ def _check_batch(name, batch):
 
 def unknown_model(name):
     """The error for a name that is no model, no file and no factory."""
-    return UsageError(f"unknown model {printable(name)!r}; built-in models: "
+    return UsageError(f"unknown model {name!r}; built-in models: "
                       f"{', '.join(model_names())} (or a chain JSON file, or FILE.py:FACTORY)")
 
 
@@ -147,12 +147,12 @@ def resolve(spec=None, torch_spec=None, batch=None, repeats=3, chain_files=True)
     """
     if torch_spec is not None:
         if spec is not None:
-            raise UsageError(f"give either a model ({printable(spec)!r}) or --torch, not both")
+            raise UsageError(f"give either a model ({spec!r}) or --torch, not both")
         if batch is not None:
             raise UsageError("--batch applies to built-in models; a --torch factory builds "
                              "its own sample")
         if not load.is_spec(torch_spec):
-            raise UsageError(f"--torch {printable(torch_spec)!r}: expected FILE.py:FACTORY or "
+            raise UsageError(f"--torch {torch_spec!r}: expected FILE.py:FACTORY or "
                              f"MODULE:FACTORY, where FACTORY() returns {load.TORCH_RETURNS}")
         return _user_torch(torch_spec, repeats)
     if spec is None:
@@ -166,11 +166,11 @@ def resolve(spec=None, torch_spec=None, batch=None, repeats=3, chain_files=True)
                              "sample")
         return _user_ckpt(spec, repeats)
     if spec.endswith(".py"):
-        raise UsageError(f"{printable(spec)!r}: name the factory too, as {printable(spec)}:"
+        raise UsageError(f"{spec!r}: name the factory too, as {printable(spec)}:"
                          f"FACTORY (a function returning {load.RETURNS})")
     if os.path.exists(spec) or _looks_like_path(spec):
         if not chain_files:
-            raise UsageError(f"{printable(spec)!r} is a file; profile takes a built-in model "
+            raise UsageError(f"{spec!r} is a file; profile takes a built-in model "
                              f"name ({', '.join(model_names())}), FILE.py:FACTORY or --torch "
                              "FILE.py:FACTORY")
         if batch is not None:
