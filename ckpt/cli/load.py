@@ -125,7 +125,7 @@ def _import_module(where, spec):
 
 def _load_factory(spec):
     where, attr = split_spec(spec)
-    if where.endswith(".py") or "/" in where or os.sep in where:
+    if where.endswith(".py") or "/" in where or os.sep in where or os.path.isfile(where):
         module, directory = _import_file(where, spec)
     else:
         module, directory = _import_module(where, spec)

@@ -17,7 +17,8 @@ import time
 from ..planner import format_size
 from .inputs import UsageError
 
-__all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path", "check_output_dir",
+__all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path",
+           "check_output_dir",
            "write_text", "save_figure", "OutputError", "Stdout", "Progress", "FIGURE_EXTS"]
 
 FIGURE_EXTS = (".png", ".svg", ".pdf")
