@@ -75,10 +75,11 @@ def test_a_fractional_budget_count_is_an_error_not_a_4_byte_budget(capsys):
     assert "--budgets ',' gives no budget" in line
 
 
-@pytest.mark.parametrize("value", ["1e400", "1e300TiB", "99999999999999999999GiB"])
+@pytest.mark.parametrize("value", ["1e400", "1e300TiB", "99999999999999999999GiB",
+                                   "99999999999999999999"])
 def test_a_huge_budget_is_too_large(capsys, value):
     line = one_error(capsys, "plan", "uniform", "--budget", value)
-    assert f"budget {value} is too large: the most is 4 EiB" in line
+    assert f"budget {value!r} is too large: at most" in line
     assert "NaN" not in line
 
 
@@ -150,6 +151,7 @@ def test_a_utf8_byte_order_mark_is_accepted(capsys, tmp_path):
 CONTROL = "\n\x00\t\x1b"
 
 
+@pytest.mark.filterwarnings("ignore:Glyph")     # the plots draw the names (escaping is theirs)
 def test_control_characters_in_names_are_escaped_everywhere(capsys, tmp_path):
     data = json.loads(zoo.uniform(3, nbytes="1MiB").to_json())
     data["name"] = "evil\x1b[2J\nchain"
@@ -305,25 +307,19 @@ def test_progress_reaches_a_real_terminal(tmp_path):
 
 
 def test_demo_json_has_the_chain_and_every_strategy(capsys, tmp_path, chain_file):
-    rc, out, err = run(capsys, "demo", "--model", "mlp-run", "--batch", "8", "--json",
-                       "-o", tmp_path / "run")
-    assert rc == 0 and err == ""
-    data = json.loads(out)
-    assert data["format"] == "ckpt.demo" and data["measured"] is True
-    assert data["chain"]["name"] == "mlp-run" and data["chain"]["stages"] == 16
-    assert [r["strategy"] for r in data["strategies"]] == list(cli.STRATEGY_ORDER)
-    for r in data["strategies"]:
-        assert r["measured_peak_bytes"] == r["predicted_peak_bytes"]
-        assert set(r) >= {"fits", "overhead", "recomputed"}
-    assert {os.path.basename(f) for f in data["files"]} >= {"tradeoff.png"}
-    # a chain file: predictions only, and it says why
-    rc, out, _ = run(capsys, "demo", "--model", chain_file, "--json", "-o", tmp_path / "c")
+    """A chain file: predictions only, and it says why (tests/test_cli_model.py runs the
+    demo on a user's model, where measured == predicted)."""
+    rc, out, err = run(capsys, "demo", "--model", chain_file, "--json", "-o", tmp_path / "c")
     data = json.loads(out)
     chain = Chain.from_json(open(chain_file).read())
-    assert rc == 0 and data["measured"] is False
+    assert rc == 0 and err == "" and data["format"] == "ckpt.demo"
+    assert data["measured"] is False and data["chain"]["stages"] == len(chain)
+    assert data["chain"]["min_budget"] == chain.min_budget
+    assert [r["strategy"] for r in data["strategies"]] == list(cli.STRATEGY_ORDER)
+    assert {os.path.basename(f) for f in data["files"]} >= {"tradeoff.png"}
     assert "chain.json is a chain, not a runnable model" in data["not_measured_because"]
     for r in data["strategies"]:
-        assert r["measured_peak_bytes"] is None
+        assert r["measured_peak_bytes"] is None and r["recomputed"] >= 0
         try:
             p, fits = plan(chain, r["strategy"], budget=data["budget"]), True
         except BudgetError:

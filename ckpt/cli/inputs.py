@@ -7,6 +7,7 @@ mistake is a ``UsageError`` whose one line says what is wrong and what would be 
 >>> parse_strategies(["optimal,sqrt", "optimal"])
 ['optimal', 'sqrt']
 """
+import math
 import os
 import re
 import stat
@@ -17,7 +18,7 @@ from ..planner.chain import load_json
 from ..planner.errors import ChainError
 
 __all__ = ["UsageError", "EXIT_OK", "EXIT_INVALID", "EXIT_USAGE", "STRATEGY_ORDER",
-           "MAX_READ_BYTES", "MAX_BUDGET_BYTES", "check_regular_file", "read_file",
+           "MAX_READ_BYTES", "check_regular_file", "read_file",
            "read_json", "chain_from_file", "load_ops", "split_values", "parse_budget",
            "parse_strategies", "parse_strategy"]
 
@@ -25,7 +26,6 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 STRATEGY_ORDER = ("store_all", "sqrt", "greedy", "recursive", "revolve", "optimal",
                   "min_memory", "recompute_all")
 MAX_READ_BYTES = 64 * 2 ** 20     # a chain of 100,000 stages is ~25 MiB of JSON
-MAX_BUDGET_BYTES = 2 ** 62        # 4 EiB: beyond it, sizes overflow the planner's integers
 
 
 class UsageError(Exception):
@@ -208,42 +208,30 @@ def is_bare_number(text):
 
 def parse_budget(text, chain=None, what="budget"):
     """Bytes from a budget on the command line: a whole number of bytes or a size with a
-    unit. Negative, fractional bare numbers (``3.5`` would be 4 bytes), unknown units and
-    sizes beyond 4 EiB are ``UsageError``s; with ``chain``, the message gives the chain's
-    least feasible peak.
+    unit (``ckpt.planner.parse_size``). Negative or fractional bare numbers (``3.5`` would
+    be 4 bytes), unknown units and sizes too large for the planner are ``UsageError``s; with
+    ``chain``, a negative budget's message gives the chain's least feasible peak.
 
     >>> parse_budget("1.5GiB"), parse_budget("4096")
     (1610612736, 4096)
-    >>> parse_budget("1e400")
+    >>> parse_budget("3.5")
     Traceback (most recent call last):
     ...
-    ckpt.cli.inputs.UsageError: budget 1e400 is too large: the most is 4 EiB (2**62 bytes); give a size like 512MiB
+    ckpt.cli.inputs.UsageError: budget 3.5: a number without a unit is bytes and must be whole; give a unit, like 3.5MiB
     """
     text = str(text)
-    hint = f" (this chain needs at least {format_size(chain.min_budget)})" if chain else ""
     if text.strip().startswith("-"):
+        hint = f" (this chain needs at least {format_size(chain.min_budget)})" if chain else ""
         raise UsageError(f"{what} {text} is negative; give a size like 512MiB{hint}")
-    too_large = UsageError(f"{what} {text} is too large: the most is 4 EiB (2**62 bytes); "
-                           f"give a size like 512MiB{hint}")
     m = _SIZE.match(text)
-    if m:
-        number = float(m.group(1))
-        try:
-            factor = parse_size("1" + m.group(2))
-        except ValueError:
-            factor = 1                 # an unknown unit: parse_size names it below
-        if not number * factor <= MAX_BUDGET_BYTES:
-            raise too_large
-        if not m.group(2) and not number.is_integer():
-            raise UsageError(f"{what} {text}: a number without a unit is bytes and must be "
-                             f"whole; give a unit, like {text.strip()}MiB")
+    if m and not m.group(2) and math.isfinite(float(m.group(1))) \
+            and not float(m.group(1)).is_integer():
+        raise UsageError(f"{what} {text}: a number without a unit is bytes and must be "
+                         f"whole; give a unit, like {text.strip()}MiB")
     try:
-        value = parse_size(text, what=what)
+        return parse_size(text, what=what)
     except (TypeError, ValueError, OverflowError) as e:
         raise UsageError(" ".join(str(e).split())) from None
-    if value > MAX_BUDGET_BYTES:
-        raise too_large
-    return value
 
 
 def parse_strategies(values, option="--strategies"):
