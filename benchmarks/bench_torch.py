@@ -265,11 +265,9 @@ def compiled(kind, sizes, budget, steps, log):
         _entry_tensors(model, x)
         loss_fn(cmodel(x)).backward()          # the compile
         log(f"({name}: compiled in {time.perf_counter() - t:.0f} s)\n")
-        try:
-            peak = ledger_peak(model, cmodel, x, loss_fn)
-        except Exception as e:  # the ledger's dispatch mode inside a compiled graph
-            log(f"({name}: ledger failed: {type(e).__name__}: {str(e).splitlines()[0]})\n")
-            peak = float("nan")
+        # the ledger is a TorchDispatchMode: under it the compiled model runs as eager
+        # code (its ledger peak is the plain step's), so this row has the allocator peak only
+        peak = float("nan")
         alloc = allocator_peak(model, cmodel, x, loss_fn)
         sec = timed_rounds(model, {name: cmodel}, x, loss_fn, steps)[name]
         return {name: (peak, alloc, sec)}
@@ -283,20 +281,25 @@ def compiled(kind, sizes, budget, steps, log):
 # ---- verdicts ------------------------------------------------------------------------------
 
 def verdicts(rows):
-    ours = [(p, s) for n, (p, _, s) in rows.items() if n.startswith("ckpt")]
-    theirs = {n: (p, s) for n, (p, _, s) in rows.items()
-              if not n.startswith("ckpt") and p == p}
+    """Goal 1 per torch point: ckpt's fastest plan at a peak no higher than the point's, its
+    time over the point's (by ledger peak; rows without one, the compiled ones, by allocator
+    peak). Goal 2: ckpt's lowest ledger peak over torch's lowest."""
+    ours = [(p, a, s) for n, (p, a, s) in rows.items() if n.startswith("ckpt")]
     worst, lines = None, []
-    for n, (p, s) in theirs.items():
-        at = [cs for cp, cs in ours if cp <= p]
+    for n, (p, a, s) in rows.items():
+        if n.startswith("ckpt"):
+            continue
+        at = ([cs for cp, _, cs in ours if cp <= p] if p == p
+              else [cs for _, ca, cs in ours if ca <= a])
         ratio = min(at) / s if at else float("inf")
-        lines.append((n, ratio))
+        lines.append((n + ("" if p == p else " (allocator)"), ratio))
         if worst is None or ratio > worst[1]:
-            worst = (n, ratio)
+            worst = lines[-1]
     ok1 = all(r <= 1.0 for _, r in lines)
-    ckpt_min = min(p for p, _ in ours)
-    torch_min_name = min(theirs, key=lambda n: theirs[n][0])
-    ratio2 = ckpt_min / theirs[torch_min_name][0]
+    theirs = {n: p for n, (p, _, _) in rows.items() if not n.startswith("ckpt") and p == p}
+    ckpt_min = min(p for p, _, _ in ours)
+    torch_min_name = min(theirs, key=theirs.get)
+    ratio2 = ckpt_min / theirs[torch_min_name]
     return ok1, worst, lines, ratio2 < 1.0, ratio2, torch_min_name
 
 
@@ -329,8 +332,9 @@ def main(argv=None):
             "| peak / plain | time / plain |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
         for n, (p, a, s) in rows.items():
             pred = f"{predicted[n] / MiB:.2f}" if n in predicted else ""
-            log(f"| {n} | {p / MiB:.2f} | {a / MiB:.2f} | {pred} | {s * 1e3:.1f} | "
-                f"{p / plain_p:.2f} | {s / plain_s:.2f}x |\n")
+            shown = f"{p / MiB:.2f}" if p == p else "- (allocator only)"
+            log(f"| {n} | {shown} | {a / MiB:.2f} | {pred} | {s * 1e3:.1f} | "
+                f"{(p if p == p else a) / plain_p:.2f} | {s / plain_s:.2f}x |\n")
         ok1, worst, lines, ok2, ratio2, tname = verdicts(rows)
         log(f"\n{kind}: goal 1 (no torch point lower in peak and faster than ckpt's front): "
             f"{'MET' if ok1 else 'NOT MET'}; worst torch point {worst[0]}: ckpt's fastest "
