@@ -181,3 +181,41 @@ def test_chain_is_an_ordinary_chain():
     assert planner.Chain.from_json(chain.to_json()) == chain
     rows = planner.sweep(chain, ["sqrt", "optimal"], [chain.min_budget, 2 * chain.min_budget])
     assert len(rows.rows) == 4 and rows.rows[-1].peak <= 2 * chain.min_budget
+
+
+def test_block_hooks_run_on_every_forward_the_plan_makes():
+    model, x, loss_fn = examples.gpt(layers=3)
+    chain = ct.profile(model, x, loss_fn, repeats=1)
+    p = planner.plan(chain, "recompute_all")
+    calls = []
+    handle = model.blocks[1].register_forward_pre_hook(lambda m, a: calls.append(1))
+    loss_fn(ct.PlannedModule(model, p)(x)).backward()
+    handle.remove()
+    forwards = sum(op.stage == 3 and op.kind in ("forward", "forward_save") for op in p.ops)
+    assert forwards > 1 and len(calls) == forwards      # once per run, recomputations too
+
+
+def test_a_block_with_its_own_instance_forward_keeps_it():
+    model, x, loss_fn = examples.gpt(layers=2)
+    block = model.blocks[1]
+    seen = []
+
+    def forward(h, **kw):
+        seen.append(1)
+        return type(block).forward(block, h, **kw)
+    block.forward = forward
+    chain = ct.profile(model, x, loss_fn, repeats=1)
+    loss_fn(ct.PlannedModule(model, planner.plan(chain, "recompute_all"))(x)).backward()
+    assert seen and vars(block)["forward"] is forward
+
+
+def test_memory_timeline_draws_a_torch_execution():
+    import matplotlib
+    matplotlib.use("Agg")
+    from ckpt.plot import memory_timeline
+    model, x, loss_fn = examples.mlp(depth=3, width=16, batch=4)
+    chain = ct.profile(model, x, loss_fn, repeats=1)
+    p = planner.plan(chain, "recompute_all")
+    fig = memory_timeline(p, measured=ct.execute(model, p, x, loss_fn))
+    gids = {a.get_gid() for a in fig.axes[0].patches}
+    assert {"measured", "measured_op_peaks", "predicted"} <= gids

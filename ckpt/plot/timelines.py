@@ -154,7 +154,8 @@ def memory_timeline(data, measured=None, chain=None, ax=None, title=None):
     """Memory over a step, stacked by category. ``data`` is a ``ckpt.planner.Plan``, a
     ``ckpt.planner.Simulation`` (pass ``chain=`` to split it by category; without a chain
     only its total is drawn) or a ``ckpt.memory.MemoryReport``; ``measured`` (a
-    ``MemoryReport``, or an execution result holding one as ``.report``) is overlaid on a
+    ``MemoryReport``, an execution result holding one as ``.report``, or a
+    ``ckpt.torch.execute`` result, measured per op) is overlaid on a
     prediction as its logical total (gid ``"measured"``), and, when it has one value per
     op in ``.op_peaks``, as the measured peak of each op (gid ``"measured_op_peaks"``, to
     compare op by op with the predicted ``during``). The predicted total is a line with
@@ -196,10 +197,19 @@ def memory_timeline(data, measured=None, chain=None, ax=None, title=None):
     if measured is not None:
         op_peaks = getattr(measured, "op_peaks", None)
         report = getattr(measured, "report", measured)   # an execution result, or a report
-        xs = measured_positions(report, ops)
-        ax.step(xs, [e.total / MiB for e in report.timeline], where="post", color="#2ca02c",
-                linewidth=1.5, label=f"measured (peak {format_size(report.peak_bytes)})",
-                gid="measured")
+        if hasattr(report, "peak_bytes"):
+            xs = measured_positions(report, ops)
+            ax.step(xs, [e.total / MiB for e in report.timeline], where="post",
+                    color="#2ca02c", linewidth=1.5,
+                    label=f"measured (peak {format_size(report.peak_bytes)})", gid="measured")
+        elif op_peaks is not None and len(op_peaks) == n:   # ckpt.torch's execution: per op
+            ax.stairs([b / MiB for b in measured.op_after], edges, color="#2ca02c",
+                      linewidth=1.5, baseline=None, gid="measured",
+                      label=f"measured after each op (peak "
+                            f"{format_size(measured.measured_peak_bytes)})")
+        else:
+            raise TypeError("measured must be a MemoryReport or an execution result (with "
+                            f"a .report or per-op .op_peaks), got {type(measured).__name__}")
         if op_peaks is not None and len(op_peaks) == n:
             ax.stairs([b / MiB for b in op_peaks], edges, color="#2ca02c", linestyle="--",
                       linewidth=1.2, baseline=None, label="measured peak of each op",

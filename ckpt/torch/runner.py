@@ -248,9 +248,11 @@ class Step:
             if i == 1:
                 return self._rerun_prologue()
             a, kw = self.context[i]
-            block = self.staging.blocks[i - 2]
-            out = type(block).forward(block, inp, *a, **kw)
-            return _first(out)
+            with self._unintercepted(i - 2) as block:
+                # the first run happens inside the model's own call of the block, whose
+                # hooks have run; a recomputation calls the block (hooks, compiled calls)
+                call = block.forward if i not in self.ran else block
+                return _first(call(inp, *a, **kw))
 
     def _rerun_prologue(self):
         self.stopping = True
@@ -362,19 +364,41 @@ class Step:
 
     @contextlib.contextmanager
     def _intercept(self):
+        """Route the blocks' calls to ``_block_call``: an instance ``forward`` on each block
+        (a forward the block already had as an instance attribute is put back after)."""
         blocks = self.staging.blocks
-        if "forward" in vars(blocks[0]):     # already intercepting (a rerun in the forward)
-            yield
+        if getattr(vars(blocks[0]).get("forward"), "ckpt_step", None) is self:
+            yield                                # already intercepting (a rerun)
             return
+        own = [vars(block).get("forward") for block in blocks]
         for b, block in enumerate(blocks):
             def call(hidden, *args, _b=b, **kwargs):
                 return self._block_call(_b, hidden, args, kwargs)
+            call.ckpt_step, call.own = self, own[b]
             block.forward = call
         try:
             yield
         finally:
-            for block in blocks:
+            for block, forward in zip(blocks, own):
                 del block.forward
+                if forward is not None:
+                    block.forward = forward
+
+    @contextlib.contextmanager
+    def _unintercepted(self, b):
+        """Block ``b`` with its own forward back, to be called for real (its hooks run)."""
+        block = self.staging.blocks[b]
+        call = vars(block).get("forward")
+        ours = getattr(call, "ckpt_step", None) is self
+        if ours:
+            del block.forward
+            if call.own is not None:
+                block.forward = call.own
+        try:
+            yield block
+        finally:
+            if ours:
+                block.forward = call
 
     def prologue_leaves(self):
         """The parameters (and inputs) the prologue's graph reaches: rerun it once with grad,
