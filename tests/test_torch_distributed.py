@@ -95,3 +95,26 @@ def recomputing_plan():
 def test_ddp_planned_gradients_equal_plain_ddp(recomputing_plan):
     chain_json, ops = recomputing_plan
     mp.spawn(_ddp_rank, args=(_free_port(), chain_json, ops, 2), nprocs=WORLD, join=True)
+
+
+def _fsdp2_rank(rank, port, chain_json, ops):
+    from torch.distributed.fsdp import fully_shard
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=1)
+    try:
+        model, _, _ = examples.gpt(seed=0)
+        for block in model.blocks:
+            fully_shard(block)
+        fully_shard(model)
+        plan = planner.Plan(planner.Chain.from_json(chain_json), ops)
+        with pytest.raises(ckpt.torch.StageError, match="DTensor .FSDP2"):
+            ckpt.torch.PlannedModule(model, plan)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fsdp2_sharded_parameters_are_refused_not_left_without_gradients(recomputing_plan):
+    # the stage nodes take the registered (sharded) parameters, which the unsharded forward
+    # never uses: their gradients would silently stay None, so the wrapper refuses them
+    chain_json, ops = recomputing_plan
+    mp.spawn(_fsdp2_rank, args=(_free_port(), chain_json, ops), nprocs=1, join=True)

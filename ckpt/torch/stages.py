@@ -84,6 +84,12 @@ def resolve(model, stages="auto"):
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"ckpt.torch plans a torch.nn.Module, got {type(model).__name__}")
+    sharded = [n for n, p in model.named_parameters() if type(p).__name__ == "DTensor"]
+    if sharded:
+        raise StageError(
+            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch's stage "
+            "nodes take the module's registered parameters, so sharded ones would get no "
+            "gradient; plan per rank under DDP, or shard after training (docs/torch.md)")
     if isinstance(stages, str):
         if stages != "auto":
             raise StageError(f"stages must be 'auto' or a list of modules/callables, got "
