@@ -11,7 +11,7 @@ from ckpt.torch import examples
 from ckpt.torch.stages import StageError, resolve
 
 STRATEGIES = sorted(planner.STRATEGIES)
-LOSS_AND_SEED = 8        # a float32 loss and its seed outlive B_L (see execute's doc)
+LOSS_AND_SEED = 8        # a float32 loss and its seed: counted from the start (execute's doc)
 
 
 def plain_step(model, x, loss_fn, rng):
@@ -51,13 +51,13 @@ def test_execute_matches_plain_step_and_prediction(profiled, strategy):
     r = ct.execute(model, p, x, loss_fn)
     assert torch.equal(torch.get_rng_state(), _rng_after(ref, x, loss_fn, rng))
     assert same_state(model, ref), "gradients or BatchNorm statistics differ from torch's"
-    assert 0 <= r.measured_peak_bytes - r.predicted_peak_bytes <= LOSS_AND_SEED
+    assert 0 <= r.predicted_peak_bytes - r.measured_peak_bytes <= LOSS_AND_SEED
     if p.budget is not None:
-        assert r.measured_peak_bytes <= p.budget + LOSS_AND_SEED
+        assert r.measured_peak_bytes <= p.budget
     predicted = [e.during for e in r.simulation.timeline]
     if name != "resnet":      # op by op (resnet: see test_resnet_op_by_op_gap)
-        assert all(0 <= m - q <= LOSS_AND_SEED for m, q in zip(r.op_peaks, predicted))
-    assert r.allocator_peak_bytes >= r.measured_peak_bytes - LOSS_AND_SEED
+        assert all(0 <= q - m <= LOSS_AND_SEED for m, q in zip(r.op_peaks, predicted))
+    assert r.allocator_peak_bytes >= r.measured_peak_bytes
 
 
 def _rng_after(ref, x, loss_fn, rng):
@@ -139,10 +139,14 @@ def test_huggingface_gpt2():
             q.grad = None
         r = ct.execute(model, planner.plan(chain, strategy), x, loss_fn)
         assert same_state(model, ref)
-        # HuggingFace's forward keeps some of its locals (the mask, position ids) beside
-        # what the chain models: measured within 3% of the prediction (docs/torch.md)
-        assert abs(r.measured_peak_bytes - r.predicted_peak_bytes) <= \
-            0.03 * r.predicted_peak_bytes
+        # HuggingFace's forward keeps its prologue's locals until it returns, and the tied
+        # head's gradient waits for the embedding's: both counted as alive throughout, so
+        # the prediction is an upper bound, exact where the plan peaks in the backward pass
+        predicted = [e.during for e in r.simulation.timeline]
+        assert all(m <= q for m, q in zip(r.op_peaks, predicted))
+        assert r.predicted_peak_bytes - r.measured_peak_bytes <= 0.03 * r.predicted_peak_bytes
+        if strategy == "recompute_all":
+            assert r.measured_peak_bytes == r.predicted_peak_bytes
 
 
 def test_stages_resolve():

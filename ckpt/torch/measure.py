@@ -140,6 +140,7 @@ def _measured_step(model, staging, ops, args, kwargs, loss_fn, ledger=None, wind
                         + (f"shape {list(loss.shape)}" if isinstance(loss, torch.Tensor)
                            else type(loss).__name__))
     value = float(loss.detach())
+    step.loss_bytes = loss.untyped_storage().nbytes()
     loss.backward()
     del loss
     windows.close()
@@ -210,8 +211,10 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
             if auto and i == 1:
                 # the model's forward keeps the prologue's locals (HuggingFace's
                 # inputs_embeds, ...) until it returns: counted with the data, alive
-                # throughout (an over-estimate after the forward phase)
+                # throughout (an over-estimate after the forward phase). A recomputation
+                # holds them only while it runs: part of its transient.
                 residue, x = x - made[1], made[1]
+                of += residue
         else:   # the epilogue never runs without saving: a forward no cheaper than saving
             x, of = min(xbar, win.after[s] - win.before[s]), ofs
         out_bytes[i] = x
@@ -221,8 +224,17 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
         stages_.append(Stage(staging.names[i - 1], med[s], med[b], x, max(xbar, x),
                              forward_transient=max(of, 0), backward_transient=ob,
                              forward_save_transient=max(ofs, 0)))
+    held = 0
+    if L > 1:
+        # gradients torch's engine holds from B_L to the end of the step: a parameter used
+        # after the last block and before the first (tied embeddings) gets its gradient only
+        # when both contributions are in; and the loss and the seed of its gradient, which
+        # outlive B_L. Counted with the parameters' (an over-estimate of the forward phase).
+        last, prev = at[("backward", L)], at[("backward", L - 1)]
+        expected = win.before[last] - (stages_[-1].saved_bytes) + out_bytes[L - 1]
+        held = max(0, win.before[prev] - expected)
     return Chain(stages_, input_bytes=input_bytes + residue,
-                 param_bytes=entry - input_bytes,
+                 param_bytes=entry - input_bytes + held,
                  name=name or type(model).__name__, cost_unit="s")
 
 
@@ -270,12 +282,13 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     >>> x = torch.randn(32, 64)
     >>> chain = ckpt.torch.profile(net, x, repeats=1)
     >>> r = ckpt.torch.execute(net, planner.plan(chain, "recompute_all"), x)
-    >>> r.measured_peak_bytes - r.predicted_peak_bytes     # the loss and its seed: 2 x 4 B
-    8
+    >>> r.measured_peak_bytes == r.predicted_peak_bytes
+    True
 
-    The loss and the gradient seeding it live from the loss's forward to the end of the
-    backward pass; the cost model counts them only in B_L (its transient), so after B_L the
-    measured count is above the prediction by their bytes (8 for a float32 loss).
+    What outlives B_L to the end of the backward pass — the loss and the seed of its
+    gradient, the gradients of parameters used both after the last block and in an earlier
+    stage — the profiler counts with the parameters, so before B_L the prediction is above
+    the measurement by their bytes (8 for a float32 loss).
     """
     args, kwargs = split_sample(sample)
     staging = refine(resolve(model, stages), model, args, kwargs)
