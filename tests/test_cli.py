@@ -410,3 +410,17 @@ def test_a_batch_too_large_for_memory_is_a_usage_error(capsys):
     assert len(err) == 1 and "not enough memory" in err[0] and "--batch 100000000000" in err[0]
     assert cli.main(["profile", "--list", "--batch", "3"]) == 2
     assert "--list takes no MODEL" in capsys.readouterr().err
+
+
+def test_plan_on_a_long_chain_does_not_wait_for_the_least_peak(tmp_path, capsys):
+    # store_all and sqrt never need chain.min_budget (O(L^3)); the report leaves it out
+    path = tmp_path / "long.json"
+    path.write_text(zoo.uniform(2000, nbytes="1KiB").to_json())
+    for strategy in ("store_all", "sqrt"):
+        assert cli.main(["plan", str(path), "--strategy", strategy]) == 0
+        out = capsys.readouterr().out
+        assert "least feasible peak not computed for 2000 stages" in out
+    short = tmp_path / "short.json"
+    short.write_text(zoo.uniform(8, nbytes="1KiB").to_json())
+    assert cli.main(["plan", str(short), "--strategy", "store_all"]) == 0
+    assert "not computed" not in capsys.readouterr().out

@@ -83,19 +83,40 @@ def _fmt_cost(x, unit):
     return f"{x:.4g} {unit}"
 
 
+REPORTED_MIN_BUDGET_STAGES = 400     # beyond this, the O(L^3) least peak is only reported
+                                     # when something already computed it
+
+
+def least_peak(chain):
+    """``chain.min_budget`` if it is cheap to report (short chain, or already computed),
+    else None: ``ckpt plan --strategy store_all`` on 5,000 stages must not wait minutes.
+
+    >>> least_peak(zoo.uniform(4, nbytes=1)) is not None, least_peak(zoo.uniform(1000))
+    (True, None)
+    """
+    if len(chain) <= REPORTED_MIN_BUDGET_STAGES or chain.min_budget_known:
+        return chain.min_budget
+    return None
+
+
+def _least_text(chain):
+    least = least_peak(chain)
+    return format_size(least) if least is not None else \
+        f"not computed for {len(chain)} stages (optimal and min_memory compute it)"
+
+
 def _chain_summary(chain):
     return (f"chain {chain.name!r}: {len(chain)} stages, input "
             f"{format_size(chain.input_bytes)}, params+grads {format_size(chain.param_bytes)}, "
             f"costs in {printable(chain.cost_unit)}; store-all peak "
-            f"{format_size(store_all_peak(chain))}, least feasible peak "
-            f"{format_size(chain.min_budget)}")
+            f"{format_size(store_all_peak(chain))}, least feasible peak {_least_text(chain)}")
 
 
 def _chain_record(chain):
     return {"name": chain.name, "stages": len(chain), "cost_unit": chain.cost_unit,
             "input_bytes": chain.input_bytes, "param_bytes": chain.param_bytes,
             "store_all_compute": chain.store_all_compute,
-            "store_all_peak_bytes": store_all_peak(chain), "min_budget": chain.min_budget}
+            "store_all_peak_bytes": store_all_peak(chain), "min_budget": least_peak(chain)}
 
 
 def _status(label):
@@ -184,7 +205,7 @@ def _plan_text(p):
              f"{b}",
              f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
              f"  store-all peak   {format_size(store_all_peak(chain))}; least feasible peak "
-             f"{format_size(chain.min_budget)}",
+             f"{_least_text(chain)}",
              f"  compute          {_fmt_cost(p.compute, printable(chain.cost_unit))} = "
              f"store-all + {_pct(p.overhead)} overhead",
              f"  stages           {len(rows) - nrec} kept, {nrec} recomputed; {len(p.ops)} ops",

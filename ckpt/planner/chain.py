@@ -231,6 +231,18 @@ class Chain:
         return self.min_peak.minimum
 
     @property
+    def min_budget_known(self):
+        """Whether ``min_budget`` is already computed (it costs O(L^3) the first time): a
+        caller that only reports it can leave it out for long chains.
+
+        >>> c = Chain([Stage("a", 1, 2, 8, 8)]); c.min_budget_known
+        False
+        >>> _ = c.min_budget; c.min_budget_known
+        True
+        """
+        return "min_peak" in self._cache
+
+    @property
     def min_peak(self):
         """The tables of the min-peak program (``strategies.min_memory.MinPeak``), cached.
 
