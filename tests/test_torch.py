@@ -11,6 +11,7 @@ from ckpt.torch import examples
 from ckpt.torch.stages import StageError, resolve
 
 STRATEGIES = sorted(planner.STRATEGIES)
+RNG_STATE = torch.get_rng_state().numel()
 LOSS_AND_SEED = 8        # a float32 loss and its seed: counted from the start (execute's doc)
 
 
@@ -54,9 +55,12 @@ def test_execute_matches_plain_step_and_prediction(profiled, strategy):
     assert 0 <= r.predicted_peak_bytes - r.measured_peak_bytes <= LOSS_AND_SEED
     if p.budget is not None:
         assert r.measured_peak_bytes <= p.budget
+    # op by op, within the tolerance of one RNG state tensor (the ResNet's B_L is
+    # over by the 160 bytes of its output, which the loss saves and torch frees late)
     predicted = [e.during for e in r.simulation.timeline]
-    if name != "resnet":      # op by op (resnet: see test_resnet_op_by_op_gap)
-        assert all(0 <= q - m <= LOSS_AND_SEED for m, q in zip(r.op_peaks, predicted))
+    assert all(0 <= q - m <= RNG_STATE for m, q in zip(r.op_peaks, predicted))
+    if name != "resnet":
+        assert all(q - m <= LOSS_AND_SEED for m, q in zip(r.op_peaks, predicted))
     assert r.allocator_peak_bytes >= r.measured_peak_bytes
 
 

@@ -336,9 +336,7 @@ class Step:
             # tensor it passed to the first block until its forward returns (nn.Sequential's
             # call does): keep the storage here and leave that tensor empty
             self.x[1] = hidden.detach()
-            if self.observer is not None:
-                self.observer.forget(hidden)
-            hidden.set_()
+            self._release_callers(hidden)
         else:
             self.x[1] = hidden
 
@@ -353,14 +351,21 @@ class Step:
             if self.ops[self.k] == ("drop", L - 2):
                 # the caller holds the last block's input until that call returns: the
                 # plan frees it now, so leave the caller's tensor (ckpt's alias) empty
-                with torch.no_grad():
-                    hidden.set_()
+                self._release_callers(hidden)
             self._run_next()
         self._begin(self.k)
         self.k += 1
         self.ran.add(L)
         self.natural.add(L)
         self.xbar[L] = (None, None)
+
+    def _release_callers(self, t):
+        """Leave tensor ``t``, which the model's code holds, empty: its storage is then held
+        only by ckpt's table (the ledger, if measuring, stops counting ``t``)."""
+        if self.observer is not None:
+            self.observer.forget(t)
+        with torch.no_grad():
+            t.set_()
 
     @contextlib.contextmanager
     def _intercept(self):
