@@ -177,17 +177,12 @@ def _quiet_stderr():
 def allocator_peak(model, fn, x, loss_fn):
     """Registered bytes plus the peak of torch.profiler's memory events over one step."""
     from ckpt.torch.ledger import storage_bytes
+    from ckpt.torch.measure import profiler_peak_bytes
     entry = storage_bytes(_entry_tensors(model, x))
     with _quiet_stderr(), torch.profiler.profile(
             activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
         loss_fn(fn(x)).backward()
-    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
-                    if e.name() == "[memory]")
-    total = peak = 0
-    for _, n in events:
-        total += n
-        peak = max(peak, total)
-    return entry + peak
+    return entry + profiler_peak_bytes(prof)
 
 
 def timed_rounds(model, fns, x, loss_fn, steps):

@@ -20,7 +20,7 @@ from .ledger import Ledger, storage_bytes
 from .runner import Step
 from .stages import refine, resolve
 
-__all__ = ["profile", "execute", "TorchExecution", "profile_ops"]
+__all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes"]
 
 
 def split_sample(sample):
@@ -261,7 +261,17 @@ class TorchExecution(NamedTuple):
                 zip(self.simulation.timeline, self.op_peaks, self.op_after)]
 
 
-def _allocator_events(prof):
+def profiler_peak_bytes(prof):
+    """The most bytes allocated at once (above the start) in a ``torch.profiler.profile``
+    run with ``profile_memory=True``: its memory events summed in time order.
+
+    >>> import torch
+    >>> with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
+    ...                             profile_memory=True) as prof:
+    ...     a = torch.zeros(1024); b = a + 1; del a, b
+    >>> 8192 <= profiler_peak_bytes(prof) < 8192 + 64    # two 4 KiB tensors (+ scalars)
+    True
+    """
     events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
                     if e.name() == "[memory]")
     total = peak = 0
@@ -321,7 +331,7 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
             with ledger, ledger.hooks():
                 loss, _ = _measured_step(model, staging, plan.ops, args, kwargs,
                                          loss_fn, ledger, win)
-        allocator = entry + _allocator_events(prof)
+        allocator = entry + profiler_peak_bytes(prof)
     seconds = time.perf_counter() - t0
     return TorchExecution(loss, simulation.peak, ledger.peak, allocator, seconds,
                           simulation, tuple(win.peak), tuple(win.after), entry)
