@@ -306,7 +306,8 @@ class Step:
         if self.stopping:
             if b == 0:
                 raise _StopAtFirstBlock(hidden)
-            raise PlanRunError("the model's forward called block {b} before block 0")
+            raise PlanRunError(f"the model's forward called block {b} before block 0 "
+                               "while its prologue was being recomputed")
         if b == 0:
             self._prologue_done(hidden)
         elif not self._produced(i - 1):

@@ -15,7 +15,6 @@
 """
 from dataclasses import dataclass, field
 
-import torch
 from torch import nn
 
 __all__ = ["Staging", "StageError", "resolve", "refine", "find_blocks"]
@@ -154,6 +153,3 @@ def _sequence(stages, model):
         params.append(_trainable(s.parameters()) if isinstance(s, nn.Module) else everything)
     return Staging("sequence", names, params, callables=list(stages))
 
-
-def is_tensor(x):
-    return isinstance(x, torch.Tensor)
