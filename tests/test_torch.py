@@ -40,10 +40,7 @@ def profiled(request):
 def test_execute_matches_plain_step_and_prediction(profiled, strategy):
     name, model, x, loss_fn, chain = profiled
     budget = (chain.min_budget + planner.plan(chain, "store_all").peak) // 2
-    p = planner.plan(chain, strategy) if strategy in ("store_all", "min_memory",
-                                                      "recompute_all") else \
-        planner.plan(chain, "optimal", budget=budget) if strategy == "optimal" else \
-        planner.plan(chain, strategy)
+    p = planner.plan(chain, strategy, budget=budget if strategy == "optimal" else None)
     rng = torch.get_rng_state()
     ref = plain_step(model, x, loss_fn, rng)
     torch.set_rng_state(rng)
@@ -213,6 +210,7 @@ def test_a_block_with_its_own_instance_forward_keeps_it():
         return type(block).forward(block, h, **kw)
     block.forward = forward
     chain = ct.profile(model, x, loss_fn, repeats=1)
+    seen.clear()
     loss_fn(ct.PlannedModule(model, planner.plan(chain, "recompute_all"))(x)).backward()
     assert seen and vars(block)["forward"] is forward
 
@@ -227,3 +225,69 @@ def test_memory_timeline_draws_a_torch_execution():
     fig = memory_timeline(p, measured=ct.execute(model, p, x, loss_fn))
     gids = {a.get_gid() for a in fig.axes[0].patches}
     assert {"measured", "measured_op_peaks", "predicted"} <= gids
+
+
+class _BiasedLinear(torch.nn.Linear):
+    def forward(self, x, bias):
+        return super().forward(x) + bias
+
+
+class _BiasedBlocks(torch.nn.Module):
+    """Blocks given a learned tensor as a keyword: as a constant, it would get no gradient."""
+
+    def __init__(self, leaf):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(_BiasedLinear(4, 4) for _ in range(3))
+        self.bias = torch.nn.Parameter(torch.zeros(4))
+        self.leaf = leaf
+
+    def forward(self, x):
+        bias = self.bias if self.leaf else self.bias * 2
+        for b in self.blocks:
+            x = b(x, bias=bias)
+        return x
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+def test_a_block_argument_requiring_grad_is_refused_naming_it(leaf):
+    with pytest.raises(ct.PlanRunError, match="keyword argument 'bias' requiring grad"):
+        ct.profile(_BiasedBlocks(leaf), torch.randn(2, 4), repeats=1)
+
+
+def test_a_sequential_whose_first_stage_returns_a_tuple_runs_recomputing_plans():
+    class Pair(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.lin(x).tanh(), "side output"
+
+    first, rest = Pair(), [torch.nn.Linear(4, 4) for _ in range(3)]
+    stages = [first, *rest]
+
+    def model(x):
+        h = first(x)[0]
+        for lin in rest:
+            h = lin(h)
+        return h
+    params = torch.nn.ModuleList(stages)
+    x = torch.randn(2, 4)
+    model(x).sum().backward()
+    expected = [p.grad.clone() for p in params.parameters()]
+    params.zero_grad(set_to_none=True)
+    holder = torch.nn.Module()
+    holder.stages = params
+    chain = ct.profile(holder, x, stages=stages, repeats=1)
+    ct.execute(holder, planner.plan(chain, "recompute_all"), x, stages=stages)
+    for p, g in zip(params.parameters(), expected):
+        assert torch.allclose(p.grad, g)
+
+
+def test_a_second_backward_of_a_planned_step_is_a_clear_error():
+    model, x, loss_fn = examples.mlp(depth=3, width=8, batch=2)
+    chain = ct.profile(model, x, loss_fn, repeats=1)
+    loss = loss_fn(ct.PlannedModule(model, planner.plan(chain, "recompute_all"))(x))
+    loss.backward(retain_graph=True)
+    with pytest.raises(ct.PlanRunError, match="backpropagated already"):
+        loss.backward()

@@ -20,13 +20,18 @@ from torch import nn
 
 __all__ = ["mlp", "gpt", "resnet", "gpt2", "GPT", "ResNet"]
 
+
 class Block(nn.Module):
+    """A pre-norm transformer block: causal self-attention (``mask`` is True where a query
+    may not look) and a GELU MLP, each with dropout and a residual."""
+
     def __init__(self, d, h, p):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(d), nn.LayerNorm(d)
         self.qkv, self.proj = nn.Linear(d, 3 * d), nn.Linear(d, d)
         self.fc, self.out = nn.Linear(d, 4 * d), nn.Linear(4 * d, d)
         self.drop, self.h = nn.Dropout(p), h
+
     def forward(self, x, mask=None):
         B, T, D = x.shape
         q, k, v = self.qkv(self.ln1(x)).view(B, T, 3, self.h, D // self.h).permute(2, 0, 3, 1, 4)
@@ -36,7 +41,17 @@ class Block(nn.Module):
         x = x + self.drop(self.proj(y))
         return x + self.drop(self.out(F.gelu(self.fc(self.ln2(x)))))
 
+
 class GPT(nn.Module):
+    """A GPT-like decoder: token and position embeddings, ``n`` ``Block``s in a ModuleList
+    (each given the causal mask as a keyword), a final LayerNorm and a linear head giving
+    ``vocab`` logits per position.
+
+    >>> model = GPT(vocab=16, d=8, h=2, n=2, T=4)
+    >>> tuple(model(torch.zeros(3, 4, dtype=torch.long)).shape)
+    (3, 4, 16)
+    """
+
     def __init__(self, vocab=64, d=32, h=4, n=4, T=16, p=0.1):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(vocab, d), nn.Embedding(T, d)
@@ -45,6 +60,7 @@ class GPT(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, vocab, bias=False)
         self.register_buffer("causal", torch.ones(T, T, dtype=torch.bool).triu(1))
+
     def forward(self, idx):
         T = idx.shape[1]
         x = self.drop(self.wte(idx) + self.wpe.weight[:T])
@@ -52,21 +68,36 @@ class GPT(nn.Module):
             x = b(x, mask=self.causal[:T, :T])
         return self.head(self.ln(x))
 
+
 class Res(nn.Module):
+    """A residual block of two 3x3 convolutions with BatchNorm and in-place ReLU."""
+
     def __init__(self, c):
         super().__init__()
         self.c1, self.b1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
         self.c2, self.b2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
     def forward(self, x):
         y = F.relu(self.b1(self.c1(x)), inplace=True)
         return F.relu(x + self.b2(self.c2(y)), inplace=True)
 
+
 class ResNet(nn.Module):
+    """A ResNet-like net: a conv-BatchNorm-ReLU stem to ``c`` channels, ``n`` ``Res``
+    blocks in an ``nn.Sequential``, global average pooling and a linear classifier.
+
+    >>> model = ResNet(c=4, n=2, classes=3)
+    >>> tuple(model(torch.zeros(2, 3, 8, 8)).shape)
+    (2, 3)
+    """
+
     def __init__(self, c=8, n=4, classes=10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(3, c, 3, padding=1, bias=False),
+                                  nn.BatchNorm2d(c), nn.ReLU(inplace=True))
         self.layers = nn.Sequential(*[Res(c) for _ in range(n)])
         self.fc = nn.Linear(c, classes)
+
     def forward(self, x):
         return self.fc(self.layers(self.stem(x)).mean((2, 3)))
 

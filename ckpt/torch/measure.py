@@ -17,7 +17,7 @@ import torch
 from ..planner import Chain, Stage, simulate
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
-from .runner import Step
+from .runner import Step, cuda_devices
 from .stages import refine, resolve
 
 __all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes"]
@@ -124,15 +124,14 @@ def _entry(model, args, kwargs):
 
 
 def _stand_ins(params):
-    """Zero ``.grad`` for parameters without one (the cost model counts gradients from the
-    start); returns those parameters, to be given None back if wanted."""
-    made = [p for p in params if p.requires_grad and p.grad is None]
-    for p in made:
-        p.grad = torch.zeros_like(p)
-    return made
+    """Zero ``.grad`` for parameters without one: the cost model counts gradients from the
+    start."""
+    for p in params:
+        if p.requires_grad and p.grad is None:
+            p.grad = torch.zeros_like(p)
 
 
-def _measured_step(model, staging, ops, args, kwargs, loss_fn, ledger=None, windows=None):
+def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows):
     step = Step(model, staging, ops, args, kwargs, observer=windows)
     loss = loss_fn(step.run())
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
@@ -171,32 +170,31 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     params, inputs = _entry(model, args, kwargs)
     leaves = params + [t for t in inputs if t.requires_grad]
     saved_grads = [t.grad for t in leaves]
-    rng = torch.get_rng_state()
     buffers = {n: b.clone() for n, b in model.named_buffers()}
     cuda = any(t.is_cuda for t in inputs)
-    try:
-        _stand_ins(params)
-        ledger = Ledger()
-        ledger.register(*params, *[p.grad for p in params if p.grad is not None],
-                        *model.buffers(), *inputs)
-        entry = ledger.current
-        input_bytes = storage_bytes(inputs)
-        win = _Windows(len(ops), ledger, cuda)
-        with ledger, ledger.hooks():
-            _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, ledger, win)
-        made = step.output_bytes
-        times = []
-        for _ in range(max(1, repeats)):
-            t = _Windows(len(ops), None, cuda)
-            _measured_step(model, staging, ops, args, kwargs, loss_fn, None, t)
-            times.append(t.seconds)
-    finally:
-        for t, g in zip(leaves, saved_grads):
-            t.grad = g
-        torch.set_rng_state(rng)
-        with torch.no_grad():
-            for n, b in model.named_buffers():
-                b.copy_(buffers[n])
+    with torch.random.fork_rng(devices=cuda_devices(inputs)):
+        try:
+            _stand_ins(params)
+            ledger = Ledger()
+            ledger.register(*params, *[p.grad for p in params if p.grad is not None],
+                            *model.buffers(), *inputs)
+            entry = ledger.current
+            input_bytes = storage_bytes(inputs)
+            win = _Windows(len(ops), ledger, cuda)
+            with ledger, ledger.hooks():
+                _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, win)
+            made = step.output_bytes
+            times = []
+            for _ in range(max(1, repeats)):
+                t = _Windows(len(ops), None, cuda)
+                _measured_step(model, staging, ops, args, kwargs, loss_fn, t)
+                times.append(t.seconds)
+        finally:
+            for t, g in zip(leaves, saved_grads):
+                t.grad = g
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    b.copy_(buffers[n])
     at = {(op.kind, op.stage): k for k, op in enumerate(ops)}
     med = [statistics.median(run[k] for run in times) for k in range(len(ops))]
     out_bytes, stages_, residue = {0: input_bytes}, [], 0
@@ -216,7 +214,7 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
                 residue, x = x - made[1], made[1]
                 of += residue
         else:   # the epilogue never runs without saving: a forward no cheaper than saving
-            x, of = min(xbar, win.after[s] - win.before[s]), ofs
+            x, of = xbar, ofs
         out_bytes[i] = x
         b = at[("backward", i)]
         d_in = out_bytes[i - 1] if i > 1 else 0
@@ -243,7 +241,10 @@ class TorchExecution(NamedTuple):
     measured peaks (bytes), the allocator's peak (CPU: profiler memory events; CUDA:
     ``torch.cuda.max_memory_allocated``), the step's seconds, the plan's ``simulation``
     and, per op, the measured logical bytes ``op_peaks`` and ``op_after`` (parallel to
-    ``simulation.timeline``, what ``ckpt.plot.memory_timeline`` overlays)."""
+    ``simulation.timeline``, what ``ckpt.plot.memory_timeline`` overlays). ``entry_bytes``
+    is what the ledger counted before the step began: parameters, their gradient buffers,
+    buffers and the inputs (the chain's ``param_bytes`` + ``input_bytes``, less what the
+    profiler adds to them for values held beyond the stages)."""
     loss: float
     predicted_peak_bytes: int
     measured_peak_bytes: int
@@ -322,15 +323,14 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     t0 = time.perf_counter()
     if cuda:
         with ledger, ledger.hooks():
-            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn,
-                                     ledger, win)
+            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn, win)
         allocator = torch.cuda.max_memory_allocated() - base + entry
     else:
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU],
                                     profile_memory=True) as prof:
             with ledger, ledger.hooks():
                 loss, _ = _measured_step(model, staging, plan.ops, args, kwargs,
-                                         loss_fn, ledger, win)
+                                         loss_fn, win)
         allocator = entry + profiler_peak_bytes(prof)
     seconds = time.perf_counter() - t0
     return TorchExecution(loss, simulation.peak, ledger.peak, allocator, seconds,

@@ -39,7 +39,7 @@ from torch import nn
 from .ledger import storage_bytes
 from .stages import StageError
 
-__all__ = ["Step", "StageFunction", "PlanRunError"]
+__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices"]
 
 
 class PlanRunError(RuntimeError):
@@ -52,12 +52,31 @@ class _StopAtFirstBlock(Exception):
         self.hidden = hidden
 
 
+def _tensors_in(value, name):
+    """(name, tensor) for each tensor in an argument, looking into tuples, lists and dicts."""
+    if isinstance(value, torch.Tensor):
+        yield name, value
+    elif isinstance(value, (tuple, list)):
+        for k, v in enumerate(value):
+            yield from _tensors_in(v, f"{name}[{k}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _tensors_in(v, f"{name}[{k!r}]")
+
+
+def _running_stats_norms(model):
+    """The modules that update running statistics in training (BatchNorm, InstanceNorm with
+    ``track_running_stats``, and any module following their convention)."""
+    return [m for m in model.modules() if m.training
+            and getattr(m, "track_running_stats", False) is True
+            and isinstance(getattr(m, "running_mean", None), torch.Tensor)]
+
+
 @contextlib.contextmanager
 def _frozen_norm_stats(model):
     """BatchNorm without updating running statistics: ``track_running_stats`` off (training
     mode then normalizes with the batch's statistics, as the first run did)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase)
-             and m.track_running_stats and m.training]
+    norms = _running_stats_norms(model)
     for m in norms:
         m.track_running_stats = False
     try:
@@ -67,7 +86,12 @@ def _frozen_norm_stats(model):
             m.track_running_stats = True
 
 
-def _cuda_devices(values):
+def cuda_devices(values):
+    """The CUDA device indices of the tensors among ``values`` (whose RNG a step replays).
+
+    >>> cuda_devices([torch.zeros(1), "not a tensor"])
+    []
+    """
     return sorted({t.device.index or 0 for t in values
                    if isinstance(t, torch.Tensor) and t.is_cuda})
 
@@ -107,6 +131,11 @@ class StageFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         step, i = ctx.step, ctx.i
+        if step is None:
+            raise PlanRunError(
+                "this planned step was backpropagated already: a plan's backward runs once "
+                "(its values are freed as it goes; retain_graph is not supported); run the "
+                "planned module's forward again for another backward")
         d_in, grads = step.backward_to(i, grad)
         ctx.step = None
         return (None, None, None, d_in, *[grads.get(id(p)) for p in step.fn_params[i]])
@@ -140,7 +169,7 @@ class Step:
         self.stopping = False
         self.grads = {}               # id(param) -> gradient, gathered for the next return
         self.token = torch.empty(0, requires_grad=True)
-        self.devices = _cuda_devices([*self.args, *self.kwargs.values()])
+        self.devices = cuda_devices([*self.args, *self.kwargs.values()])
         self.fn_params = {i: list(p) for i, p in enumerate(staging.params, 1)}
         if staging.kind == "auto":
             self.fn_params[1] = self._prologue_params()
@@ -243,7 +272,7 @@ class Step:
             if self.staging.kind == "sequence":
                 if i == 1:
                     rest = self.args[1:]
-                    return self.staging.callables[0](inp, *rest, **self.kwargs)
+                    return _first(self.staging.callables[0](inp, *rest, **self.kwargs))
                 return _first(self.staging.callables[i - 1](inp))
             if i == 1:
                 return self._rerun_prologue()
@@ -303,6 +332,7 @@ class Step:
 
     def _block_call(self, b, hidden, args, kwargs):
         i = b + 2
+        self._check_constant_arguments(i, args, kwargs)
         if self.stopping:
             if b == 0:
                 raise _StopAtFirstBlock(hidden)
@@ -324,6 +354,19 @@ class Step:
             self._epilogue_begins(hidden)
             torch.set_grad_enabled(self.outer_grad)
         return out
+
+    def _check_constant_arguments(self, i, args, kwargs):
+        """A block's arguments beyond its input are passed to its every run as they were
+        first given (masks, position ids): one that requires grad would get none."""
+        named = [*(_tensors_in(a, f"positional argument {k + 2}") for k, a in enumerate(args)),
+                 *(_tensors_in(v, f"keyword argument '{k}'") for k, v in kwargs.items())]
+        for name, t in (pair for found in named for pair in found):
+            if t.requires_grad:
+                raise PlanRunError(
+                    f"{self.staging.names[i - 1]} is called with its {name} requiring grad; "
+                    "stages='auto' passes a block's arguments beyond its input as constants, "
+                    "so that tensor would get no gradient. Compute it inside the block, carry "
+                    "it in the block's input, or give stages=[...] as callables of one input")
 
     def _prologue_done(self, hidden):
         kind, _ = self.ops[0]
@@ -431,7 +474,10 @@ class Step:
         self.outer_grad = torch.is_grad_enabled()
         if self.staging.kind == "sequence":
             if not self.args:
-                raise PlanRunError("the model got no positional input")
+                raise PlanRunError(
+                    "the model was called with no positional argument; with a list of stages "
+                    "(or an nn.Sequential) the first positional argument is stage 1's input: "
+                    "call it as model(x, ...)")
             x = self.args[0]
             for i in range(1, self.L + 1):
                 with torch.enable_grad():
@@ -444,7 +490,11 @@ class Step:
         with self._intercept(), torch.set_grad_enabled(first_saves):
             out = self.model(*self.args, **self.kwargs)
         if self.L - 1 not in self.ran:
-            raise PlanRunError("the model's forward did not call all its blocks")
+            missing = [n for i, n in enumerate(self.staging.names[1:-1], 2) if i not in self.ran]
+            raise PlanRunError(
+                f"the model's forward did not call {', '.join(missing)}: stages='auto' needs "
+                f"every block of {self.staging.where} called once per forward, in order; for "
+                "a forward that skips blocks, give stages=[...] with the ones it runs")
         self._forward_done()
         return out
 
