@@ -8,6 +8,7 @@ while it runs) depends only on its stage — the same code on tensors of the sam
 so what the profiler measures in its own op order holds in every plan's order, and the
 simulator, adding it up op by op, predicts what ``execute`` measures.
 """
+import dataclasses
 import statistics
 import time
 from typing import NamedTuple
@@ -231,6 +232,11 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
         last, prev = at[("backward", L)], at[("backward", L - 1)]
         expected = win.before[last] - (stages_[-1].saved_bytes) + out_bytes[L - 1]
         held = max(0, win.before[prev] - expected)
+        # what B_L made and holds is in its measured peak and, from here, in the
+        # parameters' bytes: not twice
+        last_stage = stages_[-1]
+        stages_[-1] = dataclasses.replace(
+            last_stage, backward_transient=max(0, last_stage.backward_transient - held))
     return Chain(stages_, input_bytes=input_bytes + residue,
                  param_bytes=entry - input_bytes + held,
                  name=name or type(model).__name__, cost_unit="s")
