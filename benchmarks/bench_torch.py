@@ -35,7 +35,6 @@ be <= 1), and ckpt reaches a lower measured peak than any torch contender.
     python benchmarks/bench_torch.py [--quick] [--plot bench_torch.png] [--compile]
 """
 import argparse
-import contextlib
 import functools
 import os
 import statistics
@@ -160,29 +159,14 @@ def ledger_peak(model, fn, x, loss_fn):
     return ledger.peak
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """The profiler's C++ start/stop lines go to file descriptor 2: silenced meanwhile."""
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
-
-
 def allocator_peak(model, fn, x, loss_fn):
     """Registered bytes plus the peak of torch.profiler's memory events over one step."""
     from ckpt.torch.ledger import storage_bytes
-    from ckpt.torch.measure import profiler_peak_bytes
+    from ckpt.torch.measure import CpuAllocatorPeak
     entry = storage_bytes(_entry_tensors(model, x))
-    with _quiet_stderr(), torch.profiler.profile(
-            activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+    with CpuAllocatorPeak() as measured:
         loss_fn(fn(x)).backward()
-    return entry + profiler_peak_bytes(prof)
+    return entry + measured.bytes
 
 
 def timed_rounds(model, fns, x, loss_fn, steps):

@@ -424,3 +424,14 @@ def test_plan_on_a_long_chain_does_not_wait_for_the_least_peak(tmp_path, capsys)
     short.write_text(zoo.uniform(8, nbytes="1KiB").to_json())
     assert cli.main(["plan", str(short), "--strategy", "store_all"]) == 0
     assert "not computed" not in capsys.readouterr().out
+
+
+def test_plan_table_prints_long_stage_names_whole_up_to_40_characters(tmp_path, capsys):
+    names = ["transformer.h.0:GPT2Block", "x" * 60, "fc"]
+    chain = planner.Chain([planner.Stage(n, 1, 2, 64, 128) for n in names])
+    path = tmp_path / "named.json"
+    path.write_text(chain.to_json())
+    assert cli.main(["plan", str(path), "--strategy", "store_all"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert any("transformer.h.0:GPT2Block " in r for r in rows)
+    assert any(("x" * 37 + "...") in r and "x" * 38 not in r for r in rows)

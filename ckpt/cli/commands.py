@@ -201,6 +201,7 @@ def _plan_text(p):
     rows = _stage_table(p)
     nrec = sum(1 for r in rows if r[3] == "recomputed")
     b = "no budget" if p.budget is None else f"budget {format_size(p.budget)}"
+    w = min(NAME_WIDTH_MAX, max([16] + [len(printable(r[1])) for r in rows]))
     lines = [f"plan {p.strategy!r} for chain {chain.name!r} ({len(chain)} stages), "
              f"{b}",
              f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
@@ -210,15 +211,27 @@ def _plan_text(p):
              f"store-all + {_pct(p.overhead)} overhead",
              f"  stages           {len(rows) - nrec} kept, {nrec} recomputed; {len(p.ops)} ops",
              "",
-             f"  {'#':>3s}  {'stage':16s} {'forwards':>8s}  {'status':10s}  {'checkpoint':10s}"
+             f"  {'#':>3s}  {'stage':{w}s} {'forwards':>8s}  {'status':10s}  {'checkpoint':10s}"
              f"  {'saved':>10s}  {'output':>10s}"]
     for i, name, n, status, ck, saved, outb in rows:
-        lines.append(f"  {i:3d}  {printable(name)[:16]:16s} {n:8d}  {status:10s}  {ck:10s}  "
-                     f"{format_size(saved):>10s}  {format_size(outb):>10s}")
+        lines.append(f"  {i:3d}  {_clipped(printable(name), w):{w}s} {n:8d}  {status:10s}  "
+                     f"{ck:10s}  {format_size(saved):>10s}  {format_size(outb):>10s}")
     lines.append("")
     lines.append("  forwards: times the stage runs forward (more than once = recomputed); "
                  "checkpoint: its output is kept as a checkpoint by a forward that saves nothing")
     return "\n".join(lines)
+
+
+NAME_WIDTH_MAX = 40
+
+
+def _clipped(text, width):
+    """``text`` cut to ``width`` characters, ending in "..." when cut.
+
+    >>> _clipped("transformer.h.0:GPT2Block", 16), _clipped("fc1", 16)
+    ('transformer.h...', 'fc1')
+    """
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def cmd_plan(args, out):
