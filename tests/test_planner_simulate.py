@@ -81,3 +81,31 @@ def test_op_parsing():
     assert Op.parse("forward_save 3") == Op("forward_save", 3)
     with pytest.raises(ValueError, match="cannot read op"):
         Op.parse("forward three")
+
+
+def test_late_bytes_are_counted_from_when_they_appear():
+    # 50 of the input's 51 bytes appear with stage 1's first forward; 600 of the 1000
+    # parameter bytes when backward 3 finishes
+    late = Chain(CHAIN.stages, input_bytes=51, param_bytes=1000, input_late_bytes=50,
+                 param_late_bytes=600)
+    ops = ["forward 1", "forward_save 2", "forward_save 3", "backward 3", "backward 2",
+           "drop 1", "forward_save 1", "backward 1"]
+    r = simulate(late, ops)
+    base = 400 + 1                       # what is alive before the first op
+    during = [e.during for e in r.timeline]
+    after = [e.after for e in r.timeline]
+    assert r.timeline[0].before == base
+    assert during[0] == base + 10 + 3            # the first forward 1: its transient only
+    assert after[0] == base + 10 + 50            # ... then the late input stays
+    b = base + 50
+    assert during[3] == b + 10 + 30 + 45 + 20 + 8            # backward 3 makes δ2
+    assert after[3] == b + 10 + 30 + 20 + 600                # ... and the late parameters
+    b += 600
+    assert during[6] == b + 10 + 15 + 3          # δ1 + x̄1 + ō_f: a recomputed forward adds nothing late
+    assert after[-1] == b
+    # without late bytes, the same plan is above it by them until they appear
+    flat = [e.during for e in simulate(Chain(CHAIN.stages, input_bytes=51,
+                                             param_bytes=1000), ops).timeline]
+    assert flat[0] == during[0] + 650
+    assert flat[1:4] == [d + 600 for d in during[1:4]]
+    assert flat[4:] == during[4:]

@@ -28,6 +28,14 @@ plus ``input_bytes`` (ω_x^0, the input, owned by the caller and alive throughou
 ``param_bytes`` (a constant: parameters and their gradients). How these combine into memory
 is the simulator's job (``ckpt.planner.simulate``; docs/planner.md).
 
+Two optional parts of those constants appear later than the step's start (a profiled torch
+model has them; they default to 0): ``input_late_bytes`` of ``input_bytes`` appear with the
+first forward of stage 1 (what a model's own code keeps beside the stages until its forward
+returns and beyond: masks, position ids), ``param_late_bytes`` of ``param_bytes`` when
+backward L finishes (the loss and its seed, a tied weight's gradient waiting for its second
+contribution). The simulator counts them from then; the planners count them throughout, so a
+plan's predicted peak is never above what its strategy planned for.
+
 A ``Chain`` is immutable; ``chain.graph`` is a networkx ``DiGraph`` 0 -> 1 -> ... -> L whose
 node i carries stage i's fields (node 0 carries ``output_bytes`` = ω_x^0), and the numpy views
 (``chain.uf``, ``chain.x``, ...) are what strategies read.
@@ -74,6 +82,7 @@ class Stage:
     forward_save_transient: int = None
 
 
+_LATE_FIELDS = ("input_late_bytes", "param_late_bytes")
 _BYTE_FIELDS = ("output_bytes", "saved_bytes", "forward_transient", "backward_transient",
                 "forward_save_transient")
 _COST_FIELDS = ("forward_cost", "backward_cost")
@@ -118,7 +127,8 @@ class Chain:
     2048
     """
 
-    def __init__(self, stages, input_bytes=0, param_bytes=0, name="chain", cost_unit="unit"):
+    def __init__(self, stages, input_bytes=0, param_bytes=0, name="chain", cost_unit="unit",
+                 input_late_bytes=0, param_late_bytes=0):
         stages = list(stages)
         if not stages:
             raise ChainError("a chain needs at least one stage")
@@ -130,8 +140,15 @@ class Chain:
         try:
             self.input_bytes = parse_size(input_bytes, what="input_bytes")
             self.param_bytes = parse_size(param_bytes, what="param_bytes")
+            self.input_late_bytes = parse_size(input_late_bytes, what="input_late_bytes")
+            self.param_late_bytes = parse_size(param_late_bytes, what="param_late_bytes")
         except (TypeError, ValueError) as e:
             raise ChainError(str(e)) from None
+        for part, whole in (("input_late_bytes", "input_bytes"),
+                            ("param_late_bytes", "param_bytes")):
+            if getattr(self, part) > getattr(self, whole):
+                raise ChainError(f"{part} ({getattr(self, part)}) is a part of {whole} "
+                                 f"({getattr(self, whole)}): it can be at most that")
         self.stages = tuple(checked)
         self.name = str(name)
         self.cost_unit = str(cost_unit)
@@ -161,10 +178,23 @@ class Chain:
         return (isinstance(other, Chain) and self.stages == other.stages
                 and self.input_bytes == other.input_bytes
                 and self.param_bytes == other.param_bytes and self.name == other.name
-                and self.cost_unit == other.cost_unit)
+                and self.cost_unit == other.cost_unit
+                and self.late_bytes == other.late_bytes)
 
     def __hash__(self):
-        return hash((self.stages, self.input_bytes, self.param_bytes, self.name))
+        return hash((self.stages, self.input_bytes, self.param_bytes, self.name,
+                     self.late_bytes))
+
+    @property
+    def late_bytes(self):
+        """The parts of the constants that appear late: a dict with ``input_late_bytes``
+        and ``param_late_bytes`` (see the module doc), for ``Chain(..., **late_bytes)``.
+
+        >>> Chain([Stage("a", 1, 2, 8, 8)], param_bytes=16, param_late_bytes=8).late_bytes
+        {'input_late_bytes': 0, 'param_late_bytes': 8}
+        """
+        return {"input_late_bytes": self.input_late_bytes,
+                "param_late_bytes": self.param_late_bytes}
 
     def __repr__(self):
         return (f"Chain({self.name!r}, L={len(self)}, input {format_size(self.input_bytes)}, "
@@ -179,7 +209,7 @@ class Chain:
         """
         if "graph" not in self._cache:
             g = nx.DiGraph(name=self.name, cost_unit=self.cost_unit,
-                           param_bytes=self.param_bytes)
+                           param_bytes=self.param_bytes, **self.late_bytes)
             g.add_node(0, name="input", output_bytes=self.input_bytes)
             for i, st in enumerate(self.stages, 1):
                 g.add_node(i, **{f.name: getattr(st, f.name) for f in fields(Stage)})
@@ -206,7 +236,8 @@ class Chain:
         return cls(stages, input_bytes=graph.nodes[0].get("output_bytes", 0),
                    param_bytes=graph.graph.get("param_bytes", 0),
                    name=graph.graph.get("name", "chain"),
-                   cost_unit=graph.graph.get("cost_unit", "unit"))
+                   cost_unit=graph.graph.get("cost_unit", "unit"),
+                   **{k: graph.graph.get(k, 0) for k in _LATE_FIELDS})
 
     # ---- derived numbers ------------------------------------------------------------------
     @property
@@ -261,9 +292,10 @@ class Chain:
         >>> Chain([Stage("a", 1, 2, 8, 8)]).to_dict()["stages"][0]["saved_bytes"]
         8
         """
+        late = {k: v for k, v in self.late_bytes.items() if v}
         return {"format": _FORMAT, "version": _VERSION, "name": self.name,
                 "cost_unit": self.cost_unit, "input_bytes": self.input_bytes,
-                "param_bytes": self.param_bytes,
+                "param_bytes": self.param_bytes, **late,
                 "stages": [{f.name: getattr(st, f.name) for f in fields(Stage)}
                            for st in self.stages]}
 
@@ -279,7 +311,8 @@ class Chain:
 
         ``bytes`` is an integer or a string with a unit ("3MiB"); the transients default to
         0 (``forward_save_transient`` to ``forward_transient``); "format", "version",
-        "name", "cost_unit" and "param_bytes" are optional.
+        "name", "cost_unit" and "param_bytes" are optional, and so are "input_late_bytes"
+        and "param_late_bytes" (bytes, 0 when absent; see the module doc).
 
         >>> '"saved_bytes": 8' in Chain([Stage("a", 1, 2, 8, 8)]).to_json()
         True
@@ -302,7 +335,7 @@ class Chain:
             if key in data and not isinstance(data[key], str):
                 raise ChainFormatError(f"chain field {key!r} must be a string, got "
                                        f"{type(data[key]).__name__} {data[key]!r}")
-        for key in ("input_bytes", "param_bytes"):
+        for key in ("input_bytes", "param_bytes", *_LATE_FIELDS):
             if key in data:
                 try:
                     parse_size(data[key], what=f"chain field {key!r}", whole=True)
@@ -314,7 +347,7 @@ class Chain:
             raise ChainFormatError(f"unsupported chain version {data.get('version')!r} "
                                    f"(this ckpt reads version {_VERSION})")
         known = {"format", "version", "name", "cost_unit", "input_bytes", "param_bytes",
-                 "stages"}
+                 "stages", *_LATE_FIELDS}
         extra = sorted(set(data) - known)
         if extra:
             raise ChainFormatError(f"unknown chain field(s) {extra}; known: {sorted(known)}")
@@ -340,7 +373,8 @@ class Chain:
             stages.append(Stage(**st))
         return cls(stages, input_bytes=data.get("input_bytes", 0),
                    param_bytes=data.get("param_bytes", 0), name=data.get("name", "chain"),
-                   cost_unit=data.get("cost_unit", "unit"))
+                   cost_unit=data.get("cost_unit", "unit"),
+                   **{k: data.get(k, 0) for k in _LATE_FIELDS})
 
     @classmethod
     def from_json(cls, text):

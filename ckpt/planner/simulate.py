@@ -3,7 +3,10 @@
 Memory accounting (what an executor must mirror, byte for byte):
 
 - Alive from the start to the end: the constant ``param_bytes`` (parameters and their
-  gradients) and the input x_0 (``input_bytes``; owned by the caller, never dropped).
+  gradients) and the input x_0 (``input_bytes``; owned by the caller, never dropped) — but
+  the chain's ``input_late_bytes`` only from the end of stage 1's first forward (while it
+  runs, its transient holds them), and ``param_late_bytes`` only from the end of
+  ``backward L`` (its transient holds them while it runs).
 - Buffers the ops create and free (each counted once, with its chain size):
   x_i (ω_x^i) from ``forward i`` until ``drop i``; x̄_i (ω_x̄^i, *including* x_i) from
   ``forward_save i`` until ``backward i``; δ_i (ω_x^i, for 1 <= i < L) from ``backward i+1``
@@ -94,7 +97,8 @@ def simulate(chain, plan, timeline=True):
                                    chain.ofs.tolist(), chain.ob.tolist(), chain.delta.tolist())
     uf, ub = chain.uf.tolist(), chain.ub.tolist()
     alive = {("x", 0): x[0]}
-    mem = chain.param_bytes + x[0]
+    mem = chain.param_bytes - chain.param_late_bytes + x[0] - chain.input_late_bytes
+    late_input = chain.input_late_bytes
     peak, peak_step, compute = mem, -1, 0.0
     done = [False] * (L + 1)
     events = [] if timeline else None
@@ -134,6 +138,9 @@ def simulate(chain, plan, timeline=True):
             during = mem + size + tmp
             alive[key] = size
             mem += size
+            if i == 1:
+                mem += late_input
+                late_input = 0
             cost = uf[i]
         elif kind == "backward":
             if done[i]:
@@ -151,6 +158,8 @@ def simulate(chain, plan, timeline=True):
             if i > 1:
                 alive[("delta", i - 1)] = delta[i - 1]
                 mem += delta[i - 1]
+            if i == L:
+                mem += chain.param_late_bytes
             done[i] = True
             cost = ub[i]
         else:  # drop

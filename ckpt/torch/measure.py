@@ -9,7 +9,6 @@ so what the profiler measures in its own op order holds in every plan's order, a
 simulator, adding it up op by op, predicts what ``execute`` measures.
 """
 import contextlib
-import dataclasses
 import os
 import statistics
 import sys
@@ -212,10 +211,10 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
             x = win.after[f] - win.before[f]
             of = win.peak[f] - win.after[f]
             if auto and i == 1:
-                # the model's forward keeps the prologue's locals (HuggingFace's
-                # inputs_embeds, ...) until it returns: counted with the data, alive
-                # throughout (an over-estimate after the forward phase). A recomputation
-                # holds them only while it runs: part of its transient.
+                # what the model's code keeps beside the stages from its first run of the
+                # prologue on (the blocks' masks and position ids, held for their
+                # recomputations): data appearing late. A recomputation of the prologue
+                # makes them again while it runs: part of its transient.
                 residue, x = x - made[1], made[1]
                 of += residue
         else:   # the epilogue never runs without saving: a forward no cheaper than saving
@@ -232,18 +231,14 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
         # gradients torch's engine holds from B_L to the end of the step: a parameter used
         # after the last block and before the first (tied embeddings) gets its gradient only
         # when both contributions are in; and the loss and the seed of its gradient, which
-        # outlive B_L. Counted with the parameters' (an over-estimate of the forward phase).
+        # outlive B_L: parameter bytes appearing late, at the end of B_L.
         last, prev = at[("backward", L)], at[("backward", L - 1)]
         expected = win.before[last] - (stages_[-1].saved_bytes) + out_bytes[L - 1]
         held = max(0, win.before[prev] - expected)
-        # what B_L made and holds is in its measured peak and, from here, in the
-        # parameters' bytes: not twice
-        last_stage = stages_[-1]
-        stages_[-1] = dataclasses.replace(
-            last_stage, backward_transient=max(0, last_stage.backward_transient - held))
     return Chain(stages_, input_bytes=input_bytes + residue,
                  param_bytes=entry - input_bytes + held,
-                 name=name or type(model).__name__, cost_unit="s")
+                 name=name or type(model).__name__, cost_unit="s",
+                 input_late_bytes=residue, param_late_bytes=held)
 
 
 class TorchExecution(NamedTuple):
