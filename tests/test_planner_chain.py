@@ -179,3 +179,21 @@ def test_plans_on_a_chain_with_late_bytes_stay_within_their_budget():
         p = plan(c, strategy, budget=budget if strategy == "optimal" else None)
         assert p.peak <= Plan(flat, p.ops).peak
     assert plan(c, "min_memory").peak <= c.min_budget
+
+
+def test_direct_backward_transient_round_trips_and_is_checked():
+    from ckpt.planner import Stage
+    a = Stage("a", 1, 2, 10, 10, backward_transient=8, direct_backward_transient=-4)
+    c = Chain([Stage("s", 1, 2, 10, 10), a], input_bytes=4)
+    assert Chain.from_json(c.to_json()) == c and c.obd.tolist() == [0, 0, -4]
+    # absent when not measured: the stage's backward is never left to the engine
+    assert "direct" not in Chain([Stage("s", 1, 2, 10, 10)]).to_json()
+    with pytest.raises(ChainError, match=r"direct_backward_transient \(9\) is at most "
+                                         r"backward_transient \(8\)"):
+        Chain([Stage("s", 1, 2, 10, 10, backward_transient=8, direct_backward_transient=9)])
+    with pytest.raises(ChainError, match=r"stage 2 \('a'\): direct_backward_transient "
+                                         r"\(-11\) is below -10"):
+        Chain([Stage("s", 1, 2, 10, 10), Stage("a", 1, 2, 10, 10,
+                                                direct_backward_transient=-11)])
+    with pytest.raises(ChainError, match="whole number of bytes"):
+        Chain([Stage("s", 1, 2, 10, 10, direct_backward_transient=True)])

@@ -109,3 +109,20 @@ def test_late_bytes_are_counted_from_when_they_appear():
     assert flat[0] == during[0] + 650
     assert flat[1:4] == [d + 600 for d in during[1:4]]
     assert flat[4:] == during[4:]
+
+
+def test_a_direct_backward_counts_its_own_transient():
+    # stage 2's backward left to the engine holds 6 bytes less (δ2 freed once used)
+    stages = list(CHAIN.stages)
+    stages[1] = Stage("b", 10.0, 20.0, 20, 30, 5, 6, direct_backward_transient=-4)
+    direct = Chain(stages, input_bytes=1, param_bytes=1000)
+    store_all = ["forward_save 1", "forward_save 2", "forward_save 3", "backward 3",
+                 "backward 2", "backward 1"]
+    node, engine = simulate(CHAIN, store_all), simulate(direct, store_all)
+    assert engine.timeline[4].during == node.timeline[4].during - 10 == 1001 + 45 + 20 + 10 - 4
+    assert [e.after for e in engine.timeline] == [e.after for e in node.timeline]
+    # stage 2 recomputed (run twice): a stage node runs its backward, o_b applies
+    recomputing = ["forward 1", "forward 2", "drop 1", "forward_save 3", "backward 3",
+                   "drop 2", "forward_save 1", "forward_save 2", "backward 2", "backward 1"]
+    assert [e.during for e in simulate(direct, recomputing).timeline] == \
+        [e.during for e in simulate(CHAIN, recomputing).timeline]

@@ -8,6 +8,7 @@ import torch
 import ckpt.torch as ct
 from ckpt import planner
 from ckpt.torch import examples
+from ckpt.torch.runner import direct_stages
 from ckpt.torch.stages import StageError, resolve
 
 STRATEGIES = sorted(planner.STRATEGIES)
@@ -291,3 +292,29 @@ def test_a_second_backward_of_a_planned_step_is_a_clear_error():
     loss.backward(retain_graph=True)
     with pytest.raises(ct.PlanRunError, match="backpropagated already"):
         loss.backward()
+
+
+def _plain_ledger_peak(model, x, loss_fn):
+    from ckpt.torch.ledger import Ledger
+    ref = copy.deepcopy(model)
+    for q in ref.parameters():
+        q.grad = torch.zeros_like(q)
+    ledger = Ledger()
+    ledger.register(*ref.parameters(), *[q.grad for q in ref.parameters()], *ref.buffers(), x)
+    with ledger, ledger.hooks():
+        loss_fn(ref(x)).backward()
+    return ledger.peak
+
+
+def test_store_all_holds_what_the_plain_step_holds(profiled):
+    # stages saved once and backpropagated in a run are left to torch's engine, which
+    # frees δ_i as soon as it is used: no stage node holds it
+    name, model, x, loss_fn, chain = profiled
+    p = planner.plan(chain, "store_all")
+    assert direct_stages(p) == set(range(1, len(chain) + 1)) - (
+        {1} if chain.stages[0].direct_backward_transient is None else set())
+    for q in model.parameters():
+        q.grad = None
+    r = ct.execute(model, p, x, loss_fn)
+    assert r.measured_peak_bytes == r.predicted_peak_bytes == _plain_ledger_peak(model, x,
+                                                                                   loss_fn)

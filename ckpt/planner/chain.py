@@ -17,6 +17,11 @@ field                  symbol      meaning
 ``backward_transient`` o_b^i       extra bytes alive only while B_i runs
 ``forward_save_        ō_f^i       extra bytes alive only while F_i runs saving (op
 transient``                        ``forward_save i``); defaults to o_f^i
+``direct_backward_     ō_b^i       o_b^i when the autograd engine runs B_i itself
+transient``                        (``planner.schedule.direct_backwards``): it frees
+                                   δ_i once used, so this may be below o_b^i, even
+                                   negative (down to -ω_x^{i-1}); None (the default):
+                                   an executor never runs B_i so (o_b^i applies)
 =====================  ==========  =================================================
 
 The two forward transients differ on real stages: without saving, an intermediate is freed
@@ -67,10 +72,11 @@ class Stage:
     """One stage of a chain: costs in the chain's unit, sizes in bytes (see the module doc).
 
     ``forward_save_transient`` left at None means "the same as ``forward_transient``" (a
-    ``Chain`` fills it in).
+    ``Chain`` fills it in); ``direct_backward_transient`` left at None, that the stage's
+    backward is never left to the autograd engine (``backward_transient`` always applies).
 
     >>> Stage("conv1", forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96)
-    Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0, forward_save_transient=None)
+    Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0, forward_save_transient=None, direct_backward_transient=None)
     """
     name: str
     forward_cost: float
@@ -80,6 +86,7 @@ class Stage:
     forward_transient: int = 0
     backward_transient: int = 0
     forward_save_transient: int = None
+    direct_backward_transient: int = None
 
 
 _LATE_FIELDS = ("input_late_bytes", "param_late_bytes")
@@ -107,11 +114,29 @@ def _check_stage(i, st):
             vals[f] = parse_size(v, what=f"{where}: {f}", whole=True)
         except (TypeError, ValueError) as e:
             raise ChainError(str(e)) from None
+    direct = st.direct_backward_transient
+    if direct is not None:
+        if isinstance(direct, bool) or not isinstance(direct, (int, np.integer)):
+            raise ChainError(f"{where}: direct_backward_transient must be a whole number of "
+                             f"bytes (it may be negative) or null, got {direct!r}")
+        if direct > vals["backward_transient"]:
+            raise ChainError(f"{where}: direct_backward_transient ({direct}) is at most "
+                             f"backward_transient ({vals['backward_transient']}): an executor "
+                             "leaves B_i to the engine only where that holds less")
+        direct = int(direct)
+    vals["direct_backward_transient"] = direct
     if vals["saved_bytes"] < vals["output_bytes"]:
         raise ChainError(
             f"{where}: saved_bytes (x̄ = {vals['saved_bytes']}) must include the output "
             f"(output_bytes = {vals['output_bytes']}); x̄ counts the output buffer too")
     return Stage(str(st.name), **vals)
+
+
+def _stage_dict(st):
+    data = {f.name: getattr(st, f.name) for f in fields(Stage)}
+    if data["direct_backward_transient"] is None:
+        del data["direct_backward_transient"]    # the default: chains without it read alike
+    return data
 
 
 class Chain:
@@ -161,12 +186,23 @@ class Chain:
         self.of = np.array([0] + [s.forward_transient for s in checked], dtype=np.int64)
         self.ofs = np.array([0] + [s.forward_save_transient for s in checked], dtype=np.int64)
         self.ob = np.array([0] + [s.backward_transient for s in checked], dtype=np.int64)
+        self.obd = np.array([0] + [s.backward_transient if s.direct_backward_transient is None
+                                   else s.direct_backward_transient for s in checked],
+                            dtype=np.int64)
+        for i in range(1, L + 1):
+            least = -int(self.x[i - 1]) if i > 1 else 0     # minus δ_{i-1}, which B_i makes
+            if self.obd[i] < least:
+                raise ChainError(
+                    f"stage {i} ({checked[i - 1].name!r}): direct_backward_transient "
+                    f"({self.obd[i]}) is below {least}, minus the gradient B_{i} makes: "
+                    "memory while an op runs is at least the memory before it")
         # bytes of the gradient δ_i that lives between B_{i+1} and B_i: none for the input
         # (data gets no gradient) and none for x_L (the loss seed is part of B_L's transient)
         self.delta = self.x.copy()
         self.delta[0] = 0
         self.delta[L] = 0
-        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob, self.delta):
+        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob, self.obd,
+                  self.delta):
             a.setflags(write=False)
         self._cache = {}
 
@@ -296,8 +332,7 @@ class Chain:
         return {"format": _FORMAT, "version": _VERSION, "name": self.name,
                 "cost_unit": self.cost_unit, "input_bytes": self.input_bytes,
                 "param_bytes": self.param_bytes, **late,
-                "stages": [{f.name: getattr(st, f.name) for f in fields(Stage)}
-                           for st in self.stages]}
+                "stages": [_stage_dict(st) for st in self.stages]}
 
     def to_json(self, indent=1):
         """JSON text of the chain. Schema (version 1)::

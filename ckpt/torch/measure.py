@@ -20,7 +20,7 @@ import torch
 from ..planner import Chain, Stage, simulate
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
-from .runner import Step, cuda_devices
+from .runner import Step, cuda_devices, direct_stages
 from .stages import refine, resolve
 
 __all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes",
@@ -135,8 +135,21 @@ def _stand_ins(params):
             p.grad = torch.zeros_like(p)
 
 
-def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows):
-    step = Step(model, staging, ops, args, kwargs, observer=windows)
+def _ledger_step(model, staging, ops, args, kwargs, loss_fn, params, inputs, cuda,
+                 direct=()):
+    """One step measured by a fresh ledger: the bytes at entry, the op windows, the step."""
+    ledger = Ledger()
+    ledger.register(*params, *[p.grad for p in params if p.grad is not None],
+                    *model.buffers(), *inputs)
+    entry = ledger.current
+    win = _Windows(len(ops), ledger, cuda)
+    with ledger, ledger.hooks():
+        _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, win, direct)
+    return entry, win, step
+
+
+def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows, direct=()):
+    step = Step(model, staging, ops, args, kwargs, observer=windows, direct=direct)
     loss = loss_fn(step.run())
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise TypeError("loss_fn must return a scalar tensor, got "
@@ -171,6 +184,8 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     loss_fn = loss_fn or default_loss
     L, auto = len(staging), staging.kind == "auto"
     ops = profile_ops(L, auto)
+    store_all_ops = [Op("forward_save", i) for i in range(1, L + 1)] + \
+        [Op("backward", i) for i in range(L, 0, -1)]
     params, inputs = _entry(model, args, kwargs)
     leaves = params + [t for t in inputs if t.requires_grad]
     saved_grads = [t.grad for t in leaves]
@@ -179,14 +194,12 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     with torch.random.fork_rng(devices=cuda_devices(inputs)):
         try:
             _stand_ins(params)
-            ledger = Ledger()
-            ledger.register(*params, *[p.grad for p in params if p.grad is not None],
-                            *model.buffers(), *inputs)
-            entry = ledger.current
+            entry, win, step = _ledger_step(model, staging, ops, args, kwargs, loss_fn,
+                                            params, inputs, cuda)
+            # every stage backpropagated by torch's engine itself (a plain step's order)
+            _, direct_win, _ = _ledger_step(model, staging, store_all_ops, args, kwargs,
+                                            loss_fn, params, inputs, cuda, range(1, L + 1))
             input_bytes = storage_bytes(inputs)
-            win = _Windows(len(ops), ledger, cuda)
-            with ledger, ledger.hooks():
-                _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, win)
             made = step.output_bytes
             times = []
             for _ in range(max(1, repeats)):
@@ -223,9 +236,13 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
         b = at[("backward", i)]
         d_in = out_bytes[i - 1] if i > 1 else 0
         ob = max(0, win.peak[b] - win.before[b] - d_in)
+        db = 2 * L - i                   # backward i in store_all_ops
+        obd = direct_win.peak[db] - direct_win.before[db] - d_in
         stages_.append(Stage(staging.names[i - 1], med[s], med[b], x, max(xbar, x),
                              forward_transient=max(of, 0), backward_transient=ob,
-                             forward_save_transient=max(ofs, 0)))
+                             forward_save_transient=max(ofs, 0),
+                             # the engine's own backward where it holds no more than ours
+                             direct_backward_transient=obd if obd <= ob else None))
     held = 0
     if L > 1:
         # gradients torch's engine holds from B_L to the end of the step: a parameter used
@@ -369,13 +386,14 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     t0 = time.perf_counter()
     if cuda:
         with ledger, ledger.hooks():
-            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn, win)
+            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn, win,
+                                     direct_stages(plan))
         allocator = torch.cuda.max_memory_allocated() - base + entry
     else:
         with CpuAllocatorPeak() as measured:
             with ledger, ledger.hooks():
                 loss, _ = _measured_step(model, staging, plan.ops, args, kwargs,
-                                         loss_fn, win)
+                                         loss_fn, win, direct_stages(plan))
         allocator = entry + measured.bytes
     seconds = time.perf_counter() - t0
     return TorchExecution(loss, simulation.peak, ledger.peak, allocator, seconds,

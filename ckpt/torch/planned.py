@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import planner
 from .measure import profile
-from .runner import Step
+from .runner import Step, direct_stages
 from .stages import refine, resolve
 
 __all__ = ["PlannedModule", "plan"]
@@ -47,12 +47,14 @@ class PlannedModule(nn.Module):
                 "; profile it with the same stages")
         self.plan = plan
         self.chain = plan.chain
+        self.direct = direct_stages(plan)
 
     def forward(self, *args, **kwargs):
         if not (self.training and torch.is_grad_enabled()):
             return self.model(*args, **kwargs)
         refine(self.staging, self.model, args, kwargs)
-        return Step(self.model, self.staging, self.plan.ops, args, kwargs).run()
+        return Step(self.model, self.staging, self.plan.ops, args, kwargs,
+                    direct=self.direct).run()
 
     def explain(self, max_ops=80):
         """The plan's table: its numbers, then each op with memory during and after it.

@@ -36,10 +36,11 @@ import contextlib
 import torch
 from torch import nn
 
+from ..planner.schedule import direct_backwards
 from .ledger import storage_bytes
 from .stages import StageError
 
-__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices"]
+__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices", "direct_stages"]
 
 
 class PlanRunError(RuntimeError):
@@ -120,6 +121,29 @@ def _first(out):
                        "tensor or a tuple whose first element is the tensor passed on")
 
 
+def _second_backward():
+    return PlanRunError(
+        "this planned step was backpropagated already: a plan's backward runs once (its "
+        "values are freed as it goes; retain_graph is not supported); run the planned "
+        "module's forward again for another backward")
+
+
+def direct_stages(plan):
+    """The stages of ``plan`` that a ``Step`` leaves to torch's engine, as a plain step does
+    (no stage node holds δ_i while they run): those the plan saves once and backpropagates
+    right after the next (``planner.schedule.direct_backwards``) whose chain measured that
+    mode (``Stage.direct_backward_transient``), so that the prediction counts what runs.
+
+    >>> from ckpt import planner
+    >>> stage = planner.Stage("s", 1, 1, 8, 8, direct_backward_transient=0)
+    >>> sorted(direct_stages(planner.plan(planner.Chain([stage] * 3), "store_all")))
+    [1, 2, 3]
+    """
+    stages = plan.chain.stages
+    return {i for i in direct_backwards(plan.ops)
+            if stages[i - 1].direct_backward_transient is not None}
+
+
 class StageFunction(torch.autograd.Function):
     """Stage i of a ``Step`` as one node of torch's graph (see the module doc)."""
 
@@ -132,10 +156,7 @@ class StageFunction(torch.autograd.Function):
     def backward(ctx, grad):
         step, i = ctx.step, ctx.i
         if step is None:
-            raise PlanRunError(
-                "this planned step was backpropagated already: a plan's backward runs once "
-                "(its values are freed as it goes; retain_graph is not supported); run the "
-                "planned module's forward again for another backward")
+            raise _second_backward()
         d_in, grads = step.backward_to(i, grad)
         ctx.step = None
         return (None, None, None, d_in, *[grads.get(id(p)) for p in step.fn_params[i]])
@@ -144,13 +165,15 @@ class StageFunction(torch.autograd.Function):
 class Step:
     """The state of one planned step: the value table and the op cursor (module doc).
 
-    ``observer``, if given, has ``begin(k)`` and ``end(k)`` called around op k (what
+    ``direct``: the stages whose backward torch's engine runs itself (``direct_stages``);
+    the others are stage nodes. ``observer``, if given, has ``begin(k)`` and ``end(k)``
+    called around op k (what
     ``execute`` and ``profile`` measure by; an op run by torch itself — the epilogue and its
     backward — ends when the next begins, the last one when torch's backward returns);
     ``run()`` starts the step and returns the model's output.
     """
 
-    def __init__(self, model, staging, ops, args, kwargs, observer=None):
+    def __init__(self, model, staging, ops, args, kwargs, observer=None, direct=()):
         self.model, self.staging = model, staging
         self.ops = [(op.kind, op.stage) if hasattr(op, "kind") else tuple(op) for op in ops]
         self.L = len(staging)
@@ -175,6 +198,7 @@ class Step:
             self.fn_params[1] = self._prologue_params()
         if self.ops and self.ops[0][1] != 1:
             raise PlanRunError(f"a plan begins with stage 1, this one with {self.ops[0]}")
+        self.direct = set(direct)
 
     # ---- the op cursor --------------------------------------------------------------------
     def _begin(self, k):
@@ -233,16 +257,18 @@ class Step:
             return self.x[i - 1]
         return _first(self.xbar[i - 1][0])
 
-    def _forward(self, i, save):
+    def _forward(self, i, save, graph_input=None):
+        """Run stage i (saving or not). ``graph_input``: a direct stage's input, the previous
+        stage's output with its graph, which the stage extends as a plain forward would."""
         if self.staging.kind == "auto" and i == self.L:
             raise PlanRunError(f"the plan runs the epilogue (stage {i}) a second time; with "
                                "stages='auto' it runs once, saving, before its backward")
         first = i not in self.ran
         if first:
             self.rng[i] = _Rng(self.devices)
-        inp = self._input_of(i)
+        inp = self._input_of(i) if graph_input is None else graph_input
         leaf = None
-        if save and inp is not None:
+        if save and inp is not None and graph_input is None:
             leaf = inp.detach().requires_grad_(inp.is_floating_point() or inp.is_complex())
             inp = leaf
         version = None if inp is None else inp._version
@@ -266,6 +292,39 @@ class Step:
         else:
             self.x[i] = out
         return None
+
+    def run_direct(self, i, x_in):
+        """Run ops up to ``forward_save i`` of a direct stage, then the stage itself on
+        ``x_in`` (with its graph; None for the prologue, which the model's code runs);
+        returns the stage's output, whose backward torch's engine runs (it starts the
+        plan's ``backward i`` on the op cursor)."""
+        if i == 1 and self.staging.kind == "sequence":
+            self.x0 = x_in
+        while self.ops[self.k] != ("forward_save", i):
+            self._run_next()
+        k = self.k
+        self._begin(k)
+        self.k += 1
+        self._forward(i, save=True, graph_input=x_in)
+        out = _first(self.xbar[i][0])
+        self._direct_backward_at(i, out)
+        if self.observer is not None:
+            self.observer.end(k)
+        return out
+
+    def _direct_backward_at(self, i, out):
+        self.natural.add(i)
+        if out.requires_grad:
+            out.register_hook(lambda grad: self._direct_backward_begins(i))
+
+    def _direct_backward_begins(self, i):
+        if ("backward", i) not in self.ops[self.k:]:
+            raise _second_backward()
+        while self.ops[self.k] != ("backward", i):
+            self._run_next()
+        self._begin(self.k)
+        self.k += 1
+        self.xbar.pop(i, None)
 
     def _call(self, i, inp, save):
         with torch.set_grad_enabled(save):
@@ -346,10 +405,14 @@ class Step:
                                "the blocks called once each, in order")
         self.context[i] = (args, kwargs)
         with torch.enable_grad():
-            if b == 0:      # the prologue as a node of its own; its graph is reached by ckpt
+            if b == 0 and 1 not in self.direct:
+                # the prologue as a node of its own; its graph is reached by ckpt
                 hidden = StageFunction.apply(self, 1, self.token, hidden.detach(),
                                              *self.fn_params[1])
-            out = StageFunction.apply(self, i, self.token, hidden, *self.fn_params[i])
+            if i in self.direct:
+                out = self.run_direct(i, hidden)
+            else:
+                out = StageFunction.apply(self, i, self.token, hidden, *self.fn_params[i])
         if i == self.L - 1:          # the epilogue runs next, as written, saving
             self._epilogue_begins(hidden)
             torch.set_grad_enabled(self.outer_grad)
@@ -373,7 +436,10 @@ class Step:
         self.k = 1
         self.ran.add(1)
         self.output_bytes[1] = storage_bytes([hidden])
-        if kind == "forward_save":
+        if 1 in self.direct:
+            self.xbar[1] = (hidden, None)     # torch's engine backpropagates it
+            self._direct_backward_at(1, hidden)
+        elif kind == "forward_save":
             self.xbar[1] = (hidden, None)     # its graph is reached only through ckpt
         elif ("drop", 1) in self.ops[:self.ops.index(("backward", self.L))]:
             # the plan frees x_1 in the forward phase, but the model's code may hold the
@@ -481,7 +547,8 @@ class Step:
             x = self.args[0]
             for i in range(1, self.L + 1):
                 with torch.enable_grad():
-                    x = StageFunction.apply(self, i, self.token, x, *self.fn_params[i])
+                    x = self.run_direct(i, x) if i in self.direct else \
+                        StageFunction.apply(self, i, self.token, x, *self.fn_params[i])
             self._forward_done()
             return x
         first_saves = self.ops[0][0] == "forward_save"
