@@ -286,7 +286,8 @@ class Step:
                 "a kept checkpoint; merge it with the previous stage or make the op "
                 "out-of-place")
         self.ran.add(i)
-        self.output_bytes.setdefault(i, storage_bytes([_first(out)]))
+        if i not in self.output_bytes:
+            self.output_bytes[i] = storage_bytes([_first(out)])
         if save:
             self.xbar[i] = (out, leaf)
         else:
