@@ -224,6 +224,17 @@ def test_stdout_on_a_full_disk_is_one_line(tmp_path):
                         "on device\n")
 
 
+@pytest.mark.parametrize("argv, prog", [(["--help"], "ckpt"), (["--version"], "ckpt"),
+                                        (["plan", "--help"], "ckpt plan")])
+def test_help_and_version_on_a_full_disk_are_one_line(argv, prog):
+    with open("/dev/full", "w") as full:
+        r = subprocess.run([sys.executable, "-m", "ckpt", *argv], stdout=full,
+                           stderr=subprocess.PIPE, text=True, env=ENV, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr == (f"{prog}: error: cannot write to standard output: No space left "
+                        "on device\n")
+
+
 # ---- tables -------------------------------------------------------------------------------
 def test_sweep_table_puts_infeasible_under_peak(capsys):
     rc, out, _ = run(capsys, "sweep", "uniform", "--strategies", "store_all,optimal",
