@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 
@@ -151,15 +152,19 @@ def test_a_utf8_byte_order_mark_is_accepted(capsys, tmp_path):
 CONTROL = "\n\x00\t\x1b"
 
 
-@pytest.mark.filterwarnings("ignore:Glyph")     # the plots draw the names (escaping is theirs)
-def test_control_characters_in_names_are_escaped_everywhere(capsys, tmp_path):
+def evil_chain(tmp_path, name):
+    """A 3-stage chain file named ``name`` whose stage names hold control characters."""
     data = json.loads(zoo.uniform(3, nbytes="1MiB").to_json())
-    data["name"] = "evil\x1b[2J\nchain"
-    for st, name in zip(data["stages"], ["a\nb", "c\x00d\te", "\x1b[31mred"]):
-        st["name"] = name
+    data["name"] = name
+    for st, stage_name in zip(data["stages"], ["a\nb", "c\x00d\te", "\x1b[31mred"]):
+        st["name"] = stage_name
     path = tmp_path / "evil.json"
     path.write_text(json.dumps(data))
-    chain = Chain.from_dict(data)
+    return path, Chain.from_dict(data)
+
+
+def test_control_characters_in_names_are_escaped_everywhere(capsys, tmp_path):
+    path, chain = evil_chain(tmp_path, "evil\x1b[2J\nchain")
     commands_ = [["plan", path, "--budget", "5MiB"], ["plan", path, "--explain"],
                  ["sweep", path, "--budgets", "2"], ["demo", "--model", path, "-o",
                                                     tmp_path / "d"]]
@@ -174,6 +179,20 @@ def test_control_characters_in_names_are_escaped_everywhere(capsys, tmp_path):
     assert len(rows) == len(chain)               # a newline in a name makes no extra row
     line = one_error(capsys, "plan", path, "--budget", "1KiB")
     assert not any(c in line for c in CONTROL)
+
+
+def test_control_characters_in_names_are_escaped_in_graphs_and_pictures(capsys, tmp_path):
+    path, _ = evil_chain(tmp_path, "evil\x1b]0;title\x07")
+    rc, out, err = run(capsys, "graph", path)          # DOT on stdout
+    assert rc == 0, err
+    assert not any(c in out.replace("\n", "") for c in CONTROL + "\x07"), out
+    assert '"1: a\\\\nb\\n' in out and "c\\\\x00d\\\\te" in out   # DOT-quoted \\n, \\x00
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rc, out, err = run(capsys, "demo", "--model", path, "-o", tmp_path / "d")
+    assert rc == 0, err
+    # matplotlib warns of each control character it cannot draw, printing it raw
+    assert not [w for w in caught if "Glyph" in str(w.message)]
 
 
 # ---- output paths: checked first, written whole or not at all -----------------------------
