@@ -148,6 +148,48 @@ def test_a_utf8_byte_order_mark_is_accepted(capsys, tmp_path):
     assert rc == 0 and "valid: yes" in out
 
 
+# ---- every bad input: its option or field named, nothing written ---------------------------
+BAD = {  # argv ({in}: a folder of bad files, {out}: an empty folder) -> what the line names
+    "empty strategy": (["plan", "uniform", "--strategy", "", "-o", "{out}/p.json"],
+                       "--strategy '' names no strategy"),
+    "comma strategy": (["plan", "uniform", "--strategy", ",", "--json", "-o", "{out}/p.json"],
+                       "--strategy ',' names no strategy"),
+    "empty strategies": (["sweep", "uniform", "--strategies", "", "--plot", "{out}/t.png"],
+                         "--strategies '' names no strategy"),
+    "budget count 3.5": (["sweep", "uniform", "--budgets", "3.5", "--plot", "{out}/t.png"],
+                         "--budgets 3.5: give a count from 1 to 1000"),
+    "huge budget": (["plan", "uniform", "--budget", "1e400", "-o", "{out}/p.json"],
+                    "budget '1e400' is too large"),
+    "huge demo budget": (["demo", "--budget", "1e400", "-o", "{out}/d"],
+                         "budget '1e400' is too large"),
+    "nested JSON": (["plan", "{in}/deep.json", "-o", "{out}/p.json"], "nests too deeply"),
+    "nested JSON, demo": (["demo", "--model", "{in}/deep.json", "-o", "{out}/d"],
+                          "nests too deeply"),
+    "device": (["plan", "/dev/zero", "-o", "{out}/p.json"], "'/dev/zero' is a character"),
+    "cost_unit object": (["plan", "{in}/unit.json", "-o", "{out}/p.json"],
+                         "field 'cost_unit' must be a string"),
+    "fractional bytes": (["sweep", "{in}/half.json", "--budgets", "2", "--plot", "{out}/t.png"],
+                         "output_bytes must be a whole number of bytes, got 1.5"),
+    "no such folder": (["sweep", "uniform", "--plot", "{out}/nodir/t.png"],
+                       "cannot write plot '{out}/nodir/t.png': no directory"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_every_bad_input_names_what_is_wrong_and_writes_nothing(capsys, tmp_path, case):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir(), out.mkdir()
+    (src / "deep.json").write_text("[" * 100000)
+    data = json.loads(zoo.uniform(2, nbytes="1MiB").to_json())
+    (src / "unit.json").write_text(json.dumps(dict(data, cost_unit={"x": 1})))
+    data["stages"][0]["output_bytes"] = 1.5
+    (src / "half.json").write_text(json.dumps(data))
+    argv, names = BAD[case]
+    line = one_error(capsys, *[a.format(**{"in": src, "out": out}) for a in argv])
+    assert names.format(out=out) in line
+    assert os.listdir(out) == []
+
+
 # ---- names that would drive the terminal --------------------------------------------------
 CONTROL = "\n\x00\t\x1b"
 
