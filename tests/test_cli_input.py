@@ -73,6 +73,10 @@ def test_a_fractional_budget_count_is_an_error_not_a_4_byte_budget(capsys):
     assert "budget 3.5: a number without a unit is bytes and must be whole" in line
     line = one_error(capsys, "sweep", "uniform", "--budgets", ",")
     assert "--budgets ',' gives no budget" in line
+    for value in ("0", "1e400"):    # no example that is itself a mistake (0MiB, 1e400MiB)
+        line = one_error(capsys, "sweep", "uniform", "--budgets", value)
+        assert line.endswith(f"--budgets {value}: give a count from 1 to 1000 (a whole "
+                             "number), or sizes with a unit, like 512MiB,1GiB")
 
 
 @pytest.mark.parametrize("value", ["1e400", "1e300TiB", "99999999999999999999GiB",
