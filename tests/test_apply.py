@@ -187,6 +187,8 @@ def test_apply_refuses_what_the_plan_was_not_made_for(chain):
         planner.apply(nn.Linear(4, 4), p)
     with pytest.raises(ExecutionError, match="plan's chain has 6 stages but the Sequential has 5"):
         planner.apply(model(L=5), p)
+    with pytest.raises(ExecutionError, match="^apply needs a ckpt.planner.Plan, got a str"):
+        planner.apply(model(), "sqrt")
     net = model()
     planned = planner.apply(net, p)
     bigger = ckpt.randn(2 * BATCH, WIDTH)

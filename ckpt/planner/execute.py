@@ -414,7 +414,7 @@ def _check_model(model, plan, api="execute"):
                              "another shape will run once plans for graphs exist)")
     chain = getattr(plan, "chain", None)
     if chain is None or not hasattr(plan, "ops"):
-        raise ExecutionError(f"execute needs a ckpt.planner.Plan, got a {type(plan).__name__}")
+        raise ExecutionError(f"{api} needs a ckpt.planner.Plan, got a {type(plan).__name__}")
     if len(model) != len(chain):
         raise ExecutionError(f"the plan's chain has {len(chain)} stages but the Sequential has "
                              f"{len(model)} children; profile the same model to plan it")
