@@ -187,6 +187,8 @@ def test_apply_refuses_what_the_plan_was_not_made_for(chain):
         planner.apply(nn.Linear(4, 4), p)
     with pytest.raises(ExecutionError, match="plan's chain has 6 stages but the Sequential has 5"):
         planner.apply(model(L=5), p)
+    with pytest.raises(ExecutionError, match="^apply needs a ckpt.planner.Plan, got a str"):
+        planner.apply(model(), "sqrt")
     net = model()
     planned = planner.apply(net, p)
     bigger = ckpt.randn(2 * BATCH, WIDTH)
@@ -238,3 +240,43 @@ def test_a_plan_read_back_from_json_runs_and_measures_as_predicted(chain):
     p = planner.Plan.from_json(planner.plan(chain, "revolve").to_json())
     r = planner.execute(model(), p, x, loss_of(target))
     assert r.peak_bytes == r.predicted_peak == p.peak
+
+
+# ---- a plan for another model whose stage outputs are the same sizes ----------------------
+
+def blocks(activation=nn.ReLU, bias=True):
+    """Six stages, each a 32 -> 32 Linear and an activation."""
+    ckpt.manual_seed(0)
+    return nn.Sequential(*[nn.Sequential(nn.Linear(WIDTH, WIDTH, bias=bias), activation())
+                           for _ in range(6)])
+
+
+# the first stage to save for backward: store_all saves as it goes, recompute_all at the end
+@pytest.mark.parametrize("strategy, first", [("store_all", 1), ("recompute_all", 6)])
+def test_a_plan_for_a_model_that_keeps_more_for_backward_is_refused(strategy, first):
+    x = ckpt.randn(BATCH, WIDTH)
+    p = planner.plan(planner.profile(blocks(), x, repeats=1), strategy)
+    net = blocks(nn.GELU)           # the same parameters and outputs; GELU keeps more
+    before, rng = snapshot(net), ckpt.get_rng_state()
+    # planned: ReLU keeps its 16x32 float32 output (2 KiB); GELU keeps its output and its
+    # input (the Linear's output), 2 KiB each
+    with pytest.raises(PlanMismatchError, match=rf"whose stage {first} \(Sequential\) keeps 2.0 KiB "
+                                                r"for backward; this model and input keep "
+                                                r"4.0 KiB: profile this model"):
+        planner.execute(net, p, x)
+    assert snapshot(net) == before and ckpt.get_rng_state() == rng
+    assert all(q.grad is None for q in net.parameters())
+    with pytest.raises(PlanMismatchError, match=r"keeps 2.0 KiB for backward; this model and "
+                                                r"input keep 4.0 KiB"):
+        planner.apply(net, p)(x).sum().backward()
+
+
+def test_execute_refuses_a_plan_for_a_model_with_other_parameters():
+    x = ckpt.randn(BATCH, WIDTH)
+    p = planner.plan(planner.profile(blocks(), x, repeats=1), "sqrt")
+    net = blocks(bias=False)                 # the same activations, 6 biases fewer
+    # planned: 6 x (32x32 + 32) float32 parameters and their gradients = 49.5 KiB
+    with pytest.raises(PlanMismatchError, match=r"whose parameters and their gradients are "
+                                                r"49.5 KiB; this model's are 48.0 KiB"):
+        planner.execute(net, p, x)
+    assert all(q.grad is None for q in net.parameters())

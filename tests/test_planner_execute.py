@@ -383,3 +383,32 @@ def test_a_loss_reading_captured_targets_is_data_like_the_input(loss):
         assert list(r.op_peaks) == [e.during for e in r.simulation.timeline], strategy
         for p in model.parameters():
             p.grad = None
+
+
+class TracingSeen(nn.Module):
+    """A stage that notes whether tracemalloc was tracing while it ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(8, 8)
+        self.seen = []
+
+    def forward(self, x):
+        import tracemalloc
+        self.seen.append(tracemalloc.is_tracing())
+        return self.lin(x).tanh()
+
+
+def test_execute_leaves_tracemalloc_off_unless_asked_for():
+    # the logical count is the measurement; tracemalloc slows a step 2-8x (issue 12)
+    ckpt.manual_seed(0)
+    net = nn.Sequential(TracingSeen(), TracingSeen())
+    x = ckpt.randn(4, 8)
+    p = planner.plan(planner.profile(net, x, repeats=1), "recompute_all")
+    for stage in net:
+        stage.seen.clear()
+    r = planner.execute(net, p, x)
+    assert r.tracemalloc_peak_bytes is None and r.peak_bytes == r.predicted_peak
+    assert [s.seen for s in net] == [[False, False], [False]]   # recompute_all: stage 1 twice
+    r = planner.execute(net, p, x, tracemalloc=True)
+    assert r.tracemalloc_peak_bytes > 0 and net[1].seen[-1] is True

@@ -394,6 +394,8 @@ def test_timeline_names_the_predicted_peak_in_the_legend_not_on_the_budget_line(
 def test_chain_repr_says_params_and_grads():
     c = Chain([Stage("a", 1, 1, 8, 8)], param_bytes="2KiB")
     assert "params+grads 2.0 KiB" in repr(c)
+    from ckpt.plot import graphs
+    assert ", params + grads 2.0 KiB, " in graphs.graph_data(c).graph["title"]
 
 
 def test_profiled_stage_names_carry_one_numbering():

@@ -53,6 +53,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
+    def _print_message(self, message, file=None):
+        if message and file is sys.stdout:    # argparse itself ignores a failed write
+            Stdout(file).write(message)
+        else:
+            super()._print_message(message, file)
+
 
 _EXAMPLES = {
     "profile": """examples:
@@ -264,7 +270,12 @@ def main(argv=None):
         prog = f"ckpt {argv[0]}"
     try:
         parser = build_parser()
-        args = parser.parse_args(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as e:
+            if e.code in (0, None):     # --help, --version: what they wrote must arrive
+                Stdout(sys.stdout).flush()
+            raise
         if args.command is None:
             raise UsageError("choose a command: demo, profile, plan, sweep, simulate, graph "
                              "(see 'ckpt --help')")

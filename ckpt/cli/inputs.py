@@ -16,6 +16,7 @@ from .. import planner
 from ..planner import Chain, Op, format_size, parse_size
 from ..planner.chain import load_json
 from ..planner.errors import ChainError
+from ..planner.units import MAX_BYTES
 
 __all__ = ["UsageError", "EXIT_OK", "EXIT_INVALID", "EXIT_USAGE", "STRATEGY_ORDER",
            "MAX_READ_BYTES", "check_regular_file", "read_file",
@@ -285,8 +286,9 @@ def budget_count(parts):
         return None
     number = float(parts[0])
     if not number.is_integer() or not 1 <= number <= 1000:
+        in_mib = f"{parts[0]}MiB or " if 0 < number * 2**20 <= MAX_BYTES else ""
         raise UsageError(f"--budgets {parts[0]}: give a count from 1 to 1000 (a whole number),"
-                         f" or sizes with a unit, like {parts[0]}MiB or 512MiB,1GiB")
+                         f" or sizes with a unit, like {in_mib}512MiB,1GiB")
     return int(number)
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 
 from ..planner import format_size
+from ..planner.units import printable
 from .inputs import UsageError
 
 __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path",
@@ -22,20 +23,6 @@ __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path
            "write_text", "save_figure", "OutputError", "Stdout", "Progress", "FIGURE_EXTS"]
 
 FIGURE_EXTS = (".png", ".svg", ".pdf")
-
-
-def printable(text):
-    """``text`` with every character a terminal would act on (newline, tab, NUL, ESC, other
-    controls and invisible format characters) escaped as Python writes it in a string.
-
-    >>> print(printable("a\\tb\\x00c"))
-    a\\tb\\x00c
-    """
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
 
 
 def _size(n, decimals):

@@ -19,8 +19,8 @@ generator is left after the forward where the plain forward leaves it and is res
 the backward (plain backward draws nothing); BatchNorm updates its statistics once per step.
 
 In eval mode, or under ``no_grad``, ``planned(x)`` is the plain ``model(x)``. The plan is
-checked against the model as it runs: a stage output of another size than the chain's
-raises ``PlanMismatchError`` (batch size or model changed: profile and plan again), with
+checked against the model as it runs: a stage output of another size than the chain's,
+or a stage keeping other bytes for backward, raises ``PlanMismatchError`` (batch size or model changed: profile and plan again), with
 the RNG and the module buffers put back.
 """
 import sys as _sys
@@ -163,8 +163,8 @@ def apply(model, plan):
     >>> model[0][0].weight.grad.shape
     (32, 32)
 
-    The plan must be for this model at this input size: a stage output of another size
-    raises ``PlanMismatchError`` (profile and plan again), and a plan for another number of
+    The plan must be for this model at this input size: a stage output of another size, or
+    a stage keeping other bytes for backward, raises ``PlanMismatchError`` (profile and plan again), and a plan for another number of
     stages ``ExecutionError``.
     """
     reject_torch("ckpt.planner.apply", [model],

@@ -425,6 +425,10 @@ class Chain:
         return cls.from_dict(load_json(text, "chain"))
 
 
+_SHAPES = {"chain": "; a chain is an object holding a list of flat stage objects",
+           "plan": "; a plan is an object holding its chain and a list of op strings"}
+
+
 def load_json(text, what):
     """Parse JSON text (str or UTF-8 bytes, a leading byte-order mark allowed), turning
     syntax errors into ``ChainFormatError`` with line/column, and nesting too deep for
@@ -454,5 +458,5 @@ def load_json(text, what):
                                f"{e.msg}", line=e.lineno, column=e.colno) from None
     except RecursionError:
         raise ChainFormatError(f"{what} JSON nests too deeply (arrays or objects inside each "
-                               "other beyond what the parser allows); a chain is an object "
-                               "holding a list of flat stage objects") from None
+                               f"other beyond what the parser allows){_SHAPES.get(what, '')}"
+                               ) from None

@@ -70,7 +70,8 @@ class ExecutionError(PlannerError):
 
 class PlanMismatchError(ExecutionError):
     """The model and input are not those the plan's chain was profiled on: a stage's output
-    (or the input) has another size than the chain says, so the plan's memory prediction
+    (or the input), what a stage keeps for backward, or the parameters and their gradients
+    have another size than the chain says, so the plan's memory prediction
     does not hold. Nothing is left changed: the RNG and module buffers (BatchNorm
     statistics) are put back as they were, parameter gradients are untouched.
 
@@ -186,8 +187,9 @@ class _Runner:
     L`` replaces ``loss_fn`` (B_L starts from the incoming gradient); ``collect=True`` keeps
     parameter gradients in ``grads`` (id -> Tensor) instead of ``.grad``; ``input_grad=True``
     gives stage 1 a detached input too, so B_1 leaves δ_0 (``delta[0]``). ``chain``, when
-    given, is checked at the first forward of each stage: an output of another size than the
-    chain's ω_x^i raises ``PlanMismatchError``.
+    given, is checked at the first forward of each stage (an output of another size than the
+    chain's ω_x^i) and at its first forward that saves (a graph keeping other bytes than its
+    ω_x̄^i): either raises ``PlanMismatchError``.
     """
 
     def __init__(self, stages, x0, loss_fn, recompute_only=False, accumulate=True,
@@ -207,6 +209,7 @@ class _Runner:
         self.rng = {1: get_rng_state()}
         self.rng_end = None
         self.ran = set()
+        self.saved_checked = set()    # stages whose ω_x̄ was compared with the chain's
         self.loss = None
         self.stand_ins = set()        # ids of parameters whose .grad is a zero stand-in
         self.created = set()          # ids of parameters given a .grad by this step
@@ -280,6 +283,19 @@ class _Runner:
                 f"input ({format_size(root_bytes(self.x[0]))}) give {format_size(got)}: "
                 "profile this model at this batch size and plan again")
 
+    def _check_saved(self, i, out, x_in):
+        params = [p for stage in self.stages for p in stage.parameters()]
+        want = int(self.chain.xbar[i])
+        got = stage_saved_bytes(out, x_in, self.x[0], params)
+        self.saved_checked.add(i)
+        if want != got:
+            chain = self.chain
+            raise PlanMismatchError(
+                f"the plan was made for a chain ({chain.name!r}) whose stage {i} "
+                f"({chain.stages[i - 1].name}) keeps {format_size(want)} for backward; this "
+                f"model and input keep {format_size(got)}: profile this model at this batch "
+                "size and plan again")
+
     def forward(self, i):
         inp = self.input_of(i)
         with grad_mode.no_grad():
@@ -291,6 +307,8 @@ class _Runner:
         x_in, leaf = (None, None) if detached else _stage_input(inp)
         with grad_mode.enable_grad():
             out = self._run(i, inp.detach() if detached else x_in)
+        if self.chain is not None and i not in self.saved_checked:
+            self._check_saved(i, out, x_in)
         self.xbar[i] = (out, x_in, leaf)
 
     def backward(self, i):
@@ -348,6 +366,29 @@ class _Runner:
             set_rng_state(self.rng_end)
 
 
+def stage_saved_bytes(out, x_in, x0, params):
+    """ω_x̄ of a stage from the saved-tensor record of its graph: every buffer its nodes saved
+    and the output's, each once, minus the stage's input (``x_in``, or ``x0`` when the
+    stage ran on the detached data) and the ``params``.
+
+    >>> import ckpt
+    >>> lin = ckpt.nn.Linear(4, 4)
+    >>> x = ckpt.randn(2, 4)
+    >>> out = ckpt.nn.functional.relu(lin(x))    # Linear saves x and its weight; ReLU its output
+    >>> stage_saved_bytes(out, None, x, list(lin.parameters()))   # the 2x4 float32 output
+    32
+    """
+    buffers = {}
+    for node in walk(out):
+        buffers.update(node.saved_buffers())
+    root = _root_buffer(out.data)
+    buffers[id(root)] = root.nbytes
+    buffers.pop(id(_root_buffer((x_in if x_in is not None else x0).data)), None)
+    for p in params:
+        buffers.pop(id(_root_buffer(p.data)), None)
+    return sum(buffers.values())
+
+
 def _stage_input(inp):
     """x_{i-1} as the start of stage i's graph: a view of ``inp.detach().requires_grad_()``
     (no new buffer). The view is recorded as a recomputation: ``ckpt.memory.track`` takes
@@ -373,7 +414,7 @@ def _check_model(model, plan, api="execute"):
                              "another shape will run once plans for graphs exist)")
     chain = getattr(plan, "chain", None)
     if chain is None or not hasattr(plan, "ops"):
-        raise ExecutionError(f"execute needs a ckpt.planner.Plan, got a {type(plan).__name__}")
+        raise ExecutionError(f"{api} needs a ckpt.planner.Plan, got a {type(plan).__name__}")
     if len(model) != len(chain):
         raise ExecutionError(f"the plan's chain has {len(chain)} stages but the Sequential has "
                              f"{len(model)} children; profile the same model to plan it")
@@ -432,7 +473,11 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=False):
             runner.prepare_grads(params)
             with track(model, input, *held, tracemalloc=tracemalloc,
                        gradients_in_flight=True, find_optimizers=False) as report:
+                params_at_entry = report.current_bytes - data_bytes([input] + held)
                 for op in plan.ops:
+                    if op.kind == "backward" and op.stage == runner.L:
+                        # here, so that a stage of another size is named first
+                        _check_params(plan.chain, params_at_entry)
                     runner.run(op)
                     peaks.append(report.peak_since_mark)
                     report.mark(str(op))
@@ -465,6 +510,14 @@ def _check_input(chain, tensors):
             f"the plan was made for a chain ({chain.name!r}) whose input (with the data the "
             f"loss reads) is {format_size(chain.input_bytes)}; this input and loss give "
             f"{format_size(got)}: profile this model at this batch size and plan again")
+
+
+def _check_params(chain, got):
+    if got != chain.param_bytes:
+        raise PlanMismatchError(
+            f"the plan was made for a chain ({chain.name!r}) whose parameters and their "
+            f"gradients are {format_size(chain.param_bytes)}; this model's are "
+            f"{format_size(got)}: profile this model and plan again")
 
 
 @contextmanager

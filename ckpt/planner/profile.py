@@ -46,7 +46,7 @@ from ..memory.accounting.track import track
 from ..memory.foreign import reject_torch
 from .chain import Chain, Stage
 from .errors import PlannerError
-from .execute import _Runner, _sum_loss, data_bytes, loss_data
+from .execute import _Runner, _sum_loss, data_bytes, loss_data, stage_saved_bytes
 
 __all__ = ["profile", "reduce_graph", "GraphReduction", "ProfileError"]
 
@@ -101,20 +101,6 @@ def _stage_names(model):
     keys (0, 1, ...) are left out."""
     return [type(m).__name__ if str(key) == str(k) else f"{key} ({type(m).__name__})"
             for k, (key, m) in enumerate(model._modules.items())]
-
-
-def _hooked_xbar(out, x_in, x0, params):
-    """ω_x̄ from the saved-tensor record of the stage's graph: every buffer its nodes saved
-    (ids and sizes noted by the pack hook) and the output's, minus the input and parameters."""
-    buffers = {}
-    for node in walk(out):
-        buffers.update(node.saved_buffers())
-    root = _root_buffer(out.data)
-    buffers[id(root)] = root.nbytes
-    buffers.pop(id(_root_buffer((x_in if x_in is not None else x0).data)), None)
-    for p in params:
-        buffers.pop(id(_root_buffer(p.data)), None)
-    return sum(buffers.values())
 
 
 def _profile_sequential(model, x0, loss_fn, repeats, name):
@@ -205,7 +191,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
             if not y.requires_grad:
                 raise ProfileError(f"stage {i} ({names[i - 1]}) does not depend on its input "
                                    "or parameters (its output needs no gradient)")
-            hooked = _hooked_xbar(y, x_in, runner.x[0], params)
+            hooked = stage_saved_bytes(y, x_in, runner.x[0], params)
             if hooked != xbar:
                 raise ProfileError(
                     f"stage {i} ({names[i - 1]}): its graph saves {hooked} bytes (output "

@@ -1,5 +1,6 @@
 """Byte sizes at the edges: parse ``"512MiB"`` / ``"2GB"`` / ``4096`` into bytes, print bytes
-back as ``"512.0 MiB"``. Everything inside the planner is an ``int`` number of bytes.
+back as ``"512.0 MiB"``. Everything inside the planner is an ``int`` number of bytes. Names
+(of chains and stages) are printed and drawn through ``printable``.
 
 >>> parse_size("512MiB"), parse_size("2GB"), parse_size(4096)
 (536870912, 2000000000, 4096)
@@ -10,7 +11,7 @@ import math
 import numbers
 import re
 
-__all__ = ["parse_size", "format_size", "MAX_BYTES"]
+__all__ = ["parse_size", "format_size", "printable", "MAX_BYTES"]
 
 # sizes live in int64 numpy arrays inside the planner
 MAX_BYTES = 2**63 - 1
@@ -112,3 +113,17 @@ def format_size(nbytes, digits=1):
         n /= 1024.0
         if abs(n) < 1024 or unit == "EiB":
             return f"{n:.{digits}f} {unit}"
+
+
+def printable(text):
+    """``text`` with every character a terminal would act on (newline, tab, NUL, ESC, other
+    controls and invisible format characters) escaped as Python writes it in a string.
+
+    >>> print(printable("a\\tb\\x00c"))
+    a\\tb\\x00c
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)

@@ -20,7 +20,7 @@ draws it with networkx and matplotlib, inputs at the top.
 """
 import networkx as nx
 
-from ..planner.units import format_size
+from ..planner.units import format_size, printable
 from ._figure import axes
 
 __all__ = ["graph", "to_dot", "graph_data", "STYLE"]
@@ -89,19 +89,20 @@ def _tensor_graph(roots, params):
 
 
 def _chain_graph(chain):
-    g = nx.DiGraph(name=chain.name, title=(
-        f"chain {chain.name!r}: {len(chain)} stages, params {format_size(chain.param_bytes)}, "
+    g = nx.DiGraph(name=printable(chain.name), title=(
+        f"chain {chain.name!r}: {len(chain)} stages, params + grads "
+        f"{format_size(chain.param_bytes)}, "
         f"{format_size(int(chain.xbar.sum()))} saved when every stage is stored"))
     g.add_node("x0", kind="input", label=f"x0 (input)\n{format_size(chain.input_bytes)}",
                bytes=int(chain.input_bytes), name="input")
     prev = "x0"
-    unit = chain.cost_unit
+    unit = printable(chain.cost_unit)
     for i, st in enumerate(chain.stages, 1):
         sid = f"stage{i}"
         g.add_node(sid, kind="op",
-                   label=(f"{i}: {st.name}\nfwd {st.forward_cost:.3g} {unit}, "
+                   label=(f"{i}: {printable(st.name)}\nfwd {st.forward_cost:.3g} {unit}, "
                           f"bwd {st.backward_cost:.3g} {unit}"),
-                   bytes=int(st.saved_bytes), name=st.name)
+                   bytes=int(st.saved_bytes), name=printable(st.name))
         g.add_edge(prev, sid, style="solid", label=format_size(chain.x[i - 1]))
         vid = f"saved{i}"
         g.add_node(vid, kind="saved", label=f"x̄{i} saved\n{format_size(st.saved_bytes)}",

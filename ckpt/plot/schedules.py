@@ -5,7 +5,7 @@ Every compute op is a box at (time, stage): a first forward that keeps only its 
 a stage that already ran), and a backward. Thin lines show how long each checkpoint x_i
 and each saved x̄_i stays alive; under it, the predicted memory while each op runs.
 """
-from ..planner.units import format_size
+from ..planner.units import format_size, printable
 from ._figure import MiB, axes
 
 __all__ = ["schedule", "schedule_boxes", "OP_STYLE"]
@@ -107,7 +107,7 @@ def schedule(plan, time="ops", memory=True, ax=None, title=None):
     ax.set_ylim(0.4, L + 0.6)
     if L <= 40:
         ax.set_yticks(range(1, L + 1))
-        ax.set_yticklabels([f"{i} {s.name}" for i, s in enumerate(chain.stages, 1)],
+        ax.set_yticklabels([f"{i} {printable(s.name)}" for i, s in enumerate(chain.stages, 1)],
                            fontsize=7 if L > 20 else 8)
     nrec = sum(1 for b in boxes if b[0] == "recompute")
     b = "" if plan.budget is None else f", budget {format_size(plan.budget)}"
@@ -115,7 +115,8 @@ def schedule(plan, time="ops", memory=True, ax=None, title=None):
                            f"{nrec} recomputations, peak {format_size(plan.peak)}{b}, "
                            f"+{100 * plan.overhead:.1f}% compute"), fontsize=10)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    xlabel = "op (compute ops in order)" if time == "ops" else f"compute ({chain.cost_unit})"
+    xlabel = ("op (compute ops in order)" if time == "ops"
+              else f"compute ({printable(chain.cost_unit)})")
     if show_memory:
         mem = axs[1]
         sim = plan.simulate()
