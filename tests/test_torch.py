@@ -7,6 +7,7 @@ import torch
 
 import ckpt.torch as ct
 from ckpt import planner
+from ckpt.planner.execute import PlanMismatchError
 from ckpt.torch import examples
 from ckpt.torch.runner import direct_stages
 from ckpt.torch.stages import StageError, resolve
@@ -318,3 +319,25 @@ def test_store_all_holds_what_the_plain_step_holds(profiled):
     r = ct.execute(model, p, x, loss_fn)
     assert r.measured_peak_bytes == r.predicted_peak_bytes == _plain_ledger_peak(model, x,
                                                                                    loss_fn)
+
+
+def test_execute_refuses_a_plan_for_another_model_leaving_it_as_it_was():
+    # the same shapes, but GELU keeps its input for backward where ReLU keeps its output:
+    # the first stage that keeps other bytes stops the step before any backward
+    relu = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(),
+                                                     torch.nn.Linear(16, 16))
+                                 for _ in range(3)])
+    gelu = copy.deepcopy(relu)
+    for block in gelu:
+        block[1] = torch.nn.GELU()
+    gelu.append(torch.nn.BatchNorm1d(16))
+    relu.append(torch.nn.BatchNorm1d(16))
+    x = torch.randn(8, 16)
+    p = planner.plan(ct.profile(relu, x, repeats=1), "store_all")
+    rng, stats = torch.get_rng_state(), gelu[-1].running_mean.clone()
+    with pytest.raises(PlanMismatchError, match=r"stage 1 \(0:Sequential\) keeps \d+ bytes "
+                                                r"for backward where the plan's chain says"):
+        ct.execute(gelu, p, x)
+    assert all(q.grad is None for q in gelu.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(gelu[-1].running_mean, stats)

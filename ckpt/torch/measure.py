@@ -18,9 +18,10 @@ from typing import NamedTuple
 import torch
 
 from ..planner import Chain, Stage, simulate
+from ..planner.execute import PlanMismatchError
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
-from .runner import Step, cuda_devices, direct_stages
+from .runner import RngState, Step, cuda_devices, direct_stages
 from .stages import refine, resolve
 
 __all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes",
@@ -119,6 +120,34 @@ class _Windows:
 
     def close(self):
         self._close(self._now())
+
+
+class _CheckedWindows(_Windows):
+    """``_Windows`` that compares what each stage's first saving forward keeps (x̄_i) with
+    the plan's chain as soon as it ends, and raises ``PlanMismatchError`` on a difference:
+    a plan for another model or input keeps other bytes (the prologue of auto staging,
+    which also makes the late input, is left out)."""
+
+    def __init__(self, plan, auto, ledger, cuda):
+        super().__init__(len(plan.ops), ledger, cuda)
+        firsts = {}
+        for k, op in enumerate(plan.ops):
+            if op.kind == "forward_save" and not (auto and op.stage == 1):
+                firsts.setdefault(op.stage, k)
+        self.expect = {k: (i, int(plan.chain.xbar[i]), plan.chain.stages[i - 1].name)
+                       for i, k in firsts.items()}
+
+    def _close(self, now):
+        k = self.open
+        super()._close(now)
+        if k in self.expect:
+            i, expected, name = self.expect[k]
+            kept = self.after[k] - self.before[k]
+            if kept != expected:
+                raise PlanMismatchError(
+                    f"stage {i} ({name}) keeps {kept} bytes for backward where the plan's "
+                    f"chain says {expected}: the plan is for another model or input; profile "
+                    "this one and plan again")
 
 
 def _entry(model, args, kwargs):
@@ -359,10 +388,9 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     >>> r.measured_peak_bytes == r.predicted_peak_bytes
     True
 
-    What outlives B_L to the end of the backward pass — the loss and the seed of its
-    gradient, the gradients of parameters used both after the last block and in an earlier
-    stage — the profiler counts with the parameters, so before B_L the prediction is above
-    the measurement by their bytes (8 for a float32 loss).
+    A plan for another model or input (a stage keeping other bytes for backward than its
+    chain says) raises ``PlanMismatchError`` at that stage's first saving forward, before
+    any backward; gradients, buffers and the RNG state are then left as they were.
     """
     args, kwargs = split_sample(sample)
     staging = refine(resolve(model, stages), model, args, kwargs)
@@ -374,12 +402,29 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     simulation = simulate(plan.chain, plan.ops)
     params, inputs = _entry(model, args, kwargs)
     cuda = any(t.is_cuda for t in inputs)
+    grads = [p.grad for p in params]
+    buffers = [b.clone() for b in model.buffers()]
+    rng = RngState(cuda_devices(inputs))
+    try:
+        return _execute(model, plan, staging, args, kwargs, loss_fn, simulation, params,
+                        inputs, cuda)
+    except PlanMismatchError:
+        for p, g in zip(params, grads):
+            p.grad = g
+        with torch.no_grad():
+            for b, saved in zip(model.buffers(), buffers):
+                b.copy_(saved)
+        rng.restore()
+        raise
+
+
+def _execute(model, plan, staging, args, kwargs, loss_fn, simulation, params, inputs, cuda):
     _stand_ins(params)
     ledger = Ledger()
     ledger.register(*params, *[p.grad for p in params if p.grad is not None],
                     *model.buffers(), *inputs)
     entry = ledger.current
-    win = _Windows(len(plan.ops), ledger, cuda)
+    win = _CheckedWindows(plan, staging.kind == "auto", ledger, cuda)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()

@@ -40,7 +40,8 @@ from ..planner.schedule import direct_backwards
 from .ledger import storage_bytes
 from .stages import StageError
 
-__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices", "direct_stages"]
+__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices", "direct_stages",
+           "RngState"]
 
 
 class PlanRunError(RuntimeError):
@@ -97,8 +98,13 @@ def cuda_devices(values):
                    if isinstance(t, torch.Tensor) and t.is_cuda})
 
 
-class _Rng:
-    """The RNG states (CPU and the CUDA devices of the step) at a point of the step."""
+class RngState:
+    """The RNG states of the CPU and of the CUDA ``devices`` now; ``restore()`` puts them back.
+
+    >>> state = RngState([])
+    >>> a = torch.rand(1); state.restore(); torch.equal(a, torch.rand(1))
+    True
+    """
 
     def __init__(self, devices):
         self.devices = devices
@@ -184,7 +190,7 @@ class Step:
         self.x = {}                   # checkpoints: i -> tensor (no graph)
         self.xbar = {}                # i -> (output with graph, its input leaf or None)
         self.delta = {}               # i -> δ_i (from torch's engine)
-        self.rng = {}                 # i -> _Rng before stage i's first run
+        self.rng = {}                 # i -> RngState before stage i's first run
         self.ran = set()
         self.natural = set()          # x̄_i held by torch (the epilogue, as written)
         self.context = {}             # i -> (args, kwargs) of block stage i beyond its input
@@ -265,7 +271,7 @@ class Step:
                                "stages='auto' it runs once, saving, before its backward")
         first = i not in self.ran
         if first:
-            self.rng[i] = _Rng(self.devices)
+            self.rng[i] = RngState(self.devices)
         inp = self._input_of(i) if graph_input is None else graph_input
         leaf = None
         if save and inp is not None and graph_input is None:
@@ -554,7 +560,7 @@ class Step:
             return x
         first_saves = self.ops[0][0] == "forward_save"
         self._begin(0)
-        self.rng[1] = _Rng(self.devices)
+        self.rng[1] = RngState(self.devices)
         with self._intercept(), torch.set_grad_enabled(first_saves):
             out = self.model(*self.args, **self.kwargs)
         if self.L - 1 not in self.ran:
