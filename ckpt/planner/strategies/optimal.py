@@ -35,13 +35,15 @@ depends only on columns at or left of it, so the root's column j = slots - a_1 b
 table, and nothing right of a row's store-all requirement or left of its first feasible
 column (the least-peak program in slots, computed alongside) is evaluated.
 
-Pruning: every candidate of a split is at least the least value of its two rows (their
-right-most columns, L_k), and C(s, t, ·) is non-increasing in m; so candidate k is evaluated
-only on the columns where the best value known (save first, computed first) is still above
-L_k, one rectangle of rows x columns per k. On the benchmark chains this leaves about 45% of
-the (segment, split, column) triples of the full program. Time O(L^3 · slots / 6) element
-operations in the worst case, memory 2 x L^2 · slots / 2 float64; the schedule is rebuilt
-afterwards by re-evaluating the candidates of the O(L) segments it visits.
+Two passes per length. First every choice is evaluated at the grid columns G (every
+``_GRID``-th column and the last one), from copies of the tables at G: this gives C exactly
+there. As C(s, t, ·) and each choice's value are non-increasing in m, choice k can be the
+least anywhere in [G_i, G_{i+1}) only if its value at G_{i+1} is at most C at G_i; the
+second pass evaluates each choice only on the blocks where it can, one rectangle of rows x
+columns per k. On the benchmark chains this leaves about a quarter of the (segment, split,
+column) triples of the full program, plus a sixteenth in the first pass. Time O(L^3 · slots
+/ 6) element operations in the worst case, memory 2 x L^2 · slots / 2 float64; the schedule
+is rebuilt afterwards by re-evaluating the candidates of the O(L) segments it visits.
 
 Before the program: a budget >= store-all's peak returns store-all (cheapest possible), and
 one below ``chain.min_budget`` raises. Chains of at most ``EXHAUSTIVE_MAX_STAGES`` stages
@@ -67,6 +69,8 @@ from ..schedule import Op
 from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
+
+_GRID = 16      # columns between two grid columns of the first pass
 
 
 class _Tables:
@@ -122,9 +126,11 @@ def solve(chain, budget, slots=500):
     big = np.int64(2 * J + 4 * int(g.max() + a.max() + eA.max()) + 8)
     first = np.full((L + 2, L + 2), big, dtype=np.int64)  # first finite column
     sat = np.zeros((L + 2, L + 2), dtype=np.int64)        # from here on: store-all cost
-    lmin = np.full((L + 2, L + 2), inf)              # right-most value of each TL row
-    rmin = np.full((L + 2, L + 2), inf)              # ... of each TR row
     TL, TR = [], []                                  # per length: rows s = 1..L-ℓ
+    G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
+    base = np.concatenate([[0], np.cumsum(L - np.arange(L))])
+    TLc = np.empty((int(base[-1]), len(G)))          # the tables at the grid columns G
+    TRc = np.empty((int(base[-1]), len(G)))
     cols = np.arange(J)
     buf = np.empty(L * J)
 
@@ -138,13 +144,14 @@ def solve(chain, budget, slots=500):
         np.subtract(_shifted(tl, np.minimum(a[s], P), P, 0, J), U[t][:, None], out=tr[:, P:])
         TL.append(tl)
         TR.append(tr)
-        lmin[s, t] = tl[:, -1]
-        rmin[s, t] = tr[:, -1]
+        TLc[base[ell]:base[ell] + len(s)] = tl[:, P + G]
+        TRc[base[ell]:base[ell] + len(s)] = tr[:, P + G]
 
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
     first[s, s] = sat[s, s] = leaf
     store(0, s, np.where(cols[None, :] >= leaf[:, None], (uf[s] + ub[s])[:, None], inf))
+    nG = len(G)
 
     for ell in range(1, L):
         R = L - ell
@@ -163,26 +170,37 @@ def solve(chain, budget, slots=500):
         c1 = int(min(J, sat[s, t].max() + 1))
         Cj = np.full((R, J), inf)
         if c0 < c1:
-            w = c1 - c0
-            # save first, in the +U_{s-1} offset the splits have
-            best = _shifted(TL[ell - 1][1:], np.minimum(eA[s], P), P, c0, c1).copy()
-            best += (uf[s] + ub[s] + U[s - 1] - U[t])[:, None]
+            sfconst = (uf[s] + ub[s] + U[s - 1] - U[t])[:, None]
+            # every choice at the grid columns
+            sh = np.minimum(eA[s], P)
+            coarse_sf = TL[ell - 1][1 + np.arange(R)[:, None], P + G[None, :] - sh[:, None]]
+            coarse_sf = coarse_sf + sfconst
+            coarse_sf[G[None, :] < reqA[:, None]] = inf
+            kr = np.arange(1, ell + 1)[:, None]
+            rr0 = np.arange(R)[None, :]
+            V = TLc[base[kr - 1] + rr0]
+            V += TRc[base[ell - kr] + kr + rr0]
+            bite = fq > ch
+            rr, kk = np.nonzero(bite)
+            if len(rr):
+                sub = V[kk, rr]
+                sub[G[None, :] < fq[rr, kk][:, None]] = inf
+                V[kk, rr] = sub
+            bestc = np.minimum(V.min(axis=0), coarse_sf)
+            # choice k can win in block [G_i, G_i+1) only if its value at G_i+1 is <= C(G_i)
+            nd = V[:, :, 1:] <= bestc[None, :, :-1]
+            nd &= V[:, :, 1:] < inf
+            best = _shifted(TL[ell - 1][1:], sh, P, c0, c1).copy()
+            best += sfconst
             best[cols[None, c0:c1] < reqA[:, None]] = inf
-            # split k is needed on [ff, end): end = first column where best <= its bound
-            bound = lmin[Sc, Rr] + rmin[S2, T]
-            end = np.empty((R, ell), dtype=np.int64)
-            nbest = -best
-            for i in range(R):
-                end[i] = np.searchsorted(nbest[i], -bound[i])
-            start = np.maximum(ff - c0, 0)
-            need = end > start
-            some = need.any(axis=0)
-            r0 = need.argmax(axis=0)
-            r1 = R - need[::-1].argmax(axis=0)
-            lo = np.where(need, start, w).min(axis=0)
-            hi = np.where(need, end, 0).max(axis=0)
-            bite = (fq > ch) & (fq - c0 > lo[None, :])   # rows whose fq cuts the rectangle
-            for kk in np.flatnonzero(some):
+            rowany = nd.any(axis=2)
+            blkany = nd.any(axis=1)
+            r0 = rowany.argmax(axis=1)
+            r1 = R - rowany[:, ::-1].argmax(axis=1)
+            lo = np.maximum(G[blkany.argmax(axis=1)], c0) - c0
+            hi = np.minimum(G[nG - 1 - blkany[:, ::-1].argmax(axis=1)], c1) - c0
+            bite &= fq - c0 > lo[None, :]            # rows whose fq cuts the rectangle
+            for kk in np.flatnonzero(rowany.any(axis=1) & (hi > lo)):
                 i0, i1, q0, q1, K = int(r0[kk]), int(r1[kk]), int(lo[kk]), int(hi[kk]), kk + 1
                 val = buf[:(i1 - i0) * (q1 - q0)].reshape(i1 - i0, q1 - q0)
                 np.add(TL[K - 1][i0:i1, P + c0 + q0:P + c0 + q1],
@@ -194,6 +212,8 @@ def solve(chain, budget, slots=500):
                                         val[cut])
                 bv = best[i0:i1, q0:q1]
                 np.minimum(bv, val, out=bv)
+            inside = (G >= c0) & (G < c1)
+            best[:, G[inside] - c0] = bestc[:, inside]
             best -= U[s - 1][:, None]
             Cj[:, c0:c1] = best
             Cj[:, c1:] = best[:, -1:]
