@@ -188,8 +188,8 @@ def solve(chain, budget, slots=500):
                 V[kk, rr] = sub
             bestc = np.minimum(V.min(axis=0), coarse_sf)
             # choice k can win in block [G_i, G_i+1) only if its value at G_i+1 is <= C(G_i)
-            nd = V[:, :, 1:] <= bestc[None, :, :-1]
-            nd &= V[:, :, 1:] < inf
+            # (at an infeasible G_i, any choice finite at G_i+1 may be least)
+            nd = V[:, :, 1:] <= np.minimum(bestc, np.finfo(float).max)[None, :, :-1]
             best = _shifted(TL[ell - 1][1:], sh, P, c0, c1).copy()
             best += sfconst
             best[cols[None, c0:c1] < reqA[:, None]] = inf
@@ -200,12 +200,13 @@ def solve(chain, budget, slots=500):
             lo = np.maximum(G[blkany.argmax(axis=1)], c0) - c0
             hi = np.minimum(G[nG - 1 - blkany[:, ::-1].argmax(axis=1)], c1) - c0
             bite &= fq - c0 > lo[None, :]            # rows whose fq cuts the rectangle
+            bites = bite.any(axis=0)
             for kk in np.flatnonzero(rowany.any(axis=1) & (hi > lo)):
                 i0, i1, q0, q1, K = int(r0[kk]), int(r1[kk]), int(lo[kk]), int(hi[kk]), kk + 1
                 val = buf[:(i1 - i0) * (q1 - q0)].reshape(i1 - i0, q1 - q0)
                 np.add(TL[K - 1][i0:i1, P + c0 + q0:P + c0 + q1],
                        TR[ell - K][i0 + K:i1 + K, P + c0 + q0:P + c0 + q1], out=val)
-                cut = np.flatnonzero(bite[i0:i1, kk])
+                cut = np.flatnonzero(bite[i0:i1, kk]) if bites[kk] else ()
                 if len(cut):
                     lim = fq[i0 + cut, kk] - c0 - q0
                     val[cut] = np.where(np.arange(q1 - q0)[None, :] < lim[:, None], inf,
