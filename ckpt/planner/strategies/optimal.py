@@ -29,8 +29,10 @@ for each split offset k, evaluates every segment of length ℓ at once. Columns 
 (m shifted by the segment's own δ_t): then the left term of a split, C(s, s2-1, m + g_t -
 g_{s2-1}), is column j of the row of (s, s2-1) in the same coordinates, and the right term,
 C(s2, t, m - a_{s2}), is column j of a second copy of the rows of length ℓ - k, stored shifted
-by their a_s. Both terms are plain slices of contiguous rows (no gather); the forward cost is
-folded into the first copy (offset by U_t) and falls out as TL + TR - U_{s-1}. A column
+by their a_s. Both terms are plain slices (no gather); the forward cost is folded into the
+first copy (offset by U_t) and falls out as TL + TR - U_{s-1}. Tables are stored column by
+column (one column holds every segment of a length), so a slice is a few long runs of
+contiguous segments: on chains of 500 stages a quarter faster than row by row. A column
 depends only on columns at or left of it, so the root's column j = slots - a_1 bounds every
 table, and nothing right of a row's store-all requirement or left of its first feasible
 column (the least-peak program in slots, computed alongside) is evaluated.
@@ -63,7 +65,6 @@ exhaustive search over the class) when every size is a multiple of the slot size
 [forward 1, forward 2, drop 1]
 """
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from ..schedule import Op
 from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
@@ -75,18 +76,6 @@ _GRID = 16      # columns between two grid columns of the first pass
 
 class _Tables:
     """The filled tables of one run of the program (kept to rebuild the schedule)."""
-
-
-def _windows(tab, w):
-    """Read-only view V[r, j] = tab[r, j : j + w] (rows of width w starting anywhere)."""
-    n, W = tab.shape
-    return as_strided(tab, shape=(n, W - w + 1, w), strides=(tab.strides[0], tab.strides[1],
-                                                              tab.strides[1]), writeable=False)
-
-
-def _shifted(rows, shift, pad, lo, hi):
-    """out[r] = rows[r, pad + lo - shift[r] : pad + hi - shift[r]] (0 <= shift <= pad)."""
-    return _windows(rows, hi - lo)[np.arange(rows.shape[0]), pad + lo - shift]
 
 
 def solve(chain, budget, slots=500):
@@ -134,23 +123,22 @@ def solve(chain, budget, slots=500):
     cols = np.arange(J)
     buf = np.empty(L * J)
 
-    def store(ell, s, Cj):                           # Cj[r, j] = C(s, t, j - g_t)
+    def store(ell, s, Cj):                           # Cj[j, r] = C(s, t, j - g_t)
         t = s + ell
-        tl = np.empty((len(s), P + J))
-        tl[:, :P] = inf
-        np.add(Cj, U[t][:, None], out=tl[:, P:])
-        tr = np.empty_like(tl)
-        tr[:, :P] = inf
-        np.subtract(_shifted(tl, np.minimum(a[s], P), P, 0, J), U[t][:, None], out=tr[:, P:])
+        tl = np.empty((P + J, len(s)))
+        tl[:P] = inf
+        np.add(Cj, U[t][None, :], out=tl[P:])
+        tr = tl[P + cols[:, None] - np.minimum(a[s], P)[None, :], np.arange(len(s))[None, :]]
+        tr -= U[t][None, :]
         TL.append(tl)
-        TR.append(tr)
-        TLc[base[ell]:base[ell] + len(s)] = tl[:, P + G]
-        TRc[base[ell]:base[ell] + len(s)] = tr[:, P + G]
+        TR.append(np.concatenate([tl[:P], tr]))
+        TLc[base[ell]:base[ell] + len(s)] = tl[P + G].T
+        TRc[base[ell]:base[ell] + len(s)] = tr[G].T
 
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
     first[s, s] = sat[s, s] = leaf
-    store(0, s, np.where(cols[None, :] >= leaf[:, None], (uf[s] + ub[s])[:, None], inf))
+    store(0, s, np.where(cols[:, None] >= leaf[None, :], (uf[s] + ub[s])[None, :], inf))
     nG = len(G)
 
     for ell in range(1, L):
@@ -168,12 +156,12 @@ def solve(chain, budget, slots=500):
         first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]), ff.min(axis=1))
         c0 = int(min(first[s, t].min(), J))
         c1 = int(min(J, sat[s, t].max() + 1))
-        Cj = np.full((R, J), inf)
+        Cj = np.full((J, R), inf)
         if c0 < c1:
             sfconst = (uf[s] + ub[s] + U[s - 1] - U[t])[:, None]
             # every choice at the grid columns
             sh = np.minimum(eA[s], P)
-            coarse_sf = TL[ell - 1][1 + np.arange(R)[:, None], P + G[None, :] - sh[:, None]]
+            coarse_sf = TL[ell - 1][P + G[None, :] - sh[:, None], 1 + np.arange(R)[:, None]]
             coarse_sf = coarse_sf + sfconst
             coarse_sf[G[None, :] < reqA[:, None]] = inf
             kr = np.arange(1, ell + 1)[:, None]
@@ -190,9 +178,9 @@ def solve(chain, budget, slots=500):
             # choice k can win in block [G_i, G_i+1) only if its value at G_i+1 is <= C(G_i)
             # (at an infeasible G_i, any choice finite at G_i+1 may be least)
             nd = V[:, :, 1:] <= np.minimum(bestc, np.finfo(float).max)[None, :, :-1]
-            best = _shifted(TL[ell - 1][1:], sh, P, c0, c1).copy()
-            best += sfconst
-            best[cols[None, c0:c1] < reqA[:, None]] = inf
+            best = TL[ell - 1][P + cols[c0:c1, None] - sh[None, :], 1 + np.arange(R)[None, :]]
+            best += sfconst.T
+            best[cols[c0:c1, None] < reqA[None, :]] = inf
             rowany = nd.any(axis=2)
             blkany = nd.any(axis=1)
             r0 = rowany.argmax(axis=1)
@@ -203,26 +191,26 @@ def solve(chain, budget, slots=500):
             bites = bite.any(axis=0)
             for kk in np.flatnonzero(rowany.any(axis=1) & (hi > lo)):
                 i0, i1, q0, q1, K = int(r0[kk]), int(r1[kk]), int(lo[kk]), int(hi[kk]), kk + 1
-                val = buf[:(i1 - i0) * (q1 - q0)].reshape(i1 - i0, q1 - q0)
-                np.add(TL[K - 1][i0:i1, P + c0 + q0:P + c0 + q1],
-                       TR[ell - K][i0 + K:i1 + K, P + c0 + q0:P + c0 + q1], out=val)
+                val = buf[:(i1 - i0) * (q1 - q0)].reshape(q1 - q0, i1 - i0)
+                np.add(TL[K - 1][P + c0 + q0:P + c0 + q1, i0:i1],
+                       TR[ell - K][P + c0 + q0:P + c0 + q1, i0 + K:i1 + K], out=val)
                 cut = np.flatnonzero(bite[i0:i1, kk]) if bites[kk] else ()
                 if len(cut):
                     lim = fq[i0 + cut, kk] - c0 - q0
-                    val[cut] = np.where(np.arange(q1 - q0)[None, :] < lim[:, None], inf,
-                                        val[cut])
-                bv = best[i0:i1, q0:q1]
+                    val[:, cut] = np.where(np.arange(q1 - q0)[:, None] < lim[None, :], inf,
+                                           val[:, cut])
+                bv = best[q0:q1, i0:i1]
                 np.minimum(bv, val, out=bv)
             inside = (G >= c0) & (G < c1)
-            best[:, G[inside] - c0] = bestc[:, inside]
-            best -= U[s - 1][:, None]
-            Cj[:, c0:c1] = best
-            Cj[:, c1:] = best[:, -1:]
+            best[G[inside] - c0] = bestc[:, inside].T
+            best -= U[s - 1][None, :]
+            Cj[c0:c1] = best
+            Cj[c1:] = best[-1:]
         store(ell, s, Cj)
 
     tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, TL=TL, TR=TR,
                        up=up, chain=chain)
-    tb.cost = float(TL[L - 1][0, P + J - 1] - U[L])
+    tb.cost = float(TL[L - 1][P + J - 1, 0] - U[L])
     return tb
 
 
@@ -236,10 +224,10 @@ def _candidates(tb, s, t, j):
     reqA = max(int(tb.up(xb[s] + ofs[s])), int(tb.up(xb[s] + d[s] + d[s - 1] + ob[s])) - gt)
     if j >= reqA + gt:
         col = P + j - min(int(tb.eA[s]), P)
-        vals[0] = tb.TL[ell - 1][s, col] + (ch.uf[s] + ch.ub[s] + U[s - 1] - U[t])
+        vals[0] = tb.TL[ell - 1][col, s] + (ch.uf[s] + ch.ub[s] + U[s - 1] - U[t])
     for k in range(1, ell + 1):
         if j >= tb.fwdreq[s, s + k - 1] + gt:
-            vals[k] = tb.TL[k - 1][s - 1, P + j] + tb.TR[ell - k][s + k - 1, P + j]
+            vals[k] = tb.TL[k - 1][P + j, s - 1] + tb.TR[ell - k][P + j, s + k - 1]
     return vals - U[s - 1]
 
 
