@@ -267,3 +267,66 @@ def test_a_plan_that_does_not_fit_states_its_own_peak():
     small = zoo.uniform(20, nbytes="1MiB")
     with pytest.raises(BudgetError, match="below the minimum feasible"):
         plan(small, "optimal", budget="1MiB")
+
+
+# ---- the least feasible peak without the O(L^3) program ----------------------------------
+
+def test_min_budget_is_the_min_peak_programs_minimum():
+    """1,000 random chains of 1-12 stages: ``least_peak`` equals the full min-peak program's
+    minimum, through the meeting bounds on most and through the program on the rest."""
+    from ckpt.planner.min_budget import least_peak, peak_bounds
+    from ckpt.planner.strategies.min_memory import min_peak_table
+    rng = np.random.default_rng(2026)
+    met = 0
+    for n in range(1000):
+        chain = random_chain(rng, int(rng.integers(1, 13)), int(rng.choice([8, 40, 2**20])))
+        want = min_peak_table(chain).minimum
+        lo, hi = peak_bounds(chain)
+        assert lo <= want <= hi, (chain, lo, want, hi)
+        assert least_peak(chain) == want
+        met += lo == hi
+    assert 800 < met < 1000             # both paths are exercised
+
+
+def test_min_budget_of_long_chains_skips_the_cubic_program():
+    from ckpt.planner import zoo
+    from ckpt.planner.strategies.min_memory import min_peak_table
+    rng = np.random.default_rng(4000)
+    for chain in (random_chain(rng, 150, 2**20), zoo.vgg16(), zoo.resnet(), zoo.transformer()):
+        assert chain.min_budget == min_peak_table(chain).minimum
+        assert "min_peak" not in chain._cache
+    chain = random_chain(rng, 4000, 2**20)
+    assert chain.min_budget > chain.param_bytes and chain.min_budget_known
+    assert "min_peak" not in chain._cache
+
+
+def test_bounds_that_do_not_meet_on_a_long_chain_raise(monkeypatch):
+    from ckpt.planner import PlannerError
+    from ckpt.planner import min_budget
+    rng = np.random.default_rng(2026)
+    while True:
+        chain = random_chain(rng, 9, 8)
+        lo, hi = min_budget.peak_bounds(chain)
+        if lo < hi:
+            break
+    monkeypatch.setattr(min_budget, "EXACT_MAX_STAGES", 8)
+    with pytest.raises(PlannerError, match=f"between {lo} and {hi} bytes"):
+        chain.min_budget
+    monkeypatch.setattr(min_budget, "EXACT_MAX_STAGES", 9)
+    assert lo <= chain.min_budget <= hi
+
+
+def test_the_pruned_program_equals_the_plain_loop_on_longer_chains():
+    """Chains of 12-20 stages and 200-500 slots, where the program skips most (split, column)
+    pairs: the same optimum as the plain-loop reference, and a schedule that fits."""
+    rng = np.random.default_rng(30)
+    for _ in range(3):
+        chain = random_chain(rng, int(rng.integers(12, 21)), 2**20)
+        lo, hi = chain.min_budget, simulate(chain, store_all(chain)).peak
+        for f in (0.03, 0.2, 0.5):
+            budget, slots = int(lo + (hi - lo) * f), int(rng.integers(200, 501))
+            tb = solve(chain, budget, slots)
+            assert tb.cost == reference_cost(chain, budget, slots)
+            if tb.cost < math.inf:
+                sim = simulate(chain, rebuild(tb), timeline=False)
+                assert sim.peak <= budget and sim.compute == tb.cost

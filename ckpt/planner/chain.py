@@ -289,25 +289,29 @@ class Chain:
     def min_budget(self):
         """The smallest peak (bytes) any schedule of the planner's class reaches on this chain.
 
-        Exact (no discretization): the min-peak dynamic program of ``strategies.min_memory``.
-        Budgets below it raise ``BudgetError`` in ``plan``.
+        Exact (no discretization): ``ckpt.planner.min_budget.least_peak``, O(L^2) where two
+        bounds meet, else the min-peak program of ``strategies.min_memory`` (O(L^3), up to
+        1,000 stages). Budgets below it raise ``BudgetError`` in ``plan``.
 
         >>> Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4).min_budget
         12
         """
-        return self.min_peak.minimum
+        if "min_budget" not in self._cache:
+            from .min_budget import least_peak
+            self._cache["min_budget"] = least_peak(self)
+        return self._cache["min_budget"]
 
     @property
     def min_budget_known(self):
-        """Whether ``min_budget`` is already computed (it costs O(L^3) the first time): a
-        caller that only reports it can leave it out for long chains.
+        """Whether ``min_budget`` is already computed: a caller that only reports it can
+        leave it out for long chains.
 
         >>> c = Chain([Stage("a", 1, 2, 8, 8)]); c.min_budget_known
         False
         >>> _ = c.min_budget; c.min_budget_known
         True
         """
-        return "min_peak" in self._cache
+        return "min_budget" in self._cache or "min_peak" in self._cache
 
     @property
     def min_peak(self):

@@ -311,14 +311,14 @@ def plan(chain, strategy, budget=None, **options):
     return p
 
 
-# strategies that need the least feasible peak before they start (O(L^3) min-peak program)
+# strategies that need the least feasible peak before they start (chain.min_budget)
 _SEARCH_FROM_THE_MINIMUM = ("optimal", "min_memory")
 
 
 def _least_peak_hint(chain):
     """Where a fixed strategy's plan does not fit: the least feasible peak when it is known
     or cheap (the min-peak program is O(L^3)), else which strategy finds it."""
-    if "min_peak" in chain._cache or len(chain) <= 300:
+    if chain.min_budget_known or len(chain) <= 300:
         return f"'optimal' fits any budget >= {_fmt(chain.min_budget)}"
     return ("'optimal' fits any budget down to the chain's least feasible peak "
             "(chain.min_budget, or the 'min_memory' plan's peak)")
