@@ -39,14 +39,15 @@ def _chain(graph, tg, budget):
     return chain_baseline(graph, budget, tg), {}
 
 
-def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30):
+def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4):
     base = []
     if graph is not None and budget is not None:
         try:
             base.append(chain_baseline(graph, budget, tg))
         except BudgetError:
             pass
-    return dag_optimal(tg, budget, time_limit=time_limit, mem_limit=mem_limit, baselines=base)
+    return dag_optimal(tg, budget, time_limit=time_limit, mem_limit=mem_limit, rel_gap=rel_gap,
+                       baselines=base)
 
 
 GRAPH_STRATEGIES = {"store_all": _store_all, "recompute_all": _recompute_all,
@@ -167,7 +168,7 @@ def plan_graph(graph, strategy, budget=None, **options):
     """A ``GraphPlan`` for ``graph`` (a ``Graph`` or a ``TrainingGraph``) from ``strategy``
     (a name in ``GRAPH_STRATEGIES``) within ``budget``: bytes, a string like ``"512MiB"``,
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
-    strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes). A plan whose
+    strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``). A plan whose
     peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo

@@ -38,10 +38,12 @@ def overhead_gap(objective, bound, store_all):
     return max(0.0, (objective - bound) / extra)
 
 
-def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, baselines=()):
+def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
+                baselines=()):
     """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time for
-    the solver process (it is killed after), ``mem_limit`` bytes of its address space;
-    ``baselines`` are extra candidate op lists (a chain plan, for one).
+    the solver process (it is killed after), ``mem_limit`` bytes of its address space,
+    ``rel_gap`` the solver's stopping gap on the overhead; ``baselines`` are extra candidate
+    op lists (a chain plan, for one).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -58,7 +60,8 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, baselines
                     "gap": 0.0, "source": "store_all", "proven": True}
     cands = [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
                                                         for b in baselines]
-    res = solve_milp(tg, budget, time_limit=time_limit, mem_limit=mem_limit)
+    res = solve_milp(tg, budget, time_limit=time_limit, mem_limit=mem_limit,
+                     rel_gap=rel_gap)
     if res.R is not None:
         cands.insert(0, ("milp", stage_ops(tg, res.R, res.S)))
     best = None
@@ -72,8 +75,6 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, baselines
     src, ops, obj = best
     bound = base if res.bound is None else max(base, min(res.bound, obj))
     proven = res.status == "optimal"
-    if proven:
-        bound = obj if src == "milp" else bound
     info = {"solver_status": res.status, "objective": obj, "bound": bound,
             "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
             "solver_seconds": round(res.seconds, 3), "rows": res.rows, "columns": res.columns,
