@@ -15,6 +15,7 @@ from ckpt.planner.graph_training import TrainingGraph
 from ckpt.planner.strategies.dag_baselines import dag_recompute_all, dag_store_all
 from ckpt.planner.strategies.dag_chain import chain_ops_on_graph
 from ckpt.planner.strategies.dag_milp import solve_milp
+from ckpt.planner.strategies.dag_stages import eager_frees
 from ckpt.planner.strategies.dag_optimal import dag_optimal
 
 EXACT = {"time_limit": 60, "rel_gap": 0.0}
@@ -124,6 +125,8 @@ def test_every_strategy_replays_within_budget(seed):
             continue
         assert simulate_graph(tg, p.ops).peak == p.peak <= budget
         costs[name] = p.compute
+        early = simulate_graph(tg, eager_frees(tg, p.ops))
+        assert early.peak <= p.peak and early.compute == p.compute
     assert "dag_optimal" in costs
     assert costs["dag_optimal"] <= min(costs.values())
 
@@ -147,6 +150,8 @@ def test_dag_optimal_equals_brute_force_over_checkmates_stages(seed):
         assert sim.peak <= budget and sim.compute == info["objective"] == want
         assert info["proven"] and info["gap"] < 1e-9 and abs(info["bound"] - want) < 1e-9
         assert anything <= want          # the stage class is a restriction
+        ref = solve_milp(tg, budget, rel_gap=0.0, reference=True)   # Checkmate's own model
+        assert ref.status == "optimal" and abs(ref.objective - want) < 1e-9
 
 
 def test_dag_optimal_is_store_all_when_it_fits():

@@ -7,7 +7,8 @@ after every node without a consumer, the cut nodes are the sink's dominators (ev
 from the input to any output passes through them). Only a cut node's output crosses from
 one stage to the next, so stage j's forward ops, backward ops and their values map onto a
 chain stage: forward cost Σ forward, backward cost Σ backward, ω_x the cut value's size,
-ω_x̄ the size of all the stage's values, transients from replaying the stage alone. The
+ω_x̄ the size of the stage's values a backward reads (and the cut value), transients from
+replaying the stage alone. The
 chain's δ sizes are its ω_x, which is not what the graph's gradients weigh, so the chain
 plan is only a proposal: each is replayed by the graph simulator, and the chain budget is
 searched for the cheapest replay within the graph budget.
@@ -27,6 +28,7 @@ from ..chain import Chain, Stage
 from ..errors import BudgetError
 from ..graph_simulate import GraphOp, simulate_graph
 from ..graph_training import backward_name
+from .dag_stages import eager_frees
 
 __all__ = ["cut_stages", "reduce_to_chain", "chain_ops_on_graph", "chain_baseline"]
 
@@ -102,10 +104,11 @@ def reduce_to_chain(graph, tg=None):
                                          if not tg.users[idx[v]] or
                                          all(tg.backward[u] for u in tg.users[idx[v]]))
         x = min(x, sum(fsz))
-        plain = _forward_ops(tg, names, keep_all=False, idx=idx)
-        saving = _forward_ops(tg, names, keep_all=True, idx=idx)
+        plain = _forward_ops(tg, names, False, idx)
+        saving = _forward_ops(tg, names, True, idx)
         back = _backward_ops(tg, names, idx, set())
-        xbar = sum(fsz)
+        xbar = max(x, sum(f for f, v in zip(fsz, names)
+                          if v == names[-1] or _saved(tg, v, idx)))
         out.append(Stage(
             "+".join(names) if len(names) <= 3 else f"{names[0]}..{names[-1]}",
             forward_cost=float(sum(graph[v].forward_cost for v in names)),
@@ -118,21 +121,26 @@ def reduce_to_chain(graph, tg=None):
                  name=graph.name, cost_unit=graph.cost_unit), stages
 
 
-def _forward_ops(tg, names, keep_all, idx):
+def _saved(tg, v, idx):
+    """Whether a backward op reads the value of forward op ``v``."""
+    return any(tg.backward[u] for u in tg.users[idx[v]])
+
+
+def _forward_ops(tg, names, saving, idx):
+    """Compute a stage's forward ops, freeing each value once the stage's later forward ops
+    have read it, unless it is the stage's output or (when ``saving``) a backward reads it."""
     ops, alive, inside = [], [], set(names)
     pending = {v: sum(1 for u in tg.users[idx[v]] if tg.names[u] in inside and
                       not tg.backward[u]) for v in names}
     for v in names:
         ops.append(GraphOp("compute", v))
         alive.append(v)
-        if keep_all:
-            continue
         for i in tg.deps[idx[v]]:
             u = tg.names[i]
             if u in pending:
                 pending[u] -= 1
         for u in list(alive):
-            if u != names[-1] and pending[u] == 0:
+            if u != names[-1] and pending[u] == 0 and not (saving and _saved(tg, u, idx)):
                 ops.append(GraphOp("free", u))
                 alive.remove(u)
     return ops
@@ -155,7 +163,8 @@ def _backward_ops(tg, names, idx, done):
 def chain_ops_on_graph(tg, stages, chain_ops):
     """Replay chain ops (``ckpt.planner.Op``) on the training graph: ``forward j`` computes
     stage j keeping only its cut value, ``forward_save j`` keeps all its values, ``backward
-    j`` runs its backwards then frees its values, ``drop j`` frees the cut value.
+    j`` runs its backwards then frees its values, ``drop j`` frees the cut value; then every
+    free moves up to right after the value's last read (``eager_frees``).
 
     >>> from ckpt.planner import zoo, plan
     >>> from ckpt.planner.graph import Graph
@@ -172,43 +181,50 @@ def chain_ops_on_graph(tg, stages, chain_ops):
             ops += _forward_ops(tg, names, op.kind == "forward_save", idx)
         elif op.kind == "backward":
             ops += _backward_ops(tg, names, idx, done)
-            ops += [GraphOp("free", v) for v in reversed(names)]
+            ops += [GraphOp("free", v) for v in reversed(names)
+                    if v == names[-1] or _saved(tg, v, idx)]
         else:
             ops.append(GraphOp("free", names[-1]))
-    return ops
+    return eager_frees(tg, ops)
 
 
-def chain_baseline(graph, budget=None, tg=None, tries=12):
+def chain_baseline(graph, budget=None, tg=None, tries=14):
     """The cheapest replay of a chain ``optimal`` plan within ``budget`` (see the module
-    doc), searching the chain budget downwards from ``budget``; raises ``BudgetError`` when
-    no replay fits.
+    doc): the chain budget is bisected between the chain's least peak and store-all's for
+    the largest whose replay fits (``tries`` replays at most); raises ``BudgetError`` when
+    not even the least-peak plan fits.
 
     >>> from ckpt.planner import zoo
     >>> from ckpt.planner.graph import Graph
     >>> len(chain_baseline(Graph.from_chain(zoo.uniform(3)), budget=None))
     12
     """
+    from ..simulate import simulate
     from .optimal import optimal
+    from .store_all import store_all
     tg = graph.training() if tg is None else tg
     chain, stages = reduce_to_chain(graph, tg)
     if budget is None:
         return chain_ops_on_graph(tg, stages, optimal(chain))
-    best, lo = None, chain.min_budget
-    b = max(budget, lo)
-    for _ in range(tries):
+    best = None
+
+    def attempt(b):
+        nonlocal best
         ops = chain_ops_on_graph(tg, stages, optimal(chain, budget=b))
         sim = simulate_graph(tg, ops)
-        if sim.peak <= budget:
-            if best is None or sim.compute < best[0]:
-                best = (sim.compute, ops)
-            if b >= budget:
+        fits = sim.peak <= budget
+        if fits and (best is None or sim.compute < best[0]):
+            best = (sim.compute, ops)
+        return fits
+
+    lo, hi = chain.min_budget, simulate(chain, store_all(chain), timeline=False).peak
+    if not attempt(hi):
+        if not attempt(lo):
+            raise BudgetError(f"strategy 'chain': no chain plan replays within {budget} bytes "
+                              f"on graph {graph.name!r}", budget=budget, strategy="chain")
+        for _ in range(tries - 2):              # invariant: lo fits, hi does not
+            if hi - lo <= max(1, hi // 1000):
                 break
-            b = (b + budget) // 2 if b < budget else b
-            continue
-        if b <= lo:
-            break
-        b = max(lo, b - max(1, sim.peak - budget))
-    if best is None:
-        raise BudgetError(f"strategy 'chain': no chain plan replays within {budget} bytes on "
-                          f"graph {graph.name!r}", budget=budget, strategy="chain")
+            mid = (lo + hi) // 2
+            lo, hi = (mid, hi) if attempt(mid) else (lo, mid)
     return best[1]

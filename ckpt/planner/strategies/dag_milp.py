@@ -87,12 +87,16 @@ def live_windows(tg):
     return last_use, last_desc
 
 
-def build_milp(tg, budget):
+def build_milp(tg, budget, reference=False):
     """The model as arrays for ``scipy.optimize.milp`` (see the module doc), memory in units
     of the budget left over the constant bytes. Variables that no optimal schedule needs are
     left out (ckpt's presolve, exact): R[t,i] and S[t,i] when no descendant of i is numbered
     t or later (nothing from stage t on can read it, even through recomputations), and U and
-    FREE where R[t,k] is left out.
+    FREE where R[t,k] is left out. FREE is continuous with one upper bound per hazard
+    (FREE <= R[t,k], FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]): a solution may free less
+    than it could, which only overstates its memory, and the schedule frees eagerly.
+    ``reference=True`` builds Checkmate's model as published instead (every variable, FREE
+    binary with the κ linearization), for comparison.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
@@ -110,13 +114,13 @@ def build_milp(tg, budget):
     Rc, Sc, cost = {}, {}, []
     for t in range(n):
         for i in range(t + 1):
-            if i == t or last_desc[i] >= t:
+            if i == t or last_desc[i] >= t or reference:
                 Rc[(t, i)] = len(cost)
                 cost.append(float(tg.cost[i]))
     nR = len(cost)
     for t in range(1, n):
         for i in range(t):
-            if users[i] and last_desc[i] >= t:      # read later, maybe by a recomputation
+            if (users[i] and last_desc[i] >= t) or reference:  # read later, maybe by a recompute
                 Sc[(t, i)] = len(cost)
                 cost.append(0.0)
     ncol = len(cost)
@@ -168,12 +172,20 @@ def build_milp(tg, budget):
                 row([(U[(t, k)], 1.0), (Rc[(t, k)], float(T[k]))], -inf, B)
             for i in (*deps[k], k):
                 f = FREE[(t, i, k)]
+                later = [(Rc[(t, j)], 1.0) for j in users[i] if k < j <= t and (t, j) in Rc]
+                if reference:     # h = (1 - R[t,k]) + S[t+1,i] + Σ R[t,j]: FREE = [h == 0]
+                    h = [(Rc[(t, k)], -1.0)] + later
+                    if (t + 1, i) in Sc:
+                        h.append((Sc[(t + 1, i)], 1.0))
+                    kappa = float(len(h))
+                    row([(f, 1.0)] + h, 0.0, inf)               # FREE + h >= 1
+                    row([(f, kappa)] + h, -inf, kappa - 1.0)    # κ FREE + h <= κ
+                    continue
                 row([(f, 1.0), (Rc[(t, k)], -1.0)], -inf, 0.0)          # FREE <= R[t,k]
                 if (t + 1, i) in Sc:
                     row([(f, 1.0), (Sc[(t + 1, i)], 1.0)], -inf, 1.0)   # FREE <= 1 - S[t+1,i]
-                for j in users[i]:
-                    if k < j <= t and (t, j) in Rc:
-                        row([(f, 1.0), (Rc[(t, j)], 1.0)], -inf, 1.0)   # FREE <= 1 - R[t,j]
+                for col, _ in later:
+                    row([(f, 1.0), (col, 1.0)], -inf, 1.0)              # FREE <= 1 - R[t,j]
     A = coo_matrix((vals, (rows, cols)), shape=(len(rlo), ncol)).tocsr()
     # objective: the recomputation only (R[t,t] = 1 is a constant), in units of the dearest
     # node, so that HiGHS's relative gap is a gap on the overhead
@@ -185,6 +197,8 @@ def build_milp(tg, budget):
     integrality = np.zeros(ncol)
     ustart = nR + len(Sc)
     integrality[:ustart] = 1
+    if reference:
+        integrality[ustart + nU:] = 1
     lb = np.zeros(ncol)
     ub = np.ones(ncol)
     ub[ustart:ustart + nU] = max(B, 0.0)
@@ -206,7 +220,7 @@ def _stages(model, x, n):
     return [sorted(r) for r in R], S
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap):
+def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, reference):
     """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg)."""
     try:
         if mem_limit:
@@ -215,7 +229,7 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap):
         from scipy.optimize import LinearConstraint, milp
         from scipy.optimize import Bounds
         t0 = time.monotonic()
-        m = build_milp(tg, budget)
+        m = build_milp(tg, budget, reference)
         left = max(1.0, time_limit - (time.monotonic() - t0))
         res = milp(m.c, integrality=m.integrality, bounds=Bounds(m.lb, m.ub),
                    constraints=LinearConstraint(m.A, m.row_lb, m.row_ub),
@@ -241,11 +255,13 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap):
         conn.close()
 
 
-def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4):
+def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
+               reference=False):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
-    recomputation overhead. Returns a ``MilpResult`` (objective and bound in the graph's
+    recomputation overhead; ``reference`` solves Checkmate's model as published
+    (``build_milp``). Returns a ``MilpResult`` (objective and bound in the graph's
     cost unit, store-all's compute included).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
@@ -257,7 +273,7 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4):
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
-                       args=(tg, budget, time_limit, send, mem_limit, rel_gap))
+                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, reference))
     proc.start()
     send.close()
     got = None

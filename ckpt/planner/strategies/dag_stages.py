@@ -12,7 +12,7 @@ values the stage neither reads nor keeps when it starts.
 """
 from ..graph_simulate import GraphOp
 
-__all__ = ["stage_ops", "closure"]
+__all__ = ["stage_ops", "closure", "eager_frees"]
 
 
 def closure(tg, t, resident):
@@ -68,3 +68,35 @@ def stage_ops(tg, R, S):
         for i in sorted(resident - keep):
             free(i)
     return ops
+
+
+def eager_frees(tg, ops):
+    """The same computes with every value freed right after its last read (or right after it
+    is computed, when nothing reads it) before the schedule freed it: memory never rises,
+    compute is unchanged.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> tg = TrainingGraph(list("xyz"), cost=[1] * 3, size=[1] * 3, deps=[[], [0], [1]])
+    >>> eager_frees(tg, ["compute x", "compute y", "compute z", "free x", "free y", "free z"])
+    [compute x, compute y, free x, compute z, free y, free z]
+    """
+    ops = [GraphOp.parse(o) for o in ops]
+    idx = {nm: k for k, nm in enumerate(tg.names)}
+    after = {}                 # position of a compute -> the values to free right after it
+    open_at, last_read = {}, {}
+    for pos, op in enumerate(ops):
+        k = idx[op.name]
+        if op.kind == "compute":
+            for i in tg.deps[k]:
+                last_read[i] = pos
+            open_at[k] = pos
+            last_read[k] = pos
+        else:
+            after.setdefault(last_read.pop(k, open_at[k]), []).append(k)
+            open_at.pop(k)
+    out = []
+    for pos, op in enumerate(ops):
+        if op.kind == "compute":
+            out.append(op)
+            out += [GraphOp("free", tg.names[i]) for i in after.get(pos, ())]
+    return out
