@@ -15,8 +15,13 @@ True
 """
 from . import zoo
 from .chain import Chain, Stage
-from .errors import (BudgetError, ChainError, ChainFormatError, InvalidPlanError,
-                     PlannerError)
+from .errors import (BudgetError, ChainError, ChainFormatError, GraphError, GraphFormatError,
+                     InvalidPlanError, PlannerError)
+from . import graph_zoo
+from .graph import Graph, Node
+from .graph_plan import GRAPH_STRATEGIES, GraphPlan, plan_graph
+from .graph_simulate import GraphOp, GraphSimulation, simulate_graph
+from .graph_training import TrainingGraph
 from .plan import Plan, plan
 from .schedule import Op
 from .simulate import Simulation, simulate
@@ -92,4 +97,6 @@ __all__ = ["Chain", "Stage", "Op", "Plan", "plan", "simulate", "Simulation", "sw
            "profile", "execute", "apply",
            "Row", "revolve", "optimal_advances", "zoo", "parse_size", "format_size",
            "STRATEGIES", "PlannerError", "ChainError", "ChainFormatError", "BudgetError",
-           "InvalidPlanError"]
+           "InvalidPlanError", "Graph", "Node", "TrainingGraph", "GraphPlan", "plan_graph",
+           "GRAPH_STRATEGIES", "GraphOp", "GraphSimulation", "simulate_graph", "graph_zoo",
+           "GraphError", "GraphFormatError"]

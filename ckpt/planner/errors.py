@@ -4,7 +4,8 @@
 (True, True)
 """
 
-__all__ = ["PlannerError", "ChainError", "ChainFormatError", "BudgetError", "InvalidPlanError"]
+__all__ = ["PlannerError", "ChainError", "ChainFormatError", "BudgetError", "InvalidPlanError",
+           "GraphError", "GraphFormatError"]
 
 
 class PlannerError(Exception):
@@ -63,3 +64,23 @@ class InvalidPlanError(PlannerError, ValueError):
         where = f"step {step} ({op})" if op is not None else f"step {step} (end of plan)"
         super().__init__(f"{where}: {reason}")
         self.step, self.op, self.reason = step, op, reason
+
+
+class GraphError(PlannerError, ValueError):
+    """A graph whose numbers or edges are impossible (a cycle, an unknown input, bytes < 0).
+
+    >>> str(GraphError("node 'a': output_bytes must be >= 0"))
+    "node 'a': output_bytes must be >= 0"
+    """
+
+
+class GraphFormatError(GraphError):
+    """Malformed graph JSON; ``line``/``column`` locate syntax errors (1-based).
+
+    >>> GraphFormatError("boom", line=2, column=5).line
+    2
+    """
+
+    def __init__(self, message, line=None, column=None):
+        super().__init__(message)
+        self.line, self.column = line, column

@@ -276,7 +276,8 @@ def plan(chain, strategy, budget=None, **options):
     ``options`` go to the strategy (``slots`` for optimal, ``snapshots`` for revolve,
     ``segments`` for sqrt, ``threshold`` for greedy, ``leaf`` for recursive); they are checked
     first against ``STRATEGY_OPTIONS`` (``check_options``): an unknown name raises
-    ``TypeError``, a value out of its range ``ValueError`` with the reason.
+    ``TypeError``, a value out of its range ``ValueError`` with the reason. A ``Graph`` or
+    ``TrainingGraph`` goes to ``ckpt.planner.graph_plan.plan_graph`` (graph strategies).
 
     >>> from ckpt.planner import zoo
     >>> c = zoo.uniform(4, nbytes="1MiB")
@@ -286,7 +287,13 @@ def plan(chain, strategy, budget=None, **options):
     ckpt.planner.errors.BudgetError: budget 2.0 MiB (2097152 bytes) is below the minimum feasible 5.0 MiB (5242880 bytes) for this chain ('uniform')
     """
     if not isinstance(chain, Chain):
-        raise TypeError(f"plan needs a Chain, got {type(chain).__name__}")
+        from .graph import Graph
+        from .graph_training import TrainingGraph
+        if isinstance(chain, (Graph, TrainingGraph)):
+            from .graph_plan import plan_graph
+            return plan_graph(chain, strategy, budget, **options)
+        raise TypeError(f"plan needs a Chain, a Graph or a TrainingGraph, got "
+                        f"{type(chain).__name__}")
     if not isinstance(strategy, str):
         raise TypeError(f"strategy must be a name (one of {sorted(STRATEGIES)}), got a "
                         f"{type(strategy).__name__}")

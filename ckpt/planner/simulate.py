@@ -93,7 +93,15 @@ def simulate(chain, plan, timeline=True):
     Traceback (most recent call last):
     ...
     ckpt.planner.errors.InvalidPlanError: step 1 (backward 1): δ1 is not alive (backward 2 must run first)
+
+    A ``Graph`` or ``TrainingGraph`` (with a ``GraphPlan`` or graph ops) is replayed by
+    ``ckpt.planner.graph_simulate.simulate_graph`` (its ``GraphSimulation`` is returned).
     """
+    if not hasattr(chain, "xbar"):
+        from .graph_simulate import simulate_graph
+        tg = chain.training() if hasattr(chain, "training") and callable(chain.training) \
+            else chain
+        return simulate_graph(tg, getattr(plan, "ops", plan))
     ops = getattr(plan, "ops", plan)
     L = len(chain)
     x, xbar, of, ofs, ob, delta = (chain.x.tolist(), chain.xbar.tolist(), chain.of.tolist(),
