@@ -248,24 +248,24 @@ class SavedTensor:
             f"inplace operation: [ckpt.{_type_name(dtype)} {list(shape)}]{where} is at "
             f"version {self.vc[0]}; expected version {self.version} instead.")
 
-    def unpack_data(self, node):
-        """The saved value as a numpy array (for array rules: no Tensor is built)."""
-        if self.vc[0] != self.version:
-            raise self._version_error(node)
-        if self.unpack_hook is None:
-            return self.tensor.data if self.tensor is not None else self.data
-        unpacked = self.unpack_hook(self.packed)
-        if not isinstance(unpacked, Tensor):
-            raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
-        return unpacked.data
+    def unpack(self, node, as_array=False):
+        """The saved value, through the unpack hook if one packed it: a Tensor in its place
+        in the graph, or (``as_array``, for array rules) just its numpy array.
 
-    def unpack(self, node):
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> saved = (x * x).grad_fn._saved[0]
+        >>> saved.unpack(None) is x, saved.unpack(None, as_array=True) is x.data
+        (True, True)
+        """
         if self.vc[0] != self.version:
             raise self._version_error(node)
         hook = self.unpack_hook
         if hook is None:
             if self.tensor is not None:
-                return self.tensor
+                return self.tensor.data if as_array else self.tensor
+            if as_array:
+                return self.data
             t = _wrap(self.data)
             t._vc = self.vc
             t.requires_grad = True
@@ -277,6 +277,8 @@ class SavedTensor:
         unpacked = hook(self.packed)
         if not isinstance(unpacked, Tensor):
             raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+        if as_array:
+            return unpacked.data
         t = _wrap(unpacked.data)
         t._vc = self.vc
         if self.requires_grad:
@@ -342,55 +344,23 @@ def record(cls, out_data, inputs, saved=(), **attrs):
 
 def _attach(cls, out, inputs, saved, attrs):
     """Make ``out`` the output of a new ``cls`` node, if some input requires grad."""
-    n_inputs = len(inputs)
-    if n_inputs == 1:  # unary and binary ops, the common cases, without the loop's lists
-        x = inputs[0]
-        if x.__class__ is not Tensor or not x.requires_grad:
-            return out
-        d = x.data
-        node = _new_node(cls)
-        node.next_functions = (_edge(x),)
-        node._meta = (d.shape, d.dtype)
-    elif n_inputs == 2:
-        a, b = inputs
-        a_needs = a.__class__ is Tensor and a.requires_grad
-        b_needs = b.__class__ is Tensor and b.requires_grad
-        if not (a_needs or b_needs):
-            return out
-        node = _new_node(cls)
-        if a_needs:
-            da = a.data
-            if b_needs:
-                db = b.data
-                node.next_functions = (_edge(a), _edge(b))
-                node._meta = (da.shape, da.dtype, db.shape, db.dtype)
-            else:
-                node.next_functions = (_edge(a), _NO_EDGE)
-                node._meta = (da.shape, da.dtype, None, None)
+    edges = meta = ()
+    needed = False
+    for x in inputs:
+        if x.__class__ is Tensor and x.requires_grad:
+            needed = True
+            d = x.data
+            fn = x.grad_fn
+            edges += ((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0),)
+            meta += (d.shape, d.dtype)
         else:
-            db = b.data
-            node.next_functions = (_NO_EDGE, _edge(b))
-            node._meta = (None, None, db.shape, db.dtype)
-    else:
-        edges = []
-        meta = []
-        needed = False
-        for x in inputs:
-            if x.__class__ is Tensor and x.requires_grad:
-                needed = True
-                edges.append(_edge(x))
-                d = x.data
-                meta.append(d.shape)
-                meta.append(d.dtype)
-            else:
-                edges.append(_NO_EDGE)
-                meta.append(None)
-                meta.append(None)
-        if not needed:
-            return out
-        node = _new_node(cls)
-        node.next_functions = tuple(edges)
-        node._meta = meta
+            edges += (_NO_EDGE,)
+            meta += _NO_META
+    if not needed:
+        return out
+    node = _new_node(cls)
+    node.next_functions = edges
+    node._meta = meta
     out.requires_grad = True
     out.grad_fn = node
     if attrs:
@@ -432,6 +402,7 @@ def _record_extended(cls, out, inputs, saved, attrs):
 
 
 _NO_EDGE = (None, 0)
+_NO_META = (None, None)
 _new_node = object.__new__
 
 
