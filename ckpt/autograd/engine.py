@@ -395,21 +395,21 @@ def run_node(node, grad, p):
     nothing flows on (no gradient came, a leaf accumulated it, or it isn't needed).
 
     A ``_plain`` node (one output, no pre-hooks) goes straight to its rule when the pass
-    lets it (``_Pass.direct``); any other node (multi-output, leaf accumulator, with hooks, captured by ``grad()``, pruned or
-    batched) first meets its hooks, captures and accumulation, with Tensor gradients
-    (hooks and users see Tensors).
+    lets it (``_Pass.direct``); any other node (multi-output, leaf accumulator, with
+    hooks, captured by ``grad()``, pruned or batched) first meets its hooks, captures and
+    accumulation, with Tensor gradients (hooks and users see Tensors). Calling
+    ``_call_rule`` from the pass loop for plain nodes, skipping this function, measured no
+    gain on the 300-op chain (within the 3% noise), so every node comes through here.
     """
     if node._plain and (p.direct or node in p.direct_nodes):
-        if grad is None:
-            return None
-        return _call_rule(node, (grad,), p, p.arrays)
+        return None if grad is None else _call_rule(node, grad, p, p.arrays)
     grads = _prepare(node, grad, p)
     if grads is None:
         return None
     if p.batched and not node._batched_rule:
         result = _apply_per_sample(node, grads, p)
     else:
-        result = _call_rule(node, grads, p, False)
+        result = _call_rule(node, grads[0] if node._out_meta is None else grads, p, False)
     if p.arrays:
         return tuple(g.data if g.__class__ is Tensor else g for g in result)
     return result
@@ -448,21 +448,21 @@ def _prepare(node, grad, p):
     return grads
 
 
-def _call_rule(node, grads, p, arrays):
-    """``node.vjp`` on ``grads`` (arrays when ``arrays``, else Tensors) and what the node
-    saved, unpacked the same way (a rule that needs Tensors gets Tensors); releases the
-    saved values unless the pass keeps the graph, then runs the post-hooks."""
+def _call_rule(node, grad, p, arrays):
+    """``node.vjp`` on ``grad`` (a list, one per output, for a multi-output node; arrays
+    when ``arrays``, else Tensors) and what the node saved, unpacked the same way (a rule
+    that needs Tensors gets Tensors); releases the saved values unless the pass keeps the
+    graph, then runs the post-hooks. Returns a tuple, one gradient per input."""
     saved = node._saved
     if saved is None:
         raise RuntimeError(_FREED_MESSAGE)
     as_array = arrays and node._array_rule
-    if arrays and not as_array:
-        grads = [_wrap(g) for g in grads]
     if node._out_meta is None:
-        grad = grads[0]
+        if arrays and not as_array:
+            grad = _wrap(grad)
     else:  # every output gets a gradient, zeros where none came
-        grad = [g if g is not None else _wrap(np.zeros(shape, dtype))
-                for g, (shape, dtype) in zip(grads, node._out_meta)]
+        grad = [(_wrap(g) if arrays else g) if g is not None else _wrap(np.zeros(shape, dtype))
+                for g, (shape, dtype) in zip(grad, node._out_meta)]
     if len(saved) == 1:  # most rules read one saved value: no list to build (chain300: -4%)
         only = saved[0]
         result = node.vjp(grad, only.unpack(node, as_array) if only.__class__ is SavedTensor else only)
@@ -477,7 +477,7 @@ def _call_rule(node, grads, p, arrays):
     if result.__class__ is not tuple:
         result = tuple(result) if isinstance(result, list) else (result,)
     if node._post_hooks:
-        result = _run_post_hooks(node, result, tuple(grads), arrays)
+        result = _run_post_hooks(node, result, tuple(grad) if node._out_meta else (grad,), arrays)
     return result
 
 
@@ -529,7 +529,8 @@ def _apply_per_sample(node, grads, p):
     keep_graph, p.keep_graph = p.keep_graph, True
     Batch.dims = 0
     try:
-        per_sample = [_call_rule(node, [None if g is None else g[b] for g in grads], p, False)
+        per_sample = [_call_rule(node, grads[0][b] if node._out_meta is None else
+                                 [None if g is None else g[b] for g in grads], p, False)
                       for b in range(size)]
     finally:
         Batch.dims = 1
