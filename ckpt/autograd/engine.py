@@ -6,6 +6,8 @@ node, start from the roots, and run a node's VJP once every consumer has deliver
 gradient (``run_node``: one path for every node, arrays or Tensors chosen once per pass by
 ``_Pass``). The engine, not the ops, un-broadcasts gradients to each input's shape.
 """
+import sys
+
 import numpy as np
 
 from . import grad_mode
@@ -172,17 +174,34 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
 def _accumulate_into(t, g, create_graph):
     """``t.grad += g`` the way torch does: detached unless ``create_graph``, never aliasing a
-    read-only broadcast view."""
+    read-only broadcast view; without ``create_graph`` the sum lands in the same ``.grad``
+    Tensor (a held reference sees it, its version goes up), written into its buffer when
+    no other array or Tensor holds that buffer, else into a new one."""
     if not create_graph:
         g = g.detach() if g.grad_fn is not None or g.requires_grad else g
         if not g.data.flags.writeable:
             g = _wrap(g.data.copy())
-    if t.grad is None:
-        t.grad = g
-    elif create_graph or t.grad.requires_grad:
-        t.grad = t.grad + g
+    grad = t.grad
+    if grad is None:
+        # a Tensor of the leaf's own, so that accumulating into it later touches no other
+        # Tensor that holds the same gradient (one rule may give one array to two inputs)
+        t.grad = g if create_graph and g.requires_grad else _wrap(g.data)
+    elif create_graph or grad.requires_grad:
+        t.grad = grad + g
     else:
-        t.grad = _wrap(t.grad.data + g.data)
+        held, new = grad.data, g.data
+        if (held.base is None and held.flags.writeable and held.shape == new.shape
+                and held.dtype == np.result_type(held, new)
+                and sys.getrefcount(held) <= _HELD_BY_GRAD_ONLY):
+            np.add(held, new, out=held)
+        else:
+            grad.data = held + new
+        grad._vc[0] += 1
+
+
+# sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
+# local name ``held`` in _accumulate_into, and getrefcount's own argument
+_HELD_BY_GRAD_ONLY = 3
 
 
 def _validate(node, i, g, arrays, batch_dims=0):
