@@ -11,10 +11,8 @@ import sys
 import numpy as np
 
 from . import grad_mode
+from .batch import Batch
 from .node import AccumulateGrad, Extensions, SavedTensor, _FREED_MESSAGE
-from .ops._util import Batch
-from .ops.reduce import sum as reduce_sum
-from .ops.shape import sum_to
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -241,13 +239,16 @@ def _validate(node, i, g, arrays, batch_dims=0):
 
 
 def _sum_to(g, batch, inner, shape):
-    """Sum the broadcast gradient ``g`` (``batch + inner``) down to ``batch + shape``."""
-    if not batch:
-        return sum_to(g, shape)
+    """Sum the broadcast gradient ``g`` (``batch + inner``; an array or a Tensor) down to
+    ``batch + shape``."""
+    if not batch and g.__class__ is Tensor:
+        return g.sum_to_size(shape)
     nb, extra = len(batch), len(inner) - len(shape)
     axes = tuple(range(nb, nb + extra)) + tuple(
         nb + extra + j for j, s in enumerate(shape) if s == 1 and inner[extra + j] != 1)
-    return reduce_sum(g, axes, keepdim=True).reshape(batch + tuple(shape))
+    if axes:
+        g = g.sum(axis=axes, keepdims=True) if g.__class__ is not Tensor else g.sum(axes, keepdim=True)
+    return g.reshape(batch + tuple(shape)) if batch or extra else g
 
 
 def _discover(root_nodes):

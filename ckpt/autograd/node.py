@@ -22,6 +22,35 @@ class _HookStack:
     pairs = []
 
 
+class saved_tensors_hooks:
+    """Within this context, every tensor an op saves for backward is passed to
+    ``pack_hook(tensor)`` and whatever it returns is stored; ``unpack_hook(packed)`` must give
+    the tensor back when backward needs it. Nested contexts: the innermost pair wins.
+
+    >>> import ckpt
+    >>> packed = []
+    >>> def pack(t):
+    ...     packed.append(t.shape); return t.detach().numpy().copy()
+    >>> with ckpt.autograd.graph.saved_tensors_hooks(pack, ckpt.tensor):
+    ...     x = ckpt.ones(3, requires_grad=True)
+    ...     y = (x * x).sum()
+    >>> y.backward(); packed, x.grad.tolist()
+    ([(3,), (3,)], [2.0, 2.0, 2.0])
+    """
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook = pack_hook
+        self.unpack_hook = unpack_hook
+
+    def __enter__(self):
+        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _HookStack.pairs.pop()
+        return False
+
+
 class Node:
     """Base class of every ``grad_fn``; its name is the class name, as in torch."""
     # _meta: [shape0, dtype0, shape1, dtype1, ...] of the inputs (None for non-differentiable)
@@ -303,7 +332,9 @@ OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
 class Extensions:
     """Per-op extensions, off on the hot path: ``record`` checks one flag.
 
-    ``forward_ad`` is True inside a ``forward_ad.dual_level`` (ops propagate tangents);
+    ``forward_ad`` is True inside a ``forward_ad.dual_level``: ``record`` then gives each
+    op's output its tangent through ``propagate_tangent(cls, out, inputs, attrs)``, which
+    ``ckpt.autograd.forward_ad`` installs (this module knows nothing of forward mode);
     ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
     memory tracker). ``refresh()`` recomputes ``active`` after either changes.
     ``grad_observers`` are objects with ``on_grads(arrays)``, told by the engine of the
@@ -313,6 +344,7 @@ class Extensions:
     """
     active = False
     forward_ad = False
+    propagate_tangent = None
     observers = []
     grad_observers = []
 
@@ -389,8 +421,7 @@ def _record_extended(cls, out, inputs, saved, attrs):
     if Extensions.forward_ad:
         # after the node exists: a JVP rule reading the output then differentiates through
         # it (reverse over forward)
-        from .forward_ad import propagate
-        propagate(cls, out, inputs, attrs)
+        Extensions.propagate_tangent(cls, out, inputs, attrs)
         node = out.grad_fn
         if out._fw is not None and node is not None and node._saved:
             for s in node._saved:  # a saved output keeps its tangent (forward over reverse)
