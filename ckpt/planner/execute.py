@@ -59,7 +59,7 @@ from ..memory.accounting.track import SavedBuffer, track
 from ..memory.foreign import reject_torch
 from .errors import PlannerError
 from .simulate import simulate
-from .units import format_size
+from ..units import format_size
 
 __all__ = ["execute", "Execution", "ExecutionError", "PlanMismatchError"]
 
