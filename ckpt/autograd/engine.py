@@ -348,7 +348,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 captures.setdefault(n, {})[nr] = None
         to_run = _to_run(deps, captures, accumulate_leaves)
     p = _Pass(keep_graph, create_graph, captures, to_run, accumulate_leaves, batched)
-    arrays, observed = p.arrays, p.observed
+    arrays, observed, direct = p.arrays, p.observed, p.direct
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
         _buffer_add(buffers, node, nr, g.data if arrays else g)
@@ -363,7 +363,31 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
             _observe(roots, [g.data for g in root_grads])
         while ready:
             node = ready.pop()
-            input_grads = run_node(node, pop_buffer(node, None), p)
+            if node._plain and direct and node._array_rule and not node._post_hooks:
+                # _call_rule for the commonest node, inline: the 300-op chain's backward
+                # takes 0.839 ms instead of 0.887 (-5%; quiet machine, 2026-12-05)
+                input_grads = pop_buffer(node, None)
+                if input_grads is not None:
+                    saved = node._saved
+                    if saved is None:
+                        raise RuntimeError(_FREED_MESSAGE)
+                    if len(saved) == 1:
+                        only = saved[0]
+                        input_grads = node.vjp(input_grads, only.unpack(node, arrays)
+                                               if only.__class__ is SavedTensor else only)
+                        del only
+                    else:
+                        input_grads = node.vjp(input_grads, *[
+                            s.unpack(node, arrays) if s.__class__ is SavedTensor else s for s in saved])
+                    if observed:
+                        _observe(node.next_functions, input_grads)
+                    if saved and not keep_graph:
+                        node._saved = saved = None
+                    if input_grads.__class__ is not tuple:
+                        input_grads = (tuple(input_grads) if isinstance(input_grads, list)
+                                       else (input_grads,))
+            else:
+                input_grads = run_node(node, pop_buffer(node, None), p)
             if input_grads is None:
                 for nxt, _ in node.next_functions:
                     if nxt is not None:
@@ -419,7 +443,8 @@ def run_node(node, grad, p):
     hooks, captured by ``grad()``, pruned or batched) first meets its hooks, captures and
     accumulation, with Tensor gradients (hooks and users see Tensors). Calling
     ``_call_rule`` from the pass loop for plain nodes, skipping this function, measured no
-    gain on the 300-op chain (within the 3% noise), so every node comes through here.
+    gain on the 300-op chain (within the 3% noise); the pass loop inlines ``_call_rule``
+    itself for a plain node with an array rule, which did pay (see there).
     """
     if node._plain and (p.direct or node in p.direct_nodes):
         return None if grad is None else _call_rule(node, grad, p, p.arrays)
