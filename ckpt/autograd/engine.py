@@ -323,14 +323,14 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "accumulate_leaves", "batched", "direct", "direct_nodes")
+                 "batched", "direct", "direct_nodes")
 
-    def __init__(self, keep_graph, create_graph, captures, to_run, accumulate_leaves, batched):
+    def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
         self.observed = bool(Extensions.grad_observers) and self.arrays
         self.keep_graph, self.create_graph = keep_graph, create_graph
         self.captures, self.to_run = captures, to_run
-        self.accumulate_leaves, self.batched = accumulate_leaves, batched
+        self.batched = batched
         self.direct = not batched and to_run is None and not captures
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
                              else frozenset())
@@ -347,7 +347,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
             if n is not None:
                 captures.setdefault(n, {})[nr] = None
         to_run = _to_run(deps, captures, accumulate_leaves)
-    p = _Pass(keep_graph, create_graph, captures, to_run, accumulate_leaves, batched)
+    p = _Pass(keep_graph, create_graph, captures, to_run, batched)
     arrays, observed, direct = p.arrays, p.observed, p.direct
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
