@@ -99,6 +99,38 @@ def test_diamond_and_reuse_accumulate():
     assert_close(g, tg)
 
 
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_gradients_accumulate_into_the_held_grad_tensor_as_in_torch():
+    """A second backward adds into the same ``.grad`` Tensor: a reference taken after the
+    first sees the sum and its version goes up; with ``create_graph`` a new Tensor comes."""
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.ones(3, requires_grad=True)
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        (x * w).sum().backward()
+        held, version = x.grad, x.grad._version
+        (x * w * 2).sum().backward()
+        after_plain = (x.grad is held, x.grad._version - version, held.tolist())
+        (x * w).sum().backward(create_graph=True)
+        seen[lib.__name__] = after_plain + (x.grad is held, held.tolist(), x.grad.tolist())
+    assert seen["ckpt"] == seen["torch"]
+    assert seen["ckpt"][:3] == (True, 1, [3.0, 6.0, 9.0])
+
+
+def test_accumulating_a_gradient_leaves_other_holders_of_its_buffer_alone():
+    """The gradient given to ``backward`` is not the one summed into (ckpt's ``.grad``
+    shares its buffer at first, so the sum goes into a new one), as in torch."""
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.ones(2, requires_grad=True)
+        given = lib.tensor([1.0, 2.0])
+        x.backward(given)
+        held = x.grad
+        x.backward(given)
+        seen[lib.__name__] = (given.tolist(), held is x.grad, held.tolist())
+    assert seen["ckpt"] == seen["torch"] == ([1.0, 2.0], True, [2.0, 4.0])
+
+
 def test_multi_output_op_unused_output_gets_zero_grad():
     x = f64([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
     values, indices = x.max(1)

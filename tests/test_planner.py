@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ckpt.planner.units import format_size
+from ckpt.units import format_size
 from ckpt.planner import (STRATEGIES, BudgetError, Chain, Stage, Op, plan, simulate, sweep,
                           zoo)
 

@@ -7,7 +7,7 @@ import torch
 
 import ckpt.torch as ct
 from ckpt import planner
-from ckpt.planner.execute import PlanMismatchError
+from ckpt.planner.errors import PlanMismatchError
 from ckpt.torch import examples
 from ckpt.torch.runner import direct_stages
 from ckpt.torch.stages import StageError, resolve

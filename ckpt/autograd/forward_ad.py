@@ -19,6 +19,7 @@ from collections import namedtuple
 
 import numpy as np
 
+from .batch import Batch
 from .node import Extensions, Node, record
 from .tensor import Tensor, _wrap
 
@@ -207,7 +208,6 @@ def propagate(cls, out, inputs, attrs):
 def _batched_rule(cls, rule, ctx, tangents, inputs, out):
     """Apply a JVP rule to tangents with a leading batch dim: once if the rule handles it
     (elementwise rules after padding each tangent to the output's rank), else per element."""
-    from .ops._util import Batch
     from .ops.shape import stack
     batch = _Level.batch
     if cls._batched_rule:
@@ -234,3 +234,6 @@ def _to_output(tangent, out, batched=True):
     if tangent.data.dtype != out.data.dtype:
         tangent = tangent.to(out.data.dtype)
     return tangent
+
+
+Extensions.propagate_tangent = propagate

@@ -1,34 +1,6 @@
 """Saved-tensor hooks and graph inspection (torch.autograd.graph's names)."""
-from .node import AccumulateGrad, Node, SavedTensor, _HookStack
-
-
-class saved_tensors_hooks:
-    """Within this context, every tensor an op saves for backward is passed to
-    ``pack_hook(tensor)`` and whatever it returns is stored; ``unpack_hook(packed)`` must give
-    the tensor back when backward needs it. Nested contexts: the innermost pair wins.
-
-    >>> import ckpt
-    >>> packed = []
-    >>> def pack(t):
-    ...     packed.append(t.shape); return t.detach().numpy().copy()
-    >>> with ckpt.autograd.graph.saved_tensors_hooks(pack, ckpt.tensor):
-    ...     x = ckpt.ones(3, requires_grad=True)
-    ...     y = (x * x).sum()
-    >>> y.backward(); packed, x.grad.tolist()
-    ([(3,), (3,)], [2.0, 2.0, 2.0])
-    """
-
-    def __init__(self, pack_hook, unpack_hook):
-        self.pack_hook = pack_hook
-        self.unpack_hook = unpack_hook
-
-    def __enter__(self):
-        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
-        return self
-
-    def __exit__(self, *exc):
-        _HookStack.pairs.pop()
-        return False
+from .node import AccumulateGrad, Node, SavedTensor, saved_tensors_hooks
+from .offload import save_on_disk
 
 
 def walk(roots):
@@ -71,9 +43,6 @@ def saved_bytes(roots):
     return sum(buffers.values())
 
 
-__all__ = ["saved_tensors_hooks", "walk", "saved_bytes", "Node", "AccumulateGrad", "SavedTensor"]
+__all__ = ["saved_tensors_hooks", "save_on_disk", "walk", "saved_bytes", "Node", "AccumulateGrad",
+           "SavedTensor"]
 
-
-from .offload import save_on_disk  # noqa: E402  (a saved_tensors_hooks subclass)
-
-__all__.append("save_on_disk")

@@ -22,6 +22,35 @@ class _HookStack:
     pairs = []
 
 
+class saved_tensors_hooks:
+    """Within this context, every tensor an op saves for backward is passed to
+    ``pack_hook(tensor)`` and whatever it returns is stored; ``unpack_hook(packed)`` must give
+    the tensor back when backward needs it. Nested contexts: the innermost pair wins.
+
+    >>> import ckpt
+    >>> packed = []
+    >>> def pack(t):
+    ...     packed.append(t.shape); return t.detach().numpy().copy()
+    >>> with ckpt.autograd.graph.saved_tensors_hooks(pack, ckpt.tensor):
+    ...     x = ckpt.ones(3, requires_grad=True)
+    ...     y = (x * x).sum()
+    >>> y.backward(); packed, x.grad.tolist()
+    ([(3,), (3,)], [2.0, 2.0, 2.0])
+    """
+
+    def __init__(self, pack_hook, unpack_hook):
+        self.pack_hook = pack_hook
+        self.unpack_hook = unpack_hook
+
+    def __enter__(self):
+        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        return self
+
+    def __exit__(self, *exc):
+        _HookStack.pairs.pop()
+        return False
+
+
 class Node:
     """Base class of every ``grad_fn``; its name is the class name, as in torch."""
     # _meta: [shape0, dtype0, shape1, dtype1, ...] of the inputs (None for non-differentiable)
@@ -248,24 +277,24 @@ class SavedTensor:
             f"inplace operation: [ckpt.{_type_name(dtype)} {list(shape)}]{where} is at "
             f"version {self.vc[0]}; expected version {self.version} instead.")
 
-    def unpack_data(self, node):
-        """The saved value as a numpy array (for array rules: no Tensor is built)."""
-        if self.vc[0] != self.version:
-            raise self._version_error(node)
-        if self.unpack_hook is None:
-            return self.tensor.data if self.tensor is not None else self.data
-        unpacked = self.unpack_hook(self.packed)
-        if not isinstance(unpacked, Tensor):
-            raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
-        return unpacked.data
+    def unpack(self, node, as_array=False):
+        """The saved value, through the unpack hook if one packed it: a Tensor in its place
+        in the graph, or (``as_array``, for array rules) just its numpy array.
 
-    def unpack(self, node):
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> saved = (x * x).grad_fn._saved[0]
+        >>> saved.unpack(None) is x, saved.unpack(None, as_array=True) is x.data
+        (True, True)
+        """
         if self.vc[0] != self.version:
             raise self._version_error(node)
         hook = self.unpack_hook
         if hook is None:
             if self.tensor is not None:
-                return self.tensor
+                return self.tensor.data if as_array else self.tensor
+            if as_array:
+                return self.data
             t = _wrap(self.data)
             t._vc = self.vc
             t.requires_grad = True
@@ -277,6 +306,8 @@ class SavedTensor:
         unpacked = hook(self.packed)
         if not isinstance(unpacked, Tensor):
             raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+        if as_array:
+            return unpacked.data
         t = _wrap(unpacked.data)
         t._vc = self.vc
         if self.requires_grad:
@@ -301,7 +332,9 @@ OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
 class Extensions:
     """Per-op extensions, off on the hot path: ``record`` checks one flag.
 
-    ``forward_ad`` is True inside a ``forward_ad.dual_level`` (ops propagate tangents);
+    ``forward_ad`` is True inside a ``forward_ad.dual_level``: ``record`` then gives each
+    op's output its tangent through ``propagate_tangent(cls, out, inputs, attrs)``, which
+    ``ckpt.autograd.forward_ad`` installs (this module knows nothing of forward mode);
     ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
     memory tracker). ``refresh()`` recomputes ``active`` after either changes.
     ``grad_observers`` are objects with ``on_grads(arrays)``, told by the engine of the
@@ -311,6 +344,7 @@ class Extensions:
     """
     active = False
     forward_ad = False
+    propagate_tangent = None
     observers = []
     grad_observers = []
 
@@ -342,55 +376,23 @@ def record(cls, out_data, inputs, saved=(), **attrs):
 
 def _attach(cls, out, inputs, saved, attrs):
     """Make ``out`` the output of a new ``cls`` node, if some input requires grad."""
-    n_inputs = len(inputs)
-    if n_inputs == 1:  # unary and binary ops, the common cases, without the loop's lists
-        x = inputs[0]
-        if x.__class__ is not Tensor or not x.requires_grad:
-            return out
-        d = x.data
-        node = _new_node(cls)
-        node.next_functions = (_edge(x),)
-        node._meta = (d.shape, d.dtype)
-    elif n_inputs == 2:
-        a, b = inputs
-        a_needs = a.__class__ is Tensor and a.requires_grad
-        b_needs = b.__class__ is Tensor and b.requires_grad
-        if not (a_needs or b_needs):
-            return out
-        node = _new_node(cls)
-        if a_needs:
-            da = a.data
-            if b_needs:
-                db = b.data
-                node.next_functions = (_edge(a), _edge(b))
-                node._meta = (da.shape, da.dtype, db.shape, db.dtype)
-            else:
-                node.next_functions = (_edge(a), _NO_EDGE)
-                node._meta = (da.shape, da.dtype, None, None)
+    edges = meta = ()
+    needed = False
+    for x in inputs:
+        if x.__class__ is Tensor and x.requires_grad:
+            needed = True
+            d = x.data
+            fn = x.grad_fn
+            edges += ((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0),)
+            meta += (d.shape, d.dtype)
         else:
-            db = b.data
-            node.next_functions = (_NO_EDGE, _edge(b))
-            node._meta = (None, None, db.shape, db.dtype)
-    else:
-        edges = []
-        meta = []
-        needed = False
-        for x in inputs:
-            if x.__class__ is Tensor and x.requires_grad:
-                needed = True
-                edges.append(_edge(x))
-                d = x.data
-                meta.append(d.shape)
-                meta.append(d.dtype)
-            else:
-                edges.append(_NO_EDGE)
-                meta.append(None)
-                meta.append(None)
-        if not needed:
-            return out
-        node = _new_node(cls)
-        node.next_functions = tuple(edges)
-        node._meta = meta
+            edges += (_NO_EDGE,)
+            meta += _NO_META
+    if not needed:
+        return out
+    node = _new_node(cls)
+    node.next_functions = edges
+    node._meta = meta
     out.requires_grad = True
     out.grad_fn = node
     if attrs:
@@ -419,8 +421,7 @@ def _record_extended(cls, out, inputs, saved, attrs):
     if Extensions.forward_ad:
         # after the node exists: a JVP rule reading the output then differentiates through
         # it (reverse over forward)
-        from .forward_ad import propagate
-        propagate(cls, out, inputs, attrs)
+        Extensions.propagate_tangent(cls, out, inputs, attrs)
         node = out.grad_fn
         if out._fw is not None and node is not None and node._saved:
             for s in node._saved:  # a saved output keeps its tangent (forward over reverse)
@@ -432,6 +433,7 @@ def _record_extended(cls, out, inputs, saved, attrs):
 
 
 _NO_EDGE = (None, 0)
+_NO_META = (None, None)
 _new_node = object.__new__
 
 

@@ -21,8 +21,7 @@ import weakref
 
 import numpy as np
 
-from .graph import saved_tensors_hooks
-from .node import _root_buffer
+from .node import _root_buffer, saved_tensors_hooks
 from .tensor import _wrap
 
 __all__ = ["save_on_disk"]

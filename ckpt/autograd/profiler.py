@@ -46,6 +46,7 @@ import weakref
 
 import numpy as np
 
+from ..units import format_size
 from .node import Extensions, Node, _root_buffer
 from .tensor import Tensor
 
@@ -142,14 +143,6 @@ def _fmt_time(us):
     return f"{us:.3f}us"
 
 
-def _fmt_bytes(n):
-    n = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1024.0
-
-
 class EventList(list):
     """A list of ``FunctionEvent`` or ``FunctionEventAvg`` with ``table`` (and, for raw
     events, ``key_averages`` and ``export_chrome_trace``)."""
@@ -201,10 +194,10 @@ class EventList(list):
                 ("CPU total", lambda e: _fmt_time(e.cpu_time_total)),
                 ("CPU time avg", lambda e: _fmt_time(e.cpu_time_total / max(e.count, 1)))]
         if self._memory:
-            cols += [("Self CPU Mem", lambda e: _fmt_bytes(e.self_cpu_memory_usage or 0)),
-                     ("CPU Mem", lambda e: _fmt_bytes(e.cpu_memory_usage or 0)),
-                     ("Self Saved", lambda e: _fmt_bytes(e.self_saved_memory or 0)),
-                     ("Saved", lambda e: _fmt_bytes(e.saved_memory or 0))]
+            cols += [("Self CPU Mem", lambda e: format_size(e.self_cpu_memory_usage or 0, 2)),
+                     ("CPU Mem", lambda e: format_size(e.cpu_memory_usage or 0, 2)),
+                     ("Self Saved", lambda e: format_size(e.self_saved_memory or 0, 2)),
+                     ("Saved", lambda e: format_size(e.saved_memory or 0, 2))]
         cols.append(("# of Calls", lambda e: str(e.count)))
         shapes = self._shapes and any(getattr(e, "input_shapes", None) is not None for e in rows)
         if shapes:

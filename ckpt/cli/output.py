@@ -14,8 +14,7 @@ import tempfile
 import threading
 import time
 
-from ..planner import format_size
-from ..planner.units import printable
+from ..units import format_size, printable
 from .inputs import UsageError
 
 __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path",
@@ -23,16 +22,6 @@ __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path
            "write_text", "save_figure", "OutputError", "Stdout", "Progress", "FIGURE_EXTS"]
 
 FIGURE_EXTS = (".png", ".svg", ".pdf")
-
-
-def _size(n, decimals):
-    n = float(n)
-    if abs(n) < 1024:
-        return f"{n:.0f} B"
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        n /= 1024.0
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.{decimals}f} {unit}"
 
 
 def distinct_sizes(values):
@@ -44,7 +33,7 @@ def distinct_sizes(values):
     >>> distinct_sizes([2**30, 2**30 + 1])
     ['1073741824 B', '1073741825 B']
     """
-    formats = [format_size] + [lambda v, d=d: _size(v, d) for d in range(2, 7)]
+    formats = [format_size] + [lambda v, d=d: format_size(v, d) for d in range(2, 7)]
     return _fewest(values, formats + [lambda v: f"{int(v)} B"])
 
 

@@ -28,7 +28,7 @@ from .simulate import Simulation, simulate
 from .strategies import STRATEGIES
 from .strategies.revolve import optimal_advances, revolve
 from .sweep import Row, Sweep, sweep
-from .units import format_size, parse_size
+from ..units import format_size, parse_size
 
 
 # The edges (profile: model -> Chain; execute: Plan on a model, measured; apply: a model that

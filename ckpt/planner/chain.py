@@ -59,7 +59,7 @@ import networkx as nx
 import numpy as np
 
 from .errors import ChainError, ChainFormatError
-from .units import format_size, parse_size
+from ..units import format_size, parse_size
 
 __all__ = ["Stage", "Chain"]
 

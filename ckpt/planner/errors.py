@@ -5,7 +5,7 @@
 """
 
 __all__ = ["PlannerError", "ChainError", "ChainFormatError", "BudgetError", "InvalidPlanError",
-           "GraphError", "GraphFormatError"]
+           "GraphError", "GraphFormatError", "ExecutionError", "PlanMismatchError"]
 
 
 class PlannerError(Exception):
@@ -84,3 +84,23 @@ class GraphFormatError(GraphError):
     def __init__(self, message, line=None, column=None):
         super().__init__(message)
         self.line, self.column = line, column
+
+
+class ExecutionError(PlannerError):
+    """A plan cannot run on this model (stage count, model type, loss).
+
+    >>> issubclass(ExecutionError, PlannerError)
+    True
+    """
+
+
+class PlanMismatchError(ExecutionError):
+    """The model and input are not those the plan's chain was profiled on: a stage's output
+    (or the input), what a stage keeps for backward, or the parameters and their gradients
+    have another size than the chain says, so the plan's memory prediction
+    does not hold. Nothing is left changed: the RNG and module buffers (BatchNorm
+    statistics) are put back as they were, parameter gradients are untouched.
+
+    >>> issubclass(PlanMismatchError, ExecutionError)
+    True
+    """

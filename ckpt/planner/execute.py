@@ -57,27 +57,11 @@ from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor, _wrap
 from ..memory.accounting.track import SavedBuffer, track
 from ..memory.foreign import reject_torch
-from .errors import PlannerError
+from .errors import ExecutionError, PlanMismatchError
 from .simulate import simulate
-from .units import format_size
+from ..units import format_size
 
 __all__ = ["execute", "Execution", "ExecutionError", "PlanMismatchError"]
-
-
-class ExecutionError(PlannerError):
-    """A plan cannot run on this model (stage count, model type, loss)."""
-
-
-class PlanMismatchError(ExecutionError):
-    """The model and input are not those the plan's chain was profiled on: a stage's output
-    (or the input), what a stage keeps for backward, or the parameters and their gradients
-    have another size than the chain says, so the plan's memory prediction
-    does not hold. Nothing is left changed: the RNG and module buffers (BatchNorm
-    statistics) are put back as they were, parameter gradients are untouched.
-
-    >>> issubclass(PlanMismatchError, ExecutionError)
-    True
-    """
 
 
 class Execution(NamedTuple):

@@ -16,7 +16,7 @@ from .schedule import Op
 from .simulate import simulate
 from .strategies import STRATEGIES
 from .strategies.store_all import store_all
-from .units import format_size, parse_size
+from ..units import format_size, parse_size
 
 __all__ = ["Plan", "plan"]
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from .errors import BudgetError
 from .plan import plan
 from .strategies import STRATEGIES
-from .units import format_size, parse_size
+from ..units import format_size, parse_size
 
 __all__ = ["sweep", "Row", "Sweep"]
 

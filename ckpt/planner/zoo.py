@@ -21,7 +21,7 @@ Conventions shared by all networks (B = batch):
 (21, '138.4M parameters')
 """
 from .chain import Chain, Stage
-from .units import parse_size
+from ..units import parse_size
 
 __all__ = ["uniform", "mlp", "resnet", "transformer", "vgg16", "get", "NAMES"]
 

@@ -20,7 +20,7 @@ draws it with networkx and matplotlib, inputs at the top.
 """
 import networkx as nx
 
-from ..planner.units import format_size, printable
+from ..units import format_size, printable
 from ._figure import axes
 
 __all__ = ["graph", "to_dot", "graph_data", "STYLE"]

@@ -5,7 +5,7 @@ Every compute op is a box at (time, stage): a first forward that keeps only its 
 a stage that already ran), and a backward. Thin lines show how long each checkpoint x_i
 and each saved x̄_i stays alive; under it, the predicted memory while each op runs.
 """
-from ..planner.units import format_size, printable
+from ..units import format_size, printable
 from ._figure import MiB, axes
 
 __all__ = ["schedule", "schedule_boxes", "OP_STYLE"]

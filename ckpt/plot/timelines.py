@@ -17,7 +17,7 @@ when the report has exactly one ``mark`` per plan op, labelled with the op
 (``report.mark(str(op))`` after each op, as an executor should), the events up to mark k
 are spread over op k's slot; otherwise all events are spread evenly over the plan.
 """
-from ..planner.units import format_size
+from ..units import format_size
 from ._figure import MiB, axes
 
 __all__ = ["memory_timeline", "predicted_layers", "measured_layers", "measured_positions",

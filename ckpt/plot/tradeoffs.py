@@ -5,7 +5,7 @@ compute overhead over store-all (%, x). Points of one strategy are joined in ord
 increasing peak; the Pareto front (no other point is lower in both) is a dashed black
 staircase; the budget is a red horizontal line.
 """
-from ..planner.units import format_size
+from ..units import format_size
 from ._figure import MiB, axes, strategy_style
 
 __all__ = ["tradeoff", "tradeoff_points"]
@@ -59,7 +59,7 @@ def tradeoff(sweep_result, chain=None, budget=None, baseline=None, ax=None, titl
     >>> sorted(l.get_gid() for l in fig.axes[0].get_lines())
     ['budget', 'minimum', 'optimal', 'pareto', 'sqrt', 'store_all']
     """
-    from ..planner.units import parse_size
+    from ..units import parse_size
     fig, (ax,) = axes(ax, figsize=(8, 5))
     rows = sweep_result.rows
     points = tradeoff_points(sweep_result, chain, baseline)

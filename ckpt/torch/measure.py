@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from ..planner import Chain, Stage, simulate
-from ..planner.execute import PlanMismatchError
+from ..planner.errors import PlanMismatchError
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
 from .runner import RngState, Step, cuda_devices, direct_stages

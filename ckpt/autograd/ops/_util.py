@@ -1,6 +1,7 @@
 """Small helpers shared by the op modules."""
 import numpy as np
 
+from ..batch import Batch, lead, shift  # noqa: F401  (the ops import them from here)
 from ..node import Extensions
 from ..tensor import Tensor, _wrap
 
@@ -60,25 +61,6 @@ def total(*terms):
         if term is not None:
             result = term if result is None else result + term
     return result
-
-
-class Batch:
-    """Leading batch dims carried by gradients (``grad(..., is_grads_batched=True)``) or
-    tangents (``dual_level(batch_size=B)``) during a vectorized pass; 0 otherwise.
-
-    Rules of nodes with ``_batched_rule = True`` handle those dims themselves (elementwise
-    broadcasting, negative axes, ``lead(x)``); the others are looped over the batch."""
-    dims = 0
-
-
-def lead(x):
-    """The leading batch dims of a gradient or tangent ``x`` (``()`` outside a vectorized pass)."""
-    return x.shape[:Batch.dims]
-
-
-def shift(axes):
-    """Axes of a primal, moved past the batch dims of its gradient or tangent."""
-    return tuple(a + Batch.dims for a in axes) if Batch.dims else axes
 
 
 # Ops whose numpy work needs temporaries as large as their output (a mask, a product) make

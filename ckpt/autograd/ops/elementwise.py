@@ -79,26 +79,6 @@ def _torch_promotion(out, a, b):
     return out.astype(_F32)
 
 
-class NegBackward0(_Elementwise):
-    def vjp(self, g):
-        return -g
-
-    def jvp(self, tangents, primals, out):
-        return -tangents[0]
-
-
-def neg(x):
-    """``-x``.
-
-    >>> import ckpt
-    >>> ckpt.neg(ckpt.tensor([1.0, -2.0])).tolist()
-    [-1.0, 2.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.negative(x)
-    return record(NegBackward0, np.negative(x.data), (x,))
-
-
 class AddBackward0(_Elementwise):
     def vjp(self, g):
         return g, g
@@ -248,123 +228,79 @@ def pow(base, exponent):
                   exponent_grad=exp_grad)
 
 
-class ExpBackward0(_DiagonalOfOutput):
-    def vjp(self, g, out):
-        return g * out
+class _DiagonalOfNothing(_Elementwise):
+    """As ``_DiagonalOfInput``, for an op whose VJP reads nothing saved."""
+
+    def jvp(self, tangents, primals, out):
+        return self.vjp(tangents[0])
 
 
-def exp(x):
-    """``e ** x``.
-
-    >>> import ckpt
-    >>> ckpt.exp(ckpt.tensor([0.0])).tolist()
-    [1.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.exp(x)
-    return record(ExpBackward0, np.exp(x.data), (x,), (OUTPUT,))
+_erf_scalar = np.frompyfunc(math.erf, 1, 1)
 
 
-class LogBackward0(_DiagonalOfInput):
-    def vjp(self, g, x):
-        return g / x
+def _erf_np(a):
+    a = np.asarray(a)
+    return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
 
 
-def log(x):
-    """Natural logarithm.
+# The unary ops whose rule is one line: the gradient ``g`` times the derivative, read from
+# the input ``x`` or the output ``out``. Each Jacobian is diagonal, so the same rule with the
+# tangent in place of ``g`` is the JVP. Rules use ckpt ops, so they differentiate again.
+_UNARY_RULES = {
+    # name: (numpy forward,        reads,  rule)
+    "neg": (np.negative,           None,  lambda g: -g),
+    "exp": (np.exp,                "out", lambda g, out: g * out),
+    "log": (np.log,                "x",   lambda g, x: g / x),
+    "sqrt": (np.sqrt,              "out", lambda g, out: g / (2 * out)),
+    "abs": (np.abs,                "x",   lambda g, x: g * np.sign(data_of(x))),
+    "sin": (np.sin,                "x",   lambda g, x: g * cos(x)),
+    "cos": (np.cos,                "x",   lambda g, x: -g * sin(x)),
+    "tanh": (np.tanh,              "out", lambda g, out: g * (1 - out * out)),
+    "erf": (_erf_np,               "x",   lambda g, x: g * (2 / math.sqrt(math.pi)) * exp(-(x * x))),
+}
 
-    >>> import ckpt
-    >>> ckpt.log(ckpt.tensor([1.0])).tolist()
-    [0.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.log(x)
-    return record(LogBackward0, np.log(x.data), (x,), (x,))
-
-
-class SqrtBackward0(_DiagonalOfOutput):
-    def vjp(self, g, out):
-        return g / (2 * out)
-
-
-def sqrt(x):
-    """Square root.
-
-    >>> import ckpt
-    >>> ckpt.sqrt(ckpt.tensor([4.0])).tolist()
-    [2.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.sqrt(x)
-    return record(SqrtBackward0, np.sqrt(x.data), (x,), (OUTPUT,))
-
-
-class AbsBackward0(_DiagonalOfInput):
-    def vjp(self, g, x):
-        return g * np.sign(data_of(x))
+# name: (what it computes, an example call, its result)
+_UNARY_DOCS = {
+    "neg": ("``-x``.", "ckpt.neg(ckpt.tensor([1.0, -2.0])).tolist()", "[-1.0, 2.0]"),
+    "exp": ("``e ** x``.", "ckpt.exp(ckpt.tensor([0.0])).tolist()", "[1.0]"),
+    "log": ("Natural logarithm.", "ckpt.log(ckpt.tensor([1.0])).tolist()", "[0.0]"),
+    "sqrt": ("Square root.", "ckpt.sqrt(ckpt.tensor([4.0])).tolist()", "[2.0]"),
+    "abs": ("Absolute value (gradient ``sign(x)``, 0 at 0 as in torch).",
+            "ckpt.abs(ckpt.tensor([-2.0])).tolist()", "[2.0]"),
+    "sin": ("Sine.", "ckpt.sin(ckpt.tensor([0.0])).tolist()", "[0.0]"),
+    "cos": ("Cosine.", "ckpt.cos(ckpt.tensor([0.0])).tolist()", "[1.0]"),
+    "tanh": ("Hyperbolic tangent.", "ckpt.tanh(ckpt.tensor([0.0])).tolist()", "[0.0]"),
+    "erf": ("The error function.", "round(ckpt.erf(ckpt.tensor([1.0])).item(), 4)", "0.8427"),
+}
 
 
-def abs(x):
-    """Absolute value (gradient ``sign(x)``, 0 at 0 as in torch).
+def _unary_op(name, forward, reads, rule):
+    """The op ``name`` and its node class ``<Name>Backward0`` from one row of the table."""
+    node_base = {None: _DiagonalOfNothing, "x": _DiagonalOfInput, "out": _DiagonalOfOutput}[reads]
+    node_cls = type(f"{name.capitalize()}Backward0", (node_base,),
+                    {"vjp": lambda self, g, *saved: rule(g, *saved), "__module__": __name__})
+    saves_output = (OUTPUT,) if reads == "out" else ()
 
-    >>> import ckpt
-    >>> ckpt.abs(ckpt.tensor([-2.0])).tolist()
-    [2.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.abs(x)
-    return record(AbsBackward0, np.abs(x.data), (x,), (x,))
+    def op(x):
+        if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
+            return forward(x)
+        return record(node_cls, forward(x.data), (x,), (x,) if reads == "x" else saves_output)
 
-
-class SinBackward0(_DiagonalOfInput):
-    def vjp(self, g, x):
-        return g * cos(x)
-
-
-def sin(x):
-    """Sine.
-
-    >>> import ckpt
-    >>> ckpt.sin(ckpt.tensor([0.0])).tolist()
-    [0.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.sin(x)
-    return record(SinBackward0, np.sin(x.data), (x,), (x,))
+    summary, example, result = _UNARY_DOCS[name]
+    op.__name__ = op.__qualname__ = name
+    op.__doc__ = f"{summary}\n\n    >>> import ckpt\n    >>> {example}\n    {result}\n    "
+    return op, node_cls
 
 
-class CosBackward0(_DiagonalOfInput):
-    def vjp(self, g, x):
-        return -g * sin(x)
-
-
-def cos(x):
-    """Cosine.
-
-    >>> import ckpt
-    >>> ckpt.cos(ckpt.tensor([0.0])).tolist()
-    [1.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.cos(x)
-    return record(CosBackward0, np.cos(x.data), (x,), (x,))
-
-
-class TanhBackward0(_DiagonalOfOutput):
-    def vjp(self, g, out):
-        return g * (1 - out * out)
-
-
-def tanh(x):
-    """Hyperbolic tangent.
-
-    >>> import ckpt
-    >>> ckpt.tanh(ckpt.tensor([0.0])).tolist()
-    [0.0]
-    """
-    if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
-        return np.tanh(x)
-    return record(TanhBackward0, np.tanh(x.data), (x,), (OUTPUT,))
+neg, NegBackward0 = _unary_op("neg", *_UNARY_RULES["neg"])
+exp, ExpBackward0 = _unary_op("exp", *_UNARY_RULES["exp"])
+log, LogBackward0 = _unary_op("log", *_UNARY_RULES["log"])
+sqrt, SqrtBackward0 = _unary_op("sqrt", *_UNARY_RULES["sqrt"])
+abs, AbsBackward0 = _unary_op("abs", *_UNARY_RULES["abs"])
+sin, SinBackward0 = _unary_op("sin", *_UNARY_RULES["sin"])
+cos, CosBackward0 = _unary_op("cos", *_UNARY_RULES["cos"])
+tanh, TanhBackward0 = _unary_op("tanh", *_UNARY_RULES["tanh"])
+erf, ErfBackward0 = _unary_op("erf", *_UNARY_RULES["erf"])
 
 
 class SigmoidBackward0(_DiagonalOfOutput):
@@ -406,30 +342,6 @@ def relu(x):
     [0.0, 2.0]
     """
     return record(ReluBackward0, np.maximum(x.data, 0), (x,), (OUTPUT,))
-
-
-_erf_scalar = np.frompyfunc(math.erf, 1, 1)
-
-
-def _erf_np(a):
-    return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
-
-
-class ErfBackward0(_DiagonalOfInput):
-    def vjp(self, g, x):
-        return g * (2 / math.sqrt(math.pi)) * exp(-(x * x))
-
-
-def erf(x):
-    """The error function.
-
-    >>> import ckpt
-    >>> round(ckpt.erf(ckpt.tensor([1.0])).item(), 4)
-    0.8427
-    """
-    if x.__class__ is not Tensor:
-        return _erf_np(np.asarray(x))
-    return record(ErfBackward0, _erf_np(x.data), (x,), (x,))
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
