@@ -31,8 +31,9 @@ class PlannedModule(nn.Module):
     Called in training mode with grad enabled, it runs the plan's forward phase and returns
     the model's output; backpropagating a loss of it runs the rest of the plan (the
     recomputations where the plan puts them); parameters get their gradients through
-    torch's engine, as from a plain backward. In eval mode or under ``no_grad`` it is the
-    model. ``plan``, ``chain`` and ``explain()`` describe the schedule; parameters, buffers
+    torch's engine, as from a plain backward. In eval mode or under ``no_grad``, and under a
+    plan that keeps everything with every backward left to torch's engine (store-all), it
+    is the model. ``plan``, ``chain`` and ``explain()`` describe the schedule; parameters, buffers
     and the state dict are the model's (``planned.model``).
     """
 
@@ -48,9 +49,11 @@ class PlannedModule(nn.Module):
         self.plan = plan
         self.chain = plan.chain
         self.direct = direct_stages(plan)
+        # every stage left to torch's engine (a store-all plan): the plain step is the plan
+        self.plain = self.direct == set(range(1, len(plan.chain) + 1))
 
     def forward(self, *args, **kwargs):
-        if not (self.training and torch.is_grad_enabled()):
+        if not (self.training and torch.is_grad_enabled()) or self.plain:
             return self.model(*args, **kwargs)
         refine(self.staging, self.model, args, kwargs)
         return Step(self.model, self.staging, self.plan.ops, args, kwargs,
