@@ -137,7 +137,8 @@ def test_reads_moccasin_node_link_with_ids_under_another_key():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda d: d["nodes"][1].pop("cost_ram"), "nodes[1] (id 1) lacks the memory field 'cost_ram'"),
-    (lambda d: d["nodes"][1].update(cost_cpu=-3), "nodes[1] (id 1): cost_cpu must be a number >= 0"),
+    (lambda d: d["nodes"][1].update(cost_cpu=-3),
+     "nodes[1] (id 1): cost_cpu must be a number >= 0"),
     (lambda d: d["links"].append({"source": 0, "target": 9}), "target 9 is not a node id"),
     (lambda d: d["links"].append({"source": 4, "target": 0}), "has a cycle through ids"),
     (lambda d: d["nodes"][2].update(id=1), "id 1 is used twice"),

@@ -150,7 +150,7 @@ def test_dag_optimal_equals_brute_force_over_checkmates_stages(seed):
         assert sim.peak <= budget and sim.compute == info["objective"] == want
         assert info["proven"] and info["gap"] < 1e-9 and abs(info["bound"] - want) < 1e-9
         assert anything <= want          # the stage class is a restriction
-        ref = solve_milp(tg, budget, rel_gap=0.0, reference=True)   # Checkmate's own model
+        ref = solve_milp(tg, budget, rel_gap=0.0, variant="reference")   # Checkmate's own model
         assert ref.status == "optimal" and abs(ref.objective - want) < 1e-9
 
 

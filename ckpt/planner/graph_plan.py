@@ -16,6 +16,7 @@ from .graph_simulate import GraphOp, simulate_graph
 from .graph_training import TrainingGraph
 from .strategies.dag_baselines import dag_recompute_all, dag_store_all
 from .strategies.dag_chain import chain_baseline
+from .strategies.dag_lp_rounding import dag_lp_rounding
 from .strategies.dag_optimal import dag_optimal
 from .units import format_size, parse_size
 
@@ -39,7 +40,8 @@ def _chain(graph, tg, budget):
     return chain_baseline(graph, budget, tg), {}
 
 
-def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4):
+def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
+                 lp_share=0.25):
     base = []
     if graph is not None and budget is not None:
         try:
@@ -47,11 +49,16 @@ def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_ga
         except BudgetError:
             pass
     return dag_optimal(tg, budget, time_limit=time_limit, mem_limit=mem_limit, rel_gap=rel_gap,
-                       baselines=base)
+                       baselines=base, lp_share=lp_share)
+
+
+def _lp_rounding(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30):
+    return dag_lp_rounding(tg, budget, time_limit=time_limit, mem_limit=mem_limit)
 
 
 GRAPH_STRATEGIES = {"store_all": _store_all, "recompute_all": _recompute_all,
-                    "chain": _chain, "dag_optimal": _dag_optimal}
+                    "chain": _chain, "dag_optimal": _dag_optimal,
+                    "dag_lp_rounding": _lp_rounding}
 
 
 class GraphPlan:
@@ -168,8 +175,9 @@ def plan_graph(graph, strategy, budget=None, **options):
     """A ``GraphPlan`` for ``graph`` (a ``Graph`` or a ``TrainingGraph``) from ``strategy``
     (a name in ``GRAPH_STRATEGIES``) within ``budget``: bytes, a string like ``"512MiB"``,
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
-    strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``). A plan whose
-    peak exceeds the budget raises ``BudgetError``.
+    strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``,
+    ``lp_share``; ``dag_lp_rounding``: ``time_limit``, ``mem_limit``).
+    A plan whose peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo
     >>> plan_graph(graph_zoo.vgg16(batch=1, image=32), "recompute_all").overhead > 0

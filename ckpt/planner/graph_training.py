@@ -43,7 +43,8 @@ def backward_name(name):
 
 class TrainingGraph:
     """Forward and backward ops in one DAG (see the module doc). ``deps[k]`` lists node
-    indices below k (kept sorted); ``backward`` marks backward ops (informative: the rules are the same).
+    indices below k (kept sorted); ``backward`` marks backward ops (informative: the rules
+    are the same for both).
 
     >>> t = TrainingGraph(["x", "y"], cost=[1, 2], size=[4, 4], deps=[[], [0]])
     >>> t.users, t.store_all_compute

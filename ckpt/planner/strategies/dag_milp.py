@@ -34,7 +34,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MilpResult", "build_milp", "solve_milp", "live_windows"]
+__all__ = ["MilpResult", "build_milp", "solve_milp", "live_windows", "VARIANTS"]
+
+VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only")
 
 
 class MilpResult(NamedTuple):
@@ -87,7 +89,7 @@ def live_windows(tg):
     return last_use, last_desc
 
 
-def build_milp(tg, budget, reference=False):
+def build_milp(tg, budget, variant="ckpt"):
     """The model as arrays for ``scipy.optimize.milp`` (see the module doc), memory in units
     of the budget left over the constant bytes. Variables that no optimal schedule needs are
     left out (ckpt's presolve, exact): R[t,i] and S[t,i] when no descendant of i is numbered
@@ -95,8 +97,9 @@ def build_milp(tg, budget, reference=False):
     FREE where R[t,k] is left out. FREE is continuous with one upper bound per hazard
     (FREE <= R[t,k], FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]): a solution may free less
     than it could, which only overstates its memory, and the schedule frees eagerly.
-    ``reference=True`` builds Checkmate's model as published instead (every variable, FREE
-    binary with the κ linearization), for comparison.
+    ``variant`` "reference" builds Checkmate's model as published instead (every variable,
+    FREE binary with the κ linearization), for comparison; "presolve_hazard" and
+    "bounds_only" take one of ckpt's two changes each.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
@@ -104,6 +107,10 @@ def build_milp(tg, budget, reference=False):
     ((11, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
     """
     from scipy.sparse import coo_matrix
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    every = variant in ("reference", "bounds_only")        # no presolve
+    hazard = variant in ("reference", "presolve_hazard")   # binary FREE, κ linearization
     n = len(tg)
     scale = float(max(1, budget - tg.constant_bytes))   # memory in budget units: B = 1
     B = (budget - tg.constant_bytes) / scale
@@ -114,13 +121,13 @@ def build_milp(tg, budget, reference=False):
     Rc, Sc, cost = {}, {}, []
     for t in range(n):
         for i in range(t + 1):
-            if i == t or last_desc[i] >= t or reference:
+            if i == t or last_desc[i] >= t or every:
                 Rc[(t, i)] = len(cost)
                 cost.append(float(tg.cost[i]))
     nR = len(cost)
     for t in range(1, n):
         for i in range(t):
-            if (users[i] and last_desc[i] >= t) or reference:  # read later, maybe by a recompute
+            if (users[i] and last_desc[i] >= t) or every:  # read later, maybe by a recompute
                 Sc[(t, i)] = len(cost)
                 cost.append(0.0)
     ncol = len(cost)
@@ -173,7 +180,7 @@ def build_milp(tg, budget, reference=False):
             for i in (*deps[k], k):
                 f = FREE[(t, i, k)]
                 later = [(Rc[(t, j)], 1.0) for j in users[i] if k < j <= t and (t, j) in Rc]
-                if reference:     # h = (1 - R[t,k]) + S[t+1,i] + Σ R[t,j]: FREE = [h == 0]
+                if hazard:        # h = (1 - R[t,k]) + S[t+1,i] + Σ R[t,j]: FREE = [h == 0]
                     h = [(Rc[(t, k)], -1.0)] + later
                     if (t + 1, i) in Sc:
                         h.append((Sc[(t + 1, i)], 1.0))
@@ -197,7 +204,7 @@ def build_milp(tg, budget, reference=False):
     integrality = np.zeros(ncol)
     ustart = nR + len(Sc)
     integrality[:ustart] = 1
-    if reference:
+    if hazard:
         integrality[ustart + nU:] = 1
     lb = np.zeros(ncol)
     ub = np.ones(ncol)
@@ -220,7 +227,7 @@ def _stages(model, x, n):
     return [sorted(r) for r in R], S
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, reference):
+def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax):
     """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg)."""
     try:
         if mem_limit:
@@ -229,15 +236,20 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, reference):
         from scipy.optimize import LinearConstraint, milp
         from scipy.optimize import Bounds
         t0 = time.monotonic()
-        m = build_milp(tg, budget, reference)
+        m = build_milp(tg, budget, variant)
         left = max(1.0, time_limit - (time.monotonic() - t0))
-        res = milp(m.c, integrality=m.integrality, bounds=Bounds(m.lb, m.ub),
+        integrality = np.zeros_like(m.integrality) if relax else m.integrality
+        res = milp(m.c, integrality=integrality, bounds=Bounds(m.lb, m.ub),
                    constraints=LinearConstraint(m.A, m.row_lb, m.row_ub),
                    options={"time_limit": left, "disp": False, "mip_rel_gap": rel_gap})
         status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(res.status, "error")
         R = S = None
         if res.x is not None:
             R, S = _stages(m, res.x, len(tg))
+            if relax:      # the LP's S values, for rounding (``dag_lp_rounding``)
+                S = [dict() for _ in range(len(tg))]
+                for (t, i), col in m.Scols.items():
+                    S[t][i] = float(res.x[col])
         bound = getattr(res, "mip_dual_bound", None)
         if status == "optimal" and (bound is None or not np.isfinite(bound)):
             bound = res.fun
@@ -256,12 +268,13 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, reference):
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               reference=False):
+               variant="ckpt", relax=False):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
-    recomputation overhead; ``reference`` solves Checkmate's model as published
-    (``build_milp``). Returns a ``MilpResult`` (objective and bound in the graph's
+    recomputation overhead; ``variant`` "reference" solves Checkmate's model as published
+    (``build_milp``); ``relax`` solves the LP relaxation instead (``S`` is then, per stage, a
+    dict node -> the LP's value). Returns a ``MilpResult`` (objective and bound in the graph's
     cost unit, store-all's compute included).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
@@ -273,7 +286,7 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
-                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, reference))
+                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax))
     proc.start()
     send.close()
     got = None

@@ -6,8 +6,8 @@ in time).
 What it reports (``info``): ``solver_status`` ("optimal": proven; "store_all": the budget
 needs no recomputation; "time_limit"/"killed"/"memory"/"error": not proven), ``objective``
 (compute of the returned schedule), ``bound`` (a lower bound on the compute of every
-schedule of the class: the solver's dual bound, or store-all's compute, which every schedule
-pays), ``gap`` = (objective - bound) / (objective - store-all compute), the gap on the
+schedule of the class: the best of the MILP's dual bound, the LP relaxation's value, and
+store-all's compute, which every schedule pays), ``gap`` = (objective - bound) / (objective - store-all compute), the gap on the
 *overhead* (0 when the objective is store-all's), and ``source`` (which schedule won).
 
 >>> from ckpt.planner import zoo
@@ -39,11 +39,12 @@ def overhead_gap(objective, bound, store_all):
 
 
 def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                baselines=()):
-    """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time for
-    the solver process (it is killed after), ``mem_limit`` bytes of its address space,
-    ``rel_gap`` the solver's stopping gap on the overhead; ``baselines`` are extra candidate
-    op lists (a chain plan, for one).
+                baselines=(), lp_share=0.25):
+    """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time in all
+    for the solver processes (each is killed at its share), ``mem_limit`` bytes of address
+    space each, ``rel_gap`` the MILP's stopping gap on the overhead; ``baselines`` are extra
+    candidate op lists (a chain plan, for one). The first ``lp_share`` of the time goes to
+    ``dag_lp_rounding`` (its schedules compete too; 0: skip it), the rest to the MILP.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -60,6 +61,19 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                     "gap": 0.0, "source": "store_all", "proven": True}
     cands = [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
                                                         for b in baselines]
+    lp_bound = None
+    if lp_share > 0:
+        import time
+        from .dag_lp_rounding import dag_lp_rounding
+        t0 = time.monotonic()
+        try:
+            lp_ops, lp = dag_lp_rounding(tg, budget, time_limit=lp_share * time_limit,
+                                         mem_limit=mem_limit)
+            cands.append(("lp_rounding", lp_ops))
+            lp_bound = lp["bound"]
+        except BudgetError:
+            pass
+        time_limit = max(1.0, time_limit - (time.monotonic() - t0))
     res = solve_milp(tg, budget, time_limit=time_limit, mem_limit=mem_limit,
                      rel_gap=rel_gap)
     if res.R is not None:
@@ -73,7 +87,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
         raise BudgetError(f"budget {budget} bytes: no schedule found (MILP: {res.status}); "
                           f"store-all needs {sa_sim.peak} bytes", budget=budget)
     src, ops, obj = best
-    bound = base if res.bound is None else max(base, min(res.bound, obj))
+    bound = max([base] + [min(b, obj) for b in (res.bound, lp_bound) if b is not None])
     proven = res.status == "optimal"
     info = {"solver_status": res.status, "objective": obj, "bound": bound,
             "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
