@@ -302,9 +302,10 @@ class Step:
 
     def run_direct(self, i, x_in):
         """Run ops up to ``forward_save i`` of a direct stage, then the stage itself on
-        ``x_in`` (with its graph; None for the prologue, which the model's code runs);
-        returns the stage's output, whose backward torch's engine runs (it starts the
-        plan's ``backward i`` on the op cursor)."""
+        ``x_in`` (the previous stage's output, with its graph); return the stage's output,
+        whose backward torch's engine runs (a hook on it starts the plan's ``backward i``
+        on the op cursor). A direct prologue of auto staging is the model's own code
+        (``_prologue_done``)."""
         if i == 1 and self.staging.kind == "sequence":
             self.x0 = x_in
         while self.ops[self.k] != ("forward_save", i):
