@@ -41,7 +41,7 @@ from .ledger import storage_bytes
 from .stages import StageError
 
 __all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices", "direct_stages",
-           "RngState"]
+           "RngState", "stage_norms"]
 
 
 class PlanRunError(RuntimeError):
@@ -74,11 +74,37 @@ def _running_stats_norms(model):
             and isinstance(getattr(m, "running_mean", None), torch.Tensor)]
 
 
-@contextlib.contextmanager
-def _frozen_norm_stats(model):
-    """BatchNorm without updating running statistics: ``track_running_stats`` off (training
-    mode then normalizes with the batch's statistics, as the first run did)."""
+def stage_norms(model, staging):
+    """Per stage i (1-based), the running-statistics norms a recomputation of stage i may
+    update: those inside its module, or, for the prologue and for stages that are plain
+    callables, every one of the model's that is not inside a block.
+
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    >>> from ckpt.torch.stages import resolve
+    >>> [len(n) for n in stage_norms(net, resolve(net)).values()]
+    [0, 1]
+    """
     norms = _running_stats_norms(model)
+    if staging.kind == "auto":
+        units = [None, *staging.blocks, None]
+    else:
+        units = [c if isinstance(c, nn.Module) else None for c in staging.callables]
+    inside = {id(m) for u in units if u is not None for m in u.modules()}
+    loose = [m for m in norms if id(m) not in inside]
+    chosen = {}
+    for i, unit in enumerate(units, 1):
+        if unit is None:
+            chosen[i] = loose if staging.kind == "auto" else norms
+        else:
+            mine = {id(m) for m in unit.modules()}
+            chosen[i] = [m for m in norms if id(m) in mine]
+    return chosen
+
+
+@contextlib.contextmanager
+def _frozen_norm_stats(norms):
+    """BatchNorm without updating running statistics: ``track_running_stats`` off (training
+    mode then normalizes with the batch's statistics, as the first run did) on ``norms``."""
     for m in norms:
         m.track_running_stats = False
     try:
@@ -205,6 +231,7 @@ class Step:
         if self.ops and self.ops[0][1] != 1:
             raise PlanRunError(f"a plan begins with stage 1, this one with {self.ops[0]}")
         self.direct = set(direct)
+        self.norms = stage_norms(model, staging)    # i -> what a recomputation freezes
 
     # ---- the op cursor --------------------------------------------------------------------
     def _begin(self, k):
@@ -283,7 +310,7 @@ class Step:
         else:
             with torch.random.fork_rng(devices=self.devices, enabled=True):
                 self.rng[i].restore()
-                with _frozen_norm_stats(self.model):
+                with _frozen_norm_stats(self.norms[i]):
                     out = self._call(i, inp, save)
         if inp is not None and inp._version != version:
             raise StageError(
@@ -526,7 +553,8 @@ class Step:
     def prologue_leaves(self):
         """The parameters (and inputs) the prologue's graph reaches: rerun it once with grad,
         RNG and BatchNorm statistics left as they were, and walk its graph."""
-        with torch.random.fork_rng(devices=self.devices), _frozen_norm_stats(self.model):
+        with torch.random.fork_rng(devices=self.devices), \
+                _frozen_norm_stats(_running_stats_norms(self.model)):
             hidden = self._call(1, None, save=True)
         found, stack, seen = [], [hidden.grad_fn], set()
         while stack:
