@@ -63,6 +63,9 @@ SIZES = {
     "gpt": dict(batch=8, seq=128, vocab=256, width=128, heads=4, layers=8),
     "resnet": dict(batch=16, channels=32, size=32, blocks=8),
 }
+# per-stage times are the median of this many profiled steps: the plans are chosen by them
+PROFILE_REPEATS = 7
+
 QUICK = {
     "gpt": dict(batch=2, seq=32, vocab=64, width=32, heads=4, layers=4),
     "resnet": dict(batch=2, channels=8, size=16, blocks=4),
@@ -189,7 +192,7 @@ def run_model(kind, sizes, steps, compile_budgets, log):
     model.train()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     t0 = time.perf_counter()
-    chain = ckpt.torch.profile(model, x, loss_fn, repeats=3)
+    chain = ckpt.torch.profile(model, x, loss_fn, repeats=PROFILE_REPEATS)
     prof_s = time.perf_counter() - t0
     store_all = planner.plan(chain, "store_all")
     lo, hi = chain.min_budget, store_all.peak
