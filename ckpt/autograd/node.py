@@ -99,6 +99,34 @@ class Node:
             return self.__dict__["needs_input_grad"]
         return tuple(edge[0] is not None for edge in self.next_functions)
 
+    def saved_entries(self):
+        """The ``SavedTensor`` records of what this node saved, not unpacked (plain values left
+        out); empty once backward released them.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> [s.producer(None) for s in (x * x).grad_fn.saved_entries()]   # x is a leaf
+        [None, None]
+        """
+        return tuple(s for s in self._saved or () if s.__class__ is SavedTensor)
+
+    @property
+    def multi_output(self):
+        """True for the node of an op with several outputs (``record_multi``)."""
+        return self._out_meta is not None
+
+    def input_meta(self, i):
+        """``(shape, dtype)`` of input ``i`` as the op saw it, or None for an input that needs
+        no gradient.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3, requires_grad=True)
+        >>> (x * 2.0).grad_fn.input_meta(0), (x * 2.0).grad_fn.input_meta(1)
+        (((2, 3), dtype('float32')), None)
+        """
+        shape = self._meta[2 * i]
+        return None if shape is None else (shape, self._meta[2 * i + 1])
+
     def saved_buffers(self):
         """``{buffer_id: nbytes}`` of the distinct numpy buffers this node saved (views share).
 
@@ -201,10 +229,21 @@ class AccumulateGrad(Node):
         return self._variable()
 
 
-def _root_buffer(array):
+def root_buffer(array):
+    """The ndarray that owns ``array``'s memory (its ``.base`` chain followed to the end): views
+    of one buffer share it, so memory is counted once per root.
+
+    >>> import numpy as np
+    >>> a = np.zeros(8)
+    >>> root_buffer(a[2:].reshape(2, 3)) is a
+    True
+    """
     while isinstance(array.base, np.ndarray):
         array = array.base
     return array
+
+
+_root_buffer = root_buffer  # the ops' name for it
 
 
 def _op_name(node):
@@ -251,6 +290,15 @@ class SavedTensor:
         with grad_mode.no_grad():
             self.packed = pack(t)
         self.tensor = self.data = None
+
+    def producer(self, node):
+        """The node whose output this saved tensor is (``node``, the saving one, for its own
+        output), or None for a leaf."""
+        if self.is_output:
+            return node
+        if self.unpack_hook is not None:
+            return self.grad_fn
+        return self.tensor.grad_fn if self.tensor is not None else None
 
     def buffer(self):
         """``(buffer_id, nbytes)`` of the numpy buffer behind the saved tensor (views share)."""
