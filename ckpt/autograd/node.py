@@ -383,12 +383,14 @@ class Extensions:
     ``forward_ad`` is True inside a ``forward_ad.dual_level``: ``record`` then gives each
     op's output its tangent through ``propagate_tangent(cls, out, inputs, attrs)``, which
     ``ckpt.autograd.forward_ad`` installs (this module knows nothing of forward mode);
-    ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
-    memory tracker). ``refresh()`` recomputes ``active`` after either changes.
+    ``observers`` are objects with ``on_op(out, node)`` called after every recorded op.
+    ``refresh()`` recomputes ``active`` after either changes.
     ``grad_observers`` are objects with ``on_grads(arrays)``, told by the engine of the
     numpy gradients a backward without ``create_graph`` passes between nodes (those are
     no Tensors, so ``on_op`` never sees them): each VJP's results before the node's saved
-    tensors are released, and every sum of two gradients.
+    tensors are released, and every sum of two gradients. Both lists are autograd's own:
+    ``events.observing`` fills them, and turns their calls into the typed events every
+    client outside autograd sees.
     """
     active = False
     forward_ad = False
