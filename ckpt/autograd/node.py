@@ -112,7 +112,13 @@ class Node:
 
     @property
     def multi_output(self):
-        """True for the node of an op with several outputs (``record_multi``)."""
+        """True for the node of an op with several outputs (``record_multi``).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3, requires_grad=True)
+        >>> x.max(dim=1).values.grad_fn.multi_output, x.exp().grad_fn.multi_output   # values, indices
+        (True, False)
+        """
         return self._out_meta is not None
 
     def input_meta(self, i):
@@ -293,7 +299,16 @@ class SavedTensor:
 
     def producer(self, node):
         """The node whose output this saved tensor is (``node``, the saving one, for its own
-        output), or None for a leaf."""
+        output), or None for a leaf.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> e = x.exp()
+        >>> (e * e).grad_fn.saved_entries()[0].producer(None) is e.grad_fn
+        True
+        >>> e.grad_fn.saved_entries()[0].producer(e.grad_fn) is e.grad_fn   # exp saves its output
+        True
+        """
         if self.is_output:
             return node
         if self.unpack_hook is not None:
