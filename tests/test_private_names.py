@@ -76,7 +76,8 @@ def _autograd_module(module, level, path):
     for _ in range(level - 1):
         base = base.parent
     target = base.joinpath(*(module or "").split(".")) if module else base
-    return target == AUTOGRAD or AUTOGRAD in target.parents or target.with_suffix(".py") == ROOT / "func.py"
+    return (target == AUTOGRAD or AUTOGRAD in target.parents
+            or target.with_suffix(".py") == ROOT / "func.py")
 
 
 def uses(path, private):

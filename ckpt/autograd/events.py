@@ -45,7 +45,8 @@ backward (the op's node is attached first, so the graph stays whole); one raised
 >>> with events.observing(log, saved=True, gradients=True):
 ...     y = x.exp().sum()
 ...     y.backward()
->>> log.seen   # grads: the seed, then what Sum's and Exp's rules return  # doctest: +NORMALIZE_WHITESPACE
+>>> # gradients: the seed, then what Sum's and Exp's rules return
+>>> log.seen   # doctest: +NORMALIZE_WHITESPACE
 [('saved', 16), ('op', 'ExpBackward0'), ('op', 'SumBackward0'),
  ('grads', 1), ('grads', 1), ('grads', 1), ('released', 'ExpBackward0')]
 """
@@ -70,7 +71,8 @@ class OpRecorded(NamedTuple):
 
 
 class TensorSaved(NamedTuple):
-    """``value`` (a ``SavedValue``) keeps an array for backward; ``tensor`` the op saved, or None."""
+    """``value`` (a ``SavedValue``) keeps an array for backward; ``tensor``: what the op saved
+    (None when code other than an op made the value)."""
     value: object
     tensor: object
 

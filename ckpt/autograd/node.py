@@ -116,8 +116,10 @@ class Node:
 
         >>> import ckpt
         >>> x = ckpt.ones(2, 3, requires_grad=True)
-        >>> x.max(dim=1).values.grad_fn.multi_output, x.exp().grad_fn.multi_output   # values, indices
-        (True, False)
+        >>> x.max(dim=1).values.grad_fn.multi_output   # max along a dim: values and indices
+        True
+        >>> x.exp().grad_fn.multi_output
+        False
         """
         return self._out_meta is not None
 

@@ -51,9 +51,8 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.engine import grad as _autograd_grad
-from ..autograd.graph import walk
 from ..autograd.events import recomputing
-from ..autograd.graph import AccumulateGrad, root_buffer
+from ..autograd.graph import AccumulateGrad, root_buffer, walk
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import SavedBuffer, track

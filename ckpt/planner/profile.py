@@ -38,9 +38,8 @@ import networkx as nx
 import numpy as np
 
 from ..autograd import grad_mode
-from ..autograd.graph import walk
 from ..autograd.events import Observer, observing, recomputing
-from ..autograd.graph import AccumulateGrad, grad_accumulator, root_buffer
+from ..autograd.graph import AccumulateGrad, grad_accumulator, root_buffer, walk
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import track

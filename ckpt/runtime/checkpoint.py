@@ -18,7 +18,8 @@ saved tensors raises ``CheckpointError`` naming the op; ``debug=True`` adds both
 """
 
 from ..autograd import grad_mode
-from ..autograd.events import Observer, SavedValue, observing, recomputing, reporting_saves
+from ..autograd.events import (Observer, SavedValue, observing, recomputing,
+                               reporting_saves)
 from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor

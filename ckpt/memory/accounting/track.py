@@ -199,7 +199,7 @@ class track(Observer):
             self._event(label, "op")
 
     def tensor_saved(self, event):
-        """An array is kept for backward (an op saved ``event.tensor``, or ``checkpoint`` keeps it)."""
+        """An array is kept for backward (an op saved ``event.tensor``, or checkpoint keeps it)."""
         if event.tensor is not None:
             self._seen(event.tensor)
         self._kept[id(event.value)] = self.ledger.entry(event.value.data, SAVED)
