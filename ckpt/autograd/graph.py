@@ -1,6 +1,20 @@
 """Saved-tensor hooks and graph inspection (torch.autograd.graph's names)."""
-from .node import AccumulateGrad, Node, SavedTensor, saved_tensors_hooks
+from .node import AccumulateGrad, Node, SavedTensor, root_buffer, saved_tensors_hooks
 from .offload import save_on_disk
+
+
+def grad_accumulator(leaf):
+    """The ``AccumulateGrad`` node of ``leaf`` if a recorded op made one (None otherwise).
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> grad_accumulator(x) is None
+    True
+    >>> y = x * 2
+    >>> grad_accumulator(x) is y.grad_fn.next_functions[0][0]
+    True
+    """
+    return leaf._acc
 
 
 def walk(roots):
@@ -44,5 +58,5 @@ def saved_bytes(roots):
 
 
 __all__ = ["saved_tensors_hooks", "save_on_disk", "walk", "saved_bytes", "Node", "AccumulateGrad",
-           "SavedTensor"]
+           "SavedTensor", "root_buffer", "grad_accumulator"]
 

@@ -99,6 +99,42 @@ class Node:
             return self.__dict__["needs_input_grad"]
         return tuple(edge[0] is not None for edge in self.next_functions)
 
+    def saved_entries(self):
+        """The ``SavedTensor`` records of what this node saved, not unpacked (plain values left
+        out); empty once backward released them.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> [s.producer(None) for s in (x * x).grad_fn.saved_entries()]   # x is a leaf
+        [None, None]
+        """
+        return tuple(s for s in self._saved or () if s.__class__ is SavedTensor)
+
+    @property
+    def multi_output(self):
+        """True for the node of an op with several outputs (``record_multi``).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3, requires_grad=True)
+        >>> x.max(dim=1).values.grad_fn.multi_output   # max along a dim: values and indices
+        True
+        >>> x.exp().grad_fn.multi_output
+        False
+        """
+        return self._out_meta is not None
+
+    def input_meta(self, i):
+        """``(shape, dtype)`` of input ``i`` as the op saw it, or None for an input that needs
+        no gradient.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3, requires_grad=True)
+        >>> (x * 2.0).grad_fn.input_meta(0), (x * 2.0).grad_fn.input_meta(1)
+        (((2, 3), dtype('float32')), None)
+        """
+        shape = self._meta[2 * i]
+        return None if shape is None else (shape, self._meta[2 * i + 1])
+
     def saved_buffers(self):
         """``{buffer_id: nbytes}`` of the distinct numpy buffers this node saved (views share).
 
@@ -201,10 +237,21 @@ class AccumulateGrad(Node):
         return self._variable()
 
 
-def _root_buffer(array):
+def root_buffer(array):
+    """The ndarray that owns ``array``'s memory (its ``.base`` chain followed to the end): views
+    of one buffer share it, so memory is counted once per root.
+
+    >>> import numpy as np
+    >>> a = np.zeros(8)
+    >>> root_buffer(a[2:].reshape(2, 3)) is a
+    True
+    """
     while isinstance(array.base, np.ndarray):
         array = array.base
     return array
+
+
+_root_buffer = root_buffer  # the ops' name for it
 
 
 def _op_name(node):
@@ -251,6 +298,24 @@ class SavedTensor:
         with grad_mode.no_grad():
             self.packed = pack(t)
         self.tensor = self.data = None
+
+    def producer(self, node):
+        """The node whose output this saved tensor is (``node``, the saving one, for its own
+        output), or None for a leaf.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> e = x.exp()
+        >>> (e * e).grad_fn.saved_entries()[0].producer(None) is e.grad_fn
+        True
+        >>> e.grad_fn.saved_entries()[0].producer(e.grad_fn) is e.grad_fn   # exp saves its output
+        True
+        """
+        if self.is_output:
+            return node
+        if self.unpack_hook is not None:
+            return self.grad_fn
+        return self.tensor.grad_fn if self.tensor is not None else None
 
     def buffer(self):
         """``(buffer_id, nbytes)`` of the numpy buffer behind the saved tensor (views share)."""
@@ -335,12 +400,14 @@ class Extensions:
     ``forward_ad`` is True inside a ``forward_ad.dual_level``: ``record`` then gives each
     op's output its tangent through ``propagate_tangent(cls, out, inputs, attrs)``, which
     ``ckpt.autograd.forward_ad`` installs (this module knows nothing of forward mode);
-    ``observers`` are objects with ``on_op(out, node)`` called after every recorded op (the
-    memory tracker). ``refresh()`` recomputes ``active`` after either changes.
+    ``observers`` are objects with ``on_op(out, node)`` called after every recorded op.
+    ``refresh()`` recomputes ``active`` after either changes.
     ``grad_observers`` are objects with ``on_grads(arrays)``, told by the engine of the
     numpy gradients a backward without ``create_graph`` passes between nodes (those are
     no Tensors, so ``on_op`` never sees them): each VJP's results before the node's saved
-    tensors are released, and every sum of two gradients.
+    tensors are released, and every sum of two gradients. Both lists are autograd's own:
+    ``events.observing`` fills them, and turns their calls into the typed events every
+    client outside autograd sees.
     """
     active = False
     forward_ad = False

@@ -9,8 +9,8 @@ buffers each op brought into being and the bytes its graph node keeps for backwa
 It costs nothing when off: while a profile is active (and only then) the op functions are
 replaced by timing wrappers wherever ckpt's modules and ``Tensor`` hold them, and each
 node class's ``vjp`` likewise; leaving the block (also by an exception) puts the originals
-back. Memory is observed through ``Extensions.observers`` (``on_op(out, node)``), also only
-inside the block.
+back. Memory is observed through autograd's events (``events.observing``: ``op_recorded``),
+also only inside the block.
 
 Differences from torch: times are wall-clock microseconds on one thread (there is no
 device); ``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or records*
@@ -47,7 +47,8 @@ import weakref
 import numpy as np
 
 from ..units import format_size
-from .node import Extensions, Node, _root_buffer
+from .events import Observer, observing
+from .node import Node, root_buffer
 from .tensor import Tensor
 
 __all__ = ["profile", "record_function", "FunctionEvent", "FunctionEventAvg", "EventList"]
@@ -270,7 +271,7 @@ def _shape_of(a):
     return []
 
 
-class profile:
+class profile(Observer):
     """Context manager recording ops and backward rules (see the module doc).
 
     ``enabled=False`` makes it a no-op; ``record_shapes`` keeps each call's input shapes;
@@ -292,6 +293,7 @@ class profile:
         self._events = []
         self._stack = []
         self._patches = []
+        self._subscription = None
         self._t_start = None
         self._done = False
 
@@ -306,8 +308,8 @@ class profile:
         try:
             self._patches = _install()
             if self.profile_memory:
-                Extensions.observers.append(self)
-                Extensions.refresh()
+                self._subscription = observing(self)
+                self._subscription.__enter__()
         except BaseException:
             self._uninstall()
             raise
@@ -333,11 +335,9 @@ class profile:
             setattr(owner, attr, original)
         self._patches = []
         _unwrap_stragglers()
-        observers = Extensions.observers
-        for i in range(len(observers) - 1, -1, -1):
-            if observers[i] is self:
-                del observers[i]
-        Extensions.refresh()
+        if self._subscription is not None:
+            self._subscription.__exit__(None, None, None)
+            self._subscription = None
 
     # -- the stack ------------------------------------------------------------------------
     def _push(self, name, kind, args):
@@ -346,7 +346,7 @@ class profile:
         f.child_ns = f.self_alloc = f.child_alloc = f.self_saved = f.child_saved = 0
         f.shapes = [_shape_of(a) for a in args] if self.record_shapes else None
         if self.profile_memory:
-            f.inputs = {id(_root_buffer(a)) for x in args for a in _arrays(x)}
+            f.inputs = {id(root_buffer(a)) for x in args for a in _arrays(x)}
             f.seen = {}
         f.id = len(self._events) + len(self._stack)
         f.parent = self._stack[-1].id if self._stack else None
@@ -385,7 +385,7 @@ class profile:
             parent=f.parent))
 
     def _attribute(self, f, array):
-        root = _root_buffer(array)
+        root = root_buffer(array)
         key = id(root)
         if key in f.inputs:
             return
@@ -398,8 +398,9 @@ class profile:
             return
         f.self_alloc += root.nbytes
 
-    # -- Extensions observer (profile_memory only) -----------------------------------------
-    def on_op(self, out, node):
+    # -- the event observer (profile_memory only) ------------------------------------------
+    def op_recorded(self, event):
+        out, node = event.output, event.node
         if not self._stack:  # recorded outside any wrapped op: an instant event of its own
             f = self._push(node.name() if node is not None else "record", "cpu_op", ())
             f.self_saved = node.saved_bytes() if node is not None else 0

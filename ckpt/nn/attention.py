@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from ..autograd.ops import linear, where
-from ..autograd.tensor import Tensor, _wrap
+from ..autograd.tensor import Tensor
 from . import functional as F
 from . import init
 from .linear import Linear, _empty_parameter
@@ -107,7 +107,7 @@ class MultiheadSelfAttention(Module):
             if m.dtype == np.bool_:
                 hidden = m if hidden is None else hidden | m
             else:
-                scores = scores + _wrap(m.astype(scores.dtype))
+                scores = scores + Tensor(m.astype(scores.dtype))
         if key_padding_mask is not None:
             m = _as_array(key_padding_mask)
             if m.shape != (N, L):
@@ -116,9 +116,9 @@ class MultiheadSelfAttention(Module):
             if m.dtype == np.bool_:
                 hidden = m if hidden is None else hidden | m
             else:
-                scores = scores + _wrap(m.astype(scores.dtype))
+                scores = scores + Tensor(m.astype(scores.dtype))
         if hidden is not None:
-            scores = where(_wrap(np.asarray(hidden)), -math.inf, scores)
+            scores = where(Tensor(np.asarray(hidden)), -math.inf, scores)
         return scores
 
     def extra_repr(self):

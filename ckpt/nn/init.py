@@ -9,6 +9,7 @@ import math
 
 import numpy as np
 
+from ..autograd.ops.shape import bump_version
 from ..autograd.random import default_generator
 
 __all__ = ["calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_", "normal_",
@@ -17,7 +18,7 @@ __all__ = ["calculate_gain", "constant_", "kaiming_normal_", "kaiming_uniform_",
 
 def _write(tensor, values):
     np.copyto(tensor.data, values, casting="unsafe")
-    tensor._vc[0] += 1
+    bump_version(tensor)
     return tensor
 
 

@@ -16,6 +16,7 @@ from collections import OrderedDict, namedtuple
 import numpy as np
 
 from ..autograd import grad_mode
+from ..autograd.ops.shape import bump_version
 from ..autograd.tensor import Tensor
 from .parameter import Parameter, is_parameter, mark_parameter
 
@@ -551,7 +552,7 @@ class Module:
             for target, source in copies:
                 if target.data is not source:
                     np.copyto(target.data, source, casting="unsafe")
-                    target._vc[0] += 1
+                    bump_version(target)
         return _IncompatibleKeys(missing, unexpected)
 
     # ---- printing ---------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """``LayerNorm``, ``BatchNorm1d``, ``BatchNorm2d``."""
 import numpy as np
 
-from ..autograd.grad_mode import _Recompute
+from ..autograd.events import is_recomputing
+from ..autograd.ops.shape import bump_version
 from ..autograd.tensor import Tensor
 from . import functional as F
 from . import init
@@ -92,7 +93,7 @@ class _BatchNorm(Module):
             for buf, value in ((self.running_mean, 0), (self.running_var, 1),
                                (self.num_batches_tracked, 0)):
                 buf.data[...] = value
-                buf._vc[0] += 1
+                bump_version(buf)
 
     def reset_parameters(self):
         """Reset the running statistics; weight to ones, bias to zeros."""
@@ -110,10 +111,10 @@ class _BatchNorm(Module):
         self._check_input_dim(input)
         factor = 0.0 if self.momentum is None else self.momentum
         if (self.training and self.track_running_stats and self.num_batches_tracked is not None
-                and not _Recompute.active):  # checkpoint's recomputation counts no new batch
+                and not is_recomputing()):  # checkpoint's recomputation counts no new batch
             count = self.num_batches_tracked
             count.data += 1
-            count._vc[0] += 1
+            bump_version(count)
             factor = 1.0 / float(count.data) if self.momentum is None else self.momentum
         use_batch_stats = self.training or (self.running_mean is None and self.running_var is None)
         keep_stats = not self.training or self.track_running_stats

@@ -1,6 +1,7 @@
 """``Embedding``."""
 import numpy as np
 
+from ..autograd.ops.shape import bump_version
 from ..autograd.tensor import Tensor
 from . import functional as F
 from . import init
@@ -50,7 +51,7 @@ class Embedding(Module):
         init.normal_(self.weight)
         if self.padding_idx is not None:
             self.weight.data[self.padding_idx] = 0
-            self.weight._vc[0] += 1
+            bump_version(self.weight)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, **kwargs):

@@ -11,6 +11,7 @@ from itertools import chain
 import numpy as np
 
 from ..autograd import grad_mode
+from ..autograd.ops.shape import bump_version
 from ..autograd.tensor import Tensor
 from ..nn.module import _type_name, _zero_grad
 
@@ -231,4 +232,4 @@ class Optimizer:
 
 
 def _bump(p):
-    p._vc[0] += 1
+    bump_version(p)

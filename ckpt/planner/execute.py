@@ -33,7 +33,7 @@ Randomness is replayed per stage: ckpt's RNG state before the first forward of s
 restored before every forward of stage i, so a recomputed dropout mask is the same mask;
 the generator ends where an uninterrupted forward and loss would have left it. BatchNorm
 updates its running statistics once, on the first forward of its stage: later forwards run
-as recomputations (``ckpt.autograd.grad_mode.is_recomputing()``).
+as recomputations (``ckpt.autograd.events.recomputing``).
 
 The step runs inside ``ckpt.memory.track`` with ``gradients_in_flight=True`` (the arrays
 backward passes between nodes are counted, as ``profile`` counts them); after each op the
@@ -51,10 +51,10 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.engine import grad as _autograd_grad
-from ..autograd.graph import walk
-from ..autograd.node import AccumulateGrad, _root_buffer
+from ..autograd.events import recomputing
+from ..autograd.graph import AccumulateGrad, root_buffer, walk
 from ..autograd.random import get_rng_state, set_rng_state
-from ..autograd.tensor import Tensor, _wrap
+from ..autograd.tensor import Tensor
 from ..memory.accounting.track import SavedBuffer, track
 from ..memory.foreign import reject_torch
 from .errors import ExecutionError, PlanMismatchError
@@ -141,13 +141,13 @@ def loss_data(model, x0, loss_fn):
             m.training = mode
         set_rng_state(rng)
     probe = out.detach().requires_grad_()
-    own = {id(_root_buffer(t.data)) for t in [probe, x0, *model.parameters()]}
+    own = {id(root_buffer(t.data)) for t in [probe, x0, *model.parameters()]}
     calls = []
     for _ in range(2):
         saved = {}
 
         def pack(t):
-            root = _root_buffer(t.data)
+            root = root_buffer(t.data)
             if id(root) not in own:
                 saved.setdefault(id(root), t)
             return t
@@ -205,7 +205,7 @@ class _Runner:
         self._params = [p for p in params if p.requires_grad]
         for p in self._params:
             if (p.grad is None) if only is None else (id(p) in only):
-                p.grad = _wrap(np.zeros_like(p.data))
+                p.grad = Tensor(np.zeros_like(p.data))
                 self.stand_ins.add(id(p))
                 self.created.add(id(p))
         return set(self.created)
@@ -221,16 +221,16 @@ class _Runner:
         key = id(p)
         if self.grads is not None:       # collected; summed as backward() sums them
             prev = self.grads.get(key)
-            self.grads[key] = g if prev is None else _wrap(prev.data + g.data)
+            self.grads[key] = g if prev is None else Tensor(prev.data + g.data)
             return
         if key in self.stand_ins:        # the engine's gradient takes the stand-in's place
             self.stand_ins.discard(key)
-            p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
+            p.grad = g if g.data.flags.writeable else Tensor(g.data.copy())
         elif key in self.created or self.accumulate:   # as backward() accumulates
             if p.grad is None:
-                p.grad = g if g.data.flags.writeable else _wrap(g.data.copy())
+                p.grad = g if g.data.flags.writeable else Tensor(g.data.copy())
             else:
-                p.grad = _wrap(p.grad.data + g.data)
+                p.grad = Tensor(p.grad.data + g.data)
 
     # ---- ops -----------------------------------------------------------------------------
     def input_of(self, i):
@@ -241,12 +241,8 @@ class _Runner:
     def _run(self, i, inp):
         first = i not in self.ran
         set_rng_state(self.rng[i])
-        previous = grad_mode._Recompute.active
-        grad_mode._Recompute.active = self.recompute_only or not first
-        try:
+        with recomputing(bool(self.recompute_only or not first)):
             out = self.stages[i - 1](inp)
-        finally:
-            grad_mode._Recompute.active = previous
         if not isinstance(out, Tensor):
             raise ExecutionError(f"stage {i} ({type(self.stages[i - 1]).__name__}) returned a "
                                  f"{type(out).__name__}; a stage must return one Tensor")
@@ -315,7 +311,7 @@ class _Runner:
             self.loss = float(root.data.reshape(()))
             seed = None
         else:
-            root, seed = out, _wrap(self.delta[i].data)
+            root, seed = out, Tensor(self.delta[i].data)
         if root.requires_grad:
             leaves = [n.variable for n in walk(root)
                       if n.__class__ is AccumulateGrad and n.variable is not None
@@ -365,11 +361,11 @@ def stage_saved_bytes(out, x_in, x0, params):
     buffers = {}
     for node in walk(out):
         buffers.update(node.saved_buffers())
-    root = _root_buffer(out.data)
+    root = root_buffer(out.data)
     buffers[id(root)] = root.nbytes
-    buffers.pop(id(_root_buffer((x_in if x_in is not None else x0).data)), None)
+    buffers.pop(id(root_buffer((x_in if x_in is not None else x0).data)), None)
     for p in params:
-        buffers.pop(id(_root_buffer(p.data)), None)
+        buffers.pop(id(root_buffer(p.data)), None)
     return sum(buffers.values())
 
 
@@ -380,13 +376,8 @@ def _stage_input(inp):
     (detached inputs are not parameters), and ``autograd.grad`` gives the gradient of the
     view as readily as a leaf's."""
     leaf = inp.detach().requires_grad_()
-    previous = grad_mode._Recompute.active
-    grad_mode._Recompute.active = True
-    try:
-        with grad_mode.enable_grad():
-            return leaf.view(leaf.shape), leaf
-    finally:
-        grad_mode._Recompute.active = previous
+    with recomputing(), grad_mode.enable_grad():
+        return leaf.view(leaf.shape), leaf
 
 
 def _check_model(model, plan, api="execute"):
@@ -483,7 +474,7 @@ def data_bytes(tensors):
     >>> data_bytes([x, x[1:], ckpt.ones(2)])
     72
     """
-    roots = {id(r): r for r in (_root_buffer(t.data) for t in tensors)}
+    roots = {id(r): r for r in (root_buffer(t.data) for t in tensors)}
     return sum(int(r.nbytes) for r in roots.values())
 
 
@@ -534,7 +525,7 @@ def undo_on_mismatch(model):
 
 def root_bytes(t):
     """Bytes of the numpy buffer behind tensor ``t`` (its root array, views followed)."""
-    return int(_root_buffer(t.data).nbytes)
+    return int(root_buffer(t.data).nbytes)
 
 
 class _CallableModule(_types.ModuleType):

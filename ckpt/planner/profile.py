@@ -38,8 +38,8 @@ import networkx as nx
 import numpy as np
 
 from ..autograd import grad_mode
-from ..autograd.graph import walk
-from ..autograd.node import AccumulateGrad, Extensions, SavedTensor, _root_buffer
+from ..autograd.events import Observer, observing, recomputing
+from ..autograd.graph import AccumulateGrad, grad_accumulator, root_buffer, walk
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import track
@@ -171,7 +171,7 @@ def _measure_memory(stages, names, x0, loss_fn, model, params, created):
             before, peak, after = step(runner.forward, i, "forward")
             y = runner.x[i]
             x = after - before
-            if _root_buffer(y.data) is _root_buffer(runner.input_of(i).data):
+            if root_buffer(y.data) is root_buffer(runner.input_of(i).data):
                 raise ProfileError(
                     f"stage {i} ({names[i - 1]}) returns a view of its input (a reshape, a "
                     "flatten, an identity); it creates no buffer of its own, which a chain "
@@ -234,7 +234,7 @@ class GraphReduction(NamedTuple):
 def _input_node(x):
     if x.grad_fn is not None:
         return x.grad_fn
-    acc = x._acc
+    acc = grad_accumulator(x)
     if acc is None:
         raise ProfileError("the input is not part of the recorded graph: record the graph "
                            "from an input that requires grad (x.detach().requires_grad_())")
@@ -291,7 +291,7 @@ def reduce_graph(root, input):
         doms.append(d)
         d = idom[d]
     doms.reverse()
-    boundaries = [d for d in doms[:-1] if d._out_meta is None] + [sink]
+    boundaries = [d for d in doms[:-1] if not d.multi_output] + [sink]
     order = {n: k for k, n in enumerate(nx.topological_sort(g))}
     seen = {source}
     stages = []
@@ -313,8 +313,8 @@ def _output_meta(g, node):
     """(shape, dtype) of ``node``'s output, read from a consumer's input metadata."""
     for c in g.successors(node):
         for j, (nxt, _) in enumerate(c.next_functions):
-            if nxt is node and c._meta[2 * j] is not None:
-                return c._meta[2 * j], c._meta[2 * j + 1]
+            if nxt is node and c.input_meta(j) is not None:
+                return c.input_meta(j)
     return None
 
 
@@ -323,44 +323,33 @@ def _nbytes(meta):
     return int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
-def _saved_producer(node, s):
-    """The node whose output a saved tensor is (None for leaves and unknown)."""
-    if s.is_output:
-        return node
-    if s.unpack_hook is not None:
-        return s.grad_fn
-    return s.tensor.grad_fn if s.tensor is not None else None
-
-
 def _chain_from_reduction(red, root, x0, outputs, fwd, bwd, name, unit):
     """Sizes from the graph, costs given per stage."""
     g, L = red.graph, len(red.boundaries)
     param_ids = set()
     for n in g:
         if n.__class__ is AccumulateGrad and n is not red.source and n.variable is not None:
-            param_ids.add(id(_root_buffer(n.variable.data)))
-    x = [int(_root_buffer(x0.data).nbytes)]
+            param_ids.add(id(root_buffer(n.variable.data)))
+    x = [int(root_buffer(x0.data).nbytes)]
     out_ids = {}
     for k, b in enumerate(red.boundaries, 1):
         if k == L:
             x.append(int(root.data.nbytes))
-            out_ids[k] = id(_root_buffer(root.data))
+            out_ids[k] = id(root_buffer(root.data))
             continue
         meta = _output_meta(g, b)
         x.append(_nbytes(meta) if meta is not None else 0)
         if outputs is not None and b in outputs:
             out_ids[k] = id(outputs[b])
-    out_ids[0] = id(_root_buffer(x0.data))
+    out_ids[0] = id(root_buffer(x0.data))
     stages = []
     for k, (b, nodes) in enumerate(zip(red.boundaries, red.stages), 1):
         prev = red.boundaries[k - 2] if k > 1 else red.source
         buffers = {}
         for n in nodes:
-            for s in n._saved or ():
-                if s.__class__ is not SavedTensor:
-                    continue
+            for s in n.saved_entries():
                 key, nbytes = s.buffer()
-                producer = _saved_producer(n, s)
+                producer = s.producer(n)
                 if producer is prev or key == out_ids.get(k - 1) or key in param_ids:
                     continue        # the stage's input, or a parameter
                 if producer is b or key == out_ids.get(k):
@@ -380,7 +369,7 @@ def _param_bytes(g, source):
     seen = set()
     for n in g:
         if n.__class__ is AccumulateGrad and n is not source and n.variable is not None:
-            root = _root_buffer(n.variable.data)
+            root = root_buffer(n.variable.data)
             if id(root) not in seen:
                 seen.add(id(root))
                 total += 2 * int(root.nbytes)
@@ -396,7 +385,7 @@ def _profile_root(root, x0, name):
     return _chain_from_reduction(red, root, x0, None, counts, counts, name or "graph", "op")
 
 
-class _OpClock:
+class _OpClock(Observer):
     """Observer: the time each recorded op finished and its output buffer, by node."""
 
     def __init__(self):
@@ -404,11 +393,12 @@ class _OpClock:
         self.outputs = {}
         self.last = time.perf_counter()
 
-    def on_op(self, out, node):
+    def op_recorded(self, event):
         now = time.perf_counter()
+        node = event.node
         if node is not None:
             self.times[node] = now - self.last
-            self.outputs[node] = _root_buffer(out.data)   # kept: ids stay unique
+            self.outputs[node] = root_buffer(event.output.data)   # kept: ids stay unique
         self.last = time.perf_counter()
 
 
@@ -417,26 +407,18 @@ def _profile_function(fn, x0, loss_fn, repeats, name):
         raise TypeError(f"sample_input must be a ckpt.Tensor, got {type(x0).__name__}")
     loss_fn = loss_fn or _sum_loss
     rng0 = get_rng_state()
-    previous = grad_mode._Recompute.active
     fwd_runs, bwd_runs, result = [], [], None
     try:
         for _ in range(repeats):
             set_rng_state(rng0)
-            grad_mode._Recompute.active = True      # no BatchNorm update while profiling
             x = x0.detach().requires_grad_()
             clock = _OpClock()
-            Extensions.observers.append(clock)
-            Extensions.refresh()
-            try:
-                with grad_mode.enable_grad():
-                    y = fn(x)
-                    t0 = time.perf_counter()
-                    loss = loss_fn(y)
-                    t_loss = time.perf_counter() - t0
-            finally:
-                Extensions.observers.remove(clock)
-                Extensions.refresh()
-                grad_mode._Recompute.active = previous
+            # recomputing: no BatchNorm update while profiling
+            with recomputing(), observing(clock), grad_mode.enable_grad():
+                y = fn(x)
+                t0 = time.perf_counter()
+                loss = loss_fn(y)
+                t_loss = time.perf_counter() - t0
             if not isinstance(y, Tensor) or y.grad_fn is None:
                 raise ProfileError("the function's output has no recorded graph from its input")
             red = reduce_graph(y, x)

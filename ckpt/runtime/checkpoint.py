@@ -11,18 +11,18 @@ built in the forward is the graph backward runs, so ``backward()``, ``autograd.g
 ``inputs=``, ``create_graph=True`` and nesting work as without checkpointing.
 
 Recomputation replays the forward: ckpt's RNG state is restored for it (``preserve_rng_state``)
-and the recomputation switch (``ckpt.autograd.grad_mode.is_recomputing``) tells BatchNorm not
+and the recomputation switch (``ckpt.autograd.events.recomputing``) tells BatchNorm not
 to update its running statistics a second time. What the recomputation saves is compared
 with what the forward saved (``determinism_check``): a different shape, dtype or number of
 saved tensors raises ``CheckpointError`` naming the op; ``debug=True`` adds both op sequences.
 """
 
 from ..autograd import grad_mode
-from ..autograd.graph import saved_tensors_hooks
-from ..autograd.node import Extensions, SavedTensor, _root_buffer
+from ..autograd.events import (Observer, SavedValue, observing, recomputing,
+                               reporting_saves)
+from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
-from ..autograd.tensor import Tensor, _wrap
-from ..memory.accounting.track import SavedBuffer, tracking
+from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
 
 __all__ = ["CheckpointError", "checkpoint"]
@@ -83,7 +83,7 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True,
                  "torch.utils.checkpoint or ckpt.torch.plan")
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
-    if not grad_mode._State.enabled:
+    if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)
     frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug)
     return frame.forward()
@@ -103,7 +103,7 @@ class _Handle:
         return self.frame.resident_buffers()
 
 
-class _Frame:
+class _Frame(Observer):
     """One checkpointed call: inputs, RNG state, what the forward saved (metadata only) and,
     during backward, the recomputed saved tensors waiting to be unpacked."""
 
@@ -114,10 +114,10 @@ class _Frame:
         self.check = check
         self.debug = debug
         self.rng_state = get_rng_state() if preserve_rng_state else None
-        self.versions = [(i, a._vc, a._vc[0]) for i, a in enumerate(args) if isinstance(a, Tensor)]
+        self.versions = [(i, a, a._version) for i, a in enumerate(args) if isinstance(a, Tensor)]
         # what a tracker sees the frame keep: its tensor inputs, as saved for backward
-        self.held = ([SavedBuffer(a.data, "checkpoint input") for a in args
-                      if isinstance(a, Tensor)] if tracking() else None)
+        self.held = ([SavedValue(a.data, "checkpoint input") for a in args
+                      if isinstance(a, Tensor)] if reporting_saves() else None)
         self.forward_saved = []   # [op name, shape, dtype] per tensor the forward saved
         self.recomputed_saved = None
         self.storage = {}         # index -> recomputed array (or SavedBuffer), until unpacked
@@ -128,14 +128,11 @@ class _Frame:
     # ---- forward --------------------------------------------------------------------------
     def forward(self):
         self.phase = "forward"
-        Extensions.observers.append(self)
-        Extensions.refresh()
         try:
-            with saved_tensors_hooks(self.pack, self.unpack):
+            with observing(self), saved_tensors_hooks(self.pack, self.unpack):
                 return self.function(*self.args, **self.kwargs)
         finally:
             self.phase = None
-            _remove_observer(self)
 
     def pack(self, t):
         self.forward_saved.append([None, t.data.shape, t.data.dtype])
@@ -158,37 +155,36 @@ class _Frame:
                     f"the forward saved {len(self.forward_saved)}; saved tensor "
                     f"#{handle.index} (saved by {self._name(self.forward_saved, handle.index)}) "
                     "has no recomputed value" + self._listing())
-        return _wrap(value.data if value.__class__ is SavedBuffer else value)
+        return Tensor(value.data if value.__class__ is SavedValue else value)
 
-    def on_op(self, out, node):
-        """Observer: name the op behind each tensor this frame packed (and list ops if debug)."""
-        recomputing = self.phase == "recompute"
+    def op_recorded(self, event):
+        """Name the op behind each tensor this frame packed (and list ops if debug)."""
+        node, out = event.node, event.output
+        again = self.phase == "recompute"
         if self.debug:
-            ops = self.recomputed_ops if recomputing else self.forward_ops
+            ops = self.recomputed_ops if again else self.forward_ops
             name = node.name() if node is not None else "(op recorded without grad)"
             ops.append(f"{name} -> {list(out.data.shape)} {out.data.dtype}")
-        if node is None or not node._saved:
+        if node is None:
             return
         name = node.name()
-        for s in node._saved:
-            if s.__class__ is SavedTensor:
-                packed = getattr(s, "packed", None)
-                if packed.__class__ is _Handle and packed.frame is self:
-                    entries = self.recomputed_saved if recomputing else self.forward_saved
-                    entries[packed.index][0] = name
-                    if recomputing:
-                        value = self.storage.get(packed.index)
-                        if value.__class__ is SavedBuffer:
-                            value.label = "recomputed " + name
+        for packed in event.saved:
+            if packed.__class__ is _Handle and packed.frame is self:
+                entries = self.recomputed_saved if again else self.forward_saved
+                entries[packed.index][0] = name
+                if again:
+                    value = self.storage.get(packed.index)
+                    if value.__class__ is SavedValue:
+                        value.label = "recomputed " + name
 
     # ---- backward -------------------------------------------------------------------------
     def recompute(self):
         """Run the segment again and keep what its ops save, in order, in ``storage``."""
-        for i, vc, version in self.versions:
-            if vc[0] != version:
+        for i, a, version in self.versions:
+            if a._version != version:
                 raise RuntimeError(
                     f"checkpoint: input {i} of the checkpointed function was modified by an inplace "
-                    f"operation after the forward (version {version}, now {vc[0]}); "
+                    f"operation after the forward (version {version}, now {a._version}); "
                     "recomputation would see the new values. Clone the input before modifying it.")
         self.recomputed_saved = []
         self.storage = {}
@@ -199,22 +195,16 @@ class _Frame:
         if self.rng_state is not None:
             rng_now = get_rng_state()
             set_rng_state(self.rng_state)
-        was_recomputing = grad_mode._Recompute.active
-        grad_mode._Recompute.active = True
         self.phase = "recompute"
-        Extensions.observers.append(self)
-        Extensions.refresh()
         try:
-            with grad_mode.enable_grad(), saved_tensors_hooks(self.recompute_pack,
-                                                              self.recompute_unpack):
+            with recomputing(), observing(self), grad_mode.enable_grad(), saved_tensors_hooks(
+                    self.recompute_pack, self.recompute_unpack):
                 self.function(*args, **self.kwargs)
         except BaseException:
             self.storage = {}
             raise
         finally:
             self.phase = None
-            _remove_observer(self)
-            grad_mode._Recompute.active = was_recomputing
             if rng_now is not None:
                 set_rng_state(rng_now)
         self.compare()
@@ -223,7 +213,8 @@ class _Frame:
         entries = self.recomputed_saved
         index = len(entries)
         entries.append([None, t.data.shape, t.data.dtype])
-        self.storage[index] = SavedBuffer(t.data, "recomputed tensor") if tracking() else t.data
+        self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
+                               else t.data)
         return _Handle(self, index)
 
     def recompute_unpack(self, handle):  # only when the segment itself runs backward inside
@@ -231,7 +222,7 @@ class _Frame:
         if value is None:
             raise CheckpointError("checkpoint: a recomputed tensor was unpacked after backward "
                                   "had already used it")
-        return _wrap(value.data if value.__class__ is SavedBuffer else value)
+        return Tensor(value.data if value.__class__ is SavedValue else value)
 
     def compare(self):
         forward, recomputed = self.forward_saved, self.recomputed_saved
@@ -265,10 +256,10 @@ class _Frame:
         buffers = {}
         for a in self.args:
             if isinstance(a, Tensor):
-                root = _root_buffer(a.data)
+                root = root_buffer(a.data)
                 buffers[id(root)] = root.nbytes
         for value in self.storage.values():
-            root = _root_buffer(value.data if value.__class__ is SavedBuffer else value)
+            root = root_buffer(value.data if value.__class__ is SavedValue else value)
             buffers[id(root)] = root.nbytes
         return buffers
 
@@ -297,14 +288,4 @@ class _Frame:
             r = saved_r[k] if k < len(saved_r) else ""
             lines.append(f"     {f:<{width}}| {r}{'  <-- first difference' if k == mark else ''}")
         return "\n".join(lines)
-
-
-def _remove_observer(observer):
-    observers = Extensions.observers
-    for i in range(len(observers) - 1, -1, -1):
-        if observers[i] is observer:
-            del observers[i]
-            break
-    Extensions.refresh()
-
 

@@ -13,7 +13,7 @@ extra); an activation that the graph saved is "saved for backward" until backwar
 """
 import weakref
 
-from ...autograd.node import _root_buffer
+from ...autograd.graph import root_buffer
 
 CATEGORIES = ("parameters", "optimizer_state", "gradients", "saved_for_backward", "activations",
               "other")
@@ -64,7 +64,7 @@ class Ledger:
     def entry(self, array, category=OTHER):
         """The ledger's entry for the buffer behind ``array``, given one more holder in
         ``category`` (none for ``OTHER``); a new buffer enters straight into that category."""
-        root = _root_buffer(array)
+        root = root_buffer(array)
         key = id(root)
         buf = self.buffers.get(key)
         if buf is None:

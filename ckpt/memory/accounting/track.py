@@ -1,21 +1,20 @@
 """``track()``: record, over a block, every buffer held by tensors, by category, op by op.
 
 How each category is learned, without adding work to the autograd hot path when no tracker
-is active (all of it goes through the sanctioned extension points: ``Extensions.observers``,
-saved-tensor hooks and, for gradients in flight, ``Extensions.grad_observers``):
+is active (all of it through autograd's event protocol, ``ckpt.autograd.events``, observed with
+``observing(tracker, saved=True)``):
 
-- activations: every recorded op's output (``Extensions.observers``: ``on_op(out, node)``),
-  held while that Tensor object is alive (a weak reference tells when it dies), plus tensors
-  first seen when an op saves them, and tensors passed to ``track``;
-- saved for backward: what the graph keeps, seen through a saved-tensor hook pair the tracker
-  installs (its pack keeps the array in a ``SavedBuffer``, whose release backward reports);
-  hooks of ckpt's runtime (``checkpoint``) announce what they keep the same way;
+- activations: every recorded op's output (``op_recorded``), held while that Tensor object is
+  alive (a weak reference tells when it dies), plus tensors first seen when an op saves them,
+  and tensors passed to ``track``;
+- saved for backward: what the graph keeps (``tensor_saved`` until ``saved_released``); hooks
+  of ckpt's runtime (``checkpoint``) announce what they keep the same way, as ``SavedValue``;
 - parameters: leaves that require grad, found on the graph's edges (``AccumulateGrad``) and
   in modules/optimizers passed to ``track``; their ``.grad`` are the gradients;
 - optimizer state: the tensors in ``optimizer.state`` of optimizers passed to ``track`` and
   of the live ``ckpt.optim`` optimizers (``live_optimizers``) that hold a tracked parameter;
 - gradients in flight (with ``gradients_in_flight=True``): the numpy arrays a backward pass
-  without ``create_graph`` hands from node to node (``Extensions.grad_observers``), counted
+  without ``create_graph`` hands from node to node (``gradients_produced``), counted
   as gradients from the moment a VJP returns them until they are freed;
 - other: buffers the tracker learned of that are still alive with none of these holders.
 
@@ -29,10 +28,9 @@ import time
 import tracemalloc as _tracemalloc
 import weakref
 
-from ...autograd import grad_mode
-from ...autograd.graph import saved_tensors_hooks
-from ...autograd.node import AccumulateGrad, Extensions, SavedTensor, _root_buffer
-from ...autograd.tensor import Tensor, _wrap
+from ...autograd.events import Observer, SavedValue, observing
+from ...autograd.graph import AccumulateGrad, root_buffer
+from ...autograd.tensor import Tensor
 from ..foreign import reject_torch
 from ..report import MemoryReport
 from .buffers import ACTIVATIONS, GRADIENTS, OPTIMIZER, PARAMETERS, SAVED, Ledger
@@ -53,38 +51,10 @@ def tracking():
     return bool(_ACTIVE)
 
 
-class SavedBuffer:
-    """An array a saved-tensor hook keeps for backward, counted as saved-for-backward by every
-    active tracker until this object is released.
-
-    The tracker's own pack hook returns one; hooks that keep data resident (ckpt's
-    ``checkpoint`` keeps its inputs and, in backward, the recomputed tensors) wrap what they
-    keep in one so the report can see it. ``label`` names the op that saved it in the
-    timeline.
-
-    >>> import ckpt, numpy as np
-    >>> with ckpt.memory.track(tracemalloc=False) as report:
-    ...     kept = SavedBuffer(np.zeros(256, np.float32))
-    ...     report.mark("kept")
-    ...     del kept
-    >>> report.category_peaks["saved_for_backward"], report.timeline[-1].bytes["saved_for_backward"]
-    (1024, 0)
-    """
-    __slots__ = ("data", "label", "_held")
-
-    def __init__(self, data, label=None):
-        self.data = data
-        self.label = label
-        self._held = [(tr, tr._hold_saved(data)) for tr in _ACTIVE] if _ACTIVE else None
-
-    def __del__(self):
-        held = self._held
-        if held:
-            for tracker, buf in held:
-                tracker._unhold_saved(buf, self.label)
+SavedBuffer = SavedValue  # memory's name for an array kept for backward (it is autograd's)
 
 
-class track:
+class track(Observer):
     """Record the memory held by tensors over a ``with`` block; ``as`` gives the report.
 
     Pass the model, the optimizer and any tensors whose memory should be attributed from the
@@ -170,12 +140,9 @@ class track:
             self._tm_peak = 0
         self._t0 = time.perf_counter()
         _ACTIVE.append(self)
-        self._hooks = saved_tensors_hooks(self._pack, self._unpack)
-        self._hooks.__enter__()
-        Extensions.observers.append(self)
-        if self._in_flight:
-            Extensions.grad_observers.append(self)
-        Extensions.refresh()
+        self._kept = {}   # id(SavedValue) -> its Buffer, until it is released
+        self._subscription = observing(self, saved=True, gradients=self._in_flight)
+        self._subscription.__enter__()
         self.report._entry_bytes = self.ledger.total
         self._event("enter", "enter")
         self.ledger.reset_window()
@@ -185,12 +152,7 @@ class track:
         try:
             self._event("exit", "exit")
         finally:
-            if self in Extensions.observers:
-                Extensions.observers.remove(self)
-            if self in Extensions.grad_observers:
-                Extensions.grad_observers.remove(self)
-            Extensions.refresh()
-            self._hooks.__exit__(*exc)
+            self._subscription.__exit__(*exc)
             _ACTIVE.remove(self)
             if self._use_tracemalloc:
                 current, peak = _tracemalloc.get_traced_memory()
@@ -214,35 +176,46 @@ class track:
         self._params.clear()
         self._optimizers = []
         self._optimizer_bufs.clear()
+        self._kept.clear()
 
     # ---- what the tracker is told -------------------------------------------------------
-    def on_op(self, out, node):
-        """Observer hook: ``out`` was just computed by an op (``node`` its grad_fn or None)."""
-        self._hold_tensor(out)
+    def op_recorded(self, event):
+        """An op computed ``event.output`` (``event.node`` its grad_fn or None)."""
+        self._hold_tensor(event.output)
+        node = event.node
         if node is None:
             label = "op (no grad)"
         else:
             label = node.name()
-            for s in node._saved or ():  # name what our pack kept after the op that saved it
-                if s.__class__ is SavedTensor:
-                    packed = getattr(s, "packed", None)
-                    if packed.__class__ is SavedBuffer and packed.label is None:
-                        packed.label = label
-            recomputing = grad_mode._Recompute.active  # its detached inputs are no parameters
-            for fn, _ in () if recomputing else node.next_functions:
+            # a recomputation's detached inputs are no parameters
+            for fn, _ in () if event.recomputing else node.next_functions:
                 if fn.__class__ is AccumulateGrad:
                     leaf = fn.variable
                     if leaf is not None and id(leaf) not in self._params:
                         self._watch_parameter(leaf)
-        if grad_mode._Recompute.active:
+        if event.recomputing:
             self._event("recompute " + label, "recompute")
         else:
             self._event(label, "op")
 
-    def on_grads(self, arrays):
-        """Grad observer hook: the engine holds these gradient arrays (counted until freed)."""
+    def tensor_saved(self, event):
+        """An array is kept for backward (an op saved ``event.tensor``, or checkpoint keeps it)."""
+        if event.tensor is not None:
+            self._seen(event.tensor)
+        self._kept[id(event.value)] = self.ledger.entry(event.value.data, SAVED)
+
+    def saved_released(self, event):
+        """An array kept for backward was let go."""
+        buf = self._kept.pop(id(event.value), None)
+        if buf is None or self._closed:
+            return
+        self.ledger.unhold(buf, SAVED)
+        self._event("free " + (event.value.label or "saved tensor"), "free", coalesce=True)
+
+    def gradients_produced(self, event):
+        """The engine holds these gradient arrays (counted until freed)."""
         if not self._closed:
-            for a in arrays:
+            for a in event.arrays:
                 self.ledger.entry(a, GRADIENTS)
 
     def mark(self, label):
@@ -250,24 +223,6 @@ class track:
         start a new window for ``report.peak_since_mark``."""
         self._event(str(label), "mark")
         self.ledger.reset_window()
-
-    def _pack(self, t):
-        for tracker in _ACTIVE:
-            tracker._seen(t)
-        return SavedBuffer(t.data)
-
-    @staticmethod
-    def _unpack(saved):
-        return _wrap(saved.data)
-
-    def _hold_saved(self, data):
-        return self.ledger.entry(data, SAVED)
-
-    def _unhold_saved(self, buf, label):
-        if self._closed:
-            return
-        self.ledger.unhold(buf, SAVED)
-        self._event("free " + (label or "saved tensor"), "free", coalesce=True)
 
     # ---- holders --------------------------------------------------------------------------
     def _register(self, obj):
@@ -354,7 +309,7 @@ class track:
                     entry[2] = None
                     ledger.unhold(old, GRADIENTS)
                 continue
-            if old is not None and old.ref is not None and old.ref() is _root_buffer(g.data):
+            if old is not None and old.ref is not None and old.ref() is root_buffer(g.data):
                 continue
             buf = ledger.entry(g.data, GRADIENTS)
             if buf is not old:
@@ -367,7 +322,7 @@ class track:
                 for state in opt.state.values():
                     for value in (state.values() if isinstance(state, dict) else (state,)):
                         if isinstance(value, Tensor):
-                            now[id(_root_buffer(value.data))] = value.data
+                            now[id(root_buffer(value.data))] = value.data
             held = self._optimizer_bufs
             for key, data in now.items():
                 buf = held.get(key)
