@@ -57,8 +57,9 @@ def layer(module):
     if top == "runtime":
         return "runtime"
     if top == "planner":
-        # the package itself re-exports its edges; profile, execute and apply run models
-        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply"):
+        # the package itself re-exports its edges; profile, execute, apply and their
+        # runner run models
+        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply", "runner"):
             return "planner edges"
         return "planner core"
     if top == "torch":
