@@ -246,3 +246,13 @@ def test_a_module_imported_inside_the_block_gets_the_originals_back():
         assert mod.exp is elementwise.exp and not hasattr(mod.exp, "_profiled")
     finally:
         del sys.modules[mod.__name__]
+
+
+def test_in_place_methods_and_operators_are_recorded_as_their_ops():
+    x = ckpt.ones(3)
+    with profile() as prof:
+        x.add_(1)
+        x *= 2
+        x.zero_()
+    counts = {e.key: e.count for e in prof.key_averages()}
+    assert counts["add_"] == counts["mul_"] == counts["zero_"] == 1

@@ -58,7 +58,8 @@ _ACTIVE = None  # the profile being recorded (one at a time)
 _HELPERS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros"}
 _OP_MODULES = ("ckpt.autograd.ops.elementwise", "ckpt.autograd.ops.linalg",
                "ckpt.autograd.ops.reduce", "ckpt.autograd.ops.shape",
-               "ckpt.autograd.ops.nn_functional", "ckpt.autograd.factory")
+               "ckpt.autograd.ops.nn_functional", "ckpt.autograd.ops.inplace",
+               "ckpt.autograd.factory")
 _NOT_OPS = {"is_tensor"}
 
 
