@@ -12,5 +12,5 @@ from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, s
 from .shape import (cat, chunk, clone, expand, flatten, getitem, index_into_zeros, permute,
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
                     unsqueeze, view)
-from . import inplace, nn_functional
-from .nn_functional import log_softmax, softmax
+from . import inplace, nn
+from .nn.softmax import log_softmax, softmax
