@@ -24,8 +24,12 @@ from .autograd.ops import (abs, add, amax, argmax, argmin, bitwise_not, cat, chu
                            min, minimum, mul, ne, neg, permute, pow, relu, reshape, sigmoid, sign,
                            sin, split, sqrt, squeeze, stack, std, sub, sum, sum_to, tanh,
                            transpose, unbind, unsqueeze, var, where)
-from .autograd.ops.nn_functional import (avg_pool2d, batch_norm, conv2d, dropout, embedding,
-                                         layer_norm, log_softmax, max_pool2d, softmax)
+from .autograd.ops.nn.conv import conv2d
+from .autograd.ops.nn.dropout import dropout
+from .autograd.ops.nn.embedding import embedding
+from .autograd.ops.nn.norm import batch_norm, layer_norm
+from .autograd.ops.nn.pool import avg_pool2d, max_pool2d
+from .autograd.ops.nn.softmax import log_softmax, softmax
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import func, nn, optim
 from . import memory, runtime

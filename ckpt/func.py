@@ -26,6 +26,7 @@ import numpy as np
 from .autograd import forward_ad as fwAD
 from .autograd import grad_mode
 from .autograd.engine import grad as _autograd_grad
+from .autograd.jacobian import basis, forward_blocks, reverse_blocks
 from .autograd.tensor import Tensor, _wrap
 
 __all__ = ["grad", "grad_and_value", "vjp", "jvp", "jacrev", "jacfwd", "hessian"]
@@ -339,12 +340,6 @@ def jvp(func, primals, tangents, has_aux=False):
 
 # ---- Jacobians and the Hessian ---------------------------------------------------------------
 
-def _chunks(n, chunk_size):
-    if chunk_size is None:
-        return [(0, n)] if n else []
-    return [(s, min(s + chunk_size, n)) for s in range(0, n, chunk_size)]
-
-
 def _check_chunk_size(chunk_size, api):
     if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
                                    or chunk_size < 1):
@@ -387,44 +382,15 @@ def jacrev(func, argnums=0, *, has_aux=False, chunk_size=None):
             output, aux = _split_aux(func(*new_args, **kwargs), has_aux, "jacrev")
             out_leaves, out_rebuild = _flatten(output)
             _check_leaves(out_leaves, "the outputs of f", "jacrev")
-            blocks = [_jacrev_rows(o, flat_in, chunk_size, keep) for o in out_leaves]
+            blocks = [[b if b is not None else
+                       _wrap(np.zeros(tuple(o.shape) + tuple(t.shape), t.dtype))
+                       for b, t in zip(reverse_blocks(o, flat_in, chunk_size, keep), flat_in)]
+                      for o in out_leaves]
         jac = _assemble(blocks, out_leaves, out_rebuild, leaves_per, rebuilds, argnums)
         jac = _detach_tree(jac, keep)
         return (jac, _detach_tree(aux, keep)) if has_aux else jac
 
     return wrapper
-
-
-def _jacrev_rows(out, flat_in, chunk_size, keep):
-    """The blocks ``out.shape + inp.shape`` of one output, rows in batched backward passes.
-    Inside a batched forward level (``jacfwd`` outside) the rows loop: tangent batches and
-    gradient batches don't stack."""
-    n = out.numel()
-    shapes = [tuple(out.shape) + tuple(t.shape) for t in flat_in]
-    if not out.requires_grad or n == 0:
-        return [_wrap(np.zeros(s, t.dtype)) for s, t in zip(shapes, flat_in)]
-    if fwAD._Level.batch is not None:
-        chunk_size = 1
-    eye = np.eye(n, dtype=out.dtype)
-    pieces = [[] for _ in flat_in]
-    for start, stop in _chunks(n, chunk_size):
-        batched = stop - start > 1 or chunk_size != 1
-        cot = eye[start:stop].reshape((stop - start,) + tuple(out.shape))
-        grads = _autograd_grad(out, flat_in, _wrap(cot if batched else cot[0]), retain_graph=True,
-                               create_graph=keep,
-                               allow_unused=True, is_grads_batched=batched)
-        for j, (g, t) in enumerate(zip(grads, flat_in)):
-            if g is None:
-                g = _wrap(np.zeros((stop - start,) + tuple(t.shape), t.dtype))
-            elif not batched:
-                g = g.reshape((1,) + tuple(t.shape))
-            pieces[j].append(g)
-    return [_cat(p).reshape(s) for p, s in zip(pieces, shapes)]
-
-
-def _cat(pieces):
-    from .autograd.ops.shape import cat
-    return pieces[0] if len(pieces) == 1 else cat(pieces)
 
 
 def jacfwd(func, argnums=0, *, has_aux=False):
@@ -453,17 +419,11 @@ def jacfwd(func, argnums=0, *, has_aux=False):
             rebuilds.append(rebuild)
         flat_in = [t for leaves in leaves_per for t in leaves]
         keep = _tracked(_tensors_in(args))
-        sizes = [t.numel() for t in flat_in]
-        total = sum(sizes)
+        total = sum(t.numel() for t in flat_in)
         if total == 0:
             raise ValueError("jacfwd: the inputs selected by argnums have no elements")
-        eye = np.eye(total)
         with _Transform(), grad_mode.enable_grad(), fwAD.dual_level(batch_size=total):
-            start, duals = 0, []
-            for t, n in zip(flat_in, sizes):
-                basis = eye[:, start:start + n].astype(t.dtype).reshape((total,) + tuple(t.shape))
-                duals.append(fwAD.make_dual(t, _wrap(basis)))
-                start += n
+            duals = [fwAD.make_dual(t, e) for t, e in zip(flat_in, basis(flat_in)[0])]
             i = 0
             for k, p in enumerate(positions):
                 args[p] = rebuilds[k](duals[i:i + len(leaves_per[k])])
@@ -472,16 +432,10 @@ def jacfwd(func, argnums=0, *, has_aux=False):
             out_leaves, out_rebuild = _flatten(output)
             _check_leaves(out_leaves, "the outputs of f", "jacfwd")
             unpacked = [fwAD.unpack_dual(o) for o in out_leaves]
-        blocks = []
-        for (primal, tangent) in unpacked:
-            if tangent is None:
-                tangent = _wrap(np.zeros((total,) + tuple(primal.shape), primal.dtype))
-            row, start = [], 0
-            for t, n in zip(flat_in, sizes):
-                col = tangent[start:start + n].reshape(n, -1).transpose(0, 1)
-                row.append(col.reshape(tuple(primal.shape) + tuple(t.shape)))
-                start += n
-            blocks.append(row)
+        blocks = [forward_blocks(primal, tangent if tangent is not None else
+                                 _wrap(np.zeros((total,) + tuple(primal.shape), primal.dtype)),
+                                 flat_in)
+                  for primal, tangent in unpacked]
         jac = _assemble(blocks, [u.primal for u in unpacked], out_rebuild, leaves_per, rebuilds,
                         argnums)
         jac = _detach_tree(jac, keep)

@@ -12,7 +12,8 @@ import math
 import numbers
 import re
 
-__all__ = ["parse_size", "format_size", "printable", "MAX_BYTES"]
+__all__ = ["parse_size", "format_size", "printable", "distinct_sizes", "distinct_numbers",
+           "MAX_BYTES"]
 
 # sizes live in int64 numpy arrays inside the planner
 MAX_BYTES = 2**63 - 1
@@ -128,3 +129,40 @@ def printable(text):
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
                    for c in text)
+
+
+def distinct_sizes(values):
+    """Each byte count as ``format_size`` prints it, with the fewest decimals (one at
+    least) at which different counts read differently; exact bytes if six are not enough.
+
+    >>> distinct_sizes([2**20, 2**21])
+    ['1.0 MiB', '2.0 MiB']
+    >>> distinct_sizes([2**30, 2**30 + 1])
+    ['1073741824 B', '1073741825 B']
+    """
+    formats = [format_size] + [lambda v, d=d: format_size(v, d) for d in range(2, 7)]
+    return _fewest(values, formats + [lambda v: f"{int(v)} B"])
+
+
+def _fewest(values, formats):
+    """The texts of ``values`` in the first of ``formats`` that tells them all apart (the
+    last format is used if none does)."""
+    values = list(values)
+    for fmt in formats:
+        texts = [fmt(v) for v in values]
+        if len(set(texts)) == len(set(values)):
+            break
+    return texts
+
+
+def distinct_numbers(values, digits=4):
+    """Each number with ``digits`` significant digits, or more where that is what it takes
+    to tell different numbers apart.
+
+    >>> distinct_numbers([2.971730e12, 2.971705e12, 3.155e12])
+    ['2.97173e+12', '2.97170e+12', '3.15500e+12']
+    >>> distinct_numbers([1.0, 2.0])
+    ['1', '2']
+    """
+    return _fewest(values, [lambda v, d=d: f"{v:.{d}g}" if d == digits else f"{v:#.{d}g}"
+                            for d in range(digits, 18)])

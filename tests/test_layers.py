@@ -33,8 +33,6 @@ BELOW = {  # layer: the layers it may import (itself included)
 
 # Edges the renovation of issue 13 has yet to remove, each with where it stands.
 KNOWN = {
-    # Report.plot() draws the report itself; the issue: the report returns data, ckpt.plot draws
-    ("ckpt.memory.report", "ckpt.plot.timelines"),
     # names of the planner core taken from the package ckpt.planner, which also loads its
     # edges (and with them autograd); ckpt/torch is another session's to change
     ("ckpt.torch.measure", "ckpt.planner"),
@@ -57,8 +55,9 @@ def layer(module):
     if top == "runtime":
         return "runtime"
     if top == "planner":
-        # the package itself re-exports its edges; profile, execute and apply run models
-        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply"):
+        # the package itself re-exports its edges; profile, execute, apply and their
+        # runner run models
+        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply", "runner"):
             return "planner edges"
         return "planner core"
     if top == "torch":

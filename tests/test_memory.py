@@ -169,7 +169,8 @@ def test_report_outputs_table_dict_json_plot(tmp_path):
     path = tmp_path / "report.json"
     assert json.loads(report.to_json(path)) == json.loads(path.read_text()) == json.loads(
         json.dumps(d))
-    fig = report.plot()
+    from ckpt.plot import memory_timeline
+    fig = memory_timeline(report)
     assert type(fig).__name__ == "Figure"
     ax = fig.axes[0]
     assert ax.get_ylabel() == "MiB"

@@ -14,7 +14,7 @@ import ckpt
 import ckpt.nn.functional as F
 from ckpt.autograd import gradcheck, gradgradcheck
 from ckpt.autograd.gradcheck import GradcheckError
-from ckpt.autograd.ops import nn_functional as nnf
+from ckpt.autograd.ops.nn import conv as nn_conv, norm as nn_norm
 from ckpt.nn.grad import conv2d_input, conv2d_weight
 
 F64 = np.float64
@@ -191,11 +191,11 @@ def test_checkers_reject_statistics_treated_as_constants(monkeypatch):
 
     assert gradcheck(fn, (x,)) and gradgradcheck(fn, (x,))
     # these rules read ``x.data`` and use Tensor methods: they opt out of array rules
-    monkeypatch.setattr(nnf.NativeLayerNormBackward0, "_array_rule", False)
-    monkeypatch.setattr(nnf.NativeLayerNormBackward0, "vjp", constant_stats)
+    monkeypatch.setattr(nn_norm.NativeLayerNormBackward0, "_array_rule", False)
+    monkeypatch.setattr(nn_norm.NativeLayerNormBackward0, "vjp", constant_stats)
     with pytest.raises(GradcheckError):
         gradcheck(fn, (x,))
-    monkeypatch.setattr(nnf.NativeLayerNormBackward0, "vjp", numpy_stats)
+    monkeypatch.setattr(nn_norm.NativeLayerNormBackward0, "vjp", numpy_stats)
     assert gradcheck(fn, (x,))
     with pytest.raises(GradcheckError):
         gradgradcheck(fn, (x,))
@@ -374,7 +374,7 @@ CONV_CASES = [
 def conv_path(request, monkeypatch):
     """Run a convolution test through each kernel: offset by offset, or on each chunk's
     columns (which conv2d picks for few channels per group)."""
-    monkeypatch.setattr(nnf, "_LOWERED_BELOW", 0 if request.param == "offsets" else 10 ** 9)
+    monkeypatch.setattr(nn_conv, "_LOWERED_BELOW", 0 if request.param == "offsets" else 10 ** 9)
     return request.param
 
 
@@ -427,7 +427,7 @@ def test_conv2d_random_geometry_matches_torch(n, c, o, h, w, kh, kw, s, p, d):
     args = (leaf(rng, n, c, h, w), leaf(rng, o, c, kh, kw), leaf(rng, o))
     for below in (0, 10 ** 9):   # both kernels: offset by offset, and on chunks' columns
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(nnf, "_LOWERED_BELOW", below)
+            mp.setattr(nn_conv, "_LOWERED_BELOW", below)
             against_torch(lambda x, wt, b: F.conv2d(x, wt, b, s, p, d),
                           lambda x, wt, b: TF.conv2d(x, wt, b, s, p, d), args, second_order=False)
 
@@ -493,7 +493,7 @@ def test_temporaries_are_a_fraction_of_an_activation():
         transient, kept = _transient_bytes(fn)
         assert transient <= 0.4 * act, (name, transient / act)
         assert kept <= (3.01 if name == "max_pool2d" else 1.01) * act, (name, kept / act)
-    assert nnf._lowered(w3.shape) and not nnf._lowered(w.shape)
+    assert nn_conv._lowered(w3.shape) and not nn_conv._lowered(w.shape)
 
 
 def test_max_pool2d_overlapping_windows_accumulate_and_ties_pick_first():

@@ -275,7 +275,7 @@ def test_min_budget_is_the_min_peak_programs_minimum():
     """1,000 random chains of 1-12 stages: ``least_peak`` equals the full min-peak program's
     minimum, through the meeting bounds on most and through the program on the rest."""
     from ckpt.planner.min_budget import least_peak, peak_bounds
-    from ckpt.planner.strategies.min_memory import min_peak_table
+    from ckpt.planner.min_peak import min_peak_table
     rng = np.random.default_rng(2026)
     met = 0
     for n in range(1000):
@@ -290,7 +290,7 @@ def test_min_budget_is_the_min_peak_programs_minimum():
 
 def test_min_budget_of_long_chains_skips_the_cubic_program():
     from ckpt.planner import zoo
-    from ckpt.planner.strategies.min_memory import min_peak_table
+    from ckpt.planner.min_peak import min_peak_table
     rng = np.random.default_rng(4000)
     for chain in (random_chain(rng, 150, 2**20), zoo.vgg16(), zoo.resnet(), zoo.transformer()):
         assert chain.min_budget == min_peak_table(chain).minimum

@@ -366,7 +366,7 @@ def _inside(box, outer):
 
 def test_report_plot_names_its_peak_in_a_legend_that_nothing_covers():
     report = _tracked_step()
-    fig = report.plot()
+    fig = plot.memory_timeline(report)
     figure, [(axes_box, legend_box, texts)] = _drawn(fig)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     peak = report.peak_event

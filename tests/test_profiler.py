@@ -10,6 +10,7 @@ import ckpt
 from ckpt import nn
 from ckpt.autograd import profiler
 from ckpt.autograd.node import Extensions, Node
+from ckpt.autograd import ops
 from ckpt.autograd.ops import elementwise, linalg
 from ckpt.autograd.profiler import profile, record_function
 from conftest import Double
@@ -18,10 +19,12 @@ F32 = 4
 
 
 def snapshot():
-    """What the profiler patches: Tensor's methods, op module globals, node vjps."""
+    """What the profiler patches: op module globals (Tensor's methods call them through
+    ``ckpt.autograd.ops``), node vjps; and Tensor's methods stay as they are."""
     nodes = {cls: cls.__dict__.get("vjp") for cls in profiler._node_classes()}
     return (dict(vars(ckpt.Tensor)), dict(vars(elementwise)), dict(vars(linalg)),
-            dict(vars(ckpt)), nodes, list(Extensions.observers), Extensions.active)
+            dict(vars(ckpt)), nodes, list(Extensions.observers), Extensions.active,
+            dict(vars(ops)))
 
 
 def test_counts_names_and_backward_nodes():
@@ -166,9 +169,9 @@ def test_chrome_trace_is_valid_and_nested(tmp_path):
 def test_originals_restored_also_after_an_exception():
     before = snapshot()
     with profile(profile_memory=True):
-        mul, rule = before[0]["__mul__"], before[4][elementwise.TanhBackward0]
-        assert ckpt.Tensor.__mul__ is not mul and ckpt.Tensor.__mul__._profiled is mul
-        assert elementwise.mul is ckpt.Tensor.__mul__            # one wrapper per op
+        mul, rule = before[1]["mul"], before[4][elementwise.TanhBackward0]
+        assert ops.mul is not mul and ops.mul._profiled is mul   # what Tensor.__mul__ calls
+        assert elementwise.mul is ops.mul                        # one wrapper per op
         assert elementwise.TanhBackward0.vjp._profiled is rule
         assert Extensions.active
     assert snapshot() == before
@@ -177,7 +180,7 @@ def test_originals_restored_also_after_an_exception():
             ckpt.ones(2).exp()
             1 / 0
     assert snapshot() == before
-    assert ckpt.Tensor.__mul__ is elementwise.mul and ckpt.exp is elementwise.exp
+    assert ops.mul is elementwise.mul is before[1]["mul"] and ckpt.exp is elementwise.exp
     assert profiler._ACTIVE is None
 
 
@@ -200,7 +203,7 @@ def test_nothing_recorded_outside_the_block_and_no_nesting():
     ckpt.ones(2).exp()
     assert len(prof.events()) == n == 2
     with profile(enabled=False) as off:
-        assert ckpt.Tensor.exp is elementwise.exp
+        assert ops.exp is elementwise.exp     # nothing patched (Tensor.exp calls ops.exp)
         ckpt.ones(2).exp()
     assert off.events() == []
     with pytest.raises(RuntimeError, match="still recording"):
@@ -243,3 +246,13 @@ def test_a_module_imported_inside_the_block_gets_the_originals_back():
         assert mod.exp is elementwise.exp and not hasattr(mod.exp, "_profiled")
     finally:
         del sys.modules[mod.__name__]
+
+
+def test_in_place_methods_and_operators_are_recorded_as_their_ops():
+    x = ckpt.ones(3)
+    with profile() as prof:
+        x.add_(1)
+        x *= 2
+        x.zero_()
+    counts = {e.key: e.count for e in prof.key_averages()}
+    assert counts["add_"] == counts["mul_"] == counts["zero_"] == 1

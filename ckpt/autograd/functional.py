@@ -11,9 +11,10 @@ forward mode (``forward_ad``) instead of the double-backward trick; ``jacobian``
 with ``create_graph=True``; ``vectorize=True`` also works with ``strict=True``.
 
 ``vectorize=True`` computes all rows (reverse mode) or all columns (forward mode) of a
-Jacobian in one batched pass: the basis cotangents go through one backward pass
+Jacobian in one batched pass: the basis cotangents of each output go through one backward pass
 (``autograd.grad(..., is_grads_batched=True)``), the basis tangents through one forward pass
-(``forward_ad.dual_level(batch_size=B)``). ``vectorize=False`` loops over basis vectors.
+(``forward_ad.dual_level(batch_size=B)``). ``vectorize=False`` loops over basis vectors. The
+kernels are ``ckpt.autograd.jacobian``'s, which ``ckpt.func``'s jacrev and jacfwd use too.
 
 >>> import ckpt
 >>> from ckpt.autograd.functional import jacobian
@@ -25,6 +26,7 @@ import numpy as np
 from . import forward_ad as fwAD
 from . import grad_mode
 from .engine import grad as _engine_grad
+from .jacobian import basis, forward_block, forward_blocks, reverse_blocks
 from .tensor import Tensor, _wrap
 
 __all__ = ["vjp", "jvp", "hvp", "vhp", "jacobian", "hessian"]
@@ -125,8 +127,7 @@ def _check_requires_grad(items, input_type, strict):
             "mode.")
 
 
-def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None,
-                   is_grads_batched=False):
+def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False, retain_graph=None):
     """``autograd.grad`` over the outputs that require grad (None per input if none does);
     unused inputs get None."""
     if grad_outputs is None:
@@ -135,8 +136,7 @@ def _autograd_grad(outputs, inputs, grad_outputs=None, create_graph=False, retai
     if not kept:
         return (None,) * len(inputs)
     return _engine_grad([o for o, _ in kept], inputs, [g for _, g in kept],
-                        retain_graph=retain_graph, create_graph=create_graph, allow_unused=True,
-                        is_grads_batched=is_grads_batched)
+                        retain_graph=retain_graph, create_graph=create_graph, allow_unused=True)
 
 
 _INDEPENDENT = {
@@ -344,21 +344,6 @@ class _Flag:
 
 # ---- Jacobian and Hessian -------------------------------------------------------------------
 
-def _basis(refs):
-    """The standard basis over the concatenated elements of ``refs``, split per ref: for
-    ``refs`` of sizes n_1..n_k (total B), ref i gets a ``(B, *ref_i.shape)`` block that is the
-    identity on its own rows and zero elsewhere."""
-    sizes = [r.numel() for r in refs]
-    B = sum(sizes)
-    blocks, start = [], 0
-    for r, n in zip(refs, sizes):
-        block = np.zeros((B, n), dtype=r.dtype)
-        block[np.arange(start, start + n), np.arange(n)] = 1
-        blocks.append(_wrap(block.reshape((B,) + tuple(r.shape))))
-        start += n
-    return blocks, sizes
-
-
 def _one_hot(ref, k):
     e = np.zeros(ref.numel(), dtype=ref.dtype)
     e[k] = 1
@@ -403,8 +388,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
             is_outputs_tuple, outputs = _as_tuple(
                 outputs, "outputs of the user-provided function", "jacobian")
             _check_requires_grad(outputs, "outputs", strict)
-            jac = (_jacrev_vectorized if vectorize else _jacrev_looped)(
-                outputs, inputs, strict, create_graph)
+            jac = _jacrev(outputs, inputs, strict, create_graph, None if vectorize else 1)
     return _tuple_postprocess(_grad_postprocess(jac, create_graph),
                               (is_outputs_tuple, is_inputs_tuple))
 
@@ -422,60 +406,20 @@ def _check_block(g, i, j, strict, create_graph):
         raise _independent(i, j)
 
 
-def _jacrev_looped(outputs, inputs, strict, create_graph):
-    """One backward pass per output element (a row of the Jacobian)."""
+def _jacrev(outputs, inputs, strict, create_graph, chunk_size):
+    """Per output, its rows in backward passes of ``chunk_size`` rows (1: looped, None: all
+    at once, which needs no separate strict check: each output has its own pass, so a block
+    is None exactly where the output does not reach the input)."""
     jac = []
     for i, out in enumerate(outputs):
-        rows = [[] for _ in inputs]
-        for k in range(out.numel()):
-            vj = _autograd_grad((out,), inputs, (_one_hot(out, k),), retain_graph=True,
-                                create_graph=create_graph)
-            for j, (g, inp) in enumerate(zip(vj, inputs)):
-                _check_block(g, i, j, strict, create_graph)
-                rows[j].append(g if g is not None else _wrap(np.zeros(inp.shape, inp.dtype)))
-        jac.append(tuple(_stack(r, inp.shape).reshape(tuple(out.shape) + tuple(inp.shape))
-                         for r, inp in zip(rows, inputs)))
-    return tuple(jac)
-
-
-def _jacrev_vectorized(outputs, inputs, strict, create_graph):
-    """All rows at once: the basis cotangents as one batch through one backward pass."""
-    if strict:  # one batched pass can't tell a structurally independent block from a zero one
-        for i, out in enumerate(outputs):
-            for j, inp in enumerate(inputs):
-                if not _depends(out, inp):
-                    raise _independent(i, j)
-    basis, sizes = _basis(outputs)
-    flat = _autograd_grad(outputs, inputs, basis, create_graph=create_graph, retain_graph=True,
-                          is_grads_batched=True)
-    jac = [[None] * len(inputs) for _ in outputs]
-    for j, (g, inp) in enumerate(zip(flat, inputs)):
-        start = 0
-        for i, (out, n) in enumerate(zip(outputs, sizes)):
-            block = None if g is None else g[start:start + n]
-            start += n
+        row = []
+        for j, (block, inp) in enumerate(zip(reverse_blocks(out, inputs, chunk_size,
+                                                            create_graph), inputs)):
             _check_block(block, i, j, strict, create_graph)
-            if block is None:
-                block = _wrap(np.zeros((n,) + tuple(inp.shape), inp.dtype))
-            jac[i][j] = block.reshape(tuple(out.shape) + tuple(inp.shape))
-    return tuple(tuple(row) for row in jac)
-
-
-def _depends(out, inp):
-    """Does ``out``'s graph reach ``inp``?"""
-    if not out.requires_grad:
-        return False
-    target = inp.grad_fn if inp.grad_fn is not None else inp._acc
-    seen, stack = set(), [out.grad_fn if out.grad_fn is not None else out._acc]
-    while stack:
-        node = stack.pop()
-        if node is None or id(node) in seen:
-            continue
-        if node is target:
-            return True
-        seen.add(id(node))
-        stack.extend(n for n, _ in node.next_functions)
-    return False
+            row.append(block if block is not None else
+                       _wrap(np.zeros(tuple(out.shape) + tuple(inp.shape), inp.dtype)))
+        jac.append(tuple(row))
+    return tuple(jac)
 
 
 def _stack(items, shape):
@@ -525,35 +469,24 @@ def _jacfwd_looped(func, inputs, strict, create_graph):
         for j, inp in enumerate(inputs):
             cols = [c[i] for c in columns[j]]
             block = _stack(cols, out.shape)  # (n_j, *out_i.shape)
-            row.append(_to_forward_block(block, out, inp))
+            row.append(forward_block(block, out, inp))
         jac.append(tuple(row))
     return outputs, is_outputs_tuple, tuple(jac)
-
-
-def _to_forward_block(block, out, inp):
-    """``(n_inp, *out.shape)`` columns as the ``out.shape + inp.shape`` Jacobian block."""
-    block = block.reshape(inp.numel(), -1)
-    return block.transpose(0, 1).reshape(tuple(out.shape) + tuple(inp.shape))
 
 
 def _jacfwd_vectorized(func, inputs, strict, create_graph):
     """All columns at once: the basis tangents as one batch through one forward pass."""
-    basis, sizes = _basis(inputs)
+    tangents, sizes = basis(inputs)
     if not sum(sizes):
         return _jacfwd_looped(func, inputs, strict, create_graph)
     with fwAD.dual_level(batch_size=sum(sizes)):
-        args = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, basis))
+        args = tuple(fwAD.make_dual(x, t) for x, t in zip(inputs, tangents))
         is_outputs_tuple, outs = _as_tuple(func(*args), "outputs of the user-provided function",
                                            "jacobian")
-        outputs, tangents = _output_tangents(outs, strict, batch=sum(sizes))
-    jac = []
-    for out, tangent in zip(outputs, tangents):
-        row, start = [], 0
-        for inp, n in zip(inputs, sizes):
-            row.append(_to_forward_block(tangent[start:start + n], out, inp))
-            start += n
-        jac.append(tuple(row))
-    return outputs, is_outputs_tuple, tuple(jac)
+        outputs, out_tangents = _output_tangents(outs, strict, batch=sum(sizes))
+    jac = tuple(tuple(forward_blocks(out, tangent, inputs))
+                for out, tangent in zip(outputs, out_tangents))
+    return outputs, is_outputs_tuple, jac
 
 
 def hessian(func, inputs, create_graph=False, strict=False, vectorize=False,

@@ -58,8 +58,11 @@ _ACTIVE = None  # the profile being recorded (one at a time)
 # public names in the op modules that are helpers, not ops
 _HELPERS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros"}
 _OP_MODULES = ("ckpt.autograd.ops.elementwise", "ckpt.autograd.ops.linalg",
-               "ckpt.autograd.ops.reduce", "ckpt.autograd.ops.shape",
-               "ckpt.autograd.ops.nn_functional", "ckpt.autograd.factory")
+               "ckpt.autograd.ops.reduce", "ckpt.autograd.ops.shape", "ckpt.autograd.ops.inplace",
+               "ckpt.autograd.ops.nn.softmax", "ckpt.autograd.ops.nn.loss",
+               "ckpt.autograd.ops.nn.norm", "ckpt.autograd.ops.nn.dropout",
+               "ckpt.autograd.ops.nn.embedding", "ckpt.autograd.ops.nn.windows",
+               "ckpt.autograd.ops.nn.conv", "ckpt.autograd.ops.nn.pool", "ckpt.autograd.factory")
 _NOT_OPS = {"is_tensor"}
 
 

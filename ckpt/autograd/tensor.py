@@ -1,6 +1,6 @@
 """The Tensor: a numpy array plus the autograd metadata torch users know.
 
-Ops live in ``ckpt.autograd.ops``; the methods here only forward to them.
+Ops live in ``ckpt.autograd.ops``; the methods and operators here only call them.
 """
 import numpy as np
 
@@ -177,6 +177,132 @@ class Tensor:
         from .engine import backward
         backward(self, None if gradient is None else (gradient,), retain_graph, create_graph,
                  inputs=inputs)
+
+    # ---- operators: each calls its op in ckpt.autograd.ops -------------------------------
+    def __add__(self, other): return _ops.add(self, other)
+    def __sub__(self, other): return _ops.sub(self, other)
+    def __mul__(self, other): return _ops.mul(self, other)
+    def __truediv__(self, other): return _ops.div(self, other)
+    def __pow__(self, other): return _ops.pow(self, other)
+    def __matmul__(self, other): return _ops.matmul(self, other)
+    def __radd__(self, other): return _ops.add(self, other)
+    def __rsub__(self, other): return _ops.sub(other, self)
+    def __rmul__(self, other): return _ops.mul(self, other)
+    def __rtruediv__(self, other): return _ops.div(other, self)
+    def __rpow__(self, other): return _ops.pow(other, self)
+    def __neg__(self): return _ops.neg(self)
+    def __abs__(self): return _ops.abs(self)
+    def __invert__(self): return _ops.bitwise_not(self)
+    def __eq__(self, other): return _ops.eq(self, other)
+    def __ne__(self, other): return _ops.ne(self, other)
+    def __lt__(self, other): return _ops.lt(self, other)
+    def __le__(self, other): return _ops.le(self, other)
+    def __gt__(self, other): return _ops.gt(self, other)
+    def __ge__(self, other): return _ops.ge(self, other)
+    def __getitem__(self, index): return _ops.getitem(self, index)
+    def __setitem__(self, index, value): _ops.setitem(self, index, value)
+    def __iadd__(self, other): return _ops.inplace.add_(self, other)
+    def __isub__(self, other): return _ops.inplace.sub_(self, other)
+    def __imul__(self, other): return _ops.inplace.mul_(self, other)
+    def __itruediv__(self, other): return _ops.inplace.div_(self, other)
+
+    # ---- methods: each calls its op in ckpt.autograd.ops ---------------------------------
+    def abs(self): return _ops.abs(self)
+    def cos(self): return _ops.cos(self)
+    def exp(self): return _ops.exp(self)
+    def gelu(self, approximate="none"): return _ops.gelu(self, approximate)
+    def log(self): return _ops.log(self)
+    def neg(self): return _ops.neg(self)
+    def relu(self): return _ops.relu(self)
+    def sigmoid(self): return _ops.sigmoid(self)
+    def sin(self): return _ops.sin(self)
+    def sqrt(self): return _ops.sqrt(self)
+    def tanh(self): return _ops.tanh(self)
+    def erf(self): return _ops.erf(self)
+    def sign(self): return _ops.sign(self)
+    def logical_not(self): return _ops.logical_not(self)
+    def bitwise_not(self): return _ops.bitwise_not(self)
+    def add(self, other, alpha=1): return _ops.add(self, other, alpha)
+    def sub(self, other): return _ops.sub(self, other)
+    def mul(self, other): return _ops.mul(self, other)
+    def div(self, other): return _ops.div(self, other)
+    def pow(self, other): return _ops.pow(self, other)
+    def maximum(self, other): return _ops.maximum(self, other)
+    def minimum(self, other): return _ops.minimum(self, other)
+    def matmul(self, other): return _ops.matmul(self, other)
+    def eq(self, other): return _ops.eq(self, other)
+    def ne(self, other): return _ops.ne(self, other)
+    def lt(self, other): return _ops.lt(self, other)
+    def le(self, other): return _ops.le(self, other)
+    def gt(self, other): return _ops.gt(self, other)
+    def ge(self, other): return _ops.ge(self, other)
+    def clamp(self, *args, **kwargs): return _ops.clamp(self, *args, **kwargs)
+    def all(self, *args, **kwargs): return _ops.all(self, *args, **kwargs)
+    def any(self, *args, **kwargs): return _ops.any(self, *args, **kwargs)
+    def amax(self, *args, **kwargs): return _ops.amax(self, *args, **kwargs)
+    def argmax(self, *args, **kwargs): return _ops.argmax(self, *args, **kwargs)
+    def argmin(self, *args, **kwargs): return _ops.argmin(self, *args, **kwargs)
+    def logsumexp(self, *args, **kwargs): return _ops.logsumexp(self, *args, **kwargs)
+    def max(self, *args, **kwargs): return _ops.max(self, *args, **kwargs)
+    def mean(self, *args, **kwargs): return _ops.mean(self, *args, **kwargs)
+    def min(self, *args, **kwargs): return _ops.min(self, *args, **kwargs)
+    def std(self, *args, **kwargs): return _ops.std(self, *args, **kwargs)
+    def sum(self, *args, **kwargs): return _ops.sum(self, *args, **kwargs)
+    def var(self, *args, **kwargs): return _ops.var(self, *args, **kwargs)
+    def chunk(self, *args, **kwargs): return _ops.chunk(self, *args, **kwargs)
+    def expand(self, *args, **kwargs): return _ops.expand(self, *args, **kwargs)
+    def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
+    def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)
+    def split(self, *args, **kwargs): return _ops.split(self, *args, **kwargs)
+    def squeeze(self, *args, **kwargs): return _ops.squeeze(self, *args, **kwargs)
+    def unbind(self, *args, **kwargs): return _ops.unbind(self, *args, **kwargs)
+    def unsqueeze(self, *args, **kwargs): return _ops.unsqueeze(self, *args, **kwargs)
+    def transpose(self, *args, **kwargs): return _ops.transpose(self, *args, **kwargs)
+    def to(self, *args, **kwargs): return _ops.to(self, *args, **kwargs)
+    def sum_to(self, *args, **kwargs): return _ops.sum_to(self, *args, **kwargs)
+    def reshape(self, *args, **kwargs): return _ops.reshape(self, *args, **kwargs)
+    def view(self, *args, **kwargs): return _ops.view(self, *args, **kwargs)
+    def clip(self, *args, **kwargs): return _ops.clamp(self, *args, **kwargs)
+    def where(self, condition, other): return _ops.where(condition, self, other)
+    def masked_fill(self, mask, value): return _ops.where(mask, value, self)
+    def softmax(self, *args, **kwargs): return _ops.softmax(self, *args, **kwargs)
+    def log_softmax(self, *args, **kwargs): return _ops.log_softmax(self, *args, **kwargs)
+
+    def sum_to_size(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        return _ops.sum_to(self, shape)
+
+    def expand_as(self, other): return _ops.expand(self, other.shape)
+    def view_as(self, other): return _ops.view(self, other.shape)
+    def reshape_as(self, other): return _ops.reshape(self, other.shape)
+    def t(self): return _ops.transpose(self, 0, 1) if self.data.ndim == 2 else self
+
+    @property
+    def T(self): return _ops.permute(self, *reversed(range(self.data.ndim)))
+
+    @property
+    def mT(self):
+        if self.data.ndim < 2:
+            raise RuntimeError(f"tensor.mT is only supported on matrices or batches of matrices. "
+                               f"Got {self.data.ndim}-D tensor.")
+        return _ops.transpose(self, -2, -1)
+
+    # ---- in place: write into this tensor, bump its version (ckpt.autograd.ops.inplace) ---
+    def add_(self, *args, **kwargs): return _ops.inplace.add_(self, *args, **kwargs)
+    def sub_(self, *args, **kwargs): return _ops.inplace.sub_(self, *args, **kwargs)
+    def mul_(self, *args, **kwargs): return _ops.inplace.mul_(self, *args, **kwargs)
+    def div_(self, *args, **kwargs): return _ops.inplace.div_(self, *args, **kwargs)
+    def pow_(self, *args, **kwargs): return _ops.inplace.pow_(self, *args, **kwargs)
+    def clamp_(self, *args, **kwargs): return _ops.inplace.clamp_(self, *args, **kwargs)
+    def relu_(self, *args, **kwargs): return _ops.inplace.relu_(self, *args, **kwargs)
+    def zero_(self, *args, **kwargs): return _ops.inplace.zero_(self, *args, **kwargs)
+    def fill_(self, *args, **kwargs): return _ops.inplace.fill_(self, *args, **kwargs)
+    def copy_(self, *args, **kwargs): return _ops.inplace.copy_(self, *args, **kwargs)
+    def exp_(self, *args, **kwargs): return _ops.inplace.exp_(self, *args, **kwargs)
+    def tanh_(self, *args, **kwargs): return _ops.inplace.tanh_(self, *args, **kwargs)
+    def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
+    def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
 
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):

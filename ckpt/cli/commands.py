@@ -21,12 +21,11 @@ from .. import models, planner
 from ..planner import Chain, format_size, zoo
 from ..planner.errors import BudgetError, ChainError, InvalidPlanError
 from ..planner.strategies.store_all import store_all
-from ..planner.sweep import Row, Sweep, pareto_front
 from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_count,
                      check_budgets_text, load_ops, parse_budget,
                      parse_strategies, parse_strategy, split_values)
-from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path,
-                     distinct_numbers, distinct_sizes, printable, save_figure, write_text)
+from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path, printable,
+                     save_figure, write_text)
 from .sources import model_graph, resolve
 
 __all__ = ["cmd_profile", "cmd_plan", "cmd_sweep", "cmd_simulate", "cmd_graph", "cmd_demo",
@@ -182,26 +181,10 @@ def cmd_profile(args, out):
 
 
 # ---- plan ---------------------------------------------------------------------------------
-def _stage_table(p):
-    runs, checkpoint = {}, set()
-    for op in p.ops:
-        if op.kind in ("forward", "forward_save"):
-            runs[op.stage] = runs.get(op.stage, 0) + 1
-        if op.kind == "forward":
-            checkpoint.add(op.stage)
-    rows = []
-    for i, st in enumerate(p.chain.stages, 1):
-        rows.append((i, st.name, runs.get(i, 0), "recomputed" if runs.get(i, 0) > 1 else "kept",
-                     "yes" if i in checkpoint else "", st.saved_bytes, st.output_bytes))
-    return rows
-
-
 def _plan_text(p):
     chain = p.chain
-    rows = _stage_table(p)
-    nrec = sum(1 for r in rows if r[3] == "recomputed")
     b = "no budget" if p.budget is None else f"budget {format_size(p.budget)}"
-    w = min(NAME_WIDTH_MAX, max([16] + [len(printable(r[1])) for r in rows]))
+    nrec = p.recomputed
     lines = [f"plan {p.strategy!r} for chain {chain.name!r} ({len(chain)} stages), "
              f"{b}",
              f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
@@ -209,29 +192,9 @@ def _plan_text(p):
              f"{_least_text(chain)}",
              f"  compute          {_fmt_cost(p.compute, printable(chain.cost_unit))} = "
              f"store-all + {_pct(p.overhead)} overhead",
-             f"  stages           {len(rows) - nrec} kept, {nrec} recomputed; {len(p.ops)} ops",
-             "",
-             f"  {'#':>3s}  {'stage':{w}s} {'forwards':>8s}  {'status':10s}  {'checkpoint':10s}"
-             f"  {'saved':>10s}  {'output':>10s}"]
-    for i, name, n, status, ck, saved, outb in rows:
-        lines.append(f"  {i:3d}  {_clipped(printable(name), w):{w}s} {n:8d}  {status:10s}  "
-                     f"{ck:10s}  {format_size(saved):>10s}  {format_size(outb):>10s}")
-    lines.append("")
-    lines.append("  forwards: times the stage runs forward (more than once = recomputed); "
-                 "checkpoint: its output is kept as a checkpoint by a forward that saves nothing")
+             f"  stages           {len(chain) - nrec} kept, {nrec} recomputed; {len(p.ops)} ops",
+             "", p.stage_table()]
     return "\n".join(lines)
-
-
-NAME_WIDTH_MAX = 40
-
-
-def _clipped(text, width):
-    """``text`` cut to ``width`` characters, ending in "..." when cut.
-
-    >>> _clipped("transformer.h.0:GPT2Block", 16), _clipped("fc1", 16)
-    ('transformer.h...', 'fc1')
-    """
-    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 def cmd_plan(args, out):
@@ -257,58 +220,6 @@ def cmd_plan(args, out):
 
 
 # ---- sweep --------------------------------------------------------------------------------
-def _run_sweep(chain, strategies, budgets, progress=None, offset=0):
-    rows = []
-    for name in strategies:
-        for b in budgets:
-            if progress is not None:
-                progress.update(offset + len(rows), f"{name} @ {format_size(b)}")
-            try:
-                p = planner.plan(chain, name, budget=b)
-                rows.append(Row(name, b, p.peak, p.compute))
-            except BudgetError:
-                rows.append(Row(name, b, None, None))
-    return Sweep(rows, pareto_front(rows))
-
-
-def _sweep_records(chain, result):
-    base = chain.store_all_compute
-    front = {id(r) for r in result.front}
-    recs = []
-    for r in result.rows:
-        ok = r.peak is not None
-        recs.append({"strategy": r.strategy, "budget": r.budget, "feasible": ok,
-                     "peak_bytes": r.peak, "compute": r.compute,
-                     "overhead": (r.compute / base - 1.0) if ok and base else None,
-                     "pareto": id(r) in front})
-    return recs
-
-
-def _sweep_table(chain, recs):
-    # budgets and peaks with the decimals it takes to tell every two of them apart
-    sizes = sorted({r["budget"] for r in recs} | {r["peak_bytes"] for r in recs
-                                                   if r["feasible"]})
-    shown = dict(zip(sizes, distinct_sizes(sizes)))
-    costs = sorted({r["compute"] for r in recs if r["feasible"]})
-    cost_text = dict(zip(costs, distinct_numbers(costs)))
-    width = max([11] + [len(s) for s in shown.values()])
-    lines = [_chain_summary(chain), "",
-             f"{'strategy':14s} {'budget':>{width}s} {'peak':>{width}s} {'overhead':>9s}  "
-             f"{'compute':>12s}  pareto"]
-    for r in recs:
-        if r["feasible"]:
-            cells = (shown[r["peak_bytes"]], _pct(r["overhead"]), cost_text[r["compute"]],
-                     "*" if r["pareto"] else "")
-        else:
-            cells = ("infeasible", "-", "-", "")
-        lines.append(f"{r['strategy']:14s} {shown[r['budget']]:>{width}s} {cells[0]:>{width}s} "
-                     f"{cells[1]:>9s}  {cells[2]:>12s}  {cells[3]}".rstrip())
-    lines += ["", "infeasible: no plan of the strategy fits the budget; *: on the Pareto front "
-              "(no other plan has both a lower peak and less compute); compute in "
-              f"{printable(chain.cost_unit)}"]
-    return "\n".join(lines) + "\n"
-
-
 def cmd_sweep(args, out):
     strategies = parse_strategies(args.strategies)
     check_budgets_text(args.budgets)
@@ -318,24 +229,15 @@ def cmd_sweep(args, out):
     budgets = parse_budgets(args.budgets, chain)
     with Progress(len(strategies) * len(budgets),
                   enabled=None if args.progress else False) as progress:
-        result = _run_sweep(chain, strategies, budgets, progress)
-    recs = _sweep_records(chain, result)
+        result = planner.sweep(chain, strategies, budgets, progress=progress.update)
     if args.json:
-        out.write(json.dumps({
-            "format": "ckpt.sweep", "version": 1,
-            "chain": {k: v for k, v in _chain_record(chain).items()
-                      if k not in ("input_bytes", "param_bytes")},
-            "strategies": strategies, "budgets": budgets, "rows": recs}, indent=1) + "\n")
+        record = {k: v for k, v in _chain_record(chain).items()
+                  if k not in ("input_bytes", "param_bytes")}
+        out.write(json.dumps(result.to_dict(chain=record), indent=1) + "\n")
     elif args.csv:
-        out.write("strategy,budget_bytes,feasible,peak_bytes,compute,overhead,pareto\n")
-        for r in recs:
-            cells = [r["strategy"], r["budget"], int(r["feasible"]),
-                     "" if r["peak_bytes"] is None else r["peak_bytes"],
-                     "" if r["compute"] is None else repr(r["compute"]),
-                     "" if r["overhead"] is None else f"{r['overhead']:.6f}", int(r["pareto"])]
-            out.write(",".join(str(c) for c in cells) + "\n")
+        out.write(result.to_csv())
     else:
-        out.write(_sweep_table(chain, recs))
+        out.write(_chain_summary(chain) + "\n\n" + result.overhead_table() + "\n")
     if args.plot:
         from ..plot import tradeoff
         save_figure(tradeoff(result, chain=chain), args.plot)
@@ -432,10 +334,6 @@ def _demo_budget(chain):
     return int(math.ceil(x / grain)) * grain
 
 
-def _recomputed(p):
-    return sum(1 for r in _stage_table(p) if r[3] == "recomputed")
-
-
 def _demo_table(chain, budget, plans, measured, torch):
     head = (f"{'strategy':14s} {'predicted peak':>15s}  {'fits':4s} {'overhead':>9s} "
             f"{'recomputed':>10s}")
@@ -446,7 +344,7 @@ def _demo_table(chain, budget, plans, measured, torch):
     lines = [_chain_summary(chain), f"budget {format_size(budget)}", "", head]
     for name, (p, fits) in plans.items():
         line = (f"{name:14s} {format_size(p.peak):>15s}  {'yes' if fits else 'no':4s} "
-                f"{_pct(p.overhead):>9s} {_recomputed(p):10d}")
+                f"{_pct(p.overhead):>9s} {p.recomputed:10d}")
         if measured:
             m = measured.get(name)
             line += f"  {format_size(m.peak_bytes) if m is not None else '-':>14s}"
@@ -469,7 +367,7 @@ def _demo_files(chain, budget, plans, measured, outdir, progress, step):
     os.makedirs(outdir, exist_ok=True)
     budgets = sorted(set(budget_range(chain, 8)) | {budget})
     progress.update(step, "sweep for the trade-off plot")
-    sweep = _run_sweep(chain, list(STRATEGY_ORDER), budgets)
+    sweep = planner.sweep(chain, list(STRATEGY_ORDER), budgets)
     figures = [("tradeoff.png", lambda: tradeoff(sweep, chain=chain, budget=budget)),
                ("memory_timeline.png", lambda: memory_timeline(
                    plans["optimal"][0], measured=getattr(measured.get("optimal"), "overlay",
@@ -519,7 +417,7 @@ def cmd_demo(args, out):
             row = {"strategy": name, "predicted_peak_bytes": p.peak,
                    "measured_peak_bytes": None if m is None else m.peak_bytes,
                    "fits": fits, "overhead": p.overhead,
-                   "compute": p.compute if base else None, "recomputed": _recomputed(p)}
+                   "compute": p.compute if base else None, "recomputed": p.recomputed}
             if torch:
                 row["allocator_peak_bytes"] = None if m is None else m.allocator_peak_bytes
                 row["step_seconds"] = None if m is None else m.seconds

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 
-from ..units import format_size, printable
+from ..units import distinct_numbers, distinct_sizes, printable
 from .inputs import UsageError
 
 __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path",
@@ -22,43 +22,6 @@ __all__ = ["printable", "distinct_sizes", "distinct_numbers", "check_output_path
            "write_text", "save_figure", "OutputError", "Stdout", "Progress", "FIGURE_EXTS"]
 
 FIGURE_EXTS = (".png", ".svg", ".pdf")
-
-
-def distinct_sizes(values):
-    """Each byte count as ``format_size`` prints it, with the fewest decimals (one at
-    least) at which different counts read differently; exact bytes if six are not enough.
-
-    >>> distinct_sizes([2**20, 2**21])
-    ['1.0 MiB', '2.0 MiB']
-    >>> distinct_sizes([2**30, 2**30 + 1])
-    ['1073741824 B', '1073741825 B']
-    """
-    formats = [format_size] + [lambda v, d=d: format_size(v, d) for d in range(2, 7)]
-    return _fewest(values, formats + [lambda v: f"{int(v)} B"])
-
-
-def _fewest(values, formats):
-    """The texts of ``values`` in the first of ``formats`` that tells them all apart (the
-    last format is used if none does)."""
-    values = list(values)
-    for fmt in formats:
-        texts = [fmt(v) for v in values]
-        if len(set(texts)) == len(set(values)):
-            break
-    return texts
-
-
-def distinct_numbers(values, digits=4):
-    """Each number with ``digits`` significant digits, or more where that is what it takes
-    to tell different numbers apart.
-
-    >>> distinct_numbers([2.971730e12, 2.971705e12, 3.155e12])
-    ['2.97173e+12', '2.97170e+12', '3.15500e+12']
-    >>> distinct_numbers([1.0, 2.0])
-    ['1', '2']
-    """
-    return _fewest(values, [lambda v, d=d: f"{v:.{d}g}" if d == digits else f"{v:#.{d}g}"
-                            for d in range(digits, 18)])
 
 
 def _writable_dir(path, what):

@@ -1,7 +1,7 @@
-"""``MemoryReport``: what a ``track()`` block measured, for humans (``table``), tools
-(``to_dict``/``to_json``) and eyes (``plot``).
+"""``MemoryReport``: what a ``track()`` block measured, for humans (``table``) and tools
+(``to_dict``/``to_json``); ``ckpt.plot.memory_timeline(report)`` draws it.
 
-Everything inside is bytes; only ``table()`` and ``plot()`` print MiB.
+Everything inside is bytes; only ``table()`` prints MiB.
 """
 import json
 import sys
@@ -295,21 +295,6 @@ class MemoryReport:
             lines.append(f"{'tracemalloc peak':<22}{self.tracemalloc_peak_bytes / MiB:>14.3f}"
                          "  (above entry)")
         return "\n".join(lines)
-
-    def plot(self, ax=None, title=None):
-        """A stacked timeline of bytes per category (MiB) over the events, with tracemalloc's
-        measurement as a line; returns the matplotlib ``Figure`` (never shows it). The same
-        picture as ``ckpt.plot.memory_timeline(report)``.
-
-        >>> import ckpt
-        >>> with ckpt.memory.track(tracemalloc=True) as report:
-        ...     ckpt.ones(1000, requires_grad=True).exp().sum().backward()
-        >>> fig = report.plot()
-        >>> type(fig).__name__, fig.axes[0].get_ylabel()
-        ('Figure', 'MiB')
-        """
-        from ..plot.timelines import memory_timeline
-        return memory_timeline(self, ax=ax, title=title)
 
     def __repr__(self):
         return (f"<MemoryReport: logical peak {self.peak_bytes} bytes, "

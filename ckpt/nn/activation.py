@@ -1,6 +1,6 @@
 """Activation layers: ``ReLU``, ``GELU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``LogSoftmax``."""
 from ..autograd.ops import gelu, relu, sigmoid, tanh
-from ..autograd.ops.nn_functional import log_softmax, softmax
+from ..autograd.ops.nn.softmax import log_softmax, softmax
 from .module import Module
 
 

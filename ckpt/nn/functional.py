@@ -13,11 +13,15 @@ re-exported from ``ckpt.autograd.ops``; the few defined here only adapt torch's 
 import warnings
 
 from ..autograd.ops import gelu, linear, sigmoid, tanh
-from ..autograd.ops import nn_functional as _nn
+from ..autograd.ops.nn import softmax as _softmax_family
 from ..autograd.ops import relu as _relu
-from ..autograd.ops.nn_functional import (avg_pool2d, batch_norm, conv2d, cross_entropy, dropout,
-                                          embedding, fold, layer_norm, max_pool2d, mse_loss,
-                                          nll_loss, unfold)
+from ..autograd.ops.nn.conv import conv2d
+from ..autograd.ops.nn.dropout import dropout
+from ..autograd.ops.nn.embedding import embedding
+from ..autograd.ops.nn.loss import cross_entropy, mse_loss, nll_loss
+from ..autograd.ops.nn.norm import batch_norm, layer_norm
+from ..autograd.ops.nn.pool import avg_pool2d, max_pool2d
+from ..autograd.ops.nn.windows import fold, unfold
 
 __all__ = ["avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout", "embedding", "fold",
            "gelu", "layer_norm", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
@@ -52,7 +56,7 @@ def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """
     if dtype is not None:
         input = input.to(dtype)
-    return _nn.softmax(input, _softmax_dim("softmax", input, dim))
+    return _softmax_family.softmax(input, _softmax_dim("softmax", input, dim))
 
 
 def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
@@ -64,4 +68,4 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
     """
     if dtype is not None:
         input = input.to(dtype)
-    return _nn.log_softmax(input, _softmax_dim("log_softmax", input, dim))
+    return _softmax_family.log_softmax(input, _softmax_dim("log_softmax", input, dim))

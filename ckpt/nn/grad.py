@@ -12,6 +12,6 @@ True
 >>> bool((conv2d_weight(x, w.shape, g) == dw).all())
 True
 """
-from ..autograd.ops.nn_functional import conv2d_input, conv2d_weight
+from ..autograd.ops.nn.conv import conv2d_input, conv2d_weight
 
 __all__ = ["conv2d_input", "conv2d_weight"]

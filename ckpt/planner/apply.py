@@ -3,7 +3,7 @@
 ``planned = ckpt.planner.apply(model, plan)`` wraps a ``ckpt.nn.Sequential`` (child i =
 stage i of ``plan.chain``) in a ``ckpt.nn.Module``. In training mode with grad enabled,
 ``planned(x)`` runs the plan's ops up to its first ``backward`` (the forwards, with their
-drops, exactly as ``execute`` runs them: ``execute._Runner``) and returns x_L as the
+drops, exactly as ``execute`` runs them: ``runner.Runner``) and returns x_L as the
 output of a custom ``ckpt.autograd.Function`` holding the runner's value table. Any
 ordinary loss computed from it, then ``loss.backward()``, reaches that Function's backward
 with δ_L, the gradient of the loss with respect to the output; it seeds ``backward L``
@@ -32,7 +32,8 @@ from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
 from ..nn.module import Module
-from .execute import ExecutionError, _check_model, _Runner, undo_on_mismatch
+from .errors import ExecutionError
+from .runner import Runner, check_model, undo_on_mismatch
 
 __all__ = ["apply", "PlannedModule"]
 
@@ -100,7 +101,7 @@ def _planned_step(model, plan, x):
     ops = plan.ops
     first_backward = next(k for k, op in enumerate(ops) if op.kind == "backward")
     params = [p for p in model.parameters() if p.requires_grad]
-    runner = _Runner(list(model), x, None, chain=plan.chain, collect=True,
+    runner = Runner(list(model), x, None, chain=plan.chain, collect=True,
                      input_grad=x.requires_grad)
     with undo_on_mismatch(model):
         for op in ops[:first_backward]:
@@ -169,7 +170,7 @@ def apply(model, plan):
     """
     reject_torch("ckpt.planner.apply", [model],
                  "it runs plans on ckpt models", "ckpt.torch.plan(model, sample, loss_fn)")
-    _check_model(model, plan, api="apply")
+    check_model(model, plan, api="apply")
     return PlannedModule(model, plan)
 
 

@@ -290,7 +290,7 @@ class Chain:
         """The smallest peak (bytes) any schedule of the planner's class reaches on this chain.
 
         Exact (no discretization): ``ckpt.planner.min_budget.least_peak``, O(L^2) where two
-        bounds meet, else the min-peak program of ``strategies.min_memory`` (O(L^3), up to
+        bounds meet, else the min-peak program of ``ckpt.planner.min_peak`` (O(L^3), up to
         1,000 stages). Budgets below it raise ``BudgetError`` in ``plan``.
 
         >>> Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4).min_budget
@@ -315,13 +315,13 @@ class Chain:
 
     @property
     def min_peak(self):
-        """The tables of the min-peak program (``strategies.min_memory.MinPeak``), cached.
+        """The tables of the min-peak program (``ckpt.planner.min_peak.MinPeak``), cached.
 
         >>> int(Chain([Stage("a", 1, 2, 8, 8)], input_bytes=4).min_peak.peak[1, 1])
         8
         """
         if "min_peak" not in self._cache:
-            from .strategies.min_memory import min_peak_table
+            from .min_peak import min_peak_table
             self._cache["min_peak"] = min_peak_table(self)
         return self._cache["min_peak"]
 

@@ -1,7 +1,7 @@
 """``Chain.min_budget``, the least feasible peak, in O(L^2) time and O(L) memory when two
 bounds meet, which they do on most chains.
 
-P(1, L), the least peak of the class (``strategies.min_memory``, the min-peak program of
+P(1, L), the least peak of the class (``ckpt.planner.min_peak``, the min-peak program of
 docs/planner.md), lies between
 
 - a lower bound, O(L): in every schedule of the class, the forward with saving of stage i

@@ -9,6 +9,7 @@ asks a strategy for one under a budget.
 True
 """
 import json
+from typing import NamedTuple
 
 from .chain import Chain, load_json
 from .errors import BudgetError, ChainFormatError
@@ -16,9 +17,9 @@ from .schedule import Op
 from .simulate import simulate
 from .strategies import STRATEGIES
 from .strategies.store_all import store_all
-from ..units import format_size, parse_size
+from ..units import format_size, parse_size, printable
 
-__all__ = ["Plan", "plan"]
+__all__ = ["Plan", "plan", "StageRow"]
 
 _FORMAT = "ckpt.plan"
 
@@ -29,6 +30,36 @@ def _count(n, noun):
 
 def _fmt(n):
     return f"{format_size(n)} ({int(n)} bytes)"
+
+
+class StageRow(NamedTuple):
+    """One stage of a plan (``Plan.stages()``): its ``index`` (1-based) and ``name``, how
+    many ``forwards`` run it, whether it is ``recomputed`` (more than one forward), whether a
+    forward that saves nothing keeps its output as a ``checkpoint``, and the chain's
+    ``saved_bytes`` and ``output_bytes`` of it.
+
+    >>> StageRow(1, "fc", 2, True, False, 8, 4).recomputed
+    True
+    """
+    index: int
+    name: str
+    forwards: int
+    recomputed: bool
+    checkpoint: bool
+    saved_bytes: int
+    output_bytes: int
+
+
+NAME_WIDTH_MAX = 40
+
+
+def _clipped(text, width):
+    """``text`` cut to ``width`` characters, ending in "..." when cut.
+
+    >>> _clipped("transformer.h.0:GPT2Block", 16), _clipped("fc1", 16)
+    ('transformer.h...', 'fc1')
+    """
+    return text if len(text) <= width else text[:width - 3] + "..."
 
 
 class Plan:
@@ -101,6 +132,61 @@ class Plan:
                 f"{format_size(self.peak)}, compute {self.compute:.6g} {self.chain.cost_unit}"
                 f" (+{100 * self.overhead:.1f}%))")
 
+    def stages(self):
+        """One ``StageRow`` per stage of the chain: how the plan runs it.
+
+        >>> from ckpt.planner import zoo
+        >>> [(r.forwards, r.recomputed) for r in plan(zoo.uniform(3), "recompute_all").stages()]
+        [(3, True), (2, True), (1, False)]
+        """
+        runs, checkpoint = {}, set()
+        for op in self.ops:
+            if op.kind in ("forward", "forward_save"):
+                runs[op.stage] = runs.get(op.stage, 0) + 1
+            if op.kind == "forward":
+                checkpoint.add(op.stage)
+        return [StageRow(i, st.name, runs.get(i, 0), runs.get(i, 0) > 1, i in checkpoint,
+                         st.saved_bytes, st.output_bytes)
+                for i, st in enumerate(self.chain.stages, 1)]
+
+    @property
+    def recomputed(self):
+        """The number of stages the plan runs forward more than once.
+
+        >>> from ckpt.planner import zoo
+        >>> plan(zoo.uniform(4), "store_all").recomputed, plan(zoo.uniform(4), "recompute_all").recomputed
+        (0, 3)
+        """
+        return sum(r.recomputed for r in self.stages())
+
+    def stage_table(self):
+        """The stages as a text table (``stages()``), names made printable and clipped to
+        40 characters, with a line saying what the columns mean.
+
+        >>> from ckpt.planner import zoo
+        >>> print(plan(zoo.uniform(2, nbytes=1024), "recompute_all").stage_table())
+            #  stage            forwards  status      checkpoint       saved      output
+            1  stage1                  2  recomputed  yes            1.0 KiB     1.0 KiB
+            2  stage2                  1  kept                       1.0 KiB     1.0 KiB
+        <BLANKLINE>
+          forwards: times the stage runs forward (more than once = recomputed); checkpoint: its output is kept as a checkpoint by a forward that saves nothing
+        """
+        rows = self.stages()
+        w = min(NAME_WIDTH_MAX, max([16] + [len(printable(r.name)) for r in rows]))
+        lines = [f"  {'#':>3s}  {'stage':{w}s} {'forwards':>8s}  {'status':10s}  "
+                 f"{'checkpoint':10s}  {'saved':>10s}  {'output':>10s}"]
+        for r in rows:
+            status = "recomputed" if r.recomputed else "kept"
+            lines.append(f"  {r.index:3d}  {_clipped(printable(r.name), w):{w}s} "
+                         f"{r.forwards:8d}  {status:10s}  {'yes' if r.checkpoint else '':10s}"
+                         f"  {format_size(r.saved_bytes):>10s}  "
+                         f"{format_size(r.output_bytes):>10s}")
+        lines.append("")
+        lines.append("  forwards: times the stage runs forward (more than once = recomputed); "
+                     "checkpoint: its output is kept as a checkpoint by a forward that saves "
+                     "nothing")
+        return "\n".join(lines)
+
     def explain(self, max_ops=80):
         """A readable account: the numbers, then each op with memory during and after it
         (the peak marked). Long plans show their first and last ``max_ops // 2`` ops.
@@ -120,18 +206,13 @@ class Plan:
         L = len(self.chain)
         sa = simulate(self.chain, store_all(self.chain), timeline=False).peak
         nfwd = sum(op.kind in ("forward", "forward_save") for op in self.ops)
-        runs = {}
-        for op in self.ops:
-            if op.kind in ("forward", "forward_save"):
-                runs[op.stage] = runs.get(op.stage, 0) + 1
-        redo = [i for i, n in runs.items() if n > 1]
         b = ("no budget" if self.budget is None
              else f"budget {_fmt(self.budget)}")
         lines = [f"plan {self.strategy!r} for chain {self.chain.name!r} (L={L}): "
                  f"{len(self.ops)} ops, {b}",
                  f"  predicted peak {_fmt(self.peak)}; store-all peaks at {format_size(sa)}",
                  f"  predicted compute {self.compute:.6g} {self.chain.cost_unit} = store-all "
-                 f"+ {100 * self.overhead:.1f}% ({_count(len(redo), 'stage')} recomputed, "
+                 f"+ {100 * self.overhead:.1f}% ({_count(self.recomputed, 'stage')} recomputed, "
                  f"{_count(nfwd - L, 'forward')} redone)",
                  "  step op                during     after      alive after"]
         events = sim.timeline

@@ -3,7 +3,7 @@
 Two ways in (docs/planner.md, "Profiling"):
 
 - a ``ckpt.nn.Sequential``: each child is a stage. The profiler runs the executor's own ops
-  (``ckpt.planner.execute``) under ``ckpt.memory.track`` — ``forward i``, ``drop i``,
+  (``ckpt.planner.runner``) under ``ckpt.memory.track`` — ``forward i``, ``drop i``,
   ``forward_save i`` for i = 1..L, then ``backward i`` for i = L..1 — and reads each op's
   logical peak (``report.peak_since_mark``) and the bytes alive after it. Per stage:
   ω_x^i = bytes created by ``forward i``; o_f^i = its peak above that; ω_x̄^i = bytes
@@ -46,7 +46,7 @@ from ..memory.accounting.track import track
 from ..memory.foreign import reject_torch
 from .chain import Chain, Stage
 from .errors import PlannerError
-from .execute import _Runner, _sum_loss, data_bytes, loss_data, stage_saved_bytes
+from .runner import Runner, data_bytes, loss_data, stage_saved_bytes, sum_loss
 
 __all__ = ["profile", "reduce_graph", "GraphReduction", "ProfileError"]
 
@@ -116,12 +116,12 @@ def _profile_sequential(model, x0, loss_fn, repeats, name):
     fwd_times = [[] for _ in range(L + 1)]
     bwd_times = [[] for _ in range(L + 1)]
     # the gradient stand-ins the executor will create (released again at the end)
-    created = _Runner(stages, x0, loss_fn).prepare_grads(params)
+    created = Runner(stages, x0, loss_fn).prepare_grads(params)
     try:
         sizes = _measure_memory(stages, names, x0, loss_fn, model, params, created)
         for _ in range(repeats):
             set_rng_state(rng0)
-            runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
+            runner = Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
             runner.prepare_grads(params, only=created)
             for i in range(1, L + 1):
                 t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def _profile_sequential(model, x0, loss_fn, repeats, name):
 
 def _measure_memory(stages, names, x0, loss_fn, model, params, created):
     L = len(stages)
-    runner = _Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
+    runner = Runner(stages, x0, loss_fn, recompute_only=True, accumulate=False)
     runner.prepare_grads(params, only=created)
     out = {"stages": {}}
     held = loss_data(model, x0, loss_fn)        # targets etc.: data, as the input
@@ -405,7 +405,7 @@ class _OpClock(Observer):
 def _profile_function(fn, x0, loss_fn, repeats, name):
     if not isinstance(x0, Tensor):
         raise TypeError(f"sample_input must be a ckpt.Tensor, got {type(x0).__name__}")
-    loss_fn = loss_fn or _sum_loss
+    loss_fn = loss_fn or sum_loss
     rng0 = get_rng_state()
     fwd_runs, bwd_runs, result = [], [], None
     try:

@@ -31,8 +31,8 @@ def _snapshot(x):
     return t
 
 
-def inplace_method(name):
-    """The Tensor method ``name`` (e.g. ``'add_'``)."""
+def _inplace(name):
+    """The in-place op ``name`` (e.g. ``'add_'``), the function behind the Tensor method."""
     if name in ("zero_", "fill_", "copy_"):
         def fill(self, value=0):
             setitem(self, Ellipsis, value)
@@ -63,3 +63,9 @@ def inplace_method(name):
     method.__name__ = name
     method.__doc__ = f"In-place ``{name[:-1]}``: writes into this tensor and bumps its version."
     return method
+
+
+add_, sub_, mul_, div_, pow_ = (_inplace(n) for n in ("add_", "sub_", "mul_", "div_", "pow_"))
+clamp_, relu_, exp_, tanh_ = (_inplace(n) for n in ("clamp_", "relu_", "exp_", "tanh_"))
+sigmoid_, neg_ = _inplace("sigmoid_"), _inplace("neg_")
+zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")

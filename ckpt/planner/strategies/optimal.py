@@ -20,7 +20,7 @@ of F_s without / with saving:
   (B_s runs after δ_t was freed)
 - split at s2 (forward s..s2-1 keeping x_{s2-1}, then [s2, t], then [s, s2-1]):
   U_{s2-1} - U_{s-1} + C(s2, t, m - a_{s2}) + C(s, s2-1, m + g_t - g_{s2-1})
-  if m >= ⌈fwd(s, s2-1)/u⌉ (see ``min_memory.forward_peak_table``)
+  if m >= ⌈fwd(s, s2-1)/u⌉ (see ``ckpt.planner.min_peak.forward_peak_table``)
 
 and C(s, t, m) is the least of these. The answer is C(1, L, slots - a_1).
 
@@ -86,7 +86,7 @@ def solve(chain, budget, slots=500):
     >>> solve(zoo.uniform(3, nbytes=10), budget=60, slots=60).cost
     9.0
     """
-    from .min_memory import forward_peak_table
+    from ..min_peak import forward_peak_table
     L = len(chain)
     S = int(slots)
     if S < 1:
