@@ -1,9 +1,14 @@
 """Grad-mode switches: ``no_grad``, ``enable_grad``, ``set_grad_enabled``, ``inference_mode``.
 
-Each works as a context manager and as a decorator, as in torch. The mode is process-wide
+Each works as a context manager and as a decorator, as in torch. A decorated generator
+function runs every step of its body (each ``next``/``send``/``throw``/``close``) in the mode,
+and its caller's mode is back in force at each ``yield``, as torch's decorators do. A decorated
+``async def`` gets the same treatment at each resumption; torch does not wrap coroutines (its
+decorated coroutine runs in whatever mode its awaiting code is in). The mode is process-wide
 (torch keeps it per thread; ckpt runs on one thread).
 """
 import functools
+import inspect
 
 
 class _State:
@@ -39,12 +44,64 @@ class _GradModeContext:
         _State.enabled = self._prev
         return False
 
+    def _fresh(self):
+        """A new context with this one's mode: each call (or generator step) enters its own."""
+        return self.__class__()
+
     def __call__(self, fn):
+        return _decorate(fn, self._fresh)
+
+
+def _decorate(fn, fresh):
+    """``fn`` run inside ``fresh()``; a generator's or coroutine's every step inside its own."""
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
-        return wrapped
+        def wrapped_generator(*args, **kwargs):
+            with fresh():
+                steps = fn(*args, **kwargs)
+            return (yield from _stepwise(steps, fresh))
+        return wrapped_generator
+    if inspect.iscoroutinefunction(fn):
+        @functools.wraps(fn)
+        async def wrapped_coroutine(*args, **kwargs):
+            return await _Awaiting(_stepwise(fn(*args, **kwargs), fresh))
+        return wrapped_coroutine
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with fresh():
+            return fn(*args, **kwargs)
+    return wrapped
+
+
+def _stepwise(steps, fresh):
+    """Drive the generator or coroutine ``steps``, each resumption inside ``fresh()``; what it
+    yields goes out and what is sent or thrown in goes to it, as if it were iterated directly."""
+    resume, value = steps.send, None
+    while True:
+        try:
+            with fresh():
+                out = resume(value)
+        except StopIteration as done:
+            return done.value
+        try:
+            resume, value = steps.send, (yield out)
+        except GeneratorExit:
+            with fresh():
+                steps.close()
+            raise
+        except BaseException as thrown:  # noqa: BLE001 -- everything thrown in is passed on
+            resume, value = steps.throw, thrown
+
+
+class _Awaiting:
+    """Makes a generator that drives a coroutine awaitable."""
+
+    def __init__(self, steps):
+        self._steps = steps
+
+    def __await__(self):
+        return self._steps
 
 
 class no_grad(_GradModeContext):
@@ -88,14 +145,8 @@ class inference_mode(_GradModeContext):
     def __init__(self, mode=True):
         self._target = not mode
 
-    def __call__(self, fn):
-        mode = not self._target
-
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with inference_mode(mode):
-                return fn(*args, **kwargs)
-        return wrapped
+    def _fresh(self):
+        return inference_mode(not self._target)
 
 
 class set_grad_enabled(_GradModeContext):
@@ -120,15 +171,12 @@ class set_grad_enabled(_GradModeContext):
     def __enter__(self):
         pass
 
-    def __call__(self, fn):
-        _State.enabled = self._prev
-        mode = self._target
+    def _fresh(self):
+        return set_grad_enabled(self._target)
 
-        @functools.wraps(fn)
-        def wrapped(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-        return wrapped
+    def __call__(self, fn):
+        _State.enabled = self._prev  # as a decorator it sets nothing until ``fn`` runs
+        return super().__call__(fn)
 
 
 class _Recompute:
