@@ -161,7 +161,7 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
             if materialize_grads:
-                g = _wrap(np.zeros(batch + t.data.shape, t.data.dtype))
+                g = Tensor(np.zeros(batch + t.data.shape, t.data.dtype), requires_grad=create_graph)
             elif not allow_unused:
                 raise RuntimeError(
                     f"The differentiated Tensor at index {i} appears to not have been used in the "
@@ -505,8 +505,9 @@ def _call_rule(node, grad, p, arrays):
     if node._out_meta is None:
         if arrays and not as_array:
             grad = _wrap(grad)
-    else:  # every output gets a gradient, zeros where none came
-        grad = [(_wrap(g) if arrays else g) if g is not None else _wrap(np.zeros(shape, dtype))
+    else:  # every output gets a gradient, zeros where none came (None where no shape is kept)
+        grad = [(_wrap(g) if arrays else g) if g is not None else
+                None if shape is None else _wrap(np.zeros(shape, dtype))
                 for g, (shape, dtype) in zip(grad, node._out_meta)]
     if len(saved) == 1:  # most rules read one saved value: no list to build (chain300: -4%)
         only = saved[0]

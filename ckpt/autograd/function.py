@@ -1,10 +1,13 @@
 """User-defined differentiable operations (torch.autograd.Function)."""
+import functools
+import inspect
 from contextlib import contextmanager
 
 import numpy as np
 
 from . import grad_mode
-from .node import Extensions, Node, SavedTensor
+from .node import Extensions, Node, SavedTensor, record
+from .ops.shape import bump_version, rebase_views
 from .tensor import Tensor, _wrap
 
 
@@ -21,9 +24,33 @@ class FunctionCtx(Node):
         self._for_forward = tensors
 
     def mark_non_differentiable(self, *tensors):
+        """These outputs get no gradient: they don't require grad, and ``backward`` receives
+        zeros for them (None after ``set_materialize_grads(False)``)."""
         self._non_differentiable = {id(t) for t in tensors}
 
+    def mark_dirty(self, *tensors):
+        """These inputs were modified in place by ``forward``, which must return them: they come
+        out as the same Tensor objects, their version bumped and their history moved to this
+        Function, as torch's ``mark_dirty`` does.
+
+        >>> import ckpt
+        >>> class AddOne_(ckpt.autograd.Function):
+        ...     @staticmethod
+        ...     def forward(ctx, x):
+        ...         ctx.mark_dirty(x)
+        ...         return x.add_(1)
+        ...     @staticmethod
+        ...     def backward(ctx, g):
+        ...         return g
+        >>> h = ckpt.ones(2, requires_grad=True) * 2
+        >>> AddOne_.apply(h) is h, h.grad_fn.name(), h.tolist()
+        (True, 'AddOne_Backward', [3.0, 3.0])
+        """
+        self._dirty = {id(t) for t in tensors}
+
     def set_materialize_grads(self, value):
+        """With False, ``backward`` gets None (not zeros) for an output no gradient reached,
+        and ``jvp`` gets None for an input without tangent."""
         self._materialize = bool(value)
 
     @property
@@ -41,7 +68,71 @@ class FunctionCtx(Node):
             result = self._function.backward(self, *grads)
         finally:
             self._unpacked = None
-        return result if isinstance(result, tuple) else (result,)
+        return self._checked_gradients(result if isinstance(result, tuple) else (result,))
+
+    def _checked_gradients(self, result):
+        """``backward``'s result, one gradient per input of ``forward`` (trailing Nones past
+        them dropped), or torch's error for a wrong count or a gradient of a non-tensor."""
+        n = len(self.next_functions)
+        if len(result) > n and all(g is None for g in result[n:]):
+            result = result[:n]
+        if len(result) != n:
+            raise RuntimeError(f"function {self.name()} returned an incorrect number of gradients "
+                               f"(expected {n}, got {len(result)})")
+        for i, (g, is_tensor) in enumerate(zip(result, self._tensor_inputs)):
+            if g is not None and not is_tensor:
+                raise RuntimeError(
+                    f"function {self.name()} returned a gradient different than None at position "
+                    f"{i + 1}, but the corresponding forward input was not a Variable")
+        return result
+
+
+class Error(Node):
+    """The ``grad_fn`` (torch's name) of what a ``once_differentiable`` backward returns under
+    ``create_graph``: differentiating through it raises."""
+
+    def vjp(self, grad, *saved):
+        raise RuntimeError("trying to differentiate twice a function that was marked with "
+                           "@once_differentiable")
+
+
+def once_differentiable(backward):
+    """Decorates a custom Function's ``backward`` written with no differentiable ops in
+    mind: it runs without recording a graph, and under ``create_graph`` its results carry a
+    node that raises if a second derivative is asked for, as in torch.
+
+    >>> import ckpt
+    >>> from ckpt.autograd.function import once_differentiable
+    >>> class Square(ckpt.autograd.Function):
+    ...     @staticmethod
+    ...     def forward(ctx, x):
+    ...         ctx.save_for_backward(x)
+    ...         return x * x
+    ...     @staticmethod
+    ...     @once_differentiable
+    ...     def backward(ctx, g):
+    ...         (x,) = ctx.saved_tensors
+    ...         return 2 * x * g
+    >>> x = ckpt.tensor([3.0], requires_grad=True)
+    >>> (g,) = ckpt.autograd.grad((Square.apply(x) * x).sum(), x, create_graph=True)
+    >>> g.grad_fn.name()
+    'AddBackward0'
+    >>> g.sum().backward()
+    Traceback (most recent call last):
+    RuntimeError: trying to differentiate twice a function that was marked with @once_differentiable
+    """
+    @functools.wraps(backward)
+    def wrapped(ctx, *grads):
+        with grad_mode.no_grad():
+            result = backward(ctx, *grads)
+        differentiable = [g for g in grads if isinstance(g, Tensor) and g.requires_grad]
+        if not (grad_mode.is_grad_enabled() and differentiable):
+            return result
+        single = not isinstance(result, tuple)
+        marked = tuple(record(Error, g.data, differentiable) if isinstance(g, Tensor) else g
+                       for g in ((result,) if single else result))
+        return marked[0] if single else marked
+    return wrapped
 
 
 _node_classes = {}
@@ -57,8 +148,10 @@ def _node_class(function):
 
 class Function:
     """Subclass with static ``forward(ctx, *args)`` and ``backward(ctx, *grad_outputs)``;
-    call ``YourFunction.apply(*args)``. ``backward`` returns one gradient per argument of
-    ``forward`` (None for non-tensors); written with ckpt ops it is itself differentiable.
+    call ``YourFunction.apply(*args)``. ``backward`` receives one gradient per output of
+    ``forward`` (None for an output that is not a tensor) and returns one gradient per
+    argument of ``forward`` (None for non-tensors); written with ckpt ops it is itself
+    differentiable. ``forward(*args)`` with a separate ``setup_context`` works too.
 
     >>> import ckpt
     >>> class Cube(ckpt.autograd.Function):
@@ -109,41 +202,74 @@ class Function:
         None); returns the tangent of each output. Written with ckpt ops it is differentiable."""
         raise NotImplementedError
 
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        """The other style (torch's): ``forward(*args)`` without ``ctx``, and
+        ``setup_context(ctx, inputs, output)`` saving what ``backward`` needs; ``inputs`` are
+        the arguments of ``forward`` (defaults filled in), ``output`` what it returned.
+
+        >>> import ckpt
+        >>> class Scale(ckpt.autograd.Function):
+        ...     @staticmethod
+        ...     def forward(x, k=2.0):
+        ...         return x * k
+        ...     @staticmethod
+        ...     def setup_context(ctx, inputs, output):
+        ...         ctx.k = inputs[1]
+        ...     @staticmethod
+        ...     def backward(ctx, g):
+        ...         return g * ctx.k, None
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> Scale.apply(x).sum().backward(); x.grad.tolist()
+        [2.0, 2.0]
+        """
+        raise NotImplementedError
+
     @classmethod
     def apply(cls, *args, **kwargs):
         node = _node_class(cls).__new__(_node_class(cls))
         node._to_save = ()
-        node._non_differentiable = set()
+        node._non_differentiable, node._dirty = set(), set()
         node._materialize = True
+        separate_setup = cls.setup_context is not Function.setup_context
+        if separate_setup:
+            bound = inspect.signature(cls.forward).bind(*args, **kwargs)
+            bound.apply_defaults()
+            args, kwargs = bound.args, bound.kwargs
         needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
         node.__dict__["needs_input_grad"] = needs
         with grad_mode.no_grad(), _forward_ad_paused():
-            outputs = cls.forward(node, *args, **kwargs)
+            if separate_setup:
+                outputs = cls.forward(*args, **kwargs)
+                cls.setup_context(node, args, outputs)
+            else:
+                outputs = cls.forward(node, *args, **kwargs)
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
-        outs = tuple(_wrap(o.data) if isinstance(o, Tensor) and any(o is a for a in args) else o
-                     for o in outs)
+        recording = grad_mode._State.enabled
+        _check_dirty(node, outs, recording)
+        outs = tuple(_wrap(o.data) if isinstance(o, Tensor) and any(o is a for a in args)
+                     and not (recording and id(o) in node._dirty) else o for o in outs)
         if Extensions.forward_ad:
             _propagate_tangents(cls, node, args, outs)
-        if not (grad_mode._State.enabled and any(needs)):
+        if not (recording and any(needs)):
             return outs[0] if single else outs
-        edges = []
-        for a in args:
-            if isinstance(a, Tensor) and a.requires_grad:
-                fn = a.grad_fn
-                edges.append((fn, a._output_nr) if fn is not None else (a._get_accumulator(), 0))
-            else:
-                edges.append((None, 0))
-        node.next_functions = tuple(edges)
+        node.next_functions = tuple(
+            ((a.grad_fn, a._output_nr) if a.grad_fn is not None else (a._get_accumulator(), 0))
+            if isinstance(a, Tensor) and a.requires_grad else (None, 0) for a in args)
+        node._tensor_inputs = tuple(isinstance(a, Tensor) for a in args)
         node._meta = [m for a in args for m in ((a.data.shape, a.data.dtype) if isinstance(a, Tensor)
                                                  and a.requires_grad else (None, None))]
-        tensor_outs = [o for o in outs if isinstance(o, Tensor)]
         if len(outs) > 1:
-            node._out_meta = [(o.data.shape, o.data.dtype) for o in tensor_outs]
+            node._out_meta = [_gradient_meta(o, node._materialize) for o in outs]
             node._plain = False
-        for nr, o in enumerate(tensor_outs):
-            if id(o) not in node._non_differentiable and o.data.dtype.kind in "fc":
+        tensor_outs = [o for o in outs if isinstance(o, Tensor)]
+        for nr, o in enumerate(outs):
+            if (isinstance(o, Tensor) and id(o) not in node._non_differentiable
+                    and o.data.dtype.kind in "fc"):
                 o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
+                if id(o) in node._dirty:
+                    rebase_views(o)
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()
@@ -151,6 +277,35 @@ class Function:
 
     def __init__(self, *args, **kwargs):
         pass
+
+
+def _gradient_meta(out, materialize):
+    """What the engine gives ``backward`` for ``out`` when no gradient reached it: zeros of
+    this (shape, dtype), or None where (None, None): non-tensor outputs, and every output
+    after ``ctx.set_materialize_grads(False)``."""
+    if isinstance(out, Tensor) and materialize:
+        return out.data.shape, out.data.dtype
+    return None, None
+
+
+def _check_dirty(ctx, outs, recording):
+    """Torch's checks on the inputs ``forward`` marked dirty; bumps their versions."""
+    returned = {id(o) for o in outs if isinstance(o, Tensor)}
+    if not ctx._dirty <= returned:
+        raise RuntimeError("Some elements marked as dirty during the forward method were not "
+                           "returned as output. The inputs that are modified inplace must all be "
+                           "outputs of the Function.")
+    for o in outs:
+        if isinstance(o, Tensor) and id(o) in ctx._dirty:
+            bump_version(o)
+            if recording and o.requires_grad:
+                base = getattr(o, "_base", None)
+                if o.grad_fn is None:
+                    raise RuntimeError("a leaf Variable that requires grad has been used in an "
+                                       "in-place operation.")
+                if base is not None and base.requires_grad and base.grad_fn is None:
+                    raise RuntimeError("a view of a leaf Variable that requires grad is being "
+                                       "used in an in-place operation.")
 
 
 @contextmanager
