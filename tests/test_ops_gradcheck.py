@@ -319,10 +319,10 @@ def test_gradcheck_noncontiguous_input():
     np.testing.assert_array_equal(x.data, base.T)  # inputs restored after perturbation
 
 
-def test_gradcheck_rejects_float32():
+def test_gradcheck_warns_on_float32_as_torch_does():
     x = ckpt.ones(3, requires_grad=True)
-    with pytest.raises(GradcheckError, match="float64"):
-        gradcheck(ckpt.exp, (x,))
+    with pytest.warns(UserWarning, match="Input #0 requires gradient and is not a double"):
+        assert gradcheck(ckpt.exp, (x,), eps=1e-2, atol=1e-2, rtol=1e-2)
 
 
 def test_gradcheck_non_differentiable_input_is_ignored():

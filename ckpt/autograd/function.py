@@ -333,7 +333,7 @@ def _propagate_tangents(function, ctx, args, outs):
     if all(t is None for t in tangents):
         return
     if function.jvp is Function.jvp:
-        raise RuntimeError(
+        raise NotImplementedError(
             f"{function.__name__} has an input with a forward-mode tangent but no jvp: you must "
             f"implement the jvp function (staticmethod jvp(ctx, *tangents)) for custom "
             f"autograd.Function to use it with forward mode AD.")

@@ -1,6 +1,17 @@
-"""Check analytical gradients against central differences (torch.autograd.gradcheck)."""
+"""Check analytical gradients against central differences (torch.autograd.gradcheck).
+
+Reverse mode (``check_backward_ad``) compares vector-Jacobian products, forward mode
+(``check_forward_ad``) Jacobian-vector products, with the differences; ``fast_mode``
+compares one random projection ``v^T J u`` instead of whole Jacobians. Beside the values,
+as torch does: a backward rerun must give the same result (within ``nondet_tol``), a zero
+gradient must give zero input gradients, batched gradients must match one by one
+(``check_batched_grad``).
+"""
+import warnings
+
 import numpy as np
 
+from . import forward_ad
 from .engine import grad
 from .tensor import Tensor, _wrap
 
@@ -13,97 +24,324 @@ def _as_tuple(x):
     return x if isinstance(x, tuple) else tuple(x) if isinstance(x, list) else (x,)
 
 
+def _tensor_outputs(func, inputs):
+    return tuple(o for o in _as_tuple(func(*inputs)) if isinstance(o, Tensor))
+
+
+def _differentiable(inputs):
+    return [j for j, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+
+
+# ---- finite differences -------------------------------------------------------------------
+
 def _numerical_jacobians(func, inputs, outputs, eps):
     """One matrix per (output, input): rows index input elements, columns output elements."""
     jac = [[np.zeros((t.data.size, o.data.size)) for t in inputs] for o in outputs]
-    for j, t in enumerate(inputs):
-        if not (isinstance(t, Tensor) and t.requires_grad):
-            continue
-        data = t.data  # perturbed in place, element by element (any memory layout)
+    for j in _differentiable(inputs):
+        data = inputs[j].data  # perturbed in place, element by element (any memory layout)
         for k, idx in enumerate(np.ndindex(data.shape)):
             orig = data[idx]
             data[idx] = orig + eps
-            plus = [o.data.copy() for o in _as_tuple(func(*inputs))]
+            plus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
             data[idx] = orig - eps
-            minus = [o.data.copy() for o in _as_tuple(func(*inputs))]
+            minus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
             data[idx] = orig
             for i in range(len(outputs)):
                 jac[i][j][k] = ((plus[i] - minus[i]) / (2 * eps)).reshape(-1)
     return jac
 
 
-def _analytical_jacobians(outputs, inputs):
-    diff_inputs = [t for t in inputs if isinstance(t, Tensor) and t.requires_grad]
+def _numerical_directions(func, inputs, outputs, eps, directions):
+    """Per (output, input j): the derivative of the output along ``directions[j]``, flat."""
+    result = [[np.zeros(o.data.size) for _ in inputs] for o in outputs]
+    for j in _differentiable(inputs):
+        data = inputs[j].data
+        orig = data.copy()
+        step = (eps * directions[j]).astype(data.dtype)
+        np.copyto(data, orig + step)
+        plus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
+        np.copyto(data, orig - step)
+        minus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
+        np.copyto(data, orig)
+        for i in range(len(outputs)):
+            result[i][j] = ((plus[i] - minus[i]) / (2 * eps)).reshape(-1)
+    return result
+
+
+# ---- reverse mode -------------------------------------------------------------------------
+
+def _vjp(out, inputs, cotangent):
+    """Flat gradients of ``<cotangent, out>`` for every input (zeros where none flows)."""
+    positions = _differentiable(inputs)
+    grads = grad(out, [inputs[j] for j in positions], _wrap(cotangent.reshape(out.data.shape)),
+                 retain_graph=True, allow_unused=True)
+    flat = [np.zeros(t.data.size) if isinstance(t, Tensor) else np.zeros(0) for t in inputs]
+    for j, g in zip(positions, grads):
+        if g is not None:
+            flat[j] = g.data.reshape(-1)
+    return flat
+
+
+def _analytical_jacobians(outputs, inputs, repeat=1):
+    """``repeat`` computations of every (output, input) Jacobian, laid out as the numerical
+    ones; a deterministic backward gives ``repeat`` equal copies."""
+    runs = []
+    for _ in range(repeat):
+        jac = [[np.zeros((t.data.size, o.data.size)) if isinstance(t, Tensor) else np.zeros((0, 0))
+                for t in inputs] for o in outputs]
+        for i, out in enumerate(outputs):
+            if not out.requires_grad:
+                continue
+            for k in range(out.data.size):
+                onehot = np.zeros(out.data.size, dtype=out.data.dtype)
+                onehot[k] = 1
+                for j, g in enumerate(_vjp(out, inputs, onehot)):
+                    if g.size:
+                        jac[i][j][:, k] = g
+        runs.append(jac)
+    return runs
+
+
+def _analytical_projections(outputs, inputs, directions, cotangents, repeat=1):
+    """``repeat`` computations of ``v_i^T J_ij u_j`` for every (output i, input j)."""
+    runs = []
+    for _ in range(repeat):
+        proj = [[np.zeros(()) for _ in inputs] for _ in outputs]
+        for i, out in enumerate(outputs):
+            if out.requires_grad:
+                for j, g in enumerate(_vjp(out, inputs, cotangents[i])):
+                    if g.size:
+                        proj[i][j] = np.dot(g, directions[j].reshape(-1))
+        runs.append(proj)
+    return runs
+
+
+# ---- forward mode -------------------------------------------------------------------------
+
+def _jvp(func, inputs, j, tangent):
+    """Flat tangents of every output when input ``j`` alone carries ``tangent``."""
+    with forward_ad.dual_level():
+        duals = list(inputs)
+        duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangent.reshape(inputs[j].data.shape)))
+        outs = _tensor_outputs(func, duals)
+        tangents = [forward_ad.unpack_dual(o).tangent for o in outs]
+        return [np.zeros(o.data.size) if t is None else t.data.reshape(-1).copy()
+                for o, t in zip(outs, tangents)]
+
+
+def _forward_jacobians(func, inputs, outputs):
     jac = [[np.zeros((t.data.size, o.data.size)) for t in inputs] for o in outputs]
-    for i, out in enumerate(outputs):
-        if not out.requires_grad:
-            continue
-        for k in range(out.data.size):
-            onehot = np.zeros(out.data.size, dtype=out.data.dtype)
+    for j in _differentiable(inputs):
+        data = inputs[j].data
+        for k in range(data.size):
+            onehot = np.zeros(data.size, dtype=data.dtype)
             onehot[k] = 1
-            grads = grad(out, diff_inputs, _wrap(onehot.reshape(out.data.shape)),
-                         retain_graph=True, allow_unused=True)
-            pos = 0
-            for j, t in enumerate(inputs):
-                if isinstance(t, Tensor) and t.requires_grad:
-                    if grads[pos] is not None:
-                        jac[i][j][:, k] = grads[pos].data.reshape(-1)
-                    pos += 1
+            for i, column in enumerate(_jvp(func, inputs, j, onehot)):
+                jac[i][j][k] = column
     return jac
 
 
-def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True):
-    """True when the gradients of ``func`` at ``inputs`` match central differences.
+def _forward_directions(func, inputs, outputs, directions):
+    result = [[np.zeros(o.data.size) for _ in inputs] for o in outputs]
+    for j in _differentiable(inputs):
+        for i, column in enumerate(_jvp(func, inputs, j, directions[j])):
+            result[i][j] = column
+    return result
 
-    Use float64 inputs; every input with ``requires_grad`` is checked against every output.
+
+# ---- the checks ---------------------------------------------------------------------------
+
+class _Failure(Exception):
+    """One failed check, with its message (raised or turned into False at the end)."""
+
+
+_FAST_NOTE = ("\nin fast mode these are v^T J u for random vectors u (over the input) and v "
+              "(over the output), not whole Jacobians")
+
+
+def _compare(analytical, numerical, outputs, inputs, rtol, atol, fast_mode, mode=""):
+    for i in range(len(outputs)):
+        for j in _differentiable(inputs):
+            a, n = analytical[i][j], numerical[i][j]
+            if not np.allclose(a, n, rtol=rtol, atol=atol):
+                raise _Failure(f"Jacobian {mode}mismatch for output {i} with respect to input {j},\n"
+                               f"numerical:{n}\nanalytical:{a}\n" + (_FAST_NOTE if fast_mode else ""))
+
+
+def _check_reentrant(first, second, nondet_tol):
+    for a, b in zip(first, second):
+        for x, y in zip(a, b):
+            if np.size(x) and np.max(np.abs(np.asarray(x) - np.asarray(y))) > nondet_tol:
+                raise _Failure(
+                    "Backward is not reentrant, i.e., running backward with same input and "
+                    "grad_output multiple times gives different values, although analytical "
+                    "gradient matches numerical gradient. The tolerance for nondeterminism was "
+                    f"{nondet_tol}.")
+
+
+def _zero_input_grads(outs, inputs):
+    """The non-zero input gradients when ``outs`` get zero gradients (the other outputs none)."""
+    positions = _differentiable(inputs)
+    grads = grad(list(outs), [inputs[j] for j in positions],
+                 [_wrap(np.zeros_like(o.data)) for o in outs], retain_graph=True,
+                 allow_unused=True)
+    return [g for g in grads if g is not None and np.any(g.data != 0)]
+
+
+def _check_zero_gradients(outputs, inputs, check_undefined_grad):
+    differentiable = [o for o in outputs if o.requires_grad]
+    if not differentiable:
+        return
+    if _zero_input_grads(differentiable, inputs):
+        raise _Failure("backward not multiplied by grad_output")
+    if check_undefined_grad:
+        for out in differentiable:  # the other outputs' gradients stay undefined
+            if _zero_input_grads([out], inputs):
+                warnings.warn("gradcheck: the check that a backward treats undefined (None) output "
+                              "gradients as zeros is on by default; pass "
+                              "check_undefined_grad=False to turn it off", UserWarning, stacklevel=4)
+                raise _Failure("Expected backward function to handle undefined output grads: "
+                               "with one output's gradient zero and the others undefined, some "
+                               "input gradient is neither undefined nor zero.")
+
+
+def _check_batched(outputs, inputs, rng, batch=3):
+    positions = _differentiable(inputs)
+    for i, out in enumerate(outputs):
+        if not out.requires_grad:
+            continue
+        cotangents = rng.standard_normal((batch,) + out.data.shape).astype(out.data.dtype)
+        try:
+            batched = grad(out, [inputs[j] for j in positions], _wrap(cotangents),
+                           retain_graph=True, allow_unused=True, is_grads_batched=True)
+        except Exception as e:  # noqa: BLE001 -- reported as this check's failure
+            raise _Failure(f"While computing batched gradients, got: {type(e).__name__}: {e}") from e
+        for b in range(batch):
+            single = _vjp(out, inputs, cotangents[b].reshape(-1))
+            for j, g in zip(positions, batched):
+                got = np.zeros(inputs[j].data.size) if g is None else g.data[b].reshape(-1)
+                if not np.allclose(got, single[j], rtol=1e-7, atol=1e-10):
+                    raise _Failure(f"For output {i} and input {j}: batched gradient {b} "
+                                   f"mismatch:\nbatched:{got}\none by one:{single[j]}\n")
+
+
+def _check_dtypes(outputs, inputs):
+    positions = _differentiable(inputs)
+    for out in outputs:
+        if out.requires_grad:
+            grads = grad(out, [inputs[j] for j in positions], _wrap(np.ones_like(out.data)),
+                         retain_graph=True, allow_unused=True)
+            for j, g in zip(positions, grads):
+                if g is not None and g.data.dtype != inputs[j].data.dtype:
+                    raise _Failure(f"Gradient has dtype mismatch: input {j} is "
+                                   f"{inputs[j].data.dtype}, its gradient {g.data.dtype}")
+
+
+def _check_inputs(inputs, check_forward_ad, check_backward_ad):
+    if not (check_forward_ad or check_backward_ad):
+        raise AssertionError("Expected at least one of check_forward_ad or check_backward_ad "
+                             "to be True")
+    positions = _differentiable(inputs)
+    if not positions:
+        raise ValueError("gradcheck expects at least one input tensor to require gradient, but "
+                         "none of them have requires_grad=True.")
+    for j in positions:
+        if inputs[j].data.dtype != np.float64:
+            warnings.warn(f"Input #{j} requires gradient and is not a double precision floating "
+                          f"point (it is {inputs[j].data.dtype}): this check will likely fail; "
+                          f"pass float64 inputs", UserWarning, stacklevel=3)
+
+
+def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
+              nondet_tol=0.0, check_undefined_grad=True, check_grad_dtypes=False,
+              check_batched_grad=False, check_forward_ad=False, check_backward_ad=True,
+              fast_mode=False, seed=0):
+    """True when the derivatives of ``func`` at ``inputs`` match central differences; else
+    a ``GradcheckError`` (or False with ``raise_exception=False``). torch's keywords; ``seed``
+    (ckpt's) seeds the random vectors of ``fast_mode`` and ``check_batched_grad``.
+
+    Use float64 inputs (others warn, as in torch); every input with ``requires_grad`` is
+    checked against every output.
 
     >>> import ckpt
     >>> x = ckpt.randn(3, dtype=ckpt.float64, requires_grad=True)
-    >>> ckpt.autograd.gradcheck(ckpt.tanh, (x,))
+    >>> ckpt.autograd.gradcheck(ckpt.tanh, (x,), check_forward_ad=True, check_batched_grad=True)
+    True
+    >>> ckpt.autograd.gradcheck(ckpt.tanh, (x,), fast_mode=True)
     True
     """
     inputs = _as_tuple(inputs)
-    for t in inputs:
-        if isinstance(t, Tensor) and t.requires_grad and t.data.dtype != np.float64:
-            raise GradcheckError(f"gradcheck expects float64 inputs for accurate differences, got "
-                                 f"{t.data.dtype}; pass tensors with dtype=ckpt.float64")
-    outputs = tuple(o for o in _as_tuple(func(*inputs)) if isinstance(o, Tensor))
-    numerical = _numerical_jacobians(func, inputs, outputs, eps)
-    analytical = _analytical_jacobians(outputs, inputs)
-    for i in range(len(outputs)):
-        for j in range(len(inputs)):
-            a, n = analytical[i][j], numerical[i][j]
-            if not np.allclose(a, n, rtol=rtol, atol=atol):
-                if raise_exception:
-                    raise GradcheckError(
-                        f"Jacobian mismatch for output {i} with respect to input {j},\n"
-                        f"numerical:{n}\nanalytical:{a}\n")
-                return False
+    _check_inputs(inputs, check_forward_ad, check_backward_ad)
+    try:
+        _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
+                    check_grad_dtypes, check_batched_grad, check_forward_ad, check_backward_ad,
+                    fast_mode, np.random.default_rng(seed))
+    except _Failure as failure:
+        if raise_exception:
+            raise GradcheckError(str(failure)) from None
+        return False
     return True
 
 
+def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
+                check_grad_dtypes, check_batched_grad, check_forward_ad, check_backward_ad,
+                fast_mode, rng):
+    outputs = _tensor_outputs(func, inputs)
+    if fast_mode:
+        directions = [rng.standard_normal(t.data.shape) if isinstance(t, Tensor) else None
+                      for t in inputs]
+        numerical = _numerical_directions(func, inputs, outputs, eps, directions)
+    else:
+        numerical = _numerical_jacobians(func, inputs, outputs, eps)
+    if check_backward_ad:
+        if fast_mode:
+            cotangents = [rng.standard_normal(o.data.size).astype(o.data.dtype) for o in outputs]
+            first, second = _analytical_projections(outputs, inputs, directions, cotangents, 2)
+            projected = [[np.dot(cotangents[i], n) for n in row] for i, row in enumerate(numerical)]
+            _compare(first, projected, outputs, inputs, rtol, atol, fast_mode)
+        else:
+            first, second = _analytical_jacobians(outputs, inputs, 2)
+            _compare(first, numerical, outputs, inputs, rtol, atol, fast_mode)
+        _check_reentrant(first, second, nondet_tol)
+        _check_zero_gradients(outputs, inputs, check_undefined_grad)
+        if check_grad_dtypes:
+            _check_dtypes(outputs, inputs)
+        if check_batched_grad:
+            _check_batched(outputs, inputs, rng)
+    if check_forward_ad:
+        forward = (_forward_directions(func, inputs, outputs, directions) if fast_mode
+                   else _forward_jacobians(func, inputs, outputs))
+        _compare(forward, numerical, outputs, inputs, rtol, atol, fast_mode,
+                 mode="computed with forward mode ")
+
+
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
-                  raise_exception=True, seed=0):
+                  gen_non_contig_grad_outputs=False, raise_exception=True, nondet_tol=0.0,
+                  check_undefined_grad=True, check_grad_dtypes=False, check_batched_grad=False,
+                  check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, seed=0):
     """gradcheck of the gradient: checks second derivatives (``create_graph=True`` rules).
+    ``check_rev_over_rev`` checks them in reverse mode, ``check_fwd_over_rev`` in forward mode
+    over the reverse-mode gradient; random ``grad_outputs`` come from ``seed``
+    (non-contiguous with ``gen_non_contig_grad_outputs``).
 
     >>> import ckpt
     >>> x = ckpt.randn(3, dtype=ckpt.float64, requires_grad=True)
-    >>> ckpt.autograd.gradgradcheck(ckpt.sin, (x,))
+    >>> ckpt.autograd.gradgradcheck(ckpt.sin, (x,), check_fwd_over_rev=True)
     True
     """
     inputs = _as_tuple(inputs)
-    outputs = tuple(o for o in _as_tuple(func(*inputs)) if isinstance(o, Tensor))
+    outputs = _tensor_outputs(func, inputs)
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
-        grad_outputs = tuple(Tensor(rng.standard_normal(o.data.shape), requires_grad=True)
-                             for o in outputs)
+        grad_outputs = tuple(Tensor(_random_like(rng, o.data, gen_non_contig_grad_outputs),
+                                    requires_grad=True) for o in outputs)
     grad_outputs = _as_tuple(grad_outputs)
     n_in = len(inputs)
-    diff_positions = [j for j, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    diff_positions = _differentiable(inputs)
 
     def first_derivative(*args):
         ins, gos = args[:n_in], args[n_in:]
-        outs = tuple(o for o in _as_tuple(func(*ins)) if isinstance(o, Tensor))
+        outs = _tensor_outputs(func, ins)
         diff_outs = [(o, g) for o, g in zip(outs, gos) if o.requires_grad]
         grads = grad([o for o, _ in diff_outs], [ins[j] for j in diff_positions],
                      [g for _, g in diff_outs], create_graph=True, allow_unused=True)
@@ -111,4 +349,16 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
                      for g, j in zip(grads, diff_positions))
 
     return gradcheck(first_derivative, inputs + grad_outputs, eps=eps, atol=atol, rtol=rtol,
-                     raise_exception=raise_exception)
+                     raise_exception=raise_exception, nondet_tol=nondet_tol,
+                     check_undefined_grad=check_undefined_grad,
+                     check_grad_dtypes=check_grad_dtypes, check_batched_grad=check_batched_grad,
+                     check_forward_ad=check_fwd_over_rev, check_backward_ad=check_rev_over_rev,
+                     fast_mode=fast_mode, seed=seed)
+
+
+def _random_like(rng, array, non_contiguous):
+    values = rng.standard_normal(array.shape).astype(array.dtype)
+    if not non_contiguous or values.ndim == 0:
+        return values
+    wide = np.repeat(values, 2, axis=-1)  # every other element: a strided, non-contiguous view
+    return wide[..., ::2]
