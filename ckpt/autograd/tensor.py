@@ -2,6 +2,8 @@
 
 Ops live in ``ckpt.autograd.ops``; the methods and operators here only call them.
 """
+import operator
+
 import numpy as np
 
 from . import grad_mode
@@ -20,7 +22,7 @@ class Tensor:
     >>> a.grad
     tensor([4.])
     """
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
+    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
                  "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
@@ -29,6 +31,30 @@ class Tensor:
         _init(self, data)
         if requires_grad:
             self.requires_grad_(True)
+
+    def _set_data(self, value):
+        """``x.data = value``, checked as torch checks it.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> x.data = ckpt.zeros(3); x
+        tensor([0., 0., 0.], requires_grad=True)
+        """
+        if isinstance(value, Tensor):
+            value = value._data
+        elif not isinstance(value, (np.ndarray, np.generic)):
+            raise TypeError(f"Variable data has to be a tensor or a numpy array, but got "
+                            f"{value.__class__.__name__}")
+        if self.requires_grad and value.dtype.kind not in "fc":
+            raise RuntimeError(f"data set to a tensor that requires gradients must be floating "
+                               f"point or complex dtype, got {value.dtype}")
+        self._data = np.asarray(value)
+
+    # read through attrgetter (no Python frame on the hot path); written through the check
+    data = property(operator.attrgetter("_data"), _set_data, doc="""The numpy array.
+        ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
+        grad) makes ``x`` share ``other``'s memory without recording anything, as in torch;
+        ``x`` keeps its version counter.""")
 
     # ---- metadata -------------------------------------------------------------------
     @property
@@ -407,7 +433,7 @@ def _wrap(data):
 
 
 def _init(t, data):
-    t.data = data if data.__class__ is np.ndarray else np.asarray(data)
+    t._data = data if data.__class__ is np.ndarray else np.asarray(data)
     t.requires_grad = False
     t.grad = None
     t.grad_fn = None
