@@ -148,3 +148,40 @@ def test_decorated_coroutine_passes_on_cancellation():
 
     asyncio.run(main())
     assert state == [True, False]
+
+
+def inference_trace(lib):
+    """Both flags through nested modes, and in a generator decorated with inference_mode."""
+    trace = [lib.is_inference_mode_enabled()]
+
+    def record():
+        trace.append((lib.is_inference_mode_enabled(), lib.is_grad_enabled()))
+
+    with lib.inference_mode():
+        record()
+        with lib.inference_mode(False):
+            record()
+        with lib.no_grad():
+            record()
+        with lib.enable_grad():
+            record()
+    with lib.no_grad():
+        record()
+        with lib.inference_mode(False):
+            record()
+
+    @lib.inference_mode()
+    def steps():
+        for _ in range(2):
+            record()
+            yield
+
+    for _ in steps():
+        record()
+    record()
+    return trace
+
+
+def test_is_inference_mode_enabled_as_in_torch():
+    assert inference_trace(ckpt) == inference_trace(torch)
+    assert inference_trace(ckpt)[1] == (True, False)

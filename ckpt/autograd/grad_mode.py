@@ -12,8 +12,10 @@ import inspect
 
 
 class _State:
-    """The one mutable switch every op reads on its hot path."""
+    """The one mutable switch every op reads on its hot path (``enabled``), and whether an
+    ``inference_mode`` block is in force (read by ``is_inference_mode_enabled`` only)."""
     enabled = True
+    inference = False
 
 
 def is_grad_enabled():
@@ -145,8 +147,30 @@ class inference_mode(_GradModeContext):
     def __init__(self, mode=True):
         self._target = not mode
 
+    def __enter__(self):
+        self._prev_inference = _State.inference
+        _State.inference = not self._target
+        super().__enter__()
+
+    def __exit__(self, *exc):
+        _State.inference = self._prev_inference
+        return super().__exit__(*exc)
+
     def _fresh(self):
         return inference_mode(not self._target)
+
+
+def is_inference_mode_enabled():
+    """True inside ``inference_mode()`` (and not inside an ``inference_mode(False)`` in it).
+
+    >>> import ckpt
+    >>> with ckpt.inference_mode():
+    ...     ckpt.is_inference_mode_enabled(), ckpt.is_grad_enabled()
+    (True, False)
+    >>> ckpt.is_inference_mode_enabled()
+    False
+    """
+    return _State.inference
 
 
 class set_grad_enabled(_GradModeContext):
