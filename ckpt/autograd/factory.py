@@ -70,11 +70,11 @@ class device:
         return hash(str(self))
 
 
-def check_device(where):
+def _check_device(where):
     """Refuse ``where`` unless it is the CPU (or None); ``where`` is a device string, a
     ``ckpt.device`` or a device object of another library whose ``str`` is its name.
 
-    >>> check_device("cuda")
+    >>> _check_device("cuda")
     Traceback (most recent call last):
     RuntimeError: device 'cuda' is not available: ckpt keeps tensors as numpy arrays in CPU memory; pass device='cpu' or leave device out
     """
@@ -111,7 +111,7 @@ def tensor(data, dtype=None, requires_grad=False, device=None):
     >>> ckpt.tensor([1.0, 2.0], requires_grad=True)
     tensor([1., 2.], requires_grad=True)
     """
-    check_device(device)
+    _check_device(device)
     if isinstance(data, Tensor):
         data = data.data
     array = np.array(data, dtype=dtype)
@@ -127,7 +127,7 @@ def as_tensor(data, dtype=None, device=None):
     >>> a = np.zeros(2); ckpt.as_tensor(a).data is a
     True
     """
-    check_device(device)
+    _check_device(device)
     if isinstance(data, Tensor):
         return data if dtype is None or np.dtype(dtype) == data.dtype else data.to(dtype)
     if isinstance(data, np.ndarray) and (dtype is None or np.dtype(dtype) == data.dtype):
@@ -162,7 +162,7 @@ def zeros(*size, dtype=None, requires_grad=False, device=None):
     >>> ckpt.zeros(2, 3).shape
     (2, 3)
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.zeros(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -173,7 +173,7 @@ def ones(*size, dtype=None, requires_grad=False, device=None):
     >>> ckpt.ones(2).tolist()
     [1.0, 1.0]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.ones(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -184,7 +184,7 @@ def empty(*size, dtype=None, requires_grad=False, device=None):
     >>> ckpt.empty(2).shape
     (2,)
     """
-    check_device(device)
+    _check_device(device)
     return zeros(*size, dtype=dtype, requires_grad=requires_grad)
 
 
@@ -195,7 +195,7 @@ def full(size, fill_value, dtype=None, requires_grad=False, device=None):
     >>> ckpt.full((2,), 7.0).tolist()
     [7.0, 7.0]
     """
-    check_device(device)
+    _check_device(device)
     if dtype is None and isinstance(fill_value, (bool, int)) and not isinstance(fill_value, float):
         dtype = bool_ if isinstance(fill_value, bool) else int64
     return Tensor(np.full(tuple(size), fill_value, _dtype(dtype)), requires_grad=requires_grad)
@@ -208,7 +208,7 @@ def zeros_like(t, dtype=None, requires_grad=False, device=None):
     >>> ckpt.zeros_like(ckpt.ones(2)).tolist()
     [0.0, 0.0]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.zeros(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
@@ -219,7 +219,7 @@ def ones_like(t, dtype=None, requires_grad=False, device=None):
     >>> ckpt.ones_like(ckpt.zeros(2)).tolist()
     [1.0, 1.0]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.ones(t.shape, dtype or t.dtype), requires_grad=requires_grad)
 
 
@@ -230,7 +230,7 @@ def full_like(t, fill_value, dtype=None, requires_grad=False, device=None):
     >>> ckpt.full_like(ckpt.zeros(2), 3.0).tolist()
     [3.0, 3.0]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.full(t.shape, fill_value, dtype or t.dtype), requires_grad=requires_grad)
 
 
@@ -241,7 +241,7 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
     >>> ckpt.arange(3).tolist()
     [0, 1, 2]
     """
-    check_device(device)
+    _check_device(device)
     if end is None:
         start, end = 0, start
     if dtype is None:
@@ -256,7 +256,7 @@ def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):
     >>> ckpt.linspace(0, 1, 3).tolist()
     [0.0, 0.5, 1.0]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.linspace(start, end, steps, dtype=_dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -267,7 +267,7 @@ def eye(n, m=None, dtype=None, requires_grad=False, device=None):
     >>> ckpt.eye(2).tolist()
     [[1.0, 0.0], [0.0, 1.0]]
     """
-    check_device(device)
+    _check_device(device)
     return Tensor(np.eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)
 
 
@@ -278,7 +278,7 @@ def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
     >>> ckpt.randn(2, 3).shape
     (2, 3)
     """
-    check_device(device)
+    _check_device(device)
     g = (generator or default_generator).numpy
     return Tensor(g.standard_normal(_shape(size), dtype=_dtype(dtype) if _dtype(dtype) in (float32, float64) else float64).astype(_dtype(dtype), copy=False),
                   requires_grad=requires_grad)
@@ -291,7 +291,7 @@ def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):
     >>> bool((ckpt.rand(5) < 1).all())
     True
     """
-    check_device(device)
+    _check_device(device)
     g = (generator or default_generator).numpy
     return Tensor(g.random(_shape(size), dtype=float64).astype(_dtype(dtype), copy=False),
                   requires_grad=requires_grad)
@@ -304,7 +304,7 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
     >>> ckpt.randint(0, 3, (4,)).shape
     (4,)
     """
-    check_device(device)
+    _check_device(device)
     if high is None:
         low, high = 0, low
     g = (generator or default_generator).numpy
@@ -318,7 +318,7 @@ def randn_like(t, dtype=None, requires_grad=False, device=None):
     >>> ckpt.randn_like(ckpt.zeros(2, 3)).shape
     (2, 3)
     """
-    check_device(device)
+    _check_device(device)
     return randn(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
@@ -329,7 +329,7 @@ def rand_like(t, dtype=None, requires_grad=False, device=None):
     >>> ckpt.rand_like(ckpt.zeros(4)).shape
     (4,)
     """
-    check_device(device)
+    _check_device(device)
     return rand(*t.shape, dtype=dtype or t.dtype, requires_grad=requires_grad)
 
 
