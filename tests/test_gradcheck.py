@@ -99,7 +99,11 @@ CASES = {
     "neither-mode": ("Right", dict(check_backward_ad=False)),
     "float32": ("sin", dict(dtype="float32", eps=1e-3, atol=1e-2, rtol=1e-2)),
     "float32-default-tolerances": ("sin", dict(dtype="float32")),
-    "builtin-op-batched": ("tanh", dict(check_batched_grad=True, check_forward_ad=True)),
+    "builtin-op-batched": ("tanh", dict(check_batched_grad=True, check_forward_ad=True,
+                                        check_batched_forward_grad=True, masked=None)),
+    "batched-forward-without-forward": ("tanh", dict(check_batched_forward_grad=True)),
+    "function-batched-forward": ("Right", dict(check_forward_ad=True,
+                                               check_batched_forward_grad=True)),
     "gradgrad-keywords": ("sin", dict(gradgrad=True, fast_mode=True, nondet_tol=1e-7,
                                       check_batched_grad=True, check_fwd_over_rev=True,
                                       gen_non_contig_grad_outputs=True)),
@@ -194,3 +198,25 @@ def test_fast_mode_catches_a_wrong_rule_on_a_larger_input():
     assert ckpt.autograd.gradcheck(lambda t: (t * t).sum(), (x,), fast_mode=True)
     assert ckpt.autograd.gradcheck(WrongSum.apply, (x,), fast_mode=True,
                                    raise_exception=False) is False
+
+
+def test_batched_checks_catch_a_rule_that_mixes_the_batch(monkeypatch):
+    """A sum whose forward rule also sums over the batch of tangents, and whose backward rule
+    also sums over the batch of gradients: right one at a time, wrong batched."""
+    from ckpt.autograd.ops import reduce
+
+    x = ckpt.tensor([[0.5, -1.0], [2.0, 0.3]], dtype=ckpt.float64, requires_grad=True)
+    assert ckpt.autograd.gradcheck(lambda t: t.sum(1), (x,), check_forward_ad=True,
+                                   check_batched_forward_grad=True, check_batched_grad=True)
+    plain_jvp, plain_vjp = reduce.SumBackward1.jvp, reduce.SumBackward1.vjp
+    monkeypatch.setattr(reduce.SumBackward1, "jvp",
+                        lambda self, tangents, primals, out: plain_jvp(self, tangents, primals, out)
+                        + (tangents[0].sum() * 0 if tangents[0].ndim == 2 else tangents[0].sum()))
+    with pytest.raises(RuntimeError, match="batched forward gradient 0 mismatch"):
+        ckpt.autograd.gradcheck(lambda t: t.sum(1), (x,), check_forward_ad=True,
+                                check_batched_forward_grad=True)
+    monkeypatch.setattr(reduce.SumBackward1, "jvp", plain_jvp)
+    monkeypatch.setattr(reduce.SumBackward1, "vjp",
+                        lambda self, g: plain_vjp(self, g) + (0 if g.ndim == 1 else g.sum()))
+    with pytest.raises(RuntimeError, match="batched gradient 0 mismatch"):
+        ckpt.autograd.gradcheck(lambda t: t.sum(1), (x,), check_batched_grad=True)

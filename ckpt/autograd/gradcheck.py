@@ -225,6 +225,28 @@ def _check_batched(outputs, inputs, rng, batch=3):
                                    f"mismatch:\nbatched:{got}\none by one:{single[j]}\n")
 
 
+def _check_batched_forward(func, inputs, outputs, rng, batch=3):
+    for j in _differentiable(inputs):
+        data = inputs[j].data
+        tangents = rng.standard_normal((batch,) + data.shape).astype(data.dtype)
+        try:
+            with forward_ad.dual_level(batch_size=batch):
+                duals = list(inputs)
+                duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangents))
+                batched = [forward_ad.unpack_dual(o).tangent
+                           for o in _tensor_outputs(func, duals)]
+                batched = [None if t is None else t.data.reshape(batch, -1).copy() for t in batched]
+        except Exception as e:  # noqa: BLE001 -- reported as this check's failure
+            raise _Failure(f"While computing batched forward gradients, got: "
+                           f"{type(e).__name__}: {e}") from e
+        for b in range(batch):
+            for i, single in enumerate(_jvp(func, inputs, j, tangents[b].reshape(-1))):
+                got = np.zeros(outputs[i].data.size) if batched[i] is None else batched[i][b]
+                if not np.allclose(got, single, rtol=1e-7, atol=1e-10):
+                    raise _Failure(f"For output {i} and input {j}: batched forward gradient {b} "
+                                   f"mismatch:\nbatched:{got}\none by one:{single}\n")
+
+
 def _check_dtypes(outputs, inputs):
     positions = _differentiable(inputs)
     for out in outputs:
@@ -237,9 +259,12 @@ def _check_dtypes(outputs, inputs):
                                    f"{inputs[j].data.dtype}, its gradient {g.data.dtype}")
 
 
-def _check_inputs(inputs, check_forward_ad, check_backward_ad):
+def _check_inputs(inputs, check_forward_ad, check_backward_ad, check_batched_forward_grad):
     if not (check_forward_ad or check_backward_ad):
         raise AssertionError("Expected at least one of check_forward_ad or check_backward_ad "
+                             "to be True")
+    if check_batched_forward_grad and not check_forward_ad:
+        raise AssertionError("Setting check_batched_forward_grad=True requires check_forward_ad "
                              "to be True")
     positions = _differentiable(inputs)
     if not positions:
@@ -254,11 +279,12 @@ def _check_inputs(inputs, check_forward_ad, check_backward_ad):
 
 def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=True,
               nondet_tol=0.0, check_undefined_grad=True, check_grad_dtypes=False,
-              check_batched_grad=False, check_forward_ad=False, check_backward_ad=True,
-              fast_mode=False, seed=0):
+              check_batched_grad=False, check_batched_forward_grad=False, check_forward_ad=False,
+              check_backward_ad=True, fast_mode=False, masked=None, seed=0):
     """True when the derivatives of ``func`` at ``inputs`` match central differences; else
-    a ``GradcheckError`` (or False with ``raise_exception=False``). torch's keywords; ``seed``
-    (ckpt's) seeds the random vectors of ``fast_mode`` and ``check_batched_grad``.
+    a ``GradcheckError`` (or False with ``raise_exception=False``). torch's keywords
+    (``masked`` has no effect: ckpt has no sparse tensors); ``seed`` (ckpt's) seeds the random
+    vectors of ``fast_mode`` and of the batched checks.
 
     Use float64 inputs (others warn, as in torch); every input with ``requires_grad`` is
     checked against every output.
@@ -271,11 +297,11 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
     True
     """
     inputs = _as_tuple(inputs)
-    _check_inputs(inputs, check_forward_ad, check_backward_ad)
+    _check_inputs(inputs, check_forward_ad, check_backward_ad, check_batched_forward_grad)
     try:
         _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
-                    check_grad_dtypes, check_batched_grad, check_forward_ad, check_backward_ad,
-                    fast_mode, np.random.default_rng(seed))
+                    check_grad_dtypes, check_batched_grad, check_batched_forward_grad,
+                    check_forward_ad, check_backward_ad, fast_mode, np.random.default_rng(seed))
     except _Failure as failure:
         if raise_exception:
             raise GradcheckError(str(failure)) from None
@@ -284,8 +310,8 @@ def gradcheck(func, inputs, *, eps=1e-6, atol=1e-5, rtol=1e-3, raise_exception=T
 
 
 def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
-                check_grad_dtypes, check_batched_grad, check_forward_ad, check_backward_ad,
-                fast_mode, rng):
+                check_grad_dtypes, check_batched_grad, check_batched_forward_grad,
+                check_forward_ad, check_backward_ad, fast_mode, rng):
     outputs = _tensor_outputs(func, inputs)
     if fast_mode:
         directions = [rng.standard_normal(t.data.shape) if isinstance(t, Tensor) else None
@@ -313,12 +339,15 @@ def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
                    else _forward_jacobians(func, inputs, outputs))
         _compare(forward, numerical, outputs, inputs, rtol, atol, fast_mode,
                  mode="computed with forward mode ")
+        if check_batched_forward_grad:
+            _check_batched_forward(func, inputs, outputs, rng)
 
 
 def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=1e-3,
                   gen_non_contig_grad_outputs=False, raise_exception=True, nondet_tol=0.0,
                   check_undefined_grad=True, check_grad_dtypes=False, check_batched_grad=False,
-                  check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, seed=0):
+                  check_fwd_over_rev=False, check_rev_over_rev=True, fast_mode=False, masked=False,
+                  seed=0):
     """gradcheck of the gradient: checks second derivatives (``create_graph=True`` rules).
     ``check_rev_over_rev`` checks them in reverse mode, ``check_fwd_over_rev`` in forward mode
     over the reverse-mode gradient; random ``grad_outputs`` come from ``seed``
