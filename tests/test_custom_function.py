@@ -376,3 +376,52 @@ def once_second_order(lib):
 def test_once_differentiable_as_in_torch(program):
     assert_same_as_torch(program)
     assert "once_differentiable" in outcome(once_second_order, ckpt)[-1]
+
+
+# ---- vjp as backward's other name; an input returned as-is ----------------------------------
+
+def defines_vjp(lib):
+    class Scale(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def vjp(ctx, g):
+            return g * 5
+
+    x = leaf(lib)
+    Scale.apply(x).sum().backward()
+    return x.grad
+
+
+def defines_neither(lib):
+    class Forward(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+    Forward.apply(leaf(lib)).sum().backward()
+
+
+def returns_its_input(lib):
+    class Identity(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x
+
+        @staticmethod
+        def backward(ctx, g):
+            return g * 2
+
+    x = leaf(lib) * 1
+    y = Identity.apply(x)
+    x.add_(1)
+    with lib.no_grad():
+        z = Identity.apply(x)
+    return [y is x, z is x, y._version, x._version, y]
+
+
+@pytest.mark.parametrize("program", [defines_vjp, defines_neither, returns_its_input])
+def test_vjp_and_returned_inputs_as_in_torch(program):
+    assert_same_as_torch(program)

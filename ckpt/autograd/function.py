@@ -64,8 +64,10 @@ class FunctionCtx(Node):
     def vjp(self, grads, *saved):
         grads = grads if isinstance(grads, list) else [grads]
         self._unpacked = saved
+        function = self._function
+        rule = function.vjp if function.backward is Function.backward else function.backward
         try:
-            result = self._function.backward(self, *grads)
+            result = rule(self, *grads)
         finally:
             self._unpacked = None
         return self._checked_gradients(result if isinstance(result, tuple) else (result,))
@@ -193,7 +195,14 @@ class Function:
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        raise NotImplementedError("a custom Function must implement backward(ctx, ...) to be differentiated")
+        raise NotImplementedError("You must implement either the backward or vjp method for your "
+                                  "custom autograd.Function to use it with backward mode AD.")
+
+    @staticmethod
+    def vjp(ctx, *grad_outputs):
+        """torch's other name for ``backward``: a Function defines one of the two."""
+        raise NotImplementedError("You must implement either the backward or vjp method for your "
+                                  "custom autograd.Function to use it with backward mode AD.")
 
     @staticmethod
     def jvp(ctx, *tangents):
@@ -248,7 +257,7 @@ class Function:
         outs = (outputs,) if single else outputs
         recording = grad_mode._State.enabled
         _check_dirty(node, outs, recording)
-        outs = tuple(_wrap(o.data) if isinstance(o, Tensor) and any(o is a for a in args)
+        outs = tuple(o.detach() if isinstance(o, Tensor) and any(o is a for a in args)
                      and not (recording and id(o) in node._dirty) else o for o in outs)
         if Extensions.forward_ad:
             _propagate_tangents(cls, node, args, outs)
