@@ -1,6 +1,7 @@
 """Tensor constructors (torch's names; float32 by default, as in torch).
 
-Every constructor takes torch's ``device=``: ckpt's tensors are numpy arrays in CPU memory,
+Constructors that torch gives ``out=`` take it (the tensor written into, resized if needed,
+and returned). Every constructor takes torch's ``device=``: ckpt's tensors are numpy arrays in CPU memory,
 so ``"cpu"`` (``"cpu:0"``, ``ckpt.device("cpu")``, a ``torch.device("cpu")``) is accepted and
 any other device is refused with an error naming it.
 """
@@ -8,6 +9,7 @@ import re
 
 import numpy as np
 
+from . import grad_mode
 from .random import default_generator
 from .tensor import Tensor, _DEFAULT_FLOAT
 
@@ -155,7 +157,37 @@ def _dtype(dtype):
     return _DEFAULT_FLOAT if dtype is None else np.dtype(dtype)
 
 
-def zeros(*size, dtype=None, requires_grad=False, device=None):
+def _out_dtype(out, dtype, name):
+    """The dtype factory ``name`` makes: ``dtype``, or ``out``'s when it writes into ``out``
+    (torch's checks on ``out=``)."""
+    if out is None:
+        return dtype
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{name}(): argument 'out' must be Tensor, not {out.__class__.__name__}")
+    if dtype is not None and np.dtype(dtype) != out.data.dtype:
+        raise RuntimeError(f"dtype {np.dtype(dtype)} does not match dtype of out parameter "
+                           f"({out.data.dtype})")
+    if out.requires_grad and grad_mode.is_grad_enabled():
+        raise RuntimeError(f"{name}(): functions with out=... arguments don't support automatic "
+                           f"differentiation, but one of the arguments requires grad.")
+    return out.data.dtype
+
+
+def _result(array, requires_grad, out):
+    """A new tensor holding ``array``, or ``out`` holding it: written in place when the shapes
+    agree (views of ``out`` see it), else ``out`` resized to it, as torch does; its version
+    goes up."""
+    if out is None:
+        return Tensor(array, requires_grad=requires_grad)
+    if out.data.shape == array.shape:
+        np.copyto(out.data, array)
+    else:
+        out.data = array
+    out._vc[0] += 1
+    return out
+
+
+def zeros(*size, dtype=None, requires_grad=False, device=None, out=None):
     """A tensor of zeros.
 
     >>> import ckpt
@@ -163,10 +195,11 @@ def zeros(*size, dtype=None, requires_grad=False, device=None):
     (2, 3)
     """
     _check_device(device)
-    return Tensor(np.zeros(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+    dtype = _out_dtype(out, dtype, "zeros")
+    return _result(np.zeros(_shape(size), _dtype(dtype)), requires_grad, out)
 
 
-def ones(*size, dtype=None, requires_grad=False, device=None):
+def ones(*size, dtype=None, requires_grad=False, device=None, out=None):
     """A tensor of ones.
 
     >>> import ckpt
@@ -174,10 +207,11 @@ def ones(*size, dtype=None, requires_grad=False, device=None):
     [1.0, 1.0]
     """
     _check_device(device)
-    return Tensor(np.ones(_shape(size), _dtype(dtype)), requires_grad=requires_grad)
+    dtype = _out_dtype(out, dtype, "ones")
+    return _result(np.ones(_shape(size), _dtype(dtype)), requires_grad, out)
 
 
-def empty(*size, dtype=None, requires_grad=False, device=None):
+def empty(*size, dtype=None, requires_grad=False, device=None, out=None):
     """An uninitialized tensor (zeros here, for determinism).
 
     >>> import ckpt
@@ -185,10 +219,10 @@ def empty(*size, dtype=None, requires_grad=False, device=None):
     (2,)
     """
     _check_device(device)
-    return zeros(*size, dtype=dtype, requires_grad=requires_grad)
+    return zeros(*size, dtype=dtype, requires_grad=requires_grad, out=out)
 
 
-def full(size, fill_value, dtype=None, requires_grad=False, device=None):
+def full(size, fill_value, dtype=None, requires_grad=False, device=None, out=None):
     """A tensor filled with ``fill_value``.
 
     >>> import ckpt
@@ -196,9 +230,10 @@ def full(size, fill_value, dtype=None, requires_grad=False, device=None):
     [7.0, 7.0]
     """
     _check_device(device)
+    dtype = _out_dtype(out, dtype, "full")
     if dtype is None and isinstance(fill_value, (bool, int)) and not isinstance(fill_value, float):
         dtype = bool_ if isinstance(fill_value, bool) else int64
-    return Tensor(np.full(tuple(size), fill_value, _dtype(dtype)), requires_grad=requires_grad)
+    return _result(np.full(tuple(size), fill_value, _dtype(dtype)), requires_grad, out)
 
 
 def zeros_like(t, dtype=None, requires_grad=False, device=None):
@@ -234,7 +269,7 @@ def full_like(t, fill_value, dtype=None, requires_grad=False, device=None):
     return Tensor(np.full(t.shape, fill_value, dtype or t.dtype), requires_grad=requires_grad)
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None):
+def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None, out=None):
     """Evenly spaced values in ``[start, end)``; integers unless an argument is a float.
 
     >>> import ckpt
@@ -242,14 +277,15 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False, device=None
     [0, 1, 2]
     """
     _check_device(device)
+    dtype = _out_dtype(out, dtype, "arange")
     if end is None:
         start, end = 0, start
     if dtype is None:
         dtype = int64 if all(isinstance(v, (int, np.integer)) for v in (start, end, step)) else _DEFAULT_FLOAT
-    return Tensor(np.arange(start, end, step, dtype=dtype), requires_grad=requires_grad)
+    return _result(np.arange(start, end, step, dtype=dtype), requires_grad, out)
 
 
-def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):
+def linspace(start, end, steps, dtype=None, requires_grad=False, device=None, out=None):
     """``steps`` values from ``start`` to ``end`` inclusive.
 
     >>> import ckpt
@@ -257,10 +293,11 @@ def linspace(start, end, steps, dtype=None, requires_grad=False, device=None):
     [0.0, 0.5, 1.0]
     """
     _check_device(device)
-    return Tensor(np.linspace(start, end, steps, dtype=_dtype(dtype)), requires_grad=requires_grad)
+    dtype = _out_dtype(out, dtype, "linspace")
+    return _result(np.linspace(start, end, steps, dtype=_dtype(dtype)), requires_grad, out)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False, device=None):
+def eye(n, m=None, dtype=None, requires_grad=False, device=None, out=None):
     """The identity matrix.
 
     >>> import ckpt
@@ -268,10 +305,11 @@ def eye(n, m=None, dtype=None, requires_grad=False, device=None):
     [[1.0, 0.0], [0.0, 1.0]]
     """
     _check_device(device)
-    return Tensor(np.eye(n, m, dtype=_dtype(dtype)), requires_grad=requires_grad)
+    dtype = _out_dtype(out, dtype, "eye")
+    return _result(np.eye(n, m, dtype=_dtype(dtype)), requires_grad, out)
 
 
-def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
+def randn(*size, dtype=None, requires_grad=False, generator=None, device=None, out=None):
     """Standard-normal samples from ckpt's generator.
 
     >>> import ckpt
@@ -279,12 +317,13 @@ def randn(*size, dtype=None, requires_grad=False, generator=None, device=None):
     (2, 3)
     """
     _check_device(device)
+    dtype = _dtype(_out_dtype(out, dtype, "randn"))
     g = (generator or default_generator).numpy
-    return Tensor(g.standard_normal(_shape(size), dtype=_dtype(dtype) if _dtype(dtype) in (float32, float64) else float64).astype(_dtype(dtype), copy=False),
-                  requires_grad=requires_grad)
+    samples = g.standard_normal(_shape(size), dtype=dtype if dtype in (float32, float64) else float64)
+    return _result(samples.astype(dtype, copy=False), requires_grad, out)
 
 
-def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):
+def rand(*size, dtype=None, requires_grad=False, generator=None, device=None, out=None):
     """Uniform samples in [0, 1) from ckpt's generator.
 
     >>> import ckpt
@@ -292,12 +331,13 @@ def rand(*size, dtype=None, requires_grad=False, generator=None, device=None):
     True
     """
     _check_device(device)
+    dtype = _out_dtype(out, dtype, "rand")
     g = (generator or default_generator).numpy
-    return Tensor(g.random(_shape(size), dtype=float64).astype(_dtype(dtype), copy=False),
-                  requires_grad=requires_grad)
+    return _result(g.random(_shape(size), dtype=float64).astype(_dtype(dtype), copy=False),
+                   requires_grad, out)
 
 
-def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
+def randint(low, high=None, size=(), dtype=None, generator=None, device=None, out=None):
     """Integers in ``[low, high)`` from ckpt's generator.
 
     >>> import ckpt
@@ -305,10 +345,11 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None):
     (4,)
     """
     _check_device(device)
+    dtype = _out_dtype(out, dtype, "randint")
     if high is None:
         low, high = 0, low
     g = (generator or default_generator).numpy
-    return Tensor(g.integers(low, high, size=tuple(size), dtype=np.dtype(dtype or int64)))
+    return _result(g.integers(low, high, size=tuple(size), dtype=np.dtype(dtype or int64)), False, out)
 
 
 def randn_like(t, dtype=None, requires_grad=False, device=None):
