@@ -10,7 +10,10 @@ import pathlib
 import tokenize
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
-BUDGET = 20550    # 19,946 when set (issue 13), plus about 3% for work merging beside it
+# 19,946 when set (issue 13), plus about 3% for work merging beside it; plus 590 for issue
+# 14's torch API (custom Function's mark_dirty/setup_context/once_differentiable, gradcheck's
+# keywords, device= and out= on the factories, grad-mode decorators on generators)
+BUDGET = 21140
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
