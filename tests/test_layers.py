@@ -56,8 +56,9 @@ def layer(module):
         return "runtime"
     if top == "planner":
         # the package itself re-exports its edges; profile, execute, apply and their
-        # runner run models
-        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply", "runner"):
+        # runners run models (graph_runner, op_trace: the graph edge's)
+        if len(parts) == 2 or parts[2] in ("profile", "execute", "apply", "runner", "op_trace",
+                                           "graph_runner", "graph_profile", "graph_execute"):
             return "planner edges"
         return "planner core"
     if top == "torch":

@@ -55,7 +55,9 @@ def profile(model, sample_input, loss_fn=None, repeats=3, name=None):
 
 
 def execute(model, plan, input, loss_fn=None, tracemalloc=False):
-    """One training step of a ``ckpt.nn.Sequential`` following ``plan.ops``, measured: an
+    """One training step following ``plan.ops``, measured. For a ``GraphPlan``: any ckpt
+    model, op by op (``ckpt.planner.graph_execute``). For a chain ``Plan``: a
+    ``ckpt.nn.Sequential``, with an
     ``Execution`` whose ``peak_bytes`` equals ``predicted_peak`` for a plan made on
     ``profile(model, input, loss_fn)``; gradients as ``loss_fn(model(input)).backward()``
     gives them, bit for bit. A plan made for another model or batch size raises
@@ -72,6 +74,25 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     """
     from .execute import execute as _execute
     return _execute(model, plan, input, loss_fn=loss_fn, tracemalloc=tracemalloc)
+
+
+def profile_graph(model, sample, loss_fn=None, repeats=3, name=None):
+    """A ``Graph`` of ``model``'s ops (any ``ckpt.nn.Module`` or function of one tensor:
+    U-Nets, residual nets, transformer blocks), measured on ``sample``: per op its output
+    bytes, the extra bytes its backward keeps, what its backward reads, its transients and
+    its forward and backward seconds (medians of ``repeats`` runs). Plan it with
+    ``plan_graph`` and run the plan with ``execute``. Documented in full in the module
+    ``ckpt.planner.graph_profile`` and in docs/planner.md, "Graphs from a model".
+
+    >>> import ckpt
+    >>> from ckpt import planner
+    >>> w = ckpt.randn(8, 8, requires_grad=True)
+    >>> g = planner.profile_graph(lambda x: (x @ w).tanh(), ckpt.randn(4, 8), repeats=1)
+    >>> [n.name for n in g.nodes]
+    ['matmul_0', 'tanh_1', 'sum_2']
+    """
+    from .graph_profile import profile_graph as _profile_graph
+    return _profile_graph(model, sample, loss_fn=loss_fn, repeats=repeats, name=name)
 
 
 def apply(model, plan):
@@ -94,7 +115,7 @@ def apply(model, plan):
 
 
 __all__ = ["Chain", "Stage", "Op", "Plan", "plan", "simulate", "Simulation", "sweep", "Sweep",
-           "profile", "execute", "apply",
+           "profile", "profile_graph", "execute", "apply",
            "Row", "revolve", "optimal_advances", "zoo", "parse_size", "format_size",
            "STRATEGIES", "PlannerError", "ChainError", "ChainFormatError", "BudgetError",
            "InvalidPlanError", "Graph", "Node", "TrainingGraph", "GraphPlan", "plan_graph",

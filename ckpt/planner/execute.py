@@ -63,7 +63,8 @@ class Execution(NamedTuple):
     ``loss`` (a float), the ``report`` (``ckpt.memory.MemoryReport`` of the step, one mark
     per op), the ``simulation`` of the plan on its chain (the prediction), and per op the
     measured logical bytes ``op_peaks`` (the most held while the op ran) and ``op_after``
-    (held when it finished), parallel to ``simulation.timeline``.
+    (held when it finished), parallel to ``simulation.timeline`` (for a graph plan:
+    ``simulation`` is a ``GraphSimulation``, parallel to its ``during`` and ``after``).
     """
     loss: float
     report: object
@@ -98,7 +99,8 @@ class Execution(NamedTuple):
 
 def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     """Run one training step of ``model`` (a ``ckpt.nn.Sequential``, child i = stage i)
-    following ``plan.ops`` exactly, and measure it.
+    following ``plan.ops`` exactly, and measure it. A ``GraphPlan`` goes to
+    ``ckpt.planner.graph_execute.execute_graph`` (any ckpt model, op by op).
 
     ``loss_fn(output)`` returns the scalar loss (default: ``output.sum()``). Parameter
     gradients are accumulated into ``.grad`` bit for bit as ``loss_fn(model(input))
@@ -128,6 +130,13 @@ def execute(model, plan, input, loss_fn=None, tracemalloc=False):
     >>> net[0][0].weight.grad.shape
     (32, 32)
     """
+    from .graph_plan import GraphPlan
+    if isinstance(plan, GraphPlan):     # an op-level plan: ckpt.planner.graph_execute
+        if tracemalloc:
+            raise ExecutionError("tracemalloc=True is not available for graph plans yet; "
+                                 "execute a graph plan without it")
+        from .graph_execute import execute_graph
+        return execute_graph(model, plan, input, loss_fn)
     reject_torch("ckpt.planner.execute", [model, input],
                  "it runs plans on ckpt models and ckpt tensors",
                  "ckpt.torch.execute(model, plan, sample, loss_fn)")

@@ -1,0 +1,299 @@
+"""The graph edge's one window into autograd: which functions are ckpt's ops, a trace of
+the ops a program calls (each call replayable), and where a tensor's memory lives.
+
+``trace(program)`` runs ``program()`` once and records every *top-level* op call — a call
+of one of ckpt's op functions (``ckpt.autograd.ops``, the factories) that is not made from
+inside another op — with its arguments, the grad mode and, when the op draws random numbers,
+ckpt's RNG state before it. Calls are seen with ``sys.setprofile`` (a public hook of the
+interpreter), so no op is wrapped or patched: the profile function looks up each called
+code object in the set of the ops' code objects. Arguments that are outputs of earlier
+recorded ops become ``ValueRef``s; every other tensor (the sample, parameters, captured
+constants) stays in the recorded call as itself. ``OpCall.replay(resolve)`` calls the op
+again with each ``ValueRef`` replaced by ``resolve(ref)``.
+
+In-place ops (``add_``, ``x[i] = ...``) and BatchNorm in training mode are refused: the
+executor recomputes ops, and an op that writes into memory it does not own is not a
+function of its inputs.
+
+>>> import ckpt
+>>> w = ckpt.randn(3, 3, requires_grad=True)
+>>> t = trace(lambda: (ckpt.ones(2, 3) @ w).relu().sum())
+>>> [c.name for c in t.calls], t.calls[2].args
+(['ones', 'matmul', 'relu', 'sum'], (ValueRef(op=1, out=0),))
+"""
+import inspect
+import sys
+import types
+from typing import NamedTuple
+
+import numpy as np
+
+from ..autograd import factory, grad_mode, ops
+from ..autograd.ops import elementwise, linalg, nn_functional, reduce, shape
+from ..autograd.graph import saved_tensors_hooks
+from ..autograd.random import get_rng_state
+from ..autograd.tensor import Tensor
+from .errors import PlannerError
+
+__all__ = ["trace", "Trace", "OpCall", "ValueRef", "TraceError", "root_array", "tensors_in",
+           "replace_tensors"]
+
+_OP_MODULES = (elementwise, linalg, reduce, shape, nn_functional, factory)
+# public names of the op modules that are helpers of other ops, or return no tensor
+_NOT_OPS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros",
+            "is_tensor", "as_tensor_arg"}
+
+
+class TraceError(PlannerError):
+    """The program cannot be traced into replayable ops (an in-place op, BatchNorm that
+    updates its statistics, a tensor that reaches an op from another op's output outside
+    ckpt's ops, no scalar loss)."""
+
+
+class ValueRef(NamedTuple):
+    """Output ``out`` of recorded op number ``op``."""
+    op: int
+    out: int
+
+
+def root_array(array):
+    """The numpy array that owns ``array``'s memory (views followed to their base).
+
+    >>> import numpy as np
+    >>> a = np.zeros(6); root_array(a[2:].reshape(2, 2)) is a
+    True
+    """
+    while isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def tensors_in(obj):
+    """The tensors in ``obj`` (a tensor, or tuples, lists and dict values of them), in order.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(1)
+    >>> len(tensors_in([x, (1, x), {"k": x}]))
+    3
+    """
+    if isinstance(obj, Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)):
+        return [t for o in obj for t in tensors_in(o)]
+    if isinstance(obj, dict):
+        return [t for o in obj.values() for t in tensors_in(o)]
+    return []
+
+
+def replace_tensors(obj, fn, kind=Tensor):
+    """``obj`` with every ``kind`` instance ``x`` in it (inside tuples, lists, dicts)
+    replaced by ``fn(x)``.
+
+    >>> replace_tensors((1, [2, "a"]), lambda v: v * 10, kind=int)
+    (10, [20, 'a'])
+    """
+    if isinstance(obj, kind):
+        return fn(obj)
+    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
+        return tuple(replace_tensors(o, fn, kind) for o in obj)
+    if isinstance(obj, list):
+        return [replace_tensors(o, fn, kind) for o in obj]
+    if isinstance(obj, dict):
+        return {k: replace_tensors(v, fn, kind) for k, v in obj.items()}
+    return obj
+
+
+def _op_codes():
+    """``{code: [function, ...]}`` of every op function (ops made by one factory share a
+    code object), and the code objects of in-place ops."""
+    codes, inplace = {}, set()
+    for mod in _OP_MODULES:
+        for name, obj in vars(mod).items():
+            if (isinstance(obj, types.FunctionType) and obj.__module__ == mod.__name__
+                    and not name.startswith("_") and name not in _NOT_OPS):
+                same = codes.setdefault(obj.__code__, [])
+                if obj not in same:
+                    same.append(obj)
+    for obj in vars(Tensor).values():
+        if isinstance(obj, types.FunctionType) and obj.__module__ == ops.inplace.__name__:
+            inplace.add(obj.__code__)
+    inplace.add(shape.setitem.__code__)
+    return codes, inplace
+
+
+class OpCall:
+    """One recorded op call: ``fn`` and its ``args``/``kwargs`` (``ValueRef`` for outputs of
+    recorded ops), ``grad_enabled``, ``rng`` (the RNG state before it, or None when the op
+    drew no random numbers), ``inputs`` (the recorded ops it reads, in first-read order),
+    ``n_outputs`` and ``saved``: the arrays of the tensors its graph saved for backward
+    while it ran (as traced).
+
+    >>> import ckpt
+    >>> c = trace(lambda: ckpt.ones(2).exp().sum()).calls[1]
+    >>> c.name, c.inputs, c.replay(lambda ref: ckpt.zeros(2)).tolist()
+    ('exp', (0,), [1.0, 1.0])
+    """
+
+    def __init__(self, index, fn, args, kwargs, grad_enabled, rng, n_outputs, saved=()):
+        self.index, self.fn, self.args, self.kwargs = index, fn, args, kwargs
+        self.name = fn.__name__
+        self.grad_enabled, self.rng, self.n_outputs = grad_enabled, rng, n_outputs
+        self.saved = list(saved)
+        self.inputs = tuple(dict.fromkeys(r.op for r in self.refs()))
+
+    def refs(self):
+        """The ``ValueRef``s among the arguments, in order (with repeats)."""
+        found = []
+        replace_tensors((self.args, self.kwargs), found.append, kind=ValueRef)
+        return found
+
+    def constants(self):
+        """The tensors among the arguments that are no recorded op's output."""
+        return tensors_in((self.args, self.kwargs))
+
+    def replay(self, resolve):
+        """Call the op again, each ``ValueRef`` ``r`` in the arguments replaced by
+        ``resolve(r)``; returns what the op returns."""
+        args = replace_tensors(self.args, resolve, kind=ValueRef)
+        kwargs = replace_tensors(self.kwargs, resolve, kind=ValueRef)
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self):
+        return f"OpCall({self.index}, {self.name}, inputs={list(self.inputs)})"
+
+
+class Trace(NamedTuple):
+    """What ``trace`` returns: the ``calls`` (``OpCall``), the ``outputs`` of each call as
+    traced (tensors, kept alive), the program's ``result`` and ``where``: ``id(tensor) ->
+    ValueRef`` of every recorded output."""
+    calls: list
+    outputs: list
+    result: object
+    where: dict
+
+    def ref_of(self, t):
+        """The ``ValueRef`` of tensor ``t`` if a recorded op returned it, else None."""
+        return self.where.get(id(t))
+
+
+def _call_arguments(fn, frame_locals):
+    """``(args, kwargs)`` that call ``fn`` as the frame was called (its parameters are the
+    frame's first locals)."""
+    args, kwargs = [], {}
+    for p in inspect.signature(fn).parameters.values():
+        value = frame_locals[p.name]
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            args.append(value)
+        elif p.kind is p.VAR_POSITIONAL:
+            args.extend(value)
+        elif p.kind is p.KEYWORD_ONLY:
+            kwargs[p.name] = value
+        else:
+            kwargs.update(value)
+    return tuple(args), kwargs
+
+
+def trace(program):
+    """Run ``program()`` once and record its top-level op calls (see the module doc).
+
+    >>> import ckpt
+    >>> x = ckpt.ones(3)
+    >>> trace(lambda: x.add_(1))
+    Traceback (most recent call last):
+    ...
+    ckpt.planner.op_trace.TraceError: the program writes in place (add_): the graph executor recomputes ops, so each must be a function of its inputs; write it out of place (add instead of add_, torch.cat instead of slice assignment)
+    """
+    codes, inplace = _op_codes()
+    calls, outputs, where = [], [], {}
+    open_frames = []
+    pending = {}
+    error = []
+    saved_now = []
+
+    def pack(t):
+        if open_frames:
+            saved_now.append(t.data)
+        return t
+
+    def profiler(frame, event, arg):
+        if event == "call":
+            code = frame.f_code
+            if code in inplace and not open_frames and not error:
+                name = frame.f_locals.get("name", code.co_name)
+                error.append(f"the program writes in place ({name})")
+            candidates = codes.get(code)
+            if candidates is not None:
+                if not open_frames:
+                    fn = _called(candidates, frame.f_locals)
+                    pending[id(frame)] = (fn, dict(frame.f_locals), grad_mode.is_grad_enabled(),
+                                          get_rng_state())
+                    saved_now.clear()
+                open_frames.append(frame)
+        elif event == "return" and open_frames and open_frames[-1] is frame:
+            open_frames.pop()
+            if not open_frames:
+                fn, local, enabled, rng = pending.pop(id(frame))
+                _record(fn, local, enabled, rng, arg)
+
+    def _record(fn, local, enabled, rng, result):
+        outs = tensors_in(result)
+        if not outs:
+            return
+        args, kwargs = _call_arguments(fn, local)
+        if fn is nn_functional.batch_norm and kwargs.get("training", args[5] if len(args) > 5
+                                                         else False) and \
+                (args[1] if len(args) > 1 else kwargs.get("running_mean")) is not None:
+            error.append("BatchNorm in training mode updates its running statistics in every "
+                         "forward, so a recomputed op would update them again; put BatchNorm "
+                         "in eval mode (or use LayerNorm/GroupNorm-like ops)")
+        index = len(calls)
+        args = replace_tensors(args, lambda t: where.get(id(t), t))
+        kwargs = replace_tensors(kwargs, lambda t: where.get(id(t), t))
+        drew = rng if _rng_changed(rng) else None
+        calls.append(OpCall(index, fn, args, kwargs, enabled, drew, len(outs), saved_now))
+        for j, t in enumerate(outs):
+            where.setdefault(id(t), ValueRef(index, j))
+        outputs.append(outs)
+
+    previous = sys.getprofile()
+    with saved_tensors_hooks(pack, lambda t: t):
+        sys.setprofile(profiler)
+        try:
+            result = program()
+        finally:
+            sys.setprofile(previous)
+    if error:
+        msg = error[0]
+        if msg.startswith("the program writes in place"):
+            msg += (": the graph executor recomputes ops, so each must be a function of its "
+                    "inputs; write it out of place (add instead of add_, torch.cat instead of "
+                    "slice assignment)")
+        raise TraceError(msg)
+    return Trace(calls, outputs, result, where)
+
+
+def _called(candidates, frame_locals):
+    """Which of the functions sharing a code object the frame runs: the one whose closure
+    holds the frame's free variables."""
+    if len(candidates) == 1:
+        return candidates[0]
+    for fn in candidates:
+        free = fn.__code__.co_freevars
+        if all(frame_locals.get(v) is c.cell_contents for v, c in zip(free, fn.__closure__)):
+            return fn
+    raise TraceError(f"cannot tell which op {candidates[0].__code__.co_name} ran")
+
+
+def _rng_changed(before):
+    now = get_rng_state()
+    return not _same_state(before, now)
+
+
+def _same_state(a, b):
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(a, b)
+    if isinstance(a, (tuple, list)) and isinstance(b, (tuple, list)):
+        return len(a) == len(b) and all(_same_state(x, y) for x, y in zip(a, b))
+    return a == b

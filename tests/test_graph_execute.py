@@ -1,0 +1,297 @@
+"""profile_graph and the op-level executor of graph plans on ckpt models that are not chains.
+
+Every plan runs on the model itself: gradients are compared bit for bit with a plain
+``loss.backward()`` from the same RNG state, and the measured logical bytes with the
+simulator's, op by op (``during`` and ``after``).
+"""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+import ckpt
+from ckpt import nn, planner
+from ckpt.planner.errors import BudgetError, ExecutionError, PlanMismatchError
+from ckpt.planner.graph_profile import GraphProfileError  # noqa: F401  (public error type)
+from ckpt.planner.op_trace import TraceError
+
+
+class UNet(nn.Module):
+    """Two levels: the first level's activations skip to the decoder (a long skip)."""
+
+    def __init__(self, c=4):
+        super().__init__()
+        self.down1 = nn.Conv2d(2, c, 3, padding=1)
+        self.down2 = nn.Conv2d(c, 2 * c, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.Conv2d(3 * c, c, 3, padding=1)
+        self.head = nn.Conv2d(c, 1, 1)
+
+    def forward(self, x):
+        a = self.down1(x).relu()
+        b = self.down2(self.pool(a)).relu()
+        n, ch, h, w = b.shape
+        up = b[:, :, :, None, :, None].expand(n, ch, h, 2, w, 2).reshape(n, ch, 2 * h, 2 * w)
+        return self.head(self.up(ckpt.cat([up, a], 1)).relu())
+
+
+class ResidualMLP(nn.Module):
+    def __init__(self, width=16, blocks=3):
+        super().__init__()
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(width, width), nn.GELU(),
+                                                   nn.Linear(width, width))
+                                     for _ in range(blocks)])
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = x + block(x)
+        return x
+
+
+def models():
+    _ = ckpt.manual_seed(0)
+    return {
+        "unet": (UNet(), ckpt.randn(2, 2, 8, 8), None),
+        "residual": (ResidualMLP(), ckpt.randn(4, 16), None),
+        "resnet-eval-bn": (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
+                                         nn.ResidualBlock(4)).eval(),
+                           ckpt.randn(2, 3, 8, 8), None),
+        "transformer": (nn.TransformerEncoderLayer(16, 2, dim_feedforward=32, dropout=0.1,
+                                                   batch_first=True, norm_first=True),
+                        ckpt.randn(2, 5, 16), None),
+        "classifier": _classifier(),
+    }
+
+
+def _classifier():
+    net = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+    target = ckpt.tensor(np.array([0, 2, 1, 1, 0]))
+    return net, ckpt.randn(5, 8), lambda out: nn.functional.cross_entropy(out, target)
+
+
+def plain_step(model, x, loss_fn):
+    """Gradients, loss and end RNG state of a plain ``loss.backward()``."""
+    params = list(model.parameters())
+    for p in params:
+        p.grad = None
+    out = model(x)
+    loss = loss_fn(out) if loss_fn else out.sum()
+    loss.backward()
+    grads = [None if p.grad is None else p.grad.data.copy() for p in params]
+    for p in params:
+        p.grad = None
+    return grads, float(loss.data), ckpt.get_rng_state()
+
+
+def run_plan(model, x, loss_fn, plan):
+    params = list(model.parameters())
+    for p in params:
+        p.grad = None
+    result = planner.execute(model, plan, x, loss_fn)
+    grads = [None if p.grad is None else p.grad.data.copy() for p in params]
+    return result, grads
+
+
+def assert_step_matches(model, x, loss_fn, plan):
+    rng = ckpt.get_rng_state()
+    want, want_loss, want_rng = plain_step(model, x, loss_fn)
+    ckpt.set_rng_state(rng)
+    result, got = run_plan(model, x, loss_fn, plan)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert (g is None) == (w is None)
+        if w is not None:
+            assert g.dtype == w.dtype and g.shape == w.shape
+            assert g.tobytes() == w.tobytes()       # bit for bit
+    assert result.loss == want_loss
+    sim = plan.simulate()
+    assert list(result.op_peaks) == sim.during.tolist()
+    assert list(result.op_after) == sim.after.tolist()
+    assert result.peak_bytes == result.predicted_peak == plan.peak
+    assert draws(ckpt.get_rng_state()) == draws(want_rng)   # the RNG ends where backward's
+    return result
+
+
+def draws(state):
+    """Four numbers drawn from RNG state ``state`` (two states are equal if these are)."""
+    ckpt.set_rng_state(state)
+    return ckpt.rand(4).tolist()
+
+
+def budget_between(graph, share):
+    """A budget ``share`` of the way from recompute-all's peak to store-all's."""
+    low = planner.plan_graph(graph, "recompute_all").peak
+    high = planner.plan_graph(graph, "store_all").peak
+    return int(low + share * (high - low))
+
+
+def plan_for(graph, strategy, share):
+    options = {"time_limit": 10} if strategy == "dag_optimal" else {}
+    if strategy in ("store_all", "recompute_all"):
+        return planner.plan_graph(graph, strategy)
+    try:
+        return planner.plan_graph(graph, strategy, budget=budget_between(graph, share),
+                                  **options)
+    except BudgetError:    # chain's stages may not fit between: give it store-all's peak
+        return planner.plan_graph(graph, strategy,
+                                  budget=planner.plan_graph(graph, "store_all").peak,
+                                  **options)
+
+
+STRATEGIES = ["store_all", "recompute_all", "chain", "dag_optimal"]
+
+
+@pytest.fixture(scope="module")
+def profiled():
+    out = {}
+    for name, (model, x, loss_fn) in models().items():
+        out[name] = (model, x, loss_fn, planner.profile_graph(model, x, loss_fn, repeats=1))
+    return out
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("name", ["unet", "residual", "resnet-eval-bn", "transformer",
+                                  "classifier"])
+def test_every_strategy_runs_bit_identical_and_as_predicted(profiled, name, strategy):
+    model, x, loss_fn, graph = profiled[name]
+    plan = plan_for(graph, strategy, 0.4)
+    assert_step_matches(model, x, loss_fn, plan)
+
+
+def test_recomputation_is_of_single_ops_and_saves_memory(profiled):
+    model, x, loss_fn, graph = profiled["unet"]
+    plan = plan_for(graph, "dag_optimal", 0.3)
+    runs = plan.simulate().runs
+    store = planner.plan_graph(graph, "store_all")
+    assert plan.peak < store.peak
+    forward = len(graph)
+    # some forward op runs twice while one of its neighbours in the graph runs once
+    twice = {graph.nodes[k].name for k in range(forward) if runs[k] > 1}
+    assert twice
+    once = {graph.nodes[k].name for k in range(forward) if runs[k] == 1}
+    assert any(set(graph[n].inputs) & once for n in twice) or \
+        any(set(graph[n].inputs) & twice for n in once)
+    result = assert_step_matches(model, x, loss_fn, plan)
+    assert result.peak_bytes < store.peak
+
+
+def test_profile_sizes_from_shapes():
+    _ = ckpt.manual_seed(1)
+    net = nn.Sequential(nn.Linear(8, 16), nn.Dropout(0.5), nn.Linear(16, 3))
+    x = ckpt.randn(5, 8)
+    target = ckpt.randn(5, 3)
+    graph = planner.profile_graph(net, x, lambda out: ((out - target) ** 2).mean(), repeats=1)
+    f32 = 4
+    assert [n.name for n in graph.nodes] == ["linear_0", "dropout_1", "linear_2", "sub_3",
+                                             "pow_4", "mean_5"]
+    assert [n.output_bytes for n in graph.nodes] == [5 * 16 * f32, 5 * 16 * f32, 5 * 3 * f32,
+                                                     5 * 3 * f32, 5 * 3 * f32, f32]
+    # dropout keeps its mask (one bool per element), nothing else keeps an extra buffer
+    assert [n.saved_bytes for n in graph.nodes] == [0, 5 * 16, 0, 0, 0, 0]
+    assert graph["linear_2"].backward_reads == ("inputs",)
+    assert graph["pow_4"].backward_reads == ("inputs",)
+    assert graph.input_bytes == x.data.nbytes + target.data.nbytes
+    params = sum(p.data.nbytes for p in net.parameters())
+    assert graph.param_bytes == 2 * params               # parameters and their gradients
+    assert all(n.forward_cost > 0 and n.backward_cost > 0 for n in graph.nodes)
+
+
+def test_profiling_leaves_gradients_and_rng_alone():
+    _ = ckpt.manual_seed(2)
+    net = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
+    x = ckpt.randn(3, 4)
+    net[0].weight.grad = ckpt.ones(4, 4)
+    before = ckpt.get_rng_state()
+    planner.profile_graph(net, x, repeats=2)
+    assert net[0].weight.grad.tolist() == ckpt.ones(4, 4).tolist()
+    assert net[0].bias.grad is None
+    assert draws(ckpt.get_rng_state()) == draws(before)
+
+
+def test_plan_for_another_graph_is_refused_naming_both():
+    _ = ckpt.manual_seed(3)
+    net = ResidualMLP(blocks=2)
+    plan = planner.plan_graph(planner.profile_graph(net, ckpt.randn(4, 16), repeats=1,
+                                                    name="batch4"), "store_all")
+    with pytest.raises(PlanMismatchError, match=r"graph 'batch4'.*graph 'ResidualMLP'.*"
+                                                r"node 'linear_0' holds 256 bytes there and "
+                                                r"512 bytes here"):
+        planner.execute(net, plan, ckpt.randn(8, 16))
+    other = UNet()
+    with pytest.raises(PlanMismatchError, match="nodes there"):
+        planner.execute(other, plan, ckpt.randn(2, 2, 8, 8))
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_bad_programs_are_refused_with_the_reason():
+    x = ckpt.randn(3, 4)
+    w = ckpt.randn(4, 4, requires_grad=True)
+
+    def inplace(t):
+        y = t @ w
+        y.relu_()
+        return y
+    with pytest.raises(TraceError, match=r"writes in place \(relu_\)"):
+        planner.profile_graph(inplace, x)
+    with pytest.raises(TraceError, match="BatchNorm in training mode"):
+        planner.profile_graph(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), x)
+    with pytest.raises(TraceError, match=r"scalar Tensor, got shape \[3, 4\]"):
+        planner.profile_graph(lambda t: t @ w, x, loss_fn=lambda out: out)
+    with pytest.raises(TraceError, match=r"op mul reads .* output of op tanh .*detach\(\)"):
+        planner.profile_graph(lambda t: (t @ w).tanh().detach() * (t @ w), x)
+    with pytest.raises(ValueError, match="repeats must be a positive int"):
+        planner.profile_graph(lambda t: t @ w, x, repeats=0)
+    plan = planner.plan_graph(planner.profile_graph(lambda t: t @ w, x, repeats=1), "store_all")
+    with pytest.raises(ExecutionError, match="tracemalloc"):
+        planner.execute(lambda t: t @ w, plan, x, tracemalloc=True)
+    with pytest.raises(ExecutionError, match="sample must be a ckpt.Tensor"):
+        planner.execute(lambda t: t @ w, plan, np.ones((3, 4)))
+
+
+# ---- random DAG models -------------------------------------------------------------------
+class RandomDAG(nn.Module):
+    """Node k combines one or two earlier values (the input is value 0) and applies an op;
+    no value is read more than twice (see the executor's note on summation order)."""
+
+    def __init__(self, spec, width):
+        super().__init__()
+        self.spec = spec
+        self.lins = nn.ModuleList([nn.Linear(width, width) for _ in spec])
+
+    def forward(self, x):
+        values = [x]
+        for (a, b, op), lin in zip(self.spec, self.lins):
+            h = values[a] if b is None else (values[a] + values[b] if op % 2 else
+                                             values[a] * values[b])
+            h = lin(h)
+            h = [h.tanh(), h.relu(), nn.functional.gelu(h), h.sigmoid() * h][op % 4]
+            values.append(h)
+        return values[-1]
+
+
+@st.composite
+def dag_specs(draw):
+    n = draw(st.integers(2, 7))
+    uses = [0] * (n + 1)
+    spec = []
+    for k in range(1, n + 1):
+        free = [i for i in range(k) if uses[i] < 2]
+        a = draw(st.sampled_from(free)) if k > 1 else 0
+        uses[a] += 1
+        rest = [i for i in free if i != a and uses[i] < 2]
+        b = draw(st.one_of(st.none(), st.sampled_from(rest))) if rest else None
+        if b is not None:
+            uses[b] += 1
+        spec.append((a, b, draw(st.integers(0, 7))))
+    return spec
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(spec=dag_specs(), strategy=st.sampled_from(STRATEGIES), share=st.floats(0.0, 1.0),
+       seed=st.integers(0, 2 ** 16))
+def test_random_dag_models(spec, strategy, share, seed):
+    _ = ckpt.manual_seed(seed)
+    model = RandomDAG(spec, 6)
+    x = ckpt.randn(3, 6)
+    graph = planner.profile_graph(model, x, repeats=1)
+    plan = plan_for(graph, strategy, share)
+    assert_step_matches(model, x, None, plan)
