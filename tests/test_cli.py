@@ -52,7 +52,7 @@ def _commands(d):
         "demo_run": ["demo", "-o", os.path.join(d, "demo_run")],
         # user mistakes
         "malformed": ["plan", malformed, "--budget", "1GiB"],
-        "unknown_model": ["plan", "resnet50", "--budget", "1GiB"],
+        "unknown_model": ["plan", "resnet51", "--budget", "1GiB"],
         "negative_budget": ["plan", "resnet", "--budget", "-5MiB"],
         "infeasible_budget": ["plan", "resnet", "--budget", "100MiB"],
         "missing_file": ["simulate", os.path.join(d, "nope.json"), plan_file],
@@ -327,7 +327,7 @@ def test_malformed_json_names_the_line_and_column(env):
 
 def test_unknown_model_lists_the_names(env):
     line = error_line(env, "unknown_model")
-    assert "unknown model 'resnet50'" in line
+    assert "unknown model 'resnet51'" in line
     assert ("mlp, mlp-run, resnet, resnet-run, transformer, transformer-run, uniform, vgg16"
             in line)
 

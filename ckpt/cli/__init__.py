@@ -11,6 +11,8 @@ under a memory budget, from a built-in model, a chain JSON file, or your own mod
     ckpt sweep resnet --budgets 8 --plot t.png  trade-off curves of every strategy
     ckpt simulate chain.json plan.json          replay a plan: validity, peak, compute
     ckpt graph resnet -o graph.dot              the graph as Graphviz DOT (or .png)
+    ckpt sweep unet --plot unet.png             a graph of ops (the dag_* strategies); also
+                                                graph JSON files, --graph MODEL
 
 Exit status: 0 on success, 2 for a mistake in the command or its inputs (one line on stderr
 says what is wrong and what would be right; never a traceback), 1 when ``simulate`` finds
@@ -32,7 +34,7 @@ import os
 import sys
 
 from .. import models
-from ..planner import zoo
+from ..planner import graph_zoo, zoo
 from ..planner.errors import PlannerError
 from .commands import (budget_range, cmd_demo, cmd_graph, cmd_plan, cmd_profile,
                        cmd_simulate, cmd_sweep, parse_budgets)
@@ -82,6 +84,9 @@ torch.nn.Module, and optionally a 4th item, stages (default "auto")""",
   ckpt plan my_model.py:make --budget 20MiB          your own model (FACTORY() returns
                                                      (model, sample, loss_fn))
   ckpt plan --torch my_net.py:make --budget 1GiB     a PyTorch model
+  ckpt plan unet --budget 300MiB --json              a graph zoo model, dag_optimal
+  ckpt plan graph.json -s dag_lp_rounding -o p.json  a ckpt.graph or node-link graph file
+  ckpt plan transformer-run --graph --batch 2        a runnable model as a graph of ops
 
 budgets: bytes or a size with a unit (512MiB, 2GiB, 1.5GB); below the least feasible peak
 the error says what the minimum is""",
@@ -91,6 +96,7 @@ the error says what the minimum is""",
   ckpt sweep chain.json --strategies optimal,revolve,sqrt --budgets 500MiB,700MiB
   ckpt sweep transformer --csv > sweep.csv
   ckpt sweep --torch my_net.py:make --budgets 6
+  ckpt sweep unet --budgets 6 --plot unet.png        every graph strategy on a graph
 
 --budgets N (a bare integer) spreads N budgets from the least feasible peak to store-all's
 peak; otherwise give sizes (comma or space separated)""",
@@ -148,6 +154,16 @@ def build_parser():
     def add_torch(p):
         p.add_argument("--torch", metavar="MODULE_OR_FILE:FACTORY", help=torch_help)
 
+    def add_graph(p):
+        p.add_argument("--graph", action="store_true",
+                       help="plan SOURCE as a graph of ops (dag_* strategies): a graph zoo "
+                            f"model ({', '.join(sorted(graph_zoo.NAMES))}; unet, densenet, "
+                            "resnet50 and random_layered are graphs without --graph) or a "
+                            "runnable model, recorded with profile_graph; graph JSON files "
+                            "(ckpt.graph or node-link) are graphs anyway")
+        p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
+                       help="wall-clock limit of dag_optimal and dag_lp_rounding (default 60)")
+
     p = add("demo", "every strategy on a model at a budget: predicted vs measured, plots",
             cmd_demo)
     p.add_argument("--model", default=None,
@@ -186,6 +202,7 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="PLAN.json", help="also write the plan JSON here")
     p.add_argument("--explain", action="store_true", help="also print every op with the "
                                                           "memory during and after it")
+    add_graph(p)
 
     p = add("sweep", "trade-off curves: every strategy at several budgets", cmd_sweep)
     p.add_argument("source", nargs="?", metavar="CHAIN.json|MODEL", help=src)
@@ -201,6 +218,7 @@ def build_parser():
     fmt_group.add_argument("--csv", action="store_true", help="print the rows as CSV")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar (it is shown only on a terminal anyway)")
+    add_graph(p)
 
     p = add("simulate", "replay a plan on a chain: validity, peak, compute", cmd_simulate)
     p.add_argument("chain", metavar="CHAIN.json", help=src)

@@ -26,6 +26,8 @@ from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_c
                      parse_strategies, parse_strategy, split_values)
 from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path, printable,
                      save_figure, write_text)
+from .graphs import (GRAPH_ORDER, graph_budgets, graph_plan_text, graph_source,
+                     graph_strategies, graph_summary, plan_graph_cli, sweep_graph)
 from .sources import model_graph, resolve
 
 __all__ = ["cmd_profile", "cmd_plan", "cmd_sweep", "cmd_simulate", "cmd_graph", "cmd_demo",
@@ -198,6 +200,9 @@ def _plan_text(p):
 
 
 def cmd_plan(args, out):
+    graph = graph_source(args)
+    if graph is not None:
+        return _plan_graph(args, out, graph)
     strategy = parse_strategy(args.strategy)
     _precheck_budget(args.budget)
     if args.output:
@@ -219,28 +224,76 @@ def cmd_plan(args, out):
     return EXIT_OK
 
 
+def _plan_graph(args, out, graph):
+    name = "dag_optimal" if args.strategy == "optimal" else args.strategy
+    strategy = graph_strategies([name], "--strategy")
+    if len(strategy) > 1:
+        raise UsageError(f"--strategy takes one strategy, got {len(strategy)}")
+    budget = None if args.budget is None else parse_budget(args.budget)
+    if args.output:
+        check_output_path(args.output, "the plan")
+    p = plan_graph_cli(graph, strategy[0], budget, getattr(args, "time_limit", 60.0))
+    if args.output:
+        write_text(args.output, p.to_json())
+    if args.json:
+        out.write(p.to_json() + "\n")
+        return EXIT_OK
+    out.write(graph_plan_text(graph, p) + "\n")
+    if args.explain:
+        sim = p.simulate()
+        out.write(f"\n  {'#':>5s}  {'op':40s} {'during':>10s} {'after':>10s}\n")
+        for k, op in enumerate(p.ops):
+            text = printable(str(op))
+            text = text if len(text) <= 40 else text[:37] + "..."
+            out.write(f"  {k:5d}  {text:40s} {format_size(int(sim.during[k])):>10s} "
+                      f"{format_size(int(sim.after[k])):>10s}\n")
+    if args.output:
+        out.write(f"wrote {printable(args.output)}\n")
+    return EXIT_OK
+
+
 # ---- sweep --------------------------------------------------------------------------------
 def cmd_sweep(args, out):
-    strategies = parse_strategies(args.strategies)
+    graph = graph_source(args)
+    if graph is not None:
+        strategies = graph_strategies(args.strategies, default=[
+            s for s in GRAPH_ORDER if isinstance(graph, planner.Graph) or s != "chain"])
+    else:
+        strategies = parse_strategies(args.strategies)
     check_budgets_text(args.budgets)
     if args.plot:
         check_output_path(args.plot, "plot", FIGURE_EXTS)
-    chain = _resolve(args).chain
-    budgets = parse_budgets(args.budgets, chain)
+    if graph is None:
+        chain = _resolve(args).chain
+        budgets = parse_budgets(args.budgets, chain)
+    else:
+        budgets = graph_budgets(args.budgets, graph)
     with Progress(len(strategies) * len(budgets),
                   enabled=None if args.progress else False) as progress:
-        result = planner.sweep(chain, strategies, budgets, progress=progress.update)
-    if args.json:
+        if graph is None:
+            result = planner.sweep(chain, strategies, budgets, progress=progress.update)
+        else:
+            result = sweep_graph(graph, strategies, budgets,
+                                 getattr(args, "time_limit", 60.0), progress)
+    if args.json and graph is not None:
+        doc = result.to_dict()
+        doc["graph"] = {"name": graph.name, "nodes": len(graph),
+                        "store_all_compute": graph.store_all_compute,
+                        "cost_unit": graph.cost_unit}
+        out.write(json.dumps(doc, indent=1) + "\n")
+    elif args.json:
         record = {k: v for k, v in _chain_record(chain).items()
                   if k not in ("input_bytes", "param_bytes")}
         out.write(json.dumps(result.to_dict(chain=record), indent=1) + "\n")
     elif args.csv:
         out.write(result.to_csv())
     else:
-        out.write(_chain_summary(chain) + "\n\n" + result.overhead_table() + "\n")
+        summary = _chain_summary(chain) if graph is None else graph_summary(graph)
+        out.write(summary + "\n\n" + result.overhead_table() + "\n")
     if args.plot:
         from ..plot import tradeoff
-        save_figure(tradeoff(result, chain=chain), args.plot)
+        save_figure(tradeoff(result, chain=chain) if graph is None else
+                    tradeoff(result, baseline=graph.store_all_compute), args.plot)
         msg = f"wrote {printable(args.plot)}\n"
         if args.json or args.csv:
             import sys

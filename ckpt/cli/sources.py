@@ -14,7 +14,7 @@ import os
 from typing import Any, Callable, NamedTuple, Optional
 
 from .. import models, planner
-from ..planner import zoo
+from ..planner import graph_zoo, zoo
 from ..planner.errors import PlannerError
 from . import load
 from .inputs import UsageError, chain_from_file
@@ -48,8 +48,10 @@ def _check_batch(name, batch):
 
 def unknown_model(name):
     """The error for a name that is no model, no file and no factory."""
+    graphs = ", ".join(sorted(set(graph_zoo.NAMES) - set(model_names())))
     return UsageError(f"unknown model {name!r}; built-in models: "
-                      f"{', '.join(model_names())} (or a chain JSON file, or FILE.py:FACTORY)")
+                      f"{', '.join(model_names())} (or a chain JSON file, or FILE.py:FACTORY); "
+                      f"graph models: {graphs} (or a graph JSON file)")
 
 
 class Measured(NamedTuple):

@@ -1,0 +1,214 @@
+"""Graph sources for ``ckpt plan`` and ``ckpt sweep``: graphs are planned as graphs (the
+``dag_*`` strategies, ``ckpt.planner.plan_graph``) instead of chains.
+
+A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_json``) or a
+networkx node-link training graph (Checkmate's or Moccasin's form), a model of the graph zoo
+(``ckpt.planner.graph_zoo``: ``unet``, ``densenet``, ``resnet50``, ``random_layered``; with
+``--graph`` also ``transformer`` and ``vgg16``, which name chains otherwise), or, with
+``--graph``, a runnable built-in model (``ckpt.models``), recorded op by op with
+``ckpt.planner.profile_graph``.
+
+>>> graph_source(_args("unet")).name
+'unet4'
+>>> graph_source(_args("transformer")) is None       # the chain zoo's, unless --graph
+True
+"""
+import argparse
+import json
+import os
+
+from .. import models, planner
+from ..planner import GRAPH_STRATEGIES, Graph, TrainingGraph, format_size, graph_zoo
+from ..planner.errors import BudgetError, GraphError
+from ..planner.sweep import Row, Sweep, pareto_front
+from .inputs import UsageError, budget_count, parse_budget, read_file, split_values
+from .output import printable
+from .sources import model_names
+
+__all__ = ["graph_source", "GRAPH_ORDER", "graph_strategies", "graph_budgets", "plan_graph_cli",
+           "sweep_graph", "graph_summary", "graph_plan_text"]
+
+GRAPH_ORDER = ("store_all", "chain", "dag_lp_rounding", "dag_optimal", "recompute_all")
+GRAPH_ONLY = sorted(set(graph_zoo.NAMES) - set(model_names()))
+_BATCHED = {"vgg16", "resnet50", "unet", "densenet", "transformer"}
+
+
+def _args(source, graph=False, batch=None):
+    return argparse.Namespace(source=source, graph=graph, batch=batch, torch=None)
+
+
+def _read_graph_file(path):
+    data = json.loads(read_file(path, "a graph JSON file"))
+    if isinstance(data, dict) and data.get("format") == "ckpt.graph":
+        return Graph.from_dict(data)
+    if isinstance(data, dict) and "links" in data:
+        return TrainingGraph.from_dict(data)
+    return None
+
+
+def graph_source(args):
+    """The ``Graph`` (or ``TrainingGraph``) a command's SOURCE names, or None when it names
+    a chain (see the module doc). Bad graph files raise the planner's ``GraphFormatError``.
+
+    >>> graph_source(_args("vgg16", graph=True, batch=2)).name
+    'vgg16'
+    """
+    spec = getattr(args, "source", None)
+    flagged = getattr(args, "graph", False)
+    if spec is None or getattr(args, "torch", None) is not None:
+        if flagged:
+            raise UsageError("--graph applies to a built-in model, a graph zoo model or a "
+                             "graph file, not to --torch")
+        return None
+    if os.path.isfile(spec) and spec.endswith(".json"):
+        try:
+            g = _read_graph_file(spec)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            g = None          # not JSON: the chain reader says what is wrong with it
+        if g is None and flagged:
+            raise UsageError(f"{printable(spec)} holds no graph (a ckpt.graph or node-link "
+                             "JSON); without --graph it is read as a chain")
+        if g is not None and args.batch is not None:
+            raise UsageError("--batch applies to built-in models, not to graph files")
+        return g
+    if spec in graph_zoo.NAMES and (flagged or spec in GRAPH_ONLY):
+        if args.batch is not None and spec not in _BATCHED:
+            raise UsageError(f"graph model {spec!r} has no batch size")
+        if args.batch is not None and args.batch <= 0:
+            raise UsageError(f"--batch must be a positive integer, got {args.batch}")
+        kwargs = {} if args.batch is None else {"batch": args.batch}
+        return graph_zoo.get(spec, **kwargs)
+    if flagged and spec in models.NAMES:
+        model, x = models.build(spec, args.batch)
+        return planner.profile_graph(model, x, repeats=1, name=spec)
+    if flagged:
+        raise UsageError(f"--graph takes a graph zoo model ({', '.join(sorted(graph_zoo.NAMES))}),"
+                         f" a runnable model ({', '.join(models.NAMES)}) or a graph JSON file; "
+                         f"got {printable(spec)!r}")
+    return None
+
+
+def graph_strategies(values, option="--strategies", default=GRAPH_ORDER):
+    """Graph strategy names from an option's values (None: ``default``).
+
+    >>> graph_strategies(["dag_optimal,store_all"])
+    ['dag_optimal', 'store_all']
+    >>> graph_strategies(["sqrt"])
+    Traceback (most recent call last):
+    ...
+    ckpt.cli.inputs.UsageError: 'sqrt' is a chain strategy; a graph takes store_all, chain, dag_lp_rounding, dag_optimal, recompute_all
+    """
+    if values is None:
+        return list(default)
+    names = split_values(values)
+    choose = ", ".join(GRAPH_ORDER)
+    if not names:
+        raise UsageError(f"{option} {' '.join(values)!r} names no strategy; choose from {choose}")
+    for n in names:
+        if n not in GRAPH_STRATEGIES:
+            kind = "a chain strategy" if n in planner.STRATEGIES else "no graph strategy"
+            raise UsageError(f"{n!r} is {kind}; a graph takes {choose}")
+    return list(dict.fromkeys(names))
+
+
+def _peak(graph, strategy):
+    return planner.plan_graph(graph, strategy).peak
+
+
+def graph_budgets(values, graph):
+    """``--budgets`` for a graph: a count spread from recompute-all's peak to store-all's,
+    or sizes.
+
+    >>> g = graph_zoo.random_layered(nodes=10, seed=1)
+    >>> b = graph_budgets(["2"], g); b == [_peak(g, "recompute_all"), _peak(g, "store_all")]
+    True
+    """
+    parts = split_values(values) if values else ["8"]
+    n = budget_count(parts)
+    if n is None:
+        return sorted({parse_budget(p, what="--budgets value") for p in parts})
+    lo, hi = _peak(graph, "recompute_all"), _peak(graph, "store_all")
+    if n == 1 or hi <= lo:
+        return [hi]
+    return sorted({lo + (hi - lo) * k // (n - 1) for k in range(n)})
+
+
+def _options(strategy, time_limit):
+    return {"time_limit": time_limit} if strategy in ("dag_optimal", "dag_lp_rounding") else {}
+
+
+def plan_graph_cli(graph, strategy, budget, time_limit):
+    """``plan_graph`` with the CLI's errors: a strategy that cannot plan this graph is a
+    ``UsageError``.
+
+    >>> plan_graph_cli(graph_zoo.random_layered(nodes=8), "store_all", None, 5).strategy
+    'store_all'
+    """
+    try:
+        return planner.plan_graph(graph, strategy, budget=budget,
+                                  **_options(strategy, time_limit))
+    except (ValueError, GraphError) as e:
+        if isinstance(e, BudgetError):
+            raise
+        raise UsageError(" ".join(str(e).split())) from None
+
+
+def sweep_graph(graph, strategies, budgets, time_limit, progress=None):
+    """Every strategy at every budget (None peak: no plan fits) as a ``Sweep``.
+
+    >>> s = sweep_graph(graph_zoo.random_layered(nodes=8), ["store_all"], [10 ** 12], 5)
+    >>> [r.strategy for r in s.front]
+    ['store_all']
+    """
+    rows = []
+    for name in strategies:
+        for b in budgets:
+            if progress is not None:
+                progress.update(len(rows), f"{name} @ {format_size(b)}")
+            try:
+                p = plan_graph_cli(graph, name, b, time_limit)
+                rows.append(Row(name, b, p.peak, p.compute))
+            except BudgetError:
+                rows.append(Row(name, b, None, None))
+    return Sweep(rows, pareto_front(rows), graph)
+
+
+def graph_summary(graph):
+    """One line about the graph (as ``_chain_summary`` for chains).
+
+    >>> graph_summary(graph_zoo.random_layered(nodes=8)).split(":")[0]
+    "graph 'random_layered_n8_w4_s2_seed0'"
+    """
+    tg = graph.training() if isinstance(graph, Graph) else graph
+    ops = f"{len(graph)} ops, " if isinstance(graph, Graph) else ""
+    return (f"graph {printable(tg.name)!r}: {ops}{len(tg)} training nodes, constant "
+            f"{format_size(tg.constant_bytes)}, costs in {printable(tg.cost_unit)}; store-all "
+            f"peak {format_size(_peak(tg, 'store_all'))}, recompute-all peak "
+            f"{format_size(_peak(tg, 'recompute_all'))}")
+
+
+def graph_plan_text(graph, p):
+    """The plan as ``ckpt plan`` prints it for a graph.
+
+    >>> g = graph_zoo.random_layered(nodes=8)
+    >>> graph_plan_text(g, planner.plan_graph(g, "recompute_all")).splitlines()[0]
+    "graph plan 'recompute_all' for graph 'random_layered_n8_w4_s2_seed0', no budget"
+    """
+    tg = p.training
+    runs = p.simulate().runs
+    again = [tg.names[k] for k in range(len(tg)) if runs[k] > 1]
+    b = "no budget" if p.budget is None else f"budget {format_size(p.budget)}"
+    lines = [f"graph plan {p.strategy!r} for graph {printable(tg.name)!r}, {b}",
+             "  " + graph_summary(graph),
+             f"  predicted peak   {format_size(p.peak)} ({p.peak} bytes)",
+             f"  compute          {p.compute:.4g} {printable(tg.cost_unit)} = store-all + "
+             f"{100 * p.overhead:.1f}% overhead",
+             f"  ops              {len(p.ops)}; {len(again)} of {len(tg)} nodes computed more "
+             "than once"]
+    if p.solver_status:
+        lines.append(f"  solver           {p.solver_status}, bound {p.bound:.4g}, gap on the "
+                     f"overhead {100 * p.gap:.2f}%")
+    if again:
+        shown = ", ".join(printable(n) for n in again[:12])
+        lines.append(f"  recomputed       {shown}{' ...' if len(again) > 12 else ''}")
+    return "\n".join(lines)
