@@ -47,9 +47,22 @@ class ResidualMLP(nn.Module):
         return x
 
 
+class FanOut(nn.Module):
+    """One activation read by four ops, and one layer applied twice."""
+
+    def __init__(self, width=16):
+        super().__init__()
+        self.a, self.b, self.c, self.d = (nn.Linear(width, width) for _ in range(4))
+
+    def forward(self, x):
+        h = self.d(x).tanh()
+        return self.a(h).tanh() * self.b(h).sigmoid() + self.c(h).relu() + self.a(h.exp())
+
+
 def models():
     _ = ckpt.manual_seed(0)
     return {
+        "fan-out": (FanOut(), ckpt.randn(8, 16), None),
         "unet": (UNet(), ckpt.randn(2, 2, 8, 8), None),
         "residual": (ResidualMLP(), ckpt.randn(4, 16), None),
         "resnet-eval-bn": (nn.Sequential(nn.Conv2d(3, 4, 3, padding=1),
@@ -150,7 +163,7 @@ def profiled():
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
 @pytest.mark.parametrize("name", ["unet", "residual", "resnet-eval-bn", "transformer",
-                                  "classifier"])
+                                  "classifier", "fan-out"])
 def test_every_strategy_runs_bit_identical_and_as_predicted(profiled, name, strategy):
     model, x, loss_fn, graph = profiled[name]
     plan = plan_for(graph, strategy, 0.4)
@@ -158,18 +171,18 @@ def test_every_strategy_runs_bit_identical_and_as_predicted(profiled, name, stra
 
 
 def test_recomputation_is_of_single_ops_and_saves_memory(profiled):
-    model, x, loss_fn, graph = profiled["unet"]
-    plan = plan_for(graph, "dag_optimal", 0.3)
+    model, x, loss_fn, graph = profiled["residual"]
+    plan = plan_for(graph, "dag_optimal", 0.5)
     runs = plan.simulate().runs
+    forward = range(len(graph))
+    # an op computed again while every input it reads was computed once: recomputed alone
+    # from kept values, not as part of a segment replayed from a checkpoint
+    single = [graph.nodes[k].name for k in forward if runs[k] > 1
+              and all(runs[graph.order.index(i)] == 1 for i in graph.nodes[k].inputs)
+              and graph.nodes[k].inputs]
+    assert single
     store = planner.plan_graph(graph, "store_all")
     assert plan.peak < store.peak
-    forward = len(graph)
-    # some forward op runs twice while one of its neighbours in the graph runs once
-    twice = {graph.nodes[k].name for k in range(forward) if runs[k] > 1}
-    assert twice
-    once = {graph.nodes[k].name for k in range(forward) if runs[k] == 1}
-    assert any(set(graph[n].inputs) & once for n in twice) or \
-        any(set(graph[n].inputs) & twice for n in once)
     result = assert_step_matches(model, x, loss_fn, plan)
     assert result.peak_bytes < store.peak
 
@@ -250,7 +263,8 @@ def test_bad_programs_are_refused_with_the_reason():
 # ---- random DAG models -------------------------------------------------------------------
 class RandomDAG(nn.Module):
     """Node k combines one or two earlier values (the input is value 0) and applies an op;
-    no value is read more than twice (see the executor's note on summation order)."""
+    a value may be read by any number of later nodes (gradients summed in the engine's
+    order)."""
 
     def __init__(self, spec, width):
         super().__init__()
@@ -270,17 +284,12 @@ class RandomDAG(nn.Module):
 
 @st.composite
 def dag_specs(draw):
-    n = draw(st.integers(2, 7))
-    uses = [0] * (n + 1)
+    n = draw(st.integers(2, 8))
     spec = []
     for k in range(1, n + 1):
-        free = [i for i in range(k) if uses[i] < 2]
-        a = draw(st.sampled_from(free)) if k > 1 else 0
-        uses[a] += 1
-        rest = [i for i in free if i != a and uses[i] < 2]
-        b = draw(st.one_of(st.none(), st.sampled_from(rest))) if rest else None
-        if b is not None:
-            uses[b] += 1
+        a = draw(st.integers(0, k - 1))
+        b = draw(st.one_of(st.none(), st.integers(0, k - 1).filter(lambda i: i != a))) \
+            if k > 1 else None
         spec.append((a, b, draw(st.integers(0, 7))))
     return spec
 

@@ -12,9 +12,10 @@ first computation or a recomputation alike), ``compute backward(<op>)`` runs its
 loss_fn)`` they are equal, op by op (the runner's module doc says why).
 
 Gradients: ``.grad`` of every parameter ends as ``loss_fn(model(sample)).backward()``
-leaves it, bit for bit, when no tensor gets more than two gradient contributions (the
-executor sums them in its own order; the engine's order may differ in the last bit for
-three or more). Dropout masks are replayed from the RNG state each op started with; the
+leaves it, bit for bit: a value's gradients are summed in the order the engine adds them
+(recorded at the trace), and each gradient is held laid out as the engine made it. One
+exception: a parameter read by three or more ops gets its contributions in the plan's
+order of backwards, which may differ from the engine's in the last bit. Dropout masks are replayed from the RNG state each op started with; the
 RNG ends where an uninterrupted step leaves it. Refused: in-place ops and BatchNorm in
 training mode (``TraceError``), a plan made for another graph (``PlanMismatchError``,
 naming both graphs and the first node that differs).

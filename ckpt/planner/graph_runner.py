@@ -29,7 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..autograd import grad_mode
-from ..autograd.engine import backward as _engine_backward
+from ..autograd.engine import backward as _engine_backward, grad as _engine_grad
 from ..autograd.function import Function
 from ..autograd.graph import AccumulateGrad, saved_tensors_hooks, walk
 from ..autograd.random import get_rng_state, set_rng_state
@@ -226,8 +226,43 @@ def bind(model, sample, loss_fn=None, name=None):
         c.saved = []        # the traced arrays: sized, no longer needed
     label = name or (type(model).__name__ if hasattr(model, "parameters")
                      else getattr(model, "__name__", "graph"))
-    return GraphProgram(calls, ref.op, list(params.values()), list(data.values()), rng_end,
-                        sizes, out_meta, label)
+    arrival = _arrival_order(traced, keep, loss, list(params.values()))
+    program = GraphProgram(calls, ref.op, list(params.values()), list(data.values()), rng_end,
+                           sizes, out_meta, label)
+    for k in program.order:     # consumers in the order backward() delivers their gradients
+        program.consumers[k] = list(dict.fromkeys(arrival[k] + program.consumers[k]))
+    return program
+
+
+def _arrival_order(traced, keep, loss, params):
+    """Per kept call, the calls that hand its outputs a gradient, in the order ``backward()``
+    delivers them (seen by post-hooks on the traced graph's nodes during one
+    ``autograd.grad`` of the loss). The runner sums a value's gradients in this order, so
+    the sums are the engine's, bit for bit (floating-point addition is not associative)."""
+    roots = {}
+    for c in keep:
+        for t in traced.outputs[c]:
+            if t.grad_fn is not None:
+                roots.setdefault(t.grad_fn, c)
+    order = {c: [] for c in keep}
+    handles = []
+    for node, w in traced.owner.items():
+        if w not in keep:
+            continue
+
+        def seen(grad_inputs, grad_outputs, node=node, w=w):
+            for (nxt, _), g in zip(node.next_functions, grad_inputs):
+                v = roots.get(nxt) if nxt is not None else None
+                if v is not None and v != w and g is not None and w not in order[v]:
+                    order[v].append(w)
+        handles.append(node.register_hook(seen))
+    try:
+        if params and loss.requires_grad:
+            _engine_grad(loss, params, allow_unused=True)
+    finally:
+        for h in handles:
+            h.remove()
+    return order
 
 
 def _traced_sizes(call, traced):
@@ -275,7 +310,8 @@ class OpRunner:
     the step (``prepare_grads``; the cost model counts gradients as constant memory); a
     backward copies its parameter gradient into it (the first contribution) or adds it in
     place (later ones, and into a ``.grad`` that existed before), so ``.grad`` ends bit for
-    bit as ``loss.backward()`` leaves it when no value has more than two contributions.
+    bit as ``loss.backward()`` leaves it when no parameter is read by more than two ops
+    (contributions are added in the plan's order of backwards).
     ``finish()`` removes the hooks, gives ``.grad = None`` back to parameters nothing reached
     and leaves the RNG where an uninterrupted step would.
 
@@ -474,7 +510,7 @@ class OpRunner:
 
     def _upstream(self, k, n):
         """Per output of call k: the sum of the gradients its consumers' backwards left
-        (None where none flowed), summed in the consumers' trace order."""
+        (None where none flowed), summed in the order ``backward()`` adds them."""
         total = [None] * n
         for w in self.program.consumers[k]:
             for j, cell in enumerate(self.grads[w][k]):

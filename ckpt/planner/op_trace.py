@@ -30,7 +30,7 @@ import numpy as np
 
 from ..autograd import factory, grad_mode, ops
 from ..autograd.ops import elementwise, linalg, nn_functional, reduce, shape
-from ..autograd.graph import saved_tensors_hooks
+from ..autograd.graph import AccumulateGrad, saved_tensors_hooks
 from ..autograd.random import get_rng_state
 from ..autograd.tensor import Tensor
 from .errors import PlannerError
@@ -164,12 +164,14 @@ class OpCall:
 
 class Trace(NamedTuple):
     """What ``trace`` returns: the ``calls`` (``OpCall``), the ``outputs`` of each call as
-    traced (tensors, kept alive), the program's ``result`` and ``where``: ``id(tensor) ->
-    ValueRef`` of every recorded output."""
+    traced (tensors, kept alive), the program's ``result``, ``where``: ``id(tensor) ->
+    ValueRef`` of every recorded output, and ``owner``: graph node -> the number of the call
+    that created it (leaf accumulators excluded)."""
     calls: list
     outputs: list
     result: object
     where: dict
+    owner: dict
 
     def ref_of(self, t):
         """The ``ValueRef`` of tensor ``t`` if a recorded op returned it, else None."""
@@ -204,7 +206,7 @@ def trace(program):
     ckpt.planner.op_trace.TraceError: the program writes in place (add_): the graph executor recomputes ops, so each must be a function of its inputs; write it out of place (add instead of add_, torch.cat instead of slice assignment)
     """
     codes, inplace = _op_codes()
-    calls, outputs, where = [], [], {}
+    calls, outputs, where, owner = [], [], {}, {}
     open_frames = []
     pending = {}
     error = []
@@ -254,6 +256,7 @@ def trace(program):
         for j, t in enumerate(outs):
             where.setdefault(id(t), ValueRef(index, j))
         outputs.append(outs)
+        _claim_nodes(outs, index, owner)
 
     previous = sys.getprofile()
     with saved_tensors_hooks(pack, lambda t: t):
@@ -269,7 +272,19 @@ def trace(program):
                     "inputs; write it out of place (add instead of add_, torch.cat instead of "
                     "slice assignment)")
         raise TraceError(msg)
-    return Trace(calls, outputs, result, where)
+    return Trace(calls, outputs, result, where, owner)
+
+
+def _claim_nodes(outs, index, owner):
+    """Give call ``index`` the graph nodes behind its outputs that no earlier call claimed:
+    the nodes it created (an op's graph reaches earlier ops' only through their outputs)."""
+    stack = [t.grad_fn for t in outs if t.grad_fn is not None]
+    while stack:
+        node = stack.pop()
+        if node in owner or isinstance(node, AccumulateGrad):
+            continue
+        owner[node] = index
+        stack.extend(n for n, _ in node.next_functions if n is not None)
 
 
 def _called(candidates, frame_locals):
