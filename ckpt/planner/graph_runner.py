@@ -119,8 +119,16 @@ class GraphProgram:
     """A training step traced into ops (``bind``): the ``calls`` that reach the loss (in
     trace order), their graph ``names``, the ``loss`` call, the ``params`` (leaves that
     require grad), the ``data`` tensors (the sample and constants the ops read), per call
-    ``output_bytes``, ``saved_bytes`` and ``reads``, and ``rng_end`` (the RNG state after
-    an uninterrupted forward and loss)."""
+    ``output_bytes``, ``saved_bytes`` and ``reads``, ``consumers`` (per call, the calls
+    reading it, in the order ``backward()`` adds their gradients) and ``rng_end`` (the RNG
+    state after an uninterrupted forward and loss).
+
+    >>> import ckpt
+    >>> w = ckpt.ones(3, requires_grad=True)
+    >>> prog = bind(lambda x: (x * w).exp(), ckpt.ones(3))
+    >>> prog.output_bytes, prog.consumers
+    ({0: 12, 1: 12, 2: 4}, {0: [1], 1: [2], 2: []})
+    """
 
     def __init__(self, calls, loss, params, data, rng_end, sizes, out_meta, name):
         self.calls = {c.index: c for c in calls}
@@ -342,7 +350,13 @@ class OpRunner:
 
     # ---- parameters -----------------------------------------------------------------------
     def prepare_grads(self):
-        """Zero stand-in ``.grad`` for every parameter that has none."""
+        """Zero stand-in ``.grad`` for every parameter that has none.
+
+        >>> import ckpt
+        >>> w = ckpt.ones(2, requires_grad=True)
+        >>> OpRunner(bind(lambda x: x * w, ckpt.ones(2))).prepare_grads(); w.grad.tolist()
+        [0.0, 0.0]
+        """
         for p in self.program.params:
             if p.grad is None:
                 p.grad = Tensor(np.zeros_like(p.data))
@@ -359,7 +373,14 @@ class OpRunner:
         self.param_caught.clear()
 
     def finish(self):
-        """Remove the hooks, release unreached stand-ins, restore the RNG's end state."""
+        """Remove the hooks, release unreached stand-ins, restore the RNG's end state.
+
+        >>> import ckpt
+        >>> w = ckpt.ones(2, requires_grad=True)
+        >>> runner = OpRunner(bind(lambda x: x * w, ckpt.ones(2)))
+        >>> runner.prepare_grads(); runner.finish(); w.grad is None
+        True
+        """
         for handle in self.param_hooks.values():
             handle.remove()
         self.param_hooks.clear()
@@ -383,7 +404,13 @@ class OpRunner:
 
     # ---- ops -------------------------------------------------------------------------------
     def compute(self, name):
-        """Run the op named ``name`` (a forward op or ``backward(<op>)``)."""
+        """Run the op named ``name`` (a forward op or ``backward(<op>)``).
+
+        >>> import ckpt
+        >>> runner = OpRunner(bind(lambda x: x.exp(), ckpt.zeros(2)))
+        >>> runner.compute("exp_0"); runner.values[0][0].tolist()
+        [1.0, 1.0]
+        """
         prog = self.program
         if name.startswith("backward(") and name.endswith(")"):
             self._backward(prog.by_name[name[len("backward("):-1]])
@@ -392,7 +419,13 @@ class OpRunner:
 
     def free(self, name):
         """Drop the value named ``name`` (with a forward value, its graph when that keeps
-        extras)."""
+        extras).
+
+        >>> import ckpt
+        >>> runner = OpRunner(bind(lambda x: x.exp(), ckpt.zeros(2)))
+        >>> runner.compute("exp_0"); runner.free("exp_0"); runner.values
+        {}
+        """
         prog = self.program
         if name.startswith("backward(") and name.endswith(")"):
             del self.grads[prog.by_name[name[len("backward("):-1]]]

@@ -142,18 +142,35 @@ class OpCall:
         self.inputs = tuple(dict.fromkeys(r.op for r in self.refs()))
 
     def refs(self):
-        """The ``ValueRef``s among the arguments, in order (with repeats)."""
+        """The ``ValueRef``s among the arguments, in order (with repeats).
+
+        >>> import ckpt
+        >>> trace(lambda: (lambda a: a * a)(ckpt.ones(2))).calls[1].refs()
+        [ValueRef(op=0, out=0), ValueRef(op=0, out=0)]
+        """
         found = []
         replace_tensors((self.args, self.kwargs), found.append, kind=ValueRef)
         return found
 
     def constants(self):
-        """The tensors among the arguments that are no recorded op's output."""
+        """The tensors among the arguments that are no recorded op's output.
+
+        >>> import ckpt
+        >>> w = ckpt.ones(2)
+        >>> trace(lambda: ckpt.zeros(2) + w).calls[1].constants()[0] is w
+        True
+        """
         return tensors_in((self.args, self.kwargs))
 
     def replay(self, resolve):
         """Call the op again, each ``ValueRef`` ``r`` in the arguments replaced by
-        ``resolve(r)``; returns what the op returns."""
+        ``resolve(r)``; returns what the op returns.
+
+        >>> import ckpt
+        >>> call = trace(lambda: ckpt.ones(2) * 3).calls[1]
+        >>> call.replay(lambda ref: ckpt.ones(2) * 2).tolist()
+        [6.0, 6.0]
+        """
         args = replace_tensors(self.args, resolve, kind=ValueRef)
         kwargs = replace_tensors(self.kwargs, resolve, kind=ValueRef)
         return self.fn(*args, **kwargs)
@@ -174,7 +191,13 @@ class Trace(NamedTuple):
     owner: dict
 
     def ref_of(self, t):
-        """The ``ValueRef`` of tensor ``t`` if a recorded op returned it, else None."""
+        """The ``ValueRef`` of tensor ``t`` if a recorded op returned it, else None.
+
+        >>> import ckpt
+        >>> t = trace(lambda: ckpt.ones(2).exp())
+        >>> t.ref_of(t.result), t.ref_of(ckpt.ones(2))
+        (ValueRef(op=1, out=0), None)
+        """
         return self.where.get(id(t))
 
 
