@@ -304,3 +304,33 @@ def test_random_dag_models(spec, strategy, share, seed):
     graph = planner.profile_graph(model, x, repeats=1)
     plan = plan_for(graph, strategy, share)
     assert_step_matches(model, x, None, plan)
+
+
+def _marker():
+    return 1
+
+
+def test_tracing_gives_the_interpreter_its_profiler_back():
+    import cProfile
+    import pstats
+    import sys
+    x, w = ckpt.randn(2, 3), ckpt.randn(3, 3, requires_grad=True)
+    calls = []
+
+    def python_profiler(frame, event, arg):
+        calls.append(event)
+    sys.setprofile(python_profiler)
+    try:
+        planner.profile_graph(lambda t: t @ w, x, repeats=1)
+        assert sys.getprofile() is python_profiler
+    finally:
+        sys.setprofile(None)
+    prof = cProfile.Profile()
+    prof.enable()
+    try:
+        planner.profile_graph(lambda t: t @ w, x, repeats=1)
+        _marker()                       # seen only if cProfile was switched on again
+    finally:
+        prof.disable()
+    names = {key[2] for key in pstats.Stats(prof).stats}
+    assert "_marker" in names

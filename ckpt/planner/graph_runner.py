@@ -234,11 +234,12 @@ def bind(model, sample, loss_fn=None, name=None):
         c.saved = []        # the traced arrays: sized, no longer needed
     label = name or (type(model).__name__ if hasattr(model, "parameters")
                      else getattr(model, "__name__", "graph"))
-    arrival = _arrival_order(traced, keep, loss, list(params.values()))
     program = GraphProgram(calls, ref.op, list(params.values()), list(data.values()), rng_end,
                            sizes, out_meta, label)
-    for k in program.order:     # consumers in the order backward() delivers their gradients
-        program.consumers[k] = list(dict.fromkeys(arrival[k] + program.consumers[k]))
+    if any(len(c) > 2 for c in program.consumers.values()):   # two sum alike in any order
+        arrival = _arrival_order(traced, keep, loss, list(params.values()))
+        for k in program.order:  # consumers in the order backward() delivers their gradients
+            program.consumers[k] = list(dict.fromkeys(arrival[k] + program.consumers[k]))
     return program
 
 

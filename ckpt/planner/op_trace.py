@@ -287,7 +287,7 @@ def trace(program):
         try:
             result = program()
         finally:
-            sys.setprofile(previous)
+            _restore_profiler(previous)
     if error:
         msg = error[0]
         if msg.startswith("the program writes in place"):
@@ -296,6 +296,17 @@ def trace(program):
                     "slice assignment)")
         raise TraceError(msg)
     return Trace(calls, outputs, result, where, owner)
+
+
+def _restore_profiler(previous):
+    """Give the interpreter its profile function back; a C profiler (``cProfile``) is
+    switched on again with its ``enable()``, since ``sys.setprofile`` cannot take it."""
+    if previous is None or callable(previous):
+        sys.setprofile(previous)
+    elif hasattr(previous, "enable"):
+        previous.enable()
+    else:
+        sys.setprofile(None)
 
 
 def _claim_nodes(outs, index, owner):
