@@ -334,3 +334,18 @@ def test_tracing_gives_the_interpreter_its_profiler_back():
         prof.disable()
     names = {key[2] for key in pstats.Stats(prof).stats}
     assert "_marker" in names
+
+
+def test_gradients_accumulate_into_existing_ones_and_memory_is_still_predicted(profiled):
+    model, x, loss_fn, graph = profiled["residual"]
+    want, _, _ = plain_step(model, x, loss_fn)
+    plan = plan_for(graph, "dag_optimal", 0.5)
+    params = list(model.parameters())
+    for p in params:
+        p.grad = ckpt.ones(*p.shape)
+    result = planner.execute(model, plan, x, loss_fn)
+    assert list(result.op_peaks) == plan.simulate().during.tolist()
+    for p, w in zip(params, want):           # each parameter has one contribution here
+        assert p.grad.data.tobytes() == (np.float32(1) + w).tobytes()
+    for p in params:
+        p.grad = None
