@@ -31,13 +31,13 @@ import numpy as np
 from ..autograd import grad_mode
 from ..autograd.engine import backward as _engine_backward, grad as _engine_grad
 from ..autograd.function import Function
-from ..autograd.graph import AccumulateGrad, saved_tensors_hooks, walk
+from ..autograd.graph import AccumulateGrad, root_buffer, saved_tensors_hooks, walk
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import SavedBuffer
 from .graph import Graph, Node, READS
 from .graph_training import backward_name
-from .op_trace import TraceError, ValueRef, replace_tensors, root_array, tensors_in, trace
+from .op_trace import TraceError, ValueRef, replace_tensors, tensors_in, trace
 
 __all__ = ["GraphProgram", "bind", "OpRunner", "owned_outputs", "classify_saved"]
 
@@ -54,7 +54,7 @@ def owned_outputs(outs, foreign):
     """
     seen, owned = set(foreign), []
     for t in outs:
-        root = root_array(t.data)
+        root = root_buffer(t.data)
         own = id(root) not in seen and root.nbytes == t.data.nbytes
         owned.append(own)
         seen.add(id(root))
@@ -82,7 +82,7 @@ def classify_saved(arrays, inputs, constants, outputs):
     """
     kinds, extras = [], {}
     for a in arrays:
-        root = root_array(a)
+        root = root_buffer(a)
         r = id(root)
         if r in inputs:
             kinds.append(Saved("input", inputs[r]))
@@ -207,19 +207,19 @@ def bind(model, sample, loss_fn=None, name=None):
         for t in c.constants():
             if t.requires_grad and t.grad_fn is None and t is not sample:
                 params.setdefault(id(t), t)
-    base = {id(root_array(t.data)) for t in list(params.values()) + [sample]}
+    base = {id(root_buffer(t.data)) for t in list(params.values()) + [sample]}
     if hasattr(model, "buffers"):
-        base |= {id(root_array(b.data)) for b in model.buffers() if b is not None}
+        base |= {id(root_buffer(b.data)) for b in model.buffers() if b is not None}
     made = {}
     for c in traced.calls:
         for t in traced.outputs[c.index]:
-            r = id(root_array(t.data))
+            r = id(root_buffer(t.data))
             if r not in base:
                 made.setdefault(r, c)
     data = {id(sample): sample}
     for c in calls:
         for t in c.constants():
-            r = id(root_array(t.data))
+            r = id(root_buffer(t.data))
             if r in made:
                 raise TraceError(f"op {c.name} reads a tensor that shares memory with the output "
                                  f"of op {made[r].name} but did not come from it through ckpt ops "
@@ -278,11 +278,11 @@ def _traced_sizes(call, traced):
     """(output bytes, extra saved bytes, backward reads) of a traced call."""
     inputs = {}
     for r in call.refs():
-        inputs[id(root_array(traced.outputs[r.op][r.out].data))] = r
-    constants = {id(root_array(t.data)) for t in call.constants()}
+        inputs[id(root_buffer(traced.outputs[r.op][r.out].data))] = r
+    constants = {id(root_buffer(t.data)) for t in call.constants()}
     outs = traced.outputs[call.index]
     owned = owned_outputs(outs, set(inputs) | constants)
-    out_roots = {id(root_array(t.data)): j for j, (t, o) in enumerate(zip(outs, owned)) if o}
+    out_roots = {id(root_buffer(t.data)): j for j, (t, o) in enumerate(zip(outs, owned)) if o}
     kinds, extras = classify_saved(call.saved, inputs, constants, out_roots)
     reads = tuple(r for r, kind in zip(READS, ("input", "output"))
                   if any(k.kind == kind for k in kinds))
@@ -347,7 +347,7 @@ class OpRunner:
         self.grads_done = set()
         self.loss = None
         self._saved_now = None
-        self._constants = {id(root_array(t.data)) for t in program.params + program.data}
+        self._constants = {id(root_buffer(t.data)) for t in program.params + program.data}
 
     # ---- parameters -----------------------------------------------------------------------
     def prepare_grads(self):
@@ -400,7 +400,7 @@ class OpRunner:
         kind, key = box[0], box[1]
         if kind == "input" or kind == "output":
             ref, geometry = key
-            return Tensor(_view(root_array(self.values[ref.op][ref.out].data), geometry))
+            return Tensor(_view(root_buffer(self.values[ref.op][ref.out].data), geometry))
         return Tensor(key)
 
     # ---- ops -------------------------------------------------------------------------------
@@ -456,18 +456,18 @@ class OpRunner:
             with saved_tensors_hooks(self._pack, self._unpack), \
                     grad_mode.set_grad_enabled(call.grad_enabled):
                 outs = tensors_in(call.replay(resolve))
-                inputs = {id(root_array(leaf.data)): ref for ref, leaf in leaves.items()}
+                inputs = {id(root_buffer(leaf.data)): ref for ref, leaf in leaves.items()}
                 owned = owned_outputs(outs, set(inputs) | self._constants)
                 outs = [t if o else t.clone() for t, o in zip(outs, owned)]
         finally:
             self._saved_now = None
-        out_roots = {id(root_array(t.data)): j for j, t in enumerate(outs)}
+        out_roots = {id(root_buffer(t.data)): j for j, t in enumerate(outs)}
         kinds, extras = classify_saved([b[0] for b in saved], inputs, self._constants, out_roots)
         for box, kind in zip(saved, kinds):
             if kind.kind in ("input", "output"):
                 ref = kind.key if kind.kind == "input" else ValueRef(k, kind.key)
                 value = self.values[ref.op][ref.out] if kind.kind == "input" else outs[ref.out]
-                box[:] = [kind.kind, (ref, _geometry(box[0], root_array(value.data)))]
+                box[:] = [kind.kind, (ref, _geometry(box[0], root_buffer(value.data)))]
             else:
                 box[:] = [kind.kind, kind.key]
         graph = _Graph()

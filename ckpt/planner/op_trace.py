@@ -21,7 +21,9 @@ function of its inputs.
 >>> [c.name for c in t.calls], t.calls[2].args
 (['ones', 'matmul', 'relu', 'sum'], (ValueRef(op=1, out=0),))
 """
+import importlib
 import inspect
+import pkgutil
 import sys
 import types
 from typing import NamedTuple
@@ -29,16 +31,15 @@ from typing import NamedTuple
 import numpy as np
 
 from ..autograd import factory, grad_mode, ops
-from ..autograd.ops import elementwise, linalg, nn_functional, reduce, shape
-from ..autograd.graph import AccumulateGrad, saved_tensors_hooks
+from ..autograd.ops import shape
+from ..autograd.graph import AccumulateGrad, root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state
 from ..autograd.tensor import Tensor
 from .errors import PlannerError
 
-__all__ = ["trace", "Trace", "OpCall", "ValueRef", "TraceError", "root_array", "tensors_in",
+__all__ = ["trace", "Trace", "OpCall", "ValueRef", "TraceError", "op_modules", "tensors_in",
            "replace_tensors"]
 
-_OP_MODULES = (elementwise, linalg, reduce, shape, nn_functional, factory)
 # public names of the op modules that are helpers of other ops, or return no tensor
 _NOT_OPS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros",
             "is_tensor", "as_tensor_arg"}
@@ -56,16 +57,18 @@ class ValueRef(NamedTuple):
     out: int
 
 
-def root_array(array):
-    """The numpy array that owns ``array``'s memory (views followed to their base).
+def op_modules():
+    """The modules whose public functions are ckpt's ops: every public module of
+    ``ckpt.autograd.ops`` (found by walking the package) but ``inplace`` (its in-place
+    methods are refused, not replayed), and the factories.
 
-    >>> import numpy as np
-    >>> a = np.zeros(6); root_array(a[2:].reshape(2, 2)) is a
-    True
+    >>> [m.__name__ for m in op_modules()][:2]
+    ['ckpt.autograd.ops.elementwise', 'ckpt.autograd.ops.inplace']
     """
-    while isinstance(array.base, np.ndarray):
-        array = array.base
-    return array
+    found = [importlib.import_module(info.name) for info in
+             pkgutil.walk_packages(ops.__path__, ops.__name__ + ".")
+             if not any(part.startswith("_") for part in info.name.split("."))]
+    return sorted(found, key=lambda m: m.__name__) + [factory]
 
 
 def tensors_in(obj):
@@ -105,19 +108,17 @@ def replace_tensors(obj, fn, kind=Tensor):
 
 def _op_codes():
     """``{code: [function, ...]}`` of every op function (ops made by one factory share a
-    code object), and the code objects of in-place ops."""
-    codes, inplace = {}, set()
-    for mod in _OP_MODULES:
+    code object), and the same for the in-place ops."""
+    codes, inplace = {}, {}
+    for mod in op_modules():
+        table = inplace if mod is ops.inplace else codes
         for name, obj in vars(mod).items():
             if (isinstance(obj, types.FunctionType) and obj.__module__ == mod.__name__
                     and not name.startswith("_") and name not in _NOT_OPS):
-                same = codes.setdefault(obj.__code__, [])
+                same = table.setdefault(obj.__code__, [])
                 if obj not in same:
                     same.append(obj)
-    for obj in vars(Tensor).values():
-        if isinstance(obj, types.FunctionType) and obj.__module__ == ops.inplace.__name__:
-            inplace.add(obj.__code__)
-    inplace.add(shape.setitem.__code__)
+    inplace.setdefault(shape.setitem.__code__, [shape.setitem])
     return codes, inplace
 
 
@@ -244,7 +245,9 @@ def trace(program):
         if event == "call":
             code = frame.f_code
             if code in inplace and not open_frames and not error:
-                name = frame.f_locals.get("name", code.co_name)
+                same = inplace[code]
+                name = ("/".join(f.__name__ for f in same) if not code.co_freevars
+                        else _called(same, frame.f_locals).__name__)
                 error.append(f"the program writes in place ({name})")
             candidates = codes.get(code)
             if candidates is not None:
@@ -265,7 +268,7 @@ def trace(program):
         if not outs:
             return
         args, kwargs = _call_arguments(fn, local)
-        if fn is nn_functional.batch_norm and kwargs.get("training", args[5] if len(args) > 5
+        if fn.__name__ == "batch_norm" and kwargs.get("training", args[5] if len(args) > 5
                                                          else False) and \
                 (args[1] if len(args) > 1 else kwargs.get("running_mean")) is not None:
             error.append("BatchNorm in training mode updates its running statistics in every "
@@ -328,7 +331,8 @@ def _called(candidates, frame_locals):
         return candidates[0]
     for fn in candidates:
         free = fn.__code__.co_freevars
-        if all(frame_locals.get(v) is c.cell_contents for v, c in zip(free, fn.__closure__)):
+        if all(frame_locals.get(v) is c.cell_contents
+               for v, c in zip(free, fn.__closure__ or ())):
             return fn
     raise TraceError(f"cannot tell which op {candidates[0].__code__.co_name} ran")
 
