@@ -42,7 +42,7 @@ def _chain(graph, tg, budget):
 
 
 def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=400):
+                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=200):
     base = []
     if graph is not None and budget is not None:
         try:
@@ -182,8 +182,8 @@ def plan_graph(graph, strategy, budget=None, **options):
     (a name in ``GRAPH_STRATEGIES``) within ``budget``: bytes, a string like ``"512MiB"``,
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
     strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``,
-    ``lp_share``, ``greedy_share``, ``milp_max_nodes``; ``dag_lp_rounding``: ``time_limit``, ``mem_limit``;
-    ``dag_greedy``: ``time_limit``).
+    ``lp_share``, ``greedy_share``, ``milp_max_nodes``; ``dag_lp_rounding``: ``time_limit``,
+    ``mem_limit``; ``dag_greedy``: ``time_limit``).
     A plan whose peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo
