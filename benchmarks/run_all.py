@@ -24,7 +24,7 @@ BENCHMARKS = {
     "checkpoint": ("bench_checkpoint.py", ["--depth", "16", "--batch", "512", "--rounds", "1",
                                            "--repeats", "1"]),
     "planner": ("bench_planner.py", ["--quick", "--repeat", "1"]),
-    "graph": ("bench_graph.py", ["--quick", "--time-limit", "10"]),
+    "dag": ("bench_dag.py", ["--quick", "--time-limit", "10"]),
     "execute": ("bench_execute.py", []),
 }
 

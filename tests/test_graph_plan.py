@@ -15,7 +15,8 @@ from ckpt.planner.graph_training import TrainingGraph
 from ckpt.planner.strategies.dag_baselines import dag_recompute_all, dag_store_all
 from ckpt.planner.strategies.dag_chain import chain_ops_on_graph
 from ckpt.planner.strategies.dag_milp import solve_milp
-from ckpt.planner.strategies.dag_stages import eager_frees
+from ckpt.planner.strategies.dag_greedy import dag_greedy, keep_set_stages
+from ckpt.planner.strategies.dag_stages import eager_frees, ops_stages, stage_ops
 from ckpt.planner.strategies.dag_optimal import dag_optimal
 
 EXACT = {"time_limit": 60, "rel_gap": 0.0}
@@ -154,6 +155,41 @@ def test_dag_optimal_equals_brute_force_over_checkmates_stages(seed):
         assert ref.status == "optimal" and abs(ref.objective - want) < 1e-9
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_a_start_is_taken_and_changes_no_optimum(seed):
+    tg = random_graph(seed, nodes=4).training()
+    budget = feasible_budget(tg, 0.7)
+    want = cheapest(tg, budget, stage_class=True)
+    fits = ops_stages(tg, dag_recompute_all(tg))
+    too_big = ops_stages(tg, dag_store_all(tg))        # over the budget: HiGHS rejects it
+    for start in (fits, too_big):
+        r = solve_milp(tg, budget, rel_gap=0.0, start=start)
+        assert r.status == "optimal" and abs(r.objective - want) < 1e-9
+    assert solve_milp(tg, budget, rel_gap=0.0, start=fits).start_used
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_stage_form_of_a_schedule_replays_alike(seed):
+    tg = random_graph(seed, nodes=5).training()
+    ops, info = dag_greedy(tg, feasible_budget(tg, 0.8))
+    R, S = ops_stages(tg, ops)
+    again = stage_ops(tg, R, S)
+    a, b = simulate_graph(tg, ops), simulate_graph(tg, again)
+    assert b.compute == a.compute == info["objective"] and b.peak <= a.peak
+    assert ops_stages(tg, again) == (R, S)
+    assert ops_stages(tg, list(reversed(ops))) is None       # not a schedule of the class
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_greedy_keeping_every_forward_value_is_store_all(seed):
+    tg = random_graph(seed, nodes=5).training()
+    every = {i for i in range(len(tg)) if not tg.backward[i]}
+    for hold in (True, False):
+        r = simulate_graph(tg, stage_ops(tg, *keep_set_stages(tg, every, hold)))
+        sa = simulate_graph(tg, dag_store_all(tg))
+        assert (r.peak, r.compute) == (sa.peak, sa.compute)
+
+
 def test_dag_optimal_is_store_all_when_it_fits():
     tg = random_graph(1).training()
     ops, info = dag_optimal(tg, store_all_peak(tg))
@@ -192,7 +228,8 @@ def test_solver_failure_falls_back_to_a_valid_schedule():
     r = solve_milp(tg, budget, mem_limit=64 * 2**20)        # too little memory to build it
     assert r.status in ("memory", "error") and r.R is None
     p = plan_graph(g, "dag_optimal", budget=budget, mem_limit=64 * 2**20)
-    assert p.peak <= budget and p.info["source"] in ("chain", "recompute_all", "baseline")
+    assert p.peak <= budget and p.info["source"] in ("chain", "recompute_all", "baseline",
+                                                     "greedy")
     assert not p.info["proven"] and 0.0 <= p.gap <= 1.0
 
 

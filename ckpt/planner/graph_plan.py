@@ -16,6 +16,7 @@ from .graph_simulate import GraphOp, simulate_graph
 from .graph_training import TrainingGraph
 from .strategies.dag_baselines import dag_recompute_all, dag_store_all
 from .strategies.dag_chain import chain_baseline
+from .strategies.dag_greedy import dag_greedy
 from .strategies.dag_lp_rounding import dag_lp_rounding
 from .strategies.dag_optimal import dag_optimal
 from .units import format_size, parse_size
@@ -41,7 +42,7 @@ def _chain(graph, tg, budget):
 
 
 def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                 lp_share=0.25):
+                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=200):
     base = []
     if graph is not None and budget is not None:
         try:
@@ -49,7 +50,12 @@ def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_ga
         except BudgetError:
             pass
     return dag_optimal(tg, budget, time_limit=time_limit, mem_limit=mem_limit, rel_gap=rel_gap,
-                       baselines=base, lp_share=lp_share)
+                       baselines=base, lp_share=lp_share, greedy_share=greedy_share,
+                       milp_max_nodes=milp_max_nodes)
+
+
+def _greedy(graph, tg, budget, time_limit=30.0):
+    return dag_greedy(tg, budget, time_limit=time_limit)
 
 
 def _lp_rounding(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30):
@@ -58,7 +64,7 @@ def _lp_rounding(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30):
 
 GRAPH_STRATEGIES = {"store_all": _store_all, "recompute_all": _recompute_all,
                     "chain": _chain, "dag_optimal": _dag_optimal,
-                    "dag_lp_rounding": _lp_rounding}
+                    "dag_lp_rounding": _lp_rounding, "dag_greedy": _greedy}
 
 
 class GraphPlan:
@@ -176,7 +182,8 @@ def plan_graph(graph, strategy, budget=None, **options):
     (a name in ``GRAPH_STRATEGIES``) within ``budget``: bytes, a string like ``"512MiB"``,
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
     strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``,
-    ``lp_share``; ``dag_lp_rounding``: ``time_limit``, ``mem_limit``).
+    ``lp_share``, ``greedy_share``, ``milp_max_nodes``; ``dag_lp_rounding``: ``time_limit``,
+    ``mem_limit``; ``dag_greedy``: ``time_limit``).
     A plan whose peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo

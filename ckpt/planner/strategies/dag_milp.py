@@ -34,7 +34,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["MilpResult", "build_milp", "solve_milp", "live_windows", "VARIANTS"]
+__all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp",
+           "live_windows", "VARIANTS"]
 
 VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only")
 
@@ -43,9 +44,10 @@ class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
     "memory", "error"), the MILP ``objective`` and ``bound`` (None when unknown), the stage
     sets ``R`` and ``S`` of the best solution (None without one), ``seconds`` of wall time,
-    the model's ``rows``/``columns`` and a ``message``.
+    the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
+    (``start_used``).
 
-    >>> MilpResult("killed", None, None, None, None, 60.0, 0, 0, "").status
+    >>> MilpResult("killed", None, None, None, None, 60.0, 0, 0, "", False).status
     'killed'
     """
     status: str
@@ -57,9 +59,18 @@ class MilpResult(NamedTuple):
     rows: int
     columns: int
     message: str
+    start_used: bool
 
 
-class _Model(NamedTuple):
+class MilpModel(NamedTuple):
+    """A model as arrays for ``scipy.optimize.milp``: objective ``c`` (in units of
+    ``cost_unit``), ``integrality``, column bounds ``lb``/``ub``, the sparse row matrix ``A``
+    with ``row_lb``/``row_ub``, and the columns of R[t,i] and S[t,i] (``Rcols``/``Scols``:
+    (t, i) -> column).
+
+    >>> MilpModel(*[None] * 10)._fields[-3:]
+    ('Rcols', 'Scols', 'cost_unit')
+    """
     c: np.ndarray
     integrality: np.ndarray
     lb: np.ndarray
@@ -89,34 +100,93 @@ def live_windows(tg):
     return last_use, last_desc
 
 
-def build_milp(tg, budget, variant="ckpt"):
-    """The model as arrays for ``scipy.optimize.milp`` (see the module doc), memory in units
-    of the budget left over the constant bytes. Variables that no optimal schedule needs are
-    left out (ckpt's presolve, exact): R[t,i] and S[t,i] when no descendant of i is numbered
-    t or later (nothing from stage t on can read it, even through recomputations), and U and
-    FREE where R[t,k] is left out. FREE is continuous with one upper bound per hazard
-    (FREE <= R[t,k], FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]): a solution may free less
-    than it could, which only overstates its memory, and the schedule frees eagerly.
-    ``variant`` "reference" builds Checkmate's model as published instead (every variable,
-    FREE binary with the κ linearization), for comparison; "presolve_hazard" and
-    "bounds_only" take one of ckpt's two changes each.
+class Rows:
+    """Sparse rows collected one at a time: ``add(entries, lo, hi)`` with entries (column,
+    value); ``matrix(ncol)`` gives the CSR matrix and the row bounds.
+
+    >>> r = Rows()
+    >>> r.add([(0, 1.0), (2, -1.0)], -np.inf, 0.0)
+    >>> A, lo, hi = r.matrix(3)
+    >>> A.toarray().tolist(), hi.tolist()
+    ([[1.0, 0.0, -1.0]], [0.0])
+    """
+
+    def __init__(self):
+        self.rows, self.cols, self.vals, self.lo, self.hi = [], [], [], [], []
+
+    def add(self, entries, lo, hi):
+        r = len(self.lo)
+        for col, v in entries:
+            self.rows.append(r)
+            self.cols.append(col)
+            self.vals.append(v)
+        self.lo.append(lo)
+        self.hi.append(hi)
+
+    def matrix(self, ncol):
+        from scipy.sparse import coo_matrix
+        A = coo_matrix((self.vals, (self.rows, self.cols)), shape=(len(self.lo), ncol))
+        return A.tocsr(), np.array(self.lo, dtype=float), np.array(self.hi, dtype=float)
+
+
+def stage_rows(tg, Rc, Sc, rows):
+    """Add the rows every variant shares: R[t,k] <= R[t,i] + S[t,i] for each dep i of k,
+    and S[t+1,i] <= R[t,i] + S[t,i].
 
     >>> from ckpt.planner.graph_training import TrainingGraph
-    >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
-    >>> m.A.shape, sorted(m.Rcols), sorted(m.Scols)
-    ((11, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
+    >>> r = Rows()
+    >>> stage_rows(TrainingGraph(list("xy"), [1, 1], [1, 1], [[], [0]]),
+    ...            {(0, 0): 0, (1, 0): 1, (1, 1): 2}, {(1, 0): 3}, r)
+    >>> r.matrix(4)[0].toarray().tolist()
+    [[-1.0, 0.0, 0.0, 1.0], [0.0, -1.0, 1.0, -1.0]]
     """
-    from scipy.sparse import coo_matrix
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    every = variant in ("reference", "bounds_only")        # no presolve
-    hazard = variant in ("reference", "presolve_hazard")   # binary FREE, κ linearization
+    for t in range(len(tg)):
+        for k in range(t + 1):
+            if (t, k) in Rc:
+                for i in tg.deps[k]:
+                    rows.add([(Rc[(t, k)], 1.0)] + [(d[(t, i)], -1.0) for d in (Rc, Sc)
+                                                    if (t, i) in d], -np.inf, 0.0)
+        for i in range(t + 1):
+            if (t + 1, i) in Sc:
+                rows.add([(Sc[(t + 1, i)], 1.0)] + [(d[(t, i)], -1.0) for d in (Rc, Sc)
+                                                    if (t, i) in d], -np.inf, 0.0)
+
+
+def objective(tg, Rc, ncol, cost):
+    """(c, unit, lb): the recomputation cost of the R columns in units of the dearest node
+    (R[t,t] = 1 is a constant: its cost is left out and its lower bound is 1), so that the
+    solver's relative gap is a gap on the overhead; and the column lower bounds.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> c, unit, lb = objective(TrainingGraph(list("xy"), [1, 2], [1, 1], [[], [0]]),
+    ...                         {(0, 0): 0, (1, 0): 1, (1, 1): 2}, 4, [1.0, 1.0, 2.0, 0.0])
+    >>> c.tolist(), unit, lb.tolist()
+    ([0.0, 0.5, 0.0, 0.0], 2.0, [1.0, 0.0, 1.0, 0.0])
+    """
+    unit = float(max(tg.cost.max(), 1e-300))
+    c = np.zeros(ncol)
+    c[:len(cost)] = np.array(cost) / unit
+    lb = np.zeros(ncol)
+    for t in range(len(tg)):
+        c[Rc[(t, t)]] = 0.0
+        lb[Rc[(t, t)]] = 1.0
+    return c, unit, lb
+
+
+def model_columns(tg, every=False):
+    """The R and S columns: (Rcols, Scols, cost), dicts (t, i) -> column and the cost of
+    each column (the node's for R, 0 for S), R's columns first. Unless ``every``, columns
+    that no optimal schedule needs are left out (exact): R[t,i] and S[t,i] when no descendant
+    of i is numbered t or later (nothing from stage t on can read it, even through
+    recomputations), and S[t,i] of a value nothing reads.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> Rc, Sc, cost = model_columns(TrainingGraph(list("xy"), [1, 2], [4, 4], [[], [0]]))
+    >>> Rc, Sc, cost
+    ({(0, 0): 0, (1, 0): 1, (1, 1): 2}, {(1, 0): 3}, [1.0, 1.0, 2.0, 0.0])
+    """
     n = len(tg)
-    scale = float(max(1, budget - tg.constant_bytes))   # memory in budget units: B = 1
-    B = (budget - tg.constant_bytes) / scale
-    M = tg.size / scale
-    T = tg.transient / scale
-    deps, users = tg.deps, tg.users
+    users = tg.users
     last_use, last_desc = live_windows(tg)
     Rc, Sc, cost = {}, {}, []
     for t in range(n):
@@ -130,6 +200,38 @@ def build_milp(tg, budget, variant="ckpt"):
             if (users[i] and last_desc[i] >= t) or every:  # read later, maybe by a recompute
                 Sc[(t, i)] = len(cost)
                 cost.append(0.0)
+    return Rc, Sc, cost
+
+
+def build_milp(tg, budget, variant="ckpt"):
+    """The model (a ``MilpModel``, memory in units of the budget left over the constant
+    bytes) of ``variant``: "ckpt" is Checkmate's running memory sum (see the module doc)
+    with the columns of ``model_columns`` and FREE continuous with one upper bound per hazard (FREE <= R[t,k],
+    FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]: a solution may free less than it could, which
+    only overstates its memory, and the schedule frees eagerly); "reference" is Checkmate's
+    model as published (every variable, FREE binary with the κ linearization), for
+    comparison; "presolve_hazard" and "bounds_only" take one of ckpt's two changes each.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
+    >>> m.A.shape, sorted(m.Rcols), sorted(m.Scols)
+    ((11, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
+    >>> build_milp(TrainingGraph(["x"], [1], [1], [[]]), 1, variant="gurobi")
+    Traceback (most recent call last):
+    ...
+    ValueError: variant must be one of ('ckpt', 'reference', 'presolve_hazard', 'bounds_only'), got 'gurobi'
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+    every = variant in ("reference", "bounds_only")        # no presolve
+    hazard = variant in ("reference", "presolve_hazard")   # binary FREE, κ linearization
+    n = len(tg)
+    scale = float(max(1, budget - tg.constant_bytes))   # memory in budget units: B = 1
+    B = (budget - tg.constant_bytes) / scale
+    M = tg.size / scale
+    T = tg.transient / scale
+    deps, users = tg.deps, tg.users
+    Rc, Sc, cost = model_columns(tg, every)
     ncol = len(cost)
     K = [[k for k in range(t + 1) if (t, k) in Rc] for t in range(n)]
     U, FREE = {}, {}
@@ -143,28 +245,11 @@ def build_milp(tg, budget, variant="ckpt"):
             for i in (*deps[k], k):
                 FREE[(t, i, k)] = ncol
                 ncol += 1
-    rows, cols, vals, rlo, rhi = [], [], [], [], []
-
-    def row(entries, lo, hi):
-        r = len(rlo)
-        for col, v in entries:
-            rows.append(r)
-            cols.append(col)
-            vals.append(v)
-        rlo.append(lo)
-        rhi.append(hi)
-
+    rows = Rows()
+    stage_rows(tg, Rc, Sc, rows)
+    row = rows.add
     inf = np.inf
     for t in range(n):
-        for k in K[t]:
-            for i in deps[k]:
-                row([(Rc[(t, k)], 1.0)] + [(d[(t, i)], -1.0) for d in (Rc, Sc) if (t, i) in d],
-                    -inf, 0.0)
-        if t + 1 < n:
-            for i in range(t + 1):
-                if (t + 1, i) in Sc:
-                    row([(Sc[(t + 1, i)], 1.0)] + [(d[(t, i)], -1.0) for d in (Rc, Sc)
-                                                   if (t, i) in d], -inf, 0.0)
         prev = None
         for k in K[t]:
             e = [(U[(t, k)], 1.0), (Rc[(t, k)], -M[k])]
@@ -193,25 +278,17 @@ def build_milp(tg, budget, variant="ckpt"):
                     row([(f, 1.0), (Sc[(t + 1, i)], 1.0)], -inf, 1.0)   # FREE <= 1 - S[t+1,i]
                 for col, _ in later:
                     row([(f, 1.0), (col, 1.0)], -inf, 1.0)              # FREE <= 1 - R[t,j]
-    A = coo_matrix((vals, (rows, cols)), shape=(len(rlo), ncol)).tocsr()
-    # objective: the recomputation only (R[t,t] = 1 is a constant), in units of the dearest
-    # node, so that HiGHS's relative gap is a gap on the overhead
-    unit = float(max(tg.cost.max(), 1e-300))
-    c = np.zeros(ncol)
-    c[:nR] = np.array(cost[:nR]) / unit
-    for t in range(n):
-        c[Rc[(t, t)]] = 0.0
+    A, rlo, rhi = rows.matrix(ncol)
+    c, unit, lb = objective(tg, Rc, ncol, cost)
+    nR = len(Rc)
     integrality = np.zeros(ncol)
     ustart = nR + len(Sc)
     integrality[:ustart] = 1
     if hazard:
         integrality[ustart + nU:] = 1
-    lb = np.zeros(ncol)
     ub = np.ones(ncol)
     ub[ustart:ustart + nU] = max(B, 0.0)
-    for t in range(n):
-        lb[Rc[(t, t)]] = 1.0
-    return _Model(c, integrality, lb, ub, A, np.array(rlo), np.array(rhi), Rc, Sc, unit)
+    return MilpModel(c, integrality, lb, ub, A, rlo, rhi, Rc, Sc, unit)
 
 
 def _stages(model, x, n):
@@ -227,22 +304,34 @@ def _stages(model, x, n):
     return [sorted(r) for r in R], S
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax):
-    """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg)."""
+def start_columns(model, R, S):
+    """Column values of the stage schedule (R, S) for the model's R and S columns (every one
+    of them, 0 or 1), as a dict column -> value.
+
+    >>> m = MilpModel(*[None] * 7, {(0, 0): 0, (1, 0): 1, (1, 1): 2}, {(1, 0): 3}, 1.0)
+    >>> start_columns(m, [[0], [1]], [set(), {0}])
+    {0: 1.0, 1: 0.0, 2: 1.0, 3: 1.0}
+    """
+    got = {}
+    for cols, sets in ((model.Rcols, R), (model.Scols, S)):
+        for (t, i), col in cols.items():
+            got[col] = 1.0 if i in sets[t] else 0.0
+    return dict(sorted(got.items()))
+
+
+def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start):
+    """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg,
+    start used)."""
     try:
         if mem_limit:
             import resource
             resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
-        from scipy.optimize import LinearConstraint, milp
-        from scipy.optimize import Bounds
+        from .dag_highs import solve_model
         t0 = time.monotonic()
         m = build_milp(tg, budget, variant)
         left = max(1.0, time_limit - (time.monotonic() - t0))
-        integrality = np.zeros_like(m.integrality) if relax else m.integrality
-        res = milp(m.c, integrality=integrality, bounds=Bounds(m.lb, m.ub),
-                   constraints=LinearConstraint(m.A, m.row_lb, m.row_ub),
-                   options={"time_limit": left, "disp": False, "mip_rel_gap": rel_gap})
-        status = {0: "optimal", 1: "time_limit", 2: "infeasible"}.get(res.status, "error")
+        res = solve_model(m, left, rel_gap, relax=relax,
+                          start=None if start is None else start_columns(m, *start))
         R = S = None
         if res.x is not None:
             R, S = _stages(m, res.x, len(tg))
@@ -250,43 +339,49 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
                 S = [dict() for _ in range(len(tg))]
                 for (t, i), col in m.Scols.items():
                     S[t][i] = float(res.x[col])
-        bound = getattr(res, "mip_dual_bound", None)
-        if status == "optimal" and (bound is None or not np.isfinite(bound)):
-            bound = res.fun
 
         def total(v):          # back to the cost unit, store-all's compute added
             return None if v is None or not np.isfinite(v) else \
                 tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
-        conn.send((status, total(res.fun) if res.x is not None else None, total(bound),
-                   R, S, m.A.shape[0], m.A.shape[1], str(res.message)))
+        conn.send((res.status, total(res.objective), total(res.bound), R, S, m.A.shape[0],
+                   m.A.shape[1], res.message, res.start_used))
     except MemoryError:
-        conn.send(("memory", None, None, None, None, 0, 0, "out of memory"))
+        conn.send(("memory", None, None, None, None, 0, 0, "out of memory", False))
     except Exception as e:     # reported to the parent, which falls back to the baselines
-        conn.send(("error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}"))
+        conn.send(("error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}", False))
     finally:
         conn.close()
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               variant="ckpt", relax=False):
+               variant="ckpt", relax=False, start=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
     recomputation overhead; ``variant`` "reference" solves Checkmate's model as published
     (``build_milp``); ``relax`` solves the LP relaxation instead (``S`` is then, per stage, a
-    dict node -> the LP's value). Returns a ``MilpResult`` (objective and bound in the graph's
-    cost unit, store-all's compute included).
+    dict node -> the LP's value); ``start`` = (R, S), a known stage schedule (``dag_stages.
+    ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed. Returns a
+    ``MilpResult`` (objective and bound in the graph's cost unit, store-all's compute
+    included).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
     'infeasible'
+    >>> r = solve_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8,
+    ...                start=([[0], [1]], [set(), {0}]))
+    >>> r.status, r.objective
+    ('optimal', 2.0)
     """
     import scipy.optimize  # noqa: F401  (imported once here, inherited by the forked child)
+    from .dag_highs import have_highspy
+    have_highspy()
     ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     recv, send = ctx.Pipe(duplex=False)
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
-                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax))
+                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax,
+                             start))
     proc.start()
     send.close()
     got = None
@@ -304,6 +399,6 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         why = ("killed at the wall-clock limit" if seconds >= time_limit
                else f"the solver process died (exit code {proc.exitcode})")
         return MilpResult("killed" if seconds >= time_limit else "error", None, None, None,
-                          None, seconds, 0, 0, why)
-    status, obj, bound, R, S, nrow, ncol, msg = got
-    return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg)
+                          None, seconds, 0, 0, why, False)
+    status, obj, bound, R, S, nrow, ncol, msg, used = got
+    return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)

@@ -4,11 +4,13 @@ baselines (their schedules compete with the solver's, and win when it found noth
 in time).
 
 What it reports (``info``): ``solver_status`` ("optimal": proven; "store_all": the budget
-needs no recomputation; "time_limit"/"killed"/"memory"/"error": not proven), ``objective``
-(compute of the returned schedule), ``bound`` (a lower bound on the compute of every
-schedule of the class: the best of the MILP's dual bound, the LP relaxation's value, and
-store-all's compute, which every schedule pays), ``gap`` = (objective - bound) / (objective - store-all compute), the gap on the
-*overhead* (0 when the objective is store-all's), and ``source`` (which schedule won).
+needs no recomputation; "time_limit"/"killed"/"memory"/"error"/"skipped": not proven),
+``objective`` (compute of the returned schedule), ``bound`` (a lower bound on the compute
+of every schedule of the class: the best of the MILP's dual bound, the LP relaxation's
+value, and store-all's compute, which every schedule pays), ``gap`` = (objective - bound) /
+(objective - store-all compute), the gap on the *overhead* (0 when the objective is
+store-all's), ``source`` (which schedule won) and ``start`` (which schedule started the
+MILP).
 
 >>> from ckpt.planner import zoo
 >>> from ckpt.planner.graph import Graph
@@ -20,8 +22,9 @@ store-all's compute, which every schedule pays), ``gap`` = (objective - bound) /
 from ..errors import BudgetError
 from ..graph_simulate import simulate_graph
 from .dag_baselines import dag_recompute_all, dag_store_all
-from .dag_milp import solve_milp
-from .dag_stages import stage_ops
+from .dag_greedy import dag_greedy
+from .dag_milp import MilpResult, solve_milp
+from .dag_stages import ops_stages, stage_ops
 
 __all__ = ["dag_optimal", "overhead_gap"]
 
@@ -39,12 +42,16 @@ def overhead_gap(objective, bound, store_all):
 
 
 def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                baselines=(), lp_share=0.25):
+                baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=200):
     """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time in all
-    for the solver processes (each is killed at its share), ``mem_limit`` bytes of address
-    space each, ``rel_gap`` the MILP's stopping gap on the overhead; ``baselines`` are extra
-    candidate op lists (a chain plan, for one). The first ``lp_share`` of the time goes to
-    ``dag_lp_rounding`` (its schedules compete too; 0: skip it), the rest to the MILP.
+    (the solver process is killed at its share), ``mem_limit`` bytes of address space for
+    it, ``rel_gap`` the MILP's stopping gap on the overhead; ``baselines`` are extra
+    candidate op lists (a chain plan, for one). Up to ``greedy_share`` of the time goes to
+    ``dag_greedy`` and ``lp_share`` to ``dag_lp_rounding`` (0: skip it); the cheapest
+    candidate within the budget starts the MILP as its first incumbent (with highspy). On
+    graphs of more than ``milp_max_nodes`` nodes the MILP is not tried (at 250 nodes its
+    model has 0.5 M rows and HiGHS was killed at 60 s without a schedule, started or not)
+    and ``dag_greedy`` gets 90% of the time; ``solver_status`` is then "skipped".
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -53,6 +60,8 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     ...
     ckpt.planner.errors.BudgetError: budget 4 bytes: no schedule found (MILP: infeasible); store-all needs 8 bytes
     """
+    import time
+    t0 = time.monotonic()
     sa = dag_store_all(tg)
     sa_sim = simulate_graph(tg, sa)
     base = tg.store_all_compute
@@ -61,11 +70,16 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                     "gap": 0.0, "source": "store_all", "proven": True}
     cands = [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
                                                         for b in baselines]
+    skip = len(tg) > milp_max_nodes
+    if greedy_share > 0 or skip:
+        try:
+            share = 0.9 if skip else greedy_share
+            cands.append(("greedy", dag_greedy(tg, budget, share * time_limit)[0]))
+        except BudgetError:
+            pass
     lp_bound = None
     if lp_share > 0:
-        import time
         from .dag_lp_rounding import dag_lp_rounding
-        t0 = time.monotonic()
         try:
             lp_ops, lp = dag_lp_rounding(tg, budget, time_limit=lp_share * time_limit,
                                          mem_limit=mem_limit)
@@ -73,24 +87,35 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
             lp_bound = lp["bound"]
         except BudgetError:
             pass
-        time_limit = max(1.0, time_limit - (time.monotonic() - t0))
-    res = solve_milp(tg, budget, time_limit=time_limit, mem_limit=mem_limit,
-                     rel_gap=rel_gap)
-    if res.R is not None:
-        cands.insert(0, ("milp", stage_ops(tg, res.R, res.S)))
-    best = None
+    scored = []
     for src, ops in cands:
         sim = simulate_graph(tg, ops)
-        if sim.peak <= budget and (best is None or sim.compute < best[2]):
-            best = (src, ops, sim.compute)
-    if best is None:
+        if sim.peak <= budget:
+            scored.append((sim.compute, src, ops))
+    scored.sort(key=lambda c: c[0])
+    start, start_src = next(((st, src) for _, src, ops in scored
+                             for st in [ops_stages(tg, ops)] if st), (None, None))
+    left = max(1.0, time_limit - (time.monotonic() - t0))
+    if skip:
+        res = MilpResult("skipped", None, None, None, None, 0.0, 0, 0,
+                         f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}", False)
+    else:
+        res = solve_milp(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
+                         start=start)
+    if res.R is not None:
+        ops = stage_ops(tg, res.R, res.S)
+        sim = simulate_graph(tg, ops)
+        if sim.peak <= budget:
+            scored.insert(0, (sim.compute, "milp", ops))
+    if not scored:
         raise BudgetError(f"budget {budget} bytes: no schedule found (MILP: {res.status}); "
                           f"store-all needs {sa_sim.peak} bytes", budget=budget)
-    src, ops, obj = best
+    obj, src, ops = min(scored, key=lambda c: c[0])
     bound = max([base] + [min(b, obj) for b in (res.bound, lp_bound) if b is not None])
     proven = res.status == "optimal"
     info = {"solver_status": res.status, "objective": obj, "bound": bound,
             "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
             "solver_seconds": round(res.seconds, 3), "rows": res.rows, "columns": res.columns,
-            "milp_objective": res.objective, "message": res.message}
+            "milp_objective": res.objective, "message": res.message,
+            "start": start_src, "start_used": res.start_used}
     return ops, info

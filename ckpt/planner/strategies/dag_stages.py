@@ -100,3 +100,49 @@ def eager_frees(tg, ops):
             out.append(op)
             out += [GraphOp("free", tg.names[i]) for i in after.get(pos, ())]
     return out
+
+
+def ops_stages(tg, ops):
+    """The stage form (R, S) of a valid schedule, the inverse of ``stage_ops``: stage t runs
+    up to the first computation of node t; R[t] is what it computes, S[t] what is resident
+    at its start and read in the stage or kept into the next (resident values that are
+    neither are left out: ``stage_ops`` frees them). None when the schedule is not in
+    Checkmate's class: first computations out of index order, or a node computed twice in
+    one stage.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> tg = TrainingGraph(["x", "y"], cost=[1, 1], size=[1, 1], deps=[[], [0]])
+    >>> R, S = ops_stages(tg, ["compute x", "free x", "compute x", "compute y", "free x",
+    ...                        "free y"])
+    >>> R, S
+    ([[0], [0, 1]], [set(), set()])
+    >>> stage_ops(tg, R, S)
+    [compute x, free x, compute x, compute y, free x, free y]
+    >>> ops_stages(tg, ["compute x", "compute y", "free y", "compute y", "free x", "free y"])
+    """
+    idx = {nm: k for k, nm in enumerate(tg.names)}
+    n = len(tg)
+    R, starts, resident, done = [], [], set(), 0
+    for op in map(GraphOp.parse, ops):
+        k = idx[op.name]
+        if op.kind == "free":
+            resident.discard(k)
+            continue
+        if len(R) == done:            # the first computation of stage `done`
+            if done == n:
+                return None
+            R.append(set())
+            starts.append(set(resident))
+        if k > done or k in R[-1]:
+            return None
+        R[-1].add(k)
+        resident.add(k)
+        done += k == done
+    if done < n:
+        return None
+    S = [set() for _ in range(n)]
+    for t in range(n - 1, 0, -1):
+        reads = R[t].union(*(tg.deps[k] for k in R[t]))
+        keep = S[t + 1] if t + 1 < n else set()
+        S[t] = {i for i in starts[t] if i in reads or i in keep}
+    return [sorted(r) for r in R], S

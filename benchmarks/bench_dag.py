@@ -1,0 +1,137 @@
+"""Exact planning on graphs (issue 17): ``dag_optimal`` beside Checkmate's MILP as published
+(same solver, HiGHS, same run), and the heuristics ``chain`` (dominator cuts + chain
+``optimal``) and ``dag_greedy`` (checkpoint selection), on the graph zoo at budgets given
+as fractions of store-all's peak.
+
+    python benchmarks/bench_dag.py                       # the issue's rows, 60 s per solve
+    python benchmarks/bench_dag.py --time-limit 20       # shorter solves
+    python benchmarks/bench_dag.py --quick               # two small rows: a check it works
+    python benchmarks/bench_dag.py --ablation            # the MILP variants alone
+
+Columns: n = training-graph nodes (forward + backward); the overhead (compute / store-all
+compute - 1) of ``chain`` and ``dag_greedy`` ("none": nothing fits); for Checkmate's
+published model (``reference``, the MILP alone, no start) and ``dag_optimal``: the status
+(opt = proven within the stopping gap ``--rel-gap`` on the overhead, 1% by default as the
+issue's goal; tl = time limit; none = killed at the limit without a schedule; inf =
+infeasible; skip = MILP not tried, graph above ``milp_max_nodes``), the overhead, the
+overhead gap (objective - bound) / (objective - store-all), and wall seconds.
+``dag_optimal`` runs ``dag_greedy`` first (15% of the time), starts HiGHS (highspy) from
+the cheapest of its, ``chain``'s and ``recompute_all``'s schedules, and returns the best
+(``src``).
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from ckpt.planner import BudgetError, graph_zoo, plan_graph  # noqa: E402
+from ckpt.planner.graph_simulate import simulate_graph  # noqa: E402
+from ckpt.planner.strategies.dag_baselines import dag_store_all  # noqa: E402
+from ckpt.planner.strategies.dag_milp import VARIANTS, solve_milp  # noqa: E402
+from ckpt.planner.strategies.dag_optimal import overhead_gap  # noqa: E402
+
+ROWS = [("random_layered", dict(nodes=100, seed=0), (0.9, 0.8, 0.7)),
+        ("random_layered", dict(nodes=250, seed=0), (0.9, 0.8)),
+        ("unet", {}, (0.9, 0.8, 0.7, 0.6, 0.5)),
+        ("transformer", {}, (0.9, 0.8, 0.7, 0.6, 0.5)),
+        ("resnet50", {}, (0.8,)),
+        ("random_layered", dict(nodes=500, seed=0), (0.8,)),
+        ("random_layered", dict(nodes=1000, seed=0), (0.8,))]
+QUICK = [("random_layered", dict(nodes=20, seed=0), (0.8,)),
+         ("unet", dict(depth=1, batch=1, image=16, width=4), (0.9,))]
+
+ABLATION = [("vgg16", dict(batch=32), 0.9),
+            ("unet", dict(depth=1, batch=1, image=16, width=4), 0.9),
+            ("transformer", dict(layers=1, d_model=256, heads=4, seq=128, batch=4), 0.9),
+            ("random_layered", dict(nodes=30, seed=0), 0.9),
+            ("random_layered", dict(nodes=30, seed=0), 0.8)]
+
+STATUS = {"optimal": "opt", "time_limit": "tl", "killed": "none", "infeasible": "inf",
+          "memory": "mem", "error": "err", "store_all": "sa", "skipped": "skip"}
+
+
+def pct(x):
+    return "—" if x is None else f"{100 * x:.3g}%"
+
+
+def heuristic(g, name, budget, **options):
+    try:
+        return plan_graph(g, name, budget=budget, **options).overhead
+    except BudgetError:
+        return None
+
+
+def row(name, kw, frac, limit, rel_gap, reference=True):
+    g = graph_zoo.get(name, **kw)
+    tg = g.training()
+    budget = int(frac * simulate_graph(tg, dag_store_all(tg)).peak)
+    base = tg.store_all_compute
+    ch = heuristic(g, "chain", budget)
+    gr = heuristic(g, "dag_greedy", budget, time_limit=limit)
+    cells = []
+    if reference:
+        ref = solve_milp(tg, budget, time_limit=limit, rel_gap=rel_gap, variant="reference")
+        over = None if ref.objective is None else ref.objective / base - 1
+        gap = (None if ref.objective is None or ref.bound is None
+               else overhead_gap(ref.objective, ref.bound, base))
+        cells += [STATUS[ref.status], pct(over), pct(gap), f"{ref.seconds:.1f}"]
+    else:
+        cells += ["not run"] + ["—"] * 3
+    t0 = time.monotonic()
+    try:
+        p = plan_graph(g, "dag_optimal", budget=budget, time_limit=limit, rel_gap=rel_gap)
+        cells += [STATUS[p.solver_status], pct(p.overhead), pct(p.gap), p.info["source"]]
+    except BudgetError:
+        cells += ["none", "—", "—", "—"]
+    cells.append(f"{time.monotonic() - t0:.1f}")
+    return f"| {g.name} | {len(tg)} | {frac} | {pct(ch)} | {pct(gr)} | " + " | ".join(cells) + " |"
+
+
+def ablation(limit, rel_gap):
+    """Each MILP variant alone (no start): status, overhead, overhead gap, seconds."""
+    print("| graph | n | budget | " + " | ".join(VARIANTS) + " |")
+    print("|" + " --- |" * (3 + len(VARIANTS)))
+    for name, kw, frac in ABLATION:
+        g = graph_zoo.get(name, **kw)
+        tg = g.training()
+        budget = int(frac * simulate_graph(tg, dag_store_all(tg)).peak)
+        base = tg.store_all_compute
+        cells = []
+        for v in VARIANTS:
+            r = solve_milp(tg, budget, time_limit=limit, rel_gap=rel_gap, variant=v)
+            over = None if r.objective is None else r.objective / base - 1
+            gap = (None if r.objective is None or r.bound is None
+                   else overhead_gap(r.objective, r.bound, base))
+            cells.append(f"{STATUS[r.status]} {pct(over)} gap {pct(gap)} {r.seconds:.1f} s")
+        print(f"| {g.name} | {len(tg)} | {frac} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--rel-gap", type=float, default=0.01)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--no-reference", action="store_true",
+                    help="skip Checkmate's published model (halves the time)")
+    args = ap.parse_args()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# bench_dag: {time.strftime('%Y-%m-%d %H:%M')}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load {load:.1f}, time limit {args.time_limit:g} s per "
+          f"solve, stopping gap {args.rel_gap:g}")
+    if args.ablation:
+        return ablation(args.time_limit, args.rel_gap)
+    print("| graph | n | budget | chain | dag_greedy | reference status | overhead | gap | s "
+          "| dag_optimal status | overhead | gap | src | s |")
+    print("|" + " --- |" * 14)
+    for name, kw, fracs in (QUICK if args.quick else ROWS):
+        for frac in fracs:
+            print(row(name, kw, frac, args.time_limit, args.rel_gap,
+                      reference=not args.no_reference), flush=True)
+
+
+if __name__ == "__main__":
+    main()
