@@ -71,7 +71,9 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
-_GRID = 16      # columns between two grid columns of the first pass
+_GRID = 16      # columns between two grid columns
+_SUB = 4        # columns between two sub-grid columns inside a large block
+_SMALL = 200_000    # (column, split, row) triples below which a block is evaluated whole
 
 
 class _Tables:
@@ -110,37 +112,18 @@ def solve(chain, budget, slots=500):
     fwdreq = up(forward_peak_table(chain))           # (L+2, L+2)
     g = up(np.append(d, 0))                          # g[i] = ⌈δ_i/u⌉, taken and given back
     J = S + 1 - int(a[1])                            # columns j = m + g_t; root at J - 1
-    P = int(min(max(eA.max(), a.max()), J))          # left padding (+inf) for row shifts
     inf = np.inf
     big = np.int64(2 * J + 4 * int(g.max() + a.max() + eA.max()) + 8)
     first = np.full((L + 2, L + 2), big, dtype=np.int64)  # first finite column
     sat = np.zeros((L + 2, L + 2), dtype=np.int64)        # from here on: store-all cost
-    TL, TR = [], []                                  # per length: rows s = 1..L-ℓ
-    G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
-    base = np.concatenate([[0], np.cumsum(L - np.arange(L))])
-    TLc = np.empty((int(base[-1]), len(G)))          # the tables at the grid columns G
-    TRc = np.empty((int(base[-1]), len(G)))
-    cols = np.arange(J)
-    buf = np.empty(L * J)
-
-    def store(ell, s, Cj):                           # Cj[j, r] = C(s, t, j - g_t)
-        t = s + ell
-        tl = np.empty((P + J, len(s)))
-        tl[:P] = inf
-        np.add(Cj, U[t][None, :], out=tl[P:])
-        tr = tl[P + cols[:, None] - np.minimum(a[s], P)[None, :], np.arange(len(s))[None, :]]
-        tr -= U[t][None, :]
-        TL.append(tl)
-        TR.append(np.concatenate([tl[:P], tr]))
-        TLc[base[ell]:base[ell] + len(s)] = tl[P + G].T
-        TRc[base[ell]:base[ell] + len(s)] = tr[G].T
-
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
     first[s, s] = sat[s, s] = leaf
-    store(0, s, np.where(cols[:, None] >= leaf[None, :], (uf[s] + ub[s])[None, :], inf))
-    nG = len(G)
 
+    # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
+    P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
+    cb = np.arange(_GRID)[:, None]                    # a block's columns, from its first
+    per = [None]
     for ell in range(1, L):
         R = L - ell
         s = np.arange(1, R + 1)
@@ -148,86 +131,152 @@ def solve(chain, budget, slots=500):
         gt = g[t]
         reqA = np.maximum(up(xb[s] + ofs[s]), up(xb[s] + d[s] + d[s - 1] + ob[s]) - gt) + gt
         sat[s, t] = np.maximum(reqA, eA[s] + sat[s + 1, t])
-        k = np.arange(1, ell + 1)[None, :]
-        Sc, S2, Rr, T = s[:, None], s[:, None] + k, s[:, None] + k - 1, t[:, None]
-        fq = fwdreq[Sc, Rr] + gt[:, None]            # split allowed from column fq on
-        ch = np.maximum(first[S2, T] + a[S2], first[Sc, Rr])   # both parts finite from ch
-        ff = np.maximum(fq, ch)
-        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]), ff.min(axis=1))
-        c0 = int(min(first[s, t].min(), J))
-        c1 = int(min(J, sat[s, t].max() + 1))
-        Cj = np.full((J, R), inf)
-        if c0 < c1:
-            sfconst = (uf[s] + ub[s] + U[s - 1] - U[t])[:, None]
-            # every choice at the grid columns
-            sh = np.minimum(eA[s], P)
-            coarse_sf = TL[ell - 1][P + G[None, :] - sh[:, None], 1 + np.arange(R)[:, None]]
-            coarse_sf = coarse_sf + sfconst
-            coarse_sf[G[None, :] < reqA[:, None]] = inf
-            kr = np.arange(1, ell + 1)[:, None]
-            rr0 = np.arange(R)[None, :]
-            V = TLc[base[kr - 1] + rr0]
-            V += TRc[base[ell - kr] + kr + rr0]
-            bite = fq > ch
-            rr, kk = np.nonzero(bite)
-            if len(rr):
-                sub = V[kk, rr]
-                sub[G[None, :] < fq[rr, kk][:, None]] = inf
-                V[kk, rr] = sub
-            bestc = np.minimum(V.min(axis=0), coarse_sf)
-            # choice k can win in block [G_i, G_i+1) only if its value at G_i+1 is <= C(G_i)
-            # (at an infeasible G_i, any choice finite at G_i+1 may be least)
-            nd = V[:, :, 1:] <= np.minimum(bestc, np.finfo(float).max)[None, :, :-1]
-            best = TL[ell - 1][P + cols[c0:c1, None] - sh[None, :], 1 + np.arange(R)[None, :]]
-            best += sfconst.T
-            best[cols[c0:c1, None] < reqA[None, :]] = inf
-            rowany = nd.any(axis=2)
-            blkany = nd.any(axis=1)
-            r0 = rowany.argmax(axis=1)
-            r1 = R - rowany[:, ::-1].argmax(axis=1)
-            lo = np.maximum(G[blkany.argmax(axis=1)], c0) - c0
-            hi = np.minimum(G[nG - 1 - blkany[:, ::-1].argmax(axis=1)], c1) - c0
-            bite &= fq - c0 > lo[None, :]            # rows whose fq cuts the rectangle
-            bites = bite.any(axis=0)
-            for kk in np.flatnonzero(rowany.any(axis=1) & (hi > lo)):
-                i0, i1, q0, q1, K = int(r0[kk]), int(r1[kk]), int(lo[kk]), int(hi[kk]), kk + 1
-                val = buf[:(i1 - i0) * (q1 - q0)].reshape(q1 - q0, i1 - i0)
-                np.add(TL[K - 1][P + c0 + q0:P + c0 + q1, i0:i1],
-                       TR[ell - K][P + c0 + q0:P + c0 + q1, i0 + K:i1 + K], out=val)
-                cut = np.flatnonzero(bite[i0:i1, kk]) if bites[kk] else ()
-                if len(cut):
-                    lim = fq[i0 + cut, kk] - c0 - q0
-                    val[:, cut] = np.where(np.arange(q1 - q0)[:, None] < lim[None, :], inf,
-                                           val[:, cut])
-                bv = best[q0:q1, i0:i1]
-                np.minimum(bv, val, out=bv)
-            inside = (G >= c0) & (G < c1)
-            best[G[inside] - c0] = bestc[:, inside].T
-            best -= U[s - 1][None, :]
-            Cj[c0:c1] = best
-            Cj[c1:] = best[-1:]
-        store(ell, s, Cj)
+        k = np.arange(1, ell + 1)[:, None]
+        S2, Rr = s[None, :] + k, s[None, :] + k - 1
+        fq = fwdreq[s[None, :], Rr] + gt[None, :]    # split allowed from column fq on
+        ch = np.maximum(first[S2, t[None, :]] + a[S2], first[s[None, :], Rr])
+        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]),
+                                 np.maximum(fq, ch).min(axis=0))
+        bk, bs = np.nonzero(fq > ch)                 # splits the forward requirement cuts
+        bfq = fq[bk, bs]
+        # flat offsets, from a block's first column, into the table of length ℓ - 1 (save
+        # first's part (s+1, t)) and into this length's table shifted by a_s
+        relS = (cb + P - np.minimum(eA[s], P)) * (R + 1) + s[None, :]
+        relY = (cb + P - np.minimum(a[s], P)) * R + (s - 1)[None, :]
+        per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1] - U[t], U[s - 1], U[t],
+                    int(first[s, t].min()), int(sat[s, t].max()),
+                    (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY))
 
-    tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, TL=TL, TR=TR,
-                       up=up, chain=chain)
-    tb.cost = float(TL[L - 1][P + J - 1, 0] - U[L])
+    H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
+    for h in H:                                             # C(s, s + ℓ, j - g_t) + U[s + ℓ]
+        h[:P] = inf
+    W = np.empty((_GRID, L, L))      # the block's columns of every H[ℓ], by start s
+    Y = np.empty((_GRID, L, L))      # the same shifted by a_s, less U[t], by end t
+    G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
+    Cprev = [None] * L               # C at the block's left grid column (+ U[s - 1])
+    s = np.arange(1, L + 1)
+    leafv = uf[s] + ub[s] + U[s]
+    leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
+    bufs = [np.empty(0), np.empty(0)]
+    j0 = -1
+    for j1 in G.tolist():
+        n = j1 - j0 - 1                               # interior columns j0+1 .. j1-1
+        c = j0 + 1                                    # the block's first column
+        cols = np.arange(c, j1 + 1)
+        W[:n + 1, 0, :] = np.where(cols[:, None] >= leaf[None, :], leafv, inf)
+        H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
+        np.subtract(H[0].reshape(-1)[c * L:].take(leafY[:n + 1]), U[1:], out=Y[:n + 1, 0, :])
+        for ell in range(1, L):
+            reqA, reqmax, sfc, Us, Ut, c0, c1, bite, relS, relY = per[ell]
+            R = L - ell
+            h = H[ell]
+            dst = W[:n + 1, ell, :R]
+            if j1 < c0:                               # nothing finite yet
+                dst[...] = inf
+                Cprev[ell] = np.full(R, inf)
+            elif j0 >= c1:                            # every row at its store-all cost
+                dst[...] = h[P + j0]
+            else:
+                best = H[ell - 1].reshape(-1)[c * (R + 1):].take(relS[:n + 1])
+                best += sfc                           # save first
+                if c < reqmax:
+                    best[cols[:, None] < reqA] = inf
+                V = W[n, :ell, :R] + Y[n, ell - 1::-1, ell:L]
+                if bite[3] > j1:
+                    cut = bite[2] > j1
+                    V[bite[0][cut], bite[1][cut]] = inf
+                Vmin = V.min(axis=0)
+                np.minimum(best[n], Vmin, out=best[n])
+                if n:
+                    _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
+                Cprev[ell] = best[n].copy()
+                best -= Us
+                np.add(best, Ut, out=dst)
+            h[P + c:P + j1 + 1] = dst
+            np.subtract(h.reshape(-1)[c * R:].take(relY[:n + 1]), Ut, out=Y[:n + 1, ell, ell:L])
+        j0 = j1
+
+    tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
+                       chain=chain)
+    tb.cost = float(H[L - 1][P + J - 1, 0] - U[L])
     return tb
+
+
+def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
+    """Lower ``best`` (n + 1 columns from j0 + 1, rows of length ``ell``) at the block's
+    interior columns by the splits that can be least there: a split can be least somewhere
+    in [j0, j1) only if its value V at j1 is at most C at j0 (both non-increasing in m).
+    A large set of such splits is first evaluated every _SUB columns, which gives C there
+    exactly and the same test on each sub-block."""
+    rows = np.flatnonzero(Vmin <= Cleft)
+    if not len(rows):
+        return
+    s0, s1 = int(rows[0]), int(rows[-1]) + 1
+    ks = np.flatnonzero((V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1))
+    k0, k1 = int(ks[0]), int(ks[-1]) + 1
+    if n < 2 * _SUB or n * (k1 - k0) * (s1 - s0) < _SMALL:
+        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, s0, s1, bite, bufs, 0)
+        bv = best[:n, s0:s1]
+        np.minimum(bv, T.min(axis=1), out=bv)
+        return
+    T1 = _sums(W, Y, j0, _SUB - 1, n, _SUB, ell, k0, k1, s0, s1, bite, bufs, 0)
+    bv = best[_SUB - 1:n:_SUB, s0:s1]
+    np.minimum(bv, T1.min(axis=1), out=bv)
+    left = -1
+    for i in range(len(T1) + 1):
+        right = left + _SUB if i < len(T1) else n
+        if right - left > 1:
+            cl = Cleft[s0:s1] if left < 0 else best[left, s0:s1]
+            vr = T1[i] if i < len(T1) else V[k0:k1, s0:s1]
+            M = vr <= cl
+            r2 = np.flatnonzero(M.any(axis=0))
+            if len(r2):
+                a0, a1 = int(r2[0]), int(r2[-1]) + 1
+                k2 = np.flatnonzero(M[:, a0:a1].any(axis=1))
+                T = _sums(W, Y, j0, left + 1, right, 1, ell, k0 + int(k2[0]),
+                          k0 + int(k2[-1]) + 1, s0 + a0, s0 + a1, bite, bufs, 1)
+                bv = best[left + 1:right, s0 + a0:s0 + a1]
+                np.minimum(bv, T.min(axis=1), out=bv)
+        left = right
+
+
+def _sums(W, Y, j0, i0, i1, step, ell, k0, k1, s0, s1, bite, bufs, which):
+    """X + Y of the splits k0 <= kk < k1 (split at s + kk + 1) for rows s0:s1 at the columns
+    j0 + 1 + i0 : j0 + 1 + i1 : step; a split the forward requirement rules out is +inf."""
+    nc = len(range(i0, i1, step))
+    size = nc * (k1 - k0) * (s1 - s0)
+    if bufs[which].size < size:
+        bufs[which] = np.empty(2 * size)
+    T = bufs[which][:size].reshape(nc, k1 - k0, s1 - s0)
+    np.add(W[i0:i1:step, k0:k1, s0:s1],
+           Y[i0:i1:step, ell - 1 - k0:(ell - 1 - k1 if k1 < ell else None):-1,
+             s0 + ell:s1 + ell], out=T)
+    bk, bs, bfq, bmax = bite
+    if bmax > j0 + 1 + i0:
+        inb = (bfq > j0 + 1 + i0) & (bk >= k0) & (bk < k1) & (bs >= s0) & (bs < s1)
+        if inb.any():
+            kk, ss = bk[inb] - k0, bs[inb] - s0
+            jj = np.arange(j0 + 1 + i0, j0 + 1 + i1, step)
+            T[:, kk, ss] = np.where(jj[:, None] < bfq[inb][None, :], np.inf, T[:, kk, ss])
+    return T
 
 
 def _candidates(tb, s, t, j):
     """Values of every choice for segment (s, t) at column j = m + g_t, the way ``solve``
     computes them: index 0 = save first, k >= 1 = split at s + k (+inf = not allowed)."""
-    P, U, ell, ch = tb.P, tb.U, t - s, tb.chain
+    H, P, U, ell, ch = tb.H, tb.P, tb.U, t - s, tb.chain
     xb, ofs, ob, d = ch.xbar, ch.ofs, ch.ob, ch.delta
     vals = np.full(ell + 1, np.inf)
     gt = int(tb.g[t])
     reqA = max(int(tb.up(xb[s] + ofs[s])), int(tb.up(xb[s] + d[s] + d[s - 1] + ob[s])) - gt)
     if j >= reqA + gt:
-        col = P + j - min(int(tb.eA[s]), P)
-        vals[0] = tb.TL[ell - 1][col, s] + (ch.uf[s] + ch.ub[s] + U[s - 1] - U[t])
+        vals[0] = H[ell - 1][P + j - min(int(tb.eA[s]), P), s] + (ch.uf[s] + ch.ub[s]
+                                                                  + U[s - 1] - U[t])
     for k in range(1, ell + 1):
         if j >= tb.fwdreq[s, s + k - 1] + gt:
-            vals[k] = tb.TL[k - 1][P + j, s - 1] + tb.TR[ell - k][P + j, s + k - 1]
+            s2 = s + k
+            right = H[t - s2][P + j - min(int(tb.a[s2]), P), s2 - 1] - U[t]
+            vals[k] = H[k - 1][P + j, s - 1] + right
     return vals - U[s - 1]
 
 
