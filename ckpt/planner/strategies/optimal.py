@@ -105,6 +105,8 @@ def solve(chain, budget, slots=500):
     if avail <= 0 or S < up(x[0]):
         return tb
     U = np.concatenate([[0.0], np.cumsum(uf[1:])])
+    B = np.concatenate([[0.0], np.cumsum(ub[1:])])
+    eps = 1e-9 * (U[-1] + B[-1] + 1)
     a = np.zeros(L + 2, dtype=np.int64)
     a[1:L + 1] = up(x[:L])                          # a[s] = ⌈ω_x^{s-1}/u⌉
     eA = np.zeros(L + 2, dtype=np.int64)
@@ -143,17 +145,20 @@ def solve(chain, budget, slots=500):
         # first's part (s+1, t)) and into this length's table shifted by a_s
         relS = (cb + P - np.minimum(eA[s], P)) * (R + 1) + s[None, :]
         relY = (cb + P - np.minimum(a[s], P)) * R + (s - 1)[None, :]
-        per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1] - U[t], U[s - 1], U[t],
+        # a split at s + k costs at least U[s+k-1] + SA, SA the store-all cost (less a
+        # margin for rounding, in the units of ``best`` below)
+        SA = U[t] - U[s - 1] + B[t] - B[s - 1] + U[t] - eps
+        per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1], U[s - 1],
                     int(first[s, t].min()), int(sat[s, t].max()),
-                    (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY))
+                    (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY, SA, s))
 
     H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
     for h in H:                                             # C(s, s + ℓ, j - g_t) + U[s + ℓ]
         h[:P] = inf
     W = np.empty((_GRID, L, L))      # the block's columns of every H[ℓ], by start s
-    Y = np.empty((_GRID, L, L))      # the same shifted by a_s, less U[t], by end t
+    Y = np.empty((_GRID, L, L))      # the same shifted by a_s, by end t
     G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
-    Cprev = [None] * L               # C at the block's left grid column (+ U[s - 1])
+    Cprev = [None] * L               # C at the block's left grid column, as ``best``
     s = np.arange(1, L + 1)
     leafv = uf[s] + ub[s] + U[s]
     leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
@@ -165,9 +170,9 @@ def solve(chain, budget, slots=500):
         cols = np.arange(c, j1 + 1)
         W[:n + 1, 0, :] = np.where(cols[:, None] >= leaf[None, :], leafv, inf)
         H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
-        np.subtract(H[0].reshape(-1)[c * L:].take(leafY[:n + 1]), U[1:], out=Y[:n + 1, 0, :])
+        np.take(H[0].reshape(-1)[c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
         for ell in range(1, L):
-            reqA, reqmax, sfc, Us, Ut, c0, c1, bite, relS, relY = per[ell]
+            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
             R = L - ell
             h = H[ell]
             dst = W[:n + 1, ell, :R]
@@ -177,23 +182,27 @@ def solve(chain, budget, slots=500):
             elif j0 >= c1:                            # every row at its store-all cost
                 dst[...] = h[P + j0]
             else:
+                # best[j, s] = C(s, t, j - g_t) + U[s-1] + U[t], the least choice so far
                 best = H[ell - 1].reshape(-1)[c * (R + 1):].take(relS[:n + 1])
                 best += sfc                           # save first
                 if c < reqmax:
                     best[cols[:, None] < reqA] = inf
-                V = W[n, :ell, :R] + Y[n, ell - 1::-1, ell:L]
+                K = ell
+                if n:                                 # splits dearer than C(j0) at best
+                    K = np.searchsorted(U, Cprev[ell] - SA, side="right") - s
+                    K = max(1, min(ell, int(K.max())))
+                V = W[n, :K, :R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1, ell:L]
                 if bite[3] > j1:
-                    cut = bite[2] > j1
+                    cut = (bite[2] > j1) & (bite[0] < K)
                     V[bite[0][cut], bite[1][cut]] = inf
                 Vmin = V.min(axis=0)
                 np.minimum(best[n], Vmin, out=best[n])
                 if n:
                     _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
                 Cprev[ell] = best[n].copy()
-                best -= Us
-                np.add(best, Ut, out=dst)
+                np.subtract(best, Us, out=dst)
             h[P + c:P + j1 + 1] = dst
-            np.subtract(h.reshape(-1)[c * R:].take(relY[:n + 1]), Ut, out=Y[:n + 1, ell, ell:L])
+            np.take(h.reshape(-1)[c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
         j0 = j1
 
     tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
