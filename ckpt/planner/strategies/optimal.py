@@ -24,28 +24,36 @@ of F_s without / with saving:
 
 and C(s, t, m) is the least of these. The answer is C(1, L, slots - a_1).
 
-Vectorization. Segments of one length ℓ are independent, so the program runs ℓ = 0..L-1 and,
-for each split offset k, evaluates every segment of length ℓ at once. Columns are j = m + g_t
-(m shifted by the segment's own δ_t): then the left term of a split, C(s, s2-1, m + g_t -
-g_{s2-1}), is column j of the row of (s, s2-1) in the same coordinates, and the right term,
-C(s2, t, m - a_{s2}), is column j of a second copy of the rows of length ℓ - k, stored shifted
-by their a_s. Both terms are plain slices (no gather); the forward cost is folded into the
-first copy (offset by U_t) and falls out as TL + TR - U_{s-1}. Tables are stored column by
-column (one column holds every segment of a length), so a slice is a few long runs of
-contiguous segments: on chains of 500 stages a quarter faster than row by row. A column
-depends only on columns at or left of it, so the root's column j = slots - a_1 bounds every
-table, and nothing right of a row's store-all requirement or left of its first feasible
-column (the least-peak program in slots, computed alongside) is evaluated.
+Columns. Columns are j = m + g_t (m shifted by the segment's own δ_t): then the left term of
+a split, C(s, s2-1, m + g_t - g_{s2-1}), is column j of the row of (s, s2-1) in the same
+coordinates, and the right term, C(s2, t, m - a_{s2}), is column j of the row of (s2, t)
+shifted by its a_{s2}. Column j of a row depends only on columns at or left of j, so the
+root's column J - 1 = slots - a_1 bounds every table.
 
-Two passes per length. First every choice is evaluated at the grid columns G (every
-``_GRID``-th column and the last one), from copies of the tables at G: this gives C exactly
-there. As C(s, t, ·) and each choice's value are non-increasing in m, choice k can be the
-least anywhere in [G_i, G_{i+1}) only if its value at G_{i+1} is at most C at G_i; the
-second pass evaluates each choice only on the blocks where it can, one rectangle of rows x
-columns per k. On the benchmark chains this leaves about a quarter of the (segment, split,
-column) triples of the full program, plus a sixteenth in the first pass. Time O(L^3 · slots
-/ 6) element operations in the worst case, memory 2 x L^2 · slots / 2 float64; the schedule
-is rebuilt afterwards by re-evaluating the candidates of the O(L) segments it visits.
+Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns, and
+each block is finished for every length ℓ = 0..L-1 before the next: what a block reads (its
+own columns of every shorter row, in a window W of ``GRID`` x L x L, and the same shifted
+by a_s, in Y) stays in the cache, where the whole tables (L^2 / 2 x slots float64, one
+(slots, L - ℓ) array per length) would not. In W, the left terms of every split k and row
+s of one length are one strided slice W[i, 0:ℓ, rows] (lengths 0..ℓ-1 by start s) and the
+right terms are Y[i, ℓ-1..0, rows + ℓ] (by end t), so all splits of all rows are evaluated
+by one numpy add and one min. Per block and length:
+
+1. grid column j1: every split that can beat C(j0) is evaluated (split k costs at least
+   U_{s+k-1} - U_{s-1} + the store-all cost of [s, t], so higher k are skipped), which
+   gives C(j1) exactly;
+2. interior j0 < j < j1: as C(s, t, ·) and every choice's value are non-increasing in m,
+   split k can be least somewhere in [j0, j1) only if its value at j1 is at most C(j0);
+   the bounding box of those (split, row) pairs is evaluated on the interior columns. A
+   large box is first evaluated every ``SUB_GRID`` columns, which gives C there exactly and
+   the same test on each sub-block.
+
+On the benchmark chains (500 slots) this evaluates about a fifth of the (segment, split,
+column) triples of the full program. Splits that the forward requirement rules out at a
+column where both their parts are finite (rare) are set to +inf in what was evaluated.
+Time O(L^3 · slots / 6) element operations in the worst case, memory L^2 · slots / 2
+float64; the schedule is rebuilt afterwards by re-evaluating the candidates of the O(L)
+segments it visits.
 
 Before the program: a budget >= store-all's peak returns store-all (cheapest possible), and
 one below ``chain.min_budget`` raises. Chains of at most ``EXHAUSTIVE_MAX_STAGES`` stages
@@ -71,9 +79,9 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
-_GRID = 16      # columns between two grid columns
-_SUB = 4        # columns between two sub-grid columns inside a large block
-_SMALL = 200_000    # (column, split, row) triples below which a block is evaluated whole
+GRID = 16           # columns between two grid columns
+SUB_GRID = 4        # columns between two sub-grid columns inside a large block
+SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
 
 
 class _Tables:
@@ -124,7 +132,7 @@ def solve(chain, budget, slots=500):
 
     # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
     P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
-    cb = np.arange(_GRID)[:, None]                    # a block's columns, from its first
+    cb = np.arange(GRID)[:, None]                    # a block's columns, from its first
     per = [None]
     for ell in range(1, L):
         R = L - ell
@@ -155,9 +163,10 @@ def solve(chain, budget, slots=500):
     H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
     for h in H:                                             # C(s, s + ℓ, j - g_t) + U[s + ℓ]
         h[:P] = inf
-    W = np.empty((_GRID, L, L))      # the block's columns of every H[ℓ], by start s
-    Y = np.empty((_GRID, L, L))      # the same shifted by a_s, by end t
-    G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
+    Hf = [h.reshape(-1) for h in H]
+    W = np.empty((GRID, L, L))      # the block's columns of every H[ℓ], by start s
+    Y = np.empty((GRID, L, L))      # the same shifted by a_s, by end t
+    G = np.unique(np.append(np.arange(0, J, GRID), J - 1))
     Cprev = [None] * L               # C at the block's left grid column, as ``best``
     s = np.arange(1, L + 1)
     leafv = uf[s] + ub[s] + U[s]
@@ -170,7 +179,7 @@ def solve(chain, budget, slots=500):
         cols = np.arange(c, j1 + 1)
         W[:n + 1, 0, :] = np.where(cols[:, None] >= leaf[None, :], leafv, inf)
         H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
-        np.take(H[0].reshape(-1)[c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
+        np.take(Hf[0][c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
         for ell in range(1, L):
             reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
             R = L - ell
@@ -183,7 +192,7 @@ def solve(chain, budget, slots=500):
                 dst[...] = h[P + j0]
             else:
                 # best[j, s] = C(s, t, j - g_t) + U[s-1] + U[t], the least choice so far
-                best = H[ell - 1].reshape(-1)[c * (R + 1):].take(relS[:n + 1])
+                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1])
                 best += sfc                           # save first
                 if c < reqmax:
                     best[cols[:, None] < reqA] = inf
@@ -199,10 +208,10 @@ def solve(chain, budget, slots=500):
                 np.minimum(best[n], Vmin, out=best[n])
                 if n:
                     _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
-                Cprev[ell] = best[n].copy()
+                Cprev[ell] = best[n]
                 np.subtract(best, Us, out=dst)
             h[P + c:P + j1 + 1] = dst
-            np.take(h.reshape(-1)[c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
+            np.take(Hf[ell][c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
         j0 = j1
 
     tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
@@ -215,33 +224,33 @@ def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
     """Lower ``best`` (n + 1 columns from j0 + 1, rows of length ``ell``) at the block's
     interior columns by the splits that can be least there: a split can be least somewhere
     in [j0, j1) only if its value V at j1 is at most C at j0 (both non-increasing in m).
-    A large set of such splits is first evaluated every _SUB columns, which gives C there
+    A large set of such splits is first evaluated every SUB_GRID columns, which gives C there
     exactly and the same test on each sub-block."""
-    rows = np.flatnonzero(Vmin <= Cleft)
+    rows = (Vmin <= Cleft).nonzero()[0]
     if not len(rows):
         return
     s0, s1 = int(rows[0]), int(rows[-1]) + 1
-    ks = np.flatnonzero((V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1))
+    ks = (V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1).nonzero()[0]
     k0, k1 = int(ks[0]), int(ks[-1]) + 1
-    if n < 2 * _SUB or n * (k1 - k0) * (s1 - s0) < _SMALL:
+    if n < 2 * SUB_GRID or n * (k1 - k0) * (s1 - s0) < SMALL_BOX:
         T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, s0, s1, bite, bufs, 0)
         bv = best[:n, s0:s1]
         np.minimum(bv, T.min(axis=1), out=bv)
         return
-    T1 = _sums(W, Y, j0, _SUB - 1, n, _SUB, ell, k0, k1, s0, s1, bite, bufs, 0)
-    bv = best[_SUB - 1:n:_SUB, s0:s1]
+    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, s0, s1, bite, bufs, 0)
+    bv = best[SUB_GRID - 1:n:SUB_GRID, s0:s1]
     np.minimum(bv, T1.min(axis=1), out=bv)
     left = -1
     for i in range(len(T1) + 1):
-        right = left + _SUB if i < len(T1) else n
+        right = left + SUB_GRID if i < len(T1) else n
         if right - left > 1:
             cl = Cleft[s0:s1] if left < 0 else best[left, s0:s1]
             vr = T1[i] if i < len(T1) else V[k0:k1, s0:s1]
             M = vr <= cl
-            r2 = np.flatnonzero(M.any(axis=0))
+            r2 = M.any(axis=0).nonzero()[0]
             if len(r2):
                 a0, a1 = int(r2[0]), int(r2[-1]) + 1
-                k2 = np.flatnonzero(M[:, a0:a1].any(axis=1))
+                k2 = M[:, a0:a1].any(axis=1).nonzero()[0]
                 T = _sums(W, Y, j0, left + 1, right, 1, ell, k0 + int(k2[0]),
                           k0 + int(k2[-1]) + 1, s0 + a0, s0 + a1, bite, bufs, 1)
                 bv = best[left + 1:right, s0 + a0:s0 + a1]
