@@ -346,12 +346,15 @@ PROGRAM = importlib.import_module("ckpt.planner.strategies.optimal")
 def blocks(grid, sub_grid, small_box):
     """Run the program with blocks of ``grid`` columns, sub-grids every ``sub_grid`` columns
     in any box of at least ``small_box`` triples (0: in every box)."""
-    saved = PROGRAM.GRID, PROGRAM.SUB_GRID, PROGRAM.SMALL_BOX
-    PROGRAM.GRID, PROGRAM.SUB_GRID, PROGRAM.SMALL_BOX = grid, sub_grid, small_box
+    names = ("GRID", "SHORT_GRID", "SUB_GRID", "SMALL_BOX")
+    saved = [getattr(PROGRAM, name) for name in names]
+    for name, value in zip(names, (grid, grid, sub_grid, small_box)):
+        setattr(PROGRAM, name, value)
     try:
         yield
     finally:
-        PROGRAM.GRID, PROGRAM.SUB_GRID, PROGRAM.SMALL_BOX = saved
+        for name, value in zip(names, saved):
+            setattr(PROGRAM, name, value)
 
 
 BLOCKINGS = [(1, 1, 0), (2, 2, 0), (5, 2, 0), (8, 3, 0), (16, 4, 0), (16, 4, 10**9)]

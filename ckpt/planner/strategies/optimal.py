@@ -30,7 +30,8 @@ coordinates, and the right term, C(s2, t, m - a_{s2}), is column j of the row of
 shifted by its a_{s2}. Column j of a row depends only on columns at or left of j, so the
 root's column J - 1 = slots - a_1 bounds every table.
 
-Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns, and
+Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns
+(``SHORT_GRID`` on short chains, where fewer numpy calls matter more than less work), and
 each block is finished for every length ℓ = 0..L-1 before the next: what a block reads (its
 own columns of every shorter row, in a window W of ``GRID`` x L x L, and the same shifted
 by a_s, in Y) stays in the cache, where the whole tables (L^2 / 2 x slots float64, one
@@ -80,6 +81,8 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 __all__ = ["optimal", "solve"]
 
 GRID = 16           # columns between two grid columns
+SHORT_GRID = 32     # the same for chains of at most SHORT_CHAIN stages (fewer numpy calls)
+SHORT_CHAIN = 150
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
 
@@ -132,7 +135,8 @@ def solve(chain, budget, slots=500):
 
     # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
     P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
-    cb = np.arange(GRID)[:, None]                    # a block's columns, from its first
+    grid = SHORT_GRID if L <= SHORT_CHAIN else GRID
+    cb = np.arange(grid)[:, None]                    # a block's columns, from its first
     per = [None]
     for ell in range(1, L):
         R = L - ell
@@ -164,9 +168,9 @@ def solve(chain, budget, slots=500):
     for h in H:                                             # C(s, s + ℓ, j - g_t) + U[s + ℓ]
         h[:P] = inf
     Hf = [h.reshape(-1) for h in H]
-    W = np.empty((GRID, L, L))      # the block's columns of every H[ℓ], by start s
-    Y = np.empty((GRID, L, L))      # the same shifted by a_s, by end t
-    G = np.unique(np.append(np.arange(0, J, GRID), J - 1))
+    W = np.empty((grid, L, L))      # the block's columns of every H[ℓ], by start s
+    Y = np.empty((grid, L, L))      # the same shifted by a_s, by end t
+    G = np.unique(np.append(np.arange(0, J, grid), J - 1))
     Cprev = [None] * L               # C at the block's left grid column, as ``best``
     s = np.arange(1, L + 1)
     leafv = uf[s] + ub[s] + U[s]
