@@ -10,11 +10,14 @@ Oracles here are written independently of ``ckpt/planner/strategies``:
 - ``reference_cost``: the least-compute recurrence (docs/planner.md, "The dynamic
   programs") as plain recursive Python over the states it needs.
 """
+import importlib
 import math
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from ckpt.planner import BudgetError, Chain, Stage, plan, simulate
 from ckpt.planner.strategies.optimal import optimal, rebuild, solve
@@ -25,18 +28,20 @@ from test_planner import all_schedules
 
 # ---- oracles -------------------------------------------------------------------------------
 
-def random_chain(rng, L, scale):
+def random_chain(rng, L, scale, heavy_forward=False):
     """A heterogeneous chain whose sizes are up to ``scale`` bytes (costs in quarters, so
-    every sum is exact in float64)."""
+    every sum is exact in float64). ``heavy_forward``: forward transients up to 4 x scale
+    and small ones when saving, so that the forward requirement of a split often binds."""
+    f_high, fs_high = (4 * scale, scale // 8) if heavy_forward else (scale // 2, scale // 2)
     stages = []
     for i in range(L):
         x = int(rng.integers(0, scale + 1))
         stages.append(Stage(f"s{i + 1}", int(rng.integers(1, 21)) / 4,
                             int(rng.integers(1, 41)) / 4, x,
                             x + int(rng.integers(0, 2 * scale + 1)),
-                            forward_transient=int(rng.integers(0, scale // 2 + 1)),
+                            forward_transient=int(rng.integers(0, f_high + 1)),
                             backward_transient=int(rng.integers(0, scale // 2 + 1)),
-                            forward_save_transient=int(rng.integers(0, scale // 2 + 1))))
+                            forward_save_transient=int(rng.integers(0, fs_high + 1))))
     return Chain(stages, input_bytes=int(rng.integers(0, scale + 1)),
                  param_bytes=int(rng.integers(0, scale + 1)))
 
@@ -330,3 +335,74 @@ def test_the_pruned_program_equals_the_plain_loop_on_longer_chains():
             if tb.cost < math.inf:
                 sim = simulate(chain, rebuild(tb), timeline=False)
                 assert sim.peak <= budget and sim.compute == tb.cost
+
+
+# ---- the blocked program against the plain loop, with every path of it taken --------------
+
+PROGRAM = importlib.import_module("ckpt.planner.strategies.optimal")
+
+
+@contextmanager
+def blocks(grid, sub_grid, small_box):
+    """Run the program with blocks of ``grid`` columns, sub-grids every ``sub_grid`` columns
+    in any box of at least ``small_box`` triples (0: in every box)."""
+    names = ("GRID", "SHORT_GRID", "SUB_GRID", "SMALL_BOX")
+    saved = [getattr(PROGRAM, name) for name in names]
+    for name, value in zip(names, (grid, grid, sub_grid, small_box)):
+        setattr(PROGRAM, name, value)
+    try:
+        yield
+    finally:
+        for name, value in zip(names, saved):
+            setattr(PROGRAM, name, value)
+
+
+BLOCKINGS = [(1, 1, 0), (2, 2, 0), (5, 2, 0), (8, 3, 0), (16, 4, 0), (16, 4, 10**9)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), L=st.integers(2, 11), frac=st.floats(0, 1),
+       slots=st.integers(6, 120), blocking=st.sampled_from(BLOCKINGS), heavy=st.booleans())
+def test_the_blocked_program_equals_the_plain_loop(seed, L, frac, slots, blocking, heavy):
+    """Random chains, budgets from the least peak to store-all's, coarse and fine slots, and
+    blocks from one column (no pruning) to sub-grids in every box: the same optimum as the
+    plain-loop reference, and a schedule that fits."""
+    chain = random_chain(np.random.default_rng(seed), L, 2**20, heavy_forward=heavy)
+    lo, hi = chain.min_budget, simulate(chain, store_all(chain)).peak
+    budget = int(lo + (hi - lo) * frac)
+    with blocks(*blocking):
+        tb = solve(chain, budget, slots)
+    assert tb.cost == reference_cost(chain, budget, slots)
+    if tb.cost < math.inf:
+        sim = simulate(chain, rebuild(tb), timeline=False)
+        assert sim.peak <= budget and sim.compute == tb.cost
+
+
+def test_sub_grids_and_cut_splits_are_exercised(monkeypatch):
+    """The chains above take the sub-grid path and meet splits that the forward requirement
+    cuts inside a block; with the cut splits left in, the program goes wrong on some of
+    them (so the comparison with the plain loop can tell)."""
+    sub_grid_boxes, wrong_without_cuts = 0, 0
+    real_sums = PROGRAM._sums
+
+    def counting_sums(*args):
+        nonlocal sub_grid_boxes
+        sub_grid_boxes += args[5] > 1                  # step between evaluated columns
+        return real_sums(*args)
+
+    def sums_without_cuts(W, Y, j0, i0, i1, step, ell, k0, k1, s0, s1, bite, bufs, which):
+        no_cuts = (bite[0][:0], bite[1][:0], bite[2][:0], -1)
+        return real_sums(W, Y, j0, i0, i1, step, ell, k0, k1, s0, s1, no_cuts, bufs, which)
+
+    rng = np.random.default_rng(5)
+    for _ in range(60):
+        chain = random_chain(rng, int(rng.integers(3, 10)), 2**20, heavy_forward=True)
+        lo, hi = chain.min_budget, simulate(chain, store_all(chain)).peak
+        budget, slots = int(lo + (hi - lo) * rng.uniform(0, 0.6)), int(rng.integers(10, 120))
+        want = reference_cost(chain, budget, slots)
+        with blocks(5, 2, 0):
+            monkeypatch.setattr(PROGRAM, "_sums", counting_sums)
+            assert solve(chain, budget, slots).cost == want
+            monkeypatch.setattr(PROGRAM, "_sums", sums_without_cuts)
+            wrong_without_cuts += solve(chain, budget, slots).cost != want
+    assert sub_grid_boxes > 0 and wrong_without_cuts > 0

@@ -24,28 +24,37 @@ of F_s without / with saving:
 
 and C(s, t, m) is the least of these. The answer is C(1, L, slots - a_1).
 
-Vectorization. Segments of one length ℓ are independent, so the program runs ℓ = 0..L-1 and,
-for each split offset k, evaluates every segment of length ℓ at once. Columns are j = m + g_t
-(m shifted by the segment's own δ_t): then the left term of a split, C(s, s2-1, m + g_t -
-g_{s2-1}), is column j of the row of (s, s2-1) in the same coordinates, and the right term,
-C(s2, t, m - a_{s2}), is column j of a second copy of the rows of length ℓ - k, stored shifted
-by their a_s. Both terms are plain slices (no gather); the forward cost is folded into the
-first copy (offset by U_t) and falls out as TL + TR - U_{s-1}. Tables are stored column by
-column (one column holds every segment of a length), so a slice is a few long runs of
-contiguous segments: on chains of 500 stages a quarter faster than row by row. A column
-depends only on columns at or left of it, so the root's column j = slots - a_1 bounds every
-table, and nothing right of a row's store-all requirement or left of its first feasible
-column (the least-peak program in slots, computed alongside) is evaluated.
+Columns. Columns are j = m + g_t (m shifted by the segment's own δ_t): then the left term of
+a split, C(s, s2-1, m + g_t - g_{s2-1}), is column j of the row of (s, s2-1) in the same
+coordinates, and the right term, C(s2, t, m - a_{s2}), is column j of the row of (s2, t)
+shifted by its a_{s2}. Column j of a row depends only on columns at or left of j, so the
+root's column J - 1 = slots - a_1 bounds every table.
 
-Two passes per length. First every choice is evaluated at the grid columns G (every
-``_GRID``-th column and the last one), from copies of the tables at G: this gives C exactly
-there. As C(s, t, ·) and each choice's value are non-increasing in m, choice k can be the
-least anywhere in [G_i, G_{i+1}) only if its value at G_{i+1} is at most C at G_i; the
-second pass evaluates each choice only on the blocks where it can, one rectangle of rows x
-columns per k. On the benchmark chains this leaves about a quarter of the (segment, split,
-column) triples of the full program, plus a sixteenth in the first pass. Time O(L^3 · slots
-/ 6) element operations in the worst case, memory 2 x L^2 · slots / 2 float64; the schedule
-is rebuilt afterwards by re-evaluating the candidates of the O(L) segments it visits.
+Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns
+(``SHORT_GRID`` on short chains, where fewer numpy calls matter more than less work), and
+each block is finished for every length ℓ = 0..L-1 before the next: what a block reads (its
+own columns of every shorter row, in a window W of ``GRID`` x L x L, and the same shifted
+by a_s, in Y) stays in the cache, where the whole tables (L^2 / 2 x slots float64, one
+(slots, L - ℓ) array per length) would not. In W, the left terms of every split k and row
+s of one length are one strided slice W[i, 0:ℓ, rows] (lengths 0..ℓ-1 by start s) and the
+right terms are Y[i, ℓ-1..0, rows + ℓ] (by end t), so all splits of all rows are evaluated
+by one numpy add and one min. Per block and length:
+
+1. grid column j1: every split that can beat C(j0) is evaluated (split k costs at least
+   U_{s+k-1} - U_{s-1} + the store-all cost of [s, t], so higher k are skipped), which
+   gives C(j1) exactly;
+2. interior j0 < j < j1: as C(s, t, ·) and every choice's value are non-increasing in m,
+   split k can be least somewhere in [j0, j1) only if its value at j1 is at most C(j0);
+   the bounding box of those (split, row) pairs is evaluated on the interior columns. A
+   large box is first evaluated every ``SUB_GRID`` columns, which gives C there exactly and
+   the same test on each sub-block.
+
+On the benchmark chains (500 slots) this evaluates about a fifth of the (segment, split,
+column) triples of the full program. Splits that the forward requirement rules out at a
+column where both their parts are finite (rare) are set to +inf in what was evaluated.
+Time O(L^3 · slots / 6) element operations in the worst case, memory L^2 · slots / 2
+float64; the schedule is rebuilt afterwards by re-evaluating the candidates of the O(L)
+segments it visits.
 
 Before the program: a budget >= store-all's peak returns store-all (cheapest possible), and
 one below ``chain.min_budget`` raises. Chains of at most ``EXHAUSTIVE_MAX_STAGES`` stages
@@ -71,7 +80,11 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
-_GRID = 16      # columns between two grid columns of the first pass
+GRID = 16           # columns between two grid columns
+SHORT_GRID = 32     # the same for chains of at most SHORT_CHAIN stages (fewer numpy calls)
+SHORT_CHAIN = 150
+SUB_GRID = 4        # columns between two sub-grid columns inside a large block
+SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
 
 
 class _Tables:
@@ -103,6 +116,8 @@ def solve(chain, budget, slots=500):
     if avail <= 0 or S < up(x[0]):
         return tb
     U = np.concatenate([[0.0], np.cumsum(uf[1:])])
+    B = np.concatenate([[0.0], np.cumsum(ub[1:])])
+    eps = 1e-9 * (U[-1] + B[-1] + 1)
     a = np.zeros(L + 2, dtype=np.int64)
     a[1:L + 1] = up(x[:L])                          # a[s] = ⌈ω_x^{s-1}/u⌉
     eA = np.zeros(L + 2, dtype=np.int64)
@@ -110,37 +125,19 @@ def solve(chain, budget, slots=500):
     fwdreq = up(forward_peak_table(chain))           # (L+2, L+2)
     g = up(np.append(d, 0))                          # g[i] = ⌈δ_i/u⌉, taken and given back
     J = S + 1 - int(a[1])                            # columns j = m + g_t; root at J - 1
-    P = int(min(max(eA.max(), a.max()), J))          # left padding (+inf) for row shifts
     inf = np.inf
     big = np.int64(2 * J + 4 * int(g.max() + a.max() + eA.max()) + 8)
     first = np.full((L + 2, L + 2), big, dtype=np.int64)  # first finite column
     sat = np.zeros((L + 2, L + 2), dtype=np.int64)        # from here on: store-all cost
-    TL, TR = [], []                                  # per length: rows s = 1..L-ℓ
-    G = np.unique(np.append(np.arange(0, J, _GRID), J - 1))
-    base = np.concatenate([[0], np.cumsum(L - np.arange(L))])
-    TLc = np.empty((int(base[-1]), len(G)))          # the tables at the grid columns G
-    TRc = np.empty((int(base[-1]), len(G)))
-    cols = np.arange(J)
-    buf = np.empty(L * J)
-
-    def store(ell, s, Cj):                           # Cj[j, r] = C(s, t, j - g_t)
-        t = s + ell
-        tl = np.empty((P + J, len(s)))
-        tl[:P] = inf
-        np.add(Cj, U[t][None, :], out=tl[P:])
-        tr = tl[P + cols[:, None] - np.minimum(a[s], P)[None, :], np.arange(len(s))[None, :]]
-        tr -= U[t][None, :]
-        TL.append(tl)
-        TR.append(np.concatenate([tl[:P], tr]))
-        TLc[base[ell]:base[ell] + len(s)] = tl[P + G].T
-        TRc[base[ell]:base[ell] + len(s)] = tr[G].T
-
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
     first[s, s] = sat[s, s] = leaf
-    store(0, s, np.where(cols[:, None] >= leaf[None, :], (uf[s] + ub[s])[None, :], inf))
-    nG = len(G)
 
+    # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
+    P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
+    grid = SHORT_GRID if L <= SHORT_CHAIN else GRID
+    cb = np.arange(grid)[:, None]                    # a block's columns, from its first
+    per = [None]
     for ell in range(1, L):
         R = L - ell
         s = np.arange(1, R + 1)
@@ -148,86 +145,160 @@ def solve(chain, budget, slots=500):
         gt = g[t]
         reqA = np.maximum(up(xb[s] + ofs[s]), up(xb[s] + d[s] + d[s - 1] + ob[s]) - gt) + gt
         sat[s, t] = np.maximum(reqA, eA[s] + sat[s + 1, t])
-        k = np.arange(1, ell + 1)[None, :]
-        Sc, S2, Rr, T = s[:, None], s[:, None] + k, s[:, None] + k - 1, t[:, None]
-        fq = fwdreq[Sc, Rr] + gt[:, None]            # split allowed from column fq on
-        ch = np.maximum(first[S2, T] + a[S2], first[Sc, Rr])   # both parts finite from ch
-        ff = np.maximum(fq, ch)
-        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]), ff.min(axis=1))
-        c0 = int(min(first[s, t].min(), J))
-        c1 = int(min(J, sat[s, t].max() + 1))
-        Cj = np.full((J, R), inf)
-        if c0 < c1:
-            sfconst = (uf[s] + ub[s] + U[s - 1] - U[t])[:, None]
-            # every choice at the grid columns
-            sh = np.minimum(eA[s], P)
-            coarse_sf = TL[ell - 1][P + G[None, :] - sh[:, None], 1 + np.arange(R)[:, None]]
-            coarse_sf = coarse_sf + sfconst
-            coarse_sf[G[None, :] < reqA[:, None]] = inf
-            kr = np.arange(1, ell + 1)[:, None]
-            rr0 = np.arange(R)[None, :]
-            V = TLc[base[kr - 1] + rr0]
-            V += TRc[base[ell - kr] + kr + rr0]
-            bite = fq > ch
-            rr, kk = np.nonzero(bite)
-            if len(rr):
-                sub = V[kk, rr]
-                sub[G[None, :] < fq[rr, kk][:, None]] = inf
-                V[kk, rr] = sub
-            bestc = np.minimum(V.min(axis=0), coarse_sf)
-            # choice k can win in block [G_i, G_i+1) only if its value at G_i+1 is <= C(G_i)
-            # (at an infeasible G_i, any choice finite at G_i+1 may be least)
-            nd = V[:, :, 1:] <= np.minimum(bestc, np.finfo(float).max)[None, :, :-1]
-            best = TL[ell - 1][P + cols[c0:c1, None] - sh[None, :], 1 + np.arange(R)[None, :]]
-            best += sfconst.T
-            best[cols[c0:c1, None] < reqA[None, :]] = inf
-            rowany = nd.any(axis=2)
-            blkany = nd.any(axis=1)
-            r0 = rowany.argmax(axis=1)
-            r1 = R - rowany[:, ::-1].argmax(axis=1)
-            lo = np.maximum(G[blkany.argmax(axis=1)], c0) - c0
-            hi = np.minimum(G[nG - 1 - blkany[:, ::-1].argmax(axis=1)], c1) - c0
-            bite &= fq - c0 > lo[None, :]            # rows whose fq cuts the rectangle
-            bites = bite.any(axis=0)
-            for kk in np.flatnonzero(rowany.any(axis=1) & (hi > lo)):
-                i0, i1, q0, q1, K = int(r0[kk]), int(r1[kk]), int(lo[kk]), int(hi[kk]), kk + 1
-                val = buf[:(i1 - i0) * (q1 - q0)].reshape(q1 - q0, i1 - i0)
-                np.add(TL[K - 1][P + c0 + q0:P + c0 + q1, i0:i1],
-                       TR[ell - K][P + c0 + q0:P + c0 + q1, i0 + K:i1 + K], out=val)
-                cut = np.flatnonzero(bite[i0:i1, kk]) if bites[kk] else ()
-                if len(cut):
-                    lim = fq[i0 + cut, kk] - c0 - q0
-                    val[:, cut] = np.where(np.arange(q1 - q0)[:, None] < lim[None, :], inf,
-                                           val[:, cut])
-                bv = best[q0:q1, i0:i1]
-                np.minimum(bv, val, out=bv)
-            inside = (G >= c0) & (G < c1)
-            best[G[inside] - c0] = bestc[:, inside].T
-            best -= U[s - 1][None, :]
-            Cj[c0:c1] = best
-            Cj[c1:] = best[-1:]
-        store(ell, s, Cj)
+        k = np.arange(1, ell + 1)[:, None]
+        S2, Rr = s[None, :] + k, s[None, :] + k - 1
+        fq = fwdreq[s[None, :], Rr] + gt[None, :]    # split allowed from column fq on
+        ch = np.maximum(first[S2, t[None, :]] + a[S2], first[s[None, :], Rr])
+        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]),
+                                 np.maximum(fq, ch).min(axis=0))
+        bk, bs = np.nonzero(fq > ch)                 # splits the forward requirement cuts
+        bfq = fq[bk, bs]
+        # flat offsets, from a block's first column, into the table of length ℓ - 1 (save
+        # first's part (s+1, t)) and into this length's table shifted by a_s
+        relS = (cb + P - np.minimum(eA[s], P)) * (R + 1) + s[None, :]
+        relY = (cb + P - np.minimum(a[s], P)) * R + (s - 1)[None, :]
+        # a split at s + k costs at least U[s+k-1] + SA, SA the store-all cost (less a
+        # margin for rounding, in the units of ``best`` below)
+        SA = U[t] - U[s - 1] + B[t] - B[s - 1] + U[t] - eps
+        per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1], U[s - 1],
+                    int(first[s, t].min()), int(sat[s, t].max()),
+                    (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY, SA, s))
 
-    tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, TL=TL, TR=TR,
-                       up=up, chain=chain)
-    tb.cost = float(TL[L - 1][P + J - 1, 0] - U[L])
+    H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
+    for h in H:                                             # C(s, s + ℓ, j - g_t) + U[s + ℓ]
+        h[:P] = inf
+    Hf = [h.reshape(-1) for h in H]
+    W = np.empty((grid, L, L))      # the block's columns of every H[ℓ], by start s
+    Y = np.empty((grid, L, L))      # the same shifted by a_s, by end t
+    G = np.unique(np.append(np.arange(0, J, grid), J - 1))
+    Cprev = [None] * L               # C at the block's left grid column, as ``best``
+    s = np.arange(1, L + 1)
+    leafv = uf[s] + ub[s] + U[s]
+    leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
+    bufs = [np.empty(0), np.empty(0)]
+    j0 = -1
+    for j1 in G.tolist():
+        n = j1 - j0 - 1                               # interior columns j0+1 .. j1-1
+        c = j0 + 1                                    # the block's first column
+        cols = np.arange(c, j1 + 1)
+        W[:n + 1, 0, :] = np.where(cols[:, None] >= leaf[None, :], leafv, inf)
+        H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
+        np.take(Hf[0][c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
+        for ell in range(1, L):
+            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
+            R = L - ell
+            h = H[ell]
+            dst = W[:n + 1, ell, :R]
+            if j1 < c0:                               # nothing finite yet
+                dst[...] = inf
+                Cprev[ell] = np.full(R, inf)
+            elif j0 >= c1:                            # every row at its store-all cost
+                dst[...] = h[P + j0]
+            else:
+                # best[j, s] = C(s, t, j - g_t) + U[s-1] + U[t], the least choice so far
+                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1])
+                best += sfc                           # save first
+                if c < reqmax:
+                    best[cols[:, None] < reqA] = inf
+                K = ell
+                if n:                                 # splits dearer than C(j0) at best
+                    K = np.searchsorted(U, Cprev[ell] - SA, side="right") - s
+                    K = max(1, min(ell, int(K.max())))
+                V = W[n, :K, :R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1, ell:L]
+                if bite[3] > j1:
+                    cut = (bite[2] > j1) & (bite[0] < K)
+                    V[bite[0][cut], bite[1][cut]] = inf
+                Vmin = V.min(axis=0)
+                np.minimum(best[n], Vmin, out=best[n])
+                if n:
+                    _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
+                Cprev[ell] = best[n]
+                np.subtract(best, Us, out=dst)
+            h[P + c:P + j1 + 1] = dst
+            np.take(Hf[ell][c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
+        j0 = j1
+
+    tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
+                       chain=chain)
+    tb.cost = float(H[L - 1][P + J - 1, 0] - U[L])
     return tb
+
+
+def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
+    """Lower ``best`` (n + 1 columns from j0 + 1, rows of length ``ell``) at the block's
+    interior columns by the splits that can be least there: a split can be least somewhere
+    in [j0, j1) only if its value V at j1 is at most C at j0 (both non-increasing in m).
+    A large set of such splits is first evaluated every SUB_GRID columns, which gives C there
+    exactly and the same test on each sub-block."""
+    rows = (Vmin <= Cleft).nonzero()[0]
+    if not len(rows):
+        return
+    s0, s1 = int(rows[0]), int(rows[-1]) + 1
+    ks = (V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1).nonzero()[0]
+    k0, k1 = int(ks[0]), int(ks[-1]) + 1
+    if n < 2 * SUB_GRID or n * (k1 - k0) * (s1 - s0) < SMALL_BOX:
+        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, s0, s1, bite, bufs, 0)
+        bv = best[:n, s0:s1]
+        np.minimum(bv, T.min(axis=1), out=bv)
+        return
+    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, s0, s1, bite, bufs, 0)
+    bv = best[SUB_GRID - 1:n:SUB_GRID, s0:s1]
+    np.minimum(bv, T1.min(axis=1), out=bv)
+    left = -1
+    for i in range(len(T1) + 1):
+        right = left + SUB_GRID if i < len(T1) else n
+        if right - left > 1:
+            cl = Cleft[s0:s1] if left < 0 else best[left, s0:s1]
+            vr = T1[i] if i < len(T1) else V[k0:k1, s0:s1]
+            M = vr <= cl
+            r2 = M.any(axis=0).nonzero()[0]
+            if len(r2):
+                a0, a1 = int(r2[0]), int(r2[-1]) + 1
+                k2 = M[:, a0:a1].any(axis=1).nonzero()[0]
+                T = _sums(W, Y, j0, left + 1, right, 1, ell, k0 + int(k2[0]),
+                          k0 + int(k2[-1]) + 1, s0 + a0, s0 + a1, bite, bufs, 1)
+                bv = best[left + 1:right, s0 + a0:s0 + a1]
+                np.minimum(bv, T.min(axis=1), out=bv)
+        left = right
+
+
+def _sums(W, Y, j0, i0, i1, step, ell, k0, k1, s0, s1, bite, bufs, which):
+    """X + Y of the splits k0 <= kk < k1 (split at s + kk + 1) for rows s0:s1 at the columns
+    j0 + 1 + i0 : j0 + 1 + i1 : step; a split the forward requirement rules out is +inf."""
+    nc = len(range(i0, i1, step))
+    size = nc * (k1 - k0) * (s1 - s0)
+    if bufs[which].size < size:
+        bufs[which] = np.empty(2 * size)
+    T = bufs[which][:size].reshape(nc, k1 - k0, s1 - s0)
+    np.add(W[i0:i1:step, k0:k1, s0:s1],
+           Y[i0:i1:step, ell - 1 - k0:(ell - 1 - k1 if k1 < ell else None):-1,
+             s0 + ell:s1 + ell], out=T)
+    bk, bs, bfq, bmax = bite
+    if bmax > j0 + 1 + i0:
+        inb = (bfq > j0 + 1 + i0) & (bk >= k0) & (bk < k1) & (bs >= s0) & (bs < s1)
+        if inb.any():
+            kk, ss = bk[inb] - k0, bs[inb] - s0
+            jj = np.arange(j0 + 1 + i0, j0 + 1 + i1, step)
+            T[:, kk, ss] = np.where(jj[:, None] < bfq[inb][None, :], np.inf, T[:, kk, ss])
+    return T
 
 
 def _candidates(tb, s, t, j):
     """Values of every choice for segment (s, t) at column j = m + g_t, the way ``solve``
     computes them: index 0 = save first, k >= 1 = split at s + k (+inf = not allowed)."""
-    P, U, ell, ch = tb.P, tb.U, t - s, tb.chain
+    H, P, U, ell, ch = tb.H, tb.P, tb.U, t - s, tb.chain
     xb, ofs, ob, d = ch.xbar, ch.ofs, ch.ob, ch.delta
     vals = np.full(ell + 1, np.inf)
     gt = int(tb.g[t])
     reqA = max(int(tb.up(xb[s] + ofs[s])), int(tb.up(xb[s] + d[s] + d[s - 1] + ob[s])) - gt)
     if j >= reqA + gt:
-        col = P + j - min(int(tb.eA[s]), P)
-        vals[0] = tb.TL[ell - 1][col, s] + (ch.uf[s] + ch.ub[s] + U[s - 1] - U[t])
+        vals[0] = H[ell - 1][P + j - min(int(tb.eA[s]), P), s] + (ch.uf[s] + ch.ub[s]
+                                                                  + U[s - 1] - U[t])
     for k in range(1, ell + 1):
         if j >= tb.fwdreq[s, s + k - 1] + gt:
-            vals[k] = tb.TL[k - 1][P + j, s - 1] + tb.TR[ell - k][P + j, s + k - 1]
+            s2 = s + k
+            right = H[t - s2][P + j - min(int(tb.a[s2]), P), s2 - 1] - U[t]
+            vals[k] = H[k - 1][P + j, s - 1] + right
     return vals - U[s - 1]
 
 
