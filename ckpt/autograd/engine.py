@@ -270,7 +270,7 @@ def _discover(root_nodes):
 
 def _to_run(nodes, captures, accumulate_leaves):
     """The nodes whose VJP must run to reach the captured targets: those with a target
-    strictly below them (plus the targets' leaf accumulators when ``backward(inputs=...)``)."""
+    strictly below them (plus the targets' own nodes when ``backward(inputs=...)``)."""
     parents = {}
     for node in nodes:
         for nxt, _ in node.next_functions:
@@ -283,8 +283,8 @@ def _to_run(nodes, captures, accumulate_leaves):
             if p not in to_run:
                 to_run.add(p)
                 stack.append(p)
-    if accumulate_leaves:
-        to_run.update(n for n in captures if n.__class__ is AccumulateGrad)
+    if accumulate_leaves:   # backward(inputs=...) runs the targets' own nodes too, as torch does
+        to_run.update(n for n in captures if n in nodes)
     return to_run
 
 
@@ -470,23 +470,28 @@ def _prepare(node, grad, p):
         grads = [None] * len(outs)
     else:
         grads = grad
+    runs = p.to_run is None or node in p.to_run
+    if not runs and node not in p.captures:
+        return None   # a pass that never reaches this node runs none of its hooks, as torch
     if p.arrays:
         grads = [None if g is None else _wrap(g) for g in grads]
-    if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
-        grads = _run_pre_hooks(node, grads, p.create_graph)
     is_leaf_node = node.__class__ is AccumulateGrad
-    if is_leaf_node:
+    if is_leaf_node:   # the leaf's tensor hooks come before the accumulator's pre-hooks
         grads = [_hooked_leaf_grad(node, grads[0])]
+    if node._tensor_hooks or node._retain_hooks or (runs and node._pre_hooks):
+        grads = _run_pre_hooks(node, grads, p.create_graph, runs)
     if node in p.captures:
         wanted = p.captures[node]
         for nr in wanted:
             wanted[nr] = grads[nr]
-    if p.to_run is not None and node not in p.to_run:
+    if not runs:
         return None
     if is_leaf_node:
         leaf = node._variable()
         if leaf is not None and grads[0] is not None:
             _accumulate_into(leaf, grads[0], p.create_graph)
+            if node._post_hooks:   # torch passes no input gradients to an accumulator's
+                _run_post_hooks(node, (), tuple(grads), False)
         return None
     if all(g is None for g in grads):
         return None
@@ -538,7 +543,9 @@ def _buffer_add(buffers, node, nr, g):
         slot[nr] = _add(slot[nr], g, node)
 
 
-def _run_pre_hooks(node, grads, create_graph):
+def _run_pre_hooks(node, grads, create_graph, runs=True):
+    """Tensor hooks and ``retain_grad`` of each output, then (when the node ``runs``, not
+    only captured) the node's own pre-hooks."""
     grads = list(grads)
     for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks):
@@ -550,7 +557,7 @@ def _run_pre_hooks(node, grads, create_graph):
         t = ref()
         if t is not None and grads[nr] is not None:
             _accumulate_into(t, grads[nr], create_graph)
-    for hook in list(node._pre_hooks or ()):
+    for hook in list(node._pre_hooks or ()) if runs else ():
         replaced = hook(tuple(grads))
         if replaced is not None:
             grads = list(replaced)
