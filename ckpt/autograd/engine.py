@@ -7,6 +7,7 @@ gradient (``run_node``: one path for every node, arrays or Tensors chosen once p
 ``_Pass``). The engine, not the ops, un-broadcasts gradients to each input's shape.
 """
 import sys
+import threading
 
 import numpy as np
 
@@ -336,8 +337,50 @@ class _Pass:
                              else frozenset())
 
 
-def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
-             batched=False):
+class _Reentry:
+    """How many backward passes run inside one another (a custom Function's backward may run
+    one)."""
+    depth = 0
+
+
+# Every this many nested passes the next one runs on a fresh thread, so that a deep chain of
+# reentrant backward calls never meets Python's recursion limit (torch does the same): a
+# custom Function's backward running a pass nests 8 Python frames, 32 of them about 260.
+_PASSES_PER_THREAD = 32
+
+
+def _execute(*args, **kwargs):
+    """``_run_pass(*args, **kwargs)``, on a fresh thread when enough passes are nested."""
+    depth = _Reentry.depth
+    _Reentry.depth = depth + 1
+    try:
+        if depth and depth % _PASSES_PER_THREAD == 0:
+            return _on_fresh_thread(_run_pass, args, kwargs)
+        return _run_pass(*args, **kwargs)
+    finally:
+        _Reentry.depth = depth
+
+
+def _on_fresh_thread(function, args, kwargs):
+    """Run ``function`` on a new thread and wait: its value, or its exception raised here."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append((True, function(*args, **kwargs)))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
+            outcome.append((False, error))
+    thread = threading.Thread(target=run, name="ckpt nested backward")
+    thread.start()
+    thread.join()
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value
+
+
+def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
+              batched=False):
     root_nodes = [n for n, _ in roots]
     deps = _discover(root_nodes)
     to_run = None

@@ -41,13 +41,24 @@ class saved_tensors_hooks:
     def __init__(self, pack_hook, unpack_hook):
         self.pack_hook = pack_hook
         self.unpack_hook = unpack_hook
+        self._entered = []   # the pairs this object pushed, innermost last
 
     def __enter__(self):
-        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        pair = (self.pack_hook, self.unpack_hook)
+        self._entered.append(pair)
+        _HookStack.pairs.append(pair)
         return self
 
     def __exit__(self, *exc):
-        _HookStack.pairs.pop()
+        if not self._entered:
+            raise RuntimeError("saved_tensors_hooks.__exit__ called without a matching "
+                               "__enter__: these hooks are not in effect (exited already?)")
+        pair = self._entered.pop()
+        pairs = _HookStack.pairs
+        for i in range(len(pairs) - 1, -1, -1):
+            if pairs[i] is pair:
+                del pairs[i]
+                break
         return False
 
 
