@@ -11,8 +11,9 @@ import torch
 import ckpt
 
 
-def deep_reentrant(lib, depth):
-    """A custom Function whose backward runs a backward of its own, ``depth`` levels deep."""
+def reentrant_function(lib, at_the_bottom):
+    """A custom Function whose backward runs a backward of its own until its input, counted
+    down by one per level, is negative; there it returns ``at_the_bottom(g)``."""
     class DeepReentrant(lib.autograd.Function):
         @staticmethod
         def forward(ctx, x):
@@ -23,12 +24,16 @@ def deep_reentrant(lib, depth):
         @staticmethod
         def backward(ctx, g):
             if ctx.x.item() < 0:
-                return g
+                return at_the_bottom(g)
             with lib.enable_grad():
                 DeepReentrant.apply(ctx.x).sum().backward()
             return g * 2
+    return DeepReentrant
+
+
+def deep_reentrant(lib, depth):
     v = lib.tensor(float(depth), requires_grad=True)
-    DeepReentrant.apply(v).sum().backward()
+    reentrant_function(lib, lambda g: g).apply(v).sum().backward()
     return v.grad.item()
 
 
@@ -38,23 +43,11 @@ def test_a_2000_deep_reentrant_backward_works_as_in_torch():
 
 
 def test_an_error_deep_inside_a_reentrant_backward_reaches_the_caller():
-    class Fails(ckpt.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            with ckpt.enable_grad():
-                ctx.x = x.detach().requires_grad_() - 1
-            return ctx.x.detach()
-
-        @staticmethod
-        def backward(ctx, g):
-            if ctx.x.item() < 0:
-                raise KeyError("deepest level")
-            with ckpt.enable_grad():
-                Fails.apply(ctx.x).sum().backward()
-            return g
+    def fail(g):
+        raise KeyError("deepest level")
     before = threading.active_count()
     with pytest.raises(KeyError, match="deepest level"):
-        Fails.apply(ckpt.tensor(100.0, requires_grad=True)).sum().backward()
+        reentrant_function(ckpt, fail).apply(ckpt.tensor(100.0, requires_grad=True)).sum().backward()
     assert threading.active_count() == before
     assert ckpt.is_grad_enabled()   # the pass restored the mode it changed
     x = ckpt.ones(2, requires_grad=True)
