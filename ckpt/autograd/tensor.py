@@ -330,12 +330,6 @@ class Tensor:
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
 
-    def __delattr__(self, name):
-        if name == "grad":   # ``del x.grad`` clears it, as in torch
-            self.grad = None
-        else:
-            object.__delattr__(self, name)
-
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):
         """The underlying numpy array (shared, not copied); refuses tensors that require grad
