@@ -13,7 +13,7 @@ import numpy as np
 
 from . import grad_mode
 from .batch import Batch
-from .node import AccumulateGrad, Extensions, SavedTensor, _FREED_MESSAGE
+from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -22,7 +22,7 @@ _GradState = grad_mode._State
 def _as_tuple(x):
     if x is None:
         return ()
-    if isinstance(x, Tensor):
+    if isinstance(x, Tensor) or x.__class__ is GradientEdge:
         return (x,)
     return tuple(x)
 
@@ -80,6 +80,8 @@ def _root_edges(outputs):
 
 
 def _input_edge(t, i):
+    if t.__class__ is GradientEdge:   # graph.get_gradient_edge's, for grad()
+        return (t.node, t.output_nr)
     if not isinstance(t, Tensor):
         raise TypeError(f"inputs[{i}] is a {type(t).__name__}, expected a Tensor")
     if not t.requires_grad:
@@ -116,6 +118,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     inputs = _as_tuple(inputs)
     if not inputs:
         raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    if any(t.__class__ is GradientEdge for t in inputs):
+        raise TypeError("backward(inputs=...) takes Tensors; a GradientEdge has no .grad to "
+                        "accumulate into: use autograd.grad(outputs, edge)")
     targets = [_input_edge(t, i) for i, t in enumerate(inputs)]
     captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=True)
     for t, edge, g in zip(inputs, targets, captured):
@@ -161,6 +166,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     result = []
     for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
+            if materialize_grads and t.__class__ is GradientEdge:
+                raise RuntimeError(f"materialize_grads=True needs the shape of inputs[{i}], a "
+                                   "GradientEdge that got no gradient; pass the tensor instead")
             if materialize_grads:
                 g = Tensor(np.zeros(batch + t.data.shape, t.data.dtype), requires_grad=create_graph)
             elif not allow_unused:
@@ -324,7 +332,7 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes")
+                 "batched", "direct", "direct_nodes", "nodes")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -335,12 +343,31 @@ class _Pass:
         self.direct = not batched and to_run is None and not captures
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
                              else frozenset())
+        self.nodes = None   # every node reachable from the roots (set by the pass)
+
+    def reaches(self, node):
+        """Whether this pass runs ``node`` or captures a gradient there."""
+        return node in self.nodes and (self.to_run is None or node in self.to_run
+                                       or node in self.captures)
 
 
 class _Reentry:
     """How many backward passes run inside one another (a custom Function's backward may run
-    one)."""
+    one), and those passes (``_Pass``), innermost last."""
     depth = 0
+    passes = []
+
+
+def current_pass():
+    """The innermost backward pass running now (its ``reaches(node)`` says whether it runs or
+    captures ``node``), or None outside backward.
+
+    >>> from ckpt.autograd.engine import current_pass
+    >>> current_pass() is None
+    True
+    """
+    passes = _Reentry.passes
+    return passes[-1] if passes else None
 
 
 # Every this many nested passes the next one runs on a fresh thread, so that a deep chain of
@@ -391,6 +418,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                 captures.setdefault(n, {})[nr] = None
         to_run = _to_run(deps, captures, accumulate_leaves)
     p = _Pass(keep_graph, create_graph, captures, to_run, batched)
+    p.nodes = deps
     arrays, observed, direct = p.arrays, p.observed, p.direct
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
@@ -401,6 +429,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
     _GradState.enabled = create_graph
     previous_batch, Batch.dims = Batch.dims, (1 if batched else 0)
     pop_buffer = buffers.pop
+    _Reentry.passes.append(p)
     try:
         if observed:   # the seeds (e.g. the ones of a scalar loss)
             _observe(roots, [g.data for g in root_grads])
@@ -470,6 +499,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
     finally:
         _GradState.enabled = previous_mode
         Batch.dims = previous_batch
+        _Reentry.passes.pop()
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
