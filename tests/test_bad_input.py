@@ -13,6 +13,10 @@ from ckpt import nn, planner
 from ckpt.planner import Chain, ChainError, ChainFormatError, Plan
 from ckpt.planner.strategies import STRATEGIES
 
+# use_reentrant is left out as a shorthand here; test_checkpoint_like_torch.py checks the
+# warning torch and ckpt give for that
+pytestmark = pytest.mark.filterwarnings("ignore:ckpt.checkpoint.*use_reentrant:UserWarning")
+
 STAGE = {"name": "a", "forward_cost": 1, "backward_cost": 2, "output_bytes": 8,
          "saved_bytes": 8}
 

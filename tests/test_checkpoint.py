@@ -9,6 +9,10 @@ import ckpt
 from ckpt import nn
 from ckpt.autograd.node import Extensions, _HookStack
 
+# use_reentrant is left out as a shorthand here; test_checkpoint_like_torch.py checks the
+# warning torch and ckpt give for that
+pytestmark = pytest.mark.filterwarnings("ignore:ckpt.checkpoint.*use_reentrant:UserWarning")
+
 
 # ---- models -----------------------------------------------------------------------------
 

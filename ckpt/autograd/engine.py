@@ -7,12 +7,13 @@ gradient (``run_node``: one path for every node, arrays or Tensors chosen once p
 ``_Pass``). The engine, not the ops, un-broadcasts gradients to each input's shape.
 """
 import sys
+import threading
 
 import numpy as np
 
 from . import grad_mode
 from .batch import Batch
-from .node import AccumulateGrad, Extensions, SavedTensor, _FREED_MESSAGE
+from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -21,7 +22,7 @@ _GradState = grad_mode._State
 def _as_tuple(x):
     if x is None:
         return ()
-    if isinstance(x, Tensor):
+    if isinstance(x, Tensor) or x.__class__ is GradientEdge:
         return (x,)
     return tuple(x)
 
@@ -79,6 +80,8 @@ def _root_edges(outputs):
 
 
 def _input_edge(t, i):
+    if t.__class__ is GradientEdge:   # graph.get_gradient_edge's, for grad()
+        return (t.node, t.output_nr)
     if not isinstance(t, Tensor):
         raise TypeError(f"inputs[{i}] is a {type(t).__name__}, expected a Tensor")
     if not t.requires_grad:
@@ -115,6 +118,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     inputs = _as_tuple(inputs)
     if not inputs:
         raise RuntimeError("'inputs' argument to backward() cannot be empty.")
+    if any(t.__class__ is GradientEdge for t in inputs):
+        raise TypeError("backward(inputs=...) takes Tensors; a GradientEdge has no .grad to "
+                        "accumulate into: use autograd.grad(outputs, edge)")
     targets = [_input_edge(t, i) for i, t in enumerate(inputs)]
     captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=True)
     for t, edge, g in zip(inputs, targets, captured):
@@ -160,6 +166,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     result = []
     for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
+            if materialize_grads and t.__class__ is GradientEdge:
+                raise RuntimeError(f"materialize_grads=True needs the shape of inputs[{i}], a "
+                                   "GradientEdge that got no gradient; pass the tensor instead")
             if materialize_grads:
                 g = Tensor(np.zeros(batch + t.data.shape, t.data.dtype), requires_grad=create_graph)
             elif not allow_unused:
@@ -270,7 +279,7 @@ def _discover(root_nodes):
 
 def _to_run(nodes, captures, accumulate_leaves):
     """The nodes whose VJP must run to reach the captured targets: those with a target
-    strictly below them (plus the targets' leaf accumulators when ``backward(inputs=...)``)."""
+    strictly below them (plus the targets' own nodes when ``backward(inputs=...)``)."""
     parents = {}
     for node in nodes:
         for nxt, _ in node.next_functions:
@@ -283,8 +292,8 @@ def _to_run(nodes, captures, accumulate_leaves):
             if p not in to_run:
                 to_run.add(p)
                 stack.append(p)
-    if accumulate_leaves:
-        to_run.update(n for n in captures if n.__class__ is AccumulateGrad)
+    if accumulate_leaves:   # backward(inputs=...) runs the targets' own nodes too, as torch does
+        to_run.update(n for n in captures if n in nodes)
     return to_run
 
 
@@ -323,7 +332,7 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes")
+                 "batched", "direct", "direct_nodes", "nodes")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -334,10 +343,71 @@ class _Pass:
         self.direct = not batched and to_run is None and not captures
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
                              else frozenset())
+        self.nodes = None   # every node reachable from the roots (set by the pass)
+
+    def reaches(self, node):
+        """Whether this pass runs ``node`` or captures a gradient there."""
+        return node in self.nodes and (self.to_run is None or node in self.to_run
+                                       or node in self.captures)
 
 
-def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
-             batched=False):
+class _Reentry:
+    """How many backward passes run inside one another (a custom Function's backward may run
+    one), and those passes (``_Pass``), innermost last."""
+    depth = 0
+    passes = []
+
+
+def current_pass():
+    """The innermost backward pass running now (its ``reaches(node)`` says whether it runs or
+    captures ``node``), or None outside backward.
+
+    >>> from ckpt.autograd.engine import current_pass
+    >>> current_pass() is None
+    True
+    """
+    passes = _Reentry.passes
+    return passes[-1] if passes else None
+
+
+# Every this many nested passes the next one runs on a fresh thread, so that a deep chain of
+# reentrant backward calls never meets Python's recursion limit (torch does the same): a
+# custom Function's backward running a pass nests 8 Python frames, 32 of them about 260.
+_PASSES_PER_THREAD = 32
+
+
+def _execute(*args, **kwargs):
+    """``_run_pass(*args, **kwargs)``, on a fresh thread when enough passes are nested."""
+    depth = _Reentry.depth
+    _Reentry.depth = depth + 1
+    try:
+        if depth and depth % _PASSES_PER_THREAD == 0:
+            return _on_fresh_thread(_run_pass, args, kwargs)
+        return _run_pass(*args, **kwargs)
+    finally:
+        _Reentry.depth = depth
+
+
+def _on_fresh_thread(function, args, kwargs):
+    """Run ``function`` on a new thread and wait: its value, or its exception raised here."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append((True, function(*args, **kwargs)))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the calling thread
+            outcome.append((False, error))
+    thread = threading.Thread(target=run, name="ckpt nested backward")
+    thread.start()
+    thread.join()
+    finished, value = outcome[0]
+    if not finished:
+        raise value
+    return value
+
+
+def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumulate_leaves=True,
+              batched=False):
     root_nodes = [n for n, _ in roots]
     deps = _discover(root_nodes)
     to_run = None
@@ -348,6 +418,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
                 captures.setdefault(n, {})[nr] = None
         to_run = _to_run(deps, captures, accumulate_leaves)
     p = _Pass(keep_graph, create_graph, captures, to_run, batched)
+    p.nodes = deps
     arrays, observed, direct = p.arrays, p.observed, p.direct
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
@@ -358,6 +429,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     _GradState.enabled = create_graph
     previous_batch, Batch.dims = Batch.dims, (1 if batched else 0)
     pop_buffer = buffers.pop
+    _Reentry.passes.append(p)
     try:
         if observed:   # the seeds (e.g. the ones of a scalar loss)
             _observe(roots, [g.data for g in root_grads])
@@ -427,6 +499,7 @@ def _execute(roots, root_grads, keep_graph, create_graph, targets=None, accumula
     finally:
         _GradState.enabled = previous_mode
         Batch.dims = previous_batch
+        _Reentry.passes.pop()
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
@@ -470,23 +543,28 @@ def _prepare(node, grad, p):
         grads = [None] * len(outs)
     else:
         grads = grad
+    runs = p.to_run is None or node in p.to_run
+    if not runs and node not in p.captures:
+        return None   # a pass that never reaches this node runs none of its hooks, as torch
     if p.arrays:
         grads = [None if g is None else _wrap(g) for g in grads]
-    if node._tensor_hooks or node._retain_hooks or node._pre_hooks:
-        grads = _run_pre_hooks(node, grads, p.create_graph)
     is_leaf_node = node.__class__ is AccumulateGrad
-    if is_leaf_node:
+    if is_leaf_node:   # the leaf's tensor hooks come before the accumulator's pre-hooks
         grads = [_hooked_leaf_grad(node, grads[0])]
+    if node._tensor_hooks or node._retain_hooks or (runs and node._pre_hooks):
+        grads = _run_pre_hooks(node, grads, p.create_graph, runs)
     if node in p.captures:
         wanted = p.captures[node]
         for nr in wanted:
             wanted[nr] = grads[nr]
-    if p.to_run is not None and node not in p.to_run:
+    if not runs:
         return None
     if is_leaf_node:
         leaf = node._variable()
         if leaf is not None and grads[0] is not None:
             _accumulate_into(leaf, grads[0], p.create_graph)
+            if node._post_hooks:   # torch passes no input gradients to an accumulator's
+                _run_post_hooks(node, (), tuple(grads), False)
         return None
     if all(g is None for g in grads):
         return None
@@ -538,7 +616,9 @@ def _buffer_add(buffers, node, nr, g):
         slot[nr] = _add(slot[nr], g, node)
 
 
-def _run_pre_hooks(node, grads, create_graph):
+def _run_pre_hooks(node, grads, create_graph, runs=True):
+    """Tensor hooks and ``retain_grad`` of each output, then (when the node ``runs``, not
+    only captured) the node's own pre-hooks."""
     grads = list(grads)
     for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks):
@@ -550,7 +630,7 @@ def _run_pre_hooks(node, grads, create_graph):
         t = ref()
         if t is not None and grads[nr] is not None:
             _accumulate_into(t, grads[nr], create_graph)
-    for hook in list(node._pre_hooks or ()):
+    for hook in list(node._pre_hooks or ()) if runs else ():
         replaced = hook(tuple(grads))
         if replaced is not None:
             grads = list(replaced)

@@ -249,6 +249,7 @@ class observing:
         if self.saved:
             _Observers.saved.append(self.observer)
             self._hooks = saved_tensors_hooks(_pack, _unpack)
+            self._hooks._tracker = True
             self._hooks.__enter__()
         return self.observer
 

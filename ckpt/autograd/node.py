@@ -8,6 +8,7 @@ engine can un-broadcast and validate gradients in one place. Subclasses define
 """
 import re
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,9 +18,19 @@ from .tensor import Tensor, _wrap
 _GradState = grad_mode._State
 
 
+class GradientEdge(NamedTuple):
+    """Where a tensor's gradient enters the graph: the node (its ``grad_fn``, or a leaf's
+    ``AccumulateGrad``) and which of the node's outputs (``graph.get_gradient_edge``)."""
+    node: object
+    output_nr: int
+
+
 class _HookStack:
-    """The saved-tensor hook pairs in effect, innermost last."""
+    """The saved-tensor hook pairs in effect, innermost last; how many of them a user entered
+    (not a tracker's own); the messages of the ``disable_saved_tensors_hooks`` in effect."""
     pairs = []
+    entered_by_user = 0
+    refusals = []
 
 
 class saved_tensors_hooks:
@@ -41,13 +52,34 @@ class saved_tensors_hooks:
     def __init__(self, pack_hook, unpack_hook):
         self.pack_hook = pack_hook
         self.unpack_hook = unpack_hook
+        self._entered = []   # the pairs this object pushed, innermost last
+
+    # a memory tracker's own pair (events.observing) sets this: ``disable_saved_tensors_hooks``
+    # neither refuses it nor is refused by it, so tracking never changes what a program does
+    _tracker = False
 
     def __enter__(self):
-        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        if not self._tracker:
+            if _HookStack.refusals:
+                raise RuntimeError(_HookStack.refusals[-1])
+            _HookStack.entered_by_user += 1
+        pair = (self.pack_hook, self.unpack_hook)
+        self._entered.append(pair)
+        _HookStack.pairs.append(pair)
         return self
 
     def __exit__(self, *exc):
-        _HookStack.pairs.pop()
+        if not self._entered:
+            raise RuntimeError("saved_tensors_hooks.__exit__ called without a matching "
+                               "__enter__: these hooks are not in effect (exited already?)")
+        pair = self._entered.pop()
+        if not self._tracker:
+            _HookStack.entered_by_user -= 1
+        pairs = _HookStack.pairs
+        for i in range(len(pairs) - 1, -1, -1):
+            if pairs[i] is pair:
+                del pairs[i]
+                break
         return False
 
 

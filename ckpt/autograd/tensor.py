@@ -332,8 +332,9 @@ class Tensor:
 
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):
-        """The underlying numpy array (shared, not copied); refuses tensors that require grad."""
-        if self.requires_grad:
+        """The underlying numpy array (shared, not copied); refuses tensors that require grad
+        unless grad mode is off (``no_grad``), as torch does."""
+        if self.requires_grad and _GradState.enabled:
             raise RuntimeError(
                 "Can't call numpy() on Tensor that requires grad. Use tensor.detach().numpy() instead.")
         return self.data

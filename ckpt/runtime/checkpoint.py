@@ -15,7 +15,16 @@ and the recomputation switch (``ckpt.autograd.events.recomputing``) tells BatchN
 to update its running statistics a second time. What the recomputation saves is compared
 with what the forward saved (``determinism_check``): a different shape, dtype or number of
 saved tensors raises ``CheckpointError`` naming the op; ``debug=True`` adds both op sequences.
+
+Early stop (torch's default): the recomputation stops as soon as it has saved as many tensors
+as the forward did, so the rest of the segment (the ops that save nothing backward needs) is
+not run again; a recomputation that would save more tensors is cut there and succeeds.
+``early_stop=False`` (or ``set_checkpoint_early_stop(False)`` around the call) reruns the
+whole segment and then refuses extra saves. ``autograd.grad`` or ``backward`` inside the
+segment works: a saved tensor needed while the segment still runs is recomputed on the spot.
 """
+import contextlib
+import warnings
 
 from ..autograd import grad_mode
 from ..autograd.events import (Observer, SavedValue, observing, recomputing,
@@ -25,9 +34,55 @@ from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
 
-__all__ = ["CheckpointError", "checkpoint"]
+__all__ = ["CheckpointError", "checkpoint", "set_checkpoint_early_stop"]
 
 _CHECKS = ("default", "none")
+
+
+class _EarlyStop:
+    """The value ``set_checkpoint_early_stop`` puts in effect (None: each call's ``early_stop``)."""
+    override = None
+
+
+class _StopRecomputation(Exception):
+    """Raised inside a recomputation once every tensor backward needs has been recomputed."""
+
+
+class set_checkpoint_early_stop:
+    """Within the block, checkpoints made take ``enable`` as their ``early_stop`` (it overrides
+    the keyword), as torch's ``torch.utils.checkpoint.set_checkpoint_early_stop``.
+
+    >>> import ckpt
+    >>> from ckpt.runtime import set_checkpoint_early_stop
+    >>> ran = []
+    >>> def f(t):
+    ...     a = t.exp(); ran.append("exp")
+    ...     return a * 2
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> with set_checkpoint_early_stop(False):
+    ...     y = ckpt.checkpoint(f, x, use_reentrant=False)
+    >>> ran.clear(); y.sum().backward(); ran   # the whole segment ran again
+    ['exp']
+    >>> y = ckpt.checkpoint(f, x, use_reentrant=False)
+    >>> ran.clear(); y.sum().backward(); ran   # stopped once exp's output was recomputed
+    []
+    """
+
+    def __init__(self, enable):
+        if not isinstance(enable, bool):
+            raise TypeError(f"set_checkpoint_early_stop(enable) expects a bool, got "
+                            f"{type(enable).__name__}")
+        self.enable = enable
+        self._previous = []
+
+    def __enter__(self):
+        self._previous.append(_EarlyStop.override)
+        _EarlyStop.override = self.enable
+        return self
+
+    def __exit__(self, *exc):
+        _EarlyStop.override = self._previous.pop()
+        return False
 
 
 class CheckpointError(RuntimeError):
@@ -35,8 +90,7 @@ class CheckpointError(RuntimeError):
 
     Raised when the recomputation saves tensors with another shape or dtype, or another
     number of them, than the forward did (the segment is not a pure function of its inputs:
-    data-dependent shapes, state changed between the calls), or when a saved tensor is
-    needed while the segment itself still runs.
+    data-dependent shapes, state changed between the calls).
 
     >>> import ckpt
     >>> issubclass(ckpt.CheckpointError, RuntimeError)
@@ -44,8 +98,8 @@ class CheckpointError(RuntimeError):
     """
 
 
-def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True,
-               determinism_check="default", debug=False, **kwargs):
+def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism_check="default",
+               debug=False, early_stop=True, preserve_rng_state=True, **kwargs):
     """Run ``function(*args, **kwargs)`` keeping only its inputs for backward; backward runs it
     again to get the tensors its ops saved. A drop-in for torch's
     ``torch.utils.checkpoint.checkpoint(..., use_reentrant=False)``.
@@ -58,26 +112,39 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True,
     ``determinism_check="default"`` compares the shape and dtype of every tensor the
     recomputation saves with the forward's and raises ``CheckpointError`` on a difference
     (``"none"`` skips the comparison); ``debug=True`` adds the op sequences of both runs to
-    that error. Under ``no_grad`` the function just runs. ckpt implements only the
-    non-reentrant form: ``use_reentrant=True`` is refused.
+    that error. ``early_stop`` (default True) stops the recomputation once the tensors backward
+    needs are recomputed (see the module doc). ``context_fn`` returns two context managers:
+    the forward runs inside the first, the recomputation inside the second (called once, as
+    torch does). Under ``no_grad`` the function just runs. ckpt implements only the
+    non-reentrant form: ``use_reentrant=True`` is refused, and leaving ``use_reentrant`` out
+    warns as torch does (pass ``use_reentrant=False``).
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
     >>> layer = ckpt.nn.Sequential(ckpt.nn.Linear(8, 8), ckpt.nn.Tanh(), ckpt.nn.Dropout(0.5))
     >>> x = ckpt.randn(4, 8)
-    >>> y = ckpt.checkpoint(layer, x)
+    >>> y = ckpt.checkpoint(layer, x, use_reentrant=False)
     >>> ckpt.autograd.graph.saved_bytes(y) <= x.nbytes + 8 * 8 * 4   # just the input (and W)
     True
     >>> y.sum().backward()
     >>> layer[0].weight.grad.shape
     (8, 8)
     """
-    if use_reentrant:
+    if use_reentrant is None:
+        warnings.warn("ckpt.checkpoint: the use_reentrant parameter should be passed explicitly "
+                      "(as torch.utils.checkpoint asks); ckpt implements only the non-reentrant "
+                      "checkpoint: pass use_reentrant=False", UserWarning, stacklevel=2)
+    elif use_reentrant:
         raise ValueError("ckpt.checkpoint implements only the non-reentrant checkpoint "
-                         "(torch's use_reentrant=False); pass use_reentrant=False or leave it out")
+                         "(torch's use_reentrant=False); pass use_reentrant=False")
     if determinism_check not in _CHECKS:
         raise ValueError(f"determinism_check should be one of {', '.join(map(repr, _CHECKS))}, "
                          f"got {determinism_check!r}")
+    if not isinstance(early_stop, bool):
+        raise TypeError(f"checkpoint: early_stop must be a bool, got {type(early_stop).__name__}")
+    if context_fn is not None and not callable(context_fn):
+        raise TypeError("checkpoint: context_fn must be a callable returning two context "
+                        f"managers (forward, recomputation), got a {type(context_fn).__name__}")
     reject_torch("ckpt.checkpoint", [function, args, kwargs],
                  "ckpt's checkpoint runs ckpt models on ckpt tensors",
                  "torch.utils.checkpoint or ckpt.torch.plan")
@@ -85,8 +152,25 @@ def checkpoint(function, *args, use_reentrant=None, preserve_rng_state=True,
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
     if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)
-    frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug)
-    return frame.forward()
+    contexts = _contexts(context_fn)
+    if _EarlyStop.override is not None:
+        early_stop = _EarlyStop.override
+    frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug,
+                   early_stop, contexts[1])
+    with contexts[0]:
+        return frame.forward()
+
+
+def _contexts(context_fn):
+    """The (forward, recomputation) context managers ``context_fn`` returns."""
+    if context_fn is None:
+        return contextlib.nullcontext(), contextlib.nullcontext()
+    pair = context_fn()
+    if not isinstance(pair, tuple) or len(pair) != 2 or not all(
+            hasattr(c, "__enter__") and hasattr(c, "__exit__") for c in pair):
+        raise TypeError("checkpoint: context_fn must return a tuple of two context managers "
+                        f"(forward, recomputation), got {pair!r}")
+    return pair
 
 
 class _Handle:
@@ -107,8 +191,13 @@ class _Frame(Observer):
     """One checkpointed call: inputs, RNG state, what the forward saved (metadata only) and,
     during backward, the recomputed saved tensors waiting to be unpacked."""
 
-    def __init__(self, function, args, kwargs, preserve_rng_state, check, debug):
+    def __init__(self, function, args, kwargs, preserve_rng_state, check, debug, early_stop,
+                 recompute_context):
         self.function = function
+        self.early_stop = early_stop
+        self.recompute_context = recompute_context
+        self.needed = None        # during a recomputation: how many saves it must reproduce
+        self.stop_early = early_stop  # ... and whether it ends there (always inside the forward)
         self.args = args
         self.kwargs = kwargs
         self.check = check
@@ -133,6 +222,7 @@ class _Frame(Observer):
                 return self.function(*self.args, **self.kwargs)
         finally:
             self.phase = None
+            self.storage = {}   # what a backward inside the segment recomputed and left
 
     def pack(self, t):
         self.forward_saved.append([None, t.data.shape, t.data.dtype])
@@ -141,13 +231,13 @@ class _Frame(Observer):
     def unpack(self, handle):
         value = self.storage.pop(handle.index, None)
         if value is None:
-            if self.phase is not None:
+            if self.phase == "recompute":
                 raise CheckpointError(
-                    "checkpoint: a tensor saved inside the checkpointed function was needed for "
-                    "backward while that function was still running (autograd.grad or backward "
-                    "inside the segment); call them outside checkpoint(), or don't checkpoint "
-                    "this function")
-            self.recompute()
+                    "checkpoint: a tensor saved by the checkpointed function was needed for "
+                    "backward while its recomputation was running; the recomputation must not "
+                    "run backward through the graph of the forward it replays")
+            # inside the segment's forward (autograd.grad there) only the saves so far exist
+            self.recompute(len(self.forward_saved) if self.phase == "forward" else None)
             value = self.storage.pop(handle.index, None)
             if value is None:
                 raise CheckpointError(
@@ -176,35 +266,42 @@ class _Frame(Observer):
                     value = self.storage.get(packed.index)
                     if value.__class__ is SavedValue:
                         value.label = "recomputed " + name
+        if again and self.stop_early and len(self.recomputed_saved) >= self.needed:
+            raise _StopRecomputation
 
     # ---- backward -------------------------------------------------------------------------
-    def recompute(self):
-        """Run the segment again and keep what its ops save, in order, in ``storage``."""
+    def recompute(self, needed=None):
+        """Run the segment again and keep what its ops save, in order, in ``storage``: the
+        first ``needed`` saves (all the forward's when None) or, without early stop, all."""
         for i, a, version in self.versions:
             if a._version != version:
                 raise RuntimeError(
                     f"checkpoint: input {i} of the checkpointed function was modified by an inplace "
                     f"operation after the forward (version {version}, now {a._version}); "
                     "recomputation would see the new values. Clone the input before modifying it.")
+        self.needed = len(self.forward_saved) if needed is None else needed
+        self.stop_early = self.early_stop or needed is not None
         self.recomputed_saved = []
         self.storage = {}
         self.recomputed_ops = [] if self.debug else None
-        args = tuple(a.detach().requires_grad_(a.requires_grad) if isinstance(a, Tensor) else a
-                     for a in self.args)
         rng_now = None
         if self.rng_state is not None:
             rng_now = get_rng_state()
             set_rng_state(self.rng_state)
-        self.phase = "recompute"
+        phase, self.phase = self.phase, "recompute"
         try:
-            with recomputing(), observing(self), grad_mode.enable_grad(), saved_tensors_hooks(
-                    self.recompute_pack, self.recompute_unpack):
-                self.function(*args, **self.kwargs)
+            with self.recompute_context, recomputing(), observing(self), \
+                    grad_mode.enable_grad(), saved_tensors_hooks(self.recompute_pack,
+                                                                 self.recompute_unpack):
+                # the inputs themselves, as torch does: a backward inside the segment reaches them
+                self.function(*self.args, **self.kwargs)
+        except _StopRecomputation:
+            pass
         except BaseException:
             self.storage = {}
             raise
         finally:
-            self.phase = None
+            self.phase = phase
             if rng_now is not None:
                 set_rng_state(rng_now)
         self.compare()
@@ -212,6 +309,13 @@ class _Frame(Observer):
     def recompute_pack(self, t):
         entries = self.recomputed_saved
         index = len(entries)
+        if index >= self.needed:
+            if self.stop_early:   # the op that saved the last one recorded no event
+                raise _StopRecomputation
+            raise CheckpointError(
+                "checkpoint: trying to save more tensors during recomputation than during the "
+                f"original forward pass ({self.needed}); with early_stop=False the recomputation "
+                "must save the same tensors as the forward" + self._listing(index))
         entries.append([None, t.data.shape, t.data.dtype])
         self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
                                else t.data)
@@ -225,7 +329,7 @@ class _Frame(Observer):
         return Tensor(value.data if value.__class__ is SavedValue else value)
 
     def compare(self):
-        forward, recomputed = self.forward_saved, self.recomputed_saved
+        forward, recomputed = self.forward_saved[:self.needed], self.recomputed_saved
         if self.check == "none":
             return
         for i, (f, r) in enumerate(zip(forward, recomputed)):
@@ -245,7 +349,8 @@ class _Frame(Observer):
             longer, which = (forward, "forward") if len(forward) > len(recomputed) else (
                 recomputed, "recomputation")
             raise CheckpointError(
-                f"checkpoint: the forward saved {len(forward)} tensors for backward but the "
+                "checkpoint: a different number of tensors was saved during the original forward "
+                f"and recomputation: the forward saved {len(forward)} tensors for backward but the "
                 f"recomputation saved {len(recomputed)}; the first unmatched one is #{i}, saved "
                 f"by {longer[i][0] or 'an op outside the op table'} in the {which} (shape "
                 f"{list(longer[i][1])} dtype {longer[i][2]}). The checkpointed function must run "

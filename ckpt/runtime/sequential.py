@@ -1,4 +1,6 @@
 """``checkpoint_sequential``: checkpoint a chain of modules in balanced segments."""
+import warnings
+
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
 from .checkpoint import checkpoint
@@ -35,7 +37,7 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
     >>> _ = ckpt.manual_seed(0)
     >>> net = ckpt.nn.Sequential(*[ckpt.nn.Linear(16, 16) for _ in range(4)])
     >>> x = ckpt.randn(2, 16)
-    >>> y = ckpt.checkpoint_sequential(net, 2, x)
+    >>> y = ckpt.checkpoint_sequential(net, 2, x, use_reentrant=False)
     >>> bool((y == net(x)).all())
     True
     >>> y.sum().backward(); net[0].weight.grad.shape
@@ -69,6 +71,12 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
                             "expected a callable (a module or a function)")
     if not functions:
         raise ValueError("checkpoint_sequential needs at least one function")
+    if use_reentrant is None:
+        warnings.warn("ckpt.checkpoint_sequential: the use_reentrant parameter should be passed "
+                      "explicitly (as torch's checkpoint_sequential asks); ckpt implements only "
+                      "the non-reentrant checkpoint: pass use_reentrant=False", UserWarning,
+                      stacklevel=2)
+        use_reentrant = False
     sizes = segment_sizes(len(functions), segments)
     start = 0
     for size in sizes[:-1]:
