@@ -561,9 +561,12 @@ def _prepare(node, grad, p):
         return None
     if is_leaf_node:
         leaf = node._variable()
-        if leaf is not None and grads[0] is not None:
-            _accumulate_into(leaf, grads[0], p.create_graph)
-            if node._post_hooks:   # torch passes no input gradients to an accumulator's
+        if leaf is not None:
+            if grads[0] is not None:
+                _accumulate_into(leaf, grads[0], p.create_graph)
+            if node._post_acc_hooks:   # (even when no gradient came, as torch)
+                _run_post_acc_hooks(node._post_acc_hooks, leaf)
+            if node._post_hooks and grads[0] is not None:  # with no input gradients, as torch
                 _run_post_hooks(node, (), tuple(grads), False)
         return None
     if all(g is None for g in grads):
@@ -635,6 +638,15 @@ def _run_pre_hooks(node, grads, create_graph, runs=True):
         if replaced is not None:
             grads = list(replaced)
     return grads
+
+
+def _run_post_acc_hooks(hooks, leaf):
+    for hook in list(hooks):
+        returned = hook(leaf)
+        if isinstance(returned, Tensor):
+            raise RuntimeError("Tensor post accumulate grad hooks should return None.")
+        if returned is not None:
+            raise TypeError(f"expected Variable, but hook returned '{type(returned).__name__}'")
 
 
 def _hooked_leaf_grad(node, g):

@@ -257,6 +257,7 @@ class AccumulateGrad(Node):
     """The node of a leaf that requires grad: adds incoming gradients into ``leaf.grad``."""
     __slots__ = ("_variable",)
     _plain = False
+    _post_acc_hooks = None  # the leaf's ``register_post_accumulate_grad_hook``s, once registered
 
     def __init__(self, leaf):
         self._variable = weakref.ref(leaf)

@@ -189,6 +189,30 @@ class Tensor:
             node._plain = False
         return RemovableHandle(node._tensor_hooks.setdefault(self._output_nr, []), hook)
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Run ``hook(self)`` (returning None) each time a backward pass has accumulated into
+        this leaf's ``.grad``; a handle with ``remove()``. E.g. the optimizer step in backward:
+
+        >>> import ckpt
+        >>> w = ckpt.ones(3, requires_grad=True)
+        >>> def sgd(p):
+        ...     with ckpt.no_grad():
+        ...         p -= 0.5 * p.grad
+        ...     p.grad = None
+        >>> handle = w.register_post_accumulate_grad_hook(sgd)
+        >>> (w * w).sum().backward(); w.tolist(), w.grad
+        ([0.0, 0.0, 0.0], None)
+        """
+        from .node import RemovableHandle
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        acc = self._get_accumulator()
+        if acc._post_acc_hooks is None:
+            acc._post_acc_hooks = []
+        return RemovableHandle(acc._post_acc_hooks, hook)
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (see ``ckpt.autograd.backward``).
 
