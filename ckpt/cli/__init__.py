@@ -202,6 +202,8 @@ def build_parser():
     p.add_argument("-o", "--output", metavar="PLAN.json", help="also write the plan JSON here")
     p.add_argument("--explain", action="store_true", help="also print every op with the "
                                                           "memory during and after it")
+    p.add_argument("--plot", metavar="OUT.png", help="draw the schedule here (a chain: stage x "
+                   "time; a graph: node x stage, kept vs recomputed)")
     add_graph(p)
 
     p = add("sweep", "trade-off curves: every strategy at several budgets", cmd_sweep)

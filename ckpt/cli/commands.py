@@ -199,19 +199,41 @@ def _plan_text(p):
     return "\n".join(lines)
 
 
+def _check_outputs(args):
+    if args.output:
+        check_output_path(args.output, "the plan")
+    if getattr(args, "plot", None):
+        check_output_path(args.plot, "plot", FIGURE_EXTS)
+
+
+def _write_outputs(args, p):
+    """The plan JSON (``-o``) and its schedule picture (``--plot``): a chain's stage x time
+    diagram or a graph plan's node x stage matrix."""
+    if args.output:
+        write_text(args.output, p.to_json())
+    if getattr(args, "plot", None):
+        from ..plot import graph_schedule, schedule
+        save_figure(graph_schedule(p) if isinstance(p, planner.GraphPlan) else schedule(p),
+                    args.plot)
+
+
+def _wrote(args, out):
+    for path in (args.output, getattr(args, "plot", None)):
+        if path:
+            out.write(f"wrote {printable(path)}\n")
+
+
 def cmd_plan(args, out):
     graph = graph_source(args)
     if graph is not None:
         return _plan_graph(args, out, graph)
     strategy = parse_strategy(args.strategy)
     _precheck_budget(args.budget)
-    if args.output:
-        check_output_path(args.output, "the plan")
+    _check_outputs(args)
     chain = _resolve(args).chain
     budget = None if args.budget is None else parse_budget(args.budget, chain)
     p = planner.plan(chain, strategy, budget=budget)
-    if args.output:
-        write_text(args.output, p.to_json())
+    _write_outputs(args, p)
     if args.json:
         out.write(p.to_json() + "\n")
     else:
@@ -219,8 +241,7 @@ def cmd_plan(args, out):
         if args.explain:
             text = p.explain(max_ops=10 ** 9)
             out.write("\n" + "\n".join(printable(line) for line in text.split("\n")) + "\n")
-        if args.output:
-            out.write(f"wrote {printable(args.output)}\n")
+        _wrote(args, out)
     return EXIT_OK
 
 
@@ -230,11 +251,9 @@ def _plan_graph(args, out, graph):
     if len(strategy) > 1:
         raise UsageError(f"--strategy takes one strategy, got {len(strategy)}")
     budget = None if args.budget is None else parse_budget(args.budget)
-    if args.output:
-        check_output_path(args.output, "the plan")
+    _check_outputs(args)
     p = plan_graph_cli(graph, strategy[0], budget, getattr(args, "time_limit", 60.0))
-    if args.output:
-        write_text(args.output, p.to_json())
+    _write_outputs(args, p)
     if args.json:
         out.write(p.to_json() + "\n")
         return EXIT_OK
@@ -247,8 +266,7 @@ def _plan_graph(args, out, graph):
             text = text if len(text) <= 40 else text[:37] + "..."
             out.write(f"  {k:5d}  {text:40s} {format_size(int(sim.during[k])):>10s} "
                       f"{format_size(int(sim.after[k])):>10s}\n")
-    if args.output:
-        out.write(f"wrote {printable(args.output)}\n")
+    _wrote(args, out)
     return EXIT_OK
 
 

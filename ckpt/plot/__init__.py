@@ -10,6 +10,8 @@ inputs without changing them.
 ``schedule(plan)``     stage x time diagram of forward, recompute and backward ops
 ``memory_timeline(x)`` memory stacked by category over a plan's ops (predicted) or a
                        ``MemoryReport``'s events (measured), or both overlaid
+``graph_schedule(gp)`` node x stage matrix of a ``GraphPlan``: computed first,
+                       recomputed and kept cells (Checkmate's R and S)
 ``graph(x)``           a tensor's autograd graph or a chain, torchviz-style;
                        ``to_dot(x)`` gives the Graphviz DOT text
 =====================  ==============================================================
@@ -22,6 +24,7 @@ inputs without changing them.
 >>> [type(f).__name__ for f in figs]
 ['Figure', 'Figure', 'Figure', 'Figure']
 """
+from .graph_schedules import graph_schedule, graph_schedule_matrix
 from .graphs import graph, graph_data, to_dot
 from .schedules import schedule, schedule_boxes
 from .timelines import measured_layers, measured_positions, memory_timeline, predicted_layers
@@ -29,4 +32,4 @@ from .tradeoffs import tradeoff, tradeoff_points
 
 __all__ = ["tradeoff", "tradeoff_points", "schedule", "schedule_boxes", "memory_timeline",
            "predicted_layers", "measured_layers", "measured_positions", "graph", "graph_data",
-           "to_dot"]
+           "to_dot", "graph_schedule", "graph_schedule_matrix"]
