@@ -22,7 +22,7 @@ class Tensor:
     >>> a.grad
     tensor([4.])
     """
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
+    __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
                  "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
@@ -450,6 +450,22 @@ class Tensor:
         return self
 
 
+def _forget_grad(t):
+    """``del x.grad``: ``x.grad`` becomes None, as in torch.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> x.sum().backward(); del x.grad; print(x.grad)
+    None
+    """
+    t._grad = None
+
+
+# a slot read and written in C; a property only so that ``del`` leaves None behind
+Tensor.grad = property(operator.attrgetter("_grad"), Tensor._grad.__set__, _forget_grad,
+                       doc="The gradient a backward pass accumulated (None until then).")
+
+
 def _wrap(data):
     """A fresh graph-less Tensor around ``data`` (the ops' fast constructor)."""
     t = _new_tensor(Tensor)
@@ -460,7 +476,7 @@ def _wrap(data):
 def _init(t, data):
     t._data = data if data.__class__ is np.ndarray else np.asarray(data)
     t.requires_grad = False
-    t.grad = None
+    t._grad = None
     t.grad_fn = None
     t._output_nr = 0
     t._vc = [0]
