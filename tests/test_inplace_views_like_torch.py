@@ -219,3 +219,21 @@ def test_the_base_and_its_views_share_memory_after_writes():
     v = x.t()[1:]
     v.copy_(ckpt.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True))
     assert np.shares_memory(x.data, v.data) and x.tolist() == [[0.0, 1.0, 3.0], [0.0, 2.0, 4.0]]
+
+
+def test_a_retained_grad_follows_an_input_a_custom_function_marks_dirty_as_in_torch():
+    def program(lib):
+        class Double(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.mark_dirty(x)
+                return x.mul_(2)
+
+            @staticmethod
+            def backward(ctx, g):
+                return g * 2
+        a = lib.ones(2, requires_grad=True) * 1
+        a.retain_grad()
+        (Double.apply(a) * 3).sum().backward()
+        return a.grad
+    assert_same_as_torch(program)

@@ -12,7 +12,7 @@ from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
 from .shape import (bump_version, check_inplace, check_no_overlap, rebase_views, take_history,
-                    take_tangent, write_into)
+                    take_tangent, writable, write_into)
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -53,7 +53,7 @@ def _inplace(name):
         source = _snapshot(self) if tracking and name in _SAVES_SELF else self
         out = op(source, *args, **kwargs)
         try:
-            np.copyto(self.data, out.data, casting="same_kind")
+            np.copyto(writable(self.data), out.data, casting="same_kind")
         except TypeError:
             raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
                                f"type {self.data.dtype} in {name}") from None

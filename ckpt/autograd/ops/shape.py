@@ -329,16 +329,31 @@ def expand(x, *sizes):
 
 
 def _broadcast(d, target):
-    """``d`` broadcast to ``target``: a writable view, as torch's (a write reaches every
-    element sharing the memory; ``check_no_overlap`` refuses writes that would repeat)."""
+    """``d`` broadcast to ``target``: a view that is read-only (the engine copies such a
+    gradient before accumulating into it) until an in-place write makes it writable
+    (``writable``): a write reaches every element sharing the memory, as in torch."""
     lead = len(target) - d.ndim
     if any(n != 1 and n != t for n, t in zip(d.shape, target[lead:])):
         raise RuntimeError(f"expand: the expanded size {list(target)} is not compatible with the "
                            f"existing size {list(d.shape)}")
     strides = (0,) * lead + tuple(0 if n == 1 else s for n, s in zip(d.shape, d.strides))
     if d.flags.c_contiguous and d.size:
-        return np.ndarray(target, d.dtype, d, 0, strides)
-    return np.lib.stride_tricks.as_strided(d, target, strides, writeable=True)
+        out = np.ndarray(target, d.dtype, d, 0, strides)
+    else:
+        out = np.lib.stride_tricks.as_strided(d, target, strides)
+    out.flags.writeable = False
+    return out
+
+
+def writable(d):
+    """``d``, made writable if it is a read-only view of writable memory (an expanded tensor);
+    an array that can't be (a read-only buffer) stays as it is, for numpy's error."""
+    if not d.flags.writeable:
+        try:
+            d.flags.writeable = True
+        except ValueError:
+            pass
+    return d
 
 
 class SumToBackward0(_SameOpOnTangent):
@@ -638,7 +653,7 @@ def write_into(x, index, value):
     check_inplace(x)
     raw, index = index, _index_arg(index)
     try:
-        x.data[index] = data_of(value)
+        writable(x.data)[index] = data_of(value)
     except ValueError:
         raise RuntimeError(f"setitem: value of shape {list(np.shape(data_of(value)))} cannot be "
                            f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
