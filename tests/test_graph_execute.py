@@ -235,6 +235,57 @@ def test_plan_for_another_graph_is_refused_naming_both():
     assert all(p.grad is None for p in net.parameters())
 
 
+def bn_resnet():
+    """A residual net with BatchNorm in training mode (one with ``momentum=None``: the
+    factor comes from the batch count) and ReLU."""
+    _ = ckpt.manual_seed(4)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, momentum=None),
+                         nn.ReLU(), nn.ResidualBlock(4), nn.ResidualBlock(4))
+
+
+def buffers_of(model):
+    return [b.data.copy() for b in model.buffers()]
+
+
+def set_buffers(model, arrays):
+    for b, a in zip(model.buffers(), arrays):
+        b.data[...] = a
+
+
+@pytest.mark.parametrize("share", [0.2, 0.7])
+def test_batchnorm_in_training_updates_statistics_once_and_runs_as_predicted(share):
+    model, x = bn_resnet(), ckpt.randn(2, 3, 8, 8)
+    start = buffers_of(model)
+    graph = planner.profile_graph(model, x, repeats=1)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(buffers_of(model), start))
+    plan = plan_for(graph, "dag_optimal", share)
+    runs = plan.simulate().runs
+    assert any(runs[k] > 1 for k in range(len(graph)))
+    rng = ckpt.get_rng_state()
+    want, want_loss, _ = plain_step(model, x, None)
+    want_stats = buffers_of(model)
+    set_buffers(model, start)
+    ckpt.set_rng_state(rng)
+    result, got = run_plan(model, x, None, plan)
+    assert all(g.tobytes() == w.tobytes() for g, w in zip(got, want))
+    assert result.loss == want_loss
+    assert [b.tobytes() for b in buffers_of(model)] == [b.tobytes() for b in want_stats]
+    assert int(model[1].num_batches_tracked.item()) == 1
+    assert list(result.op_peaks) == plan.simulate().during.tolist()
+    assert list(result.op_after) == plan.simulate().after.tolist()
+    assert result.peak_bytes == plan.peak
+
+
+def test_a_plan_for_another_graph_updates_no_statistics():
+    model = bn_resnet()
+    plan = planner.plan_graph(planner.profile_graph(model, ckpt.randn(2, 3, 8, 8), repeats=1),
+                              "store_all")
+    start = buffers_of(model)
+    with pytest.raises(PlanMismatchError):
+        planner.execute(model, plan, ckpt.randn(4, 3, 8, 8))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(buffers_of(model), start))
+
+
 def test_bad_programs_are_refused_with_the_reason():
     x = ckpt.randn(3, 4)
     w = ckpt.randn(4, 4, requires_grad=True)
@@ -245,8 +296,6 @@ def test_bad_programs_are_refused_with_the_reason():
         return y
     with pytest.raises(TraceError, match=r"writes in place \(relu_\)"):
         planner.profile_graph(inplace, x)
-    with pytest.raises(TraceError, match="BatchNorm in training mode"):
-        planner.profile_graph(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), x)
     with pytest.raises(TraceError, match=r"scalar Tensor, got shape \[3, 4\]"):
         planner.profile_graph(lambda t: t @ w, x, loss_fn=lambda out: out)
     with pytest.raises(TraceError, match=r"op mul reads .* output of op tanh .*detach\(\)"):

@@ -268,12 +268,6 @@ def trace(program):
         if not outs:
             return
         args, kwargs = _call_arguments(fn, local)
-        if fn.__name__ == "batch_norm" and kwargs.get("training", args[5] if len(args) > 5
-                                                         else False) and \
-                (args[1] if len(args) > 1 else kwargs.get("running_mean")) is not None:
-            error.append("BatchNorm in training mode updates its running statistics in every "
-                         "forward, so a recomputed op would update them again; put BatchNorm "
-                         "in eval mode (or use LayerNorm/GroupNorm-like ops)")
         index = len(calls)
         args = replace_tensors(args, lambda t: where.get(id(t), t))
         kwargs = replace_tensors(kwargs, lambda t: where.get(id(t), t))
