@@ -22,9 +22,11 @@ step leaves it.
 BatchNorm in training mode: every computation of its op, first or recomputed, runs as a
 recomputation (statistics frozen; its output depends on the batch alone), and after the
 step one forward under ``no_grad`` from the step's RNG state updates the running
-statistics and the batch count once, bit for bit as the plain step does. Refused: in-place
-ops (``TraceError``), a plan made for another graph (``PlanMismatchError``, naming both
-graphs and the first node that differs; nothing is updated then).
+statistics and the batch count once, bit for bit as the plain step does. In-place writes run
+as their out-of-place ops (``op_trace``). Refused: in-place writes that cannot (into a view,
+a parameter, the sample; ``x[i] = v``: ``TraceError``), a plan made for another graph
+(``PlanMismatchError``, naming both graphs and the first node that differs; nothing is
+updated then).
 """
 from ..autograd.grad_mode import no_grad
 from ..autograd.random import get_rng_state, set_rng_state

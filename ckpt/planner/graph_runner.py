@@ -262,11 +262,6 @@ def _arrival_order(traced, keep, loss, params):
     delivers them (seen by post-hooks on the traced graph's nodes during one
     ``autograd.grad`` of the loss). The runner sums a value's gradients in this order, so
     the sums are the engine's, bit for bit (floating-point addition is not associative)."""
-    roots = {}
-    for c in keep:
-        for t in traced.outputs[c]:
-            if t.grad_fn is not None:
-                roots.setdefault(t.grad_fn, c)
     order = {c: [] for c in keep}
     handles = []
     for node, w in traced.owner.items():
@@ -275,8 +270,8 @@ def _arrival_order(traced, keep, loss, params):
 
         def seen(grad_inputs, grad_outputs, node=node, w=w):
             for (nxt, _), g in zip(node.next_functions, grad_inputs):
-                v = roots.get(nxt) if nxt is not None else None
-                if v is not None and v != w and g is not None and w not in order[v]:
+                v = traced.owner.get(nxt) if nxt is not None else None   # the call made it
+                if v in order and v != w and g is not None and w not in order[v]:
                     order[v].append(w)
         handles.append(node.register_hook(seen))
     try:
