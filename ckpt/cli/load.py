@@ -148,7 +148,12 @@ def _load_factory(spec):
 def _what(value):
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)} items"
-    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+    if value is None:
+        return "None"
+    module = type(value).__module__
+    if module.startswith("_ckpt_user_"):       # a class of the user's file (_import_file)
+        return f"a {type(value).__qualname__}"
+    return f"a {module}.{type(value).__qualname__}"
 
 
 def call_factory(spec, sizes=(3,), returns=RETURNS):
