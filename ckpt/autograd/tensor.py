@@ -93,6 +93,29 @@ class Tensor:
         return self._retains_grad
 
     @property
+    def output_nr(self):
+        """Which output of its ``grad_fn`` this tensor is (0 for leaves).
+
+        >>> import ckpt
+        >>> (ckpt.ones(2, requires_grad=True) * 2).output_nr
+        0
+        """
+        return self._output_nr
+
+    def is_inference(self):
+        """False: ckpt makes no inference tensors (``inference_mode`` works as ``no_grad``)."""
+        return False
+
+    def is_floating_point(self):
+        """True for float dtypes.
+
+        >>> import ckpt
+        >>> ckpt.ones(1).is_floating_point(), ckpt.arange(2).is_floating_point()
+        (True, False)
+        """
+        return self.data.dtype.kind == "f"
+
+    @property
     def _version(self):
         return self._vc[0]
 
@@ -317,6 +340,12 @@ class Tensor:
     def masked_fill(self, mask, value): return _ops.where(mask, value, self)
     def softmax(self, *args, **kwargs): return _ops.softmax(self, *args, **kwargs)
     def log_softmax(self, *args, **kwargs): return _ops.log_softmax(self, *args, **kwargs)
+    def narrow(self, dim, start, length): return _ops.narrow(self, dim, start, length)
+    def select(self, dim, index): return _ops.select(self, dim, index)
+    def repeat(self, *sizes): return _ops.repeat(self, *sizes)
+    def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
+    def median(self, *args, **kwargs): return _ops.median(self, *args, **kwargs)
+    def mm(self, other): return _ops.mm(self, other)
 
     def sum_to_size(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -353,6 +382,23 @@ class Tensor:
     def tanh_(self, *args, **kwargs): return _ops.inplace.tanh_(self, *args, **kwargs)
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
+    def sin_(self): return _ops.inplace.sin_(self)
+    def cos_(self): return _ops.inplace.cos_(self)
+    def log_(self): return _ops.inplace.log_(self)
+    def sqrt_(self): return _ops.inplace.sqrt_(self)
+    def abs_(self): return _ops.inplace.abs_(self)
+    def erf_(self): return _ops.inplace.erf_(self)
+    # in-place initialisers (ckpt.autograd.ops.random_fill)
+    def uniform_(self, *args, **kwargs): return _ops.random_fill.uniform_(self, *args, **kwargs)
+    def normal_(self, *args, **kwargs): return _ops.random_fill.normal_(self, *args, **kwargs)
+    def bernoulli_(self, *args, **kwargs): return _ops.random_fill.bernoulli_(self, *args, **kwargs)
+    def exponential_(self, *args, **kwargs):
+        return _ops.random_fill.exponential_(self, *args, **kwargs)
+    def geometric_(self, *args, **kwargs): return _ops.random_fill.geometric_(self, *args, **kwargs)
+    def log_normal_(self, *args, **kwargs):
+        return _ops.random_fill.log_normal_(self, *args, **kwargs)
+    def cauchy_(self, *args, **kwargs): return _ops.random_fill.cauchy_(self, *args, **kwargs)
+    def random_(self, *args, **kwargs): return _ops.random_fill.random_(self, *args, **kwargs)
 
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):
@@ -468,6 +514,7 @@ def _init(t, data):
     t._hooks = None
     t._retains_grad = False
     t._fw = None
+    t._base = None
 
 
 _new_tensor = object.__new__
