@@ -35,6 +35,7 @@ from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import func, nn, optim
 from . import memory, runtime
 from .runtime import CheckpointError, checkpoint, checkpoint_sequential
+from .serialization import load, save
 
 clip = clamp
 view = reshape
