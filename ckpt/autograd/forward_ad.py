@@ -144,6 +144,12 @@ def make_dual(tensor, tangent, *, level=None):
     if tensor.data.dtype.kind not in "fc":
         raise ValueError(f"make_dual: the primal must be floating point to carry a tangent, got "
                          f"{tensor.data.dtype}")
+    if tangent.data.dtype.kind not in "fc":
+        raise ValueError(f"Expected tangent to be floating point or complex, but got: "
+                         f"ckpt.{tangent.data.dtype}")
+    if tangent._fw is not None:
+        raise RuntimeError("Setting a forward grad that itself has a forward gradient at the "
+                           "same level 0 is not supported.")
     expected = (() if _Level.batch is None else (_Level.batch,)) + tensor.data.shape
     if tangent.data.shape != expected:
         raise RuntimeError(

@@ -22,9 +22,10 @@ class Tensor:
     >>> a.grad
     tensor([4.])
     """
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
+    __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
-                 "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
+                 "_base", "_view_fn", "_views",  # set only on views/bases (ops/shape.py)
+                 "_creation_meta")  # set only on views torch forbids writing (ops/shape.py)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
@@ -55,6 +56,39 @@ class Tensor:
         ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
         grad) makes ``x`` share ``other``'s memory without recording anything, as in torch;
         ``x`` keeps its version counter.""")
+
+    def _set_grad(self, grad):
+        """``x.grad = grad``, checked as torch checks it: None or a Tensor of ``x``'s shape
+        and dtype.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> x.grad = ckpt.zeros(3)
+        Traceback (most recent call last):
+        RuntimeError: attempting to assign a gradient of size '[3]' to a tensor of size '[2]'. \
+Please ensure that the gradient and the tensor are the same size
+        """
+        if grad is not None:
+            if not isinstance(grad, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of "
+                                f"type {type(grad).__name__}")
+            if grad._data.shape != self._data.shape:
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(grad._data.shape)}' to a "
+                    f"tensor of size '{list(self._data.shape)}'. Please ensure that the gradient "
+                    f"and the tensor are the same size")
+            if grad._data.dtype != self._data.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype '{_c_name(grad._data.dtype)}' to "
+                    f"a tensor with grad_dtype '{_scalar_name(self._data.dtype)}'. The gradient "
+                    f"must match the tensor's grad_dtype (defaults to the tensor's dtype). You can "
+                    f"set the tensor's grad_dtype attribute with a specific dtype, or None to "
+                    f"allow any dtype. Set grad_dtype with caution. Diverging the dtypes of a "
+                    f"tensor and its gradient may break downstream systems that assume they match.")
+        self._grad = grad
+
+    grad = property(operator.attrgetter("_grad"), _set_grad, doc="""The gradient backward
+        accumulated into this tensor (None until then); assignable, as in torch.""")
 
     # ---- metadata -------------------------------------------------------------------
     @property
@@ -164,6 +198,23 @@ class Tensor:
         return t
 
     def detach_(self):
+        """Take this tensor out of the graph in place; refused for views, as in torch, and a
+        backward that needs it as a saved tensor is refused too.
+
+        >>> import ckpt
+        >>> y = ckpt.ones(2, requires_grad=True) * 2
+        >>> y.detach_().requires_grad
+        False
+        """
+        if self._base is not None:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead. If you are using "
+                "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set "
+                "as True, gradients are views of DDP buckets, and hence detach_() cannot be "
+                "called on these gradients. To fix this error, please refer to the "
+                "Optimizer.zero_grad() function in torch/optim/optimizer.py as the solution.")
+        if self.requires_grad:
+            self._creation_meta = ("detached",)
         self.grad_fn = None
         self.requires_grad = False
         return self
@@ -496,6 +547,18 @@ class Tensor:
         return self
 
 
+def _c_name(dtype):
+    """A dtype as torch's messages name its C type (``'double'``, ``'long int'``)."""
+    return {"float64": "double", "float32": "float", "int64": "long int", "int32": "int",
+            "float16": "c10::Half", "bool": "bool"}.get(str(dtype), str(dtype))
+
+
+def _scalar_name(dtype):
+    """A dtype as torch's messages name its scalar type (``'Float'``, ``'Long'``)."""
+    return {"float64": "Double", "float32": "Float", "int64": "Long", "int32": "Int",
+            "float16": "Half", "bool": "Bool"}.get(str(dtype), str(dtype))
+
+
 def _wrap(data):
     """A fresh graph-less Tensor around ``data`` (the ops' fast constructor)."""
     t = _new_tensor(Tensor)
@@ -506,7 +569,7 @@ def _wrap(data):
 def _init(t, data):
     t._data = data if data.__class__ is np.ndarray else np.asarray(data)
     t.requires_grad = False
-    t.grad = None
+    t._grad = None
     t.grad_fn = None
     t._output_nr = 0
     t._vc = [0]

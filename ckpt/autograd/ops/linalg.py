@@ -11,6 +11,7 @@ class MmBackward0(Node):
     dim is removed again; batch dims broadcast (the engine sums them back). Written with
     negative axes only, so gradients and tangents may carry leading batch dims."""
     _batched_rule = True
+    _saved_names = ("self", "mat2")
 
     def vjp(self, g, a, b):
         need_a, need_b = b is not None, a is not None  # each factor is saved only for the other's grad
