@@ -196,3 +196,31 @@ def test_gradcheck_detects_a_nondeterministic_backward_as_torch():
         except Exception as error:  # noqa: BLE001 -- torch's message goes on with advice
             return type(error).__name__, str(error).split(",")[0]
     assert_same_as_torch(program)
+
+
+def test_forward_ad_in_place_on_views_and_duals_as_torch():
+    """Point 11: ``view.add_(dual)`` gives the base (and its other views) a tangent; ``dual *= 2``
+    updates the tangent in place, where whoever holds it sees the change; a copy's doesn't."""
+    def program(lib):
+        fw = lib.autograd.forward_ad
+        f64 = lib.float64
+        with fw.dual_level():
+            base = lib.zeros(4, dtype=f64)
+            view, other = base[1:3], base[2:]
+            view.add_(fw.make_dual(lib.ones(2, dtype=f64), lib.tensor([1.0, 2.0], dtype=f64)))
+            log = [fw.unpack_dual(base).tangent, fw.unpack_dual(other).tangent]
+            given = lib.tensor([1.0, 2.0], dtype=f64)
+            dual = fw.make_dual(lib.ones(2, dtype=f64), given)
+            held = fw.unpack_dual(dual).tangent
+            copy = dual.clone()
+            dual *= 2
+            copy.mul_(3)
+            log += [held, given, fw.unpack_dual(dual).tangent, fw.unpack_dual(copy).tangent]
+            grid = lib.zeros(4, dtype=f64)
+            grid.view(2, 2)[0].copy_(dual)
+            log.append(fw.unpack_dual(grid).tangent)
+            expanded = fw.make_dual(lib.ones(3, dtype=f64), lib.ones(1, dtype=f64).expand(3))
+            expanded *= 2
+            log.append(fw.unpack_dual(expanded).tangent)
+        return log
+    assert_same_as_torch(program)

@@ -11,7 +11,7 @@ import numpy as np
 from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import bump_version, check_inplace, rebase_views, setitem, take_tangent
+from .shape import bump_version, check_inplace, clone, rebase_views, setitem, take_tangent
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -26,7 +26,8 @@ def _snapshot(x):
     """A copy of ``x``'s current value that keeps ``x``'s place in the graph."""
     t = _wrap(x.data.copy())
     t.requires_grad, t.grad_fn, t._output_nr, t._acc = x.requires_grad, x.grad_fn, x._output_nr, x._acc
-    t._fw = x._fw  # and, in forward mode, its tangent
+    # and, in forward mode, a copy of its tangent (the write updates x's tangent in place)
+    t._fw = None if x._fw is None else clone(x._fw)
     if x.requires_grad and x.grad_fn is None:
         t._acc = x._get_accumulator()
     return t

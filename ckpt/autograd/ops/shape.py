@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .. import grad_mode
-from ..node import Node, record
+from ..node import Extensions, Node, record
 from ..tensor import Tensor, _wrap
 from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
@@ -25,8 +25,8 @@ def _share_version_if_view(out, x, op=None, args=()):
         out._vc = x._vc
         if x.requires_grad and not grad_mode._State.enabled:
             out._creation_meta = ("no_grad",)
-        if ((out.grad_fn is not None or out._fw is not None) and op is not None
-                and not _replaying[0]):
+        if ((out.grad_fn is not None or out._fw is not None or Extensions.forward_ad)
+                and op is not None and not _replaying[0]):
             _register_view(out, x, (op, args))
     return out
 
@@ -40,7 +40,7 @@ def _register_view(out, x, step):
     out._base, out._view_fn = base, steps
     # track the views of a base with history or (forward mode alone) a tangent: a write through
     # one must reach the base and its other views (a leaf requiring grad is never written)
-    if base.grad_fn is not None or base._fw is not None:
+    if base.grad_fn is not None or base._fw is not None or Extensions.forward_ad:
         views = getattr(base, "_views", None)
         if views is None:
             views = base._views = {}
@@ -99,9 +99,18 @@ def _region_keep(shape, dtype, steps):
 def take_tangent(t, source):
     """Forward mode: ``t``, written in place, takes the tangent of ``source`` (the recorded
     result of the write), to be dropped when the dual level exits."""
-    if source._fw is not None:
+    new = source._fw
+    if new is not None:
+        old = t._fw
+        # in place, as torch: who holds the tangent sees it (but a tangent in a graph, for
+        # reverse over forward, is replaced: a copy would not be recorded)
+        if (old is not None and old.data.shape == new.data.shape and old.data.flags.writeable
+                and old.data.dtype == new.data.dtype and not old.requires_grad
+                and not new.requires_grad):
+            np.copyto(old.data, new.data)
+            return
         from ..forward_ad import _remember
-        _remember(t, source._fw)
+        _remember(t, new)
 
 
 def rebase_views(t):
