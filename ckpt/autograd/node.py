@@ -530,6 +530,7 @@ class Extensions:
     active = False
     forward_ad = False
     propagate_tangent = None
+    on_backward_error = None  # anomaly detection's report(node, error) while it is on
     observers = []
     grad_observers = []
 
