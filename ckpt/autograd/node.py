@@ -356,6 +356,8 @@ class SavedTensor:
         version = t._vc[0]
         with grad_mode.no_grad():
             self.packed = pack(t)
+        if getattr(pack, "keeps_copies", False):  # allow_mutation_on_saved_tensors' copies
+            self.vc = [version]
         if t._vc[0] != version:
             raise RuntimeError(
                 "A saved tensor pack hook is modifying its input in place. Tensors provided as "
