@@ -425,8 +425,7 @@ class SavedTensor:
         if hook is None:
             t = self.tensor
             if t is not None:
-                if t.grad_fn is None and not t.requires_grad and getattr(
-                        t, "_creation_meta", None) == _DETACHED:
+                if t.grad_fn is None and not t.requires_grad and t._creation_meta == _DETACHED:
                     raise RuntimeError(
                         "Trying to use a saved tensor that has been detached in-place, i.e. "
                         "with .detach_().This is not supported, please use out-of-place "

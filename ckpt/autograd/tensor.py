@@ -25,7 +25,7 @@ class Tensor:
     __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
                  "_base", "_view_fn", "_views",  # set only on views/bases (ops/shape.py)
-                 "_creation_meta")  # set only on views torch forbids writing (ops/shape.py)
+                 "_creation_meta")  # views torch forbids writing, detach_()ed tensors
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
@@ -578,6 +578,7 @@ def _init(t, data):
     t._retains_grad = False
     t._fw = None
     t._base = None
+    t._creation_meta = None
 
 
 _new_tensor = object.__new__

@@ -613,7 +613,7 @@ def _check_view_creation(x, meta):
 
 
 def check_inplace(x):
-    meta = getattr(x, "_creation_meta", None)
+    meta = x._creation_meta
     if meta is not None and grad_mode._State.enabled:
         _check_view_creation(x, meta)
     if grad_mode._State.enabled and x.requires_grad:
