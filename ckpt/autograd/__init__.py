@@ -8,3 +8,4 @@ from . import events, forward_ad, functional, graph
 from .function import Function
 from .gradcheck import gradcheck, gradgradcheck
 from . import profiler
+from .anomaly import detect_anomaly, set_detect_anomaly

@@ -496,6 +496,10 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     if remaining == 0:
                         ready.append(nxt)
                 i += 1
+    except Exception as error:
+        if Extensions.on_backward_error is not None:
+            Extensions.on_backward_error(locals().get("node"), error)
+        raise
     finally:
         _GradState.enabled = previous_mode
         Batch.dims = previous_batch

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import grad_mode
 from .node import Extensions, Node, SavedTensor, record
-from .ops.shape import bump_version, rebase_views, take_history
+from .ops.shape import bump_version, mark_view_creation, rebase_views, take_history
 from .tensor import Tensor, _wrap
 
 
@@ -281,6 +281,9 @@ class Function:
                     rebase_views(o)
                 else:
                     o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
+                    if any(isinstance(a, Tensor) and np.may_share_memory(o.data, a.data)
+                           for a in args):
+                        mark_view_creation(o, "custom", cls.__name__, nr)
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()

@@ -33,6 +33,7 @@ from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
+from .selective import SelectiveContext
 
 __all__ = ["CheckpointError", "checkpoint", "set_checkpoint_early_stop"]
 
@@ -157,6 +158,8 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
         early_stop = _EarlyStop.override
     frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug,
                    early_stop, contexts[1])
+    if isinstance(contexts[0], SelectiveContext):
+        frame.policy = contexts[0]
     with contexts[0]:
         return frame.forward()
 
@@ -213,6 +216,9 @@ class _Frame(Observer):
         self.forward_ops = [] if debug else None
         self.recomputed_ops = None
         self.phase = None         # "forward" or "recompute" while the segment runs
+        self.policy = None        # selective checkpointing's SelectiveContext, if any
+        self.kept = {}            # index -> a saved tensor the policy keeps
+        self.decided = {}         # node -> whether the policy keeps its output (forward)
 
     # ---- forward --------------------------------------------------------------------------
     def forward(self):
@@ -226,9 +232,22 @@ class _Frame(Observer):
 
     def pack(self, t):
         self.forward_saved.append([None, t.data.shape, t.data.dtype])
-        return _Handle(self, len(self.forward_saved) - 1)
+        index = len(self.forward_saved) - 1
+        if self.policy is not None and (self._keeps(t.grad_fn) if t.grad_fn is not None else
+                                        t.requires_grad or any(t is a for a in self.args)):
+            self.kept[index] = t.detach()  # (a leaf or an input: kept alive anyway)
+        return _Handle(self, index)
+
+    def _keeps(self, node):
+        keeps = self.decided.get(node)
+        if keeps is None:
+            keeps = self.decided[node] = self.policy.keeps(node.name())
+        return keeps
 
     def unpack(self, handle):
+        kept = self.kept.get(handle.index)
+        if kept is not None:
+            return kept
         value = self.storage.pop(handle.index, None)
         if value is None:
             if self.phase == "recompute":
@@ -257,6 +276,8 @@ class _Frame(Observer):
             ops.append(f"{name} -> {list(out.data.shape)} {out.data.dtype}")
         if node is None:
             return
+        if self.policy is not None and not again:  # torch asks in the forward, of every op
+            self._keeps(node)
         name = node.name()
         for packed in event.saved:
             if packed.__class__ is _Handle and packed.frame is self:
@@ -317,8 +338,9 @@ class _Frame(Observer):
                 f"original forward pass ({self.needed}); with early_stop=False the recomputation "
                 "must save the same tensors as the forward" + self._listing(index))
         entries.append([None, t.data.shape, t.data.dtype])
-        self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
-                               else t.data)
+        if index not in self.kept:
+            self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
+                                   else t.data)
         return _Handle(self, index)
 
     def recompute_unpack(self, handle):  # only when the segment itself runs backward inside
@@ -363,7 +385,7 @@ class _Frame(Observer):
             if isinstance(a, Tensor):
                 root = root_buffer(a.data)
                 buffers[id(root)] = root.nbytes
-        for value in self.storage.values():
+        for value in [t.data for t in self.kept.values()] + list(self.storage.values()):
             root = root_buffer(value.data if value.__class__ is SavedValue else value)
             buffers[id(root)] = root.nbytes
         return buffers

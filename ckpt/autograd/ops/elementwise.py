@@ -130,6 +130,7 @@ def _needs_grad(x):
 
 class MulBackward0(_PerInputDiagonal):
     """Saves each factor only if the other one needs a gradient (as torch does)."""
+    _saved_names = ("self", "other")
 
     def vjp(self, g, a, b):
         return (None if b is None else g * b), (None if a is None else g * a)
@@ -148,6 +149,7 @@ def mul(a, b):
 
 class DivBackward0(_PerInputDiagonal):
     """Saves the numerator only if the denominator needs a gradient."""
+    _saved_names = ("self", "other")
 
     def vjp(self, g, a, b):
         ga = g / b
@@ -278,7 +280,8 @@ def _unary_op(name, forward, reads, rule):
     """The op ``name`` and its node class ``<Name>Backward0`` from one row of the table."""
     node_base = {None: _DiagonalOfNothing, "x": _DiagonalOfInput, "out": _DiagonalOfOutput}[reads]
     node_cls = type(f"{name.capitalize()}Backward0", (node_base,),
-                    {"vjp": lambda self, g, *saved: rule(g, *saved), "__module__": __name__})
+                    {"vjp": lambda self, g, *saved: rule(g, *saved), "__module__": __name__,
+                     "_saved_names": {None: (), "x": ("self",), "out": ("result",)}[reads]})
     saves_output = (OUTPUT,) if reads == "out" else ()
 
     def op(x):
@@ -304,6 +307,8 @@ erf, ErfBackward0 = _unary_op("erf", *_UNARY_RULES["erf"])
 
 
 class SigmoidBackward0(_DiagonalOfOutput):
+    _saved_names = ("result",)
+
     def vjp(self, g, out):
         return g * out * (1 - out)
 
@@ -327,6 +332,8 @@ def sigmoid(x):
 
 
 class ReluBackward0(_DiagonalOfOutput):
+    _saved_names = ("result",)
+
     def vjp(self, g, out):
         o = data_of(out)
         if g.__class__ is not np.ndarray:
