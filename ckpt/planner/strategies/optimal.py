@@ -138,6 +138,7 @@ def solve(chain, budget, slots=500):
     grid = SHORT_GRID if L <= SHORT_CHAIN else GRID
     cb = np.arange(grid)[:, None]                    # a block's columns, from its first
     per = [None]
+    store_all_row = [uf[1:] + ub[1:] + U[1:]]    # H[ℓ] at every column >= max(sat)
     for ell in range(1, L):
         R = L - ell
         s = np.arange(1, R + 1)
@@ -160,6 +161,7 @@ def solve(chain, budget, slots=500):
         # a split at s + k costs at least U[s+k-1] + SA, SA the store-all cost (less a
         # margin for rounding, in the units of ``best`` below)
         SA = U[t] - U[s - 1] + B[t] - B[s - 1] + U[t] - eps
+        store_all_row.append(store_all_row[-1][1:] + (uf[s] + ub[s] + U[s - 1]) - U[s - 1])
         per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1], U[s - 1],
                     int(first[s, t].min()), int(sat[s, t].max()),
                     (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY, SA, s))
@@ -171,13 +173,20 @@ def solve(chain, budget, slots=500):
     W = np.empty((grid, L, L))      # the block's columns of every H[ℓ], by start s
     Y = np.empty((grid, L, L))      # the same shifted by a_s, by end t
     G = np.unique(np.append(np.arange(0, J, grid), J - 1))
-    Cprev = [None] * L               # C at the block's left grid column, as ``best``
+    Cprev = [np.full(L - ell, inf) for ell in range(L)]   # C at a block's left column
     s = np.arange(1, L + 1)
     leafv = uf[s] + ub[s] + U[s]
     leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
     bufs = [np.empty(0), np.empty(0)]
-    j0 = -1
-    for j1 in G.tolist():
+    # rows (by start s) that no state the root reaches needs in a block: the root's
+    # choices move the start right and the column left by a_{s2} (split at s2) or
+    # eA_s (save first), so start s is reached at column J - 1 - D_s at the lowest,
+    # D_s = Σ_{i=2..s} max(a_i, eA_{i-1}); and those states need only each other
+    deepest = np.concatenate([[0], np.cumsum(np.maximum(a[2:L + 1], eA[1:L]))])
+    unneeded = np.searchsorted(deepest, J - 1 - G, side="left").tolist()
+    needed_from = np.maximum(J - 1 - deepest, 0)     # by row s - 1
+    j0, r_prev = -1, L
+    for j1, r0 in zip(G.tolist(), unneeded):
         n = j1 - j0 - 1                               # interior columns j0+1 .. j1-1
         c = j0 + 1                                    # the block's first column
         cols = np.arange(c, j1 + 1)
@@ -185,38 +194,46 @@ def solve(chain, budget, slots=500):
         H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
         np.take(Hf[0][c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
         for ell in range(1, L):
-            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
             R = L - ell
             h = H[ell]
+            if r0 >= R:                               # no row needed yet
+                h[P + c:P + j1 + 1] = inf
+                continue
+            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
+            new = max(0, min(r_prev, R) - r0)         # rows needed from this block on
             dst = W[:n + 1, ell, :R]
             if j1 < c0:                               # nothing finite yet
                 dst[...] = inf
-                Cprev[ell] = np.full(R, inf)
             elif j0 >= c1:                            # every row at its store-all cost
-                dst[...] = h[P + j0]
+                dst[...] = store_all_row[ell]
             else:
                 # best[j, s] = C(s, t, j - g_t) + U[s-1] + U[t], the least choice so far
-                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1])
-                best += sfc                           # save first
+                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1, r0:])
+                best += sfc[r0:]                      # save first
                 if c < reqmax:
-                    best[cols[:, None] < reqA] = inf
-                K = ell
-                if n:                                 # splits dearer than C(j0) at best
-                    K = np.searchsorted(U, Cprev[ell] - SA, side="right") - s
-                    K = max(1, min(ell, int(K.max())))
-                V = W[n, :K, :R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1, ell:L]
+                    best[cols[:, None] < reqA[r0:]] = inf
+                Cleft = Cprev[ell][r0:]
+                if new:         # rows not computed at j0: save first where first needed
+                    Cleft[:new] = best[needed_from[r0:r0 + new] - c, np.arange(new)]
+                # splits dearer at best than min(C(j0), save first at c) >= C(block)
+                K = np.searchsorted(U, np.minimum(Cleft, best[0]) - SA[r0:],
+                                    side="right") - s[r0:]
+                K = max(1, min(ell, int(K.max())))
+                V = W[n, :K, r0:R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1,
+                                       r0 + ell:L]
                 if bite[3] > j1:
-                    cut = (bite[2] > j1) & (bite[0] < K)
-                    V[bite[0][cut], bite[1][cut]] = inf
+                    cut = (bite[2] > j1) & (bite[0] < K) & (bite[1] >= r0)
+                    V[bite[0][cut], bite[1][cut] - r0] = inf
                 Vmin = V.min(axis=0)
                 np.minimum(best[n], Vmin, out=best[n])
                 if n:
-                    _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
-                Cprev[ell] = best[n]
-                np.subtract(best, Us, out=dst)
+                    _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, r0)
+                Cleft[...] = best[n]
+                dst[:, :r0] = inf
+                np.subtract(best, Us[r0:], out=dst[:, r0:])
             h[P + c:P + j1 + 1] = dst
             np.take(Hf[ell][c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
-        j0 = j1
+        j0, r_prev = j1, r0
 
     tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
                        chain=chain)
@@ -224,12 +241,13 @@ def solve(chain, budget, slots=500):
     return tb
 
 
-def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
+def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, off):
     """Lower ``best`` (n + 1 columns from j0 + 1, rows of length ``ell``) at the block's
     interior columns by the splits that can be least there: a split can be least somewhere
     in [j0, j1) only if its value V at j1 is at most C at j0 (both non-increasing in m).
     A large set of such splits is first evaluated every SUB_GRID columns, which gives C there
-    exactly and the same test on each sub-block."""
+    exactly and the same test on each sub-block. ``V``, ``Cleft`` and ``best`` hold rows
+    from ``off`` on."""
     rows = (Vmin <= Cleft).nonzero()[0]
     if not len(rows):
         return
@@ -237,11 +255,12 @@ def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
     ks = (V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1).nonzero()[0]
     k0, k1 = int(ks[0]), int(ks[-1]) + 1
     if n < 2 * SUB_GRID or n * (k1 - k0) * (s1 - s0) < SMALL_BOX:
-        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, s0, s1, bite, bufs, 0)
+        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, off + s0, off + s1, bite, bufs, 0)
         bv = best[:n, s0:s1]
         np.minimum(bv, T.min(axis=1), out=bv)
         return
-    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, s0, s1, bite, bufs, 0)
+    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, off + s0, off + s1,
+               bite, bufs, 0)
     bv = best[SUB_GRID - 1:n:SUB_GRID, s0:s1]
     np.minimum(bv, T1.min(axis=1), out=bv)
     left = -1
@@ -256,7 +275,7 @@ def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
                 a0, a1 = int(r2[0]), int(r2[-1]) + 1
                 k2 = M[:, a0:a1].any(axis=1).nonzero()[0]
                 T = _sums(W, Y, j0, left + 1, right, 1, ell, k0 + int(k2[0]),
-                          k0 + int(k2[-1]) + 1, s0 + a0, s0 + a1, bite, bufs, 1)
+                          k0 + int(k2[-1]) + 1, off + s0 + a0, off + s0 + a1, bite, bufs, 1)
                 bv = best[left + 1:right, s0 + a0:s0 + a1]
                 np.minimum(bv, T.min(axis=1), out=bv)
         left = right
