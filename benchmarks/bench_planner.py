@@ -78,6 +78,9 @@ def previous_program(commit):
     except (OSError, subprocess.CalledProcessError) as e:
         raise SystemExit(f"--previous {commit}: cannot read optimal.py at that commit "
                          f"with git ({e}); give a commit of this repository") from None
+    # forward_peak_table moved from strategies/min_memory.py to min_peak.py after dd5aabf
+    source = source.replace("from .min_memory import forward_peak_table",
+                            "from ..min_peak import forward_peak_table")
     module = types.ModuleType(f"ckpt.planner.strategies._optimal_{commit}")
     module.__package__ = "ckpt.planner.strategies"
     exec(compile(source, f"optimal.py@{commit}", "exec"), module.__dict__)

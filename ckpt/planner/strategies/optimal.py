@@ -30,10 +30,10 @@ coordinates, and the right term, C(s2, t, m - a_{s2}), is column j of the row of
 shifted by its a_{s2}. Column j of a row depends only on columns at or left of j, so the
 root's column J - 1 = slots - a_1 bounds every table.
 
-Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns
-(``SHORT_GRID`` on short chains, where fewer numpy calls matter more than less work), and
+Blocks of columns outermost. Columns are cut into blocks (j0, j1] of 16 to 64 columns
+(``GRIDS``: more on short chains, where fewer numpy calls matter more than less work), and
 each block is finished for every length ℓ = 0..L-1 before the next: what a block reads (its
-own columns of every shorter row, in a window W of ``GRID`` x L x L, and the same shifted
+own columns of every shorter row, in a window W of (columns) x L x L, and the same shifted
 by a_s, in Y) stays in the cache, where the whole tables (L^2 / 2 x slots float64, one
 (slots, L - ℓ) array per length) would not. In W, the left terms of every split k and row
 s of one length are one strided slice W[i, 0:ℓ, rows] (lengths 0..ℓ-1 by start s) and the
@@ -80,11 +80,12 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
-GRID = 16           # columns between two grid columns
-SHORT_GRID = 32     # the same for chains of at most SHORT_CHAIN stages (fewer numpy calls)
-SHORT_CHAIN = 150
+# columns between two grid columns, by chain length (longest, columns): shorter chains
+# gain more from fewer numpy calls than from less work (measured, benchmarks/README.md)
+GRIDS = ((64, 64), (150, 32), (300, 24), (None, 16))
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
+SMALL_STEP = 8_000     # triples below which a block's length is evaluated without pruning
 
 
 class _Tables:
@@ -127,15 +128,23 @@ def solve(chain, budget, slots=500):
     J = S + 1 - int(a[1])                            # columns j = m + g_t; root at J - 1
     inf = np.inf
     big = np.int64(2 * J + 4 * int(g.max() + a.max() + eA.max()) + 8)
-    first = np.full((L + 2, L + 2), big, dtype=np.int64)  # first finite column
-    sat = np.zeros((L + 2, L + 2), dtype=np.int64)        # from here on: store-all cost
+    # by (length, start) and (length, end), so that a split's parts are slices: the first
+    # finite column of (s, s + ℓ) is firstL[ℓ, s] = firstE[ℓ, s + ℓ], and from satL[ℓ, s] on
+    # its cost is store-all's
+    firstL = np.full((L + 1, L + 2), big, dtype=np.int64)
+    firstE = np.full((L + 1, L + 2), big, dtype=np.int64)
+    satL = np.zeros((L + 1, L + 2), dtype=np.int64)
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
-    first[s, s] = sat[s, s] = leaf
+    firstL[0, 1:L + 1] = firstE[0, 1:L + 1] = satL[0, 1:L + 1] = leaf
+    lengths = np.arange(L)[:, None]
+    fwdL = fwdreq[s[None, :], np.minimum(s[None, :] + lengths, L + 1)]   # [ℓ, s - 1]
+    a_from = np.lib.stride_tricks.sliding_window_view(np.append(a[2:], a[:L]), L)  # [k-1,
+    # s - 1] = a[s + k] (the tail is never read)
 
     # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
     P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
-    grid = SHORT_GRID if L <= SHORT_CHAIN else GRID
+    grid = next(columns for longest, columns in GRIDS if longest is None or L <= longest)
     cb = np.arange(grid)[:, None]                    # a block's columns, from its first
     per = [None]
     store_all_row = [uf[1:] + ub[1:] + U[1:]]    # H[ℓ] at every column >= max(sat)
@@ -145,13 +154,13 @@ def solve(chain, budget, slots=500):
         t = s + ell
         gt = g[t]
         reqA = np.maximum(up(xb[s] + ofs[s]), up(xb[s] + d[s] + d[s - 1] + ob[s]) - gt) + gt
-        sat[s, t] = np.maximum(reqA, eA[s] + sat[s + 1, t])
-        k = np.arange(1, ell + 1)[:, None]
-        S2, Rr = s[None, :] + k, s[None, :] + k - 1
-        fq = fwdreq[s[None, :], Rr] + gt[None, :]    # split allowed from column fq on
-        ch = np.maximum(first[S2, t[None, :]] + a[S2], first[s[None, :], Rr])
-        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]),
-                                 np.maximum(fq, ch).min(axis=0))
+        satL[ell, 1:R + 1] = sat = np.maximum(reqA, eA[s] + satL[ell - 1, 2:R + 2])
+        fq = fwdL[:ell, :R] + gt                     # split at s + k allowed from column fq
+        ch = np.maximum(firstE[ell - 1::-1, ell + 1:L + 1] + a_from[:ell, :R],
+                        firstL[:ell, 1:R + 1])       # both parts finite from column ch
+        first = np.minimum(np.maximum(reqA, firstL[ell - 1, 2:R + 2] + eA[s]),
+                           np.maximum(fq, ch).min(axis=0))
+        firstL[ell, 1:R + 1] = firstE[ell, ell + 1:L + 1] = first
         bk, bs = np.nonzero(fq > ch)                 # splits the forward requirement cuts
         bfq = fq[bk, bs]
         # flat offsets, from a block's first column, into the table of length ℓ - 1 (save
@@ -163,7 +172,7 @@ def solve(chain, budget, slots=500):
         SA = U[t] - U[s - 1] + B[t] - B[s - 1] + U[t] - eps
         store_all_row.append(store_all_row[-1][1:] + (uf[s] + ub[s] + U[s - 1]) - U[s - 1])
         per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1], U[s - 1],
-                    int(first[s, t].min()), int(sat[s, t].max()),
+                    int(first.min()), int(sat.max()),
                     (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY, SA, s))
 
     H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
@@ -178,11 +187,7 @@ def solve(chain, budget, slots=500):
     leafv = uf[s] + ub[s] + U[s]
     leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
     bufs = [np.empty(0), np.empty(0)]
-    # rows (by start s) that no state the root reaches needs in a block: the root's
-    # choices move the start right and the column left by a_{s2} (split at s2) or
-    # eA_s (save first), so start s is reached at column J - 1 - D_s at the lowest,
-    # D_s = Σ_{i=2..s} max(a_i, eA_{i-1}); and those states need only each other
-    deepest = np.concatenate([[0], np.cumsum(np.maximum(a[2:L + 1], eA[1:L]))])
+    deepest = reach_depth(a, eA)                     # row s is needed from J - 1 - D_s on
     unneeded = np.searchsorted(deepest, J - 1 - G, side="left").tolist()
     needed_from = np.maximum(J - 1 - deepest, 0)     # by row s - 1
     j0, r_prev = -1, L
@@ -219,17 +224,22 @@ def solve(chain, budget, slots=500):
                 K = np.searchsorted(U, np.minimum(Cleft, best[0]) - SA[r0:],
                                     side="right") - s[r0:]
                 K = max(1, min(ell, int(K.max())))
-                V = W[n, :K, r0:R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1,
-                                       r0 + ell:L]
-                if bite[3] > j1:
-                    cut = (bite[2] > j1) & (bite[0] < K) & (bite[1] >= r0)
-                    V[bite[0][cut], bite[1][cut] - r0] = inf
-                Vmin = V.min(axis=0)
-                np.minimum(best[n], Vmin, out=best[n])
-                if n:
-                    _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, r0)
+                if (n + 1) * K * (R - r0) <= SMALL_STEP:   # all at once: fewer calls
+                    T = _sums(W, Y, j0, 0, n + 1, 1, ell, 0, K, r0, R, bite, bufs, 0)
+                    np.minimum(best, T.min(axis=1), out=best)
+                else:
+                    V = W[n, :K, r0:R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1,
+                                           r0 + ell:L]
+                    if bite[3] > j1:
+                        cut = (bite[2] > j1) & (bite[0] < K) & (bite[1] >= r0)
+                        V[bite[0][cut], bite[1][cut] - r0] = inf
+                    Vmin = V.min(axis=0)
+                    np.minimum(best[n], Vmin, out=best[n])
+                    if n:
+                        _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, r0)
                 Cleft[...] = best[n]
-                dst[:, :r0] = inf
+                if r0:
+                    dst[:, :r0] = inf
                 np.subtract(best, Us[r0:], out=dst[:, r0:])
             h[P + c:P + j1 + 1] = dst
             np.take(Hf[ell][c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
@@ -239,6 +249,20 @@ def solve(chain, budget, slots=500):
                        chain=chain)
     tb.cost = float(H[L - 1][P + J - 1, 0] - U[L])
     return tb
+
+
+def reach_depth(a, eA):
+    """D_s (index s - 1): how far below the root's column the root's states reach start s at
+    the lowest, so that no state the root needs has start s below column J - 1 - D_s. Each
+    choice moves the start right and the column left, by a_{s2} (a split at s2) or eA_s (save
+    first): D_1 = 0 and D_s = D_{s-1} + max(a_s, eA_{s-1}), D being non-decreasing. The
+    states above these columns need only each other, so the program skips the rows below.
+
+    >>> reach_depth(np.array([0, 1, 3, 2, 0]), np.array([0, 4, 1, 5, 0])).tolist()
+    [0, 4, 6]
+    """
+    L = len(a) - 2
+    return np.concatenate([[0], np.cumsum(np.maximum(a[2:L + 1], eA[1:L]))])
 
 
 def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, off):
