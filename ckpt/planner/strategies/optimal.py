@@ -47,10 +47,14 @@ by one numpy add and one min. Per block and length:
    split k can be least somewhere in [j0, j1) only if its value at j1 is at most C(j0);
    the bounding box of those (split, row) pairs is evaluated on the interior columns. A
    large box is first evaluated every ``SUB_GRID`` columns, which gives C there exactly and
-   the same test on each sub-block.
+   the same test on each sub-block; a small one (``SMALL_STEP``) is evaluated whole.
 
-On the benchmark chains (500 slots) this evaluates about a fifth of the (segment, split,
-column) triples of the full program. Splits that the forward requirement rules out at a
+Only the states the root needs: its choices move a segment's start right and its column
+left, so start s is never needed below column J - 1 - D_s (``reach_depth``), and the rows
+below are skipped (about a third of the work on the benchmark chains); a row first needed
+inside a block takes save first where it is first needed as its C(j0). On the benchmark
+chains (500 slots) this evaluates 13-14% of the (segment, split, column) triples of the
+full program at L = 200-500. Splits that the forward requirement rules out at a
 column where both their parts are finite (rare) are set to +inf in what was evaluated.
 Time O(L^3 · slots / 6) element operations in the worst case, memory L^2 · slots / 2
 float64; the schedule is rebuilt afterwards by re-evaluating the candidates of the O(L)
