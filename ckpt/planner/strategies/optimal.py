@@ -89,7 +89,7 @@ __all__ = ["optimal", "solve"]
 GRIDS = ((64, 64), (150, 32), (300, 24), (None, 16))
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
-SMALL_STEP = 8_000     # triples below which a block's length is evaluated without pruning
+SMALL_STEP = 16_000    # triples below which a block's length is evaluated without pruning
 
 
 class _Tables:
