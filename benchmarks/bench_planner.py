@@ -7,7 +7,8 @@ L = 50, 100, 200, 500 stages with 500 memory slots, and ``revolve`` for 10^4 ste
     python benchmarks/bench_planner.py --previous   # also the program of commit dd5aabf
 
 ``--rotor DIR`` names a folder holding a build of rotor's ``dynamic_programs`` C extension
-(Beaumont et al. 2019; https://github.com/topal-team/rotor, not shipped with ckpt). Its
+(Beaumont et al. 2019; https://github.com/topal-team/rotor, also copied in topal-team/rockmate
+under rotor/algorithms/; not shipped with ckpt). Its
 ``persistent_compute_table`` is timed in this process on the same chain with every size
 rounded up to the same slots, and quoted as a ratio ckpt / rotor. Rotor's call ends by
 converting its whole table to Python dicts (tens of GB at L = 500); the build measured in
