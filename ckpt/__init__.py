@@ -18,8 +18,8 @@ from .autograd.factory import (arange, as_tensor, bool_, device, double, empty, 
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
                                randint, randn, randn_like, tensor, zeros, zeros_like)
 bool = bool_  # noqa: A001  (torch.bool; this module calls no builtin bool)
-from .autograd.ops import (abs, add, amax, argmax, argmin, bitwise_not, cat, chunk, clamp, clone,
-                           cos, div, eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, le,
+from .autograd.ops import (abs, add, allclose, amax, argmax, argmin, bitwise_not, cat, chunk, clamp, clone,
+                           cos, div, eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, isclose, le,
                            linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
                            min, minimum, mul, ne, neg, permute, pow, relu, reshape, sigmoid, sign,
                            sin, split, sqrt, squeeze, stack, std, sub, sum, sum_to, tanh,

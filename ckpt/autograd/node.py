@@ -131,6 +131,17 @@ class Node:
             return self.__dict__["needs_input_grad"]
         return tuple(edge[0] is not None for edge in self.next_functions)
 
+    @property
+    def metadata(self):
+        """A dict of the user's, kept with the node (torch's ``grad_fn.metadata``).
+
+        >>> import ckpt
+        >>> y = ckpt.ones(2, requires_grad=True) * 2
+        >>> y.grad_fn.metadata["step"] = 3; y.grad_fn.metadata
+        {'step': 3}
+        """
+        return self.__dict__.setdefault("_metadata", {})
+
     def saved_entries(self):
         """The ``SavedTensor`` records of what this node saved, not unpacked (plain values left
         out); empty once backward released them.

@@ -286,6 +286,8 @@ class Tensor:
     def le(self, other): return _ops.le(self, other)
     def gt(self, other): return _ops.gt(self, other)
     def ge(self, other): return _ops.ge(self, other)
+    def isclose(self, other, *args, **kwargs): return _ops.isclose(self, other, *args, **kwargs)
+    def allclose(self, other, *args, **kwargs): return _ops.allclose(self, other, *args, **kwargs)
     def clamp(self, *args, **kwargs): return _ops.clamp(self, *args, **kwargs)
     def all(self, *args, **kwargs): return _ops.all(self, *args, **kwargs)
     def any(self, *args, **kwargs): return _ops.any(self, *args, **kwargs)

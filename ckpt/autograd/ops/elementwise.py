@@ -517,6 +517,55 @@ eq, ne, lt, le, gt, ge = (_comparison(f) for f in (np.equal, np.not_equal, np.le
                                                     np.greater, np.greater_equal))
 
 
+# torch's names of the dtypes, as its errors print them
+_SCALAR_TYPE_NAMES = {"float16": "Half", "float32": "Float", "float64": "Double", "int8": "Char",
+                      "int16": "Short", "int32": "Int", "int64": "Long", "uint8": "Byte",
+                      "bool": "Bool", "complex64": "ComplexFloat", "complex128": "ComplexDouble"}
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``|input - other| <= atol + rtol * |other|`` elementwise, as a bool tensor (not
+    differentiable); both must be Tensors of one dtype, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.isclose(ckpt.tensor([1.0, 2.0]), ckpt.tensor([1.0 + 1e-9, 2.1])).tolist()
+    [True, False]
+    """
+    return _wrap(_close("isclose", input, other, rtol, atol, equal_nan))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Whether ``isclose`` holds everywhere (a Python bool).
+
+    >>> import ckpt
+    >>> ckpt.allclose(ckpt.ones(2), ckpt.ones(2) + 1e-9)
+    True
+    """
+    return bool(_close("allclose", input, other, rtol, atol, equal_nan).all())
+
+
+def _close(op_name, input, other, rtol, atol, equal_nan):
+    """``isclose``'s bool array, after torch's checks of the arguments."""
+    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op_name}(): argument '{name}' (position {position}) must be "
+                            f"Tensor, not {type(value).__name__}")
+    a, b = input.data, other.data
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{_SCALAR_TYPE_NAMES.get(a.dtype.name, a.dtype.name)} did not match "
+                           f"{_SCALAR_TYPE_NAMES.get(b.dtype.name, b.dtype.name)}")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        dim = next(-k for k in range(1, min(a.ndim, b.ndim) + 1)
+                   if a.shape[-k] != b.shape[-k] and 1 not in (a.shape[-k], b.shape[-k]))
+        raise RuntimeError(f"The size of tensor a ({a.shape[dim]}) must match the size of tensor "
+                           f"b ({b.shape[dim]}) at non-singleton dimension {a.ndim + dim}") from None
+    if a.dtype.kind in "biu":
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    return np.asarray(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
 def logical_not(x):
     """``not x`` elementwise, as a bool tensor (not differentiable).
 
