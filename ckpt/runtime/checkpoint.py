@@ -33,6 +33,7 @@ from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
+from .reentrant import reentrant_checkpoint
 
 __all__ = ["CheckpointError", "checkpoint", "set_checkpoint_early_stop"]
 
@@ -115,9 +116,10 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     that error. ``early_stop`` (default True) stops the recomputation once the tensors backward
     needs are recomputed (see the module doc). ``context_fn`` returns two context managers:
     the forward runs inside the first, the recomputation inside the second (called once, as
-    torch does). Under ``no_grad`` the function just runs. ckpt implements only the
-    non-reentrant form: ``use_reentrant=True`` is refused, and leaving ``use_reentrant`` out
-    warns as torch does (pass ``use_reentrant=False``).
+    torch does). Under ``no_grad`` the function just runs. ``use_reentrant=True`` is
+    torch's older form (``ckpt.runtime.reentrant``: ``backward()`` only, no keyword arguments
+    for ``function``); leaving ``use_reentrant`` out warns as torch does and, unlike torch
+    (whose default is the reentrant form), runs the non-reentrant one.
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
@@ -132,11 +134,14 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     """
     if use_reentrant is None:
         warnings.warn("ckpt.checkpoint: the use_reentrant parameter should be passed explicitly "
-                      "(as torch.utils.checkpoint asks); ckpt implements only the non-reentrant "
+                      "(as torch.utils.checkpoint asks); left out, ckpt runs the non-reentrant "
                       "checkpoint: pass use_reentrant=False", UserWarning, stacklevel=2)
     elif use_reentrant:
-        raise ValueError("ckpt.checkpoint implements only the non-reentrant checkpoint "
-                         "(torch's use_reentrant=False); pass use_reentrant=False")
+        if kwargs:
+            raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
+        if context_fn is not None or debug is not False:
+            raise ValueError("Passing `context_fn` or `debug` is only supported when "
+                             "use_reentrant=False.")
     if determinism_check not in _CHECKS:
         raise ValueError(f"determinism_check should be one of {', '.join(map(repr, _CHECKS))}, "
                          f"got {determinism_check!r}")
@@ -150,6 +155,8 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
                  "torch.utils.checkpoint or ckpt.torch.plan")
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
+    if use_reentrant:
+        return reentrant_checkpoint(function, args, preserve_rng_state)
     if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)
     contexts = _contexts(context_fn)
