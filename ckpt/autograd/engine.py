@@ -332,7 +332,7 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes", "nodes")
+                 "batched", "direct", "direct_nodes", "nodes", "callbacks")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -344,6 +344,7 @@ class _Pass:
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
                              else frozenset())
         self.nodes = None   # every node reachable from the roots (set by the pass)
+        self.callbacks = None   # what ``queue_callback`` asked to run at the end of the pass
 
     def reaches(self, node):
         """Whether this pass runs ``node`` or captures a gradient there."""
@@ -368,6 +369,27 @@ def current_pass():
     """
     passes = _Reentry.passes
     return passes[-1] if passes else None
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass running now has run all its nodes, after
+    the callbacks queued before it (torch's ``Variable._execution_engine.queue_callback``).
+
+    >>> import ckpt
+    >>> from ckpt.autograd.engine import queue_callback
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> y = x * 2
+    >>> seen = []
+    >>> _ = y.register_hook(lambda g: queue_callback(lambda: seen.append(x.grad.tolist())))
+    >>> y.sum().backward(); seen
+    [[2.0, 2.0]]
+    """
+    running = current_pass()
+    if running is None:
+        raise RuntimeError("Final callbacks can only be installed during backward pass.")
+    if running.callbacks is None:
+        running.callbacks = []
+    running.callbacks.append(callback)
 
 
 # Every this many nested passes the next one runs on a fresh thread, so that a deep chain of
@@ -496,6 +518,8 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     if remaining == 0:
                         ready.append(nxt)
                 i += 1
+        for callback in p.callbacks or ():   # (the list grows if a callback queues one)
+            callback()
     finally:
         _GradState.enabled = previous_mode
         Batch.dims = previous_batch

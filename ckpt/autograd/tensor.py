@@ -117,7 +117,7 @@ class Tensor:
                 "var_no_grad = var.detach().")
         if requires_grad and self.data.dtype.kind not in "fc":
             raise RuntimeError(
-                f"only Tensors of floating point dtype can require gradients, got {self.data.dtype}")
+                f"only Tensors of floating point and complex dtype can require gradients, got {self.data.dtype}")
         self.requires_grad = requires_grad
         return self
 

@@ -531,7 +531,7 @@ def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     >>> ckpt.isclose(ckpt.tensor([1.0, 2.0]), ckpt.tensor([1.0 + 1e-9, 2.1])).tolist()
     [True, False]
     """
-    return _wrap(_close("isclose", input, other, rtol, atol, equal_nan))
+    return _wrap(_close_mask("isclose", input, other, rtol, atol, equal_nan))
 
 
 def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
@@ -541,10 +541,10 @@ def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
     >>> ckpt.allclose(ckpt.ones(2), ckpt.ones(2) + 1e-9)
     True
     """
-    return bool(_close("allclose", input, other, rtol, atol, equal_nan).all())
+    return bool(_close_mask("allclose", input, other, rtol, atol, equal_nan).all())
 
 
-def _close(op_name, input, other, rtol, atol, equal_nan):
+def _close_mask(op_name, input, other, rtol, atol, equal_nan):
     """``isclose``'s bool array, after torch's checks of the arguments."""
     for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
         if not isinstance(value, Tensor):
