@@ -73,3 +73,51 @@ PROGRAMS.update({
     "queue_callback outside backward": lambda lib: (
         lib.autograd.Variable._execution_engine.queue_callback(lambda: None)),
 })
+
+
+def number_to_the_power_of_a_tensor(lib):
+    grads = []
+    for base in (0, 0.0, 2.0, -2.0):
+        exponent = lib.tensor([-1.0, 0.0, 1.0, 2.5], requires_grad=True)
+        lib.sum(base ** exponent).backward()
+        grads.append([str(round(g, 5)) for g in exponent.grad.tolist()])   # nan != nan
+    return grads
+
+
+def diagonals(lib):
+    x = lib.arange(24.0).reshape(2, 3, 4).requires_grad_()
+    taken = [x.diagonal(), x.diagonal(1, 1, 2), x.diagonal(-1, -1, 0), x.diagonal(5, 1, 2),
+             lib.ones(3, 3).diagonal()]
+    sum(d.sum() * (k + 1) for k, d in enumerate(taken[:4])).backward()
+    return [[d.shape for d in taken], [d.tolist() for d in taken], x.grad]
+
+
+def legacy_list_indices(lib):
+    results = []
+    for shape, index in (((10,), [[0, 4, 2]]), ((5, 5), [[0, 4], [2, 2]]),
+                         ((5, 5, 5), [slice(None), [2, 4], [1, 3]]), ((5, 5), [0, 2])):
+        x = lib.ones(*shape, requires_grad=True)
+        y = x + 2
+        y[index] = 2
+        y.backward(lib.ones(*shape))
+        results.append([x.grad, (x * 1)[index].shape])
+    return results
+
+
+PROGRAMS.update({
+    "number ** tensor": number_to_the_power_of_a_tensor,
+    "diagonal": diagonals,
+    "diagonal of one dim twice": lambda lib: lib.ones(2, 2).diagonal(0, 1, -1),
+    "legacy list indices": legacy_list_indices,
+    "randint(high, size)": lambda lib: [lib.randint(3, (2, 5)).shape,
+                                        bool((lib.randint(1, [4]) == 0).all())],
+    "dtype aliases": lambda lib: [str(lib.ones(1, dtype=d).dtype).split(".")[-1]
+                                  for d in (lib.int, lib.short, lib.half, lib.int8, lib.uint8)],
+    "math constants": lambda lib: [lib.inf, -lib.inf, str(lib.nan), lib.pi, lib.e],
+    "_is_view": lambda lib: [t._is_view() for t in (
+        lib.ones(2, 3), lib.ones(2, 3)[0], lib.ones(2, 3).view(6), lib.ones(2, 3) * 2,
+        lib.ones(2, 3)[[0]], (lib.ones(2, 3, requires_grad=True) * 1)[:, 1])],
+    "gradcheck passes non-tensors through": lambda lib: lib.autograd.gradcheck(
+        lambda x, flag, k: x * k if flag else x,
+        (lib.ones(2, dtype=lib.float64, requires_grad=True), True, 3.0)),
+})

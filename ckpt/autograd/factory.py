@@ -18,6 +18,9 @@ float64 = np.dtype(np.float64)
 float16 = np.dtype(np.float16)
 int64 = np.dtype(np.int64)
 int32 = np.dtype(np.int32)
+int16 = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
+uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
 float, double, long = float32, float64, int64
 
@@ -341,13 +344,15 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None, ou
     """Integers in ``[low, high)`` from ckpt's generator.
 
     >>> import ckpt
-    >>> ckpt.randint(0, 3, (4,)).shape
-    (4,)
+    >>> ckpt.randint(0, 3, (4,)).shape, ckpt.randint(3, (2, 2)).shape   # (low,) high, size
+    ((4,), (2, 2))
     """
     _check_device(device)
     dtype = _out_dtype(out, dtype, "randint")
     if high is None:
         low, high = 0, low
+    elif isinstance(high, (tuple, list)) and size == ():   # torch's randint(high, size)
+        low, high, size = 0, low, high
     g = (generator or default_generator).numpy
     return _result(g.integers(low, high, size=tuple(size), dtype=np.dtype(dtype or int64)), False, out)
 

@@ -96,6 +96,17 @@ class Tensor:
     def _version(self):
         return self._vc[0]
 
+    def _is_view(self):
+        """Whether this tensor is a view of another (torch's name): a view made in the graph,
+        or one whose array is a view of another array.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3)
+        >>> x[0]._is_view(), x._is_view(), x[[0]]._is_view()
+        (True, False, False)
+        """
+        return getattr(self, "_base", None) is not None or self._data.base is not None
+
     @property
     def device(self):
         return "cpu"
@@ -302,6 +313,7 @@ class Tensor:
     def sum(self, *args, **kwargs): return _ops.sum(self, *args, **kwargs)
     def var(self, *args, **kwargs): return _ops.var(self, *args, **kwargs)
     def chunk(self, *args, **kwargs): return _ops.chunk(self, *args, **kwargs)
+    def diagonal(self, *args, **kwargs): return _ops.diagonal(self, *args, **kwargs)
     def expand(self, *args, **kwargs): return _ops.expand(self, *args, **kwargs)
     def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
     def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)

@@ -9,7 +9,7 @@ from .elementwise import (abs, add, bitwise_not, clamp, cos, div, eq, erf, exp, 
                           sign, sin, sqrt, sub, tanh, where)
 from .linalg import linear, matmul
 from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
-from .shape import (cat, chunk, clone, expand, flatten, getitem, index_into_zeros, permute,
+from .shape import (cat, chunk, clone, diagonal, expand, flatten, getitem, index_into_zeros, permute,
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
                     unsqueeze, view)
 from . import inplace, nn

@@ -201,7 +201,9 @@ def _pow_d_exponent(g, base, exponent, out):
     """``g * d(base ** exponent)/d exponent = g * out * log(base)``; 0 at base 0, as torch."""
     if isinstance(base, (Tensor, np.ndarray)):
         return where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
-    return g * out * (math.log(base) if base > 0 else 0.0)
+    if base == 0:   # log(0) = -inf, as torch: -inf for a negative exponent
+        return where(data_of(exponent) >= 0, 0.0, g * out * -math.inf)
+    return g * out * (math.log(base) if base > 0 else math.nan)
 
 
 def pow(base, exponent):
