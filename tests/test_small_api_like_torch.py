@@ -121,3 +121,24 @@ PROGRAMS.update({
         lambda x, flag, k: x * k if flag else x,
         (lib.ones(2, dtype=lib.float64, requires_grad=True), True, 3.0)),
 })
+
+
+def inplace_function(lib):
+    class AddInto(lib.autograd.function.InplaceFunction):
+        @staticmethod
+        def forward(ctx, a, b):
+            ctx.mark_dirty(a)
+            return a.add_(b), b + 2
+
+        @staticmethod
+        def backward(ctx, grad_a, grad_b):
+            return grad_a, grad_a + grad_b
+    x = lib.ones(2)
+    y = lib.ones(2, requires_grad=True)
+    q, _ = AddInto.apply(x, y)
+    q.sum().backward()
+    return [q is x, type(q.grad_fn) is AddInto._backward_cls, q.requires_grad, y.grad,
+            AddInto(inplace=True).inplace, AddInto().inplace]
+
+
+PROGRAMS["InplaceFunction"] = inplace_function

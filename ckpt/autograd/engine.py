@@ -8,6 +8,7 @@ gradient (``run_node``: one path for every node, arrays or Tensors chosen once p
 """
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -110,6 +111,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             f"got {len(grad_outputs)} tensors in grad_tensors but {len(outputs)} in tensors")
     if retain_graph is None:
         retain_graph = create_graph
+    if create_graph:
+        warnings.warn(_CREATE_GRAPH_WARNING, UserWarning, stacklevel=2)
     roots = _root_edges(outputs)
     root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
     if inputs is None:
@@ -126,6 +129,13 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     for t, edge, g in zip(inputs, targets, captured):
         if g is not None and t.grad_fn is not None:  # leaves were accumulated by their node
             _accumulate_into(t, g, create_graph)
+
+
+_CREATE_GRAPH_WARNING = (
+    "Using backward() with create_graph=True will create a reference cycle between the parameter "
+    "and its gradient which can cause a memory leak. We recommend using autograd.grad when "
+    "creating the graph to avoid this. If you have to use this function, make sure to reset the "
+    ".grad fields of your parameters to None after use to break the cycle and avoid the leak.")
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
@@ -151,6 +161,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             f"and {len(outputs)} outputs")
     if allow_unused is None:
         allow_unused = materialize_grads
+    elif materialize_grads and not allow_unused:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, "
+                         "but got: allow_unused=False.")
     if retain_graph is None:
         retain_graph = create_graph
     roots = _root_edges(outputs)
@@ -575,12 +588,14 @@ def _prepare(node, grad, p):
     is_leaf_node = node.__class__ is AccumulateGrad
     if is_leaf_node:   # the leaf's tensor hooks come before the accumulator's pre-hooks
         grads = [_hooked_leaf_grad(node, grads[0])]
-    if node._tensor_hooks or node._retain_hooks or (runs and node._pre_hooks):
-        grads = _run_pre_hooks(node, grads, p.create_graph, runs)
-    if node in p.captures:
+    if node._tensor_hooks or node._retain_hooks:
+        grads = _run_tensor_hooks(node, grads, p.create_graph)
+    if node in p.captures:   # what the tensor hooks gave, before the node's pre-hooks (torch)
         wanted = p.captures[node]
         for nr in wanted:
             wanted[nr] = grads[nr]
+    if runs and node._pre_hooks:
+        grads = _run_node_pre_hooks(node, grads)
     if not runs:
         return None
     if is_leaf_node:
@@ -643,21 +658,24 @@ def _buffer_add(buffers, node, nr, g):
         slot[nr] = _add(slot[nr], g, node)
 
 
-def _run_pre_hooks(node, grads, create_graph, runs=True):
-    """Tensor hooks and ``retain_grad`` of each output, then (when the node ``runs``, not
-    only captured) the node's own pre-hooks."""
+def _run_tensor_hooks(node, grads, create_graph):
+    """The hooks of each output tensor (called with None for an output no gradient reached,
+    as torch does), then its ``retain_grad``."""
     grads = list(grads)
     for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks):
-            if grads[nr] is not None:
-                replaced = hook(grads[nr])
-                if replaced is not None:
-                    grads[nr] = replaced
+            replaced = hook(grads[nr])
+            if replaced is not None:
+                grads[nr] = replaced
     for nr, ref in (node._retain_hooks or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
             _accumulate_into(t, grads[nr], create_graph)
-    for hook in list(node._pre_hooks or ()) if runs else ():
+    return grads
+
+
+def _run_node_pre_hooks(node, grads):
+    for hook in list(node._pre_hooks):
         replaced = hook(tuple(grads))
         if replaced is not None:
             grads = list(replaced)
