@@ -18,7 +18,8 @@ from .autograd.factory import (arange, as_tensor, bool_, device, double, empty, 
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
                                randint, randn, randn_like, tensor, zeros, zeros_like)
 bool = bool_  # noqa: A001  (torch.bool; this module calls no builtin bool)
-from .autograd.factory import int8, int16, uint8
+from .autograd.factory import (BoolTensor, DoubleTensor, FloatTensor, LongTensor, int8, int16,
+                               uint8)
 int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no builtin int used here)
 from math import e, inf, nan, pi
 from .autograd.ops import (abs, add, allclose, amax, argmax, argmin, bitwise_not, cat, chunk, clamp, clone,

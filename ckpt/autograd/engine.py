@@ -56,9 +56,11 @@ def _make_batched_root_grads(outputs, grad_outputs, create_graph):
             g = _wrap(np.asarray(g, dtype=out.data.dtype))
         if g.data.shape[1:] != out.data.shape or (grads and g.data.shape[0] != grads[0].data.shape[0]):
             raise RuntimeError(
-                f"Mismatch in shape: with is_grads_batched=True, grad_output[{i}] must have shape "
-                f"(B, *{list(out.data.shape)}) with the same B for every output; got "
-                f"{_size(g.data.shape)}")
+                f"Mismatch in shape: grad_output[{i}] has a shape of {_size(g.data.shape)} and "
+                f"output[{i}] has a shape of {_size(out.data.shape)}. If `is_grads_batched=True`, "
+                "we interpret the first dimension of each grad_output as the batch dimension "
+                "(the same B for every output); the sizes of the remaining dimensions are "
+                "expected to match the shape of the corresponding output.")
         grads.append(g if create_graph else g.detach())
     return grads
 
@@ -154,6 +156,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """
     outputs = _as_tuple(outputs)
     inputs_t = _as_tuple(inputs)
+    if not inputs_t:
+        raise RuntimeError("`inputs` argument to `grad()` cannot be empty.")
     grad_outputs = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outputs)
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(

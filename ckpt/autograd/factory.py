@@ -387,3 +387,20 @@ def is_tensor(obj):
     (True, False)
     """
     return isinstance(obj, Tensor)
+
+
+def _legacy_constructor(dtype, name):
+    def construct(*data_or_size):
+        if len(data_or_size) == 1 and isinstance(data_or_size[0], (list, tuple, np.ndarray)):
+            return tensor(data_or_size[0], dtype=dtype)
+        return zeros(*data_or_size, dtype=dtype)
+    construct.__name__ = construct.__qualname__ = name
+    construct.__doc__ = (f"torch's legacy ``{name}(data)`` (a tensor of these values) or "
+                         f"``{name}(*size)`` (zeros; torch leaves them uninitialised), {dtype}.")
+    return construct
+
+
+LongTensor = _legacy_constructor(int64, "LongTensor")
+FloatTensor = _legacy_constructor(float32, "FloatTensor")
+DoubleTensor = _legacy_constructor(float64, "DoubleTensor")
+BoolTensor = _legacy_constructor(bool_, "BoolTensor")

@@ -65,6 +65,9 @@ class FunctionCtx(Node):
         grads = grads if isinstance(grads, list) else [grads]
         self._unpacked = saved
         function = self._function
+        if function.backward is not Function.backward and function.vjp is not Function.vjp:
+            raise RuntimeError("Implementing both 'backward' and 'vjp' for a custom Function is "
+                               "not allowed. You should only implement one of them.")
         rule = function.vjp if function.backward is Function.backward else function.backward
         try:
             result = rule(self, *grads)
@@ -191,7 +194,8 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
-        raise NotImplementedError("a custom Function must implement forward(ctx, ...)")
+        raise NotImplementedError("You must implement the forward function for custom "
+                                  "autograd.Function: forward(ctx, ...)")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
@@ -289,6 +293,11 @@ class Function:
 
     def __init__(self, *args, **kwargs):
         pass
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("Legacy autograd function with non-static forward method is "
+                           "deprecated. Please use new-style autograd function with static "
+                           "forward method: call YourFunction.apply(...), not YourFunction()(...)")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
