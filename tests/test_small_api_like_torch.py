@@ -142,3 +142,28 @@ def inplace_function(lib):
 
 
 PROGRAMS["InplaceFunction"] = inplace_function
+
+
+def pickled(lib):
+    import pickle
+    x = lib.tensor([1.0, 2.0], requires_grad=True)
+    y = lib.tensor([3, 4])
+    copies = [pickle.loads(pickle.dumps([x, y], protocol=p)) for p in range(5)]
+    return [[c.tolist(), c.requires_grad, c.is_leaf, c is not x] for pair in copies for c in pair]
+
+
+def grad_fn_called(lib):
+    x = lib.tensor([3.0], requires_grad=True)
+    w = lib.tensor([2.0], requires_grad=True)
+    return [(x ** 2).grad_fn(lib.ones(1)), list((x * w).grad_fn(lib.ones(1)))]
+
+
+PROGRAMS.update({
+    "pickle": pickled,
+    "pickle a non-leaf": lambda lib: [(c.tolist(), c.requires_grad, c.is_leaf) for c in [
+        __import__("pickle").loads(__import__("pickle").dumps(lib.ones(1, requires_grad=True) * 2))]],
+    "grad_fn(grad)": grad_fn_called,
+    "grad_fn() with too few": lambda lib: ((lib.ones(1, requires_grad=True)) ** 2).grad_fn(),
+    "grad_fn() with too many": lambda lib: ((lib.ones(1, requires_grad=True)) ** 2).grad_fn(
+        lib.ones(1), lib.ones(1)),
+})
