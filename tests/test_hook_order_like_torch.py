@@ -3,6 +3,7 @@ warning of ``backward(create_graph=True)``; None for non-differentiable outputs 
 import warnings
 
 import pytest
+import torch
 
 from torch_oracle import assert_same_as_torch
 
@@ -61,6 +62,20 @@ def backward_warnings(lib):
     return messages
 
 
+def warning_always(program):
+    """``program`` with torch's warnings on every time (torch warns once per process)."""
+    def run(lib):
+        if lib is not torch:
+            return program(lib)
+        previous = torch.is_warn_always_enabled()
+        torch.set_warn_always(True)
+        try:
+            return program(lib)
+        finally:
+            torch.set_warn_always(previous)
+    return run
+
+
 def non_differentiable_gradients(lib, materialize):
     received = []
 
@@ -85,7 +100,7 @@ def non_differentiable_gradients(lib, materialize):
 PROGRAMS = {
     "tensor hooks, then the capture, then node pre-hooks": hooks_and_what_backward_inputs_captures,
     "a hook gets None": a_hook_gets_none_where_no_gradient_came,
-    "backward(create_graph=True) warns": backward_warnings,
+    "backward(create_graph=True) warns": warning_always(backward_warnings),
     "non-differentiable outputs: zeros": lambda lib: non_differentiable_gradients(lib, None),
     "non-differentiable outputs: None": lambda lib: non_differentiable_gradients(lib, False),
     "materialize_grads with allow_unused=False": lambda lib: lib.autograd.grad(
