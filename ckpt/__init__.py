@@ -18,9 +18,13 @@ from .autograd.factory import (arange, as_tensor, bool_, device, double, empty, 
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
                                randint, randn, randn_like, tensor, zeros, zeros_like)
 bool = bool_  # noqa: A001  (torch.bool; this module calls no builtin bool)
-from .autograd.ops import (abs, add, all, amax, any, argmax, argmin, bitwise_not, cat, chunk,
+from .autograd.factory import (BoolTensor, DoubleTensor, FloatTensor, LongTensor, int8, int16,
+                               uint8)
+int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no builtin int used here)
+from math import e, inf, nan, pi
+from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, bitwise_not, cat, chunk,
                            clamp, clone, cos, div, eq, erf, exp, expand, flatten, ge, gelu,
-                           getitem, gt, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
+                           getitem, gt, isclose, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
                            median, min, minimum, mm, mul, narrow, ne, neg, permute, pow, prod,
                            relu, reshape, select, sigmoid, sign, sin, split, sqrt,
                            squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,

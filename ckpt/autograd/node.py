@@ -141,6 +141,24 @@ class Node:
     def __repr__(self):
         return f"<{type(self).__name__} object at {id(self):#x}>"
 
+    def __call__(self, *grads):
+        """This node's backward rule on ``grads`` (one per output of its op): the gradient of
+        each input (a tuple, or the one gradient), as calling a torch ``grad_fn`` does.
+
+        >>> import ckpt
+        >>> x = ckpt.tensor([3.0], requires_grad=True)
+        >>> (x ** 2).grad_fn(ckpt.ones(1)).tolist()
+        [6.0]
+        """
+        wanted = 1 if self._out_meta is None else len(self._out_meta)
+        if len(grads) != wanted:
+            raise TypeError(f"{self.name()}: expected {wanted} arguments, got {len(grads)} "
+                            "instead")
+        result = self.vjp(grads[0] if self._out_meta is None else list(grads), *self.saved_tensors)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        result = tuple(g if g is None or isinstance(g, Tensor) else Tensor(g) for g in result)
+        return result[0] if len(result) == 1 else result
+
     @property
     def saved_tensors(self):
         """The tensors this node saved for backward, unpacked (through unpack hooks)."""
@@ -155,6 +173,17 @@ class Node:
         if "needs_input_grad" in self.__dict__:
             return self.__dict__["needs_input_grad"]
         return tuple(edge[0] is not None for edge in self.next_functions)
+
+    @property
+    def metadata(self):
+        """A dict of the user's, kept with the node (torch's ``grad_fn.metadata``).
+
+        >>> import ckpt
+        >>> y = ckpt.ones(2, requires_grad=True) * 2
+        >>> y.grad_fn.metadata["step"] = 3; y.grad_fn.metadata
+        {'step': 3}
+        """
+        return self.__dict__.setdefault("_metadata", {})
 
     def saved_entries(self):
         """The ``SavedTensor`` records of what this node saved, not unpacked (plain values left

@@ -150,6 +150,17 @@ Please ensure that the gradient and the tensor are the same size
     def _version(self):
         return self._vc[0]
 
+    def _is_view(self):
+        """Whether this tensor is a view of another (torch's name): a view made in the graph,
+        or one whose array is a view of another array.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3)
+        >>> x[0]._is_view(), x._is_view(), x[[0]]._is_view()
+        (True, False, False)
+        """
+        return getattr(self, "_base", None) is not None or self._data.base is not None
+
     @property
     def device(self):
         return "cpu"
@@ -171,7 +182,7 @@ Please ensure that the gradient and the tensor are the same size
                 "var_no_grad = var.detach().")
         if requires_grad and self.data.dtype.kind not in "fc":
             raise RuntimeError(
-                f"only Tensors of floating point dtype can require gradients, got {self.data.dtype}")
+                f"only Tensors of floating point and complex dtype can require gradients, got {self.data.dtype}")
         self.requires_grad = requires_grad
         return self
 
@@ -357,6 +368,8 @@ Please ensure that the gradient and the tensor are the same size
     def le(self, other): return _ops.le(self, other)
     def gt(self, other): return _ops.gt(self, other)
     def ge(self, other): return _ops.ge(self, other)
+    def isclose(self, other, *args, **kwargs): return _ops.isclose(self, other, *args, **kwargs)
+    def allclose(self, other, *args, **kwargs): return _ops.allclose(self, other, *args, **kwargs)
     def clamp(self, *args, **kwargs): return _ops.clamp(self, *args, **kwargs)
     def all(self, *args, **kwargs): return _ops.all(self, *args, **kwargs)
     def any(self, *args, **kwargs): return _ops.any(self, *args, **kwargs)
@@ -371,6 +384,7 @@ Please ensure that the gradient and the tensor are the same size
     def sum(self, *args, **kwargs): return _ops.sum(self, *args, **kwargs)
     def var(self, *args, **kwargs): return _ops.var(self, *args, **kwargs)
     def chunk(self, *args, **kwargs): return _ops.chunk(self, *args, **kwargs)
+    def diagonal(self, *args, **kwargs): return _ops.diagonal(self, *args, **kwargs)
     def expand(self, *args, **kwargs): return _ops.expand(self, *args, **kwargs)
     def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
     def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)
@@ -515,6 +529,16 @@ Please ensure that the gradient and the tensor are the same size
         memo[id(self)] = copied
         return copied
 
+    def __reduce_ex__(self, protocol):
+        """Pickling keeps the data and ``requires_grad`` (not the graph: a non-leaf comes back
+        a leaf), as torch.
+
+        >>> import ckpt, pickle
+        >>> pickle.loads(pickle.dumps(ckpt.ones(2, requires_grad=True) * 2))
+        tensor([2., 2.], requires_grad=True)
+        """
+        return _unpickled, (self._data, self.requires_grad)
+
     def type_as(self, other):
         return self.to(other.dtype)
 
@@ -568,8 +592,13 @@ def _c_name(dtype):
 
 def _scalar_name(dtype):
     """A dtype as torch's messages name its scalar type (``'Float'``, ``'Long'``)."""
-    return {"float64": "Double", "float32": "Float", "int64": "Long", "int32": "Int",
-            "float16": "Half", "bool": "Bool"}.get(str(dtype), str(dtype))
+    return {"float16": "Half", "float32": "Float", "float64": "Double", "int8": "Char",
+            "int16": "Short", "int32": "Int", "int64": "Long", "uint8": "Byte", "bool": "Bool",
+            "complex64": "ComplexFloat", "complex128": "ComplexDouble"}.get(str(dtype), str(dtype))
+
+
+def _unpickled(data, requires_grad):
+    return Tensor(data, requires_grad)
 
 
 def _wrap(data):

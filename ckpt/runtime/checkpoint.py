@@ -33,9 +33,11 @@ from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
+from .reentrant import reentrant_checkpoint
 from .selective import SelectiveContext
 
-__all__ = ["CheckpointError", "checkpoint", "set_checkpoint_early_stop"]
+__all__ = ["CheckpointError", "checkpoint", "set_checkpoint_debug_enabled",
+           "set_checkpoint_early_stop"]
 
 _CHECKS = ("default", "none")
 
@@ -43,6 +45,29 @@ _CHECKS = ("default", "none")
 class _EarlyStop:
     """The value ``set_checkpoint_early_stop`` puts in effect (None: each call's ``early_stop``)."""
     override = None
+
+
+class _Debug:
+    """The value ``set_checkpoint_debug_enabled`` puts in effect (None: each call's ``debug``)."""
+    override = None
+
+
+@contextlib.contextmanager
+def set_checkpoint_debug_enabled(enabled):
+    """Within the block, non-reentrant checkpoints take ``enabled`` (True, False, or None for
+    each call's own) as their ``debug``, as torch's context manager of this name.
+
+    >>> import ckpt
+    >>> from ckpt.runtime.checkpoint import _Debug, set_checkpoint_debug_enabled
+    >>> with set_checkpoint_debug_enabled(True):
+    ...     _Debug.override
+    True
+    """
+    previous, _Debug.override = _Debug.override, enabled
+    try:
+        yield
+    finally:
+        _Debug.override = previous
 
 
 class _StopRecomputation(Exception):
@@ -116,9 +141,10 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     that error. ``early_stop`` (default True) stops the recomputation once the tensors backward
     needs are recomputed (see the module doc). ``context_fn`` returns two context managers:
     the forward runs inside the first, the recomputation inside the second (called once, as
-    torch does). Under ``no_grad`` the function just runs. ckpt implements only the
-    non-reentrant form: ``use_reentrant=True`` is refused, and leaving ``use_reentrant`` out
-    warns as torch does (pass ``use_reentrant=False``).
+    torch does). Under ``no_grad`` the function just runs. ``use_reentrant=True`` is
+    torch's older form (``ckpt.runtime.reentrant``: ``backward()`` only, no keyword arguments
+    for ``function``); leaving ``use_reentrant`` out warns as torch does and, unlike torch
+    (whose default is the reentrant form), runs the non-reentrant one.
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
@@ -133,11 +159,14 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     """
     if use_reentrant is None:
         warnings.warn("ckpt.checkpoint: the use_reentrant parameter should be passed explicitly "
-                      "(as torch.utils.checkpoint asks); ckpt implements only the non-reentrant "
+                      "(as torch.utils.checkpoint asks); left out, ckpt runs the non-reentrant "
                       "checkpoint: pass use_reentrant=False", UserWarning, stacklevel=2)
     elif use_reentrant:
-        raise ValueError("ckpt.checkpoint implements only the non-reentrant checkpoint "
-                         "(torch's use_reentrant=False); pass use_reentrant=False")
+        if kwargs:
+            raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
+        if context_fn is not None or debug is not False:
+            raise ValueError("Passing `context_fn` or `debug` is only supported when "
+                             "use_reentrant=False.")
     if determinism_check not in _CHECKS:
         raise ValueError(f"determinism_check should be one of {', '.join(map(repr, _CHECKS))}, "
                          f"got {determinism_check!r}")
@@ -151,9 +180,13 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
                  "torch.utils.checkpoint or ckpt.torch.plan")
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
+    if use_reentrant:
+        return reentrant_checkpoint(function, args, preserve_rng_state)
     if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)
     contexts = _contexts(context_fn)
+    if _Debug.override is not None:
+        debug = _Debug.override
     if _EarlyStop.override is not None:
         early_stop = _EarlyStop.override
     frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug,
@@ -358,8 +391,8 @@ class _Frame(Observer):
             if f[1] != r[1] or f[2] != r[2]:
                 self.storage = {}
                 raise CheckpointError(
-                    f"checkpoint: recomputed values for saved tensor #{i} have different metadata "
-                    f"than during the forward pass: the forward saved shape {list(f[1])} dtype {f[2]} "
+                    f"checkpoint: Recomputed values for the following tensors have different metadata "
+                    f"than during the forward pass: saved tensor #{i}: the forward saved shape {list(f[1])} dtype {f[2]} "
                     f"(saved by {f[0] or 'an op outside the op table'}), the recomputation saved "
                     f"shape {list(r[1])} dtype {r[2]} (saved by {r[0] or 'an op outside the op table'}). "
                     "The checkpointed function must compute the same thing when called again with "
@@ -371,7 +404,7 @@ class _Frame(Observer):
             longer, which = (forward, "forward") if len(forward) > len(recomputed) else (
                 recomputed, "recomputation")
             raise CheckpointError(
-                "checkpoint: a different number of tensors was saved during the original forward "
+                "checkpoint: A different number of tensors was saved during the original forward "
                 f"and recomputation: the forward saved {len(forward)} tensors for backward but the "
                 f"recomputation saved {len(recomputed)}; the first unmatched one is #{i}, saved "
                 f"by {longer[i][0] or 'an op outside the op table'} in the {which} (shape "
@@ -399,7 +432,8 @@ class _Frame(Observer):
             return " (pass debug=True to see the op sequences of both runs)."
         forward, recomputed = self.forward_ops or [], self.recomputed_ops or []
         width = max([len(s) for s in forward] + [len("forward")]) + 2
-        lines = [".", "", "Ops recorded (forward | recomputation):",
+        lines = [".", "", "You are seeing this error because you passed `debug=True` to checkpoint.",
+                 "", "Ops recorded (forward | recomputation):",
                  f"     {'forward':<{width}}| recomputation"]
         for k in range(max(len(forward), len(recomputed))):
             f = forward[k] if k < len(forward) else ""

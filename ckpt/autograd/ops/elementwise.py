@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..node import Node, OUTPUT, record
-from ..tensor import Tensor, _wrap
+from ..tensor import Tensor, _scalar_name, _wrap
 from ._util import chunked, data_of, for_jvp, saved_tensor, shape_error, total as _total
 
 
@@ -203,7 +203,9 @@ def _pow_d_exponent(g, base, exponent, out):
     """``g * d(base ** exponent)/d exponent = g * out * log(base)``; 0 at base 0, as torch."""
     if isinstance(base, (Tensor, np.ndarray)):
         return where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
-    return g * out * (math.log(base) if base > 0 else 0.0)
+    if base == 0:   # log(0) = -inf, as torch: -inf for a negative exponent
+        return where(data_of(exponent) >= 0, 0.0, g * out * -math.inf)
+    return g * out * (math.log(base) if base > 0 else math.nan)
 
 
 def pow(base, exponent):
@@ -522,6 +524,49 @@ def _comparison(fn):
 
 eq, ne, lt, le, gt, ge = (_comparison(f) for f in (np.equal, np.not_equal, np.less, np.less_equal,
                                                     np.greater, np.greater_equal))
+
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``|input - other| <= atol + rtol * |other|`` elementwise, as a bool tensor (not
+    differentiable); both must be Tensors of one dtype, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.isclose(ckpt.tensor([1.0, 2.0]), ckpt.tensor([1.0 + 1e-9, 2.1])).tolist()
+    [True, False]
+    """
+    return _wrap(_close_mask("isclose", input, other, rtol, atol, equal_nan))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Whether ``isclose`` holds everywhere (a Python bool).
+
+    >>> import ckpt
+    >>> ckpt.allclose(ckpt.ones(2), ckpt.ones(2) + 1e-9)
+    True
+    """
+    return bool(_close_mask("allclose", input, other, rtol, atol, equal_nan).all())
+
+
+def _close_mask(op_name, input, other, rtol, atol, equal_nan):
+    """``isclose``'s bool array, after torch's checks of the arguments."""
+    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op_name}(): argument '{name}' (position {position}) must be "
+                            f"Tensor, not {type(value).__name__}")
+    a, b = input.data, other.data
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{_scalar_name(a.dtype)} did not match {_scalar_name(b.dtype)}")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        dim = next(-k for k in range(1, min(a.ndim, b.ndim) + 1)
+                   if a.shape[-k] != b.shape[-k] and 1 not in (a.shape[-k], b.shape[-k]))
+        raise RuntimeError(f"The size of tensor a ({a.shape[dim]}) must match the size of tensor "
+                           f"b ({b.shape[dim]}) at non-singleton dimension {a.ndim + dim}") from None
+    if a.dtype.kind in "biu":
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    return np.asarray(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def logical_not(x):

@@ -464,6 +464,19 @@ def _index_arg(index):
     return index
 
 
+def _legacy_tuple(index):
+    """A list index holding a list, slice, Tensor, None or Ellipsis means the tuple of its
+    items, as in torch (and old numpy): ``x[[slice(None), [1, 3]]]`` is ``x[:, [1, 3]]``.
+
+    >>> _legacy_tuple([slice(None), [1, 3]]), _legacy_tuple([0, 2])
+    ((slice(None, None, None), [1, 3]), [0, 2])
+    """
+    if len(index) < 32 and any(i is None or i is Ellipsis or isinstance(i, (list, tuple, slice, Tensor))
+                               for i in index):
+        return tuple(index)
+    return index
+
+
 def _is_basic(index):
     items = index if isinstance(index, tuple) else (index,)
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
@@ -559,6 +572,8 @@ def getitem(x, index):
     >>> ckpt.arange(6).reshape(2, 3)[1, ::2].tolist()
     [3, 5]
     """
+    if index.__class__ is list:
+        index = _legacy_tuple(index)
     raw, index = index, _index_arg(index)
     if x.__class__ is not Tensor:
         return x[index]
@@ -702,6 +717,8 @@ def write_into(x, index, value):
     """``setitem`` without the check for repeated elements (``fill_`` and ``zero_`` of an
     expanded tensor write each memory location once, as in torch)."""
     check_inplace(x)
+    if index.__class__ is list:
+        index = _legacy_tuple(index)
     raw, index = index, _index_arg(index)
     try:
         writable(x.data)[index] = data_of(value)
@@ -850,6 +867,25 @@ def unbind(x, dim=0):
         for nr, piece in enumerate(pieces):
             mark_view_creation(piece, "multi", "Unbind", nr)
     return pieces
+
+
+def diagonal(x, offset=0, dim1=0, dim2=1):
+    """The elements ``x[..., i, i + offset]`` of the planes spanned by ``dim1`` and ``dim2``,
+    along a new last dim (a copy, where torch gives a view).
+
+    >>> import ckpt
+    >>> ckpt.arange(9).reshape(3, 3).diagonal(1).tolist()
+    [1, 5]
+    """
+    dim1, dim2 = (normalize_dims(d, x.data.ndim, "diagonal")[0] for d in (dim1, dim2))
+    if dim1 == dim2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    rest = [d for d in range(x.data.ndim) if d not in (dim1, dim2)]
+    rows, cols = x.data.shape[dim1], x.data.shape[dim2]
+    start_row, start_col = max(-offset, 0), max(offset, 0)
+    length = max(min(rows - start_row, cols - start_col), 0)
+    steps = np.arange(length)
+    return getitem(permute(x, *rest, dim1, dim2), (Ellipsis, steps + start_row, steps + start_col))
 
 
 class ToCopyBackward0(_SameOpOnTangent):
