@@ -37,7 +37,7 @@ import numpy as np
 __all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp",
            "live_windows", "VARIANTS"]
 
-VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only")
+VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut")
 
 
 class MilpResult(NamedTuple):
@@ -152,6 +152,31 @@ def stage_rows(tg, Rc, Sc, rows):
                                                     if (t, i) in d], -np.inf, 0.0)
 
 
+def free_once_rows(tg, Rc, Sc, FREE, rows):
+    """Add, per stage t and value i, Σ_k FREE[t,i,k] + S[t+1,i] <= R[t,i] + S[t,i]: a value
+    is freed at most once, only when it is resident and not kept into the next stage. Every
+    integral solution meets it (after the last reader k* of i computed in stage t, FREE <=
+    1 - R[t,k*] zeroes the earlier frees); the relaxation without it frees half a value
+    twice, or frees half and keeps half of a value that is only half resident.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> r = Rows()
+    >>> free_once_rows(TrainingGraph(list("xy"), [1, 1], [1, 1], [[], [0]]),
+    ...                {(0, 0): 0, (1, 0): 1, (1, 1): 2}, {(1, 0): 3},
+    ...                {(0, 0, 0): 4, (1, 0, 0): 5, (1, 0, 1): 6, (1, 1, 1): 7}, r)
+    >>> r.matrix(8)[0].toarray().tolist()[0]
+    [-1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    """
+    freed = {}
+    for (t, i, _), col in FREE.items():
+        freed.setdefault((t, i), []).append((col, 1.0))
+    for (t, i), entries in sorted(freed.items()):
+        e = entries + [(d[(t, i)], -1.0) for d in (Rc, Sc) if (t, i) in d]
+        if (t + 1, i) in Sc:
+            e.append((Sc[(t + 1, i)], 1.0))
+        rows.add(e, -np.inf, 0.0)
+
+
 def objective(tg, Rc, ncol, cost):
     """(c, unit, lb): the recomputation cost of the R columns in units of the dearest node
     (R[t,t] = 1 is a constant: its cost is left out and its lower bound is 1), so that the
@@ -206,20 +231,22 @@ def model_columns(tg, every=False):
 def build_milp(tg, budget, variant="ckpt"):
     """The model (a ``MilpModel``, memory in units of the budget left over the constant
     bytes) of ``variant``: "ckpt" is Checkmate's running memory sum (see the module doc)
-    with the columns of ``model_columns`` and FREE continuous with one upper bound per hazard (FREE <= R[t,k],
-    FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]: a solution may free less than it could, which
-    only overstates its memory, and the schedule frees eagerly); "reference" is Checkmate's
-    model as published (every variable, FREE binary with the κ linearization), for
-    comparison; "presolve_hazard" and "bounds_only" take one of ckpt's two changes each.
+    with the columns of ``model_columns``, FREE continuous with one upper bound per hazard
+    (FREE <= R[t,k], FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]: a solution may free less than
+    it could, which only overstates its memory, and the schedule frees eagerly) and the rows
+    of ``free_once_rows``; "reference" is Checkmate's model as published (every variable,
+    FREE binary with the κ linearization), for comparison; "presolve_hazard" and
+    "bounds_only" take one of ckpt's first two changes each, "no_free_cut" is "ckpt" without
+    ``free_once_rows``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
     >>> m.A.shape, sorted(m.Rcols), sorted(m.Scols)
-    ((11, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
+    ((14, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
     >>> build_milp(TrainingGraph(["x"], [1], [1], [[]]), 1, variant="gurobi")
     Traceback (most recent call last):
     ...
-    ValueError: variant must be one of ('ckpt', 'reference', 'presolve_hazard', 'bounds_only'), got 'gurobi'
+    ValueError: variant must be one of ('ckpt', 'reference', 'presolve_hazard', 'bounds_only', 'no_free_cut'), got 'gurobi'
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -278,6 +305,8 @@ def build_milp(tg, budget, variant="ckpt"):
                     row([(f, 1.0), (Sc[(t + 1, i)], 1.0)], -inf, 1.0)   # FREE <= 1 - S[t+1,i]
                 for col, _ in later:
                     row([(f, 1.0), (col, 1.0)], -inf, 1.0)              # FREE <= 1 - R[t,j]
+    if variant in ("ckpt", "bounds_only"):
+        free_once_rows(tg, Rc, Sc, FREE, rows)
     A, rlo, rhi = rows.matrix(ncol)
     c, unit, lb = objective(tg, Rc, ncol, cost)
     nR = len(Rc)
