@@ -228,7 +228,28 @@ def model_columns(tg, every=False):
     return Rc, Sc, cost
 
 
-def build_milp(tg, budget, variant="ckpt"):
+def peak_rows(tg, Sc, M, T, B, stages, rows):
+    """Add, for each stage t of ``stages``, the memory when it computes node t, the peak rule
+    of a stage whose steps are not modelled: node t, its transient and its deps (all
+    resident) and every value kept into stage t+1 (resident by then), with sizes ``M``,
+    transients ``T`` and budget ``B`` in budget units. Every schedule meets it, so a model with these rows in place of a stage's
+    running sum is a relaxation: its optimum is a lower bound.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> r = Rows()
+    >>> tg = TrainingGraph(list("xyzw"), [1] * 4, [2, 3, 4, 1], [[], [0], [1], [0, 2]])
+    >>> peak_rows(tg, {(3, 0): 0, (3, 2): 1}, tg.size / 10, tg.transient, 1.0, [2], r)
+    >>> A, lo, hi = r.matrix(2)
+    >>> A.toarray().tolist(), hi.round(6).tolist()     # 0.2 S[3,x] <= 1 - 0.4 (z) - 0.3 (y)
+    ([[0.2, 0.0]], [0.3])
+    """
+    for t in stages:
+        dep = set(tg.deps[t])
+        kept = [(Sc[(t + 1, i)], M[i]) for i in range(t) if i not in dep and (t + 1, i) in Sc]
+        rows.add(kept, -np.inf, B - M[t] - T[t] - sum(M[i] for i in dep))
+
+
+def build_milp(tg, budget, variant="ckpt", stages=None):
     """The model (a ``MilpModel``, memory in units of the budget left over the constant
     bytes) of ``variant``: "ckpt" is Checkmate's running memory sum (see the module doc)
     with the columns of ``model_columns``, FREE continuous with one upper bound per hazard
@@ -260,7 +281,8 @@ def build_milp(tg, budget, variant="ckpt"):
     deps, users = tg.deps, tg.users
     Rc, Sc, cost = model_columns(tg, every)
     ncol = len(cost)
-    K = [[k for k in range(t + 1) if (t, k) in Rc] for t in range(n)]
+    stepwise = range(n) if stages is None else set(stages)
+    K = [[k for k in range(t + 1) if (t, k) in Rc] if t in stepwise else [] for t in range(n)]
     U, FREE = {}, {}
     for t in range(n):
         for k in K[t]:
@@ -307,6 +329,7 @@ def build_milp(tg, budget, variant="ckpt"):
                     row([(f, 1.0), (col, 1.0)], -inf, 1.0)              # FREE <= 1 - R[t,j]
     if variant in ("ckpt", "bounds_only"):
         free_once_rows(tg, Rc, Sc, FREE, rows)
+    peak_rows(tg, Sc, M, T, B, [t for t in range(n) if not K[t]], rows)
     A, rlo, rhi = rows.matrix(ncol)
     c, unit, lb = objective(tg, Rc, ncol, cost)
     nR = len(Rc)
@@ -348,7 +371,8 @@ def start_columns(model, R, S):
     return dict(sorted(got.items()))
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start):
+def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start,
+                stages):
     """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg,
     start used)."""
     try:
@@ -357,7 +381,7 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
             resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
         from .dag_highs import solve_model
         t0 = time.monotonic()
-        m = build_milp(tg, budget, variant)
+        m = build_milp(tg, budget, variant, stages)
         left = max(1.0, time_limit - (time.monotonic() - t0))
         res = solve_model(m, left, rel_gap, relax=relax,
                           start=None if start is None else start_columns(m, *start))
@@ -383,14 +407,16 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               variant="ckpt", relax=False, start=None):
+               variant="ckpt", relax=False, start=None, stages=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
     recomputation overhead; ``variant`` "reference" solves Checkmate's model as published
     (``build_milp``); ``relax`` solves the LP relaxation instead (``S`` is then, per stage, a
     dict node -> the LP's value); ``start`` = (R, S), a known stage schedule (``dag_stages.
-    ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed. Returns a
+    ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed; ``stages``:
+    the stages whose memory is modelled step by step (None: all; the others get
+    ``peak_rows`` only, a relaxation). Returns a
     ``MilpResult`` (objective and bound in the graph's cost unit, store-all's compute
     included).
 
@@ -410,7 +436,7 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
                        args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax,
-                             start))
+                             start, stages))
     proc.start()
     send.close()
     got = None

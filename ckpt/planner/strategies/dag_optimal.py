@@ -23,8 +23,8 @@ from ..errors import BudgetError
 from ..graph_simulate import simulate_graph
 from .dag_baselines import dag_recompute_all, dag_store_all
 from .dag_greedy import dag_greedy
-from .dag_milp import MilpResult, solve_milp
-from .dag_stages import ops_stages, stage_ops
+from .dag_lazy import LazyResult, solve_lazy
+from .dag_stages import ops_stages
 
 __all__ = ["dag_optimal", "overhead_gap"]
 
@@ -93,20 +93,17 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
         if sim.peak <= budget:
             scored.append((sim.compute, src, ops))
     scored.sort(key=lambda c: c[0])
-    start, start_src = next(((st, src) for _, src, ops in scored
-                             for st in [ops_stages(tg, ops)] if st), (None, None))
+    start_src, start_ops = next(((src, ops) for _, src, ops in scored
+                                 if ops_stages(tg, ops)), (None, None))
     left = max(1.0, time_limit - (time.monotonic() - t0))
     if skip:
-        res = MilpResult("skipped", None, None, None, None, 0.0, 0, 0,
-                         f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}", False)
+        res = LazyResult("skipped", None, None, None, [], [],
+                         f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}")
     else:
-        res = solve_milp(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start=start)
-    if res.R is not None:
-        ops = stage_ops(tg, res.R, res.S)
-        sim = simulate_graph(tg, ops)
-        if sim.peak <= budget:
-            scored.insert(0, (sim.compute, "milp", ops))
+        res = solve_lazy(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
+                         start_ops=start_ops)
+    if res.ops is not None and res.ops is not start_ops:
+        scored.insert(0, (res.objective, "milp", res.ops))
     if not scored:
         raise BudgetError(f"budget {budget} bytes: no schedule found (MILP: {res.status}); "
                           f"store-all needs {sa_sim.peak} bytes", budget=budget)
@@ -115,7 +112,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     proven = res.status == "optimal"
     info = {"solver_status": res.status, "objective": obj, "bound": bound,
             "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
-            "solver_seconds": round(res.seconds, 3), "rows": res.rows, "columns": res.columns,
-            "milp_objective": res.objective, "message": res.message,
-            "start": start_src, "start_used": res.start_used}
+            "solver_seconds": round(sum(r[3] for r in res.rounds), 3),
+            "rounds": res.rounds, "stepwise_stages": res.stepwise, "message": res.message,
+            "start": start_src}
     return ops, info
