@@ -382,8 +382,17 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
         from .dag_highs import solve_model
         t0 = time.monotonic()
         m = build_milp(tg, budget, variant, stages)
+
+        def total(v):          # back to the cost unit, store-all's compute added
+            return None if v is None or not np.isfinite(v) else \
+                tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
+
+        def progress(obj, bound, x):
+            R, S = (None, None) if x is None else _stages(m, x, len(tg))
+            conn.send(("progress", total(obj), total(bound), R, S))
+
         left = max(1.0, time_limit - (time.monotonic() - t0))
-        res = solve_model(m, left, rel_gap, relax=relax,
+        res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
                           start=None if start is None else start_columns(m, *start))
         R = S = None
         if res.x is not None:
@@ -392,16 +401,13 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
                 S = [dict() for _ in range(len(tg))]
                 for (t, i), col in m.Scols.items():
                     S[t][i] = float(res.x[col])
-
-        def total(v):          # back to the cost unit, store-all's compute added
-            return None if v is None or not np.isfinite(v) else \
-                tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
-        conn.send((res.status, total(res.objective), total(res.bound), R, S, m.A.shape[0],
-                   m.A.shape[1], res.message, res.start_used))
+        conn.send(("done", res.status, total(res.objective), total(res.bound), R, S,
+                   m.A.shape[0], m.A.shape[1], res.message, res.start_used))
     except MemoryError:
-        conn.send(("memory", None, None, None, None, 0, 0, "out of memory", False))
+        conn.send(("done", "memory", None, None, None, None, 0, 0, "out of memory", False))
     except Exception as e:     # reported to the parent, which falls back to the baselines
-        conn.send(("error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}", False))
+        conn.send(("done", "error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}",
+                   False))
     finally:
         conn.close()
 
@@ -439,12 +445,19 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                              start, stages))
     proc.start()
     send.close()
-    got = None
-    if recv.poll(time_limit + 2.0):
+    got, last = None, (None, None, None, None)
+    deadline = t0 + time_limit + 2.0
+    while got is None and recv.poll(max(0.0, deadline - time.monotonic())):
         try:
-            got = recv.recv()
+            msg = recv.recv()
         except EOFError:
-            got = None
+            break
+        if msg[0] == "done":
+            got = msg[1:]
+        elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
+            last = msg[1:]
+        else:
+            last = (last[0], msg[2], last[2], last[3])
     seconds = time.monotonic() - t0
     if proc.is_alive():
         proc.kill()
@@ -453,7 +466,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     if got is None:
         why = ("killed at the wall-clock limit" if seconds >= time_limit
                else f"the solver process died (exit code {proc.exitcode})")
-        return MilpResult("killed" if seconds >= time_limit else "error", None, None, None,
-                          None, seconds, 0, 0, why, False)
+        obj, bound, R, S = last       # what the solver had reported before it was stopped
+        return MilpResult("killed" if seconds >= time_limit else "error", obj, bound, R, S,
+                          seconds, 0, 0, why, False)
     status, obj, bound, R, S, nrow, ncol, msg, used = got
     return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)
