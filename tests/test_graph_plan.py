@@ -14,6 +14,7 @@ from ckpt.planner.graph_simulate import simulate_graph
 from ckpt.planner.graph_training import TrainingGraph
 from ckpt.planner.strategies.dag_baselines import dag_recompute_all, dag_store_all
 from ckpt.planner.strategies.dag_chain import chain_ops_on_graph
+from ckpt.planner.strategies.dag_lazy import solve_lazy, stages_over_budget
 from ckpt.planner.strategies.dag_milp import solve_milp
 from ckpt.planner.strategies.dag_greedy import dag_greedy, keep_set_stages
 from ckpt.planner.strategies.dag_stages import eager_frees, ops_stages, stage_ops
@@ -153,6 +154,27 @@ def test_dag_optimal_equals_brute_force_over_checkmates_stages(seed):
         assert anything <= want          # the stage class is a restriction
         ref = solve_milp(tg, budget, rel_gap=0.0, variant="reference")   # Checkmate's own model
         assert ref.status == "optimal" and abs(ref.objective - want) < 1e-9
+
+
+def test_peak_rows_bound_and_lazy_rounds_reach_the_brute_force_optimum():
+    rounds = []
+    for seed in (6, 7, 10, 24, 27):        # graphs where the peak rows alone let memory pass
+        tg = random_graph(seed, nodes=5).training()
+        for frac in (0.9, 0.7):
+            budget = int(frac * store_all_peak(tg))
+            want = cheapest(tg, budget, stage_class=True)
+            relaxed = solve_milp(tg, budget, rel_gap=0.0, stages=[])
+            r = solve_lazy(tg, budget, rel_gap=0.0)
+            rounds.append(len(r.rounds))
+            if want is None:
+                assert r.status == "infeasible" and r.ops is None
+                continue
+            assert relaxed.status == "optimal" and relaxed.objective <= want + 1e-9
+            sim = simulate_graph(tg, r.ops)
+            assert r.status == "optimal" and sim.peak <= budget
+            assert sim.compute == r.objective == want and abs(r.bound - want) < 1e-9
+            assert stages_over_budget(tg, r.ops, budget) == []
+    assert max(rounds) >= 3 and rounds.count(1) >= 1
 
 
 @pytest.mark.parametrize("seed", range(4))
