@@ -30,7 +30,7 @@ class LazyResult(NamedTuple):
     """``status`` (the last round's ``solve_milp`` status; "optimal" only when its schedule
     fits), the best schedule that fits (``ops``, None without one) and its ``objective``
     (compute), the best lower ``bound`` of any round (None: none), the ``stepwise`` stages
-    of the last round, the ``rounds`` as (status, rows, stages over budget, seconds), and the
+    of the last round, the ``rounds`` as [status, rows, stages over budget, seconds], and the
     last round's ``message``.
 
     >>> LazyResult("killed", None, None, None, [], [], "").status
@@ -99,7 +99,7 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                 cost = simulate_graph(tg, ops).compute
                 if best is None or cost < best[0]:
                     best = (cost, ops)
-        rounds.append((res.status, res.rows, over, round(res.seconds, 3)))
+        rounds.append([res.status, res.rows, over, round(res.seconds, 3)])
         if res.status != "optimal" or not over:
             break
         stepwise.update(over)
