@@ -7,7 +7,8 @@ it is a fraction of the size (on random layered n = 100: 16 k rows against 84 k)
 solution is replayed (``stage_ops`` + ``simulate_graph``); the stages where the replay passes
 the budget get Checkmate's step-by-step running sum in the next round, until a solution
 fits: then its cost is the relaxation's optimum, so it is optimal within the solver's gap.
-Each round is a killable ``solve_milp``, warm-started from the best schedule that fits.
+Each round is a killable ``solve_milp``; from the second on, warm-started from the best
+schedule that fits.
 
 >>> from ckpt.planner import zoo
 >>> from ckpt.planner.graph import Graph
@@ -67,10 +68,12 @@ def stages_over_budget(tg, ops, budget):
 
 
 def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               start_ops=None, max_rounds=100):
+               start_ops=None, max_rounds=100, warm_first=False):
     """Rounds of ``solve_milp`` (see the module doc) within ``time_limit`` seconds of wall
-    time in all; ``start_ops``, a schedule within the budget, is the first incumbent.
-    Returns a ``LazyResult``.
+    time in all; ``start_ops``, a schedule within the budget, is the first incumbent, given
+    to HiGHS from the second round on (from the first with ``warm_first``: with
+    ``dag_greedy``'s schedule as its start HiGHS proved the U-Net at 0.7 of store-all's peak
+    in none of 50 s, against 43 s without). Returns a ``LazyResult``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_lazy(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -86,7 +89,8 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
             status, message = "time_limit", "the time limit passed between rounds"
             break
         res = solve_milp(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start=None if best is None else ops_stages(tg, best[1]),
+                         start=None if best is None or not (rounds or warm_first)
+                         else ops_stages(tg, best[1]),
                          stages=sorted(stepwise))
         status, message = res.status, res.message
         if res.bound is not None:
