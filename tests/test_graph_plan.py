@@ -15,7 +15,8 @@ from ckpt.planner.graph_training import TrainingGraph
 from ckpt.planner.strategies.dag_baselines import dag_recompute_all, dag_store_all
 from ckpt.planner.strategies.dag_chain import chain_ops_on_graph
 from ckpt.planner.strategies.dag_lazy import solve_lazy, stages_over_budget
-from ckpt.planner.strategies.dag_milp import solve_milp
+from ckpt.planner.strategies.dag_highs import solve_model
+from ckpt.planner.strategies.dag_milp import build_milp, solve_milp
 from ckpt.planner.strategies.dag_greedy import dag_greedy, keep_set_stages
 from ckpt.planner.strategies.dag_stages import eager_frees, ops_stages, stage_ops
 from ckpt.planner.strategies.dag_optimal import dag_optimal
@@ -253,6 +254,19 @@ def test_solver_failure_falls_back_to_a_valid_schedule():
     assert p.peak <= budget and p.info["source"] in ("chain", "recompute_all", "baseline",
                                                      "greedy")
     assert not p.info["proven"] and 0.0 <= p.gap <= 1.0
+
+
+def test_solver_streams_its_incumbents_and_bounds():
+    pytest.importorskip("highspy")
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    m = build_milp(tg, int(0.8 * store_all_peak(tg)), stages=[])
+    seen = []
+    r = solve_model(m, time_limit=60, rel_gap=0.0,
+                    progress=lambda obj, bound, x: seen.append((obj, bound, x)))
+    found = [(obj, x) for obj, _, x in seen if x is not None]
+    assert r.status == "optimal" and found
+    assert abs(found[-1][0] - r.objective) < 1e-9 and (found[-1][1] == r.x).all()
+    assert all(b <= r.objective + 1e-9 for _, b, _ in seen)
 
 
 def test_solver_is_killed_at_its_wall_clock_limit():
