@@ -7,8 +7,8 @@ it is a fraction of the size (on random layered n = 100: 16 k rows against 84 k)
 solution is replayed (``stage_ops`` + ``simulate_graph``); the stages where the replay passes
 the budget get Checkmate's step-by-step running sum in the next round, until a solution
 fits: then its cost is the relaxation's optimum, so it is optimal within the solver's gap.
-Each round is a killable ``solve_milp``; from the second on, warm-started from the best
-schedule that fits.
+Each round is a killable ``solve_milp``, warm-started from the best schedule that fits
+(the first round: cold, then warm; see ``solve_lazy``).
 
 >>> from ckpt.planner import zoo
 >>> from ckpt.planner.graph import Graph
@@ -68,12 +68,13 @@ def stages_over_budget(tg, ops, budget):
 
 
 def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               start_ops=None, max_rounds=100, warm_first=False):
+               start_ops=None, max_rounds=100, cold_share=0.5):
     """Rounds of ``solve_milp`` (see the module doc) within ``time_limit`` seconds of wall
-    time in all; ``start_ops``, a schedule within the budget, is the first incumbent, given
-    to HiGHS from the second round on (from the first with ``warm_first``: with
-    ``dag_greedy``'s schedule as its start HiGHS proved the U-Net at 0.7 of store-all's peak
-    in none of 50 s, against 43 s without). Returns a ``LazyResult``.
+    time in all; ``start_ops``, a schedule within the budget, is the first incumbent. With
+    a start, the first round runs cold for ``cold_share`` of the time and, unproven, goes on
+    warm-started: neither wins everywhere (60 s, load 7–10: warm, the U-Net at 0.7 of
+    store-all's peak kept a 66% gap, cold it was proven in 46 s; at 0.9 warm proved it in
+    29 s, cold left a 60% gap). Returns a ``LazyResult``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_lazy(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -88,10 +89,10 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         if left < 1.0:
             status, message = "time_limit", "the time limit passed between rounds"
             break
-        res = solve_milp(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start=None if best is None or not (rounds or warm_first)
-                         else ops_stages(tg, best[1]),
-                         stages=sorted(stepwise))
+        cold = not rounds and best is not None and cold_share > 0
+        res = solve_milp(tg, budget, time_limit=max(1.0, left * cold_share) if cold else left,
+                         mem_limit=mem_limit, rel_gap=rel_gap, stages=sorted(stepwise),
+                         start=None if cold or best is None else ops_stages(tg, best[1]))
         status, message = res.status, res.message
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
@@ -104,6 +105,9 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                 if best is None or cost < best[0]:
                     best = (cost, ops)
         rounds.append([res.status, res.rows, over, round(res.seconds, 3)])
+        if cold and res.status in ("time_limit", "killed"):
+            stepwise.update(over)
+            continue
         if res.status != "optimal" or not over:
             break
         stepwise.update(over)
