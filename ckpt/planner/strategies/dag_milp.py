@@ -43,7 +43,8 @@ VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut"
 class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
     "memory", "error"), the MILP ``objective`` and ``bound`` (None when unknown), the stage
-    sets ``R`` and ``S`` of the best solution (None without one), ``seconds`` of wall time,
+    sets ``R`` and ``S`` of the best solution (None without one; when "killed", the last
+    the solver reported, with its bound), ``seconds`` of wall time,
     the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
     (``start_used``).
 
@@ -232,8 +233,9 @@ def peak_rows(tg, Sc, M, T, B, stages, rows):
     """Add, for each stage t of ``stages``, the memory when it computes node t, the peak rule
     of a stage whose steps are not modelled: node t, its transient and its deps (all
     resident) and every value kept into stage t+1 (resident by then), with sizes ``M``,
-    transients ``T`` and budget ``B`` in budget units. Every schedule meets it, so a model with these rows in place of a stage's
-    running sum is a relaxation: its optimum is a lower bound.
+    transients ``T`` and budget ``B`` in budget units. Every schedule meets it, so a model
+    with these rows in place of a stage's running sum is a relaxation: its optimum is a
+    lower bound.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> r = Rows()
@@ -258,7 +260,8 @@ def build_milp(tg, budget, variant="ckpt", stages=None):
     of ``free_once_rows``; "reference" is Checkmate's model as published (every variable,
     FREE binary with the κ linearization), for comparison; "presolve_hazard" and
     "bounds_only" take one of ckpt's first two changes each, "no_free_cut" is "ckpt" without
-    ``free_once_rows``.
+    ``free_once_rows``. Only the ``stages`` given (None: all) get the running sum, the
+    others ``peak_rows`` (``dag_lazy``).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
@@ -373,8 +376,8 @@ def start_columns(model, R, S):
 
 def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start,
                 stages):
-    """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg,
-    start used)."""
+    """Child process: build, solve, send ("progress", objective, bound, R, S) as HiGHS
+    improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start used)."""
     try:
         if mem_limit:
             import resource

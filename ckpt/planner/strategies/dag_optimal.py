@@ -1,8 +1,8 @@
 """Strategy ``dag_optimal``: the cheapest schedule of Checkmate's stage class within the
 budget, from the MILP of ``dag_milp`` solved lazily (``dag_lazy``: peak rows first, the
 step-by-step memory of a stage only once a replay finds it over the budget) under a hard
-wall-clock limit, never worse than the baselines (their schedules compete with the solver's, and win when it found nothing better
-in time).
+wall-clock limit, never worse than the baselines (their schedules compete with the
+solver's, and win when it found nothing better in time).
 
 What it reports (``info``): ``solver_status`` ("optimal": proven; "store_all": the budget
 needs no recomputation; "time_limit"/"killed"/"memory"/"error"/"skipped": not proven),
