@@ -31,8 +31,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # checks, detect_anomaly, save_on_cpu, allow_mutation_on_saved_tensors, module backward hooks,
 # selective checkpointing); plus 360 for issue 14's port gaps (reentrant checkpoint,
 # isclose/allclose, diagonal, Variable and queue_callback, hook order, InplaceFunction, legacy
-# constructors, pickling, torch's phrases)
-BUDGET = 24780
+# constructors, pickling, torch's phrases); plus 195 for issue 17's solver scale (dag_lazy: peak
+# rows and memory rows added per stage; free-once rows; incumbents and bounds streamed from the
+# killable solver process)
+BUDGET = 24975
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
