@@ -9,7 +9,6 @@ import ckpt.torch as ct
 from ckpt import planner
 from ckpt.planner.errors import PlanMismatchError
 from ckpt.torch import examples
-from ckpt.torch.runner import direct_stages
 from ckpt.torch.stages import StageError, resolve
 
 STRATEGIES = sorted(planner.STRATEGIES)
@@ -308,12 +307,9 @@ def _plain_ledger_peak(model, x, loss_fn):
 
 
 def test_store_all_holds_what_the_plain_step_holds(profiled):
-    # stages saved once and backpropagated in a run are left to torch's engine, which
-    # frees δ_i as soon as it is used: no stage node holds it
+    # every stage's first run kept, torch's engine backpropagating it: the plain step
     name, model, x, loss_fn, chain = profiled
     p = planner.plan(chain, "store_all")
-    assert direct_stages(p) == set(range(1, len(chain) + 1)) - (
-        {1} if chain.stages[0].direct_backward_transient is None else set())
     for q in model.parameters():
         q.grad = None
     r = ct.execute(model, p, x, loss_fn)

@@ -17,11 +17,11 @@ field                  symbol      meaning
 ``backward_transient`` o_b^i       extra bytes alive only while B_i runs
 ``forward_save_        ō_f^i       extra bytes alive only while F_i runs saving (op
 transient``                        ``forward_save i``); defaults to o_f^i
-``direct_backward_     ō_b^i       o_b^i when the autograd engine runs B_i itself
-transient``                        (``planner.schedule.direct_backwards``): it frees
+``direct_backward_     ō_b^i       o_b^i as measured when the autograd engine runs
+transient``                        B_i (``ckpt.torch`` runs every B_i so): it frees
                                    δ_i once used, so this may be below o_b^i, even
-                                   negative (down to -ω_x^{i-1}); None (the default):
-                                   an executor never runs B_i so (o_b^i applies)
+                                   negative (down to -ω_x^{i-1}); the simulator uses
+                                   it where given; None (the default): o_b^i applies
 =====================  ==========  =================================================
 
 The two forward transients differ on real stages: without saving, an intermediate is freed
@@ -72,8 +72,8 @@ class Stage:
     """One stage of a chain: costs in the chain's unit, sizes in bytes (see the module doc).
 
     ``forward_save_transient`` left at None means "the same as ``forward_transient``" (a
-    ``Chain`` fills it in); ``direct_backward_transient`` left at None, that the stage's
-    backward is never left to the autograd engine (``backward_transient`` always applies).
+    ``Chain`` fills it in); ``direct_backward_transient`` left at None, that
+    ``backward_transient`` is what the stage's backward holds.
 
     >>> Stage("conv1", forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96)
     Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0, forward_save_transient=None, direct_backward_transient=None)
