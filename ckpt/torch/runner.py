@@ -188,20 +188,26 @@ class _Packer:
 
     def __init__(self):
         self.mode, self.stage, self.count = "save", None, 0
+        self.depth = 0                                     # our hooks installed now
         self.slots = {}                                    # stage -> weak refs, pack order
         self.recomputed = weakref.WeakKeyDictionary()      # placeholder -> tensor
 
     @contextlib.contextmanager
     def packing(self, mode, stage):
-        before = self.mode, self.stage, self.count
+        """``mode`` for stage ``stage`` inside; "save" outside any other packing leaves the
+        hooks that were there (the user's, a ledger's) to save as they would."""
+        before = self.mode, self.stage, self.count, self.depth
         self.mode, self.stage, self.count = mode, stage, 0
         if mode == "slot":
             self.slots[stage] = []
+        ours = mode != "save" or self.depth > 0
+        self.depth += ours
         try:
-            with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack):
+            with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack) if ours \
+                    else contextlib.nullcontext():
                 yield self
         finally:
-            self.mode, self.stage, self.count = before
+            self.mode, self.stage, self.count, self.depth = before
 
     def pack(self, t):
         if self.mode == "save":
@@ -223,7 +229,11 @@ class _Packer:
             return packed
         t = self.recomputed.get(packed)
         if t is None:
-            raise _second_backward()
+            raise PlanRunError(
+                "torch's backward needs a tensor a planned stage saved before the plan "
+                "recomputed it: the step was backpropagated already (a plan's backward runs "
+                "once), or a stage's result other than its first tensor reaches the loss "
+                "(stages pass on their first tensor only)")
         return t
 
 

@@ -85,9 +85,9 @@ def resolve(model, stages="auto"):
     sharded = [n for n, p in model.named_parameters() if type(p).__name__ == "DTensor"]
     if sharded:
         raise StageError(
-            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch's stage "
-            "nodes take the module's registered parameters, so sharded ones would get no "
-            "gradient; plan per rank under DDP, or shard after training (docs/torch.md)")
+            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch does "
+            "not support sharded parameters (its profile and its recomputations are untested "
+            "under FSDP2's unsharding); plan per rank under DDP (docs/torch.md)")
     if isinstance(stages, str):
         if stages != "auto":
             raise StageError(f"stages must be 'auto' or a list of modules/callables, got "
