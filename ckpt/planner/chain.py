@@ -20,8 +20,9 @@ transient``                        ``forward_save i``); defaults to o_f^i
 ``direct_backward_     ō_b^i       o_b^i as measured when the autograd engine runs
 transient``                        B_i (``ckpt.torch`` runs every B_i so): it frees
                                    δ_i once used, so this may be below o_b^i, even
-                                   negative (down to -ω_x^{i-1}); the simulator uses
-                                   it where given; None (the default): o_b^i applies
+                                   negative (down to -ω_x^{i-1}); planners and the
+                                   simulator use it where given (``chain.ob``); None
+                                   (the default): o_b^i applies
 =====================  ==========  =================================================
 
 The two forward transients differ on real stages: without saving, an intermediate is freed
@@ -185,23 +186,23 @@ class Chain:
         self.xbar = np.array([0] + [s.saved_bytes for s in checked], dtype=np.int64)
         self.of = np.array([0] + [s.forward_transient for s in checked], dtype=np.int64)
         self.ofs = np.array([0] + [s.forward_save_transient for s in checked], dtype=np.int64)
-        self.ob = np.array([0] + [s.backward_transient for s in checked], dtype=np.int64)
-        self.obd = np.array([0] + [s.backward_transient if s.direct_backward_transient is None
-                                   else s.direct_backward_transient for s in checked],
-                            dtype=np.int64)
+        # o_b^i as the planners and the simulator count it: ō_b^i where the chain measured it
+        self.ob = np.array([0] + [s.backward_transient if s.direct_backward_transient is None
+                                  else s.direct_backward_transient for s in checked],
+                           dtype=np.int64)
         for i in range(1, L + 1):
             least = -int(self.x[i - 1]) if i > 1 else 0     # minus δ_{i-1}, which B_i makes
-            if self.obd[i] < least:
+            if self.ob[i] < least:
                 raise ChainError(
                     f"stage {i} ({checked[i - 1].name!r}): direct_backward_transient "
-                    f"({self.obd[i]}) is below {least}, minus the gradient B_{i} makes: "
+                    f"({self.ob[i]}) is below {least}, minus the gradient B_{i} makes: "
                     "memory while an op runs is at least the memory before it")
         # bytes of the gradient δ_i that lives between B_{i+1} and B_i: none for the input
         # (data gets no gradient) and none for x_L (the loss seed is part of B_L's transient)
         self.delta = self.x.copy()
         self.delta[0] = 0
         self.delta[L] = 0
-        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob, self.obd,
+        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob,
                   self.delta):
             a.setflags(write=False)
         self._cache = {}

@@ -106,7 +106,6 @@ def simulate(chain, plan, timeline=True):
     x, xbar, of, ofs, ob, delta = (chain.x.tolist(), chain.xbar.tolist(), chain.of.tolist(),
                                    chain.ofs.tolist(), chain.ob.tolist(), chain.delta.tolist())
     uf, ub = chain.uf.tolist(), chain.ub.tolist()
-    ob = chain.obd.tolist()       # o_b^i, or ō_b^i where the chain measured it
     alive = {("x", 0): x[0]}
     mem = chain.param_bytes - chain.param_late_bytes + x[0] - chain.input_late_bytes
     late_input = chain.input_late_bytes
