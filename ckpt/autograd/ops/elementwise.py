@@ -48,7 +48,7 @@ class _PerInputDiagonal(_Elementwise):
 
 def _binary(op_name, fn, a, b):
     try:
-        out = fn(a.data if a.__class__ is Tensor else a, b.data if b.__class__ is Tensor else b)
+        out = fn(a._data if a.__class__ is Tensor else a, b._data if b.__class__ is Tensor else b)
     except ValueError as error:
         raise _value_error(op_name, error, data_of(a), data_of(b)) from None
     return _torch_promotion(out, a, b) if out.dtype is _F64 else out
@@ -142,8 +142,10 @@ def mul(a, b):
     >>> ckpt.mul(ckpt.tensor([1.0, 2.0]), ckpt.tensor([3.0])).tolist()
     [3.0, 6.0]
     """
+    # (_needs_grad inline: the two calls cost 1% of the 300-op chain's forward)
     return record(MulBackward0, _binary("mul", np.multiply, a, b), (a, b),
-                  (a if _needs_grad(b) else None, b if _needs_grad(a) else None))
+                  (a if b.__class__ is Tensor and b.requires_grad else None,
+                   b if a.__class__ is Tensor and a.requires_grad else None))
 
 
 class DivBackward0(_PerInputDiagonal):
@@ -284,7 +286,7 @@ def _unary_op(name, forward, reads, rule):
     def op(x):
         if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
             return forward(x)
-        return record(node_cls, forward(x.data), (x,), (x,) if reads == "x" else saves_output)
+        return record(node_cls, forward(x._data), (x,), (x,) if reads == "x" else saves_output)
 
     summary, example, result = _UNARY_DOCS[name]
     op.__name__ = op.__qualname__ = name
@@ -315,7 +317,7 @@ def sigmoid(x):
     >>> ckpt.sigmoid(ckpt.tensor([0.0])).tolist()
     [0.5]
     """
-    d = x.data
+    d = x._data
     # Clipping keeps e^-x finite (no overflow warning); below the clip the true value is
     # under 2e-35 (float32) / 1e-304 (float64), which the clipped result matches in absolute terms.
     t = np.asarray(np.maximum(d, -80.0 if d.dtype.itemsize <= 4 else -700.0))  # 0-d: a scalar
@@ -341,7 +343,7 @@ def relu(x):
     >>> ckpt.relu(ckpt.tensor([-1.0, 2.0])).tolist()
     [0.0, 2.0]
     """
-    return record(ReluBackward0, np.maximum(x.data, 0), (x,), (OUTPUT,))
+    return record(ReluBackward0, np.maximum(x._data, 0), (x,), (OUTPUT,))
 
 
 _SQRT_2_OVER_PI = math.sqrt(2 / math.pi)
