@@ -443,11 +443,21 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     saved = node._saved
                     if saved is None:
                         raise RuntimeError(_FREED_MESSAGE)
-                    if len(saved) == 1:
+                    n_saved = len(saved)
+                    if n_saved == 0:
+                        input_grads = node.vjp(input_grads)
+                    elif n_saved == 1:
                         only = saved[0]
                         input_grads = node.vjp(input_grads, only.unpack(node, arrays)
                                                if only.__class__ is SavedTensor else only)
                         del only
+                    elif n_saved == 2:   # (a comprehension: +2% of the chain's backward)
+                        first, second = saved
+                        input_grads = node.vjp(
+                            input_grads,
+                            first.unpack(node, arrays) if first.__class__ is SavedTensor else first,
+                            second.unpack(node, arrays) if second.__class__ is SavedTensor else second)
+                        del first, second
                     else:
                         input_grads = node.vjp(input_grads, *[
                             s.unpack(node, arrays) if s.__class__ is SavedTensor else s for s in saved])

@@ -25,12 +25,17 @@ class GradientEdge(NamedTuple):
     output_nr: int
 
 
-class _HookStack:
+class _SavedHookStack:
     """The saved-tensor hook pairs in effect, innermost last; how many of them a user entered
     (not a tracker's own); the messages of the ``disable_saved_tensors_hooks`` in effect."""
-    pairs = []
-    entered_by_user = 0
-    refusals = []
+
+    def __init__(self):
+        self.pairs = []
+        self.entered_by_user = 0
+        self.refusals = []
+
+
+_HookStack = _SavedHookStack()
 
 
 class saved_tensors_hooks:
@@ -435,7 +440,7 @@ def _type_name(dtype):
 OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
 
 
-class Extensions:
+class _Extensions:
     """Per-op extensions, off on the hot path: ``record`` checks one flag.
 
     ``forward_ad`` is True inside a ``forward_ad.dual_level``: ``record`` then gives each
@@ -450,15 +455,21 @@ class Extensions:
     ``events.observing`` fills them, and turns their calls into the typed events every
     client outside autograd sees.
     """
-    active = False
-    forward_ad = False
-    propagate_tangent = None
-    observers = []
-    grad_observers = []
 
-    @classmethod
-    def refresh(cls):
-        cls.active = cls.forward_ad or bool(cls.observers)
+    def __init__(self):
+        self.active = False
+        self.forward_ad = False
+        self.propagate_tangent = None
+        self.observers = []
+        self.grad_observers = []
+
+    def refresh(self):
+        self.active = self.forward_ad or bool(self.observers)
+
+
+# (instances, not classes: ops read an instance's attributes faster; with _HookStack and
+# grad_mode._State, 1.2% of the 300-op chain's instructions)
+Extensions = _Extensions()
 
 
 def record(cls, out_data, inputs, saved=(), **attrs):
