@@ -7,7 +7,8 @@ L = 50, 100, 200, 500 stages with 500 memory slots, and ``revolve`` for 10^4 ste
     python benchmarks/bench_planner.py --previous   # also the program of commit dd5aabf
 
 ``--rotor DIR`` names a folder holding a build of rotor's ``dynamic_programs`` C extension
-(Beaumont et al. 2019; https://github.com/topal-team/rotor, not shipped with ckpt). Its
+(Beaumont et al. 2019; https://github.com/topal-team/rotor, also copied in topal-team/rockmate
+under rotor/algorithms/; not shipped with ckpt). Its
 ``persistent_compute_table`` is timed in this process on the same chain with every size
 rounded up to the same slots, and quoted as a ratio ckpt / rotor. Rotor's call ends by
 converting its whole table to Python dicts (tens of GB at L = 500); the build measured in
@@ -78,6 +79,9 @@ def previous_program(commit):
     except (OSError, subprocess.CalledProcessError) as e:
         raise SystemExit(f"--previous {commit}: cannot read optimal.py at that commit "
                          f"with git ({e}); give a commit of this repository") from None
+    # forward_peak_table moved from strategies/min_memory.py to min_peak.py after dd5aabf
+    source = source.replace("from .min_memory import forward_peak_table",
+                            "from ..min_peak import forward_peak_table")
     module = types.ModuleType(f"ckpt.planner.strategies._optimal_{commit}")
     module.__package__ = "ckpt.planner.strategies"
     exec(compile(source, f"optimal.py@{commit}", "exec"), module.__dict__)

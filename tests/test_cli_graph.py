@@ -5,6 +5,7 @@ planner's own readers (``GraphPlan.from_json`` replays the ops) and are compared
 model with the measured peak equal to the predicted one."""
 import json
 import os
+import re
 
 import pytest
 
@@ -120,3 +121,131 @@ def test_graph_only_zoo_names_are_graphs(capsys, name):
     want = planner.plan_graph(graph_zoo.get(name), "store_all").peak
     assert out.startswith("graph plan 'store_all' for graph")
     assert f"predicted peak   {planner.format_size(want)} ({want} bytes)" in out
+
+
+FACTORIES = '''
+import ckpt
+from ckpt import nn
+
+
+class Skip(nn.Module):
+    """A residual net with BatchNorm in training mode: no Sequential, no chain."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.block = nn.ResidualBlock(4)
+        self.head = nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.stem(x).relu()
+        h = self.block(h) + h
+        return self.head(h.mean((2, 3)))
+
+
+def make():
+    _ = ckpt.manual_seed(0)
+    target = ckpt.tensor([[1.0, 0.0], [0.0, 1.0]])
+    return Skip(), ckpt.randn(2, 3, 6, 6), lambda out: ((out - target) ** 2).mean()
+
+
+def function():
+    _ = ckpt.manual_seed(0)
+    w = ckpt.randn(4, 4, requires_grad=True)
+    return (lambda x: (x @ w).tanh() * x), ckpt.randn(3, 4), None
+
+
+def in_place():
+    w = ckpt.randn(4, 4, requires_grad=True)
+    return (lambda x: x.relu_() @ w), ckpt.randn(3, 4), None
+
+
+def wrong():
+    return "model", ckpt.randn(3, 4), None
+
+
+def not_a_tensor():
+    return nn.Linear(4, 4), [1, 2], None
+
+
+def raises():
+    raise RuntimeError("no data here")
+'''
+
+
+@pytest.fixture
+def factory_file(tmp_path):
+    path = tmp_path / "nets.py"
+    path.write_text(FACTORIES)
+    return str(path)
+
+
+def _user_model(path, factory):
+    from ckpt.cli import load
+    user = load.load_ckpt_model(f"{path}:{factory}", graph=True)
+    return user.model, user.sample, user.loss_fn
+
+
+def test_a_factory_model_is_planned_as_a_graph_and_runs_as_predicted(capsys, tmp_path,
+                                                                     factory_file):
+    spec = f"{factory_file}:make"
+    rc, out, err = run(capsys, "plan", spec, "--graph", "-s", "recompute_all", "--json",
+                       "-o", str(tmp_path / "p.json"), "--plot", str(tmp_path / "p.png"))
+    assert rc == 0, err
+    p = GraphPlan.from_json(out)
+    assert p.training.name == "nets.py:make"
+    assert GraphPlan.from_json((tmp_path / "p.json").read_text()) == p
+    assert (tmp_path / "p.png").read_bytes().startswith(PNG)
+    model, x, loss_fn = _user_model(factory_file, "make")
+    result = planner.execute(model, p, x, loss_fn)
+    assert result.peak_bytes == result.predicted_peak == p.peak
+    assert int(model.block.bn1.num_batches_tracked.item()) == 1      # once, by the step
+    budget = (planner.plan_graph(p.training, "recompute_all").peak +
+              planner.plan_graph(p.training, "store_all").peak) // 2
+    rc, out, err = run(capsys, "plan", spec, "--graph", "--budget", str(budget),
+                       "--time-limit", "10")
+    assert rc == 0, err
+    assert out.startswith("graph plan 'dag_optimal' for graph 'nets.py:make', budget")
+
+
+def test_sweep_a_factory_graph_and_a_function_from_a_module_path(capsys, tmp_path,
+                                                                factory_file, monkeypatch):
+    rc, out, err = run(capsys, "sweep", f"{factory_file}:make", "--graph", "--budgets", "3",
+                       "--strategies", "store_all,recompute_all", "--json", "--plot",
+                       str(tmp_path / "t.png"))
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["graph"]["name"] == "nets.py:make" and len(data["rows"]) == 6
+    assert (tmp_path / "t.png").read_bytes().startswith(PNG)
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(capsys, "plan", "nets:function", "--graph", "-s", "store_all")
+    assert rc == 0, err
+    assert out.startswith("graph plan 'store_all' for graph 'nets:function'")
+
+
+@pytest.mark.parametrize("factory, message", [
+    ("missing", r"nets.py has no 'missing' \(it defines .*make.*\); FACTORY must be a function"),
+    ("wrong", r"returned model a builtins.str; expected a ckpt.nn.Module or a function"),
+    ("not_a_tensor", r"returned sample a list of 2 items; expected a ckpt.Tensor"),
+    ("raises", r"raises raised RuntimeError: no data here"),
+    ("in_place", r"writes in place \(relu_\) into a tensor no op of it made.*out of place"),
+])
+def test_factory_mistakes_are_one_line(capsys, factory_file, factory, message):
+    rc, out, err = run(capsys, "plan", f"{factory_file}:{factory}", "--graph")
+    assert rc == 2 and out == ""
+    assert re.search(message, err), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_missing_files_and_factories_are_one_line(capsys, tmp_path, factory_file):
+    for spec, message in [(f"{tmp_path}/none.py:make", "none.py"),
+                          (factory_file, "name the factory too"),
+                          ("no_such_module_here:make", "no module named 'no_such_module_here'")]:
+        rc, out, err = run(capsys, "sweep", spec, "--graph")
+        assert rc == 2 and message in err, err
+        assert len(err.strip().splitlines()) == 1
+    rc, out, err = run(capsys, "plan", f"{factory_file}:make", "--graph", "--batch", "2")
+    assert rc == 2 and "--batch applies to built-in models" in err
+    rc, out, err = run(capsys, "plan", f"{factory_file}:make")
+    assert rc == 2 and "expected a ckpt.nn.Sequential (each child a stage); a model of " \
+        "another shape is planned as a graph of ops: add --graph" in err

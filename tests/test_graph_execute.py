@@ -235,18 +235,117 @@ def test_plan_for_another_graph_is_refused_naming_both():
     assert all(p.grad is None for p in net.parameters())
 
 
-def test_bad_programs_are_refused_with_the_reason():
+def bn_resnet():
+    """A residual net with BatchNorm in training mode (one with ``momentum=None``: the
+    factor comes from the batch count) and ReLU (one in place)."""
+    _ = ckpt.manual_seed(4)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4, momentum=None),
+                         nn.ReLU(inplace=True), nn.ResidualBlock(4), nn.ResidualBlock(4))
+
+
+def buffers_of(model):
+    return [b.data.copy() for b in model.buffers()]
+
+
+def set_buffers(model, arrays):
+    for b, a in zip(model.buffers(), arrays):
+        b.data[...] = a
+
+
+@pytest.mark.parametrize("share", [0.2, 0.7])
+def test_batchnorm_in_training_updates_statistics_once_and_runs_as_predicted(share):
+    model, x = bn_resnet(), ckpt.randn(2, 3, 8, 8)
+    start = buffers_of(model)
+    graph = planner.profile_graph(model, x, repeats=1)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(buffers_of(model), start))
+    plan = plan_for(graph, "dag_optimal", share)
+    runs = plan.simulate().runs
+    assert any(runs[k] > 1 for k in range(len(graph)))
+    rng = ckpt.get_rng_state()
+    want, want_loss, _ = plain_step(model, x, None)
+    want_stats = buffers_of(model)
+    set_buffers(model, start)
+    ckpt.set_rng_state(rng)
+    result, got = run_plan(model, x, None, plan)
+    assert all(g.tobytes() == w.tobytes() for g, w in zip(got, want))
+    assert result.loss == want_loss
+    assert [b.tobytes() for b in buffers_of(model)] == [b.tobytes() for b in want_stats]
+    assert int(model[1].num_batches_tracked.item()) == 1
+    assert list(result.op_peaks) == plan.simulate().during.tolist()
+    assert list(result.op_after) == plan.simulate().after.tolist()
+    assert result.peak_bytes == plan.peak
+
+
+def test_a_plan_for_another_graph_updates_no_statistics():
+    model = bn_resnet()
+    plan = planner.plan_graph(planner.profile_graph(model, ckpt.randn(2, 3, 8, 8), repeats=1),
+                              "store_all")
+    start = buffers_of(model)
+    with pytest.raises(PlanMismatchError):
+        planner.execute(model, plan, ckpt.randn(4, 3, 8, 8))
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(buffers_of(model), start))
+
+
+class InPlace(nn.Module):
+    """In-place writes: one read before the write, one that saves its old value (``mul_``
+    keeps a copy), ``+=``, and ``ReLU(inplace=True)``."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.a, self.b, self.c = (nn.Linear(width, width) for _ in range(3))
+        self.act = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        h = self.a(x)
+        before = h * 2
+        h.relu_()
+        h.mul_(self.b(x))
+        h += before
+        return self.act(self.c(h) + h.tanh())
+
+
+@pytest.mark.parametrize("strategy", ["recompute_all", "dag_optimal"])
+@pytest.mark.parametrize("share", [0.2, 0.6])
+def test_in_place_writes_run_as_their_out_of_place_ops(strategy, share):
+    _ = ckpt.manual_seed(5)
+    model, x = InPlace(), ckpt.randn(4, 8)
+    graph = planner.profile_graph(model, x, repeats=1)
+    assert [n.name for n in graph.nodes][:5] == ["linear_0", "mul_1", "relu_2", "linear_3",
+                                                 "mul_4"]
+    assert graph["relu_2"].inputs == ("linear_0",) and graph["mul_4"].inputs == ("relu_2",
+                                                                                 "linear_3")
+    assert graph["add_5"].inputs == ("mul_4", "mul_1")
+    assert_step_matches(model, x, None, plan_for(graph, strategy, share))
+
+
+def test_in_place_writes_that_cannot_be_replayed_are_refused_naming_the_op():
     x = ckpt.randn(3, 4)
     w = ckpt.randn(4, 4, requires_grad=True)
 
-    def inplace(t):
+    def into_view(t):
         y = t @ w
-        y.relu_()
+        y[0].relu_()
         return y
-    with pytest.raises(TraceError, match=r"writes in place \(relu_\)"):
-        planner.profile_graph(inplace, x)
-    with pytest.raises(TraceError, match="BatchNorm in training mode"):
-        planner.profile_graph(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)), x)
+
+    def into_sample(t):
+        return t.relu_() @ w
+
+    def assigned(t):
+        y = t @ w
+        y[0] = 1.0
+        return y
+    cases = [(into_view, r"\(relu_\) into memory that another value shares"),
+             (into_sample, r"\(relu_\) into a tensor no op of it made \(the sample"),
+             (assigned, r"\(setitem\): .*write it out of place"),
+             (lambda t: (t @ w).zero_(), r"\(zero_\)")]
+    for program, message in cases:
+        with pytest.raises(TraceError, match="the program writes in place " + message):
+            planner.profile_graph(program, x)
+
+
+def test_bad_programs_are_refused_with_the_reason():
+    x = ckpt.randn(3, 4)
+    w = ckpt.randn(4, 4, requires_grad=True)
     with pytest.raises(TraceError, match=r"scalar Tensor, got shape \[3, 4\]"):
         planner.profile_graph(lambda t: t @ w, x, loss_fn=lambda out: out)
     with pytest.raises(TraceError, match=r"op mul reads .* output of op tanh .*detach\(\)"):

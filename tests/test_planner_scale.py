@@ -343,12 +343,13 @@ PROGRAM = importlib.import_module("ckpt.planner.strategies.optimal")
 
 
 @contextmanager
-def blocks(grid, sub_grid, small_box):
+def blocks(grid, sub_grid, small_box, small_step=0):
     """Run the program with blocks of ``grid`` columns, sub-grids every ``sub_grid`` columns
-    in any box of at least ``small_box`` triples (0: in every box)."""
-    names = ("GRID", "SHORT_GRID", "SUB_GRID", "SMALL_BOX")
+    in any box of at least ``small_box`` triples (0: in every box), and every split of a
+    block evaluated at once where that is at most ``small_step`` triples."""
+    names = ("GRIDS", "SUB_GRID", "SMALL_BOX", "SMALL_STEP")
     saved = [getattr(PROGRAM, name) for name in names]
-    for name, value in zip(names, (grid, grid, sub_grid, small_box)):
+    for name, value in zip(names, (((None, grid),), sub_grid, small_box, small_step)):
         setattr(PROGRAM, name, value)
     try:
         yield
@@ -357,7 +358,8 @@ def blocks(grid, sub_grid, small_box):
             setattr(PROGRAM, name, value)
 
 
-BLOCKINGS = [(1, 1, 0), (2, 2, 0), (5, 2, 0), (8, 3, 0), (16, 4, 0), (16, 4, 10**9)]
+BLOCKINGS = [(1, 1, 0), (2, 2, 0), (5, 2, 0), (8, 3, 0), (16, 4, 0), (16, 4, 10**9),
+             (16, 4, 0, 10**9)]
 
 
 @settings(max_examples=80, deadline=None)
@@ -406,3 +408,23 @@ def test_sub_grids_and_cut_splits_are_exercised(monkeypatch):
             monkeypatch.setattr(PROGRAM, "_sums", sums_without_cuts)
             wrong_without_cuts += solve(chain, budget, slots).cost != want
     assert sub_grid_boxes > 0 and wrong_without_cuts > 0
+
+
+def test_rows_the_root_cannot_reach_are_skipped_and_no_more(monkeypatch):
+    """In each block the program computes only the rows whose start the root reaches at
+    those columns (``reach_depth``); claiming half that depth skips rows the answer needs,
+    which the comparison with the plain loop tells on some of these chains."""
+    real_depth = PROGRAM.reach_depth
+    rng = np.random.default_rng(7)
+    wrong_with_half_depth = 0
+    for _ in range(40):
+        chain = random_chain(rng, int(rng.integers(3, 10)), 2**20)
+        lo, hi = chain.min_budget, simulate(chain, store_all(chain)).peak
+        budget, slots = int(lo + (hi - lo) * rng.uniform(0, 0.6)), int(rng.integers(10, 120))
+        want = reference_cost(chain, budget, slots)
+        with blocks(5, 2, 0):
+            assert solve(chain, budget, slots).cost == want
+            monkeypatch.setattr(PROGRAM, "reach_depth", lambda a, eA: real_depth(a, eA) // 2)
+            wrong_with_half_depth += solve(chain, budget, slots).cost != want
+            monkeypatch.setattr(PROGRAM, "reach_depth", real_depth)
+    assert wrong_with_half_depth > 0

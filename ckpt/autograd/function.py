@@ -7,7 +7,7 @@ import numpy as np
 
 from . import grad_mode
 from .node import Extensions, Node, SavedTensor, record
-from .ops.shape import bump_version, rebase_views
+from .ops.shape import bump_version, rebase_views, take_history
 from .tensor import Tensor, _wrap
 
 
@@ -276,9 +276,11 @@ class Function:
         for nr, o in enumerate(outs):
             if (isinstance(o, Tensor) and id(o) not in node._non_differentiable
                     and o.data.dtype.kind in "fc"):
-                o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
                 if id(o) in node._dirty:
+                    take_history(o, node, nr)
                     rebase_views(o)
+                else:
+                    o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()

@@ -22,7 +22,7 @@ class Tensor:
     >>> a.grad
     tensor([4.])
     """
-    __slots__ = ("_data", "requires_grad", "grad", "grad_fn", "_output_nr", "_vc", "_acc",
+    __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
                  "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
@@ -33,7 +33,7 @@ class Tensor:
         # 300-op chain's forward; callgrind, 2026-12-06)
         self._data = data if data.__class__ is np.ndarray else np.asarray(data)
         self.requires_grad = False
-        self.grad = None
+        self._grad = None
         self.grad_fn = None
         self._output_nr = 0
         self._vc = [0]
@@ -461,6 +461,21 @@ class Tensor:
     def cpu(self):
         return self
 
+
+def _forget_grad(t):
+    """``del x.grad``: ``x.grad`` becomes None, as in torch.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> x.sum().backward(); del x.grad; print(x.grad)
+    None
+    """
+    t._grad = None
+
+
+# a slot read and written in C; a property only so that ``del`` leaves None behind
+Tensor.grad = property(operator.attrgetter("_grad"), Tensor._grad.__set__, _forget_grad,
+                       doc="The gradient a backward pass accumulated (None until then).")
 
 _wrap = Tensor  # a fresh graph-less Tensor around an array: the ops' name for the constructor
 

@@ -87,6 +87,8 @@ torch.nn.Module, and optionally a 4th item, stages (default "auto")""",
   ckpt plan unet --budget 300MiB --json              a graph zoo model, dag_optimal
   ckpt plan graph.json -s dag_lp_rounding -o p.json  a ckpt.graph or node-link graph file
   ckpt plan transformer-run --graph --batch 2        a runnable model as a graph of ops
+  ckpt plan my_unet.py:make --graph --budget 7MiB    your own model of any shape (skips,
+                                                     residuals) as a graph of ops
 
 budgets: bytes or a size with a unit (512MiB, 2GiB, 1.5GB); below the least feasible peak
 the error says what the minimum is""",
@@ -158,8 +160,9 @@ def build_parser():
         p.add_argument("--graph", action="store_true",
                        help="plan SOURCE as a graph of ops (dag_* strategies): a graph zoo "
                             f"model ({', '.join(sorted(graph_zoo.NAMES))}; unet, densenet, "
-                            "resnet50 and random_layered are graphs without --graph) or a "
-                            "runnable model, recorded with profile_graph; graph JSON files "
+                            "resnet50 and random_layered are graphs without --graph), a "
+                            "runnable model or your FILE.py:FACTORY (a ckpt model of any "
+                            "shape), recorded with profile_graph; graph JSON files "
                             "(ckpt.graph or node-link) are graphs anyway")
         p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
                        help="wall-clock limit of dag_optimal and dag_lp_rounding (default 60)")

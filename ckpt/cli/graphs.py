@@ -5,7 +5,9 @@ A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_
 networkx node-link training graph (Checkmate's or Moccasin's form), a model of the graph zoo
 (``ckpt.planner.graph_zoo``: ``unet``, ``densenet``, ``resnet50``, ``random_layered``; with
 ``--graph`` also ``transformer`` and ``vgg16``, which name chains otherwise), or, with
-``--graph``, a runnable built-in model (``ckpt.models``), recorded op by op with
+``--graph``, a runnable built-in model (``ckpt.models``) or a user's ckpt model of any shape
+(``FILE.py:FACTORY`` or ``MODULE:FACTORY``, the factory returning ``(model, sample,
+loss_fn)``, loaded as ``ckpt profile`` loads chains), recorded op by op with
 ``ckpt.planner.profile_graph``.
 
 >>> graph_source(_args("unet")).name
@@ -21,9 +23,10 @@ from .. import models, planner
 from ..planner import GRAPH_STRATEGIES, Graph, TrainingGraph, format_size, graph_zoo
 from ..planner.errors import BudgetError, GraphError
 from ..planner.sweep import Row, Sweep, pareto_front
+from . import load
 from .inputs import UsageError, budget_count, parse_budget, read_file, split_values
 from .output import printable
-from .sources import model_names
+from .sources import model_names, run_user_code
 
 __all__ = ["graph_source", "GRAPH_ORDER", "graph_strategies", "graph_budgets", "plan_graph_cli",
            "sweep_graph", "graph_summary", "graph_plan_text"]
@@ -57,8 +60,8 @@ def graph_source(args):
     flagged = getattr(args, "graph", False)
     if spec is None or getattr(args, "torch", None) is not None:
         if flagged:
-            raise UsageError("--graph applies to a built-in model, a graph zoo model or a "
-                             "graph file, not to --torch")
+            raise UsageError("--graph applies to a built-in model, a graph zoo model, a graph "
+                             "file or a ckpt model's FILE.py:FACTORY, not to --torch")
         return None
     if os.path.isfile(spec) and spec.endswith(".json"):
         try:
@@ -81,11 +84,25 @@ def graph_source(args):
     if flagged and spec in models.NAMES:
         model, x = models.build(spec, args.batch)
         return planner.profile_graph(model, x, repeats=1, name=spec)
+    if flagged and load.is_spec(spec):
+        return _factory_graph(spec, args.batch)
+    if flagged and spec.endswith(".py"):
+        raise UsageError(f"{printable(spec)!r}: name the factory too, as {printable(spec)}:"
+                         f"FACTORY (a function returning {load.RETURNS})")
     if flagged:
         raise UsageError(f"--graph takes a graph zoo model ({', '.join(sorted(graph_zoo.NAMES))}),"
-                         f" a runnable model ({', '.join(models.NAMES)}) or a graph JSON file; "
-                         f"got {printable(spec)!r}")
+                         f" a runnable model ({', '.join(models.NAMES)}), FILE.py:FACTORY or a "
+                         f"graph JSON file; got {printable(spec)!r}")
     return None
+
+
+def _factory_graph(spec, batch):
+    """The ``Graph`` of the ckpt model a factory returns, recorded with ``profile_graph``."""
+    if batch is not None:
+        raise UsageError("--batch applies to built-in models; a factory builds its own sample")
+    user = load.load_ckpt_model(spec, graph=True)
+    return run_user_code(spec, "profiling", planner.profile_graph, user.model, user.sample,
+                         loss_fn=user.loss_fn, repeats=1, name=user.name)
 
 
 def graph_strategies(values, option="--strategies", default=GRAPH_ORDER):

@@ -148,7 +148,12 @@ def _load_factory(spec):
 def _what(value):
     if isinstance(value, (tuple, list)):
         return f"a {type(value).__name__} of {len(value)} items"
-    return "None" if value is None else f"a {type(value).__module__}.{type(value).__qualname__}"
+    if value is None:
+        return "None"
+    module = type(value).__module__
+    if module.startswith("_ckpt_user_"):       # a class of the user's file (_import_file)
+        return f"a {type(value).__qualname__}"
+    return f"a {module}.{type(value).__qualname__}"
 
 
 def call_factory(spec, sizes=(3,), returns=RETURNS):
@@ -194,8 +199,13 @@ def _check_loss(spec, loss_fn):
                          "model's output giving a scalar loss, or None (the sum of the output)")
 
 
-def load_ckpt_model(spec):
-    """The ``ckpt.nn.Sequential``, sample ``ckpt.Tensor`` and loss function the factory
+def _is_function(obj):
+    return callable(obj) and not isinstance(obj, type)
+
+
+def load_ckpt_model(spec, graph=False):
+    """The ``ckpt.nn.Sequential`` (with ``graph``: any ckpt model, a ``ckpt.nn.Module`` or
+    a function of the sample), sample ``ckpt.Tensor`` and loss function the factory
     ``spec`` returns, checked.
 
     >>> load_ckpt_model("ckpt.models:NAMES")
@@ -204,7 +214,7 @@ def load_ckpt_model(spec):
     ckpt.cli.inputs.UsageError: ckpt.models:NAMES: NAMES is a dict, not a function; FACTORY must be a function returning (model, sample, loss_fn)
     """
     from ..autograd.tensor import Tensor
-    from ..nn import Sequential
+    from ..nn import Module, Sequential
     n = call_factory(spec, (3, 4))
     if len(n) == 4:
         raise UsageError(f"{spec} returned 4 items; a ckpt model takes {RETURNS} (its stages "
@@ -212,9 +222,14 @@ def load_ckpt_model(spec):
     model, sample, loss_fn = n
     torch_hint = (f"; for a PyTorch model use --torch {spec}"
                   if type(model).__module__.startswith("torch") else "")
-    if not isinstance(model, Sequential):
+    if graph and (torch_hint or not (isinstance(model, Module) or _is_function(model))):
+        raise UsageError(f"{spec} returned model {_what(model)}; expected a ckpt.nn.Module "
+                         f"or a function of the sample{torch_hint}")
+    if not graph and not isinstance(model, Sequential):
+        other = ("; a model of another shape is planned as a graph of ops: add --graph"
+                 if isinstance(model, Module) or _is_function(model) else "")
         raise UsageError(f"{spec} returned model {_what(model)}; expected a ckpt.nn.Sequential "
-                         f"(each child a stage){torch_hint}")
+                         f"(each child a stage){torch_hint or other}")
     if not isinstance(sample, Tensor):
         raise UsageError(f"{spec} returned sample {_what(sample)}; expected a ckpt.Tensor "
                          "(the model's input)")

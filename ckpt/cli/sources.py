@@ -20,7 +20,7 @@ from . import load
 from .inputs import UsageError, chain_from_file
 from .output import printable
 
-__all__ = ["model_names", "Source", "Measured", "resolve", "model_graph"]
+__all__ = ["model_names", "Source", "Measured", "resolve", "model_graph", "run_user_code"]
 
 CHAIN_FILE = ("a chain JSON file, e.g. from 'ckpt profile MODEL -o chain.json'")
 
@@ -74,8 +74,15 @@ class Source(NamedTuple):
     why_not: Optional[str] = None
 
 
-def _running(spec, what, call, *args, **kwargs):
-    """Run the user's model: its own exceptions become one line naming the spec."""
+def run_user_code(spec, what, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` on the user's model: its own exceptions become one line
+    naming ``what`` was done and the ``spec``.
+
+    >>> run_user_code("net.py:make", "profiling", int, "x")
+    Traceback (most recent call last):
+    ...
+    ckpt.cli.inputs.UsageError: profiling net.py:make failed: ValueError: invalid literal for int() with base 10: 'x'
+    """
     try:
         return call(*args, **kwargs)
     except (UsageError, PlannerError, MemoryError, KeyboardInterrupt):
@@ -87,7 +94,7 @@ def _running(spec, what, call, *args, **kwargs):
 
 def _ckpt_measure(model, x, loss_fn, spec=None):
     def measure(plan):
-        r = _running(spec, "running the plan on", planner.execute, model, plan, x,
+        r = run_user_code(spec, "running the plan on", planner.execute, model, plan, x,
                      loss_fn=loss_fn) if spec else planner.execute(model, plan, x,
                                                                    loss_fn=loss_fn)
         return Measured(r.peak_bytes, None, None, r)
@@ -111,7 +118,7 @@ def _builtin(name, batch, repeats):
 
 def _user_ckpt(spec, repeats):
     user = load.load_ckpt_model(spec)
-    chain = _running(spec, "profiling", planner.profile, user.model, user.sample,
+    chain = run_user_code(spec, "profiling", planner.profile, user.model, user.sample,
                      loss_fn=user.loss_fn, repeats=repeats, name=user.name)
     return Source(user.name, chain, f"measured by running {user.name} (ckpt.planner.profile: "
                   f"median of {repeats} timed run{'s' * (repeats > 1)})",
@@ -121,12 +128,12 @@ def _user_ckpt(spec, repeats):
 def _user_torch(spec, repeats):
     user = load.load_torch_model(spec)
     ct = load.import_torch()
-    chain = _running(spec, "profiling", ct.profile, user.model, user.sample,
+    chain = run_user_code(spec, "profiling", ct.profile, user.model, user.sample,
                      loss_fn=user.loss_fn, stages=user.stages, repeats=repeats,
                      name=user.name)
 
     def measure(plan):
-        r = _running(spec, "running the plan on", ct.execute, user.model, plan, user.sample,
+        r = run_user_code(spec, "running the plan on", ct.execute, user.model, plan, user.sample,
                      loss_fn=user.loss_fn, stages=user.stages)
         return Measured(r.measured_peak_bytes, r.allocator_peak_bytes, r.step_seconds, None)
     return Source(user.name, chain, f"measured by running the PyTorch model {user.name} "
@@ -199,7 +206,7 @@ def model_graph(spec, batch=None):
         return model(x).sum(), dict(model.named_parameters())
     if load.is_spec(spec) and batch is None and not os.path.exists(spec):
         user = load.load_ckpt_model(spec)
-        out = _running(spec, "running", user.model, user.sample)
-        loss = _running(spec, "the loss of", user.loss_fn, out) if user.loss_fn else out.sum()
+        out = run_user_code(spec, "running", user.model, user.sample)
+        loss = run_user_code(spec, "the loss of", user.loss_fn, out) if user.loss_fn else out.sum()
         return loss, dict(user.model.named_parameters())
     return resolve(spec, batch=batch).chain, None

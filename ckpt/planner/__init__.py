@@ -80,8 +80,10 @@ def profile_graph(model, sample, loss_fn=None, repeats=3, name=None):
     """A ``Graph`` of ``model``'s ops (any ``ckpt.nn.Module`` or function of one tensor:
     U-Nets, residual nets, transformer blocks), measured on ``sample``: per op its output
     bytes, the extra bytes its backward keeps, what its backward reads, its transients and
-    its forward and backward seconds (medians of ``repeats`` runs). Plan it with
-    ``plan_graph`` and run the plan with ``execute``. Documented in full in the module
+    its forward and backward seconds (medians of ``repeats`` runs). BatchNorm in training
+    mode and in-place writes (``relu_``, ``+=``) are fine; the model, its BatchNorm
+    statistics, gradients and the RNG are left as they were. Plan it with ``plan_graph``
+    and run the plan with ``execute``. Documented in full in the module
     ``ckpt.planner.graph_profile`` and in docs/planner.md, "Graphs from a model".
 
     >>> import ckpt

@@ -15,11 +15,21 @@ Gradients: ``.grad`` of every parameter ends as ``loss_fn(model(sample)).backwar
 leaves it, bit for bit: a value's gradients are summed in the order the engine adds them
 (recorded at the trace), and each gradient is held laid out as the engine made it. One
 exception: a parameter read by three or more ops gets its contributions in the plan's
-order of backwards, which may differ from the engine's in the last bit. Dropout masks are replayed from the RNG state each op started with; the
-RNG ends where an uninterrupted step leaves it. Refused: in-place ops and BatchNorm in
-training mode (``TraceError``), a plan made for another graph (``PlanMismatchError``,
-naming both graphs and the first node that differs).
+order of backwards, which may differ from the engine's in the last bit. Dropout masks
+are replayed from the RNG state each op started with; the RNG ends where an uninterrupted
+step leaves it.
+
+BatchNorm in training mode: every computation of its op, first or recomputed, runs as a
+recomputation (statistics frozen; its output depends on the batch alone), and after the
+step one forward under ``no_grad`` from the step's RNG state updates the running
+statistics and the batch count once, bit for bit as the plain step does. In-place writes run
+as their out-of-place ops (``op_trace``). Refused: in-place writes that cannot (into a view,
+a parameter, the sample; ``x[i] = v``: ``TraceError``), a plan made for another graph
+(``PlanMismatchError``, naming both graphs and the first node that differs; nothing is
+updated then).
 """
+from ..autograd.grad_mode import no_grad
+from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.accounting.track import track
 from ..memory.foreign import reject_torch
@@ -29,8 +39,28 @@ from .execute import Execution
 from .graph_plan import GraphPlan
 from .graph_profile import tracked_objects
 from .graph_runner import OpRunner, bind
+from .runner import sum_loss
 
-__all__ = ["execute_graph", "check_same_graph"]
+__all__ = ["execute_graph", "check_same_graph", "update_statistics"]
+
+
+def update_statistics(model, sample, loss_fn, rng):
+    """The step's one update of BatchNorm's running statistics and batch count: a forward
+    and loss under ``no_grad`` from RNG state ``rng`` (the RNG is left as it was).
+
+    >>> import ckpt
+    >>> bn = ckpt.nn.BatchNorm1d(2)
+    >>> update_statistics(bn, ckpt.tensor([[1.0, 2.0], [3.0, 2.0]]), None, ckpt.get_rng_state())
+    >>> bn.running_mean.tolist(), int(bn.num_batches_tracked.item())
+    ([0.20000000298023224, 0.20000000298023224], 1)
+    """
+    end = get_rng_state()
+    set_rng_state(rng)
+    try:
+        with no_grad():
+            (loss_fn or sum_loss)(model(sample))
+    finally:
+        set_rng_state(end)
 
 
 def check_same_graph(plan_graph, traced_graph):
@@ -90,6 +120,7 @@ def execute_graph(model, plan, sample, loss_fn=None):
         raise ExecutionError(f"execute_graph needs a GraphPlan, got a {type(plan).__name__}")
     if not isinstance(sample, Tensor):
         raise ExecutionError(f"sample must be a ckpt.Tensor, got {type(sample).__name__}")
+    rng = get_rng_state()
     program = bind(model, sample, loss_fn)
     check_same_graph(plan.training, program.graph(0, 0).training())
     simulation = plan.simulate()
@@ -113,4 +144,6 @@ def execute_graph(model, plan, sample, loss_fn=None):
                 after.append(report.current_bytes)
     finally:
         runner.finish()
+    if program.updates_statistics:
+        update_statistics(model, sample, loss_fn, rng)
     return Execution(runner.loss, report, simulation, tuple(peaks), tuple(after))

@@ -19,7 +19,7 @@ top-level ckpt op call, parameters and data are constant memory, not nodes). Per
 ``input_bytes`` is the sample plus the constant tensors the ops read (targets, masks);
 ``param_bytes`` what else is alive when the step begins: parameters, a gradient per
 parameter (the executor's stand-ins) and module buffers. Profiling changes neither the
-model's gradients nor the RNG.
+model's gradients, its BatchNorm statistics (every op runs as a recomputation) nor the RNG.
 """
 import statistics
 import time

@@ -23,6 +23,11 @@ else holds them:
 So memory after each op is the simulator's, and the peak of an op is that plus a transient
 that depends on the op alone (temporaries inside it, gradients in flight), measured once by
 ``profile_graph``.
+
+Side effects that must happen once per step (BatchNorm's running statistics and batch
+count) never happen here: the trace and every replay run as recomputations
+(``ckpt.autograd.events.recomputing``), and ``program.updates_statistics`` tells the
+executor that the step's one update is still to be made.
 """
 from typing import NamedTuple
 
@@ -30,6 +35,7 @@ import numpy as np
 
 from ..autograd import grad_mode
 from ..autograd.engine import backward as _engine_backward, grad as _engine_grad
+from ..autograd.events import recomputing
 from ..autograd.function import Function
 from ..autograd.graph import AccumulateGrad, root_buffer, saved_tensors_hooks, walk
 from ..autograd.random import get_rng_state, set_rng_state
@@ -37,6 +43,7 @@ from ..autograd.tensor import Tensor
 from ..memory.accounting.track import SavedBuffer
 from .graph import Graph, Node, READS
 from .graph_training import backward_name
+from .runner import sum_loss
 from .op_trace import TraceError, ValueRef, replace_tensors, tensors_in, trace
 
 __all__ = ["GraphProgram", "bind", "OpRunner", "owned_outputs", "classify_saved"]
@@ -111,17 +118,14 @@ def _view(root, geometry):
     return np.ndarray(shape, dtype, buffer=root, offset=offset, strides=strides)
 
 
-def _sum_loss(out):
-    return out.sum()
-
-
 class GraphProgram:
     """A training step traced into ops (``bind``): the ``calls`` that reach the loss (in
     trace order), their graph ``names``, the ``loss`` call, the ``params`` (leaves that
     require grad), the ``data`` tensors (the sample and constants the ops read), per call
     ``output_bytes``, ``saved_bytes`` and ``reads``, ``consumers`` (per call, the calls
-    reading it, in the order ``backward()`` adds their gradients) and ``rng_end`` (the RNG
-    state after an uninterrupted forward and loss).
+    reading it, in the order ``backward()`` adds their gradients), ``rng_end`` (the RNG
+    state after an uninterrupted forward and loss) and ``updates_statistics`` (a
+    BatchNorm in training mode would update running statistics in a plain step).
 
     >>> import ckpt
     >>> w = ckpt.ones(3, requires_grad=True)
@@ -141,6 +145,7 @@ class GraphProgram:
         self.saved_bytes = {k: s[1] for k, s in sizes.items()}
         self.reads = {k: s[2] for k, s in sizes.items()}
         self.name = name
+        self.updates_statistics = any(_updates_statistics(c) for c in calls)
         self.consumers = {k: [] for k in self.order}
         for k in self.order:
             for i in self.calls[k].inputs:
@@ -168,9 +173,17 @@ class GraphProgram:
                      cost_unit=cost_unit)
 
 
+def _updates_statistics(call):
+    """Is ``call`` a training-mode ``batch_norm`` given running statistics?"""
+    if call.name != "batch_norm":
+        return False
+    _, running_mean, running_var, _, _, training = call.args[:6]
+    return bool(training) and (running_mean is not None or running_var is not None)
+
+
 def bind(model, sample, loss_fn=None, name=None):
     """Trace one forward and loss of ``model(sample)`` into a ``GraphProgram`` (the RNG
-    is left as it was).
+    is left as it was; traced as a recomputation, so BatchNorm's statistics are too).
 
     >>> import ckpt
     >>> w = ckpt.ones(3, requires_grad=True)
@@ -180,10 +193,11 @@ def bind(model, sample, loss_fn=None, name=None):
     """
     if not isinstance(sample, Tensor):
         raise TypeError(f"sample must be a ckpt.Tensor, got {type(sample).__name__}")
-    loss_fn = _sum_loss if loss_fn is None else loss_fn
+    loss_fn = sum_loss if loss_fn is None else loss_fn
     rng0 = get_rng_state()
     try:
-        traced = trace(lambda: loss_fn(model(sample)))
+        with recomputing():
+            traced = trace(lambda: loss_fn(model(sample)))
         rng_end = get_rng_state()
     finally:
         set_rng_state(rng0)
@@ -248,11 +262,6 @@ def _arrival_order(traced, keep, loss, params):
     delivers them (seen by post-hooks on the traced graph's nodes during one
     ``autograd.grad`` of the loss). The runner sums a value's gradients in this order, so
     the sums are the engine's, bit for bit (floating-point addition is not associative)."""
-    roots = {}
-    for c in keep:
-        for t in traced.outputs[c]:
-            if t.grad_fn is not None:
-                roots.setdefault(t.grad_fn, c)
     order = {c: [] for c in keep}
     handles = []
     for node, w in traced.owner.items():
@@ -261,8 +270,8 @@ def _arrival_order(traced, keep, loss, params):
 
         def seen(grad_inputs, grad_outputs, node=node, w=w):
             for (nxt, _), g in zip(node.next_functions, grad_inputs):
-                v = roots.get(nxt) if nxt is not None else None
-                if v is not None and v != w and g is not None and w not in order[v]:
+                v = traced.owner.get(nxt) if nxt is not None else None   # the call made it
+                if v in order and v != w and g is not None and w not in order[v]:
                     order[v].append(w)
         handles.append(node.register_hook(seen))
     try:
@@ -453,7 +462,7 @@ class OpRunner:
             set_rng_state(call.rng)
         saved = self._saved_now = []
         try:
-            with saved_tensors_hooks(self._pack, self._unpack), \
+            with saved_tensors_hooks(self._pack, self._unpack), recomputing(), \
                     grad_mode.set_grad_enabled(call.grad_enabled):
                 outs = tensors_in(call.replay(resolve))
                 inputs = {id(root_buffer(leaf.data)): ref for ref, leaf in leaves.items()}

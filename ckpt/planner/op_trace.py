@@ -11,15 +11,22 @@ recorded ops become ``ValueRef``s; every other tensor (the sample, parameters, c
 constants) stays in the recorded call as itself. ``OpCall.replay(resolve)`` calls the op
 again with each ``ValueRef`` replaced by ``resolve(ref)``.
 
-In-place ops (``add_``, ``x[i] = ...``) and BatchNorm in training mode are refused: the
-executor recomputes ops, and an op that writes into memory it does not own is not a
-function of its inputs.
+An in-place op such as ``x.relu_()`` or ``x.add_(y)`` runs its out-of-place op inside
+(``relu``, ``add``) and copies the result into ``x``: the trace records that op and from
+then on maps ``x`` to its output, so later reads of ``x`` read the new value and earlier
+ones the old (the executor replays ops, and an op that writes into memory it does not own
+is not a function of its inputs). Refused, naming the op: writes into a view or a tensor
+that shares its buffer with another value, into the sample, a parameter or a constant,
+and writes that run no out-of-place op (``zero_``, ``fill_``, ``copy_``, ``x[i] = v``).
 
 >>> import ckpt
 >>> w = ckpt.randn(3, 3, requires_grad=True)
 >>> t = trace(lambda: (ckpt.ones(2, 3) @ w).relu().sum())
 >>> [c.name for c in t.calls], t.calls[2].args
 (['ones', 'matmul', 'relu', 'sum'], (ValueRef(op=1, out=0),))
+>>> t = trace(lambda: (ckpt.ones(2, 3) @ w).relu_().sum())
+>>> [c.name for c in t.calls], t.calls[3].inputs     # sum reads relu's output
+(['ones', 'matmul', 'relu', 'sum'], (2,))
 """
 import importlib
 import inspect
@@ -46,9 +53,9 @@ _NOT_OPS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "in
 
 
 class TraceError(PlannerError):
-    """The program cannot be traced into replayable ops (an in-place op, BatchNorm that
-    updates its statistics, a tensor that reaches an op from another op's output outside
-    ckpt's ops, no scalar loss)."""
+    """The program cannot be traced into replayable ops (an in-place write that is no
+    out-of-place op's, a tensor that reaches an op from another op's output outside ckpt's
+    ops, no scalar loss)."""
 
 
 class ValueRef(NamedTuple):
@@ -227,10 +234,11 @@ def trace(program):
     >>> trace(lambda: x.add_(1))
     Traceback (most recent call last):
     ...
-    ckpt.planner.op_trace.TraceError: the program writes in place (add_): the graph executor recomputes ops, so each must be a function of its inputs; write it out of place (add instead of add_, torch.cat instead of slice assignment)
+    ckpt.planner.op_trace.TraceError: the program writes in place (add_) into a tensor no op of it made (the sample, a parameter or a constant): the graph executor replays ops, so each must be a function of its inputs; write it out of place (x = x.add(y) instead of x.add_(y), ckpt.cat instead of slice assignment)
     """
     codes, inplace = _op_codes()
     calls, outputs, where, owner = [], [], {}, {}
+    writes = _InPlaceWrites(where, outputs)
     open_frames = []
     pending = {}
     error = []
@@ -244,11 +252,11 @@ def trace(program):
     def profiler(frame, event, arg):
         if event == "call":
             code = frame.f_code
-            if code in inplace and not open_frames and not error:
+            if code in inplace and not open_frames and not writes.open:
                 same = inplace[code]
                 name = ("/".join(f.__name__ for f in same) if not code.co_freevars
                         else _called(same, frame.f_locals).__name__)
-                error.append(f"the program writes in place ({name})")
+                writes.begin(frame, name)
             candidates = codes.get(code)
             if candidates is not None:
                 if not open_frames:
@@ -257,24 +265,31 @@ def trace(program):
                                           get_rng_state())
                     saved_now.clear()
                 open_frames.append(frame)
-        elif event == "return" and open_frames and open_frames[-1] is frame:
-            open_frames.pop()
-            if not open_frames:
-                fn, local, enabled, rng = pending.pop(id(frame))
-                _record(fn, local, enabled, rng, arg)
+        elif event == "return":
+            if open_frames and open_frames[-1] is frame:
+                open_frames.pop()
+                if not open_frames:
+                    fn, local, enabled, rng = pending.pop(id(frame))
+                    _record(fn, local, enabled, rng, arg)
+            if writes.open and writes.open[-1].frame is frame:
+                problem = writes.end()
+                if problem and not error:
+                    error.append(problem)
 
     def _record(fn, local, enabled, rng, result):
         outs = tensors_in(result)
         if not outs:
             return
         args, kwargs = _call_arguments(fn, local)
-        if fn.__name__ == "batch_norm" and kwargs.get("training", args[5] if len(args) > 5
-                                                         else False) and \
-                (args[1] if len(args) > 1 else kwargs.get("running_mean")) is not None:
-            error.append("BatchNorm in training mode updates its running statistics in every "
-                         "forward, so a recomputed op would update them again; put BatchNorm "
-                         "in eval mode (or use LayerNorm/GroupNorm-like ops)")
         index = len(calls)
+        if writes.open:
+            writes.runs(fn, args, index)
+        seen_as = {}    # root of each tensor it got -> the array of the value it stands for
+        for t in tensors_in((args, kwargs)):
+            ref = where.get(id(t))
+            if ref is not None:
+                seen_as[id(root_buffer(t.data))] = outputs[ref.op][ref.out].data
+        saved_now[:] = [seen_as.get(id(root_buffer(a)), a) for a in saved_now]
         args = replace_tensors(args, lambda t: where.get(id(t), t))
         kwargs = replace_tensors(kwargs, lambda t: where.get(id(t), t))
         drew = rng if _rng_changed(rng) else None
@@ -291,14 +306,81 @@ def trace(program):
             result = program()
         finally:
             _restore_profiler(previous)
+            writes.forget()
     if error:
         msg = error[0]
         if msg.startswith("the program writes in place"):
-            msg += (": the graph executor recomputes ops, so each must be a function of its "
-                    "inputs; write it out of place (add instead of add_, torch.cat instead of "
-                    "slice assignment)")
+            msg += (": the graph executor replays ops, so each must be a function of its "
+                    "inputs; write it out of place (x = x.add(y) instead of x.add_(y), "
+                    "ckpt.cat instead of slice assignment)")
         raise TraceError(msg)
     return Trace(calls, outputs, result, where, owner)
+
+
+class _Write:
+    """One in-place call being traced: its ``frame``, ``name``, the ``target`` tensor, the
+    target's ``ref``, the ``index`` of the out-of-place call it ran, and ``problem`` (None:
+    none; a string, maybe empty, says why it cannot be rewritten)."""
+    __slots__ = ("frame", "name", "target", "ref", "index", "problem")
+
+
+class _InPlaceWrites:
+    """The in-place calls ``trace`` meets, each rewritten as the out-of-place op it runs (the
+    module doc says when that is refused). ``where`` and ``outputs`` are the trace's."""
+
+    def __init__(self, where, outputs):
+        self.where, self.outputs = where, outputs
+        self.open = []
+        self.aliases = []         # snapshots mapped to a target's value: kept, so ids stay
+
+    def begin(self, frame, name):
+        w = _Write()
+        w.frame, w.name, w.index, w.problem = frame, name, None, None
+        first = next(iter(frame.f_locals.values()), None)
+        w.target = first if isinstance(first, Tensor) else None
+        w.ref = None if w.target is None else self.where.get(id(w.target))
+        if w.ref is None:
+            w.problem = " into a tensor no op of it made (the sample, a parameter or a constant)"
+        elif self._shared(w.target):
+            w.problem = " into memory that another value shares (a view, or a viewed tensor)"
+        self.open.append(w)
+
+    def _shared(self, target):
+        root = root_buffer(target.data)
+        if root is not target.data:
+            return True
+        return any(t is not target and root_buffer(t.data) is root
+                   for outs in self.outputs for t in outs)
+
+    def runs(self, fn, args, index):
+        """A top-level op ``fn(*args)`` recorded as call ``index`` inside the open write: when
+        it is the write's out-of-place op, its first argument (the target or a copy of it)
+        maps to the target's value."""
+        w = self.open[-1]
+        if w.problem is not None or w.index is not None or fn.__name__ + "_" != w.name or \
+                not args or not isinstance(args[0], Tensor):
+            w.problem = w.problem or ""
+            return
+        w.index = index
+        source = args[0]
+        if source is not w.target:
+            self.where[id(source)] = w.ref
+            self.aliases.append(source)
+
+    def forget(self):
+        """Drop the copies' entries from ``where`` (their ids may be reused once freed)."""
+        for source in self.aliases:
+            self.where.pop(id(source), None)
+        self.aliases.clear()
+
+    def end(self):
+        """Close the innermost write: map its target to the out-of-place op's output, or
+        say what is wrong with it."""
+        w = self.open.pop()
+        if w.problem is not None or w.index is None:
+            return f"the program writes in place ({w.name}){w.problem or ''}"
+        self.where[id(w.target)] = ValueRef(w.index, 0)
+        return None
 
 
 def _restore_profiler(previous):

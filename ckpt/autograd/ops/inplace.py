@@ -11,7 +11,8 @@ import numpy as np
 from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import bump_version, check_inplace, rebase_views, setitem, take_tangent
+from .shape import (bump_version, check_inplace, check_no_overlap, rebase_views, take_history,
+                    take_tangent, writable, write_into)
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -35,7 +36,9 @@ def _inplace(name):
     """The in-place op ``name`` (e.g. ``'add_'``), the function behind the Tensor method."""
     if name in ("zero_", "fill_", "copy_"):
         def fill(self, value=0):
-            setitem(self, Ellipsis, value)
+            if name == "copy_":
+                check_no_overlap(self.data)
+            write_into(self, Ellipsis, value)
             return self
         fill.__name__ = name
         fill.__doc__ = f"``{name}`` in place (recorded as ``CopySlices``)."
@@ -44,19 +47,20 @@ def _inplace(name):
 
     def method(self, *args, **kwargs):
         check_inplace(self)
+        check_no_overlap(self.data)
         tracking = grad_mode._State.enabled and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
         source = _snapshot(self) if tracking and name in _SAVES_SELF else self
         out = op(source, *args, **kwargs)
         try:
-            np.copyto(self.data, out.data, casting="same_kind")
+            np.copyto(writable(self.data), out.data, casting="same_kind")
         except TypeError:
             raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
                                f"type {self.data.dtype} in {name}") from None
         bump_version(self)
         take_tangent(self, out)  # forward mode: the written tensor takes the new tangent
         if out.grad_fn is not None:
-            self.grad_fn, self.requires_grad, self._output_nr = out.grad_fn, True, 0
+            take_history(self, out.grad_fn)
         if out.grad_fn is not None or out._fw is not None:
             rebase_views(self)
         return self

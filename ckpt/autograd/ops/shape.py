@@ -23,8 +23,10 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
-        if ((out.grad_fn is not None or out._fw is not None) and op is not None
-                and not _replaying[0]):
+        # a graph-less view is remembered only in grad mode, where a write through it can
+        # give its base history (a view made under no_grad can't: torch refuses that write)
+        if op is not None and not _replaying[0] and (
+                out.grad_fn is not None or out._fw is not None or grad_mode._State.enabled):
             _register_view(out, x, (op, args))
     return out
 
@@ -36,14 +38,15 @@ def _register_view(out, x, step):
     else:
         steps = x._view_fn + (step,)
     out._base, out._view_fn = base, steps
-    # track the views of a base with history or (forward mode alone) a tangent: a write through
-    # one must reach the base and its other views (a leaf requiring grad is never written)
-    if base.grad_fn is not None or base._fw is not None:
-        views = getattr(base, "_views", None)
-        if views is None:
-            views = base._views = {}
-        key = id(out)
-        views[key] = weakref.ref(out, lambda _, views=views, key=key: views.pop(key, None))
+    # track the views of every base but a leaf requiring grad (never written in grad mode): a
+    # write through one must reach the base and its other views, even one that gives a
+    # graph-less base its first history (torch's CopySlices)
+    if not base.requires_grad or base.grad_fn is not None or base._fw is not None:
+        try:
+            views = base._views
+        except AttributeError:
+            views = base._views = set()
+        views.add(weakref.ref(out, views.discard))  # a dead view's ref leaves the set
 
 
 def _replay(base, steps):
@@ -102,28 +105,40 @@ def take_tangent(t, source):
         _remember(t, source._fw)
 
 
+def take_history(t, grad_fn, output_nr=0):
+    """``t``, written in place, becomes output ``output_nr`` of ``grad_fn``. A retained grad
+    moves with it to the new version (tensor hooks stay with the old one), as in torch."""
+    retains = t._retains_grad
+    if retains:
+        t.grad_fn._retain_hooks.pop(t._output_nr, None)
+        t._retains_grad = False
+    t.grad_fn, t._output_nr, t.requires_grad = grad_fn, output_nr, True
+    if retains:
+        t.retain_grad()
+
+
 def rebase_views(t):
     """After a recorded in-place write into ``t`` (whose history already points at the
-    write): rebase ``t``'s base if ``t`` is a view, then re-derive the other live views."""
+    write): rebase ``t``'s base if ``t`` is a view, then re-derive every live view from the
+    base (``t`` too, as torch regenerates a written view's ``grad_fn`` from its base)."""
     base = getattr(t, "_base", None)
     root = t if base is None else base
     if base is not None:
-        steps = t._view_fn
         tracked = record(_ViewCopySlices, base.data, (base, t), base_shape=base.data.shape,
-                         steps=steps)
+                         steps=t._view_fn)
         take_tangent(base, tracked)
         if tracked.grad_fn is not None:
-            base.grad_fn, base.requires_grad, base._output_nr = tracked.grad_fn, True, 0
+            take_history(base, tracked.grad_fn)
     views = getattr(root, "_views", None)
     if views:
-        for ref in list(views.values()):
+        for ref in list(views):
             v = ref()
-            if v is None or v is t:
+            if v is None or (v is t and root.grad_fn is None):
                 continue
             fresh = _replay(root, v._view_fn)
             take_tangent(v, fresh)
             if fresh.grad_fn is not None:
-                v.grad_fn, v._output_nr, v.requires_grad = fresh.grad_fn, fresh._output_nr, True
+                take_history(v, fresh.grad_fn, fresh._output_nr)
 
 
 def _zeros_for(tangent, primal):
@@ -308,13 +323,37 @@ def expand(x, *sizes):
             return x
         return _share_version_if_view(record(ExpandBackward0, x.data, (x,), in_shape=x.data.shape), x,
                                       expand, (target,))
-    try:
-        out = np.broadcast_to(x.data, target)
-    except ValueError:
-        raise RuntimeError(f"expand: the expanded size {list(target)} is not compatible with the "
-                           f"existing size {list(x.data.shape)}") from None
+    out = _broadcast(x.data, target)
     return _share_version_if_view(record(ExpandBackward0, out, (x,), in_shape=x.data.shape), x,
                                   expand, (target,))
+
+
+def _broadcast(d, target):
+    """``d`` broadcast to ``target``: a view that is read-only (the engine copies such a
+    gradient before accumulating into it) until an in-place write makes it writable
+    (``writable``): a write reaches every element sharing the memory, as in torch."""
+    lead = len(target) - d.ndim
+    if any(n != 1 and n != t for n, t in zip(d.shape, target[lead:])):
+        raise RuntimeError(f"expand: the expanded size {list(target)} is not compatible with the "
+                           f"existing size {list(d.shape)}")
+    strides = (0,) * lead + tuple(0 if n == 1 else s for n, s in zip(d.shape, d.strides))
+    if d.flags.c_contiguous and d.size:
+        out = np.ndarray(target, d.dtype, d, 0, strides)
+    else:
+        out = np.lib.stride_tricks.as_strided(d, target, strides)
+    out.flags.writeable = False
+    return out
+
+
+def writable(d):
+    """``d``, made writable if it is a read-only view of writable memory (an expanded tensor);
+    an array that can't be (a read-only buffer) stays as it is, for numpy's error."""
+    if not d.flags.writeable:
+        try:
+            d.flags.writeable = True
+        except ValueError:
+            pass
+    return d
 
 
 class SumToBackward0(_SameOpOnTangent):
@@ -577,6 +616,21 @@ def check_inplace(x):
                 "a view of a leaf Variable that requires grad is being used in an in-place operation.")
 
 
+def check_no_overlap(region):
+    """Refuse a write into ``region`` if several of its elements share one memory location
+    (an expanded tensor), as torch does.
+
+    >>> import ckpt
+    >>> ckpt.zeros(1, 2).expand(3, 2).mul_(2)
+    Traceback (most recent call last):
+    RuntimeError: unsupported operation: more than one element of the written-to tensor refers to a single memory location. Please clone() the tensor before performing the operation.
+    """
+    if 0 in region.strides and any(s == 0 and n > 1 for s, n in zip(region.strides, region.shape)):
+        raise RuntimeError("unsupported operation: more than one element of the written-to tensor "
+                           "refers to a single memory location. Please clone() the tensor before "
+                           "performing the operation.")
+
+
 def bump_version(x):
     x._vc[0] += 1
 
@@ -588,10 +642,18 @@ def setitem(x, index, value):
     >>> x = ckpt.zeros(3); x[1] = 5.0; x.tolist()
     [0.0, 5.0, 0.0]
     """
+    if 0 in x.data.strides and _is_basic(_index_arg(index)):
+        check_no_overlap(x.data[_index_arg(index)])
+    write_into(x, index, value)
+
+
+def write_into(x, index, value):
+    """``setitem`` without the check for repeated elements (``fill_`` and ``zero_`` of an
+    expanded tensor write each memory location once, as in torch)."""
     check_inplace(x)
     raw, index = index, _index_arg(index)
     try:
-        x.data[index] = data_of(value)
+        writable(x.data)[index] = data_of(value)
     except ValueError:
         raise RuntimeError(f"setitem: value of shape {list(np.shape(data_of(value)))} cannot be "
                            f"assigned to x[{index!r}] of shape {list(x.data[index].shape)}") from None
@@ -601,7 +663,7 @@ def setitem(x, index, value):
                      shape=x.data.shape, **for_jvp(index=index))
     take_tangent(x, tracked)  # forward mode: the written tensor takes the new tangent
     if tracked.grad_fn is not None:
-        x.grad_fn, x.requires_grad, x._output_nr = tracked.grad_fn, True, 0
+        take_history(x, tracked.grad_fn)
     if tracked.grad_fn is not None or tracked._fw is not None:
         rebase_views(x)
 

@@ -30,10 +30,10 @@ coordinates, and the right term, C(s2, t, m - a_{s2}), is column j of the row of
 shifted by its a_{s2}. Column j of a row depends only on columns at or left of j, so the
 root's column J - 1 = slots - a_1 bounds every table.
 
-Blocks of columns outermost. Columns are cut into blocks (j0, j1] of ``GRID`` columns
-(``SHORT_GRID`` on short chains, where fewer numpy calls matter more than less work), and
+Blocks of columns outermost. Columns are cut into blocks (j0, j1] of 16 to 64 columns
+(``GRIDS``: more on short chains, where fewer numpy calls matter more than less work), and
 each block is finished for every length ℓ = 0..L-1 before the next: what a block reads (its
-own columns of every shorter row, in a window W of ``GRID`` x L x L, and the same shifted
+own columns of every shorter row, in a window W of (columns) x L x L, and the same shifted
 by a_s, in Y) stays in the cache, where the whole tables (L^2 / 2 x slots float64, one
 (slots, L - ℓ) array per length) would not. In W, the left terms of every split k and row
 s of one length are one strided slice W[i, 0:ℓ, rows] (lengths 0..ℓ-1 by start s) and the
@@ -47,10 +47,14 @@ by one numpy add and one min. Per block and length:
    split k can be least somewhere in [j0, j1) only if its value at j1 is at most C(j0);
    the bounding box of those (split, row) pairs is evaluated on the interior columns. A
    large box is first evaluated every ``SUB_GRID`` columns, which gives C there exactly and
-   the same test on each sub-block.
+   the same test on each sub-block; a small one (``SMALL_STEP``) is evaluated whole.
 
-On the benchmark chains (500 slots) this evaluates about a fifth of the (segment, split,
-column) triples of the full program. Splits that the forward requirement rules out at a
+Only the states the root needs: its choices move a segment's start right and its column
+left, so start s is never needed below column J - 1 - D_s (``reach_depth``), and the rows
+below are skipped (about a third of the work on the benchmark chains); a row first needed
+inside a block takes save first where it is first needed as its C(j0). On the benchmark
+chains (500 slots) this evaluates 13-14% of the (segment, split, column) triples of the
+full program at L = 200-500. Splits that the forward requirement rules out at a
 column where both their parts are finite (rare) are set to +inf in what was evaluated.
 Time O(L^3 · slots / 6) element operations in the worst case, memory L^2 · slots / 2
 float64; the schedule is rebuilt afterwards by re-evaluating the candidates of the O(L)
@@ -80,11 +84,12 @@ from .exhaustive import EXHAUSTIVE_MAX_STAGES, exhaustive
 
 __all__ = ["optimal", "solve"]
 
-GRID = 16           # columns between two grid columns
-SHORT_GRID = 32     # the same for chains of at most SHORT_CHAIN stages (fewer numpy calls)
-SHORT_CHAIN = 150
+# columns between two grid columns, by chain length (longest, columns): shorter chains
+# gain more from fewer numpy calls than from less work (measured, benchmarks/README.md)
+GRIDS = ((64, 64), (150, 32), (300, 24), (None, 16))
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
+SMALL_STEP = 16_000    # triples below which a block's length is evaluated without pruning
 
 
 class _Tables:
@@ -127,30 +132,39 @@ def solve(chain, budget, slots=500):
     J = S + 1 - int(a[1])                            # columns j = m + g_t; root at J - 1
     inf = np.inf
     big = np.int64(2 * J + 4 * int(g.max() + a.max() + eA.max()) + 8)
-    first = np.full((L + 2, L + 2), big, dtype=np.int64)  # first finite column
-    sat = np.zeros((L + 2, L + 2), dtype=np.int64)        # from here on: store-all cost
+    # by (length, start) and (length, end), so that a split's parts are slices: the first
+    # finite column of (s, s + ℓ) is firstL[ℓ, s] = firstE[ℓ, s + ℓ], and from satL[ℓ, s] on
+    # its cost is store-all's
+    firstL = np.full((L + 1, L + 2), big, dtype=np.int64)
+    firstE = np.full((L + 1, L + 2), big, dtype=np.int64)
+    satL = np.zeros((L + 1, L + 2), dtype=np.int64)
     s = np.arange(1, L + 1)
     leaf = up(np.maximum(xb[s] + ofs[s], xb[s] + d[s - 1] + ob[s])) + g[s]
-    first[s, s] = sat[s, s] = leaf
+    firstL[0, 1:L + 1] = firstE[0, 1:L + 1] = satL[0, 1:L + 1] = leaf
+    lengths = np.arange(L)[:, None]
+    fwdL = fwdreq[s[None, :], np.minimum(s[None, :] + lengths, L + 1)]   # [ℓ, s - 1]
+    a_from = np.lib.stride_tricks.sliding_window_view(np.append(a[2:], a[:L]), L)  # [k-1,
+    # s - 1] = a[s + k] (the tail is never read)
 
     # per length ℓ, rows s = 1..L-ℓ: what every block of columns reads
     P = int(min(max(eA.max(), a.max()), J))          # rows of +inf before column 0
-    grid = SHORT_GRID if L <= SHORT_CHAIN else GRID
+    grid = next(columns for longest, columns in GRIDS if longest is None or L <= longest)
     cb = np.arange(grid)[:, None]                    # a block's columns, from its first
     per = [None]
+    store_all_row = [uf[1:] + ub[1:] + U[1:]]    # H[ℓ] at every column >= max(sat)
     for ell in range(1, L):
         R = L - ell
         s = np.arange(1, R + 1)
         t = s + ell
         gt = g[t]
         reqA = np.maximum(up(xb[s] + ofs[s]), up(xb[s] + d[s] + d[s - 1] + ob[s]) - gt) + gt
-        sat[s, t] = np.maximum(reqA, eA[s] + sat[s + 1, t])
-        k = np.arange(1, ell + 1)[:, None]
-        S2, Rr = s[None, :] + k, s[None, :] + k - 1
-        fq = fwdreq[s[None, :], Rr] + gt[None, :]    # split allowed from column fq on
-        ch = np.maximum(first[S2, t[None, :]] + a[S2], first[s[None, :], Rr])
-        first[s, t] = np.minimum(np.maximum(reqA, first[s + 1, t] + eA[s]),
-                                 np.maximum(fq, ch).min(axis=0))
+        satL[ell, 1:R + 1] = sat = np.maximum(reqA, eA[s] + satL[ell - 1, 2:R + 2])
+        fq = fwdL[:ell, :R] + gt                     # split at s + k allowed from column fq
+        ch = np.maximum(firstE[ell - 1::-1, ell + 1:L + 1] + a_from[:ell, :R],
+                        firstL[:ell, 1:R + 1])       # both parts finite from column ch
+        first = np.minimum(np.maximum(reqA, firstL[ell - 1, 2:R + 2] + eA[s]),
+                           np.maximum(fq, ch).min(axis=0))
+        firstL[ell, 1:R + 1] = firstE[ell, ell + 1:L + 1] = first
         bk, bs = np.nonzero(fq > ch)                 # splits the forward requirement cuts
         bfq = fq[bk, bs]
         # flat offsets, from a block's first column, into the table of length ℓ - 1 (save
@@ -160,8 +174,9 @@ def solve(chain, budget, slots=500):
         # a split at s + k costs at least U[s+k-1] + SA, SA the store-all cost (less a
         # margin for rounding, in the units of ``best`` below)
         SA = U[t] - U[s - 1] + B[t] - B[s - 1] + U[t] - eps
+        store_all_row.append(store_all_row[-1][1:] + (uf[s] + ub[s] + U[s - 1]) - U[s - 1])
         per.append((reqA, int(reqA.max()), uf[s] + ub[s] + U[s - 1], U[s - 1],
-                    int(first[s, t].min()), int(sat[s, t].max()),
+                    int(first.min()), int(sat.max()),
                     (bk, bs, bfq, int(bfq.max(initial=-1))), relS, relY, SA, s))
 
     H = [np.empty((P + J, L - ell)) for ell in range(L)]   # H[ℓ][P + j, s - 1] =
@@ -171,13 +186,16 @@ def solve(chain, budget, slots=500):
     W = np.empty((grid, L, L))      # the block's columns of every H[ℓ], by start s
     Y = np.empty((grid, L, L))      # the same shifted by a_s, by end t
     G = np.unique(np.append(np.arange(0, J, grid), J - 1))
-    Cprev = [None] * L               # C at the block's left grid column, as ``best``
+    Cprev = [np.full(L - ell, inf) for ell in range(L)]   # C at a block's left column
     s = np.arange(1, L + 1)
     leafv = uf[s] + ub[s] + U[s]
     leafY = (cb + P - np.minimum(a[s], P)) * L + (s - 1)[None, :]
     bufs = [np.empty(0), np.empty(0)]
-    j0 = -1
-    for j1 in G.tolist():
+    deepest = reach_depth(a, eA)                     # row s is needed from J - 1 - D_s on
+    unneeded = np.searchsorted(deepest, J - 1 - G, side="left").tolist()
+    needed_from = np.maximum(J - 1 - deepest, 0)     # by row s - 1
+    j0, r_prev = -1, L
+    for j1, r0 in zip(G.tolist(), unneeded):
         n = j1 - j0 - 1                               # interior columns j0+1 .. j1-1
         c = j0 + 1                                    # the block's first column
         cols = np.arange(c, j1 + 1)
@@ -185,38 +203,51 @@ def solve(chain, budget, slots=500):
         H[0][P + c:P + j1 + 1] = W[:n + 1, 0, :]
         np.take(Hf[0][c * L:], leafY[:n + 1], out=Y[:n + 1, 0, :], mode="clip")
         for ell in range(1, L):
-            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
             R = L - ell
             h = H[ell]
+            if r0 >= R:                               # no row needed yet
+                h[P + c:P + j1 + 1] = inf
+                continue
+            reqA, reqmax, sfc, Us, c0, c1, bite, relS, relY, SA, s = per[ell]
+            new = max(0, min(r_prev, R) - r0)         # rows needed from this block on
             dst = W[:n + 1, ell, :R]
             if j1 < c0:                               # nothing finite yet
                 dst[...] = inf
-                Cprev[ell] = np.full(R, inf)
             elif j0 >= c1:                            # every row at its store-all cost
-                dst[...] = h[P + j0]
+                dst[...] = store_all_row[ell]
             else:
                 # best[j, s] = C(s, t, j - g_t) + U[s-1] + U[t], the least choice so far
-                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1])
-                best += sfc                           # save first
+                best = Hf[ell - 1][c * (R + 1):].take(relS[:n + 1, r0:])
+                best += sfc[r0:]                      # save first
                 if c < reqmax:
-                    best[cols[:, None] < reqA] = inf
-                K = ell
-                if n:                                 # splits dearer than C(j0) at best
-                    K = np.searchsorted(U, Cprev[ell] - SA, side="right") - s
-                    K = max(1, min(ell, int(K.max())))
-                V = W[n, :K, :R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1, ell:L]
-                if bite[3] > j1:
-                    cut = (bite[2] > j1) & (bite[0] < K)
-                    V[bite[0][cut], bite[1][cut]] = inf
-                Vmin = V.min(axis=0)
-                np.minimum(best[n], Vmin, out=best[n])
-                if n:
-                    _interior(W, Y, j0, n, ell, V, Vmin, Cprev[ell], best, bite, bufs)
-                Cprev[ell] = best[n]
-                np.subtract(best, Us, out=dst)
+                    best[cols[:, None] < reqA[r0:]] = inf
+                Cleft = Cprev[ell][r0:]
+                if new:         # rows not computed at j0: save first where first needed
+                    Cleft[:new] = best[needed_from[r0:r0 + new] - c, np.arange(new)]
+                # splits dearer at best than min(C(j0), save first at c) >= C(block)
+                K = np.searchsorted(U, np.minimum(Cleft, best[0]) - SA[r0:],
+                                    side="right") - s[r0:]
+                K = max(1, min(ell, int(K.max())))
+                if (n + 1) * K * (R - r0) <= SMALL_STEP:   # all at once: fewer calls
+                    T = _sums(W, Y, j0, 0, n + 1, 1, ell, 0, K, r0, R, bite, bufs, 0)
+                    np.minimum(best, T.min(axis=1), out=best)
+                else:
+                    V = W[n, :K, r0:R] + Y[n, ell - 1:(ell - 1 - K if K < ell else None):-1,
+                                           r0 + ell:L]
+                    if bite[3] > j1:
+                        cut = (bite[2] > j1) & (bite[0] < K) & (bite[1] >= r0)
+                        V[bite[0][cut], bite[1][cut] - r0] = inf
+                    Vmin = V.min(axis=0)
+                    np.minimum(best[n], Vmin, out=best[n])
+                    if n:
+                        _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, r0)
+                Cleft[...] = best[n]
+                if r0:
+                    dst[:, :r0] = inf
+                np.subtract(best, Us[r0:], out=dst[:, r0:])
             h[P + c:P + j1 + 1] = dst
             np.take(Hf[ell][c * R:], relY[:n + 1], out=Y[:n + 1, ell, ell:L], mode="clip")
-        j0 = j1
+        j0, r_prev = j1, r0
 
     tb.__dict__.update(L=L, S=S, J=J, P=P, a=a, eA=eA, g=g, fwdreq=fwdreq, U=U, H=H, up=up,
                        chain=chain)
@@ -224,12 +255,27 @@ def solve(chain, budget, slots=500):
     return tb
 
 
-def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
+def reach_depth(a, eA):
+    """D_s (index s - 1): how far below the root's column the root's states reach start s at
+    the lowest, so that no state the root needs has start s below column J - 1 - D_s. Each
+    choice moves the start right and the column left, by a_{s2} (a split at s2) or eA_s (save
+    first): D_1 = 0 and D_s = D_{s-1} + max(a_s, eA_{s-1}), D being non-decreasing. The
+    states above these columns need only each other, so the program skips the rows below.
+
+    >>> reach_depth(np.array([0, 1, 3, 2, 0]), np.array([0, 4, 1, 5, 0])).tolist()
+    [0, 4, 6]
+    """
+    L = len(a) - 2
+    return np.concatenate([[0], np.cumsum(np.maximum(a[2:L + 1], eA[1:L]))])
+
+
+def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs, off):
     """Lower ``best`` (n + 1 columns from j0 + 1, rows of length ``ell``) at the block's
     interior columns by the splits that can be least there: a split can be least somewhere
     in [j0, j1) only if its value V at j1 is at most C at j0 (both non-increasing in m).
     A large set of such splits is first evaluated every SUB_GRID columns, which gives C there
-    exactly and the same test on each sub-block."""
+    exactly and the same test on each sub-block. ``V``, ``Cleft`` and ``best`` hold rows
+    from ``off`` on."""
     rows = (Vmin <= Cleft).nonzero()[0]
     if not len(rows):
         return
@@ -237,11 +283,12 @@ def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
     ks = (V[:, s0:s1] <= Cleft[s0:s1]).any(axis=1).nonzero()[0]
     k0, k1 = int(ks[0]), int(ks[-1]) + 1
     if n < 2 * SUB_GRID or n * (k1 - k0) * (s1 - s0) < SMALL_BOX:
-        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, s0, s1, bite, bufs, 0)
+        T = _sums(W, Y, j0, 0, n, 1, ell, k0, k1, off + s0, off + s1, bite, bufs, 0)
         bv = best[:n, s0:s1]
         np.minimum(bv, T.min(axis=1), out=bv)
         return
-    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, s0, s1, bite, bufs, 0)
+    T1 = _sums(W, Y, j0, SUB_GRID - 1, n, SUB_GRID, ell, k0, k1, off + s0, off + s1,
+               bite, bufs, 0)
     bv = best[SUB_GRID - 1:n:SUB_GRID, s0:s1]
     np.minimum(bv, T1.min(axis=1), out=bv)
     left = -1
@@ -256,7 +303,7 @@ def _interior(W, Y, j0, n, ell, V, Vmin, Cleft, best, bite, bufs):
                 a0, a1 = int(r2[0]), int(r2[-1]) + 1
                 k2 = M[:, a0:a1].any(axis=1).nonzero()[0]
                 T = _sums(W, Y, j0, left + 1, right, 1, ell, k0 + int(k2[0]),
-                          k0 + int(k2[-1]) + 1, s0 + a0, s0 + a1, bite, bufs, 1)
+                          k0 + int(k2[-1]) + 1, off + s0 + a0, off + s0 + a1, bite, bufs, 1)
                 bv = best[left + 1:right, s0 + a0:s0 + a1]
                 np.minimum(bv, T.min(axis=1), out=bv)
         left = right
