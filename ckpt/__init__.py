@@ -18,22 +18,29 @@ from .autograd.factory import (arange, as_tensor, bool_, device, double, empty, 
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
                                randint, randn, randn_like, tensor, zeros, zeros_like)
 bool = bool_  # noqa: A001  (torch.bool; this module calls no builtin bool)
-from .autograd.ops import (abs, add, amax, argmax, argmin, bitwise_not, cat, chunk, clamp, clone,
-                           cos, div, eq, erf, exp, expand, flatten, ge, gelu, getitem, gt, le,
-                           linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
-                           min, minimum, mul, ne, neg, permute, pow, relu, reshape, sigmoid, sign,
-                           sin, split, sqrt, squeeze, stack, std, sub, sum, sum_to, tanh,
-                           transpose, unbind, unsqueeze, var, where)
+from .autograd.factory import (BoolTensor, DoubleTensor, FloatTensor, LongTensor, int8, int16,
+                               uint8)
+int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no builtin int used here)
+from math import e, inf, nan, pi
+from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, bitwise_not, cat, chunk,
+                           clamp, clone, cos, div, eq, erf, exp, expand, flatten, ge, gelu,
+                           getitem, gt, isclose, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
+                           median, min, minimum, mm, mul, narrow, ne, neg, permute, pow, prod,
+                           relu, reshape, select, sigmoid, sign, sin, split, sqrt,
+                           squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
+                           unsqueeze, var, var_mean, where)
 from .autograd.ops.nn.conv import conv2d
 from .autograd.ops.nn.dropout import dropout
 from .autograd.ops.nn.embedding import embedding
 from .autograd.ops.nn.norm import batch_norm, layer_norm
 from .autograd.ops.nn.pool import avg_pool2d, max_pool2d
 from .autograd.ops.nn.softmax import log_softmax, softmax
+from .autograd.anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import func, nn, optim
 from . import memory, runtime
 from .runtime import CheckpointError, checkpoint, checkpoint_sequential
+from .serialization import load, save
 
 clip = clamp
 view = reshape

@@ -403,12 +403,6 @@ def test_determinism_check_none_skips_the_metadata_comparison():
         ckpt.checkpoint(f, x, determinism_check="strict")
 
 
-def test_use_reentrant_true_is_refused():
-    with pytest.raises(ValueError, match="non-reentrant"):
-        ckpt.checkpoint(lambda t: t, ckpt.ones(1), use_reentrant=True)
-    ckpt.checkpoint(lambda t: t, ckpt.ones(1), use_reentrant=False)
-
-
 def test_inplace_change_of_an_input_after_checkpoint_is_refused():
     x = ckpt.randn(3, requires_grad=True)
     h = x * 1.0

@@ -134,3 +134,36 @@ def test_register_multi_grad_hook_rejects_a_bad_mode_as_torch():
         return str(info.value)
     ours, theirs = both(program)
     assert ours == theirs
+
+
+def test_save_on_cpu_gives_torch_gradients():
+    def program(lib):
+        x = lib.tensor([0.5, 1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        with lib.autograd.graph.save_on_cpu(pin_memory=True):
+            y = (x.sin() * x).sum()
+        y.backward()
+        return x.grad.tolist(), isinstance(lib.autograd.graph.save_on_cpu(),
+                                           lib.autograd.graph.saved_tensors_hooks)
+    ours, theirs = both(program)
+    assert ours == theirs
+
+
+def test_allow_mutation_on_saved_tensors_as_torch():
+    def program(lib):
+        x = lib.tensor([0.5, 1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        log = []
+        with lib.autograd.graph.allow_mutation_on_saved_tensors():
+            y = x * 1
+            s = y.sin()
+            y.mul_(2)
+            s.sum().backward()
+            log.append((x.grad.tolist(), y.tolist()))
+        with lib.autograd.graph.allow_mutation_on_saved_tensors():
+            s = (x * 1).sin()
+        try:
+            s.sum().backward()
+        except AssertionError as error:
+            log.append(str(error).replace("contextin", "context in"))
+        return log
+    ours, theirs = both(program)
+    assert ours == theirs

@@ -50,7 +50,7 @@ def layer(module):
         return "units"
     if top in ("autograd", "func"):
         return "autograd"
-    if top in ("nn", "optim", "memory"):
+    if top in ("nn", "optim", "memory", "serialization"):  # save/load: tensors and parameters
         return "model"
     if top == "runtime":
         return "runtime"

@@ -6,5 +6,7 @@ from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, is_inferen
                         no_grad, set_grad_enabled)
 from . import events, forward_ad, functional, graph
 from .function import Function
+from .variable import Variable
 from .gradcheck import gradcheck, gradgradcheck
 from . import profiler
+from .anomaly import detect_anomaly, set_detect_anomaly

@@ -8,6 +8,7 @@ gradient (``run_node``: one path for every node, arrays or Tensors chosen once p
 """
 import sys
 import threading
+import warnings
 
 import numpy as np
 
@@ -55,9 +56,11 @@ def _make_batched_root_grads(outputs, grad_outputs, create_graph):
             g = _wrap(np.asarray(g, dtype=out.data.dtype))
         if g.data.shape[1:] != out.data.shape or (grads and g.data.shape[0] != grads[0].data.shape[0]):
             raise RuntimeError(
-                f"Mismatch in shape: with is_grads_batched=True, grad_output[{i}] must have shape "
-                f"(B, *{list(out.data.shape)}) with the same B for every output; got "
-                f"{_size(g.data.shape)}")
+                f"Mismatch in shape: grad_output[{i}] has a shape of {_size(g.data.shape)} and "
+                f"output[{i}] has a shape of {_size(out.data.shape)}. If `is_grads_batched=True`, "
+                "we interpret the first dimension of each grad_output as the batch dimension "
+                "(the same B for every output); the sizes of the remaining dimensions are "
+                "expected to match the shape of the corresponding output.")
         grads.append(g if create_graph else g.detach())
     return grads
 
@@ -110,6 +113,8 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             f"got {len(grad_outputs)} tensors in grad_tensors but {len(outputs)} in tensors")
     if retain_graph is None:
         retain_graph = create_graph
+    if create_graph:
+        warnings.warn(_CREATE_GRAPH_WARNING, UserWarning, stacklevel=2)
     roots = _root_edges(outputs)
     root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
     if not create_graph:   # a gradient the caller holds never becomes a .grad (torch clones it)
@@ -131,6 +136,13 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
             _accumulate_into(t, g, create_graph, in_place=False)
 
 
+_CREATE_GRAPH_WARNING = (
+    "Using backward() with create_graph=True will create a reference cycle between the parameter "
+    "and its gradient which can cause a memory leak. We recommend using autograd.grad when "
+    "creating the graph to avoid this. If you have to use this function, make sure to reset the "
+    ".grad fields of your parameters to None after use to break the cycle and avoid the leak.")
+
+
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
          allow_unused=None, is_grads_batched=False, materialize_grads=False):
     """Return d(outputs)/d(inputs) (vector-Jacobian products) without touching ``.grad``.
@@ -147,6 +159,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     """
     outputs = _as_tuple(outputs)
     inputs_t = _as_tuple(inputs)
+    if not inputs_t:
+        raise RuntimeError("`inputs` argument to `grad()` cannot be empty.")
     grad_outputs = _as_tuple(grad_outputs) if grad_outputs is not None else (None,) * len(outputs)
     if len(grad_outputs) != len(outputs):
         raise RuntimeError(
@@ -154,6 +168,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
             f"and {len(outputs)} outputs")
     if allow_unused is None:
         allow_unused = materialize_grads
+    elif materialize_grads and not allow_unused:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, "
+                         "but got: allow_unused=False.")
     if retain_graph is None:
         retain_graph = create_graph
     roots = _root_edges(outputs)
@@ -349,7 +366,7 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes", "nodes")
+                 "batched", "direct", "direct_nodes", "nodes", "callbacks")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -361,6 +378,7 @@ class _Pass:
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
                              else frozenset())
         self.nodes = None   # every node reachable from the roots (set by the pass)
+        self.callbacks = None   # what ``queue_callback`` asked to run at the end of the pass
 
     def reaches(self, node):
         """Whether this pass runs ``node`` or captures a gradient there."""
@@ -385,6 +403,27 @@ def current_pass():
     """
     passes = _Reentry.passes
     return passes[-1] if passes else None
+
+
+def queue_callback(callback):
+    """Run ``callback()`` once the backward pass running now has run all its nodes, after
+    the callbacks queued before it (torch's ``Variable._execution_engine.queue_callback``).
+
+    >>> import ckpt
+    >>> from ckpt.autograd.engine import queue_callback
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> y = x * 2
+    >>> seen = []
+    >>> _ = y.register_hook(lambda g: queue_callback(lambda: seen.append(x.grad.tolist())))
+    >>> y.sum().backward(); seen
+    [[2.0, 2.0]]
+    """
+    running = current_pass()
+    if running is None:
+        raise RuntimeError("Final callbacks can only be installed during backward pass.")
+    if running.callbacks is None:
+        running.callbacks = []
+    running.callbacks.append(callback)
 
 
 # Every this many nested passes the next one runs on a fresh thread, so that a deep chain of
@@ -523,6 +562,12 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     if remaining == 0:
                         ready.append(nxt)
                 i += 1
+        for callback in p.callbacks or ():   # (the list grows if a callback queues one)
+            callback()
+    except Exception as error:
+        if Extensions.on_backward_error is not None:
+            Extensions.on_backward_error(locals().get("node"), error)
+        raise
     finally:
         _GradState.enabled = previous_mode
         Batch.dims = previous_batch
@@ -578,12 +623,14 @@ def _prepare(node, grad, p):
     is_leaf_node = node.__class__ is AccumulateGrad
     if is_leaf_node:   # the leaf's tensor hooks come before the accumulator's pre-hooks
         grads = [_hooked_leaf_grad(node, grads[0])]
-    if node._tensor_hooks or node._retain_hooks or (runs and node._pre_hooks):
-        grads = _run_pre_hooks(node, grads, p.create_graph, runs)
-    if node in p.captures:
+    if node._tensor_hooks or node._retain_hooks:
+        grads = _run_tensor_hooks(node, grads, p.create_graph)
+    if node in p.captures:   # what the tensor hooks gave, before the node's pre-hooks (torch)
         wanted = p.captures[node]
         for nr in wanted:
             wanted[nr] = grads[nr]
+    if runs and node._pre_hooks:
+        grads = _run_node_pre_hooks(node, grads)
     if not runs:
         return None
     if is_leaf_node:
@@ -646,21 +693,24 @@ def _buffer_add(buffers, node, nr, g):
         slot[nr] = _add(slot[nr], g, node)
 
 
-def _run_pre_hooks(node, grads, create_graph, runs=True):
-    """Tensor hooks and ``retain_grad`` of each output, then (when the node ``runs``, not
-    only captured) the node's own pre-hooks."""
+def _run_tensor_hooks(node, grads, create_graph):
+    """The hooks of each output tensor (called with None for an output no gradient reached,
+    as torch does), then its ``retain_grad``."""
     grads = list(grads)
     for nr, hooks in (node._tensor_hooks or {}).items():
         for hook in list(hooks):
-            if grads[nr] is not None:
-                replaced = hook(grads[nr])
-                if replaced is not None:
-                    grads[nr] = replaced
+            replaced = hook(grads[nr])
+            if replaced is not None:
+                grads[nr] = replaced
     for nr, ref in (node._retain_hooks or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
             _accumulate_into(t, grads[nr], create_graph, in_place=False)
-    for hook in list(node._pre_hooks or ()) if runs else ():
+    return grads
+
+
+def _run_node_pre_hooks(node, grads):
+    for hook in list(node._pre_hooks):
         replaced = hook(tuple(grads))
         if replaced is not None:
             grads = list(replaced)

@@ -18,6 +18,9 @@ float64 = np.dtype(np.float64)
 float16 = np.dtype(np.float16)
 int64 = np.dtype(np.int64)
 int32 = np.dtype(np.int32)
+int16 = np.dtype(np.int16)
+int8 = np.dtype(np.int8)
+uint8 = np.dtype(np.uint8)
 bool_ = np.dtype(np.bool_)
 float, double, long = float32, float64, int64
 
@@ -341,13 +344,15 @@ def randint(low, high=None, size=(), dtype=None, generator=None, device=None, ou
     """Integers in ``[low, high)`` from ckpt's generator.
 
     >>> import ckpt
-    >>> ckpt.randint(0, 3, (4,)).shape
-    (4,)
+    >>> ckpt.randint(0, 3, (4,)).shape, ckpt.randint(3, (2, 2)).shape   # (low,) high, size
+    ((4,), (2, 2))
     """
     _check_device(device)
     dtype = _out_dtype(out, dtype, "randint")
     if high is None:
         low, high = 0, low
+    elif isinstance(high, (tuple, list)) and size == ():   # torch's randint(high, size)
+        low, high, size = 0, low, high
     g = (generator or default_generator).numpy
     return _result(g.integers(low, high, size=tuple(size), dtype=np.dtype(dtype or int64)), False, out)
 
@@ -382,3 +387,20 @@ def is_tensor(obj):
     (True, False)
     """
     return isinstance(obj, Tensor)
+
+
+def _legacy_constructor(dtype, name):
+    def construct(*data_or_size):
+        if len(data_or_size) == 1 and isinstance(data_or_size[0], (list, tuple, np.ndarray)):
+            return tensor(data_or_size[0], dtype=dtype)
+        return zeros(*data_or_size, dtype=dtype)
+    construct.__name__ = construct.__qualname__ = name
+    construct.__doc__ = (f"torch's legacy ``{name}(data)`` (a tensor of these values) or "
+                         f"``{name}(*size)`` (zeros; torch leaves them uninitialised), {dtype}.")
+    return construct
+
+
+LongTensor = _legacy_constructor(int64, "LongTensor")
+FloatTensor = _legacy_constructor(float32, "FloatTensor")
+DoubleTensor = _legacy_constructor(float64, "DoubleTensor")
+BoolTensor = _legacy_constructor(bool_, "BoolTensor")

@@ -144,6 +144,12 @@ def make_dual(tensor, tangent, *, level=None):
     if tensor.data.dtype.kind not in "fc":
         raise ValueError(f"make_dual: the primal must be floating point to carry a tangent, got "
                          f"{tensor.data.dtype}")
+    if tangent.data.dtype.kind not in "fc":
+        raise ValueError(f"Expected tangent to be floating point or complex, but got: "
+                         f"ckpt.{tangent.data.dtype}")
+    if tangent._fw is not None:
+        raise RuntimeError("Setting a forward grad that itself has a forward gradient at the "
+                           "same level 0 is not supported.")
     expected = (() if _Level.batch is None else (_Level.batch,)) + tensor.data.shape
     if tangent.data.shape != expected:
         raise RuntimeError(
@@ -197,12 +203,23 @@ def propagate(cls, out, inputs, attrs):
         else:
             tangent = _batched_rule(cls, rule, ctx, tangents, inputs, out)
         if tangent is not None:
-            tangent = _to_output(tangent, out)
+            tangent = _own_tangent(_to_output(tangent, out), tangents, out, inputs)
     finally:
         Extensions.forward_ad = True
         Extensions.refresh()
     if tangent is not None:
         _remember(out, tangent)
+
+
+def _own_tangent(tangent, tangents, out, inputs):
+    """``tangent``, copied if it shares memory with an input's tangent while ``out`` is no
+    view of an input: an in-place write into ``out`` updates its tangent in place (as in
+    torch), which must not reach the input's (``y = x.clone(); y *= 2``)."""
+    if any(t is not None and np.may_share_memory(tangent.data, t.data) for t in tangents) and not any(
+            x.__class__ is Tensor and np.may_share_memory(out.data, x.data) for x in inputs):
+        from .ops.shape import clone
+        return clone(tangent)
+    return tangent
 
 
 def _batched_rule(cls, rule, ctx, tangents, inputs, out):

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import grad_mode
 from .node import Extensions, Node, SavedTensor, record
-from .ops.shape import bump_version, rebase_views, take_history
+from .ops.shape import bump_version, mark_view_creation, rebase_views, take_history
 from .tensor import Tensor, _wrap
 
 
@@ -65,6 +65,9 @@ class FunctionCtx(Node):
         grads = grads if isinstance(grads, list) else [grads]
         self._unpacked = saved
         function = self._function
+        if function.backward is not Function.backward and function.vjp is not Function.vjp:
+            raise RuntimeError("Implementing both 'backward' and 'vjp' for a custom Function is "
+                               "not allowed. You should only implement one of them.")
         rule = function.vjp if function.backward is Function.backward else function.backward
         try:
             result = rule(self, *grads)
@@ -191,7 +194,8 @@ class Function:
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
-        raise NotImplementedError("a custom Function must implement forward(ctx, ...)")
+        raise NotImplementedError("You must implement the forward function for custom "
+                                  "autograd.Function: forward(ctx, ...)")
 
     @staticmethod
     def backward(ctx, *grad_outputs):
@@ -270,7 +274,10 @@ class Function:
         node._meta = [m for a in args for m in ((a.data.shape, a.data.dtype) if isinstance(a, Tensor)
                                                  and a.requires_grad else (None, None))]
         if len(outs) > 1:
-            node._out_meta = [_gradient_meta(o, node._materialize) for o in outs]
+            # torch's ctx._materialize_non_diff_grads = False: None for non-differentiable outputs
+            non_diff_zeros = node.__dict__.get("_materialize_non_diff_grads", True)
+            node._out_meta = [_gradient_meta(o, node._materialize and (
+                non_diff_zeros or id(o) not in node._non_differentiable)) for o in outs]
             node._plain = False
         tensor_outs = [o for o in outs if isinstance(o, Tensor)]
         for nr, o in enumerate(outs):
@@ -281,6 +288,9 @@ class Function:
                     rebase_views(o)
                 else:
                     o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
+                    if any(isinstance(a, Tensor) and np.may_share_memory(o.data, a.data)
+                           for a in args):
+                        mark_view_creation(o, "custom", cls.__name__, nr)
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()
@@ -288,6 +298,28 @@ class Function:
 
     def __init__(self, *args, **kwargs):
         pass
+
+    def __call__(self, *args, **kwargs):
+        raise RuntimeError("Legacy autograd function with non-static forward method is "
+                           "deprecated. Please use new-style autograd function with static "
+                           "forward method: call YourFunction.apply(...), not YourFunction()(...)")
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._backward_cls = _node_class(cls)   # torch's name for the class of ``ctx``
+
+
+class InplaceFunction(Function):
+    """A Function told when made whether it works in place (torch's, kept for old code).
+
+    >>> from ckpt.autograd.function import InplaceFunction
+    >>> InplaceFunction(inplace=True).inplace
+    True
+    """
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = inplace
 
 
 def _gradient_meta(out, materialize):

@@ -9,6 +9,7 @@ decorated coroutine runs in whatever mode its awaiting code is in). The mode is 
 """
 import functools
 import inspect
+import warnings
 
 
 class _Switches:
@@ -60,7 +61,15 @@ class _GradModeContext:
 
 
 def _decorate(fn, fresh):
-    """``fn`` run inside ``fresh()``; a generator's or coroutine's every step inside its own."""
+    """``fn`` run inside ``fresh()``; a generator's or coroutine's every step inside its own;
+    a class's ``__init__`` (deprecated, as in torch)."""
+    if inspect.isclass(fn):
+        warnings.warn("Decorating classes is deprecated and will be disabled in future versions. "
+                      "You should only decorate functions or methods. To preserve the current "
+                      "behavior of class decoration, you can directly decorate the `__init__` "
+                      "method and nothing else.", FutureWarning, stacklevel=3)
+        fn.__init__ = _decorate(fn.__init__, fresh)
+        return fn
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapped_generator(*args, **kwargs):

@@ -28,6 +28,11 @@ def _tensor_outputs(func, inputs):
     return tuple(o for o in _as_tuple(func(*inputs)) if isinstance(o, Tensor))
 
 
+def _numel(t):
+    """Elements of input ``t``: none for a non-Tensor (gradcheck passes those through)."""
+    return t.data.size if isinstance(t, Tensor) else 0
+
+
 def _differentiable(inputs):
     return [j for j, t in enumerate(inputs) if isinstance(t, Tensor) and t.requires_grad]
 
@@ -36,7 +41,7 @@ def _differentiable(inputs):
 
 def _numerical_jacobians(func, inputs, outputs, eps):
     """One matrix per (output, input): rows index input elements, columns output elements."""
-    jac = [[np.zeros((t.data.size, o.data.size)) for t in inputs] for o in outputs]
+    jac = [[np.zeros((_numel(t), o.data.size)) for t in inputs] for o in outputs]
     for j in _differentiable(inputs):
         data = inputs[j].data  # perturbed in place, element by element (any memory layout)
         for k, idx in enumerate(np.ndindex(data.shape)):
@@ -130,7 +135,7 @@ def _jvp(func, inputs, j, tangent):
 
 
 def _forward_jacobians(func, inputs, outputs):
-    jac = [[np.zeros((t.data.size, o.data.size)) for t in inputs] for o in outputs]
+    jac = [[np.zeros((_numel(t), o.data.size)) for t in inputs] for o in outputs]
     for j in _differentiable(inputs):
         data = inputs[j].data
         for k in range(data.size):

@@ -4,6 +4,7 @@ from .engine import current_pass
 from .node import (AccumulateGrad, GradientEdge, Node, RemovableHandle, SavedTensor, _HookStack,
                    root_buffer, saved_tensors_hooks)
 from .offload import save_on_disk
+from .saved_copies import allow_mutation_on_saved_tensors, save_on_cpu
 from .tensor import Tensor
 
 

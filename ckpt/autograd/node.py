@@ -111,6 +111,31 @@ class Node:
     # lower-rank input is padded to the output's rank before the JVP rule sees it.
     _batched_rule = False
     _elementwise = False
+    # torch's names of what the node saves, in ``_saved`` order: ``grad_fn._saved_<name>``
+    # reads one (unpacked), ``grad_fn._raw_saved_<name>`` gives its ``register_hooks``
+    _saved_names = ()
+
+    def __getattr__(self, name):
+        """``_saved_<name>`` and ``_raw_saved_<name>`` for the names in ``_saved_names``.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> y = x.exp(); y.grad_fn._saved_result.grad_fn is y.grad_fn, x.sin().grad_fn._saved_self is x
+        (True, True)
+        """
+        raw = name.startswith("_raw_saved_")
+        if raw or name.startswith("_saved_"):
+            key = name[11 if raw else 7:]
+            names = type(self)._saved_names
+            if key in names:
+                if raw:
+                    return RawSavedTensor(self, names.index(key))
+                saved = self._saved
+                if saved is None:
+                    raise RuntimeError(_FREED_MESSAGE)
+                entry = saved[names.index(key)]
+                return entry.unpack(self) if entry.__class__ is SavedTensor else entry
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -129,6 +154,24 @@ class Node:
     def __repr__(self):
         return f"<{type(self).__name__} object at {id(self):#x}>"
 
+    def __call__(self, *grads):
+        """This node's backward rule on ``grads`` (one per output of its op): the gradient of
+        each input (a tuple, or the one gradient), as calling a torch ``grad_fn`` does.
+
+        >>> import ckpt
+        >>> x = ckpt.tensor([3.0], requires_grad=True)
+        >>> (x ** 2).grad_fn(ckpt.ones(1)).tolist()
+        [6.0]
+        """
+        wanted = 1 if self._out_meta is None else len(self._out_meta)
+        if len(grads) != wanted:
+            raise TypeError(f"{self.name()}: expected {wanted} arguments, got {len(grads)} "
+                            "instead")
+        result = self.vjp(grads[0] if self._out_meta is None else list(grads), *self.saved_tensors)
+        result = result if isinstance(result, (tuple, list)) else (result,)
+        result = tuple(g if g is None or isinstance(g, Tensor) else Tensor(g) for g in result)
+        return result[0] if len(result) == 1 else result
+
     @property
     def saved_tensors(self):
         """The tensors this node saved for backward, unpacked (through unpack hooks)."""
@@ -143,6 +186,17 @@ class Node:
         if "needs_input_grad" in self.__dict__:
             return self.__dict__["needs_input_grad"]
         return tuple(edge[0] is not None for edge in self.next_functions)
+
+    @property
+    def metadata(self):
+        """A dict of the user's, kept with the node (torch's ``grad_fn.metadata``).
+
+        >>> import ckpt
+        >>> y = ckpt.ones(2, requires_grad=True) * 2
+        >>> y.grad_fn.metadata["step"] = 3; y.grad_fn.metadata
+        {'step': 3}
+        """
+        return self.__dict__.setdefault("_metadata", {})
 
     def saved_entries(self):
         """The ``SavedTensor`` records of what this node saved, not unpacked (plain values left
@@ -342,8 +396,17 @@ class SavedTensor:
         self.grad_fn = None if self.is_output else t.grad_fn
         self.acc = t._get_accumulator() if (t.requires_grad and t.grad_fn is None) else None
         pack, self.unpack_hook = _HookStack.pairs[-1]
+        version = t._vc[0]
         with grad_mode.no_grad():
             self.packed = pack(t)
+        if getattr(pack, "keeps_copies", False):  # allow_mutation_on_saved_tensors' copies
+            self.vc = [version]
+        if t._vc[0] != version:
+            raise RuntimeError(
+                "A saved tensor pack hook is modifying its input in place. Tensors provided as "
+                "input to pack hook cannot be modified by in-place operations as this can lead "
+                "to unexpected side-effects. Please open an issue if you need to perform "
+                "in-place operations on the input to a pack hook.")
         self.tensor = self.data = None
 
     def producer(self, node):
@@ -403,8 +466,14 @@ class SavedTensor:
             raise self._version_error(node)
         hook = self.unpack_hook
         if hook is None:
-            if self.tensor is not None:
-                return self.tensor._data if as_array else self.tensor
+            t = self.tensor
+            if t is not None:
+                if t.grad_fn is None and not t.requires_grad and t._creation_meta == _DETACHED:
+                    raise RuntimeError(
+                        "Trying to use a saved tensor that has been detached in-place, i.e. "
+                        "with .detach_().This is not supported, please use out-of-place "
+                        "`.detach()` instead")
+                return t._data if as_array else t
             if as_array:
                 return self.data
             t = _wrap(self.data)
@@ -433,12 +502,58 @@ class SavedTensor:
         return t
 
 
+class RawSavedTensor:
+    """``grad_fn._raw_saved_<name>``: one saved value of ``node``, whose hooks can be set.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> y = x.exp()
+    >>> y.grad_fn._raw_saved_result.register_hooks(lambda t: t * 2, lambda t: t)
+    >>> y.sum().backward(); [round(v, 4) for v in x.grad.tolist()]
+    [5.4366, 5.4366]
+    """
+
+    def __init__(self, node, index):
+        self.node, self.index = node, index
+
+    def register_hooks(self, pack_hook, unpack_hook):
+        """Pack the saved value now with ``pack_hook``; ``unpack_hook`` gives it back when
+        backward needs it (one pair per saved value, as in torch)."""
+        if not (callable(pack_hook) and callable(unpack_hook)):
+            raise TypeError("register_hooks(): incompatible function arguments: pack_hook and "
+                            "unpack_hook must be callables")
+        node = self.node
+        if node._saved is None:
+            raise RuntimeError(
+                "Calling register_hooks on a saved tensor after it has been freed. Saved "
+                "intermediate values of the graph are freed when you call .backward() or "
+                "autograd.grad(). Specify retain_graph=True if you need to backward through the "
+                "graph a second time or if you need to access saved variables after calling "
+                "backward.")
+        entry = node._saved[self.index]
+        if entry.__class__ is not SavedTensor:
+            raise RuntimeError("register_hooks: this saved value is not a tensor")
+        if entry.unpack_hook is not None:
+            raise RuntimeError("Calling register_hooks on a saved tensor whose hooks have already "
+                               "been set. Hint: only one pair of hooks is allowed at a time.")
+        value = entry.unpack(node)
+        _HookStack.pairs.append((pack_hook, unpack_hook))
+        try:
+            repacked = SavedTensor(value, entry.is_output)
+        finally:
+            _HookStack.pairs.pop()
+        saved = list(node._saved)
+        saved[self.index] = repacked
+        node._saved = saved if len(saved) > 1 else tuple(saved)
+
+
 def _type_name(dtype):
     return {"float32": "FloatTensor", "float64": "DoubleTensor", "float16": "HalfTensor",
             "int64": "LongTensor", "int32": "IntTensor", "bool": "BoolTensor"}.get(str(dtype), "Tensor")
 
 
 OUTPUT = object()  # marks "the op's own output" in a ``saved`` tuple
+_DETACHED = ("detached",)  # a Tensor's _creation_meta after detach_() took it out of the graph
 
 
 class _Extensions:
@@ -461,6 +576,7 @@ class _Extensions:
         self.active = False
         self.forward_ad = False
         self.propagate_tangent = None
+        self.on_backward_error = None  # anomaly detection's report(node, error) while it is on
         self.observers = []
         self.grad_observers = []
 

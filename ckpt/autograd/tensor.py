@@ -24,11 +24,12 @@ class Tensor:
     """
     __slots__ = ("_data", "requires_grad", "_grad", "grad_fn", "_output_nr", "_vc", "_acc",
                  "_hooks", "_retains_grad", "_fw", "__weakref__",
-                 "_base", "_view_fn", "_views")  # set only on views/bases (ops/shape.py)
+                 "_base", "_view_fn", "_views",  # set only on views/bases (ops/shape.py)
+                 "_creation_meta")  # views torch forbids writing, detach_()ed tensors
     __array_priority__ = 1000  # ndarray (op) Tensor defers to Tensor's reflected operators
 
     def __init__(self, data, requires_grad=False):
-        # every slot but the view ones; a class call is the cheapest way to make a Tensor
+        # every slot but _view_fn and _views; a class call is the cheapest way to make a Tensor
         # (``object.__new__`` plus an init function: +260 instructions per Tensor, 1% of the
         # 300-op chain's forward; callgrind, 2026-12-06)
         self._data = data if data.__class__ is np.ndarray else np.asarray(data)
@@ -41,6 +42,8 @@ class Tensor:
         self._hooks = None
         self._retains_grad = False
         self._fw = None
+        self._base = None
+        self._creation_meta = None
         if requires_grad:
             self.requires_grad_(True)
 
@@ -67,6 +70,36 @@ class Tensor:
         ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
         grad) makes ``x`` share ``other``'s memory without recording anything, as in torch;
         ``x`` keeps its version counter.""")
+
+    def _set_grad(self, grad):
+        """``x.grad = grad``, checked as torch checks it: None or a Tensor of ``x``'s shape
+        and dtype.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, requires_grad=True)
+        >>> x.grad = ckpt.zeros(3)
+        Traceback (most recent call last):
+        RuntimeError: attempting to assign a gradient of size '[3]' to a tensor of size '[2]'. \
+Please ensure that the gradient and the tensor are the same size
+        """
+        if grad is not None:
+            if not isinstance(grad, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got grad of "
+                                f"type {type(grad).__name__}")
+            if grad._data.shape != self._data.shape:
+                raise RuntimeError(
+                    f"attempting to assign a gradient of size '{list(grad._data.shape)}' to a "
+                    f"tensor of size '{list(self._data.shape)}'. Please ensure that the gradient "
+                    f"and the tensor are the same size")
+            if grad._data.dtype != self._data.dtype:
+                raise RuntimeError(
+                    f"attempting to assign a gradient with dtype '{_c_name(grad._data.dtype)}' to "
+                    f"a tensor with grad_dtype '{_scalar_name(self._data.dtype)}'. The gradient "
+                    f"must match the tensor's grad_dtype (defaults to the tensor's dtype). You can "
+                    f"set the tensor's grad_dtype attribute with a specific dtype, or None to "
+                    f"allow any dtype. Set grad_dtype with caution. Diverging the dtypes of a "
+                    f"tensor and its gradient may break downstream systems that assume they match.")
+        self._grad = grad
 
     # ---- metadata -------------------------------------------------------------------
     @property
@@ -105,8 +138,42 @@ class Tensor:
         return self._retains_grad
 
     @property
+    def output_nr(self):
+        """Which output of its ``grad_fn`` this tensor is (0 for leaves).
+
+        >>> import ckpt
+        >>> (ckpt.ones(2, requires_grad=True) * 2).output_nr
+        0
+        """
+        return self._output_nr
+
+    def is_inference(self):
+        """False: ckpt makes no inference tensors (``inference_mode`` works as ``no_grad``)."""
+        return False
+
+    def is_floating_point(self):
+        """True for float dtypes.
+
+        >>> import ckpt
+        >>> ckpt.ones(1).is_floating_point(), ckpt.arange(2).is_floating_point()
+        (True, False)
+        """
+        return self.data.dtype.kind == "f"
+
+    @property
     def _version(self):
         return self._vc[0]
+
+    def _is_view(self):
+        """Whether this tensor is a view of another (torch's name): a view made in the graph,
+        or one whose array is a view of another array.
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, 3)
+        >>> x[0]._is_view(), x._is_view(), x[[0]]._is_view()
+        (True, False, False)
+        """
+        return getattr(self, "_base", None) is not None or self._data.base is not None
 
     @property
     def device(self):
@@ -129,7 +196,7 @@ class Tensor:
                 "var_no_grad = var.detach().")
         if requires_grad and self.data.dtype.kind not in "fc":
             raise RuntimeError(
-                f"only Tensors of floating point dtype can require gradients, got {self.data.dtype}")
+                f"only Tensors of floating point and complex dtype can require gradients, got {self.data.dtype}")
         self.requires_grad = requires_grad
         return self
 
@@ -153,6 +220,23 @@ class Tensor:
         return t
 
     def detach_(self):
+        """Take this tensor out of the graph in place; refused for views, as in torch, and a
+        backward that needs it as a saved tensor is refused too.
+
+        >>> import ckpt
+        >>> y = ckpt.ones(2, requires_grad=True) * 2
+        >>> y.detach_().requires_grad
+        False
+        """
+        if self._base is not None:
+            raise RuntimeError(
+                "Can't detach views in-place. Use detach() instead. If you are using "
+                "DistributedDataParallel (DDP) for training, and gradient_as_bucket_view is set "
+                "as True, gradients are views of DDP buckets, and hence detach_() cannot be "
+                "called on these gradients. To fix this error, please refer to the "
+                "Optimizer.zero_grad() function in torch/optim/optimizer.py as the solution.")
+        if self.requires_grad:
+            self._creation_meta = ("detached",)
         self.grad_fn = None
         self.requires_grad = False
         return self
@@ -298,6 +382,8 @@ class Tensor:
     def le(self, other): return _ops.le(self, other)
     def gt(self, other): return _ops.gt(self, other)
     def ge(self, other): return _ops.ge(self, other)
+    def isclose(self, other, *args, **kwargs): return _ops.isclose(self, other, *args, **kwargs)
+    def allclose(self, other, *args, **kwargs): return _ops.allclose(self, other, *args, **kwargs)
     def clamp(self, *args, **kwargs): return _ops.clamp(self, *args, **kwargs)
     def all(self, *args, **kwargs): return _ops.all(self, *args, **kwargs)
     def any(self, *args, **kwargs): return _ops.any(self, *args, **kwargs)
@@ -312,6 +398,7 @@ class Tensor:
     def sum(self, *args, **kwargs): return _ops.sum(self, *args, **kwargs)
     def var(self, *args, **kwargs): return _ops.var(self, *args, **kwargs)
     def chunk(self, *args, **kwargs): return _ops.chunk(self, *args, **kwargs)
+    def diagonal(self, *args, **kwargs): return _ops.diagonal(self, *args, **kwargs)
     def expand(self, *args, **kwargs): return _ops.expand(self, *args, **kwargs)
     def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
     def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)
@@ -329,6 +416,12 @@ class Tensor:
     def masked_fill(self, mask, value): return _ops.where(mask, value, self)
     def softmax(self, *args, **kwargs): return _ops.softmax(self, *args, **kwargs)
     def log_softmax(self, *args, **kwargs): return _ops.log_softmax(self, *args, **kwargs)
+    def narrow(self, dim, start, length): return _ops.narrow(self, dim, start, length)
+    def select(self, dim, index): return _ops.select(self, dim, index)
+    def repeat(self, *sizes): return _ops.repeat(self, *sizes)
+    def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
+    def median(self, *args, **kwargs): return _ops.median(self, *args, **kwargs)
+    def mm(self, other): return _ops.mm(self, other)
 
     def sum_to_size(self, *shape):
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
@@ -365,6 +458,23 @@ class Tensor:
     def tanh_(self, *args, **kwargs): return _ops.inplace.tanh_(self, *args, **kwargs)
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
+    def sin_(self): return _ops.inplace.sin_(self)
+    def cos_(self): return _ops.inplace.cos_(self)
+    def log_(self): return _ops.inplace.log_(self)
+    def sqrt_(self): return _ops.inplace.sqrt_(self)
+    def abs_(self): return _ops.inplace.abs_(self)
+    def erf_(self): return _ops.inplace.erf_(self)
+    # in-place initialisers (ckpt.autograd.ops.random_fill)
+    def uniform_(self, *args, **kwargs): return _ops.random_fill.uniform_(self, *args, **kwargs)
+    def normal_(self, *args, **kwargs): return _ops.random_fill.normal_(self, *args, **kwargs)
+    def bernoulli_(self, *args, **kwargs): return _ops.random_fill.bernoulli_(self, *args, **kwargs)
+    def exponential_(self, *args, **kwargs):
+        return _ops.random_fill.exponential_(self, *args, **kwargs)
+    def geometric_(self, *args, **kwargs): return _ops.random_fill.geometric_(self, *args, **kwargs)
+    def log_normal_(self, *args, **kwargs):
+        return _ops.random_fill.log_normal_(self, *args, **kwargs)
+    def cauchy_(self, *args, **kwargs): return _ops.random_fill.cauchy_(self, *args, **kwargs)
+    def random_(self, *args, **kwargs): return _ops.random_fill.random_(self, *args, **kwargs)
 
     # ---- conversion -------------------------------------------------------------------
     def numpy(self):
@@ -433,6 +543,16 @@ class Tensor:
         memo[id(self)] = copied
         return copied
 
+    def __reduce_ex__(self, protocol):
+        """Pickling keeps the data and ``requires_grad`` (not the graph: a non-leaf comes back
+        a leaf), as torch.
+
+        >>> import ckpt, pickle
+        >>> pickle.loads(pickle.dumps(ckpt.ones(2, requires_grad=True) * 2))
+        tensor([2., 2.], requires_grad=True)
+        """
+        return _unpickled, (self._data, self.requires_grad)
+
     def type_as(self, other):
         return self.to(other.dtype)
 
@@ -473,9 +593,27 @@ def _forget_grad(t):
     t._grad = None
 
 
-# a slot read and written in C; a property only so that ``del`` leaves None behind
-Tensor.grad = property(operator.attrgetter("_grad"), Tensor._grad.__set__, _forget_grad,
+# read in C; written through torch's checks (Tensor._set_grad); ``del`` leaves None behind
+Tensor.grad = property(operator.attrgetter("_grad"), Tensor._set_grad, _forget_grad,
                        doc="The gradient a backward pass accumulated (None until then).")
+
+
+def _c_name(dtype):
+    """A dtype as torch's messages name its C type (``'double'``, ``'long int'``)."""
+    return {"float64": "double", "float32": "float", "int64": "long int", "int32": "int",
+            "float16": "c10::Half", "bool": "bool"}.get(str(dtype), str(dtype))
+
+
+def _scalar_name(dtype):
+    """A dtype as torch's messages name its scalar type (``'Float'``, ``'Long'``)."""
+    return {"float16": "Half", "float32": "Float", "float64": "Double", "int8": "Char",
+            "int16": "Short", "int32": "Int", "int64": "Long", "uint8": "Byte", "bool": "Bool",
+            "complex64": "ComplexFloat", "complex128": "ComplexDouble"}.get(str(dtype), str(dtype))
+
+
+def _unpickled(data, requires_grad):
+    return Tensor(data, requires_grad)
+
 
 _wrap = Tensor  # a fresh graph-less Tensor around an array: the ops' name for the constructor
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..autograd import grad_mode
 from ..autograd.ops.shape import bump_version
 from ..autograd.tensor import Tensor
+from .backward_hooks import call_with_backward_hooks
 from .parameter import Parameter, is_parameter, mark_parameter
 
 __all__ = ["Module", "Parameter"]
@@ -77,19 +78,27 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "_forward_pre_hooks", OrderedDict())
         object.__setattr__(self, "_forward_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_pre_hooks", OrderedDict())
+        object.__setattr__(self, "_backward_hooks", OrderedDict())
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(
             f'Module [{type(self).__name__}] is missing the required "forward" function')
 
     def __call__(self, *args, **kwargs):
-        if not (self._forward_pre_hooks or self._forward_hooks):
+        if not (self._forward_pre_hooks or self._forward_hooks or self._backward_hooks
+                or self._backward_pre_hooks):
             return self.forward(*args, **kwargs)
         for hook in list(self._forward_pre_hooks.values()):
             result = hook(self, args)
             if result is not None:
                 args = result if isinstance(result, tuple) else (result,)
-        out = self.forward(*args, **kwargs)
+        if (self._backward_hooks or self._backward_pre_hooks) and grad_mode.is_grad_enabled():
+            out = call_with_backward_hooks(self, list(self._backward_pre_hooks.values()),
+                                           list(self._backward_hooks.values()), self.forward,
+                                           args, kwargs)
+        else:
+            out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             result = hook(self, args, out)
             if result is not None:
@@ -121,6 +130,32 @@ class Module:
         [(3,)]
         """
         return _HookHandle(self._forward_hooks, hook)
+
+    def register_full_backward_pre_hook(self, hook):
+        """Run ``hook(module, grad_output)`` when the gradients with respect to this module's
+        outputs are computed; a returned tuple replaces ``grad_output``.
+
+        >>> import ckpt
+        >>> m = ckpt.nn.Identity(); x = ckpt.ones(2, requires_grad=True)
+        >>> h = m.register_full_backward_pre_hook(lambda mod, go: (go[0] * 3,))
+        >>> m(x).sum().backward(); x.grad.tolist()
+        [3.0, 3.0]
+        """
+        return _HookHandle(self._backward_pre_hooks, hook)
+
+    def register_full_backward_hook(self, hook):
+        """Run ``hook(module, grad_input, grad_output)`` when the gradients with respect to
+        this module's tensor inputs are computed (None for inputs that don't require grad);
+        a returned tuple replaces ``grad_input``. In-place changes of the module's outputs
+        are then refused, as in torch.
+
+        >>> import ckpt
+        >>> m = ckpt.nn.Identity(); x = ckpt.ones(2, requires_grad=True)
+        >>> h = m.register_full_backward_hook(lambda mod, gi, go: (gi[0] + 1,))
+        >>> m(x).sum().backward(); x.grad.tolist()
+        [2.0, 2.0]
+        """
+        return _HookHandle(self._backward_hooks, hook)
 
     # ---- registration -----------------------------------------------------------------
     def __setattr__(self, name, value):

@@ -42,7 +42,7 @@ def _chain(graph, tg, budget):
 
 
 def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=200):
+                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=300):
     base = []
     if graph is not None and budget is not None:
         try:

@@ -9,8 +9,12 @@ and lives with the hooks: ``ckpt.autograd.graph.save_on_disk``.
 >>> ckpt.runtime.checkpoint is ckpt.checkpoint
 True
 """
-from .checkpoint import CheckpointError, checkpoint, set_checkpoint_early_stop
+from .checkpoint import (CheckpointError, checkpoint, set_checkpoint_debug_enabled,
+                         set_checkpoint_early_stop)
+from .selective import (CheckpointPolicy, SelectiveCheckpointContext,
+                        create_selective_checkpoint_contexts)
 from .sequential import checkpoint_sequential, segment_sizes
 
-__all__ = ["CheckpointError", "checkpoint", "checkpoint_sequential", "segment_sizes",
-           "set_checkpoint_early_stop"]
+__all__ = ["CheckpointError", "CheckpointPolicy", "SelectiveCheckpointContext", "checkpoint",
+           "checkpoint_sequential", "create_selective_checkpoint_contexts", "segment_sizes",
+           "set_checkpoint_debug_enabled", "set_checkpoint_early_stop"]

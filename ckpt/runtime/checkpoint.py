@@ -33,8 +33,11 @@ from ..autograd.graph import root_buffer, saved_tensors_hooks
 from ..autograd.random import get_rng_state, set_rng_state
 from ..autograd.tensor import Tensor
 from ..memory.foreign import reject_torch
+from .reentrant import reentrant_checkpoint
+from .selective import SelectiveContext
 
-__all__ = ["CheckpointError", "checkpoint", "set_checkpoint_early_stop"]
+__all__ = ["CheckpointError", "checkpoint", "set_checkpoint_debug_enabled",
+           "set_checkpoint_early_stop"]
 
 _CHECKS = ("default", "none")
 
@@ -42,6 +45,29 @@ _CHECKS = ("default", "none")
 class _EarlyStop:
     """The value ``set_checkpoint_early_stop`` puts in effect (None: each call's ``early_stop``)."""
     override = None
+
+
+class _Debug:
+    """The value ``set_checkpoint_debug_enabled`` puts in effect (None: each call's ``debug``)."""
+    override = None
+
+
+@contextlib.contextmanager
+def set_checkpoint_debug_enabled(enabled):
+    """Within the block, non-reentrant checkpoints take ``enabled`` (True, False, or None for
+    each call's own) as their ``debug``, as torch's context manager of this name.
+
+    >>> import ckpt
+    >>> from ckpt.runtime.checkpoint import _Debug, set_checkpoint_debug_enabled
+    >>> with set_checkpoint_debug_enabled(True):
+    ...     _Debug.override
+    True
+    """
+    previous, _Debug.override = _Debug.override, enabled
+    try:
+        yield
+    finally:
+        _Debug.override = previous
 
 
 class _StopRecomputation(Exception):
@@ -115,9 +141,10 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     that error. ``early_stop`` (default True) stops the recomputation once the tensors backward
     needs are recomputed (see the module doc). ``context_fn`` returns two context managers:
     the forward runs inside the first, the recomputation inside the second (called once, as
-    torch does). Under ``no_grad`` the function just runs. ckpt implements only the
-    non-reentrant form: ``use_reentrant=True`` is refused, and leaving ``use_reentrant`` out
-    warns as torch does (pass ``use_reentrant=False``).
+    torch does). Under ``no_grad`` the function just runs. ``use_reentrant=True`` is
+    torch's older form (``ckpt.runtime.reentrant``: ``backward()`` only, no keyword arguments
+    for ``function``); leaving ``use_reentrant`` out warns as torch does and, unlike torch
+    (whose default is the reentrant form), runs the non-reentrant one.
 
     >>> import ckpt
     >>> _ = ckpt.manual_seed(0)
@@ -132,11 +159,14 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
     """
     if use_reentrant is None:
         warnings.warn("ckpt.checkpoint: the use_reentrant parameter should be passed explicitly "
-                      "(as torch.utils.checkpoint asks); ckpt implements only the non-reentrant "
+                      "(as torch.utils.checkpoint asks); left out, ckpt runs the non-reentrant "
                       "checkpoint: pass use_reentrant=False", UserWarning, stacklevel=2)
     elif use_reentrant:
-        raise ValueError("ckpt.checkpoint implements only the non-reentrant checkpoint "
-                         "(torch's use_reentrant=False); pass use_reentrant=False")
+        if kwargs:
+            raise ValueError("Unexpected keyword arguments: " + ",".join(kwargs))
+        if context_fn is not None or debug is not False:
+            raise ValueError("Passing `context_fn` or `debug` is only supported when "
+                             "use_reentrant=False.")
     if determinism_check not in _CHECKS:
         raise ValueError(f"determinism_check should be one of {', '.join(map(repr, _CHECKS))}, "
                          f"got {determinism_check!r}")
@@ -150,13 +180,19 @@ def checkpoint(function, *args, use_reentrant=None, context_fn=None, determinism
                  "torch.utils.checkpoint or ckpt.torch.plan")
     if not callable(function):
         raise TypeError(f"checkpoint: function must be callable, got a {type(function).__name__}")
+    if use_reentrant:
+        return reentrant_checkpoint(function, args, preserve_rng_state)
     if not grad_mode.is_grad_enabled():
         return function(*args, **kwargs)
     contexts = _contexts(context_fn)
+    if _Debug.override is not None:
+        debug = _Debug.override
     if _EarlyStop.override is not None:
         early_stop = _EarlyStop.override
     frame = _Frame(function, args, kwargs, preserve_rng_state, determinism_check, debug,
                    early_stop, contexts[1])
+    if isinstance(contexts[0], SelectiveContext):
+        frame.policy = contexts[0]
     with contexts[0]:
         return frame.forward()
 
@@ -213,6 +249,9 @@ class _Frame(Observer):
         self.forward_ops = [] if debug else None
         self.recomputed_ops = None
         self.phase = None         # "forward" or "recompute" while the segment runs
+        self.policy = None        # selective checkpointing's SelectiveContext, if any
+        self.kept = {}            # index -> a saved tensor the policy keeps
+        self.decided = {}         # node -> whether the policy keeps its output (forward)
 
     # ---- forward --------------------------------------------------------------------------
     def forward(self):
@@ -226,9 +265,22 @@ class _Frame(Observer):
 
     def pack(self, t):
         self.forward_saved.append([None, t.data.shape, t.data.dtype])
-        return _Handle(self, len(self.forward_saved) - 1)
+        index = len(self.forward_saved) - 1
+        if self.policy is not None and (self._keeps(t.grad_fn) if t.grad_fn is not None else
+                                        t.requires_grad or any(t is a for a in self.args)):
+            self.kept[index] = t.detach()  # (a leaf or an input: kept alive anyway)
+        return _Handle(self, index)
+
+    def _keeps(self, node):
+        keeps = self.decided.get(node)
+        if keeps is None:
+            keeps = self.decided[node] = self.policy.keeps(node.name())
+        return keeps
 
     def unpack(self, handle):
+        kept = self.kept.get(handle.index)
+        if kept is not None:
+            return kept
         value = self.storage.pop(handle.index, None)
         if value is None:
             if self.phase == "recompute":
@@ -257,6 +309,8 @@ class _Frame(Observer):
             ops.append(f"{name} -> {list(out.data.shape)} {out.data.dtype}")
         if node is None:
             return
+        if self.policy is not None and not again:  # torch asks in the forward, of every op
+            self._keeps(node)
         name = node.name()
         for packed in event.saved:
             if packed.__class__ is _Handle and packed.frame is self:
@@ -317,8 +371,9 @@ class _Frame(Observer):
                 f"original forward pass ({self.needed}); with early_stop=False the recomputation "
                 "must save the same tensors as the forward" + self._listing(index))
         entries.append([None, t.data.shape, t.data.dtype])
-        self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
-                               else t.data)
+        if index not in self.kept:
+            self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
+                                   else t.data)
         return _Handle(self, index)
 
     def recompute_unpack(self, handle):  # only when the segment itself runs backward inside
@@ -336,8 +391,8 @@ class _Frame(Observer):
             if f[1] != r[1] or f[2] != r[2]:
                 self.storage = {}
                 raise CheckpointError(
-                    f"checkpoint: recomputed values for saved tensor #{i} have different metadata "
-                    f"than during the forward pass: the forward saved shape {list(f[1])} dtype {f[2]} "
+                    f"checkpoint: Recomputed values for the following tensors have different metadata "
+                    f"than during the forward pass: saved tensor #{i}: the forward saved shape {list(f[1])} dtype {f[2]} "
                     f"(saved by {f[0] or 'an op outside the op table'}), the recomputation saved "
                     f"shape {list(r[1])} dtype {r[2]} (saved by {r[0] or 'an op outside the op table'}). "
                     "The checkpointed function must compute the same thing when called again with "
@@ -349,7 +404,7 @@ class _Frame(Observer):
             longer, which = (forward, "forward") if len(forward) > len(recomputed) else (
                 recomputed, "recomputation")
             raise CheckpointError(
-                "checkpoint: a different number of tensors was saved during the original forward "
+                "checkpoint: A different number of tensors was saved during the original forward "
                 f"and recomputation: the forward saved {len(forward)} tensors for backward but the "
                 f"recomputation saved {len(recomputed)}; the first unmatched one is #{i}, saved "
                 f"by {longer[i][0] or 'an op outside the op table'} in the {which} (shape "
@@ -363,7 +418,7 @@ class _Frame(Observer):
             if isinstance(a, Tensor):
                 root = root_buffer(a.data)
                 buffers[id(root)] = root.nbytes
-        for value in self.storage.values():
+        for value in [t.data for t in self.kept.values()] + list(self.storage.values()):
             root = root_buffer(value.data if value.__class__ is SavedValue else value)
             buffers[id(root)] = root.nbytes
         return buffers
@@ -377,7 +432,8 @@ class _Frame(Observer):
             return " (pass debug=True to see the op sequences of both runs)."
         forward, recomputed = self.forward_ops or [], self.recomputed_ops or []
         width = max([len(s) for s in forward] + [len("forward")]) + 2
-        lines = [".", "", "Ops recorded (forward | recomputation):",
+        lines = [".", "", "You are seeing this error because you passed `debug=True` to checkpoint.",
+                 "", "Ops recorded (forward | recomputation):",
                  f"     {'forward':<{width}}| recomputation"]
         for k in range(max(len(forward), len(recomputed))):
             f = forward[k] if k < len(forward) else ""

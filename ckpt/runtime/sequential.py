@@ -73,7 +73,7 @@ def checkpoint_sequential(functions, segments, input, use_reentrant=None, **kwar
         raise ValueError("checkpoint_sequential needs at least one function")
     if use_reentrant is None:
         warnings.warn("ckpt.checkpoint_sequential: the use_reentrant parameter should be passed "
-                      "explicitly (as torch's checkpoint_sequential asks); ckpt implements only "
+                      "explicitly (as torch's checkpoint_sequential asks); left out, ckpt runs "
                       "the non-reentrant checkpoint: pass use_reentrant=False", UserWarning,
                       stacklevel=2)
         use_reentrant = False

@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from ..node import Node, OUTPUT, record
-from ..tensor import Tensor, _wrap
+from ..tensor import Tensor, _scalar_name, _wrap
 from ._util import chunked, data_of, for_jvp, saved_tensor, shape_error, total as _total
 
 
@@ -164,6 +164,7 @@ def _needs_grad(x):
 
 class MulBackward0(_PerInputDiagonal):
     """Saves each factor only if the other one needs a gradient (as torch does)."""
+    _saved_names = ("self", "other")
 
     def vjp(self, g, a, b):
         return (None if b is None else g * b), (None if a is None else g * a)
@@ -186,6 +187,7 @@ def mul(a, b):
 
 class DivBackward0(_PerInputDiagonal):
     """Saves the numerator only if the denominator needs a gradient."""
+    _saved_names = ("self", "other")
 
     def vjp(self, g, a, b):
         ga = g / b
@@ -239,7 +241,9 @@ def _pow_d_exponent(g, base, exponent, out):
     """``g * d(base ** exponent)/d exponent = g * out * log(base)``; 0 at base 0, as torch."""
     if isinstance(base, (Tensor, np.ndarray)):
         return where((data_of(base) == 0) & (data_of(exponent) >= 0), 0.0, g * out * log(base))
-    return g * out * (math.log(base) if base > 0 else 0.0)
+    if base == 0:   # log(0) = -inf, as torch: -inf for a negative exponent
+        return where(data_of(exponent) >= 0, 0.0, g * out * -math.inf)
+    return g * out * (math.log(base) if base > 0 else math.nan)
 
 
 def pow(base, exponent):
@@ -316,7 +320,8 @@ def _unary_op(name, forward, reads, rule):
     """The op ``name`` and its node class ``<Name>Backward0`` from one row of the table."""
     node_base = {None: _DiagonalOfNothing, "x": _DiagonalOfInput, "out": _DiagonalOfOutput}[reads]
     node_cls = type(f"{name.capitalize()}Backward0", (node_base,),
-                    {"vjp": staticmethod(rule), "__module__": __name__})
+                    {"vjp": staticmethod(rule), "__module__": __name__,
+                     "_saved_names": {None: (), "x": ("self",), "out": ("result",)}[reads]})
     saves_output = (OUTPUT,) if reads == "out" else ()
 
     def op(x):
@@ -342,6 +347,8 @@ erf, ErfBackward0 = _unary_op("erf", *_UNARY_RULES["erf"])
 
 
 class SigmoidBackward0(_DiagonalOfOutput):
+    _saved_names = ("result",)
+
     def vjp(self, g, out):
         return g * out * (1 - out)
 
@@ -373,6 +380,8 @@ _SIGMOID_F64 = np.array(-700.0, _F64), np.array(1.0, _F64)
 
 
 class ReluBackward0(_DiagonalOfOutput):
+    _saved_names = ("result",)
+
     def vjp(self, g, out):
         o = data_of(out)
         if g.__class__ is not np.ndarray:
@@ -561,6 +570,49 @@ def _comparison(fn):
 
 eq, ne, lt, le, gt, ge = (_comparison(f) for f in (np.equal, np.not_equal, np.less, np.less_equal,
                                                     np.greater, np.greater_equal))
+
+
+
+def isclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """``|input - other| <= atol + rtol * |other|`` elementwise, as a bool tensor (not
+    differentiable); both must be Tensors of one dtype, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.isclose(ckpt.tensor([1.0, 2.0]), ckpt.tensor([1.0 + 1e-9, 2.1])).tolist()
+    [True, False]
+    """
+    return _wrap(_close_mask("isclose", input, other, rtol, atol, equal_nan))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """Whether ``isclose`` holds everywhere (a Python bool).
+
+    >>> import ckpt
+    >>> ckpt.allclose(ckpt.ones(2), ckpt.ones(2) + 1e-9)
+    True
+    """
+    return bool(_close_mask("allclose", input, other, rtol, atol, equal_nan).all())
+
+
+def _close_mask(op_name, input, other, rtol, atol, equal_nan):
+    """``isclose``'s bool array, after torch's checks of the arguments."""
+    for position, (name, value) in enumerate((("input", input), ("other", other)), 1):
+        if not isinstance(value, Tensor):
+            raise TypeError(f"{op_name}(): argument '{name}' (position {position}) must be "
+                            f"Tensor, not {type(value).__name__}")
+    a, b = input.data, other.data
+    if a.dtype != b.dtype:
+        raise RuntimeError(f"{_scalar_name(a.dtype)} did not match {_scalar_name(b.dtype)}")
+    try:
+        np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        dim = next(-k for k in range(1, min(a.ndim, b.ndim) + 1)
+                   if a.shape[-k] != b.shape[-k] and 1 not in (a.shape[-k], b.shape[-k]))
+        raise RuntimeError(f"The size of tensor a ({a.shape[dim]}) must match the size of tensor "
+                           f"b ({b.shape[dim]}) at non-singleton dimension {a.ndim + dim}") from None
+    if a.dtype.kind in "biu":
+        a, b = a.astype(np.float64), b.astype(np.float64)
+    return np.asarray(np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
 
 
 def logical_not(x):

@@ -11,25 +11,44 @@ import numpy as np
 from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import (bump_version, check_inplace, check_no_overlap, rebase_views, take_history,
-                    take_tangent, writable, write_into)
+from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
+                    take_history, take_tangent, writable, write_into)
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
     "clamp_": ew.clamp, "relu_": ew.relu, "exp_": ew.exp, "tanh_": ew.tanh,
-    "sigmoid_": ew.sigmoid, "neg_": ew.neg,
+    "sigmoid_": ew.sigmoid, "neg_": ew.neg, "sin_": ew.sin, "cos_": ew.cos, "log_": ew.log,
+    "sqrt_": ew.sqrt, "abs_": ew.abs, "erf_": ew.erf,
 }
-_SAVES_SELF = {"mul_", "div_", "pow_", "clamp_"}
+_SAVES_SELF = {"mul_", "div_", "pow_", "clamp_", "sin_", "cos_", "log_", "abs_", "erf_"}
 
 
 def _snapshot(x):
     """A copy of ``x``'s current value that keeps ``x``'s place in the graph."""
     t = _wrap(x.data.copy())
     t.requires_grad, t.grad_fn, t._output_nr, t._acc = x.requires_grad, x.grad_fn, x._output_nr, x._acc
-    t._fw = x._fw  # and, in forward mode, its tangent
+    # and, in forward mode, a copy of its tangent (the write updates x's tangent in place)
+    t._fw = None if x._fw is None else clone(x._fw)
     if x.requires_grad and x.grad_fn is None:
         t._acc = x._get_accumulator()
     return t
+
+
+def write_result(self, out, name, casting="same_kind"):
+    """Write ``out`` (the recorded out-of-place result of the op ``name``) into ``self``:
+    its values, version, history and tangent, and re-derive the views that share them."""
+    try:
+        np.copyto(writable(self.data), out.data, casting=casting)
+    except TypeError:
+        raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
+                           f"type {self.data.dtype} in {name}") from None
+    bump_version(self)
+    take_tangent(self, out)  # forward mode: the written tensor takes the new tangent
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    if out.grad_fn is not None or out._fw is not None:
+        rebase_views(self)
+    return self
 
 
 def _inplace(name):
@@ -51,19 +70,7 @@ def _inplace(name):
         tracking = grad_mode._State.enabled and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
         source = _snapshot(self) if tracking and name in _SAVES_SELF else self
-        out = op(source, *args, **kwargs)
-        try:
-            np.copyto(writable(self.data), out.data, casting="same_kind")
-        except TypeError:
-            raise RuntimeError(f"result type {out.data.dtype} can't be cast to the desired output "
-                               f"type {self.data.dtype} in {name}") from None
-        bump_version(self)
-        take_tangent(self, out)  # forward mode: the written tensor takes the new tangent
-        if out.grad_fn is not None:
-            take_history(self, out.grad_fn)
-        if out.grad_fn is not None or out._fw is not None:
-            rebase_views(self)
-        return self
+        return write_result(self, op(source, *args, **kwargs), name)
     method.__name__ = name
     method.__doc__ = f"In-place ``{name[:-1]}``: writes into this tensor and bumps its version."
     return method
@@ -72,4 +79,6 @@ def _inplace(name):
 add_, sub_, mul_, div_, pow_ = (_inplace(n) for n in ("add_", "sub_", "mul_", "div_", "pow_"))
 clamp_, relu_, exp_, tanh_ = (_inplace(n) for n in ("clamp_", "relu_", "exp_", "tanh_"))
 sigmoid_, neg_ = _inplace("sigmoid_"), _inplace("neg_")
+sin_, cos_, log_, sqrt_ = (_inplace(n) for n in ("sin_", "cos_", "log_", "sqrt_"))
+abs_, erf_ = _inplace("abs_"), _inplace("erf_")
 zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")

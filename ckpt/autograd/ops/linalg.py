@@ -11,6 +11,7 @@ class MmBackward0(Node):
     dim is removed again; batch dims broadcast (the engine sums them back). Written with
     negative axes only, so gradients and tangents may carry leading batch dims."""
     _batched_rule = True
+    _saved_names = ("self", "mat2")
 
     def vjp(self, g, a, b):
         need_a, need_b = b is not None, a is not None  # each factor is saved only for the other's grad
@@ -99,3 +100,19 @@ def linear(x, weight, bias=None):
     return out if bias is None else out + bias
 
 
+
+
+def mm(a, b):
+    """The product of two matrices (2-D only, unlike ``matmul``).
+
+    >>> import ckpt
+    >>> ckpt.mm(ckpt.ones(2, 3), ckpt.ones(3, 4)).shape
+    (2, 4)
+    """
+    for name, m in (("self", a), ("mat2", b)):
+        if m.data.ndim != 2:
+            raise RuntimeError(f"{name} must be a matrix")
+    if a.data.shape[1] != b.data.shape[0]:
+        (n, k), (k2, m) = a.data.shape, b.data.shape
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({n}x{k} and {k2}x{m})")
+    return matmul(a, b)

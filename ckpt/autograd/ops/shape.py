@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .. import grad_mode
-from ..node import Node, record
+from ..node import Extensions, Node, record
 from ..tensor import Tensor, _wrap
 from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
@@ -23,10 +23,14 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
+        if x.requires_grad and not grad_mode._State.enabled:
+            out._creation_meta = ("no_grad",)
         # a graph-less view is remembered only in grad mode, where a write through it can
-        # give its base history (a view made under no_grad can't: torch refuses that write)
+        # give its base history (a view made under no_grad can't: torch refuses that write),
+        # or in forward mode, where it can give the base a tangent
         if op is not None and not _replaying[0] and (
-                out.grad_fn is not None or out._fw is not None or grad_mode._State.enabled):
+                out.grad_fn is not None or out._fw is not None or grad_mode._State.enabled
+                or Extensions.forward_ad):
             _register_view(out, x, (op, args))
     return out
 
@@ -100,9 +104,18 @@ def _region_keep(shape, dtype, steps):
 def take_tangent(t, source):
     """Forward mode: ``t``, written in place, takes the tangent of ``source`` (the recorded
     result of the write), to be dropped when the dual level exits."""
-    if source._fw is not None:
+    new = source._fw
+    if new is not None:
+        old = t._fw
+        # in place, as torch: who holds the tangent sees it (but a tangent in a graph, for
+        # reverse over forward, is replaced: a copy would not be recorded)
+        if (old is not None and old.data.shape == new.data.shape and old.data.flags.writeable
+                and old.data.dtype == new.data.dtype and not old.requires_grad
+                and not new.requires_grad):
+            np.copyto(old.data, new.data)
+            return
         from ..forward_ad import _remember
-        _remember(t, source._fw)
+        _remember(t, new)
 
 
 def take_history(t, grad_fn, output_nr=0):
@@ -451,6 +464,19 @@ def _index_arg(index):
     return index
 
 
+def _legacy_tuple(index):
+    """A list index holding a list, slice, Tensor, None or Ellipsis means the tuple of its
+    items, as in torch (and old numpy): ``x[[slice(None), [1, 3]]]`` is ``x[:, [1, 3]]``.
+
+    >>> _legacy_tuple([slice(None), [1, 3]]), _legacy_tuple([0, 2])
+    ((slice(None, None, None), [1, 3]), [0, 2])
+    """
+    if len(index) < 32 and any(i is None or i is Ellipsis or isinstance(i, (list, tuple, slice, Tensor))
+                               for i in index):
+        return tuple(index)
+    return index
+
+
 def _is_basic(index):
     items = index if isinstance(index, tuple) else (index,)
     return all(i is None or i is Ellipsis or isinstance(i, (int, np.integer, slice)) for i in items)
@@ -546,6 +572,8 @@ def getitem(x, index):
     >>> ckpt.arange(6).reshape(2, 3)[1, ::2].tolist()
     [3, 5]
     """
+    if index.__class__ is list:
+        index = _legacy_tuple(index)
     raw, index = index, _index_arg(index)
     if x.__class__ is not Tensor:
         return x[index]
@@ -605,7 +633,45 @@ class CopySlices(Node):
         return keep
 
 
+_MULTI_OUTPUT_VIEW = ("Output {1} of {0} is a view and is being modified inplace. This view is the "
+                      "output of a function that returns multiple views. Such functions do not "
+                      "allow the output views to be modified inplace. You should replace the "
+                      "inplace operation by an out-of-place one.")
+_CUSTOM_FUNCTION_VIEW = (
+    "Output {1} of {0} is a view and is being modified inplace. This view was created inside a "
+    "custom Function (or because an input was returned as-is) and the autograd logic to handle "
+    "view+inplace would override the custom backward associated with the custom Function, "
+    "leading to incorrect gradients. This behavior is forbidden. You can fix this by cloning "
+    "the output of the custom Function.")
+_NO_GRAD_VIEW = (
+    "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
+    "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
+    "your code by moving both the view and the inplace either both inside the no_grad block (if "
+    "you don't want the inplace to be tracked) or both outside (if you want the inplace to be "
+    "tracked).")
+
+
+def mark_view_creation(view, kind, function_name="", output_nr=0):
+    """Mark ``view`` as one whose in-place change torch forbids: ``"multi"`` (an output of
+    ``unbind``/``split``/``chunk``), ``"custom"`` (a custom Function's output that is a view
+    of its input), ``"no_grad"`` (made under no_grad from a tensor that requires grad)."""
+    view._creation_meta = (kind, function_name, output_nr)
+    return view
+
+
+def _check_view_creation(x, meta):
+    kind = meta[0]
+    if kind == "no_grad":
+        raise RuntimeError(_NO_GRAD_VIEW)
+    if kind in ("multi", "custom") and x.requires_grad:
+        raise RuntimeError((_MULTI_OUTPUT_VIEW if kind == "multi" else _CUSTOM_FUNCTION_VIEW)
+                           .format(*meta[1:]))
+
+
 def check_inplace(x):
+    meta = x._creation_meta
+    if meta is not None and grad_mode._State.enabled:
+        _check_view_creation(x, meta)
     if grad_mode._State.enabled and x.requires_grad:
         if x.grad_fn is None:
             raise RuntimeError(
@@ -651,6 +717,8 @@ def write_into(x, index, value):
     """``setitem`` without the check for repeated elements (``fill_`` and ``zero_`` of an
     expanded tensor write each memory location once, as in torch)."""
     check_inplace(x)
+    if index.__class__ is list:
+        index = _legacy_tuple(index)
     raw, index = index, _index_arg(index)
     try:
         writable(x.data)[index] = data_of(value)
@@ -762,13 +830,14 @@ def split(x, split_size_or_sections, dim=0):
     size = x.data.shape[dim]
     if isinstance(split_size_or_sections, int):
         step = split_size_or_sections
-        sections = [min(step, size - s) for s in range(0, size, step)]
+        sections, name = [min(step, size - s) for s in range(0, size, step)], "Split"
     else:
-        sections = list(split_size_or_sections)
+        sections, name = list(split_size_or_sections), "SplitWithSizes"
     lead = (slice(None),) * (dim % x.data.ndim)
     out, start = [], 0
-    for s in sections:
-        out.append(getitem(x, lead + (slice(start, start + s),)))
+    for nr, s in enumerate(sections):
+        piece = getitem(x, lead + (slice(start, start + s),))
+        out.append(mark_view_creation(piece, "multi", name, nr) if piece.requires_grad else piece)
         start += s
     return tuple(out)
 
@@ -793,7 +862,30 @@ def unbind(x, dim=0):
     """
     (dim,) = normalize_dims(dim, x.data.ndim, "unbind")
     lead = (slice(None),) * dim
-    return tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
+    pieces = tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
+    if x.requires_grad and grad_mode._State.enabled:
+        for nr, piece in enumerate(pieces):
+            mark_view_creation(piece, "multi", "Unbind", nr)
+    return pieces
+
+
+def diagonal(x, offset=0, dim1=0, dim2=1):
+    """The elements ``x[..., i, i + offset]`` of the planes spanned by ``dim1`` and ``dim2``,
+    along a new last dim (a copy, where torch gives a view).
+
+    >>> import ckpt
+    >>> ckpt.arange(9).reshape(3, 3).diagonal(1).tolist()
+    [1, 5]
+    """
+    dim1, dim2 = (normalize_dims(d, x.data.ndim, "diagonal")[0] for d in (dim1, dim2))
+    if dim1 == dim2:
+        raise RuntimeError(f"diagonal dimensions cannot be identical {dim1}, {dim2}")
+    rest = [d for d in range(x.data.ndim) if d not in (dim1, dim2)]
+    rows, cols = x.data.shape[dim1], x.data.shape[dim2]
+    start_row, start_col = max(-offset, 0), max(offset, 0)
+    length = max(min(rows - start_row, cols - start_col), 0)
+    steps = np.arange(length)
+    return getitem(permute(x, *rest, dim1, dim2), (Ellipsis, steps + start_row, steps + start_col))
 
 
 class ToCopyBackward0(_SameOpOnTangent):

@@ -48,11 +48,13 @@ def have_highspy():
     return True
 
 
-def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1):
+def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1, progress=None):
     """Solve ``m`` (its LP relaxation with ``relax``) within ``time_limit`` seconds, stopping
     at relative gap ``rel_gap``; ``start`` maps columns to values of a known solution (the
     integer columns are enough: HiGHS completes the rest), used with highspy only.
-    ``threads``: HiGHS's threads (highspy only).
+    ``threads``: HiGHS's threads (highspy only). ``progress(objective, bound, x)`` is called
+    (highspy only) with each better solution (``x``) and, at most every second, with a
+    better bound (``x`` None): what is known if the process is killed before the end.
 
     >>> import numpy as np
     >>> from scipy.sparse import csr_matrix
@@ -63,7 +65,7 @@ def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1):
     'infeasible'
     """
     if have_highspy():
-        return _solve_highspy(m, time_limit, rel_gap, relax, start, threads)
+        return _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress)
     return _solve_scipy(m, time_limit, rel_gap, relax)
 
 
@@ -83,7 +85,26 @@ def _solve_scipy(m, time_limit, rel_gap, relax):
                          False, str(res.message))
 
 
-def _solve_highspy(m, time_limit, rel_gap, relax, start, threads):
+def _report_progress(h, progress):
+    """Subscribe ``progress`` to HiGHS's improving-solution and interrupt callbacks."""
+    import time
+    last = {"bound": -np.inf, "at": 0.0}
+
+    def solution(e):
+        progress(float(e.data_out.objective_function_value), float(e.data_out.mip_dual_bound),
+                 np.array(e.data_out.mip_solution))
+
+    def bound(e):
+        b, now = float(e.data_out.mip_dual_bound), time.monotonic()
+        if np.isfinite(b) and b > last["bound"] and now - last["at"] >= 1.0:
+            last.update(bound=b, at=now)
+            progress(None, b, None)
+
+    h.cbMipImprovingSolution += solution
+    h.cbMipInterrupt += bound
+
+
+def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress):
     import highspy
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -102,6 +123,8 @@ def _solve_highspy(m, time_limit, rel_gap, relax, start, threads):
         kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
         lp.integrality_ = [kinds[int(v)] for v in m.integrality]
     h.passModel(lp)
+    if progress is not None and not relax:
+        _report_progress(h, progress)
     used = False
     if start and not relax:
         cols = np.array(sorted(start), dtype=np.int32)

@@ -37,13 +37,14 @@ import numpy as np
 __all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp",
            "live_windows", "VARIANTS"]
 
-VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only")
+VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut")
 
 
 class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
     "memory", "error"), the MILP ``objective`` and ``bound`` (None when unknown), the stage
-    sets ``R`` and ``S`` of the best solution (None without one), ``seconds`` of wall time,
+    sets ``R`` and ``S`` of the best solution (None without one; when "killed", the last
+    the solver reported, with its bound), ``seconds`` of wall time,
     the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
     (``start_used``).
 
@@ -152,6 +153,31 @@ def stage_rows(tg, Rc, Sc, rows):
                                                     if (t, i) in d], -np.inf, 0.0)
 
 
+def free_once_rows(tg, Rc, Sc, FREE, rows):
+    """Add, per stage t and value i, Σ_k FREE[t,i,k] + S[t+1,i] <= R[t,i] + S[t,i]: a value
+    is freed at most once, only when it is resident and not kept into the next stage. Every
+    integral solution meets it (after the last reader k* of i computed in stage t, FREE <=
+    1 - R[t,k*] zeroes the earlier frees); the relaxation without it frees half a value
+    twice, or frees half and keeps half of a value that is only half resident.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> r = Rows()
+    >>> free_once_rows(TrainingGraph(list("xy"), [1, 1], [1, 1], [[], [0]]),
+    ...                {(0, 0): 0, (1, 0): 1, (1, 1): 2}, {(1, 0): 3},
+    ...                {(0, 0, 0): 4, (1, 0, 0): 5, (1, 0, 1): 6, (1, 1, 1): 7}, r)
+    >>> r.matrix(8)[0].toarray().tolist()[0]
+    [-1.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+    """
+    freed = {}
+    for (t, i, _), col in FREE.items():
+        freed.setdefault((t, i), []).append((col, 1.0))
+    for (t, i), entries in sorted(freed.items()):
+        e = entries + [(d[(t, i)], -1.0) for d in (Rc, Sc) if (t, i) in d]
+        if (t + 1, i) in Sc:
+            e.append((Sc[(t + 1, i)], 1.0))
+        rows.add(e, -np.inf, 0.0)
+
+
 def objective(tg, Rc, ncol, cost):
     """(c, unit, lb): the recomputation cost of the R columns in units of the dearest node
     (R[t,t] = 1 is a constant: its cost is left out and its lower bound is 1), so that the
@@ -203,23 +229,48 @@ def model_columns(tg, every=False):
     return Rc, Sc, cost
 
 
-def build_milp(tg, budget, variant="ckpt"):
+def peak_rows(tg, Sc, M, T, B, stages, rows):
+    """Add, for each stage t of ``stages``, the memory when it computes node t, the peak rule
+    of a stage whose steps are not modelled: node t, its transient and its deps (all
+    resident) and every value kept into stage t+1 (resident by then), with sizes ``M``,
+    transients ``T`` and budget ``B`` in budget units. Every schedule meets it, so a model
+    with these rows in place of a stage's running sum is a relaxation: its optimum is a
+    lower bound.
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> r = Rows()
+    >>> tg = TrainingGraph(list("xyzw"), [1] * 4, [2, 3, 4, 1], [[], [0], [1], [0, 2]])
+    >>> peak_rows(tg, {(3, 0): 0, (3, 2): 1}, tg.size / 10, tg.transient, 1.0, [2], r)
+    >>> A, lo, hi = r.matrix(2)
+    >>> A.toarray().tolist(), hi.round(6).tolist()     # 0.2 S[3,x] <= 1 - 0.4 (z) - 0.3 (y)
+    ([[0.2, 0.0]], [0.3])
+    """
+    for t in stages:
+        dep = set(tg.deps[t])
+        kept = [(Sc[(t + 1, i)], M[i]) for i in range(t) if i not in dep and (t + 1, i) in Sc]
+        rows.add(kept, -np.inf, B - M[t] - T[t] - sum(M[i] for i in dep))
+
+
+def build_milp(tg, budget, variant="ckpt", stages=None):
     """The model (a ``MilpModel``, memory in units of the budget left over the constant
     bytes) of ``variant``: "ckpt" is Checkmate's running memory sum (see the module doc)
-    with the columns of ``model_columns`` and FREE continuous with one upper bound per hazard (FREE <= R[t,k],
-    FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]: a solution may free less than it could, which
-    only overstates its memory, and the schedule frees eagerly); "reference" is Checkmate's
-    model as published (every variable, FREE binary with the κ linearization), for
-    comparison; "presolve_hazard" and "bounds_only" take one of ckpt's two changes each.
+    with the columns of ``model_columns``, FREE continuous with one upper bound per hazard
+    (FREE <= R[t,k], FREE <= 1 - S[t+1,i], FREE <= 1 - R[t,j]: a solution may free less than
+    it could, which only overstates its memory, and the schedule frees eagerly) and the rows
+    of ``free_once_rows``; "reference" is Checkmate's model as published (every variable,
+    FREE binary with the κ linearization), for comparison; "presolve_hazard" and
+    "bounds_only" take one of ckpt's first two changes each, "no_free_cut" is "ckpt" without
+    ``free_once_rows``. Only the ``stages`` given (None: all) get the running sum, the
+    others ``peak_rows`` (``dag_lazy``).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> m = build_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=8)
     >>> m.A.shape, sorted(m.Rcols), sorted(m.Scols)
-    ((11, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
+    ((14, 11), [(0, 0), (1, 0), (1, 1)], [(1, 0)])
     >>> build_milp(TrainingGraph(["x"], [1], [1], [[]]), 1, variant="gurobi")
     Traceback (most recent call last):
     ...
-    ValueError: variant must be one of ('ckpt', 'reference', 'presolve_hazard', 'bounds_only'), got 'gurobi'
+    ValueError: variant must be one of ('ckpt', 'reference', 'presolve_hazard', 'bounds_only', 'no_free_cut'), got 'gurobi'
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
@@ -233,7 +284,8 @@ def build_milp(tg, budget, variant="ckpt"):
     deps, users = tg.deps, tg.users
     Rc, Sc, cost = model_columns(tg, every)
     ncol = len(cost)
-    K = [[k for k in range(t + 1) if (t, k) in Rc] for t in range(n)]
+    stepwise = range(n) if stages is None else set(stages)
+    K = [[k for k in range(t + 1) if (t, k) in Rc] if t in stepwise else [] for t in range(n)]
     U, FREE = {}, {}
     for t in range(n):
         for k in K[t]:
@@ -278,6 +330,9 @@ def build_milp(tg, budget, variant="ckpt"):
                     row([(f, 1.0), (Sc[(t + 1, i)], 1.0)], -inf, 1.0)   # FREE <= 1 - S[t+1,i]
                 for col, _ in later:
                     row([(f, 1.0), (col, 1.0)], -inf, 1.0)              # FREE <= 1 - R[t,j]
+    if variant in ("ckpt", "bounds_only"):
+        free_once_rows(tg, Rc, Sc, FREE, rows)
+    peak_rows(tg, Sc, M, T, B, [t for t in range(n) if not K[t]], rows)
     A, rlo, rhi = rows.matrix(ncol)
     c, unit, lb = objective(tg, Rc, ncol, cost)
     nR = len(Rc)
@@ -319,18 +374,28 @@ def start_columns(model, R, S):
     return dict(sorted(got.items()))
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start):
-    """Child process: build, solve, send (status, objective, bound, R, S, rows, cols, msg,
-    start used)."""
+def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start,
+                stages):
+    """Child process: build, solve, send ("progress", objective, bound, R, S) as HiGHS
+    improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start used)."""
     try:
         if mem_limit:
             import resource
             resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
         from .dag_highs import solve_model
         t0 = time.monotonic()
-        m = build_milp(tg, budget, variant)
+        m = build_milp(tg, budget, variant, stages)
+
+        def total(v):          # back to the cost unit, store-all's compute added
+            return None if v is None or not np.isfinite(v) else \
+                tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
+
+        def progress(obj, bound, x):
+            R, S = (None, None) if x is None else _stages(m, x, len(tg))
+            conn.send(("progress", total(obj), total(bound), R, S))
+
         left = max(1.0, time_limit - (time.monotonic() - t0))
-        res = solve_model(m, left, rel_gap, relax=relax,
+        res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
                           start=None if start is None else start_columns(m, *start))
         R = S = None
         if res.x is not None:
@@ -339,29 +404,28 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
                 S = [dict() for _ in range(len(tg))]
                 for (t, i), col in m.Scols.items():
                     S[t][i] = float(res.x[col])
-
-        def total(v):          # back to the cost unit, store-all's compute added
-            return None if v is None or not np.isfinite(v) else \
-                tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
-        conn.send((res.status, total(res.objective), total(res.bound), R, S, m.A.shape[0],
-                   m.A.shape[1], res.message, res.start_used))
+        conn.send(("done", res.status, total(res.objective), total(res.bound), R, S,
+                   m.A.shape[0], m.A.shape[1], res.message, res.start_used))
     except MemoryError:
-        conn.send(("memory", None, None, None, None, 0, 0, "out of memory", False))
+        conn.send(("done", "memory", None, None, None, None, 0, 0, "out of memory", False))
     except Exception as e:     # reported to the parent, which falls back to the baselines
-        conn.send(("error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}", False))
+        conn.send(("done", "error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}",
+                   False))
     finally:
         conn.close()
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               variant="ckpt", relax=False, start=None):
+               variant="ckpt", relax=False, start=None, stages=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
     recomputation overhead; ``variant`` "reference" solves Checkmate's model as published
     (``build_milp``); ``relax`` solves the LP relaxation instead (``S`` is then, per stage, a
     dict node -> the LP's value); ``start`` = (R, S), a known stage schedule (``dag_stages.
-    ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed. Returns a
+    ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed; ``stages``:
+    the stages whose memory is modelled step by step (None: all; the others get
+    ``peak_rows`` only, a relaxation). Returns a
     ``MilpResult`` (objective and bound in the graph's cost unit, store-all's compute
     included).
 
@@ -381,15 +445,22 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
                        args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax,
-                             start))
+                             start, stages))
     proc.start()
     send.close()
-    got = None
-    if recv.poll(time_limit + 2.0):
+    got, last = None, (None, None, None, None)
+    deadline = t0 + time_limit + 2.0
+    while got is None and recv.poll(max(0.0, deadline - time.monotonic())):
         try:
-            got = recv.recv()
+            msg = recv.recv()
         except EOFError:
-            got = None
+            break
+        if msg[0] == "done":
+            got = msg[1:]
+        elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
+            last = msg[1:]
+        else:
+            last = (last[0], msg[2], last[2], last[3])
     seconds = time.monotonic() - t0
     if proc.is_alive():
         proc.kill()
@@ -398,7 +469,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     if got is None:
         why = ("killed at the wall-clock limit" if seconds >= time_limit
                else f"the solver process died (exit code {proc.exitcode})")
-        return MilpResult("killed" if seconds >= time_limit else "error", None, None, None,
-                          None, seconds, 0, 0, why, False)
+        obj, bound, R, S = last       # what the solver had reported before it was stopped
+        return MilpResult("killed" if seconds >= time_limit else "error", obj, bound, R, S,
+                          seconds, 0, 0, why, False)
     status, obj, bound, R, S, nrow, ncol, msg, used = got
     return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)

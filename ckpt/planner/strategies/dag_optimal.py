@@ -1,13 +1,15 @@
 """Strategy ``dag_optimal``: the cheapest schedule of Checkmate's stage class within the
-budget, from the MILP of ``dag_milp`` under a hard wall-clock limit, never worse than the
-baselines (their schedules compete with the solver's, and win when it found nothing better
-in time).
+budget, from the MILP of ``dag_milp`` solved lazily (``dag_lazy``: peak rows first, the
+step-by-step memory of a stage only once a replay finds it over the budget) under a hard
+wall-clock limit, never worse than the baselines (their schedules compete with the
+solver's, and win when it found nothing better in time).
 
 What it reports (``info``): ``solver_status`` ("optimal": proven; "store_all": the budget
 needs no recomputation; "time_limit"/"killed"/"memory"/"error"/"skipped": not proven),
 ``objective`` (compute of the returned schedule), ``bound`` (a lower bound on the compute
 of every schedule of the class: the best of the MILP's dual bound, the LP relaxation's
-value, and store-all's compute, which every schedule pays), ``gap`` = (objective - bound) /
+value, and store-all's compute, which every schedule pays), ``rounds`` (per round of
+``solve_lazy``: status, rows, stages over budget, seconds), ``gap`` = (objective - bound) /
 (objective - store-all compute), the gap on the *overhead* (0 when the objective is
 store-all's), ``source`` (which schedule won) and ``start`` (which schedule started the
 MILP).
@@ -23,8 +25,8 @@ from ..errors import BudgetError
 from ..graph_simulate import simulate_graph
 from .dag_baselines import dag_recompute_all, dag_store_all
 from .dag_greedy import dag_greedy
-from .dag_milp import MilpResult, solve_milp
-from .dag_stages import ops_stages, stage_ops
+from .dag_lazy import LazyResult, solve_lazy
+from .dag_stages import ops_stages
 
 __all__ = ["dag_optimal", "overhead_gap"]
 
@@ -42,16 +44,18 @@ def overhead_gap(objective, bound, store_all):
 
 
 def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=200):
+                baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=300):
     """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time in all
     (the solver process is killed at its share), ``mem_limit`` bytes of address space for
     it, ``rel_gap`` the MILP's stopping gap on the overhead; ``baselines`` are extra
     candidate op lists (a chain plan, for one). Up to ``greedy_share`` of the time goes to
     ``dag_greedy`` and ``lp_share`` to ``dag_lp_rounding`` (0: skip it); the cheapest
-    candidate within the budget starts the MILP as its first incumbent (with highspy). On
-    graphs of more than ``milp_max_nodes`` nodes the MILP is not tried (at 250 nodes its
-    model has 0.5 M rows and HiGHS was killed at 60 s without a schedule, started or not)
-    and ``dag_greedy`` gets 90% of the time; ``solver_status`` is then "skipped".
+    candidate within the budget starts the MILP as its first incumbent (with highspy); on
+    graphs of more than 200 nodes ``dag_greedy`` gets at least 40% (its schedule is the
+    start the MILP needs there). On graphs of more than ``milp_max_nodes`` nodes the MILP is
+    not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the peak-row
+    model after 50 s, with or without its presolve) and ``dag_greedy`` gets 90% of the
+    time; ``solver_status`` is then "skipped".
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -73,7 +77,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     skip = len(tg) > milp_max_nodes
     if greedy_share > 0 or skip:
         try:
-            share = 0.9 if skip else greedy_share
+            share = 0.9 if skip else greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
             cands.append(("greedy", dag_greedy(tg, budget, share * time_limit)[0]))
         except BudgetError:
             pass
@@ -93,20 +97,17 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
         if sim.peak <= budget:
             scored.append((sim.compute, src, ops))
     scored.sort(key=lambda c: c[0])
-    start, start_src = next(((st, src) for _, src, ops in scored
-                             for st in [ops_stages(tg, ops)] if st), (None, None))
+    start_src, start_ops = next(((src, ops) for _, src, ops in scored
+                                 if ops_stages(tg, ops)), (None, None))
     left = max(1.0, time_limit - (time.monotonic() - t0))
     if skip:
-        res = MilpResult("skipped", None, None, None, None, 0.0, 0, 0,
-                         f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}", False)
+        res = LazyResult("skipped", None, None, None, [], [],
+                         f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}")
     else:
-        res = solve_milp(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start=start)
-    if res.R is not None:
-        ops = stage_ops(tg, res.R, res.S)
-        sim = simulate_graph(tg, ops)
-        if sim.peak <= budget:
-            scored.insert(0, (sim.compute, "milp", ops))
+        res = solve_lazy(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
+                         start_ops=start_ops)
+    if res.ops is not None and res.ops is not start_ops:
+        scored.insert(0, (res.objective, "milp", res.ops))
     if not scored:
         raise BudgetError(f"budget {budget} bytes: no schedule found (MILP: {res.status}); "
                           f"store-all needs {sa_sim.peak} bytes", budget=budget)
@@ -115,7 +116,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     proven = res.status == "optimal"
     info = {"solver_status": res.status, "objective": obj, "bound": bound,
             "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
-            "solver_seconds": round(res.seconds, 3), "rows": res.rows, "columns": res.columns,
-            "milp_objective": res.objective, "message": res.message,
-            "start": start_src, "start_used": res.start_used}
+            "solver_seconds": round(sum(r[3] for r in res.rounds), 3),
+            "rounds": res.rounds, "stepwise_stages": res.stepwise, "message": res.message,
+            "start": start_src}
     return ops, info

@@ -1,0 +1,108 @@
+"""Reductions beyond sums and extremes: ``prod``, ``median``, ``var_mean``."""
+from collections import namedtuple
+
+import numpy as np
+
+from ..node import Node, OUTPUT, record, record_multi
+from ..tensor import _wrap
+from ._util import data_of, expand_reduced, for_jvp, normalize_dims, shift
+from .reduce import MaxBackward0, MaxBackward1, mean, sum, var
+
+median_values_indices = namedtuple("median", ["values", "indices"])
+
+
+class ProdBackward0(Node):
+    """d prod / d x_i is the product of the other elements: ``prod / x_i`` without zeros
+    (differentiable again); with a zero, exclusive products (not differentiable again)."""
+
+    def vjp(self, g, x, out):
+        return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self._others(x, out)
+
+    def jvp(self, tangents, primals, out):
+        return sum(tangents[0] * self._others(primals[0], out), shift(self.axes), self.keepdim)
+
+    def _others(self, x, out):
+        d = data_of(x)
+        if np.all(d != 0):
+            kept = out if self.keepdim or not self.axes else out.reshape(
+                tuple(1 if i in self.axes else n for i, n in enumerate(d.shape)))
+            return kept / x
+        axis = self.axes[0] if len(self.axes) == 1 else None
+        flat = d if axis is not None else d.reshape(-1)
+        axis = 0 if axis is None else axis
+        before = np.cumprod(np.concatenate([np.ones_like(np.take(flat, [0], axis)),
+                                            np.delete(flat, -1, axis)], axis), axis)
+        after = np.flip(np.cumprod(np.concatenate(
+            [np.ones_like(np.take(flat, [0], axis)),
+             np.delete(np.flip(flat, axis), -1, axis)], axis), axis), axis)
+        return (before * after).reshape(d.shape)
+
+
+class ProdBackward1(ProdBackward0):
+    """``prod(x, dim)``."""
+
+
+def prod(x, dim=None, keepdim=False, dtype=None):
+    """The product of the elements (along one ``dim``); integers and bools give int64, as torch.
+
+    >>> import ckpt
+    >>> ckpt.prod(ckpt.tensor([[1.0, 2.0], [3.0, 4.0]]), 1).tolist()
+    [2.0, 12.0]
+    """
+    if dim is not None and not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"prod(): argument 'dim' must be int, not {type(dim).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    if x.data.dtype.kind in "biu":
+        x = _wrap(x.data.astype(np.int64))
+    axes = normalize_dims(dim, x.data.ndim, "prod")
+    keepdim = keepdim and dim is not None
+    out = np.asarray(np.prod(x.data, axis=axes, keepdims=keepdim), dtype=x.data.dtype)
+    return record(ProdBackward0 if dim is None else ProdBackward1, out, (x,), (x, OUTPUT),
+                  axes=axes, keepdim=keepdim)
+
+
+class MedianBackward0(MaxBackward1):
+    """Whole-tensor median: shared evenly among the elements equal to it, as in torch."""
+
+
+class MedianBackward1(MaxBackward0):
+    """Median along a dim: the gradient goes to the selected index."""
+
+
+def median(x, dim=None, keepdim=False):
+    """The lower median of all elements, or ``(values, indices)`` along ``dim``.
+
+    >>> import ckpt
+    >>> ckpt.median(ckpt.tensor([3.0, 1.0, 2.0, 4.0])).item()
+    2.0
+    """
+    if dim is None:
+        flat = np.sort(x.data, axis=None)
+        if flat.size == 0:
+            return record(MedianBackward0, np.asarray(np.nan, dtype=x.data.dtype), (x,),
+                          (x, OUTPUT))
+        return record(MedianBackward0, np.asarray(flat[(flat.size - 1) // 2]), (x,), (x, OUTPUT))
+    (axis,) = normalize_dims(dim, x.data.ndim, "median")
+    if x.data.ndim == 0:
+        return median(x.reshape(1), 0, False)
+    order = np.argsort(x.data, axis=axis, kind="stable")
+    idx = np.take(order, [(x.data.shape[axis] - 1) // 2], axis)
+    values = np.take_along_axis(x.data, idx, axis)
+    if not keepdim:
+        values, idx = values.squeeze(axis), idx.squeeze(axis)
+    indices = _wrap(idx)
+    out = record_multi(MedianBackward1, (values, indices), (x,), (indices,),
+                       differentiable=(True, False), in_shape=x.data.shape, dim=axis,
+                       keepdim=keepdim, **for_jvp(indices=idx))
+    return median_values_indices(*out)
+
+
+def var_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
+    """``(var(x, ...), mean(x, ...))`` in one call, as torch's ``var_mean``.
+
+    >>> import ckpt
+    >>> [t.item() for t in ckpt.var_mean(ckpt.tensor([1.0, 2.0, 3.0]), correction=0)]
+    [0.6666666865348816, 2.0]
+    """
+    return var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
