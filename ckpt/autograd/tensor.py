@@ -134,8 +134,15 @@ Please ensure that the gradient and the tensor are the same size
         return self._output_nr
 
     def is_inference(self):
-        """False: ckpt makes no inference tensors (``inference_mode`` works as ``no_grad``)."""
-        return False
+        """True for a tensor made inside ``inference_mode`` (or a view of such a tensor).
+
+        >>> import ckpt
+        >>> with ckpt.inference_mode():
+        ...     x = ckpt.ones(2)
+        >>> x.is_inference(), (x * 2).is_inference()
+        (True, False)
+        """
+        return self._creation_meta is INFERENCE
 
     def is_floating_point(self):
         """True for float dtypes.
@@ -148,6 +155,8 @@ Please ensure that the gradient and the tensor are the same size
 
     @property
     def _version(self):
+        if self._creation_meta is INFERENCE:
+            raise RuntimeError("Inference tensors do not track version counter.")
         return self._vc[0]
 
     def _is_view(self):
@@ -159,6 +168,8 @@ Please ensure that the gradient and the tensor are the same size
         >>> x[0]._is_view(), x._is_view(), x[[0]]._is_view()
         (True, False, False)
         """
+        if self._creation_meta is INFERENCE:
+            return False
         return getattr(self, "_base", None) is not None or self._data.base is not None
 
     @property
@@ -444,6 +455,7 @@ Please ensure that the gradient and the tensor are the same size
     def tanh_(self, *args, **kwargs): return _ops.inplace.tanh_(self, *args, **kwargs)
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
+    def transpose_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
     def sin_(self): return _ops.inplace.sin_(self)
     def cos_(self): return _ops.inplace.cos_(self)
     def log_(self): return _ops.inplace.log_(self)
@@ -624,5 +636,25 @@ def _init(t, data):
 
 
 _new_tensor = object.__new__
+_init_normal = _init
+INFERENCE = ("inference",)  # the _creation_meta of an inference tensor
+
+
+def _init_inference(t, data):
+    _init_normal(t, data)
+    t._creation_meta = INFERENCE
+
+
+def set_inference_creation(on):
+    """Make every new Tensor an inference tensor (``on``) or a normal one; ``inference_mode``
+    switches this on entry and exit, so the normal path carries no check.
+
+    >>> import ckpt
+    >>> set_inference_creation(True); x = ckpt.ones(1); set_inference_creation(False)
+    >>> x.is_inference()
+    True
+    """
+    global _init
+    _init = _init_inference if on else _init_normal
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)

@@ -12,7 +12,7 @@ from .. import grad_mode
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
 from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
-                    take_history, take_tangent, writable, write_into)
+                    take_history, take_tangent, transpose, writable, write_into)
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -82,3 +82,19 @@ sigmoid_, neg_ = _inplace("sigmoid_"), _inplace("neg_")
 sin_, cos_, log_, sqrt_ = (_inplace(n) for n in ("sin_", "cos_", "log_", "sqrt_"))
 abs_, erf_ = _inplace("abs_"), _inplace("erf_")
 zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")
+
+
+def transpose_(self, dim0, dim1):
+    """Swap two dimensions of this tensor in place (its metadata only, as torch's).
+
+    >>> import ckpt
+    >>> ckpt.zeros(2, 3).transpose_(0, 1).shape
+    (3, 2)
+    """
+    check_inplace(self)
+    out = transpose(self, dim0, dim1)
+    self._data = out.data
+    bump_version(self)
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    return self
