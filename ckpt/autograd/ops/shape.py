@@ -23,8 +23,8 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
-        if grad_mode._State.inference or x._creation_meta is INFERENCE:
-            return _inference_view(out, x)
+        if x._creation_meta is INFERENCE or out._creation_meta is INFERENCE:
+            return _inference_view(out, x)  # inference mode's new tensors are inference tensors
         if x.requires_grad and not grad_mode._State.enabled:
             out._creation_meta = ("no_grad",)
         # a graph-less view is remembered only in grad mode, where a write through it can
@@ -44,7 +44,7 @@ def _inference_view(out, x):
     if x._creation_meta is INFERENCE:
         out._creation_meta = INFERENCE
         out.requires_grad, out.grad_fn = False, None
-    elif grad_mode._State.inference:
+    else:
         out._creation_meta = None
         if x.requires_grad:
             out.requires_grad = True
