@@ -123,13 +123,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     inputs = _as_tuple(inputs)
     if not inputs:
         raise RuntimeError("'inputs' argument to backward() cannot be empty.")
-    if any(t.__class__ is GradientEdge for t in inputs):
-        raise TypeError("backward(inputs=...) takes Tensors; a GradientEdge has no .grad to "
-                        "accumulate into: use autograd.grad(outputs, edge)")
     targets = [_input_edge(t, i) for i, t in enumerate(inputs)]
     captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=True)
     for t, edge, g in zip(inputs, targets, captured):
-        if g is not None and t.grad_fn is not None:  # leaves were accumulated by their node
+        # leaves were accumulated by their node; a GradientEdge only bounds the pass, as in torch
+        if g is not None and t.__class__ is not GradientEdge and t.grad_fn is not None:
             _accumulate_into(t, g, create_graph)
 
 
