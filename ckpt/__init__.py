@@ -31,6 +31,7 @@ from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, b
                            unsqueeze, var, var_mean, where)
 from .autograd.ops.nn.conv import conv2d
 from .autograd.ops.nn.dropout import dropout
+from .autograd.ops.random_fill import bernoulli
 from .autograd.ops.nn.embedding import embedding
 from .autograd.ops.nn.norm import batch_norm, layer_norm
 from .autograd.ops.nn.pool import avg_pool2d, max_pool2d

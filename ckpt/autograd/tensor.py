@@ -51,8 +51,11 @@ class Tensor:
                                f"point or complex dtype, got {value.dtype}")
         self._data = np.asarray(value)
 
+    def _del_data(self):
+        raise RuntimeError("Deleting tensor data is not allowed. Delete tensor instead!")
+
     # read through attrgetter (no Python frame on the hot path); written through the check
-    data = property(operator.attrgetter("_data"), _set_data, doc="""The numpy array.
+    data = property(operator.attrgetter("_data"), _set_data, _del_data, doc="""The numpy array.
         ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
         grad) makes ``x`` share ``other``'s memory without recording anything, as in torch;
         ``x`` keeps its version counter.""")
@@ -551,6 +554,54 @@ Please ensure that the gradient and the tensor are the same size
         """
         return _unpickled, (self._data, self.requires_grad)
 
+    def new(self, *args):
+        """A tensor of this one's dtype: ``new(*size)`` or ``new(size_tuple)`` (zeros; torch
+        leaves them uninitialised), ``new(list)`` (those values), ``new()`` (empty). A tuple
+        is a size here (ckpt's shapes are tuples; torch reads a tuple as values).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, dtype=ckpt.float64)
+        >>> x.new(2, 3).shape, x.new([1, 2]), x.new().shape
+        ((2, 3), tensor([1., 2.], dtype=ckpt.float64), (0,))
+        """
+        if not args:
+            return _factory.empty(0, dtype=self.data.dtype)
+        if len(args) == 1 and isinstance(args[0], (list, Tensor, np.ndarray)):
+            return _factory.tensor(args[0], dtype=self.data.dtype)
+        return _factory.zeros(*args, dtype=self.data.dtype)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False, device=None):
+        """Zeros of this tensor's dtype (or ``dtype``), as torch's ``new_zeros``.
+
+        >>> import ckpt
+        >>> ckpt.ones(1, dtype=ckpt.int64).new_zeros(2, 2).dtype
+        dtype('int64')
+        """
+        return _factory.zeros(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                              device=device)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False, device=None):
+        """Ones of this tensor's dtype (or ``dtype``), as torch's ``new_ones``."""
+        return _factory.ones(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                             device=device)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False, device=None):
+        """An uninitialised tensor of this tensor's dtype (or ``dtype``) (``new_empty``)."""
+        return _factory.empty(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                              device=device)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False, device=None):
+        """``fill_value`` everywhere, of this tensor's dtype (or ``dtype``) (``new_full``).
+
+        >>> import ckpt
+        >>> ckpt.ones(1).new_full((2,), 3)
+        tensor([3., 3.])
+        """
+        return _factory.full(size, fill_value, dtype=dtype or self.data.dtype,
+                             requires_grad=requires_grad, device=device)
+
+    def bernoulli(self, *args, **kwargs): return _ops.random_fill.bernoulli(self, *args, **kwargs)
+
     def type_as(self, other):
         return self.to(other.dtype)
 
@@ -562,6 +613,12 @@ Please ensure that the gradient and the tensor are the same size
 
     def long(self):
         return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
 
     def clone(self):
         return _ops.clone(self)
@@ -658,3 +715,4 @@ def set_inference_creation(on):
     _init = _init_inference if on else _init_normal
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
+from . import factory as _factory  # noqa: E402

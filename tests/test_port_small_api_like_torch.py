@@ -1,0 +1,61 @@
+"""Small API found by the port of torch's autograd tests: the same program in torch and in
+ckpt gives the same result or error."""
+import warnings
+
+import pytest
+
+from torch_oracle import assert_same_as_torch
+
+
+def edges_bound_backward(lib):
+    from_edge = lib.autograd.graph.get_gradient_edge
+    a = lib.tensor([1.0, 2.0], requires_grad=True)
+    b = lib.tensor([3.0, 4.0], requires_grad=True)
+    x, y = a * 2, b * 3
+    lib.autograd.backward((x * y).sum(), inputs=(from_edge(x), b))
+    return [a.grad, b.grad]
+
+
+def jacobians(lib):
+    gc = lib.autograd.gradcheck
+    a = lib.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=lib.float64, requires_grad=True)
+    b = lib.tensor([[5.0, 6.0], [7.0, 8.0]], dtype=lib.float64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        num = gc.get_numerical_jacobian(lambda xs: (xs[0] * xs[1], xs[0]), (a, b), eps=1e-6)
+        num_b = gc.get_numerical_jacobian(lambda xs: xs[0] * xs[1], (a, b), target=b, eps=1e-6)
+        ana, reentrant, sizes_ok, types_ok = gc.get_analytical_jacobian((a, b), a * b * b)
+    rounded = [j.double().numpy().round(5).tolist() for j in num + num_b + ana]
+    return rounded + [reentrant, sizes_ok, types_ok,
+                      sorted({w.category.__name__ for w in caught})]
+
+
+def grad_out_refused(lib):
+    a = lib.ones(2, dtype=lib.float64, requires_grad=True)
+    return lib.autograd.gradcheck.get_numerical_jacobian(lambda xs: xs[0], (a,), grad_out=2.0)
+
+
+def delete_data(lib):
+    x = lib.ones(2)
+    del x.data
+
+
+def new_tensors(lib):
+    x = lib.ones(2, 3, dtype=lib.float64)
+    return [x.new(2, 3).shape, x.new([1, 2]), x.new().shape, x.new(x[0].size()).fill_(7),
+            x.new_zeros(2), x.new_zeros((1, 2), dtype=lib.int64), x.new_ones(3).dtype == x.dtype,
+            x.new_empty(4).shape, x.new_full((2,), 3), x.new_ones(2, requires_grad=True).requires_grad]
+
+
+def bernoulli_(lib):
+    p = lib.tensor([0.0, 1.0, 1.0], requires_grad=True)
+    out = p.bernoulli()
+    out.sum().backward()
+    return [out, out.requires_grad, lib.bernoulli(p.detach()), p.bernoulli(0.0), p.grad,
+            lib.ones(2).bool(), lib.tensor([1.7]).int()]
+
+
+@pytest.mark.parametrize("program", [edges_bound_backward, jacobians, grad_out_refused,
+                                     delete_data, new_tensors, bernoulli_])
+def test_small_api_as_torch(program):
+    assert_same_as_torch(program)
