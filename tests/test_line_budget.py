@@ -33,9 +33,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # isclose/allclose, diagonal, Variable and queue_callback, hook order, InplaceFunction, legacy
 # constructors, pickling, torch's phrases); plus 195 for issue 17's solver scale (dag_lazy: peak
 # rows and memory rows added per stage; free-once rows; incumbents and bounds streamed from the
-# killable solver process); plus 150 for issue 14's port (inference tensors as torch has them,
-# transpose_, Tensor.new*, bernoulli, gradcheck's deprecated jacobian helpers)
-BUDGET = 25125
+# killable solver process); plus 325 for issue 14's port (inference tensors as torch has them,
+# transpose_, Tensor.new*, bernoulli, gradcheck's deprecated jacobian helpers, InstanceNorm)
+BUDGET = 25300
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
