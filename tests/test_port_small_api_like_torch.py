@@ -59,3 +59,33 @@ def bernoulli_(lib):
                                      delete_data, new_tensors, bernoulli_])
 def test_small_api_as_torch(program):
     assert_same_as_torch(program)
+
+
+def nested_mutation_contexts(lib):
+    with lib.autograd.graph.allow_mutation_on_saved_tensors():
+        with lib.autograd.graph.allow_mutation_on_saved_tensors():
+            pass
+
+
+def view_then_base_requires_grad(lib):
+    a = lib.zeros(2, 3)
+    b = a[:]
+    a.requires_grad = True
+    b.add_(5)
+
+
+def nan_checked_when_backward_runs(lib):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with lib.autograd.detect_anomaly(check_nan=False):
+            x = lib.tensor([-1.0], requires_grad=True)
+            out = x.sqrt().sum()
+            out.backward(retain_graph=True)
+            with lib.autograd.detect_anomaly(check_nan=True):
+                out.backward()
+
+
+@pytest.mark.parametrize("program", [nested_mutation_contexts, view_then_base_requires_grad,
+                                     nan_checked_when_backward_runs])
+def test_refused_as_torch(program):
+    assert_same_as_torch(program)

@@ -707,11 +707,11 @@ def check_inplace(x):
     meta = x._creation_meta
     if meta is not None:
         _check_view_creation(x, meta)
-    if grad_mode._State.enabled and x.requires_grad:
-        if x.grad_fn is None:
+    if grad_mode._State.enabled:
+        if x.requires_grad and x.grad_fn is None:
             raise RuntimeError(
                 "a leaf Variable that requires grad is being used in an in-place operation.")
-        base = getattr(x, "_base", None)
+        base = x._base  # a view made before its leaf base was set to require grad, too
         if base is not None and base.grad_fn is None and base.requires_grad:
             raise RuntimeError(
                 "a view of a leaf Variable that requires grad is being used in an in-place operation.")
