@@ -89,3 +89,24 @@ def nan_checked_when_backward_runs(lib):
                                      nan_checked_when_backward_runs])
 def test_refused_as_torch(program):
     assert_same_as_torch(program)
+
+
+def test_saved_variables_warns_as_torch():
+    def program(lib):
+        class Twice(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * 2
+
+            @staticmethod
+            def backward(ctx, g):
+                (x,) = ctx.saved_variables
+                return g * 2 + x * 0
+
+        x = lib.ones(2, requires_grad=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            Twice.apply(x).sum().backward()
+        return [x.grad, [(w.category.__name__, str(w.message)) for w in caught]]
+    assert_same_as_torch(program)
