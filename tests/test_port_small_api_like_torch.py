@@ -110,3 +110,31 @@ def test_saved_variables_warns_as_torch():
             Twice.apply(x).sum().backward()
         return [x.grad, [(w.category.__name__, str(w.message)) for w in caught]]
     assert_same_as_torch(program)
+
+
+def out_variants(lib):
+    a, b = lib.tensor([1.0, 2.0]), lib.tensor([3.0, 4.0])
+    x = lib.zeros(2)
+    same = lib.mul(a, b, out=x) is x
+    version = x._version
+    lib.add(a, b, alpha=2, out=x)
+    return [same, version, x, x._version]
+
+
+def out_refused(lib, case):
+    a = lib.tensor([1.0, 2.0], requires_grad=case == "input requires grad")
+    x = lib.zeros(2, requires_grad=case == "out requires grad")
+    if case == "inference out":
+        with lib.inference_mode():
+            x = lib.zeros(2)
+    if case == "under no_grad":
+        with lib.no_grad():
+            return [lib.mul(a, a, out=x), x.requires_grad]
+    return lib.mul(a, a, out=x)
+
+
+@pytest.mark.parametrize("case", ["input requires grad", "out requires grad", "inference out",
+                                  "under no_grad"])
+def test_out_argument_as_torch(case):
+    assert_same_as_torch(out_variants)
+    assert_same_as_torch(lambda lib: out_refused(lib, case))
