@@ -27,8 +27,8 @@ the peaks are the same logical quantity for everyone (each storage once, from cr
 its last reference). Beside it the allocator peak: the same registered bytes plus the peak
 of ``torch.profiler``'s memory events over one step. Time: the median of ``--steps`` steps
 without ledger or profiler, the contenders taking turns step by step (this machine is
-shared); a ckpt plan that keeps everything and leaves every backward to torch's engine is
-the model itself (``PlannedModule.plain``), so the plain row's time is its time.
+shared); a ckpt plan that keeps everything (store-all) is the model itself
+(``PlannedModule.plain``), so the plain row's time is its time.
 
 Goals (issue 11): no torch point is both lower in measured peak and faster than ckpt's front
 (for each torch point, ckpt's fastest plan at a peak no higher than it: the time ratio must
@@ -221,8 +221,8 @@ def run_model(kind, sizes, steps, compile_budgets, log):
     for name, fn in ours.items():
         peaks[name] = ledger_peak(model, fn, x, loss_fn)
         alloc[name] = allocator_peak(model, fn, x, loss_fn)
-    # a plan that keeps everything and leaves every backward to torch's engine runs the
-    # model itself (PlannedModule.plain): the plain step's timing is its timing
+    # a plan that keeps everything runs the model itself (PlannedModule.plain): the plain
+    # step's timing is its timing
     same_as_plain = [name for name, fn in ours.items() if fn.plain]
     fns = {"plain": model, **{n: f for n, f in ours.items() if n not in same_as_plain},
            **{n: f for n, f in theirs.items() if n != "plain"}}

@@ -131,6 +131,69 @@ def test_accumulating_a_gradient_leaves_other_holders_of_its_buffer_alone():
     assert seen["ckpt"] == seen["torch"] == ([1.0, 2.0], True, [2.0, 4.0])
 
 
+def _grad_given_then_changed(lib):
+    x, given = lib.ones(2, requires_grad=True), lib.tensor([1.0, 2.0])
+    x.backward(given)
+    given.mul_(10)
+    return x.grad.tolist()
+
+
+def _grad_of_create_graph_then_plain(lib):
+    x = lib.ones(2, requires_grad=True)
+    (x * x).sum().backward(create_graph=True)
+    held = x.grad
+    (x * 3).sum().backward()
+    return held.tolist(), x.grad is held, x.grad.requires_grad
+
+
+def _grad_assigned_by_user(lib):
+    x, mine = lib.ones(2, requires_grad=True), lib.zeros(2)
+    x.grad = mine
+    (x * 3).sum().backward()
+    return mine.tolist(), x.grad is mine
+
+
+def _retained_grad(lib):
+    x = lib.ones(2, requires_grad=True)
+    y = x * 2
+    y.retain_grad()
+    y.sum().backward(retain_graph=True)
+    held = y.grad
+    y.sum().backward()
+    return held.tolist(), y.grad is held, y.grad.tolist()
+
+
+def _non_leaf_backward_input(lib):
+    x = lib.ones(2, requires_grad=True)
+    y = x * 2
+    z = (y * 3).sum()
+    z.backward(inputs=[y], retain_graph=True)
+    held = y.grad
+    z.backward(inputs=[y])
+    return held.tolist(), y.grad is held
+
+
+def _two_leaves_given_one_gradient(lib):
+    x, y = lib.ones(2, requires_grad=True), lib.ones(2, requires_grad=True)
+    (x + y).backward(lib.tensor([1.0, 2.0]))
+    held_x, held_y = x.grad, y.grad
+    with lib.no_grad():
+        held_x.mul_(5)
+    (x + y).backward(lib.tensor([1.0, 1.0]))
+    return held_x.tolist(), held_y.tolist(), held_x is x.grad, held_y is y.grad
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+@pytest.mark.parametrize("program", [
+    _grad_given_then_changed, _grad_of_create_graph_then_plain, _grad_assigned_by_user,
+    _retained_grad, _non_leaf_backward_input, _two_leaves_given_one_gradient])
+def test_where_grad_accumulates_in_place_as_in_torch(program):
+    """A leaf's ``.grad`` takes later gradients in place (also one from a ``create_graph``
+    pass, or one the user assigned), never aliases a gradient the caller holds; a non-leaf's
+    (``retain_grad``, ``backward(inputs=...)``) gets a new Tensor each time (issue 14 point 7)."""
+    assert program(ckpt) == program(torch)
+
+
 def test_multi_output_op_unused_output_gets_zero_grad():
     x = f64([[1.0, 5.0, 3.0], [4.0, 2.0, 6.0]])
     values, indices = x.max(1)

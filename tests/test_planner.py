@@ -373,22 +373,3 @@ def test_zoo_chains_plan_at_real_sizes():
         p = plan(c, "optimal", budget=(lo + hi) // 2)
         assert p.peak <= (lo + hi) // 2 and p.overhead >= 0
         assert name in p.explain() or c.name in p.explain()
-
-
-def test_direct_backwards_are_the_stages_saved_once_and_backpropagated_in_a_run():
-    from ckpt.planner.schedule import direct_backwards
-    c = zoo.uniform(6)
-    assert direct_backwards(plan(c, "store_all").ops) == set(range(1, 7))
-    assert direct_backwards(plan(c, "recompute_all").ops) == {6}
-    for strategy in ("sqrt", "revolve", "min_memory"):
-        ops = plan(c, strategy).ops
-        first_backward = [op.kind for op in ops].index("backward")
-        expected = set()
-        for i in range(1, 7):
-            runs = [k for k, op in enumerate(ops)
-                    if op.stage == i and op.kind in ("forward", "forward_save")]
-            k = ops.index(Op("backward", i))
-            if [ops[r].kind for r in runs] == ["forward_save"] and runs[0] < first_backward \
-                    and (k == first_backward or ops[k - 1] == Op("backward", i + 1)):
-                expected.add(i)
-        assert direct_backwards(ops) == expected, strategy

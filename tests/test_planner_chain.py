@@ -185,7 +185,7 @@ def test_direct_backward_transient_round_trips_and_is_checked():
     from ckpt.planner import Stage
     a = Stage("a", 1, 2, 10, 10, backward_transient=8, direct_backward_transient=-4)
     c = Chain([Stage("s", 1, 2, 10, 10), a], input_bytes=4)
-    assert Chain.from_json(c.to_json()) == c and c.obd.tolist() == [0, 0, -4]
+    assert Chain.from_json(c.to_json()) == c and c.ob.tolist() == [0, 0, -4]
     # absent when not measured: the stage's backward is never left to the engine
     assert "direct" not in Chain([Stage("s", 1, 2, 10, 10)]).to_json()
     with pytest.raises(ChainError, match=r"direct_backward_transient \(9\) is at most "

@@ -121,7 +121,7 @@ def _fsdp2_rank(rank, port, chain_json, ops):
 
 
 def test_fsdp2_sharded_parameters_are_refused_not_left_without_gradients(recomputing_plan):
-    # the stage nodes take the registered (sharded) parameters, which the unsharded forward
-    # never uses: their gradients would silently stay None, so the wrapper refuses them
+    # ckpt.torch does not support sharded parameters (untested under FSDP2's unsharding):
+    # the wrapper refuses them rather than risk gradients silently left None
     chain_json, ops = recomputing_plan
     mp.spawn(_fsdp2_rank, args=(_free_port(), chain_json, ops), nprocs=1, join=True)

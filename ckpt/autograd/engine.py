@@ -117,6 +117,9 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         warnings.warn(_CREATE_GRAPH_WARNING, UserWarning, stacklevel=2)
     roots = _root_edges(outputs)
     root_grads = _make_root_grads(outputs, grad_outputs, create_graph)
+    if not create_graph:   # a gradient the caller holds never becomes a .grad (torch clones it)
+        root_grads = [r if given is None else _wrap(r.data.copy())
+                      for r, given in zip(root_grads, grad_outputs)]
     if inputs is None:
         _execute(roots, root_grads, retain_graph, create_graph)
         return
@@ -128,7 +131,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     for t, edge, g in zip(inputs, targets, captured):
         # leaves were accumulated by their node; a GradientEdge only bounds the pass, as in torch
         if g is not None and t.__class__ is not GradientEdge and t.grad_fn is not None:
-            _accumulate_into(t, g, create_graph)
+            _accumulate_into(t, g, create_graph, in_place=False)
 
 
 _CREATE_GRAPH_WARNING = (
@@ -194,21 +197,30 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     return tuple(result)
 
 
-def _accumulate_into(t, g, create_graph):
+def _accumulate_into(t, g, create_graph, in_place=True):
     """``t.grad += g`` the way torch does: detached unless ``create_graph``, never aliasing a
     read-only broadcast view; without ``create_graph`` the sum lands in the same ``.grad``
-    Tensor (a held reference sees it, its version goes up), written into its buffer when
-    no other array or Tensor holds that buffer, else into a new one."""
+    Tensor (a held reference sees it, its version goes up; also when that ``.grad`` came
+    from a ``create_graph`` pass), written into its buffer when no other array or Tensor
+    holds that buffer, else into a new one. ``in_place=False`` (the ``.grad`` of a non-leaf:
+    ``retain_grad``, ``backward(inputs=...)``) makes a new Tensor each time, the first a
+    copy, as torch's retain-grad hook does."""
     if not create_graph:
         g = g.detach() if g.grad_fn is not None or g.requires_grad else g
-        if not g.data.flags.writeable:
+        if not g.data.flags.writeable or (not in_place and t.grad is None):
             g = _wrap(g.data.copy())
     grad = t.grad
     if grad is None:
         # a Tensor of the leaf's own, so that accumulating into it later touches no other
-        # Tensor that holds the same gradient (one rule may give one array to two inputs)
-        t.grad = g if create_graph and g.requires_grad else _wrap(g.data)
-    elif create_graph or grad.requires_grad:
+        # Tensor; its buffer a copy when the engine is not the only holder of the array
+        # (one rule may give one array to two inputs), as torch clones a gradient in use
+        if create_graph and g.requires_grad:
+            t.grad = g
+        elif in_place and sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY:
+            t.grad = _wrap(g.data.copy())
+        else:
+            t.grad = _wrap(g.data)
+    elif create_graph or not in_place:
         t.grad = grad + g
     else:
         held, new = grad.data, g.data
@@ -220,6 +232,11 @@ def _accumulate_into(t, g, create_graph):
             grad.data = held + new
         grad._vc[0] += 1
 
+
+# sys.getrefcount of a gradient array that reaches a leaf's accumulator and that no one but
+# the engine holds: the frames of run_node, _prepare and _accumulate_into, the Tensor around
+# it and getrefcount's own argument
+_HELD_BY_ENGINE_ONLY = 6
 
 # sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
 # local name ``held`` in _accumulate_into, and getrefcount's own argument
@@ -472,7 +489,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
             _observe(roots, [g.data for g in root_grads])
         while ready:
             node = ready.pop()
-            if node._plain and direct and node._array_rule and not node._post_hooks:
+            if node._plain and direct:
                 # _call_rule for the commonest node, inline: the 300-op chain's backward
                 # takes 0.839 ms instead of 0.887 (-5%; quiet machine, 2026-12-05)
                 input_grads = pop_buffer(node, None)
@@ -480,11 +497,21 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     saved = node._saved
                     if saved is None:
                         raise RuntimeError(_FREED_MESSAGE)
-                    if len(saved) == 1:
+                    n_saved = len(saved)
+                    if n_saved == 0:
+                        input_grads = node.vjp(input_grads)
+                    elif n_saved == 1:
                         only = saved[0]
                         input_grads = node.vjp(input_grads, only.unpack(node, arrays)
                                                if only.__class__ is SavedTensor else only)
                         del only
+                    elif n_saved == 2:   # (a comprehension: +4% of the chain's backward)
+                        first, second = saved
+                        input_grads = node.vjp(
+                            input_grads,
+                            first.unpack(node, arrays) if first.__class__ is SavedTensor else first,
+                            second.unpack(node, arrays) if second.__class__ is SavedTensor else second)
+                        del first, second
                     else:
                         input_grads = node.vjp(input_grads, *[
                             s.unpack(node, arrays) if s.__class__ is SavedTensor else s for s in saved])
@@ -554,7 +581,7 @@ def run_node(node, grad, p):
     Returns the gradients of its inputs, in the order of ``next_functions``, or None when
     nothing flows on (no gradient came, a leaf accumulated it, or it isn't needed).
 
-    A ``_plain`` node (one output, no pre-hooks) goes straight to its rule when the pass
+    A ``_plain`` node (one output, no hooks, an array rule) goes straight to its rule when the pass
     lets it (``_Pass.direct``); any other node (multi-output, leaf accumulator, with
     hooks, captured by ``grad()``, pruned or batched) first meets its hooks, captures and
     accumulation, with Tensor gradients (hooks and users see Tensors). Calling
@@ -676,7 +703,7 @@ def _run_tensor_hooks(node, grads, create_graph):
     for nr, ref in (node._retain_hooks or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
-            _accumulate_into(t, grads[nr], create_graph)
+            _accumulate_into(t, grads[nr], create_graph, in_place=False)
     return grads
 
 

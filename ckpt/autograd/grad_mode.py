@@ -12,11 +12,16 @@ import inspect
 import warnings
 
 
-class _State:
+class _Switches:
     """The one mutable switch every op reads on its hot path (``enabled``), and whether an
     ``inference_mode`` block is in force (read by ``is_inference_mode_enabled`` only)."""
-    enabled = True
-    inference = False
+
+    def __init__(self):
+        self.enabled = True
+        self.inference = False
+
+
+_State = _Switches()   # (an instance: ops read its attributes faster than a class's)
 
 
 def is_grad_enabled():

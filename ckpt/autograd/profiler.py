@@ -501,9 +501,13 @@ def _op_wrapper(fn, name):
 
 
 def _vjp_wrapper(rule):
+    """A node class's ``vjp`` timed: ``rule`` a function, or the staticmethod of a table rule."""
+    bare = rule.__func__ if isinstance(rule, staticmethod) else None
+
     def vjp(self, *args):
-        return _timed(functools.partial(rule, self), type(self).__name__, "backward", args, {})
-    functools.update_wrapper(vjp, rule)
+        return _timed(bare or functools.partial(rule, self), type(self).__name__, "backward",
+                      args, {})
+    functools.update_wrapper(vjp, bare or rule)
     vjp._profiled = rule
     return vjp
 
@@ -569,7 +573,7 @@ def _install():
                 patches.append((Tensor, attr, obj))
         for cls in _node_classes():
             rule = cls.__dict__.get("vjp")
-            if isinstance(rule, types.FunctionType):
+            if isinstance(rule, (types.FunctionType, staticmethod)):
                 setattr(cls, "vjp", _vjp_wrapper(rule))
                 patches.append((cls, "vjp", rule))
     except BaseException:

@@ -17,11 +17,12 @@ field                  symbol      meaning
 ``backward_transient`` o_b^i       extra bytes alive only while B_i runs
 ``forward_save_        ō_f^i       extra bytes alive only while F_i runs saving (op
 transient``                        ``forward_save i``); defaults to o_f^i
-``direct_backward_     ō_b^i       o_b^i when the autograd engine runs B_i itself
-transient``                        (``planner.schedule.direct_backwards``): it frees
+``direct_backward_     ō_b^i       o_b^i as measured when the autograd engine runs
+transient``                        B_i (``ckpt.torch`` runs every B_i so): it frees
                                    δ_i once used, so this may be below o_b^i, even
-                                   negative (down to -ω_x^{i-1}); None (the default):
-                                   an executor never runs B_i so (o_b^i applies)
+                                   negative (down to -ω_x^{i-1}); planners and the
+                                   simulator use it where given (``chain.ob``); None
+                                   (the default): o_b^i applies
 =====================  ==========  =================================================
 
 The two forward transients differ on real stages: without saving, an intermediate is freed
@@ -72,8 +73,8 @@ class Stage:
     """One stage of a chain: costs in the chain's unit, sizes in bytes (see the module doc).
 
     ``forward_save_transient`` left at None means "the same as ``forward_transient``" (a
-    ``Chain`` fills it in); ``direct_backward_transient`` left at None, that the stage's
-    backward is never left to the autograd engine (``backward_transient`` always applies).
+    ``Chain`` fills it in); ``direct_backward_transient`` left at None, that
+    ``backward_transient`` is what the stage's backward holds.
 
     >>> Stage("conv1", forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96)
     Stage(name='conv1', forward_cost=2.0, backward_cost=4.0, output_bytes=64, saved_bytes=96, forward_transient=0, backward_transient=0, forward_save_transient=None, direct_backward_transient=None)
@@ -185,23 +186,23 @@ class Chain:
         self.xbar = np.array([0] + [s.saved_bytes for s in checked], dtype=np.int64)
         self.of = np.array([0] + [s.forward_transient for s in checked], dtype=np.int64)
         self.ofs = np.array([0] + [s.forward_save_transient for s in checked], dtype=np.int64)
-        self.ob = np.array([0] + [s.backward_transient for s in checked], dtype=np.int64)
-        self.obd = np.array([0] + [s.backward_transient if s.direct_backward_transient is None
-                                   else s.direct_backward_transient for s in checked],
-                            dtype=np.int64)
+        # o_b^i as the planners and the simulator count it: ō_b^i where the chain measured it
+        self.ob = np.array([0] + [s.backward_transient if s.direct_backward_transient is None
+                                  else s.direct_backward_transient for s in checked],
+                           dtype=np.int64)
         for i in range(1, L + 1):
             least = -int(self.x[i - 1]) if i > 1 else 0     # minus δ_{i-1}, which B_i makes
-            if self.obd[i] < least:
+            if self.ob[i] < least:
                 raise ChainError(
                     f"stage {i} ({checked[i - 1].name!r}): direct_backward_transient "
-                    f"({self.obd[i]}) is below {least}, minus the gradient B_{i} makes: "
+                    f"({self.ob[i]}) is below {least}, minus the gradient B_{i} makes: "
                     "memory while an op runs is at least the memory before it")
         # bytes of the gradient δ_i that lives between B_{i+1} and B_i: none for the input
         # (data gets no gradient) and none for x_L (the loss seed is part of B_L's transient)
         self.delta = self.x.copy()
         self.delta[0] = 0
         self.delta[L] = 0
-        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob, self.obd,
+        for a in (self.uf, self.ub, self.x, self.xbar, self.of, self.ofs, self.ob,
                   self.delta):
             a.setflags(write=False)
         self._cache = {}

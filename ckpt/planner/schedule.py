@@ -25,8 +25,7 @@ done — Beaumont et al.'s persistent schedules):
 """
 from typing import NamedTuple
 
-__all__ = ["Op", "OP_KINDS", "ops_from_tree", "store_all_tree", "segments_tree",
-           "direct_backwards"]
+__all__ = ["Op", "OP_KINDS", "ops_from_tree", "store_all_tree", "segments_tree"]
 
 OP_KINDS = ("forward", "forward_save", "backward", "drop")
 
@@ -135,36 +134,3 @@ def segments_tree(bounds, L, inner=store_all_tree):
     for k in range(len(bounds) - 2, -1, -1):
         tree = ("split", bounds[k], bounds[k + 1], tree, inner(bounds[k], bounds[k + 1] - 1))
     return tree
-
-
-def direct_backwards(ops):
-    """The stages whose backward an executor may leave to the autograd engine itself: stage i
-    runs forward once, saving, before the first backward, and ``backward i`` comes right after
-    ``backward i+1`` (or is the first backward). Nothing the plan does then falls between the
-    two, so the engine may backpropagate stage i as soon as δ_i exists, freeing δ_i as soon as
-    its first op has used it (``Stage.direct_backward_transient``).
-
-    >>> sorted(direct_backwards(["forward_save 1", "forward_save 2", "backward 2",
-    ...                          "backward 1"]))
-    [1, 2]
-    >>> sorted(direct_backwards(["forward 1", "forward_save 2", "backward 2", "drop 1",
-    ...                          "forward_save 1", "backward 1"]))
-    [2]
-    """
-    ops = [op if isinstance(op, Op) else Op(*op) if isinstance(op, (tuple, list))
-           else Op.parse(op) for op in getattr(ops, "ops", ops)]
-    first_backward = next((k for k, op in enumerate(ops) if op.kind == "backward"), len(ops))
-    runs = {}
-    for k, (kind, i) in enumerate(ops):
-        if kind in ("forward", "forward_save"):
-            runs.setdefault(i, []).append((k, kind))
-    direct = set()
-    for k, (kind, i) in enumerate(ops):
-        if kind != "backward":
-            continue
-        once = runs.get(i, []) and len(runs[i]) == 1 and runs[i][0][1] == "forward_save" \
-            and runs[i][0][0] < first_backward
-        follows = k == first_backward or ops[k - 1] == Op("backward", i + 1)
-        if once and follows:
-            direct.add(i)
-    return direct

@@ -15,9 +15,8 @@ Memory accounting (what an executor must mirror, byte for byte):
 - While an op runs, memory is (alive before) + (what it creates) + its transient:
   ``forward i``: + ω_x^i + o_f^i; ``forward_save i``: + ω_x̄^i + ō_f^i;
   ``backward i``: + ω_δ^{i-1} + o_b^i (x̄_i and δ_i are freed when it finishes), or
-  + ω_δ^{i-1} + ō_b^i (``direct_backward_transient``) when the plan leaves B_i to the
-  autograd engine (``schedule.direct_backwards``: a stage saved once in the forward phase,
-  backpropagated right after B_{i+1});
+  + ω_δ^{i-1} + ō_b^i where the chain gives ``direct_backward_transient`` (measured as the
+  autograd engine runs B_i, freeing δ_i once used: ``ckpt.torch`` runs every B_i so);
   ``drop i``: nothing (memory falls by ω_x^i).
 - The predicted peak is the maximum of that "during" memory over all ops (and of the
   memory before the first op).
@@ -39,7 +38,7 @@ only x_0 alive at the end. The first violation raises ``InvalidPlanError`` with 
 from typing import NamedTuple
 
 from .errors import InvalidPlanError
-from .schedule import OP_KINDS, Op, direct_backwards
+from .schedule import OP_KINDS, Op
 
 __all__ = ["simulate", "Simulation", "Event"]
 
@@ -107,13 +106,6 @@ def simulate(chain, plan, timeline=True):
     x, xbar, of, ofs, ob, delta = (chain.x.tolist(), chain.xbar.tolist(), chain.of.tolist(),
                                    chain.ofs.tolist(), chain.ob.tolist(), chain.delta.tolist())
     uf, ub = chain.uf.tolist(), chain.ub.tolist()
-    obd = chain.obd.tolist()
-    direct = set()
-    if obd != ob:
-        try:
-            direct = direct_backwards(ops)
-        except (TypeError, ValueError):
-            pass            # not ops: the replay below names the first bad one
     alive = {("x", 0): x[0]}
     mem = chain.param_bytes - chain.param_late_bytes + x[0] - chain.input_late_bytes
     late_input = chain.input_late_bytes
@@ -169,7 +161,7 @@ def simulate(chain, plan, timeline=True):
                 fail(f"x{i - 1} (the input of stage {i}) is not alive")
             if i < L and ("delta", i) not in alive:
                 fail(f"δ{i} is not alive (backward {i + 1} must run first)")
-            during = mem + delta[i - 1] + (obd[i] if i in direct else ob[i])
+            during = mem + delta[i - 1] + ob[i]
             mem -= alive.pop(("xbar", i))
             if i < L:
                 mem -= alive.pop(("delta", i))

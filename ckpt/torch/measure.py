@@ -21,8 +21,8 @@ from ..planner import Chain, Stage, simulate
 from ..planner.errors import PlanMismatchError
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
-from .runner import RngState, Step, cuda_devices, direct_stages
-from .stages import refine, resolve
+from .runner import RngState, Step, cuda_devices
+from .stages import resolve
 
 __all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes",
            "CpuAllocatorPeak"]
@@ -63,18 +63,17 @@ def default_loss(out):
 
 
 def profile_ops(L, auto):
-    """The profiler's op order: ``forward i``, ``drop i``, ``forward_save i`` for each stage
-    (the epilogue of auto staging only saves), then ``backward L .. 1``.
+    """The profiler's op order: ``forward i`` for each stage but the last (the step's first
+    runs, checkpoints kept), ``forward_save L``, ``backward L``, then for each earlier stage
+    ``drop i``, ``forward_save i`` (a recomputation) and ``backward i``.
 
-    >>> [str(op) for op in profile_ops(2, auto=False)]
-    ['forward 1', 'drop 1', 'forward_save 1', 'forward 2', 'drop 2', 'forward_save 2', 'backward 2', 'backward 1']
+    >>> [str(op) for op in profile_ops(3, auto=False)]
+    ['forward 1', 'forward 2', 'forward_save 3', 'backward 3', 'drop 2', 'forward_save 2', 'backward 2', 'drop 1', 'forward_save 1', 'backward 1']
     """
-    ops = []
-    for i in range(1, L + 1):
-        if not (auto and i == L):
-            ops += [Op("forward", i), Op("drop", i)]
-        ops.append(Op("forward_save", i))
-    return ops + [Op("backward", i) for i in range(L, 0, -1)]
+    ops = [Op("forward", i) for i in range(1, L)] + [Op("forward_save", L), Op("backward", L)]
+    for i in range(L - 1, 0, -1):
+        ops += [Op("drop", i), Op("forward_save", i), Op("backward", i)]
+    return ops
 
 
 class _Windows:
@@ -164,8 +163,7 @@ def _stand_ins(params):
             p.grad = torch.zeros_like(p)
 
 
-def _ledger_step(model, staging, ops, args, kwargs, loss_fn, params, inputs, cuda,
-                 direct=()):
+def _ledger_step(model, staging, ops, args, kwargs, loss_fn, params, inputs, cuda):
     """One step measured by a fresh ledger: the bytes at entry, the op windows, the step."""
     ledger = Ledger()
     ledger.register(*params, *[p.grad for p in params if p.grad is not None],
@@ -173,12 +171,12 @@ def _ledger_step(model, staging, ops, args, kwargs, loss_fn, params, inputs, cud
     entry = ledger.current
     win = _Windows(len(ops), ledger, cuda)
     with ledger, ledger.hooks():
-        _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, win, direct)
+        _, step = _measured_step(model, staging, ops, args, kwargs, loss_fn, win)
     return entry, win, step
 
 
-def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows, direct=()):
-    step = Step(model, staging, ops, args, kwargs, observer=windows, direct=direct)
+def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows):
+    step = Step(model, staging, ops, args, kwargs, observer=windows)
     loss = loss_fn(step.run())
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         raise TypeError("loss_fn must return a scalar tensor, got "
@@ -209,12 +207,10 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     (4, 8192, 's')
     """
     args, kwargs = split_sample(sample)
-    staging = refine(resolve(model, stages), model, args, kwargs)
+    staging = resolve(model, stages)
     loss_fn = loss_fn or default_loss
     L, auto = len(staging), staging.kind == "auto"
     ops = profile_ops(L, auto)
-    store_all_ops = [Op("forward_save", i) for i in range(1, L + 1)] + \
-        [Op("backward", i) for i in range(L, 0, -1)]
     params, inputs = _entry(model, args, kwargs)
     leaves = params + [t for t in inputs if t.requires_grad]
     saved_grads = [t.grad for t in leaves]
@@ -225,9 +221,6 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
             _stand_ins(params)
             entry, win, step = _ledger_step(model, staging, ops, args, kwargs, loss_fn,
                                             params, inputs, cuda)
-            # every stage backpropagated by torch's engine itself (a plain step's order)
-            _, direct_win, _ = _ledger_step(model, staging, store_all_ops, args, kwargs,
-                                            loss_fn, params, inputs, cuda, range(1, L + 1))
             input_bytes = storage_bytes(inputs)
             made = step.output_bytes
             times = []
@@ -259,28 +252,26 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
                 # makes them again while it runs: part of its transient.
                 residue, x = x - made[1], made[1]
                 of += residue
-        else:   # the epilogue never runs without saving: a forward no cheaper than saving
+        else:   # the last stage never runs without saving: a forward no cheaper than saving
             x, of = xbar, ofs
         out_bytes[i] = x
         b = at[("backward", i)]
         d_in = out_bytes[i - 1] if i > 1 else 0
-        ob = max(0, win.peak[b] - win.before[b] - d_in)
-        db = 2 * L - i                   # backward i in store_all_ops
-        obd = direct_win.peak[db] - direct_win.before[db] - d_in
+        # torch's engine frees δ_i once used: the transient may be negative (down to -δ_{i-1})
+        ob = win.peak[b] - win.before[b] - d_in
         stages_.append(Stage(staging.names[i - 1], med[s], med[b], x, max(xbar, x),
-                             forward_transient=max(of, 0), backward_transient=ob,
+                             forward_transient=max(of, 0), backward_transient=max(ob, 0),
                              forward_save_transient=max(ofs, 0),
-                             # the engine's own backward where it holds no more than ours
-                             direct_backward_transient=obd if obd <= ob else None))
+                             direct_backward_transient=ob if ob < 0 else None))
     held = 0
     if L > 1:
         # gradients torch's engine holds from B_L to the end of the step: a parameter used
         # after the last block and before the first (tied embeddings) gets its gradient only
         # when both contributions are in; and the loss and the seed of its gradient, which
         # outlive B_L: parameter bytes appearing late, at the end of B_L.
-        last, prev = at[("backward", L)], at[("backward", L - 1)]
+        last = at[("backward", L)]
         expected = win.before[last] - (stages_[-1].saved_bytes) + out_bytes[L - 1]
-        held = max(0, win.before[prev] - expected)
+        held = max(0, win.before[last + 1] - expected)
     return Chain(stages_, input_bytes=input_bytes + residue,
                  param_bytes=entry - input_bytes + held,
                  name=name or type(model).__name__, cost_unit="s",
@@ -393,7 +384,7 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     any backward; gradients, buffers and the RNG state are then left as they were.
     """
     args, kwargs = split_sample(sample)
-    staging = refine(resolve(model, stages), model, args, kwargs)
+    staging = resolve(model, stages)
     if len(staging) != len(plan.chain):
         raise ValueError(f"the plan is for a chain of {len(plan.chain)} stages, the model has "
                          f"{len(staging)} ({', '.join(staging.names)}); profile this model "
@@ -431,14 +422,13 @@ def _execute(model, plan, staging, args, kwargs, loss_fn, simulation, params, in
     t0 = time.perf_counter()
     if cuda:
         with ledger, ledger.hooks():
-            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn, win,
-                                     direct_stages(plan))
+            loss, _ = _measured_step(model, staging, plan.ops, args, kwargs, loss_fn, win)
         allocator = torch.cuda.max_memory_allocated() - base + entry
     else:
         with CpuAllocatorPeak() as measured:
             with ledger, ledger.hooks():
                 loss, _ = _measured_step(model, staging, plan.ops, args, kwargs,
-                                         loss_fn, win, direct_stages(plan))
+                                         loss_fn, win)
         allocator = entry + measured.bytes
     seconds = time.perf_counter() - t0
     return TorchExecution(loss, simulation.peak, ledger.peak, allocator, seconds,

@@ -18,8 +18,8 @@ from torch import nn
 
 from .. import planner
 from .measure import profile
-from .runner import Step, direct_stages
-from .stages import refine, resolve
+from .runner import Step
+from .stages import resolve
 
 __all__ = ["PlannedModule", "plan"]
 
@@ -32,9 +32,8 @@ class PlannedModule(nn.Module):
     the model's output; backpropagating a loss of it runs the rest of the plan (the
     recomputations where the plan puts them); parameters get their gradients through
     torch's engine, as from a plain backward. In eval mode or under ``no_grad``, and under a
-    plan that keeps everything with every backward left to torch's engine (store-all), it
-    is the model. ``plan``, ``chain`` and ``explain()`` describe the schedule; parameters, buffers
-    and the state dict are the model's (``planned.model``).
+    plan that keeps everything (store-all), it is the model. ``plan``, ``chain`` and
+    ``explain()`` describe the schedule; parameters, buffers and the state dict are the model's (``planned.model``).
     """
 
     def __init__(self, model, plan, stages="auto"):
@@ -48,16 +47,14 @@ class PlannedModule(nn.Module):
                 "; profile it with the same stages")
         self.plan = plan
         self.chain = plan.chain
-        self.direct = direct_stages(plan)
-        # every stage left to torch's engine (a store-all plan): the plain step is the plan
-        self.plain = self.direct == set(range(1, len(plan.chain) + 1))
+        # a plan that keeps every stage's first run and recomputes nothing (store-all) is
+        # the plain step
+        self.plain = all(op.kind in ("forward_save", "backward") for op in plan.ops)
 
     def forward(self, *args, **kwargs):
         if not (self.training and torch.is_grad_enabled()) or self.plain:
             return self.model(*args, **kwargs)
-        refine(self.staging, self.model, args, kwargs)
-        return Step(self.model, self.staging, self.plan.ops, args, kwargs,
-                    direct=self.direct).run()
+        return Step(self.model, self.staging, self.plan.ops, args, kwargs).run()
 
     def explain(self, max_ops=80):
         """The plan's table: its numbers, then each op with memory during and after it.

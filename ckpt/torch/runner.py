@@ -1,24 +1,32 @@
 """One training step of a torch model following a plan's ops: the engine of ``ckpt.torch``.
 
-Every stage i that ckpt runs is one node of torch's graph, ``StageFunction`` (a custom
-``torch.autograd.Function`` taking the stage's input and parameters). Its forward runs the
-plan's ops up to the first one that produces stage i's output; its backward — called by
-torch's engine with δ_i — runs the ops up to and including ``backward i`` and returns
-δ_{i-1} and the parameters' gradients, which torch's engine accumulates into ``.grad``
-(so hooks, DDP's reducer and any optimizer see an ordinary backward). The ops between
-(recomputations, drops) run where the plan puts them. A ``Step`` holds the values the
-simulator names — checkpoints x_i, saved stages x̄_i (an output with its graph), gradients
-δ_i — and frees each at the op that frees it.
+The step's forward is the plain one: each stage runs once, in order (a plan's ops before its
+first backward do that: the ``forward i`` or ``forward_save i`` that first makes x_i), and
+torch's engine records every op, so the loss's graph is the model's own graph. What a stage
+saves for backward goes through ``saved_tensors_hooks``: a stage whose first run the plan
+keeps (``forward_save i``) saves its tensors as usual; one it does not (``forward i``) packs a
+placeholder for each instead. Torch's own backward then runs the step: a hook on stage i's
+output gradient δ_i starts the plan's ops up to ``backward i`` on the op cursor — drops, and
+recomputations from the kept checkpoints, where ``forward_save i`` fills stage i's
+placeholders in the order they were packed — and torch's engine backpropagates stage i
+itself, unpacking the recomputed tensors and accumulating each parameter's gradient as it is
+computed, as in a plain step; a recomputed tensor is freed when torch releases the node that
+saved it (its placeholder, a weak key of the table, dies). So ``autograd.grad``, gradient
+hooks and DDP's reducer see the plain graph. This is how ``torch.utils.checkpoint`` works
+with ``use_reentrant=False`` (its docs); here the plan says what to recompute and when. A
+``Step`` holds the values the simulator names — checkpoints x_i, the outputs of saving runs
+x̄_i — and frees each at the op that frees it.
 
 Staging "auto" (``ckpt.torch.stages``): the model's own ``forward`` runs; ckpt intercepts the
 calls of the blocks. The prologue (code before the first block) runs as written, saving
-(``forward_save 1``) or not (``forward 1``); recomputing it reruns the model's ``forward``
-until the first block is called; the first block's node backpropagates it. The epilogue (code after the last block, then the loss) always runs as written,
-saving: plans run it once, right before its backward.
+(``forward_save 1``) or packing placeholders (``forward 1``); recomputing it reruns the
+model's ``forward`` until the first block is called. The epilogue (code after the last block,
+then the loss) always runs as written, saving: plans run it once, right before its backward.
 
 Recomputations replay the RNG state of the stage's first run (CPU and the CUDA devices in
-use), as ``torch.utils.checkpoint`` does, and run with BatchNorm's running statistics
-frozen, so the statistics and ``num_batches_tracked`` are updated once per step.
+use), as ``torch.utils.checkpoint`` does, and run with BatchNorm's momentum at 0, so the
+running statistics and ``num_batches_tracked`` are updated once per step while the stage does
+the same ops, saving the same tensors, as on its first run.
 
 >>> import torch
 >>> from ckpt import planner
@@ -32,18 +40,15 @@ frozen, so the statistics and ``num_batches_tracked`` are updated once per step.
 (True, True)
 """
 import contextlib
+import weakref
 
 import torch
 from torch import nn
 
-from ..planner.schedule import direct_backwards
 from .ledger import storage_bytes
 from .stages import StageError
 
-__all__ = ["Step", "StageFunction", "PlanRunError", "cuda_devices", "direct_stages",
-           "RngState", "stage_norms"]
-
-
+__all__ = ["Step", "PlanRunError", "cuda_devices", "RngState", "stage_norms"]
 class PlanRunError(RuntimeError):
     """A plan cannot run on this model as staged (what is wrong and what would be right)."""
 
@@ -103,15 +108,23 @@ def stage_norms(model, staging):
 
 @contextlib.contextmanager
 def _frozen_norm_stats(norms):
-    """BatchNorm without updating running statistics: ``track_running_stats`` off (training
-    mode then normalizes with the batch's statistics, as the first run did) on ``norms``."""
+    """BatchNorm without updating running statistics: momentum 0 (the update then keeps
+    them: ``(1 - 0) * running + 0 * batch``) and ``num_batches_tracked`` put back after, on
+    ``norms``. Training mode normalizes with the batch's statistics, as the first run did,
+    through the same op saving the same tensors (switching ``track_running_stats`` off
+    would save two fewer). Batch statistics that are not finite would spoil the kept ones."""
+    kept = [(m, m.momentum, None if m.num_batches_tracked is None
+             else int(m.num_batches_tracked)) for m in norms]
     for m in norms:
-        m.track_running_stats = False
+        m.momentum = 0.0
     try:
         yield
     finally:
-        for m in norms:
-            m.track_running_stats = True
+        with torch.no_grad():
+            for m, momentum, tracked in kept:
+                m.momentum = momentum
+                if tracked is not None:
+                    m.num_batches_tracked.fill_(tracked)
 
 
 def cuda_devices(values):
@@ -160,52 +173,81 @@ def _second_backward():
         "module's forward again for another backward")
 
 
-def direct_stages(plan):
-    """The stages of ``plan`` that a ``Step`` leaves to torch's engine, as a plain step does
-    (no stage node holds δ_i while they run): those the plan saves once and backpropagates
-    right after the next (``planner.schedule.direct_backwards``) whose chain measured that
-    mode (``Stage.direct_backward_transient``), so that the prediction counts what runs.
-
-    >>> from ckpt import planner
-    >>> stage = planner.Stage("s", 1, 1, 8, 8, direct_backward_transient=0)
-    >>> sorted(direct_stages(planner.plan(planner.Chain([stage] * 3), "store_all")))
-    [1, 2, 3]
-    """
-    stages = plan.chain.stages
-    return {i for i in direct_backwards(plan.ops)
-            if stages[i - 1].direct_backward_transient is not None}
+class _Slot:
+    """What a stage the plan does not keep packs instead of a tensor (a weak key)."""
+    __slots__ = ("__weakref__",)
 
 
-class StageFunction(torch.autograd.Function):
-    """Stage i of a ``Step`` as one node of torch's graph (see the module doc)."""
+class _Packer:
+    """The step's saved-tensor hooks. ``mode`` says what ``pack`` does with stage ``stage``'s
+    tensors: "save" keeps them (a detached alias, as a plain step's graph would hold the
+    tensor); "slot" packs placeholders, remembered weakly in pack order; "fill" (a
+    recomputation that saves) puts the k-th tensor under the k-th placeholder; "discard" (a
+    recomputation that does not) keeps nothing. The hooks hold no graph (no cycle through
+    the nodes that keep them)."""
 
-    @staticmethod
-    def forward(ctx, step, i, token, x_in, *params):
-        ctx.step, ctx.i = step, i
-        return step.forward_to(i, x_in).detach()
+    def __init__(self):
+        self.mode, self.stage, self.count = "save", None, 0
+        self.depth = 0                                     # our hooks installed now
+        self.slots = {}                                    # stage -> weak refs, pack order
+        self.recomputed = weakref.WeakKeyDictionary()      # placeholder -> tensor
 
-    @staticmethod
-    def backward(ctx, grad):
-        step, i = ctx.step, ctx.i
-        if step is None:
-            raise _second_backward()
-        d_in, grads = step.backward_to(i, grad)
-        ctx.step = None
-        return (None, None, None, d_in, *[grads.get(id(p)) for p in step.fn_params[i]])
+    @contextlib.contextmanager
+    def packing(self, mode, stage):
+        """``mode`` for stage ``stage`` inside; "save" outside any other packing leaves the
+        hooks that were there (the user's, a ledger's) to save as they would."""
+        before = self.mode, self.stage, self.count, self.depth
+        self.mode, self.stage, self.count = mode, stage, 0
+        if mode == "slot":
+            self.slots[stage] = []
+        ours = mode != "save" or self.depth > 0
+        self.depth += ours
+        try:
+            with torch.autograd.graph.saved_tensors_hooks(self.pack, self.unpack) if ours \
+                    else contextlib.nullcontext():
+                yield self
+        finally:
+            self.mode, self.stage, self.count, self.depth = before
+
+    def pack(self, t):
+        if self.mode == "save":
+            return t.detach()
+        if self.mode == "slot":
+            slot = _Slot()
+            self.slots[self.stage].append(weakref.ref(slot))
+            return slot
+        if self.mode == "fill":
+            refs = self.slots.get(self.stage, ())
+            slot = refs[self.count]() if self.count < len(refs) else None
+            if slot is not None:
+                self.recomputed[slot] = t.detach()
+        self.count += 1
+        return None
+
+    def unpack(self, packed):
+        if isinstance(packed, torch.Tensor):
+            return packed
+        t = self.recomputed.get(packed)
+        if t is None:
+            raise PlanRunError(
+                "torch's backward needs a tensor a planned stage saved before the plan "
+                "recomputed it: the step was backpropagated already (a plan's backward runs "
+                "once), or a stage's result other than its first tensor reaches the loss "
+                "(stages pass on their first tensor only)")
+        return t
 
 
 class Step:
     """The state of one planned step: the value table and the op cursor (module doc).
 
-    ``direct``: the stages whose backward torch's engine runs itself (``direct_stages``);
-    the others are stage nodes. ``observer``, if given, has ``begin(k)`` and ``end(k)``
-    called around op k (what
-    ``execute`` and ``profile`` measure by; an op run by torch itself — the epilogue and its
-    backward — ends when the next begins, the last one when torch's backward returns);
-    ``run()`` starts the step and returns the model's output.
+    ``observer``, if given, has ``begin(k)`` and ``end(k)`` called around op k (what
+    ``execute`` and ``profile`` measure by; an op run by torch's engine — a backward, the
+    epilogue — ends when the next begins, the last one when torch's backward returns) and
+    ``forget(t)`` for a tensor about to be emptied; ``run()`` starts the step and returns the
+    model's output.
     """
 
-    def __init__(self, model, staging, ops, args, kwargs, observer=None, direct=()):
+    def __init__(self, model, staging, ops, args, kwargs, observer=None):
         self.model, self.staging = model, staging
         self.ops = [(op.kind, op.stage) if hasattr(op, "kind") else tuple(op) for op in ops]
         self.L = len(staging)
@@ -214,24 +256,30 @@ class Step:
         self.k = 0                    # index of the next op to run
         self.begun = -1               # the last op the observer was told of
         self.x = {}                   # checkpoints: i -> tensor (no graph)
-        self.xbar = {}                # i -> (output with graph, its input leaf or None)
-        self.delta = {}               # i -> δ_i (from torch's engine)
+        self.xbar = {}                # i -> output of stage i's saving run (no graph)
+        self.made = {}                # i -> weak ref to stage i's first output (the graph's)
         self.rng = {}                 # i -> RngState before stage i's first run
+        self.wants_grad = {}          # i -> whether stage i's input required grad then
         self.ran = set()
-        self.natural = set()          # x̄_i held by torch (the epilogue, as written)
         self.context = {}             # i -> (args, kwargs) of block stage i beyond its input
         self.output_bytes = {}        # i -> bytes of stage i's output (first run)
         self.stopping = False
-        self.grads = {}               # id(param) -> gradient, gathered for the next return
-        self.token = torch.empty(0, requires_grad=True)
+        self.packer = _Packer()
         self.devices = cuda_devices([*self.args, *self.kwargs.values()])
-        self.fn_params = {i: list(p) for i, p in enumerate(staging.params, 1)}
-        if staging.kind == "auto":
-            self.fn_params[1] = self._prologue_params()
-        if self.ops and self.ops[0][1] != 1:
-            raise PlanRunError(f"a plan begins with stage 1, this one with {self.ops[0]}")
-        self.direct = set(direct)
         self.norms = stage_norms(model, staging)    # i -> what a recomputation freezes
+        self.forward_phase = self._check_forward_phase()
+
+    def _check_forward_phase(self):
+        """The number of ops before the first backward, which must run each stage once, in
+        order (the plain forward the step records)."""
+        end = next((k for k, (kind, _) in enumerate(self.ops) if kind == "backward"),
+                   len(self.ops))
+        runs = [i for kind, i in self.ops[:end] if kind != "drop"]
+        if runs != list(range(1, self.L + 1)):
+            raise PlanRunError(
+                "a plan's ops before its first backward must run each stage once, in order "
+                f"(the plain forward torch records); this plan runs stages {runs}")
+        return end
 
     # ---- the op cursor --------------------------------------------------------------------
     def _begin(self, k):
@@ -239,32 +287,9 @@ class Step:
             self.begun = k
             self.observer.begin(k)
 
-    def _produced(self, i):
-        return i in self.x or i in self.xbar
-
-    def forward_to(self, i, x_in):
-        """Run ops until stage i has produced its output for the first time; return it."""
-        if i == 1 and self.staging.kind == "sequence":
-            self.x0 = x_in
-        while not (i in self.ran and self._produced(i)) or (
-                self.ops[self.k][1] == i and self.ops[self.k][0] != "backward"):
-            self._run_next()      # (the profiler's 'forward i, drop i, forward_save i')
-        return _first(self.x[i] if i in self.x else self.xbar[i][0])
-
-    def backward_to(self, i, grad):
-        """Given δ_i, run ops through ``backward i``; return δ_{i-1} and the parameters'
-        gradients of every backward run (by parameter id)."""
-        self.delta[i] = grad
-        self.grads = {}
-        d_in = None
-        while self.k < len(self.ops):
-            kind, j = self.ops[self.k]
-            if kind == "backward" and j == i:
-                d_in = self._run_next()
-                break
-            self._run_next()
-        grads, self.grads = self.grads, {}
-        return d_in, grads
+    def _end(self, k):
+        if self.observer is not None:
+            self.observer.end(k)
 
     def _run_next(self):
         kind, i = self.ops[self.k]
@@ -273,86 +298,17 @@ class Step:
         self.k += 1
         if kind == "drop":
             del self.x[i]
-            result = None
-        elif kind == "backward":
-            result = self._backward(i)
+            if k < self.forward_phase:
+                self._release_callers(i)
+        elif kind == "backward":       # a stage whose output needs no gradient
+            self.xbar.pop(i, None)
         else:
-            result = self._forward(i, save=(kind == "forward_save"))
-        if self.observer is not None:
-            self.observer.end(k)
-        return result
+            self._recompute(i, save=(kind == "forward_save"))
+        self._end(k)
 
-    # ---- ops --------------------------------------------------------------------------------
-    def _input_of(self, i):
-        if i == 1:
-            return self.x0 if self.staging.kind == "sequence" else None
-        if i - 1 in self.x:
-            return self.x[i - 1]
-        return _first(self.xbar[i - 1][0])
-
-    def _forward(self, i, save, graph_input=None):
-        """Run stage i (saving or not). ``graph_input``: a direct stage's input, the previous
-        stage's output with its graph, which the stage extends as a plain forward would."""
-        if self.staging.kind == "auto" and i == self.L:
-            raise PlanRunError(f"the plan runs the epilogue (stage {i}) a second time; with "
-                               "stages='auto' it runs once, saving, before its backward")
-        first = i not in self.ran
-        if first:
-            self.rng[i] = RngState(self.devices)
-        inp = self._input_of(i) if graph_input is None else graph_input
-        leaf = None
-        if save and inp is not None and graph_input is None:
-            leaf = inp.detach().requires_grad_(inp.is_floating_point() or inp.is_complex())
-            inp = leaf
-        version = None if inp is None else inp._version
-        if first:
-            out = self._call(i, inp, save)
-        else:
-            with torch.random.fork_rng(devices=self.devices, enabled=True):
-                self.rng[i].restore()
-                with _frozen_norm_stats(self.norms[i]):
-                    out = self._call(i, inp, save)
-        if inp is not None and inp._version != version:
-            raise StageError(
-                f"stage {i} ({self.staging.names[i - 1]}) modifies its input in place (an "
-                "in-place op such as ReLU(inplace=True) at its start): a stage's input may be "
-                "a kept checkpoint; merge it with the previous stage or make the op "
-                "out-of-place")
-        self.ran.add(i)
-        if i not in self.output_bytes:
-            self.output_bytes[i] = storage_bytes([_first(out)])
-        if save:
-            self.xbar[i] = (out, leaf)
-        else:
-            self.x[i] = out
-        return None
-
-    def run_direct(self, i, x_in):
-        """Run ops up to ``forward_save i`` of a direct stage, then the stage itself on
-        ``x_in`` (the previous stage's output, with its graph); return the stage's output,
-        whose backward torch's engine runs (a hook on it starts the plan's ``backward i``
-        on the op cursor). A direct prologue of auto staging is the model's own code
-        (``_prologue_done``)."""
-        if i == 1 and self.staging.kind == "sequence":
-            self.x0 = x_in
-        while self.ops[self.k] != ("forward_save", i):
-            self._run_next()
-        k = self.k
-        self._begin(k)
-        self.k += 1
-        self._forward(i, save=True, graph_input=x_in)
-        out = _first(self.xbar[i][0])
-        self._direct_backward_at(i, out)
-        if self.observer is not None:
-            self.observer.end(k)
-        return out
-
-    def _direct_backward_at(self, i, out):
-        self.natural.add(i)
-        if out.requires_grad:
-            out.register_hook(lambda grad: self._direct_backward_begins(i))
-
-    def _direct_backward_begins(self, i):
+    def _backward_begins(self, i):
+        """δ_i exists (torch's engine is about to backpropagate stage i): run the plan's
+        ops up to ``backward i``, which torch's engine then runs."""
         if ("backward", i) not in self.ops[self.k:]:
             raise _second_backward()
         while self.ops[self.k] != ("backward", i):
@@ -361,21 +317,86 @@ class Step:
         self.k += 1
         self.xbar.pop(i, None)
 
-    def _call(self, i, inp, save):
-        with torch.set_grad_enabled(save):
-            if self.staging.kind == "sequence":
-                if i == 1:
-                    rest = self.args[1:]
-                    return _first(self.staging.callables[0](inp, *rest, **self.kwargs))
-                return _first(self.staging.callables[i - 1](inp))
+    # ---- runs of a stage --------------------------------------------------------------------
+    def _first_run(self, i, inp, call):
+        """Run the ops before stage i's first run (drops), then that run: ``call(inp)`` on
+        the graph's input, recorded by torch's engine; return its result."""
+        while self.ops[self.k][0] == "drop":
+            self._run_next()
+        kind, _ = self.ops[self.k]
+        k = self.k
+        self._begin(k)
+        self.k += 1
+        self.rng[i] = RngState(self.devices)
+        self.wants_grad[i] = inp is not None and inp.requires_grad
+        out = self._run_stage(i, inp, call, "save" if kind == "forward_save" else "slot")
+        self._made(i, _first(out), kind == "forward_save")
+        self._end(k)
+        return out
+
+    def _made(self, i, out, save):
+        """Stage i's first output ``out`` (with its graph): into the table, and a hook on its
+        gradient to start the plan's ``backward i``."""
+        self.ran.add(i)
+        self.output_bytes[i] = storage_bytes([out])
+        (self.xbar if save else self.x)[i] = out.detach()
+        self.made[i] = weakref.ref(out)
+        if out.requires_grad:
+            out.register_hook(lambda grad: self._backward_begins(i))
+
+    def _recompute(self, i, save):
+        if i not in self.ran or (self.staging.kind == "auto" and i == self.L):
+            raise PlanRunError(f"the plan recomputes stage {i} ({self.staging.names[i - 1]}),"
+                               " which it cannot: the epilogue of stages='auto' runs once")
+        inp = self._input_of(i)
+        if inp is not None:
+            inp = inp.detach().requires_grad_(self.wants_grad[i])
+        with torch.random.fork_rng(devices=self.devices, enabled=True):
+            self.rng[i].restore()
+            with _frozen_norm_stats(self.norms[i]):
+                out = self._run_stage(i, inp, lambda x: self._call(i, x),
+                                      "fill" if save else "discard")
+        (self.xbar if save else self.x)[i] = _first(out).detach()
+
+    def _run_stage(self, i, inp, call, mode):
+        version = None if inp is None else inp._version
+        with self.packer.packing(mode, i) as packer, torch.enable_grad():
+            out = call(inp)
+            packed = packer.count
+        if inp is not None and inp._version != version:
+            raise StageError(
+                f"stage {i} ({self.staging.names[i - 1]}) modifies its input in place (an "
+                "in-place op such as ReLU(inplace=True) at its start): a stage's input may be "
+                "a kept checkpoint; merge it with the previous stage or make the op "
+                "out-of-place")
+        if mode == "fill" and packed != len(self.packer.slots[i]):
+            raise PlanRunError(
+                f"stage {i} ({self.staging.names[i - 1]}) saved {len(self.packer.slots[i])} "
+                f"tensors for backward on its first run and {packed} when recomputed: a "
+                "stage must run the same ops every time (RNG and BatchNorm statistics are "
+                "replayed; other state that changes its ops is not)")
+        return out
+
+    def _input_of(self, i):
+        if i == 1:
+            return self.args[0] if self.staging.kind == "sequence" else None
+        if i - 1 in self.x:
+            return self.x[i - 1]
+        return self.xbar[i - 1]
+
+    def _call(self, i, inp):
+        if self.staging.kind == "sequence":
             if i == 1:
-                return self._rerun_prologue()
-            a, kw = self.context[i]
-            with self._unintercepted(i - 2) as block:
-                # the first run happens inside the model's own call of the block, whose
-                # hooks have run; a recomputation calls the block (hooks, compiled calls)
-                call = block.forward if i not in self.ran else block
-                return _first(call(inp, *a, **kw))
+                return _first(self.staging.callables[0](inp, *self.args[1:], **self.kwargs))
+            return _first(self.staging.callables[i - 1](inp))
+        if i == 1:
+            return self._rerun_prologue()
+        a, kw = self.context[i]
+        with self._unintercepted(i - 2) as block:
+            # the first run happens inside the model's own call of the block, whose hooks
+            # have run; a recomputation calls the block (hooks, compiled calls)
+            call = block.forward if i not in self.ran else block
+            return _first(call(inp, *a, **kw))
 
     def _rerun_prologue(self):
         self.stopping = True
@@ -388,28 +409,18 @@ class Step:
             self.stopping = False
         raise PlanRunError("the model's forward never called its first block")
 
-    def _backward(self, i):
-        if i in self.natural:        # torch backpropagates it (the epilogue)
-            self.xbar.pop(i, None)
-            return None
-        out, leaf = self.xbar.pop(i)
-        out = _first(out)
-        grad = self.delta.pop(i, None)
-        wants_input = leaf is not None and leaf.requires_grad
-        params = self.staging.params[i - 1]
-        if i == 1 and self.staging.kind == "auto":
-            params = self._prologue_params()
-        inputs = ([leaf] if wants_input else []) + list(params)
-        if not out.requires_grad or not inputs:
-            return None
-        grads = torch.autograd.grad(out, inputs, grad, allow_unused=True)
-        d_in = grads[0] if wants_input else None
-        for p, g in zip(params, grads[1:] if wants_input else grads):
-            if g is None:
-                continue
-            key = id(p)
-            self.grads[key] = g if key not in self.grads else self.grads[key] + g
-        return d_in
+    def _release_callers(self, i):
+        """The plan frees x_i in the forward phase, but the model's code may still hold the
+        tensor stage i made (nn.Sequential's call holds its input until it returns): leave
+        that tensor empty, so that its storage is freed now (the ledger, if measuring, stops
+        counting it)."""
+        t = self.made[i]()
+        if t is None:
+            return
+        if self.observer is not None:
+            self.observer.forget(t)
+        with torch.no_grad():
+            t.set_()
 
     # ---- staging "auto": the model's forward, blocks intercepted ---------------------------
     def _check_epilogue(self):
@@ -433,24 +444,18 @@ class Step:
             raise PlanRunError(f"the model's forward called block {b} before block 0 "
                                "while its prologue was being recomputed")
         if b == 0:
-            self._prologue_done(hidden)
-        elif not self._produced(i - 1):
+            self.k = 1
+            self._made(1, hidden, self.ops[0][0] == "forward_save")
+            self.packer.mode = "save"          # the model's code after the prologue saves
+        elif i - 1 not in self.ran:
             raise PlanRunError(f"the model's forward called {self.staging.names[i - 1]} "
                                f"before {self.staging.names[i - 2]}: stages='auto' needs "
                                "the blocks called once each, in order")
         self.context[i] = (args, kwargs)
-        with torch.enable_grad():
-            if b == 0 and 1 not in self.direct:
-                # the prologue as a node of its own; its graph is reached by ckpt
-                hidden = StageFunction.apply(self, 1, self.token, hidden.detach(),
-                                             *self.fn_params[1])
-            if i in self.direct:
-                out = self.run_direct(i, hidden)
-            else:
-                out = StageFunction.apply(self, i, self.token, hidden, *self.fn_params[i])
+        with self._unintercepted(b) as block:
+            out = self._first_run(i, hidden, lambda h: block.forward(h, *args, **kwargs))
         if i == self.L - 1:          # the epilogue runs next, as written, saving
-            self._epilogue_begins(hidden)
-            torch.set_grad_enabled(self.outer_grad)
+            self._epilogue_begins()
         return out
 
     def _check_constant_arguments(self, i, args, kwargs):
@@ -466,51 +471,13 @@ class Step:
                     "so that tensor would get no gradient. Compute it inside the block, carry "
                     "it in the block's input, or give stages=[...] as callables of one input")
 
-    def _prologue_done(self, hidden):
-        kind, _ = self.ops[0]
-        self.k = 1
-        self.ran.add(1)
-        self.output_bytes[1] = storage_bytes([hidden])
-        if 1 in self.direct:
-            self.xbar[1] = (hidden, None)     # torch's engine backpropagates it
-            self._direct_backward_at(1, hidden)
-        elif kind == "forward_save":
-            self.xbar[1] = (hidden, None)     # its graph is reached only through ckpt
-        elif ("drop", 1) in self.ops[:self.ops.index(("backward", self.L))]:
-            # the plan frees x_1 in the forward phase, but the model's code may hold the
-            # tensor it passed to the first block until its forward returns (nn.Sequential's
-            # call does): keep the storage here and leave that tensor empty
-            self.x[1] = hidden.detach()
-            self._release_callers(hidden)
-        else:
-            self.x[1] = hidden
-
-    def _prologue_params(self):
-        return list(dict.fromkeys(
-            [*self.staging.params[0], *[t for t in (*self.args, *self.kwargs.values())
-                                        if isinstance(t, torch.Tensor) and t.requires_grad]]))
-
-    def _epilogue_begins(self, hidden):
+    def _epilogue_begins(self):
         L = self.L
         while self.ops[self.k] != ("forward_save", L):
-            if self.ops[self.k] == ("drop", L - 2):
-                # the caller holds the last block's input until that call returns: the
-                # plan frees it now, so leave the caller's tensor (ckpt's alias) empty
-                self._release_callers(hidden)
             self._run_next()
         self._begin(self.k)
         self.k += 1
         self.ran.add(L)
-        self.natural.add(L)
-        self.xbar[L] = (None, None)
-
-    def _release_callers(self, t):
-        """Leave tensor ``t``, which the model's code holds, empty: its storage is then held
-        only by ckpt's table (the ledger, if measuring, stops counting ``t``)."""
-        if self.observer is not None:
-            self.observer.forget(t)
-        with torch.no_grad():
-            t.set_()
 
     @contextlib.contextmanager
     def _intercept(self):
@@ -550,30 +517,11 @@ class Step:
             if ours:
                 block.forward = call
 
-    def prologue_leaves(self):
-        """The parameters (and inputs) the prologue's graph reaches: rerun it once with grad,
-        RNG and BatchNorm statistics left as they were, and walk its graph."""
-        with torch.random.fork_rng(devices=self.devices), \
-                _frozen_norm_stats(_running_stats_norms(self.model)):
-            hidden = self._call(1, None, save=True)
-        found, stack, seen = [], [hidden.grad_fn], set()
-        while stack:
-            node = stack.pop()
-            if node is None or node in seen:
-                continue
-            seen.add(node)
-            variable = getattr(node, "variable", None)
-            if variable is not None:
-                found.append(variable)
-            stack.extend(n for n, _ in node.next_functions)
-        return found
-
     # ---- the forward phase ------------------------------------------------------------------
     def run(self):
         """Run the forward phase (the ops before the first backward) and return the
         model's output; its backward runs the rest."""
         self._check_epilogue()
-        self.outer_grad = torch.is_grad_enabled()
         if self.staging.kind == "sequence":
             if not self.args:
                 raise PlanRunError(
@@ -582,15 +530,14 @@ class Step:
                     "call it as model(x, ...)")
             x = self.args[0]
             for i in range(1, self.L + 1):
-                with torch.enable_grad():
-                    x = self.run_direct(i, x) if i in self.direct else \
-                        StageFunction.apply(self, i, self.token, x, *self.fn_params[i])
+                x = self._first_run(i, x, lambda h, i=i: self._call(i, h))
             self._forward_done()
             return x
-        first_saves = self.ops[0][0] == "forward_save"
         self._begin(0)
         self.rng[1] = RngState(self.devices)
-        with self._intercept(), torch.set_grad_enabled(first_saves):
+        self.wants_grad[1] = False
+        first = "save" if self.ops[0][0] == "forward_save" else "slot"
+        with self._intercept(), self.packer.packing(first, 1):
             out = self.model(*self.args, **self.kwargs)
         if self.L - 1 not in self.ran:
             missing = [n for i, n in enumerate(self.staging.names[1:-1], 2) if i not in self.ran]
@@ -609,4 +556,3 @@ class Step:
         self._begin(self.k)          # backward L: the loss, then torch's engine
         if self.staging.kind == "auto":
             self.k += 1
-            self.xbar.pop(self.L, None)

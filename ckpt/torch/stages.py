@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-__all__ = ["Staging", "StageError", "resolve", "refine", "find_blocks"]
+__all__ = ["Staging", "StageError", "resolve", "find_blocks"]
 
 
 class StageError(ValueError):
@@ -36,7 +36,6 @@ class Staging:
     callables: list = field(default_factory=list)
     blocks: object = None
     where: str = ""
-    refined: bool = False
 
     def __len__(self):
         return len(self.names)
@@ -86,9 +85,9 @@ def resolve(model, stages="auto"):
     sharded = [n for n, p in model.named_parameters() if type(p).__name__ == "DTensor"]
     if sharded:
         raise StageError(
-            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch's stage "
-            "nodes take the module's registered parameters, so sharded ones would get no "
-            "gradient; plan per rank under DDP, or shard after training (docs/torch.md)")
+            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch does "
+            "not support sharded parameters (its profile and its recomputations are untested "
+            "under FSDP2's unsharding); plan per rank under DDP (docs/torch.md)")
     if isinstance(stages, str):
         if stages != "auto":
             raise StageError(f"stages must be 'auto' or a list of modules/callables, got "
@@ -119,26 +118,6 @@ def resolve(model, stages="auto"):
         if not callable(s):
             raise StageError(f"stage {i} is a {type(s).__name__}, not a module or callable")
     return _sequence(stages, model)
-
-
-def refine(staging, model, args, kwargs):
-    """With auto staging, narrow the prologue's parameters to those its graph reaches (one
-    rerun of the prologue): a parameter listed there but used only later (the head, tied
-    embeddings aside) would have its gradient wait for the prologue's backward, the last
-    of the step. Returns ``staging``.
-
-    >>> import torch
-    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
-    >>> refine(resolve(net), net, (torch.zeros(1, 2),), {}).kind
-    'sequence'
-    """
-    if staging.kind == "auto" and not staging.refined:
-        from .runner import Step
-        ids = {id(p) for p in staging.params[0]}
-        reached = Step(model, staging, [], args, kwargs).prologue_leaves()
-        staging.params[0] = [p for p in reached if id(p) in ids]
-        staging.refined = True
-    return staging
 
 
 def _sequence(stages, model):
