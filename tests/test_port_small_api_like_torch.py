@@ -138,3 +138,30 @@ def out_refused(lib, case):
 def test_out_argument_as_torch(case):
     assert_same_as_torch(out_variants)
     assert_same_as_torch(lambda lib: out_refused(lib, case))
+
+
+def resizes(lib):
+    x = lib.tensor([1.0, 2.0, 3.0])
+    versions = []
+    for step in (lambda: x.resize_((1, 2)), lambda: x.resize_as_(lib.ones(2, 1)),
+                 lambda: x.resize_(2, 1)):
+        step()
+        versions.append((x.shape[0], x._version))
+    return [x, versions]
+
+
+def edge_without_gradient_materialized(lib):
+    x = lib.ones(2, requires_grad=True).clone()
+    y = lib.ones(2, requires_grad=True).clone()
+    edge_y = lib.autograd.graph.get_gradient_edge(y)
+    return lib.autograd.grad(x.sum(), (x, edge_y), allow_unused=True, materialize_grads=True)
+
+
+@pytest.mark.parametrize("program", [
+    resizes, edge_without_gradient_materialized,
+    lambda lib: lib.ones(1, requires_grad=True).resize_(2),
+    lambda lib: lib.ones(3).data_ptr() != 0,
+    lambda lib: (lambda x: x[1:].data_ptr() - x.data_ptr())(lib.ones(3, dtype=lib.float64)),
+], ids=["resizes", "materialize edge", "resize requires grad", "data_ptr", "view data_ptr"])
+def test_more_api_as_torch(program):
+    assert_same_as_torch(program)

@@ -185,8 +185,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
             if materialize_grads and t.__class__ is GradientEdge:
-                raise RuntimeError(f"materialize_grads=True needs the shape of inputs[{i}], a "
-                                   "GradientEdge that got no gradient; pass the tensor instead")
+                raise RuntimeError(f"materialize_grads cannot be used when the given input is a "
+                                   f"GradientEdge (inputs[{i}] got no gradient: pass the tensor)")
             if materialize_grads:
                 g = Tensor(np.zeros(batch + t.data.shape, t.data.dtype), requires_grad=create_graph)
             elif not allow_unused:

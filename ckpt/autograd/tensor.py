@@ -197,6 +197,10 @@ Please ensure that the gradient and the tensor are the same size
     def nbytes(self):
         return self.data.nbytes
 
+    def data_ptr(self):
+        """The address of this tensor's first element (torch's ``data_ptr``)."""
+        return self._data.__array_interface__["data"][0]
+
     def element_size(self):
         return self.data.itemsize
 
@@ -473,6 +477,8 @@ Please ensure that the gradient and the tensor are the same size
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
     def transpose_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    def resize_(self, *sizes): return _ops.inplace.resize_(self, *sizes)
+    def resize_as_(self, other): return _ops.inplace.resize_as_(self, other)
     def sin_(self): return _ops.inplace.sin_(self)
     def cos_(self): return _ops.inplace.cos_(self)
     def log_(self): return _ops.inplace.log_(self)

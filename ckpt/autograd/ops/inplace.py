@@ -98,3 +98,32 @@ def transpose_(self, dim0, dim1):
     if out.grad_fn is not None:
         take_history(self, out.grad_fn)
     return self
+
+
+def resize_(self, *sizes):
+    """Give this tensor the shape ``sizes`` in place, keeping its first elements (zeros where
+    it grows; torch leaves those uninitialised); a change of shape bumps the version.
+
+    >>> import ckpt
+    >>> x = ckpt.tensor([1.0, 2.0, 3.0]).resize_(2)
+    >>> x.tolist(), x._version
+    ([1.0, 2.0], 1)
+    """
+    if self.requires_grad and not grad_mode._State.inference:
+        raise RuntimeError("cannot resize variables that require grad")
+    shape = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    if shape == self.data.shape:
+        return self
+    check_inplace(self)
+    flat = self.data.reshape(-1)
+    grown = np.zeros(int(np.prod(shape)), dtype=flat.dtype)
+    kept = min(flat.size, grown.size)
+    grown[:kept] = flat[:kept]
+    self._data = grown.reshape(shape)
+    bump_version(self)
+    return self
+
+
+def resize_as_(self, other):
+    """``resize_`` to ``other``'s shape."""
+    return resize_(self, other.data.shape)
