@@ -165,3 +165,23 @@ def edge_without_gradient_materialized(lib):
 ], ids=["resizes", "materialize edge", "resize requires grad", "data_ptr", "view data_ptr"])
 def test_more_api_as_torch(program):
     assert_same_as_torch(program)
+
+
+def custom_function_nan_in_anomaly_mode(lib):
+    class NaNBackward(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, g):
+            return lib.tensor(float("nan")).expand(2)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with lib.autograd.detect_anomaly():
+            NaNBackward.apply(lib.ones(2, requires_grad=True)).sum().backward()
+
+
+def test_custom_function_checked_by_anomaly_mode_as_torch():
+    assert_same_as_torch(custom_function_nan_in_anomaly_mode)

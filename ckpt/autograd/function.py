@@ -302,6 +302,8 @@ class Function:
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()
+        for observer in Extensions.observers:  # anomaly mode, events: as for any recorded op
+            observer.on_op(tensor_outs[0] if tensor_outs else None, node)
         return outs[0] if single else outs
 
     def __init__(self, *args, **kwargs):
