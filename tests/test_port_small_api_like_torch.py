@@ -185,3 +185,17 @@ def custom_function_nan_in_anomaly_mode(lib):
 
 def test_custom_function_checked_by_anomaly_mode_as_torch():
     assert_same_as_torch(custom_function_nan_in_anomaly_mode)
+
+
+@pytest.mark.parametrize("how", ["unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk",
+                                 "split_with_sizes"])
+def test_split_pieces_written_as_torch(how):
+    def program(lib):
+        a = lib.arange(1.0, 7.0).reshape(3, 2).requires_grad_()
+        b = a * 1
+        arg = (1, 1, 1) if how.endswith("with_sizes") else 1 if "split" in how else 3
+        s1, s2, s3 = getattr(b, how)(arg)
+        s1.mul_(s2)
+        (s1 * s3).sum().backward()
+        return [s1, b._version, s1._version, a.grad]
+    assert_same_as_torch(program)

@@ -421,6 +421,11 @@ Please ensure that the gradient and the tensor are the same size
     def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
     def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)
     def split(self, *args, **kwargs): return _ops.split(self, *args, **kwargs)
+    def split_with_sizes(self, split_sizes, dim=0): return _ops.split(self, list(split_sizes), dim)
+    def unsafe_split(self, *args, **kwargs): return _ops.pieces.unsafe_split(self, *args, **kwargs)
+    def unsafe_split_with_sizes(self, *args, **kwargs):
+        return _ops.pieces.unsafe_split_with_sizes(self, *args, **kwargs)
+    def unsafe_chunk(self, *args, **kwargs): return _ops.pieces.unsafe_chunk(self, *args, **kwargs)
     def squeeze(self, *args, **kwargs): return _ops.squeeze(self, *args, **kwargs)
     def unbind(self, *args, **kwargs): return _ops.unbind(self, *args, **kwargs)
     def unsqueeze(self, *args, **kwargs): return _ops.unsqueeze(self, *args, **kwargs)
