@@ -199,3 +199,19 @@ def test_split_pieces_written_as_torch(how):
         (s1 * s3).sum().backward()
         return [s1, b._version, s1._version, a.grad]
     assert_same_as_torch(program)
+
+
+@pytest.mark.parametrize("name", ["eq_", "ne_", "lt_", "le_", "gt_", "ge_"])
+def test_comparison_in_place_as_torch(name):
+    def program(lib):
+        a = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        b = a * 2
+        getattr(b, name)(lib.tensor([2.0, 3.0, 7.0]))
+        (b * a).sum().backward()
+        fw = lib.autograd.forward_ad
+        with fw.dual_level():
+            d = fw.make_dual(lib.tensor([1.0, 2.0]), lib.tensor([5.0, 5.0]))
+            getattr(d, name)(2.0)
+            tangent = fw.unpack_dual(d).tangent
+        return [b, a.grad, d, tangent]
+    assert_same_as_torch(program)

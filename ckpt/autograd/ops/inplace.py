@@ -9,6 +9,7 @@ other views of that base are re-derived (see ``shape.rebase_views``).
 import numpy as np
 
 from .. import grad_mode
+from ..node import Node, record
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
 from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
@@ -127,3 +128,34 @@ def resize_(self, *sizes):
 def resize_as_(self, other):
     """``resize_`` to ``other``'s shape."""
     return resize_(self, other.data.shape)
+
+
+class _NoGradientThrough(Node):
+    """The node of an in-place comparison: its values carry no gradient (zeros flow back)."""
+    _batched_rule = True
+
+    def vjp(self, g):
+        return g * 0
+
+    def jvp(self, tangents, primals, out):
+        return tangents[0] * 0
+
+
+def _compare_inplace(name, op):
+    node_cls = type(name.strip("_").capitalize() + "Backward0", (_NoGradientThrough,),
+                    {"__module__": __name__})
+
+    def method(self, other):
+        check_inplace(self)
+        values = op(self.detach(), other.detach() if isinstance(other, Tensor) else other)
+        out = record(node_cls, values.data.astype(self.data.dtype), (self,))
+        return write_result(self, out, name, casting="unsafe")
+    method.__name__ = name
+    method.__doc__ = (f"In place ``{name[:-1]}``: 1 where it holds, else 0, in this tensor's "
+                      f"dtype.\n\n    >>> import ckpt\n    >>> ckpt.tensor([1.0, 2.0]).{name}"
+                      f"(1.0).dtype\n    dtype('float32')\n")
+    return method
+
+
+eq_, ne_, lt_ = _compare_inplace("eq_", ew.eq), _compare_inplace("ne_", ew.ne), _compare_inplace("lt_", ew.lt)
+le_, gt_, ge_ = _compare_inplace("le_", ew.le), _compare_inplace("gt_", ew.gt), _compare_inplace("ge_", ew.ge)
