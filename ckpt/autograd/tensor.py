@@ -68,12 +68,6 @@ class Tensor:
     def _del_data(self):
         raise RuntimeError("Deleting tensor data is not allowed. Delete tensor instead!")
 
-    def __delattr__(self, name):
-        """``del x.requires_grad`` and the like are refused, as in torch (only deletion pays)."""
-        if name in _UNDELETABLE:
-            raise _UNDELETABLE[name]
-        object.__delattr__(self, name)
-
     # read through attrgetter (no Python frame on the hot path); written through the check
     data = property(operator.attrgetter("_data"), _set_data, _del_data, doc="""The numpy array.
         ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
@@ -709,12 +703,6 @@ def _unpickled(data, requires_grad):
 
 _wrap = Tensor  # a fresh graph-less Tensor around an array: the ops' name for the constructor
 INFERENCE = ("inference",)  # the _creation_meta of an inference tensor
-_UNDELETABLE = {
-    "requires_grad": RuntimeError("requires_grad must be a bool"),
-    "grad_fn": AttributeError("attribute 'grad_fn' of 'Tensor' objects is not writable"),
-    "_grad_fn": RuntimeError("Deletion of _grad_fn not allowed. Detach tensor instead!"),
-    "_backward_hooks": RuntimeError("Deletion of _backwards_hooks not allowed!"),
-}
 _normal_init = Tensor.__init__
 
 
