@@ -12,7 +12,7 @@ built-in runnable models (``ckpt.models``) load on first use.
 """
 from . import autograd
 from .autograd import (Tensor, enable_grad, inference_mode, is_grad_enabled,
-                       is_inference_mode_enabled, no_grad, set_grad_enabled)
+                       is_inference, is_inference_mode_enabled, no_grad, set_grad_enabled)
 from .autograd.factory import (arange, as_tensor, bool_, device, double, empty, eye, float,
                                float16, float32, float64, from_numpy, full, full_like, int32, int64,
                                is_tensor, linspace, long, ones, ones_like, rand, rand_like,
@@ -31,6 +31,7 @@ from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, b
                            unsqueeze, var, var_mean, where)
 from .autograd.ops.nn.conv import conv2d
 from .autograd.ops.nn.dropout import dropout
+from .autograd.ops.random_fill import bernoulli
 from .autograd.ops.nn.embedding import embedding
 from .autograd.ops.nn.norm import batch_norm, layer_norm
 from .autograd.ops.nn.pool import avg_pool2d, max_pool2d

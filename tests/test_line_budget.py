@@ -35,8 +35,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # rows and memory rows added per stage; free-once rows; incumbents and bounds streamed from the
 # killable solver process); plus 90 for issue 13's core speed (_attach's and the engine's
 # unrolled cases for one or two inputs and saved values, numbers as cached 0-d arrays) and
-# issue 14's point 7 (.grad as torch keeps it)
-BUDGET = 25065
+# issue 14's point 7 (.grad as torch keeps it); plus 235 for issue 14's port (inference
+# tensors as torch has them, transpose_, resize_, Tensor.new*, bernoulli, out= for add/mul,
+# unsafe_split, eq_ and the other in-place comparisons, gradcheck's deprecated Jacobian helpers)
+BUDGET = 25300
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 

@@ -2,8 +2,8 @@
 from .tensor import Tensor
 from . import ops
 from .engine import backward, grad
-from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled,
-                        no_grad, set_grad_enabled)
+from .grad_mode import (enable_grad, inference_mode, is_grad_enabled, is_inference,
+                        is_inference_mode_enabled, no_grad, set_grad_enabled)
 from . import events, forward_ad, functional, graph
 from .function import Function
 from .variable import Variable

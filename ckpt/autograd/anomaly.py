@@ -25,8 +25,7 @@ class _Recorder:
     def on_op(self, out, node):
         if node is not None and "forward_stack" not in node.__dict__:
             node.__dict__["forward_stack"] = "".join(traceback.format_stack()[:-3])
-            if _State.check_nan:
-                node.register_hook(_nan_check(node.name()))
+            node.register_hook(_nan_check(node.name()))
 
 
 _RECORDER = _Recorder()
@@ -34,6 +33,8 @@ _RECORDER = _Recorder()
 
 def _nan_check(name):
     def check(grad_inputs, grad_outputs):
+        if not (_State.enabled and _State.check_nan):  # as in force when backward runs, as torch
+            return
         for i, g in enumerate(grad_inputs):
             data = g.data if isinstance(g, Tensor) else g
             if isinstance(data, np.ndarray) and data.dtype.kind in "fc" and np.isnan(data).any():

@@ -126,13 +126,11 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     inputs = _as_tuple(inputs)
     if not inputs:
         raise RuntimeError("'inputs' argument to backward() cannot be empty.")
-    if any(t.__class__ is GradientEdge for t in inputs):
-        raise TypeError("backward(inputs=...) takes Tensors; a GradientEdge has no .grad to "
-                        "accumulate into: use autograd.grad(outputs, edge)")
     targets = [_input_edge(t, i) for i, t in enumerate(inputs)]
     captured = _execute(roots, root_grads, retain_graph, create_graph, targets, accumulate_leaves=True)
     for t, edge, g in zip(inputs, targets, captured):
-        if g is not None and t.grad_fn is not None:  # leaves were accumulated by their node
+        # leaves were accumulated by their node; a GradientEdge only bounds the pass, as in torch
+        if g is not None and t.__class__ is not GradientEdge and t.grad_fn is not None:
             _accumulate_into(t, g, create_graph, in_place=False)
 
 
@@ -187,8 +185,8 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
     for i, (t, g) in enumerate(zip(inputs_t, captured)):
         if g is None:
             if materialize_grads and t.__class__ is GradientEdge:
-                raise RuntimeError(f"materialize_grads=True needs the shape of inputs[{i}], a "
-                                   "GradientEdge that got no gradient; pass the tensor instead")
+                raise RuntimeError(f"materialize_grads cannot be used when the given input is a "
+                                   f"GradientEdge (inputs[{i}] got no gradient: pass the tensor)")
             if materialize_grads:
                 g = Tensor(np.zeros(batch + t.data.shape, t.data.dtype), requires_grad=create_graph)
             elif not allow_unused:

@@ -1,6 +1,7 @@
 """User-defined differentiable operations (torch.autograd.Function)."""
 import functools
 import inspect
+import warnings
 from contextlib import contextmanager
 
 import numpy as np
@@ -60,6 +61,13 @@ class FunctionCtx(Node):
             return tuple(forward if forward is not None else self.__dict__.get("_to_save", ()))
         unpacked = self.__dict__.get("_unpacked")
         return unpacked if unpacked is not None else Node.saved_tensors.fget(self)
+
+    @property
+    def saved_variables(self):
+        """``saved_tensors`` under its deprecated name (a DeprecationWarning, as in torch)."""
+        warnings.warn("'saved_variables' is deprecated; use 'saved_tensors'", DeprecationWarning,
+                      stacklevel=2)
+        return self.saved_tensors
 
     def vjp(self, grads, *saved):
         grads = grads if isinstance(grads, list) else [grads]
@@ -294,6 +302,8 @@ class Function:
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()
+        for observer in Extensions.observers:  # anomaly mode, events: as for any recorded op
+            observer.on_op(tensor_outs[0] if tensor_outs else None, node)
         return outs[0] if single else outs
 
     def __init__(self, *args, **kwargs):

@@ -40,8 +40,10 @@ class _GradModeContext:
     _bare_decorator = True  # ``@no_grad`` without parentheses works, as in torch
 
     def __new__(cls, *args, **kwargs):
-        if cls._bare_decorator and len(args) == 1 and not kwargs and callable(args[0]):
-            return cls()(args[0])
+        fn = (args[0] if len(args) == 1 and not kwargs else
+              kwargs.get("mode") if not args and len(kwargs) == 1 else None)
+        if cls._bare_decorator and callable(fn):
+            return cls()(fn)
         return super().__new__(cls)
 
     def __enter__(self):
@@ -148,14 +150,15 @@ class enable_grad(_GradModeContext):
 
 
 class inference_mode(_GradModeContext):
-    """Like ``no_grad`` (ckpt has no separate inference tensors); ``inference_mode(False)``
-    enables grad mode, as torch's does.
+    """``no_grad`` whose new tensors are inference tensors, as in torch: they can't be saved
+    for backward or changed in place outside inference mode, and their views are inference
+    tensors too; ``inference_mode(False)`` enables grad mode, as torch's does.
 
     >>> import ckpt
     >>> with ckpt.inference_mode():
     ...     y = ckpt.ones(2, requires_grad=True) * 2
-    >>> y.requires_grad
-    False
+    >>> y.requires_grad, ckpt.is_inference(y)
+    (False, True)
     """
 
     def __init__(self, mode=True):
@@ -163,15 +166,32 @@ class inference_mode(_GradModeContext):
 
     def __enter__(self):
         self._prev_inference = _State.inference
-        _State.inference = not self._target
+        _set_inference(not self._target)
         super().__enter__()
 
     def __exit__(self, *exc):
-        _State.inference = self._prev_inference
+        _set_inference(self._prev_inference)
         return super().__exit__(*exc)
 
     def _fresh(self):
         return inference_mode(not self._target)
+
+
+def _set_inference(on):
+    if on != _State.inference:
+        from .tensor import set_inference_creation
+        set_inference_creation(on)
+        _State.inference = on
+
+
+def is_inference(tensor):
+    """True when ``tensor`` is an inference tensor (torch's ``torch.is_inference``).
+
+    >>> import ckpt
+    >>> ckpt.is_inference(ckpt.ones(1))
+    False
+    """
+    return tensor.is_inference()
 
 
 def is_inference_mode_enabled():

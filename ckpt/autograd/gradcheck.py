@@ -396,3 +396,67 @@ def _random_like(rng, array, non_contiguous):
         return values
     wide = np.repeat(values, 2, axis=-1)  # every other element: a strided, non-contiguous view
     return wide[..., ::2]
+
+
+# ---- torch's deprecated Jacobian helpers ---------------------------------------------------
+
+def _deprecated(name):
+    warnings.warn(f"`{name}` was part of PyTorch's private API and not meant to be exposed. We "
+                  "are deprecating it and it will be removed in a future version of PyTorch. If "
+                  "you have a specific use for this or feature request for this to be a stable "
+                  "API, please file us an issue at https://github.com/pytorch/pytorch/issues/new",
+                  FutureWarning, stacklevel=3)
+
+
+def _check_grad_out(name, grad_out):
+    if grad_out != 1.0:
+        raise ValueError(f"Expected grad_out to be 1.0. {name} no longer supports values of "
+                         "grad_out != 1.0.")
+
+
+def get_numerical_jacobian(fn, inputs, target=None, eps=1e-3, grad_out=1.0):
+    """Deprecated in torch (a FutureWarning): central-difference Jacobians of ``fn(inputs)``'s
+    first output with respect to each tensor of ``target`` (default ``inputs``) that requires
+    grad, each of shape (input elements, output elements).
+
+    >>> import ckpt, warnings
+    >>> x = ckpt.tensor([1.0, 2.0], dtype=ckpt.float64, requires_grad=True)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     (j,) = get_numerical_jacobian(lambda xs: 3 * xs[0], (x,), eps=1e-6)
+    >>> j.data.round(6).tolist()
+    [[3.0, 0.0], [0.0, 3.0]]
+    """
+    _deprecated("get_numerical_jacobian")
+    _check_grad_out("get_numerical_jacobian", grad_out)
+    inputs = _as_tuple(inputs)
+    targets = [t for t in _as_tuple(inputs if target is None else target)
+               if isinstance(t, Tensor) and t.requires_grad]
+    first = _as_tuple(fn(inputs))[0]
+    # ``targets`` share memory with ``inputs``: perturbing one perturbs what ``fn`` reads
+    jac = _numerical_jacobians(lambda *_: _as_tuple(fn(inputs))[:1], targets, [first], eps)
+    return tuple(_wrap(m.astype(t.data.dtype)) for m, t in zip(jac[0], targets))
+
+
+def get_analytical_jacobian(inputs, output, nondet_tol=0.0, grad_out=1.0):
+    """Deprecated in torch (a FutureWarning): ``(jacobians, reentrant, sizes_ok, types_ok)``,
+    the Jacobians of ``output`` with respect to each input that requires grad, computed twice
+    by backward; ``reentrant`` says the two agree within ``nondet_tol``. ckpt's gradients
+    always have their input's size and dtype, so the last two are True.
+
+    >>> import ckpt, warnings
+    >>> x = ckpt.tensor([1.0, 2.0], dtype=ckpt.float64, requires_grad=True)
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore")
+    ...     (j,), reentrant, _, _ = get_analytical_jacobian((x,), x * x)
+    >>> j.tolist(), reentrant
+    ([[2.0, 0.0], [0.0, 4.0]], True)
+    """
+    _deprecated("get_analytical_jacobian")
+    _check_grad_out("get_analytical_jacobian", grad_out)
+    diff = [t for t in _as_tuple(inputs) if isinstance(t, Tensor) and t.requires_grad]
+    first, second = _analytical_jacobians([output], diff, repeat=2)
+    reentrant = all(np.max(np.abs(a - b), initial=0.0) <= nondet_tol
+                    for a, b in zip(first[0], second[0]))
+    jacobians = tuple(_wrap(m.astype(t.data.dtype)) for m, t in zip(first[0], diff))
+    return jacobians, reentrant, True, True

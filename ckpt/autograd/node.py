@@ -384,10 +384,14 @@ class SavedTensor:
             self.data = t._data
             self.packed = None  # forward mode: the output's tangent, set once computed
         else:
+            if t._creation_meta is not None:
+                _check_saveable(t)
             self.unpack_hook = None
             self.tensor = t
 
     def _pack(self, t):
+        if t._creation_meta is not None:
+            _check_saveable(t)
         data = t.data
         self.shape, self.dtype = data.shape, data.dtype
         root = _root_buffer(data)
@@ -500,6 +504,15 @@ class SavedTensor:
                 t.grad_fn = self.grad_fn
                 t._acc = self.acc
         return t
+
+
+def _check_saveable(t):
+    if t.is_inference():
+        raise RuntimeError(
+            "Inference tensors cannot be saved for backward. Please do not use Tensors created in "
+            "inference mode in computation tracked by autograd. To work around this, you can make "
+            "a clone to get a normal tensor and use it in autograd, or use `ckpt.no_grad()` "
+            "instead of `ckpt.inference_mode()`.")
 
 
 class RawSavedTensor:

@@ -40,6 +40,7 @@ _copy_kept_apart.keeps_copies = True  # (read by SavedTensor) the copy has no ve
 class _MutationContext:
     """What ``allow_mutation_on_saved_tensors`` yields; its graphs backpropagate only while
     it is open."""
+    nested = False  # whether one is open (they can't be nested, as in torch)
 
     def __init__(self):
         self.open = True
@@ -69,10 +70,13 @@ def allow_mutation_on_saved_tensors():
     >>> [round(v, 4) for v in x.grad.tolist()]
     [0.5403, 0.5403, 0.5403]
     """
+    if _MutationContext.nested:
+        raise RuntimeError("allow_mutation_on_saved_tensors contexts cannot be nested")
     ctx = _MutationContext()
     hooks = saved_tensors_hooks(_copy_kept_apart, ctx.unpack)
+    _MutationContext.nested = True
     try:
         with hooks:
             yield ctx
     finally:
-        ctx.open = False
+        ctx.open = _MutationContext.nested = False

@@ -65,8 +65,11 @@ class Tensor:
                                f"point or complex dtype, got {value.dtype}")
         self._data = np.asarray(value)
 
+    def _del_data(self):
+        raise RuntimeError("Deleting tensor data is not allowed. Delete tensor instead!")
+
     # read through attrgetter (no Python frame on the hot path); written through the check
-    data = property(operator.attrgetter("_data"), _set_data, doc="""The numpy array.
+    data = property(operator.attrgetter("_data"), _set_data, _del_data, doc="""The numpy array.
         ``x.data = other`` (a Tensor or an array, any shape; floating point if ``x`` requires
         grad) makes ``x`` share ``other``'s memory without recording anything, as in torch;
         ``x`` keeps its version counter.""")
@@ -148,8 +151,15 @@ Please ensure that the gradient and the tensor are the same size
         return self._output_nr
 
     def is_inference(self):
-        """False: ckpt makes no inference tensors (``inference_mode`` works as ``no_grad``)."""
-        return False
+        """True for a tensor made inside ``inference_mode`` (or a view of such a tensor).
+
+        >>> import ckpt
+        >>> with ckpt.inference_mode():
+        ...     x = ckpt.ones(2)
+        >>> x.is_inference(), (x * 2).is_inference()
+        (True, False)
+        """
+        return self._creation_meta is INFERENCE
 
     def is_floating_point(self):
         """True for float dtypes.
@@ -162,6 +172,8 @@ Please ensure that the gradient and the tensor are the same size
 
     @property
     def _version(self):
+        if self._creation_meta is INFERENCE:
+            raise RuntimeError("Inference tensors do not track version counter.")
         return self._vc[0]
 
     def _is_view(self):
@@ -173,6 +185,8 @@ Please ensure that the gradient and the tensor are the same size
         >>> x[0]._is_view(), x._is_view(), x[[0]]._is_view()
         (True, False, False)
         """
+        if self._creation_meta is INFERENCE:
+            return False
         return getattr(self, "_base", None) is not None or self._data.base is not None
 
     @property
@@ -182,6 +196,10 @@ Please ensure that the gradient and the tensor are the same size
     @property
     def nbytes(self):
         return self.data.nbytes
+
+    def data_ptr(self):
+        """The address of this tensor's first element (torch's ``data_ptr``)."""
+        return self._data.__array_interface__["data"][0]
 
     def element_size(self):
         return self.data.itemsize
@@ -403,6 +421,11 @@ Please ensure that the gradient and the tensor are the same size
     def flatten(self, *args, **kwargs): return _ops.flatten(self, *args, **kwargs)
     def permute(self, *args, **kwargs): return _ops.permute(self, *args, **kwargs)
     def split(self, *args, **kwargs): return _ops.split(self, *args, **kwargs)
+    def split_with_sizes(self, split_sizes, dim=0): return _ops.split(self, list(split_sizes), dim)
+    def unsafe_split(self, *args, **kwargs): return _ops.pieces.unsafe_split(self, *args, **kwargs)
+    def unsafe_split_with_sizes(self, *args, **kwargs):
+        return _ops.pieces.unsafe_split_with_sizes(self, *args, **kwargs)
+    def unsafe_chunk(self, *args, **kwargs): return _ops.pieces.unsafe_chunk(self, *args, **kwargs)
     def squeeze(self, *args, **kwargs): return _ops.squeeze(self, *args, **kwargs)
     def unbind(self, *args, **kwargs): return _ops.unbind(self, *args, **kwargs)
     def unsqueeze(self, *args, **kwargs): return _ops.unsqueeze(self, *args, **kwargs)
@@ -458,6 +481,15 @@ Please ensure that the gradient and the tensor are the same size
     def tanh_(self, *args, **kwargs): return _ops.inplace.tanh_(self, *args, **kwargs)
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
+    def transpose_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    def eq_(self, other): return _ops.inplace.eq_(self, other)
+    def ne_(self, other): return _ops.inplace.ne_(self, other)
+    def lt_(self, other): return _ops.inplace.lt_(self, other)
+    def le_(self, other): return _ops.inplace.le_(self, other)
+    def gt_(self, other): return _ops.inplace.gt_(self, other)
+    def ge_(self, other): return _ops.inplace.ge_(self, other)
+    def resize_(self, *sizes): return _ops.inplace.resize_(self, *sizes)
+    def resize_as_(self, other): return _ops.inplace.resize_as_(self, other)
     def sin_(self): return _ops.inplace.sin_(self)
     def cos_(self): return _ops.inplace.cos_(self)
     def log_(self): return _ops.inplace.log_(self)
@@ -553,6 +585,54 @@ Please ensure that the gradient and the tensor are the same size
         """
         return _unpickled, (self._data, self.requires_grad)
 
+    def new(self, *args):
+        """A tensor of this one's dtype: ``new(*size)`` or ``new(size_tuple)`` (zeros; torch
+        leaves them uninitialised), ``new(list)`` (those values), ``new()`` (empty). A tuple
+        is a size here (ckpt's shapes are tuples; torch reads a tuple as values).
+
+        >>> import ckpt
+        >>> x = ckpt.ones(2, dtype=ckpt.float64)
+        >>> x.new(2, 3).shape, x.new([1, 2]), x.new().shape
+        ((2, 3), tensor([1., 2.], dtype=ckpt.float64), (0,))
+        """
+        if not args:
+            return _factory.empty(0, dtype=self.data.dtype)
+        if len(args) == 1 and isinstance(args[0], (list, Tensor, np.ndarray)):
+            return _factory.tensor(args[0], dtype=self.data.dtype)
+        return _factory.zeros(*args, dtype=self.data.dtype)
+
+    def new_zeros(self, *size, dtype=None, requires_grad=False, device=None):
+        """Zeros of this tensor's dtype (or ``dtype``), as torch's ``new_zeros``.
+
+        >>> import ckpt
+        >>> ckpt.ones(1, dtype=ckpt.int64).new_zeros(2, 2).dtype
+        dtype('int64')
+        """
+        return _factory.zeros(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                              device=device)
+
+    def new_ones(self, *size, dtype=None, requires_grad=False, device=None):
+        """Ones of this tensor's dtype (or ``dtype``), as torch's ``new_ones``."""
+        return _factory.ones(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                             device=device)
+
+    def new_empty(self, *size, dtype=None, requires_grad=False, device=None):
+        """An uninitialised tensor of this tensor's dtype (or ``dtype``) (``new_empty``)."""
+        return _factory.empty(*size, dtype=dtype or self.data.dtype, requires_grad=requires_grad,
+                              device=device)
+
+    def new_full(self, size, fill_value, dtype=None, requires_grad=False, device=None):
+        """``fill_value`` everywhere, of this tensor's dtype (or ``dtype``) (``new_full``).
+
+        >>> import ckpt
+        >>> ckpt.ones(1).new_full((2,), 3)
+        tensor([3., 3.])
+        """
+        return _factory.full(size, fill_value, dtype=dtype or self.data.dtype,
+                             requires_grad=requires_grad, device=device)
+
+    def bernoulli(self, *args, **kwargs): return _ops.random_fill.bernoulli(self, *args, **kwargs)
+
     def type_as(self, other):
         return self.to(other.dtype)
 
@@ -564,6 +644,12 @@ Please ensure that the gradient and the tensor are the same size
 
     def long(self):
         return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
 
     def clone(self):
         return _ops.clone(self)
@@ -616,5 +702,25 @@ def _unpickled(data, requires_grad):
 
 
 _wrap = Tensor  # a fresh graph-less Tensor around an array: the ops' name for the constructor
+INFERENCE = ("inference",)  # the _creation_meta of an inference tensor
+_normal_init = Tensor.__init__
+
+
+def _inference_init(self, data, requires_grad=False):
+    _normal_init(self, data, requires_grad)
+    self._creation_meta = INFERENCE
+
+
+def set_inference_creation(on):
+    """Make every new Tensor an inference tensor (``on``) or a normal one; ``inference_mode``
+    switches this on entry and exit, so the normal constructor carries no check.
+
+    >>> import ckpt
+    >>> set_inference_creation(True); x = ckpt.ones(1); set_inference_creation(False)
+    >>> x.is_inference(), ckpt.ones(1).is_inference()
+    (True, False)
+    """
+    Tensor.__init__ = _inference_init if on else _normal_init
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
+from . import factory as _factory  # noqa: E402

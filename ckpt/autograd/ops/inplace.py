@@ -9,10 +9,11 @@ other views of that base are re-derived (see ``shape.rebase_views``).
 import numpy as np
 
 from .. import grad_mode
+from ..node import Node, record
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
 from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
-                    take_history, take_tangent, writable, write_into)
+                    take_history, take_tangent, transpose, writable, write_into)
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -82,3 +83,79 @@ sigmoid_, neg_ = _inplace("sigmoid_"), _inplace("neg_")
 sin_, cos_, log_, sqrt_ = (_inplace(n) for n in ("sin_", "cos_", "log_", "sqrt_"))
 abs_, erf_ = _inplace("abs_"), _inplace("erf_")
 zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")
+
+
+def transpose_(self, dim0, dim1):
+    """Swap two dimensions of this tensor in place (its metadata only, as torch's).
+
+    >>> import ckpt
+    >>> ckpt.zeros(2, 3).transpose_(0, 1).shape
+    (3, 2)
+    """
+    check_inplace(self)
+    out = transpose(self, dim0, dim1)
+    self._data = out.data
+    bump_version(self)
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    return self
+
+
+def resize_(self, *sizes):
+    """Give this tensor the shape ``sizes`` in place, keeping its first elements (zeros where
+    it grows; torch leaves those uninitialised); a change of shape bumps the version.
+
+    >>> import ckpt
+    >>> x = ckpt.tensor([1.0, 2.0, 3.0]).resize_(2)
+    >>> x.tolist(), x._version
+    ([1.0, 2.0], 1)
+    """
+    if self.requires_grad and not grad_mode._State.inference:
+        raise RuntimeError("cannot resize variables that require grad")
+    shape = tuple(sizes[0]) if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)) else sizes
+    if shape == self.data.shape:
+        return self
+    check_inplace(self)
+    flat = self.data.reshape(-1)
+    grown = np.zeros(int(np.prod(shape)), dtype=flat.dtype)
+    kept = min(flat.size, grown.size)
+    grown[:kept] = flat[:kept]
+    self._data = grown.reshape(shape)
+    bump_version(self)
+    return self
+
+
+def resize_as_(self, other):
+    """``resize_`` to ``other``'s shape."""
+    return resize_(self, other.data.shape)
+
+
+class _NoGradientThrough(Node):
+    """The node of an in-place comparison: its values carry no gradient (zeros flow back)."""
+    _batched_rule = True
+
+    def vjp(self, g):
+        return g * 0
+
+    def jvp(self, tangents, primals, out):
+        return tangents[0] * 0
+
+
+def _compare_inplace(name, op):
+    node_cls = type(name.strip("_").capitalize() + "Backward0", (_NoGradientThrough,),
+                    {"__module__": __name__})
+
+    def method(self, other):
+        check_inplace(self)
+        values = op(self.detach(), other.detach() if isinstance(other, Tensor) else other)
+        out = record(node_cls, values.data.astype(self.data.dtype), (self,))
+        return write_result(self, out, name, casting="unsafe")
+    method.__name__ = name
+    method.__doc__ = (f"In place ``{name[:-1]}``: 1 where it holds, else 0, in this tensor's "
+                      f"dtype.\n\n    >>> import ckpt\n    >>> ckpt.tensor([1.0, 2.0]).{name}"
+                      f"(1.0).dtype\n    dtype('float32')\n")
+    return method
+
+
+eq_, ne_, lt_ = _compare_inplace("eq_", ew.eq), _compare_inplace("ne_", ew.ne), _compare_inplace("lt_", ew.lt)
+le_, gt_, ge_ = _compare_inplace("le_", ew.le), _compare_inplace("gt_", ew.gt), _compare_inplace("ge_", ew.ge)

@@ -1,11 +1,12 @@
-"""Taking a piece of a tensor along one dim (``narrow``, ``select``: views, by indexing) and
-tiling it (``repeat``)."""
+"""Taking a piece of a tensor along one dim (``narrow``, ``select``: views, by indexing),
+splitting it into pieces that may be written in place (``unsafe_split``...) and tiling it
+(``repeat``)."""
 import numpy as np
 
 from ..node import record
 from ._util import normalize_dims
 from .reduce import sum
-from .shape import _SameOpOnTangent, getitem
+from .shape import _SameOpOnTangent, chunk, getitem, split
 
 
 def narrow(x, dim, start, length):
@@ -69,3 +70,41 @@ def repeat(x, *sizes):
     return record(RepeatBackward0, out, (x,), repeats=sizes, padded_shape=padded,
                   in_shape=x.data.shape)
 
+
+
+def _writable(pieces):
+    """``pieces`` untied from their base as torch's ``unsafe_*`` outputs are: no ban on writing
+    one output of a multi-output view op, their own version counters, no rebase of the base."""
+    for piece in pieces:
+        meta = piece._creation_meta
+        if meta is not None and meta[0] == "multi":
+            piece._creation_meta = None
+        base = piece._base
+        if base is not None:
+            views = getattr(base, "_views", None)
+            if views:
+                views.difference_update([r for r in views if r() is piece])
+            piece._base = None
+        piece._vc = [piece._vc[0]]
+    return pieces
+
+
+def unsafe_split(x, split_size, dim=0):
+    """``split`` whose pieces may be written in place (the caller vouches that is safe).
+
+    >>> import ckpt
+    >>> a, b = (ckpt.ones(4, requires_grad=True) * 1).unsafe_split(2)
+    >>> a.mul_(b).tolist()
+    [1.0, 1.0]
+    """
+    return _writable(split(x, split_size, dim))
+
+
+def unsafe_split_with_sizes(x, split_sizes, dim=0):
+    """``split_with_sizes`` whose pieces may be written in place."""
+    return _writable(split(x, list(split_sizes), dim))
+
+
+def unsafe_chunk(x, chunks, dim=0):
+    """``chunk`` whose pieces may be written in place."""
+    return _writable(chunk(x, chunks, dim))

@@ -74,3 +74,20 @@ uniform_, normal_, bernoulli_, exponential_ = (
     _fill_with_draws(n) for n in ("uniform_", "normal_", "bernoulli_", "exponential_"))
 geometric_, log_normal_, cauchy_, random_ = (
     _fill_with_draws(n) for n in ("geometric_", "log_normal_", "cauchy_", "random_"))
+
+
+class BernoulliBackward0(_FilledWithDraws):
+    pass
+
+
+def bernoulli(input, p=None, *, generator=None):
+    """Ones with probability ``p`` (default: each element of ``input``), else zeros, in
+    ``input``'s dtype; no gradient flows through the draw, as in torch.
+
+    >>> import ckpt
+    >>> ckpt.ones(3).bernoulli().tolist(), ckpt.zeros(2).bernoulli(0.0).tolist()
+    ([1.0, 1.0, 1.0], [0.0, 0.0])
+    """
+    probs = input.data if p is None else (p.data if hasattr(p, "data") else p)
+    values = (generator or default_generator).numpy.random(input.data.shape) < probs
+    return record(BernoulliBackward0, values.astype(input.data.dtype), (input,))

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import grad_mode
 from ..node import Extensions, Node, record
-from ..tensor import Tensor, _wrap
+from ..tensor import INFERENCE, Tensor, _wrap
 from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
 _replaying = [False]  # re-deriving views: the intermediate views are not registered
@@ -23,6 +23,8 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
+        if x._creation_meta is INFERENCE or out._creation_meta is INFERENCE:
+            return _inference_view(out, x)  # inference mode's new tensors are inference tensors
         if x.requires_grad and not grad_mode._State.enabled:
             out._creation_meta = ("no_grad",)
         # a graph-less view is remembered only in grad mode, where a write through it can
@@ -32,6 +34,21 @@ def _share_version_if_view(out, x, op=None, args=()):
                 out.grad_fn is not None or out._fw is not None or grad_mode._State.enabled
                 or Extensions.forward_ad):
             _register_view(out, x, (op, args))
+    return out
+
+
+def _inference_view(out, x):
+    """A view made in inference mode or of an inference tensor, as torch makes it: a view of an
+    inference tensor is an inference tensor (and no view); a view of a normal tensor is a normal
+    leaf view that requires grad as its base does, which can't be written in grad mode."""
+    if x._creation_meta is INFERENCE:
+        out._creation_meta = INFERENCE
+        out.requires_grad, out.grad_fn = False, None
+    else:
+        out._creation_meta = None
+        if x.requires_grad:
+            out.requires_grad = True
+            out._creation_meta = ("inference_mode",)
     return out
 
 
@@ -643,6 +660,16 @@ _CUSTOM_FUNCTION_VIEW = (
     "view+inplace would override the custom backward associated with the custom Function, "
     "leading to incorrect gradients. This behavior is forbidden. You can fix this by cloning "
     "the output of the custom Function.")
+_INFERENCE_VIEW = (
+    "A view was created in inference mode and is being modified inplace in normal mode. Given "
+    "that this use case is ambiguous and error-prone, it is forbidden. You can clarify your code "
+    "by moving both the view and the inplace either both inside the inference_mode block (if "
+    "you don't want the inplace to be tracked) or both outside (if you want the inplace to be "
+    "tracked).")
+_INFERENCE_INPLACE = (
+    "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a "
+    "clone to get a normal tensor before doing inplace update.See "
+    "https://github.com/pytorch/rfcs/pull/17 for more details.")
 _NO_GRAD_VIEW = (
     "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
     "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
@@ -661,6 +688,14 @@ def mark_view_creation(view, kind, function_name="", output_nr=0):
 
 def _check_view_creation(x, meta):
     kind = meta[0]
+    if kind == "inference":
+        if not grad_mode._State.inference:
+            raise RuntimeError(_INFERENCE_INPLACE)
+        return
+    if not grad_mode._State.enabled:
+        return
+    if kind == "inference_mode":
+        raise RuntimeError(_INFERENCE_VIEW)
     if kind == "no_grad":
         raise RuntimeError(_NO_GRAD_VIEW)
     if kind in ("multi", "custom") and x.requires_grad:
@@ -670,13 +705,13 @@ def _check_view_creation(x, meta):
 
 def check_inplace(x):
     meta = x._creation_meta
-    if meta is not None and grad_mode._State.enabled:
+    if meta is not None:
         _check_view_creation(x, meta)
-    if grad_mode._State.enabled and x.requires_grad:
-        if x.grad_fn is None:
+    if grad_mode._State.enabled:
+        if x.requires_grad and x.grad_fn is None:
             raise RuntimeError(
                 "a leaf Variable that requires grad is being used in an in-place operation.")
-        base = getattr(x, "_base", None)
+        base = x._base  # a view made before its leaf base was set to require grad, too
         if base is not None and base.grad_fn is None and base.requires_grad:
             raise RuntimeError(
                 "a view of a leaf Variable that requires grad is being used in an in-place operation.")
