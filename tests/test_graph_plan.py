@@ -264,7 +264,6 @@ def test_solver_failure_falls_back_to_a_valid_schedule(monkeypatch):
 
 
 def test_solver_streams_its_incumbents_and_bounds():
-    pytest.importorskip("highspy")
     tg = graph_zoo.random_layered(nodes=30, seed=0).training()
     m = build_milp(tg, int(0.8 * store_all_peak(tg)), stages=[])
     seen = []
