@@ -22,7 +22,7 @@ from ..planner.errors import PlanMismatchError
 from ..planner.schedule import Op
 from .ledger import Ledger, storage_bytes
 from .runner import RngState, Step, cuda_devices
-from .stages import resolve
+from .stages import refuse_sharded, resolve
 
 __all__ = ["profile", "execute", "TorchExecution", "profile_ops", "profiler_peak_bytes",
            "CpuAllocatorPeak"]
@@ -206,6 +206,7 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     >>> len(chain), chain.stages[0].output_bytes, chain.cost_unit
     (4, 8192, 's')
     """
+    refuse_sharded(model, "profile")
     args, kwargs = split_sample(sample)
     staging = resolve(model, stages)
     loss_fn = loss_fn or default_loss
@@ -383,6 +384,7 @@ def execute(model, plan, sample, loss_fn=None, stages="auto"):
     chain says) raises ``PlanMismatchError`` at that stage's first saving forward, before
     any backward; gradients, buffers and the RNG state are then left as they were.
     """
+    refuse_sharded(model, "execute")
     args, kwargs = split_sample(sample)
     staging = resolve(model, stages)
     if len(staging) != len(plan.chain):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-__all__ = ["Staging", "StageError", "resolve", "find_blocks"]
+__all__ = ["Staging", "StageError", "resolve", "find_blocks", "refuse_sharded"]
 
 
 class StageError(ValueError):
@@ -71,6 +71,21 @@ def _trainable(params):
     return out
 
 
+def refuse_sharded(model, what):
+    """Raise ``StageError`` when ``model`` has DTensor parameters (FSDP2's ``fully_shard``):
+    ``what`` (``profile``, ``execute``) measures bytes with the ledger, which reads each
+    tensor's storage, and a sharded parameter's storage is not readable there ("Attempted
+    to access the data pointer on an invalid python storage", torch 2.13). ``PlannedModule``
+    runs sharded models: profile the unsharded model and pass its plan."""
+    sharded = [n for n, p in model.named_parameters() if type(p).__name__ == "DTensor"]
+    if sharded:
+        raise StageError(
+            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): {what} measures "
+            "memory with a ledger that cannot read sharded storages; profile the model "
+            "before fully_shard and wrap the sharded model with PlannedModule(model, plan) "
+            "(docs/torch.md)")
+
+
 def resolve(model, stages="auto"):
     """The ``Staging`` of ``model`` for ``stages`` ("auto", or a list of modules/callables).
 
@@ -82,12 +97,6 @@ def resolve(model, stages="auto"):
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"ckpt.torch plans a torch.nn.Module, got {type(model).__name__}")
-    sharded = [n for n, p in model.named_parameters() if type(p).__name__ == "DTensor"]
-    if sharded:
-        raise StageError(
-            f"parameter {sharded[0]!r} is a DTensor (FSDP2's fully_shard): ckpt.torch does "
-            "not support sharded parameters (its profile and its recomputations are untested "
-            "under FSDP2's unsharding); plan per rank under DDP (docs/torch.md)")
     if isinstance(stages, str):
         if stages != "auto":
             raise StageError(f"stages must be 'auto' or a list of modules/callables, got "
