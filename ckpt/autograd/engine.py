@@ -207,9 +207,9 @@ def _accumulate_into(t, g, create_graph, in_place=True):
     copy, as torch's retain-grad hook does."""
     if not create_graph:
         g = g.detach() if g.grad_fn is not None or g.requires_grad else g
-        if not g.data.flags.writeable or (not in_place and t.grad is None):
+        if not g.data.flags.writeable or (not in_place and t._grad is None):
             g = _wrap(g.data.copy())
-    grad = t.grad
+    grad = t._grad
     if grad is None:
         # a Tensor of the leaf's own, so that accumulating into it later touches no other
         # Tensor; its buffer a copy when the engine is not the only holder of the array

@@ -306,8 +306,24 @@ class Function:
             observer.on_op(tensor_outs[0] if tensor_outs else None, node)
         return outs[0] if single else outs
 
+    generate_vmap_rule = False  # torch's flag and default; ckpt has no vmap to use it
+
+    @staticmethod
+    def vmap(info, in_dims, *args):
+        """torch's hook for a custom batching rule, kept for its name: ckpt has no vmap.
+
+        >>> import ckpt
+        >>> ckpt.autograd.Function.generate_vmap_rule
+        False
+        """
+        raise NotImplementedError("To use autograd.Function with vmap, you must either override "
+                                  "the vmap staticmethod or set generate_vmap_rule=True.")
+
     def __init__(self, *args, **kwargs):
-        pass
+        warnings.warn(f"{type(self)} should not be instantiated. Methods on autograd functions "
+                      "are all static, so you should invoke them on the class itself. "
+                      "Instantiating an autograd function will raise an error in a future "
+                      "version of PyTorch.", DeprecationWarning, stacklevel=2)
 
     def __call__(self, *args, **kwargs):
         raise RuntimeError("Legacy autograd function with non-static forward method is "

@@ -251,11 +251,14 @@ def jvp(func, inputs, v=None, create_graph=False, strict=False):
         tangents = []
         for i, (out, (primal, tangent)) in enumerate(zip(outputs, unpacked)):
             if tangent is None:
+                if strict and out.requires_grad:  # independent of every input, so of input 0
+                    raise RuntimeError("The output of the user-provided function is independent "
+                                       "of input 0. This is not allowed in strict mode.")
                 if strict:
                     raise RuntimeError(
-                        f"Output {i} of the user-provided function does not depend on the inputs "
-                        "(it carries no forward-mode tangent). The outputs must be computed in a "
-                        "differentiable manner from the input when running in strict mode.")
+                        f"Output {i} of the user-provided function does not require gradients. "
+                        "The outputs must be computed in a differentiable manner from the input "
+                        "when running in strict mode.")  # torch's words: no tangent here
                 tangent = _wrap(np.zeros(out.shape, out.dtype))
             elif strict and create_graph and not tangent.requires_grad:
                 raise RuntimeError(f"The jacobian of the user-provided function is independent of "

@@ -51,9 +51,21 @@ def _numerical_jacobians(func, inputs, outputs, eps):
             data[idx] = orig - eps
             minus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
             data[idx] = orig
+            _check_same_dtype_and_shape(plus, minus, eps, f"on index {idx} ")
             for i in range(len(outputs)):
                 jac[i][j][k] = ((plus[i] - minus[i]) / (2 * eps)).reshape(-1)
     return jac
+
+
+def _check_same_dtype_and_shape(plus, minus, eps, on_index=""):
+    """torch's AssertionError when perturbing an input changes an output's shape or dtype."""
+    for a, b in zip(plus, minus):
+        for what, x, y in (("shape", a.shape, b.shape), ("dtype", a.dtype, b.dtype)):
+            if x != y:
+                raise AssertionError(f"Expected `func` to return outputs with the same {what} "
+                                     f"when inputs are perturbed {on_index}by {eps}, but got: "
+                                     f"{what}s "
+                                     f"{x} and {y}.")
 
 
 def _numerical_directions(func, inputs, outputs, eps, directions):
@@ -68,6 +80,7 @@ def _numerical_directions(func, inputs, outputs, eps, directions):
         np.copyto(data, orig - step)
         minus = [o.data.copy() for o in _tensor_outputs(func, inputs)]
         np.copyto(data, orig)
+        _check_same_dtype_and_shape(plus, minus, eps)
         for i in range(len(outputs)):
             result[i][j] = ((plus[i] - minus[i]) / (2 * eps)).reshape(-1)
     return result
@@ -324,6 +337,10 @@ def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
         numerical = _numerical_directions(func, inputs, outputs, eps, directions)
     else:
         numerical = _numerical_jacobians(func, inputs, outputs, eps)
+    if not any(o.requires_grad for o in outputs):  # as torch: then nothing may depend on inputs
+        if any(np.any(n != 0) for row in numerical for n in row):
+            raise _Failure("Numerical gradient for function expected to be zero")
+        return
     if check_backward_ad:
         if fast_mode:
             cotangents = [rng.standard_normal(o.data.size).astype(o.data.dtype) for o in outputs]

@@ -3,6 +3,7 @@
 Ops live in ``ckpt.autograd.ops``; the methods and operators here only call them.
 """
 import operator
+import warnings
 
 import numpy as np
 
@@ -679,8 +680,31 @@ def _forget_grad(t):
     t._grad = None
 
 
-# read in C; written through torch's checks (Tensor._set_grad); ``del`` leaves None behind
-Tensor.grad = property(operator.attrgetter("_grad"), Tensor._set_grad, _forget_grad,
+def _read_grad(t):
+    """``x.grad``; for a non-leaf that does not retain its gradient, torch's UserWarning.
+
+    >>> import ckpt, warnings
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     (x.grad, (x * 2).grad, len(w))
+    (None, None, 1)
+    """
+    g = t._grad
+    if g is None and t.grad_fn is not None and not t._retains_grad:
+        warnings.warn(_NON_LEAF_GRAD, UserWarning, stacklevel=2)
+    return g
+
+
+_NON_LEAF_GRAD = (
+    "The .grad attribute of a Tensor that is not a leaf Tensor is being accessed. Its .grad "
+    "attribute won't be populated during autograd.backward(). If you indeed want the .grad field "
+    "to be populated for a non-leaf Tensor, use .retain_grad() on the non-leaf Tensor. If you "
+    "access the non-leaf Tensor by mistake, make sure you access the leaf Tensor instead. See "
+    "github.com/pytorch/pytorch/pull/30531 for more information.")
+
+# written through torch's checks (Tensor._set_grad); ``del`` leaves None behind
+Tensor.grad = property(_read_grad, Tensor._set_grad, _forget_grad,
                        doc="The gradient a backward pass accumulated (None until then).")
 
 
