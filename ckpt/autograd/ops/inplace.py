@@ -130,8 +130,9 @@ def resize_as_(self, other):
     return resize_(self, other.data.shape)
 
 
-class _NoGradientThrough(Node):
-    """The node of an in-place comparison: its values carry no gradient (zeros flow back)."""
+class NoGradientThrough(Node):
+    """The node of values that carry no gradient (an in-place comparison, an in-place
+    initialiser): zeros flow back, and forward mode gets zero tangents."""
     _batched_rule = True
 
     def vjp(self, g):
@@ -142,7 +143,7 @@ class _NoGradientThrough(Node):
 
 
 def _compare_inplace(name, op):
-    node_cls = type(name.strip("_").capitalize() + "Backward0", (_NoGradientThrough,),
+    node_cls = type(name.strip("_").capitalize() + "Backward0", (NoGradientThrough,),
                     {"__module__": __name__})
 
     def method(self, other):

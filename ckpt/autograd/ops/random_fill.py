@@ -4,20 +4,10 @@ carry no gradient (the node before them gets zeros) and a leaf that requires gra
 them unless grad mode is off (``with ckpt.no_grad(): w.uniform_()``)."""
 import numpy as np
 
-from ..node import Node, record
+from ..node import record
 from ..random import default_generator
-from .inplace import write_result
+from .inplace import NoGradientThrough, write_result
 from .shape import check_inplace
-
-
-class _FilledWithDraws(Node):
-    _batched_rule = True
-
-    def vjp(self, g):
-        return g * 0
-
-    def jvp(self, tangents, primals, out):
-        return tangents[0] * 0
 
 
 def _mantissa_top(dtype):
@@ -44,7 +34,7 @@ _DRAWS = {  # name: (numpy draw(generator, shape, *params), default params, torc
 def _fill_with_draws(name):
     draw, defaults, keywords = _DRAWS[name]
     node_cls = type("".join(p.capitalize() for p in name.strip("_").split("_")) + "Backward0",
-                    (_FilledWithDraws,), {"__module__": __name__})
+                    (NoGradientThrough,), {"__module__": __name__})
 
     def method(self, *args, generator=None, **kwargs):
         params = list(args) + list(defaults[len(args):])
@@ -76,7 +66,7 @@ geometric_, log_normal_, cauchy_, random_ = (
     _fill_with_draws(n) for n in ("geometric_", "log_normal_", "cauchy_", "random_"))
 
 
-class BernoulliBackward0(_FilledWithDraws):
+class BernoulliBackward0(NoGradientThrough):
     pass
 
 

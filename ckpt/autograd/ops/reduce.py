@@ -184,16 +184,21 @@ def amax(x, dim=None, keepdim=False):
                   (x, OUTPUT), axes=axes, keepdim=keepdim)
 
 
-class AmaxBackward0(Node):
+class ReducedByFactor(Node):
+    """A reduction over ``axes`` whose derivative with respect to each input element is
+    ``factor(x, out)``: the gradient is the expanded g times it, the tangent the reduced
+    product (``amax``, ``prod``)."""
     _batched_rule = True
 
     def vjp(self, g, x, out):
-        return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self._share(x, out)
+        return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self.factor(x, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._share(primals[0], out), shift(self.axes), self.keepdim)
+        return sum(tangents[0] * self.factor(primals[0], out), shift(self.axes), self.keepdim)
 
-    def _share(self, x, out):
+
+class AmaxBackward0(ReducedByFactor):
+    def factor(self, x, out):
         """Each input element's share of the maximum: 1/ties where it ties, else 0."""
         d = data_of(x)
         kept = data_of(out) if self.keepdim else data_of(out).reshape(kept_shape(d.shape, self.axes))

@@ -3,25 +3,20 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..node import Node, OUTPUT, record, record_multi
+from ..node import OUTPUT, record, record_multi
 from ..tensor import _wrap
-from ._util import data_of, expand_reduced, for_jvp, normalize_dims, shift
-from .reduce import MaxBackward0, MaxBackward1, mean, sum, var
+from ._util import data_of, for_jvp, normalize_dims
+from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, mean, var
 
 median_values_indices = namedtuple("median", ["values", "indices"])
 
 
-class ProdBackward0(Node):
+class ProdBackward0(ReducedByFactor):
     """d prod / d x_i is the product of the other elements: ``prod / x_i`` without zeros
     (differentiable again); with a zero, exclusive products (not differentiable again)."""
+    _batched_rule = False
 
-    def vjp(self, g, x, out):
-        return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self._others(x, out)
-
-    def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._others(primals[0], out), shift(self.axes), self.keepdim)
-
-    def _others(self, x, out):
+    def factor(self, x, out):
         d = data_of(x)
         if np.all(d != 0):
             kept = out if self.keepdim or not self.axes else out.reshape(
