@@ -403,7 +403,7 @@ class SavedTensor:
         version = t._vc[0]
         with grad_mode.no_grad():
             self.packed = pack(t)
-        if getattr(pack, "keeps_copies", False):  # allow_mutation_on_saved_tensors' copies
+        if getattr(pack, "checks_versions", False):  # allow_mutation_on_saved_tensors'
             self.vc = [version]
         if t._vc[0] != version:
             raise RuntimeError(
@@ -494,7 +494,7 @@ class SavedTensor:
         if as_array:
             return unpacked.data
         t = _wrap(unpacked.data)
-        t._vc = self.vc
+        t._vc = unpacked._vc  # as torch: the version counter of what unpack gave
         if self.requires_grad:
             t.requires_grad = True
             t._output_nr = self.output_nr

@@ -703,7 +703,14 @@ def _check_view_creation(x, meta):
                            .format(*meta[1:]))
 
 
+# called with the tensor before each in-place write (allow_mutation_on_saved_tensors clones
+# what a graph saved from it)
+write_watchers = []
+
+
 def check_inplace(x):
+    if write_watchers:
+        write_watchers[-1](x)
     meta = x._creation_meta
     if meta is not None:
         _check_view_creation(x, meta)

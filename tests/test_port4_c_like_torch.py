@@ -1,0 +1,159 @@
+"""Saved tensors as torch keeps them (issue 14's port): allow_mutation_on_saved_tensors
+clones a saved tensor on its first in-place write and frees the clone with the graph; the
+tensor an unpack hook gives back keeps its own version counter. The same program in torch and
+in ckpt gives the same result or the same error."""
+import numpy as np
+import pytest
+import torch
+
+import ckpt
+
+
+def both(program):
+    return program(ckpt), program(torch)
+
+
+def counts(ctx):
+    return len(ctx.cloned), len(ctx.tid_to_weakhandle)
+
+
+def test_mutation_clones_on_the_first_write_and_frees_with_the_graph():
+    def program(lib):
+        log = []
+        with lib.autograd.graph.allow_mutation_on_saved_tensors() as ctx:
+            a = lib.tensor([0.5, 1.0, 2.0], dtype=lib.float64, requires_grad=True)
+            b = a.clone()
+            out = (b ** 2).sum()
+            log.append(counts(ctx))
+            log.append(any(t is b for t in ctx.original.values()))  # saved as it is, no copy
+            b.sin_()
+            log.append(counts(ctx))
+            log.append(any(t is b for t in ctx.original.values()))
+            out.backward()
+            log.append(counts(ctx))
+            log.append(a.grad.tolist())
+        return log
+    ours, theirs = both(program)
+    assert ours == theirs
+    assert ours[0] == (0, 1) and ours[2][0] == 1 and ours[4][0] == 0
+
+
+def test_mutation_clones_each_saved_version_once():
+    def program(lib):
+        log = []
+        with lib.autograd.graph.allow_mutation_on_saved_tensors() as ctx:
+            leaf = lib.tensor([0.5, 1.0], dtype=lib.float64, requires_grad=True)
+            a = leaf.clone()
+            b, b2 = a ** 2, a ** 3      # the same version saved twice: one clone
+            a.sin_()
+            log.append(len(ctx.cloned))
+            c = a ** 2
+            a.cos_()                    # clones the second version only
+            log.append(len(ctx.cloned))
+            grads = [lib.autograd.grad(t.sum(), leaf, retain_graph=True)[0].tolist() for t in (b, c)]
+            del b, b2
+            log.append(len(ctx.cloned))
+            del c
+            log.append(counts(ctx))
+        return log, grads
+    ours, theirs = both(program)
+    assert ours[0] == theirs[0] and ours[0][:3] == [1, 2, 1] and ours[0][3][0] == 0
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12)
+
+
+def test_mutation_backward_sees_the_values_saved():
+    def program(lib):
+        with lib.autograd.graph.allow_mutation_on_saved_tensors():
+            x = lib.tensor([0.5, 1.0, 2.0], dtype=lib.float64, requires_grad=True)
+            y = x * 1
+            first = (y ** 3).sum()
+            y.mul_(2)
+            second = (y ** 3).sum()
+            y.add_(1)
+            e = x.exp()                   # saves its output
+            e.mul_(3)
+            (first + second + e.sum()).backward()
+            return x.grad.tolist()
+    ours, theirs = both(program)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+def test_mutation_through_a_view_and_into_an_out_argument():
+    def program(lib):
+        log = []
+        with lib.autograd.graph.allow_mutation_on_saved_tensors() as ctx:
+            a = lib.tensor([[0.5, 1.0], [2.0, 3.0]], dtype=lib.float64, requires_grad=True)
+            b = a.clone()
+            out = (b ** 2).sum()
+            b[:1].mul_(10)                  # a view of the saved tensor
+            b.view_as(b)[1, 1] = 7.0        # another write: already cloned
+            log.append(len(ctx.cloned))
+            out.backward()
+            log += [len(ctx.cloned), a.grad.tolist()]
+            w = lib.tensor([2.0], dtype=lib.float64, requires_grad=True)
+            v = lib.tensor([3.0], dtype=lib.float64)
+            prod = w * v
+            lib.mul(lib.tensor([5.0], dtype=lib.float64), 2.0, out=v)
+            log.append(counts(ctx))
+            prod.backward()
+            log += [counts(ctx), w.grad.tolist()]
+        return log
+    ours, theirs = both(program)
+    assert ours == theirs
+    assert ours[0] == 1 and ours[3] == (1, 1)
+
+
+def test_mutation_double_backward_and_the_context_cleared_at_exit():
+    def program(lib):
+        with lib.autograd.graph.allow_mutation_on_saved_tensors() as ctx:
+            a = lib.tensor([0.5, 1.0], dtype=lib.float64, requires_grad=True)
+            b = a.clone()
+            out = (b ** 3).sum()
+            b.sin_()
+            (da,) = lib.autograd.grad(out, a, create_graph=True)
+            (d2a,) = lib.autograd.grad(da.sum(), a)
+            inside = counts(ctx)
+        return da.tolist(), d2a.tolist(), inside, counts(ctx), len(ctx.original)
+    ours, theirs = both(program)
+    assert ours == theirs
+    assert ours[2][0] == 1 and ours[3] == (0, 0)
+
+
+def test_mutation_saved_but_freed_before_the_write_is_not_cloned():
+    def program(lib):
+        log = []
+        with lib.autograd.graph.allow_mutation_on_saved_tensors() as ctx:
+            a = lib.tensor([0.5, 1.0], dtype=lib.float64, requires_grad=True).clone()
+            (a ** 2).sum().backward()
+            log.append(counts(ctx))
+            a.sin_()
+            log.append(counts(ctx))
+        return log
+    ours, theirs = both(program)
+    assert ours == theirs and ours[1][0] == 0  # (sin_ saves a value of its own)
+
+
+def test_mutation_write_not_made_by_an_op_raises_in_backward():
+    """ckpt sees the writes of ops only: an optimizer's step into a saved tensor is not cloned,
+    and backward says so rather than use the new value (torch clones there too)."""
+    with ckpt.autograd.graph.allow_mutation_on_saved_tensors():
+        w = ckpt.tensor([1.0, 2.0], requires_grad=True)
+        loss = (w ** 2).sum()
+        w.grad = ckpt.ones(2)
+        ckpt.optim.SGD([w], lr=0.1).step()
+        with pytest.raises(RuntimeError, match="modified by an inplace operation.*did not see"):
+            loss.backward()
+
+
+def test_unpacked_tensor_has_the_version_counter_of_what_unpack_gave():
+    def program(lib):
+        a = lib.tensor([1.0, 2.0], requires_grad=True)
+        replacement = a.detach().clone()
+        with lib.autograd.graph.saved_tensors_hooks(lambda t: replacement, lambda p: p):
+            y = a * a
+        saved = y.grad_fn._saved_self
+        with lib.no_grad():
+            saved.add_(1)
+        return a._version, replacement._version, saved._version, replacement.tolist()
+    ours, theirs = both(program)
+    assert ours == theirs == (0, 1, 1, [2.0, 3.0])
