@@ -157,3 +157,101 @@ def test_unpacked_tensor_has_the_version_counter_of_what_unpack_gave():
         return a._version, replacement._version, saved._version, replacement.tolist()
     ours, theirs = both(program)
     assert ours == theirs == (0, 1, 1, [2.0, 3.0])
+
+
+def checkpoint_of(lib):
+    return ckpt.checkpoint if lib is ckpt else torch.utils.checkpoint.checkpoint
+
+
+def test_checkpoint_second_read_of_saved_tensors_in_one_backward_raises():
+    def program(lib):
+        seen = []
+
+        class Twice(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x, x * 2)
+                return x * 3
+
+            @staticmethod
+            def backward(ctx, grad):
+                x, doubled = ctx.saved_tensors
+                try:
+                    ctx.saved_tensors
+                except RuntimeError as error:
+                    seen.append("unpacked once" in str(error))
+                return grad * doubled
+
+        x = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        out = checkpoint_of(lib)(lambda t: Twice.apply(t.sin()), x, use_reentrant=False)
+        out.sum().backward(retain_graph=True)
+        out.sum().backward()           # a new pass recomputes again
+        return seen, x.grad.tolist()
+    ours, theirs = both(program)
+    assert ours[0] == theirs[0] == [True, True]
+    np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-12)
+
+
+def test_saved_tensors_read_twice_without_checkpoint_call_unpack_each_time():
+    def program(lib):
+        unpacked = []
+
+        class Twice(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                ctx.save_for_backward(x)
+                return x * 3
+
+            @staticmethod
+            def backward(ctx, grad):
+                first, = ctx.saved_tensors
+                second, = ctx.saved_tensors
+                return grad * (first + second)
+
+        x = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        with lib.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: unpacked.append(1) or t):
+            y = Twice.apply(x)
+        y.sum().backward()
+        return len(unpacked), x.grad.tolist()
+    ours, theirs = both(program)
+    assert ours == theirs == (2, [2.0, 4.0])
+
+
+def test_a_saved_tensor_that_needs_no_grad_comes_back_itself():
+    def program(lib):
+        got = {}
+
+        class Keep(lib.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, y):
+                ctx.save_for_backward(y)
+                return x * 1
+
+            @staticmethod
+            def backward(ctx, grad):
+                got["y"], = ctx.saved_tensors
+                return grad, None
+
+        a = lib.tensor(1.0, requires_grad=True)
+        b = lib.tensor(1.0)
+        checkpoint_of(lib)(Keep.apply, a, b, use_reentrant=False).backward()
+        through_checkpoint = got["y"] is b
+        with lib.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t):
+            y = a * b
+            z = a * a
+        return (through_checkpoint, y.grad_fn._saved_other is b, z.grad_fn._saved_self is a)
+    ours, theirs = both(program)
+    assert ours == theirs == (True, True, False)
+
+
+def test_unpack_hook_returning_a_non_tensor():
+    def program(lib):
+        a = lib.ones(2, requires_grad=True)
+        with lib.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: 1):
+            y = a * a
+        try:
+            y.grad_fn._saved_self
+        except TypeError as error:
+            return str(error)
+    ours, theirs = both(program)
+    assert ours == theirs

@@ -266,7 +266,7 @@ def test_unpack_must_return_tensor():
     x = ckpt.tensor([1.0, 2.0], requires_grad=True)
     with saved_tensors_hooks(lambda t: t.data.copy(), lambda a: a):  # returns a bare ndarray
         y = (x * x).sum()
-    with pytest.raises(TypeError, match="unpack_hook must return a Tensor"):
+    with pytest.raises(TypeError, match="unpack_hook expected to be a Tensor"):
         y.backward()
 
 

@@ -364,7 +364,7 @@ class _Pass:
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes", "nodes", "callbacks")
+                 "batched", "direct", "direct_nodes", "nodes", "callbacks", "__weakref__")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad

@@ -60,7 +60,10 @@ class FunctionCtx(Node):
             forward = self.__dict__.get("_for_forward")
             return tuple(forward if forward is not None else self.__dict__.get("_to_save", ()))
         unpacked = self.__dict__.get("_unpacked")
-        return unpacked if unpacked is not None else Node.saved_tensors.fget(self)
+        if unpacked is None:
+            return Node.saved_tensors.fget(self)
+        self._unpacked = None  # the engine unpacked them for the first read; torch unpacks at each
+        return unpacked
 
     @property
     def saved_variables(self):

@@ -490,9 +490,12 @@ class SavedTensor:
             return t
         unpacked = hook(self.packed)
         if not isinstance(unpacked, Tensor):
-            raise TypeError("unpack_hook must return a Tensor, got " + type(unpacked).__name__)
+            raise TypeError("Output of saved tensor unpack_hook expected to be a Tensor but got "
+                            f"result of type {type(unpacked).__name__}")
         if as_array:
             return unpacked.data
+        if not (self.requires_grad or unpacked.requires_grad or unpacked._fw is not None):
+            return unpacked  # as torch: nothing to attach, so the tensor itself
         t = _wrap(unpacked.data)
         t._vc = unpacked._vc  # as torch: the version counter of what unpack gave
         if self.requires_grad:

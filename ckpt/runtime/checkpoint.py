@@ -25,8 +25,10 @@ segment works: a saved tensor needed while the segment still runs is recomputed 
 """
 import contextlib
 import warnings
+import weakref
 
 from ..autograd import grad_mode
+from ..autograd.engine import current_pass
 from ..autograd.events import (Observer, SavedValue, observing, recomputing,
                                reporting_saves)
 from ..autograd.graph import root_buffer, saved_tensors_hooks
@@ -223,6 +225,19 @@ class _Handle:
         return self.frame.resident_buffers()
 
 
+def _recomputed(value):
+    """The tensor of a recomputed value: an array, a ``SavedValue``, or (either, the tensor
+    itself) for a tensor that needs no gradient."""
+    if value.__class__ is tuple:
+        return value[1]
+    return Tensor(value.data if value.__class__ is SavedValue else value)
+
+
+def _unpaired(value):
+    """The array or ``SavedValue`` of a recomputed value."""
+    return value[0] if value.__class__ is tuple else value
+
+
 class _Frame(Observer):
     """One checkpointed call: inputs, RNG state, what the forward saved (metadata only) and,
     during backward, the recomputed saved tensors waiting to be unpacked."""
@@ -245,6 +260,8 @@ class _Frame(Observer):
                       if isinstance(a, Tensor)] if reporting_saves() else None)
         self.forward_saved = []   # [op name, shape, dtype] per tensor the forward saved
         self.recomputed_saved = None
+        self.recomputed_for = None  # (a weakref to) the pass the last recomputation ran for,
+        self.unpacked = set()       # and the indices unpacked since
         self.storage = {}         # index -> recomputed array (or SavedBuffer), until unpacked
         self.forward_ops = [] if debug else None
         self.recomputed_ops = None
@@ -283,6 +300,11 @@ class _Frame(Observer):
             return kept
         value = self.storage.pop(handle.index, None)
         if value is None:
+            if handle.index in self.unpacked and self.in_recomputed_pass():
+                raise CheckpointError(
+                    "checkpoint: Unpack is being triggered for a tensor that was already unpacked "
+                    "once. If you are calling ctx.saved_tensors in backward, make sure to do so "
+                    "only once. Otherwise please open an issue with details on your use case.")
             if self.phase == "recompute":
                 raise CheckpointError(
                     "checkpoint: a tensor saved by the checkpointed function was needed for "
@@ -297,7 +319,15 @@ class _Frame(Observer):
                     f"the forward saved {len(self.forward_saved)}; saved tensor "
                     f"#{handle.index} (saved by {self._name(self.forward_saved, handle.index)}) "
                     "has no recomputed value" + self._listing())
-        return Tensor(value.data if value.__class__ is SavedValue else value)
+        if self.in_recomputed_pass():
+            self.unpacked.add(handle.index)
+        return _recomputed(value)
+
+    def in_recomputed_pass(self):
+        """Whether the backward pass running now is the one the last recomputation ran for."""
+        running = current_pass()
+        return running is not None and self.recomputed_for is not None and (
+            self.recomputed_for() is running)
 
     def op_recorded(self, event):
         """Name the op behind each tensor this frame packed (and list ops if debug)."""
@@ -317,7 +347,7 @@ class _Frame(Observer):
                 entries = self.recomputed_saved if again else self.forward_saved
                 entries[packed.index][0] = name
                 if again:
-                    value = self.storage.get(packed.index)
+                    value = _unpaired(self.storage.get(packed.index))
                     if value.__class__ is SavedValue:
                         value.label = "recomputed " + name
         if again and self.stop_early and len(self.recomputed_saved) >= self.needed:
@@ -333,6 +363,10 @@ class _Frame(Observer):
                     f"checkpoint: input {i} of the checkpointed function was modified by an inplace "
                     f"operation after the forward (version {version}, now {a._version}); "
                     "recomputation would see the new values. Clone the input before modifying it.")
+        # one recomputation per backward pass, as torch: a second unpack in the pass raises
+        running = current_pass()
+        self.recomputed_for = None if running is None else weakref.ref(running)
+        self.unpacked = set()
         self.needed = len(self.forward_saved) if needed is None else needed
         self.stop_early = self.early_stop or needed is not None
         self.recomputed_saved = []
@@ -372,8 +406,9 @@ class _Frame(Observer):
                 "must save the same tensors as the forward" + self._listing(index))
         entries.append([None, t.data.shape, t.data.dtype])
         if index not in self.kept:
-            self.storage[index] = (SavedValue(t.data, "recomputed tensor") if reporting_saves()
-                                   else t.data)
+            value = SavedValue(t.data, "recomputed tensor") if reporting_saves() else t.data
+            # as torch: a tensor that needs no gradient is handed back itself
+            self.storage[index] = value if t.requires_grad else (value, t)
         return _Handle(self, index)
 
     def recompute_unpack(self, handle):  # only when the segment itself runs backward inside
@@ -381,7 +416,7 @@ class _Frame(Observer):
         if value is None:
             raise CheckpointError("checkpoint: a recomputed tensor was unpacked after backward "
                                   "had already used it")
-        return Tensor(value.data if value.__class__ is SavedValue else value)
+        return _recomputed(value)
 
     def compare(self):
         forward, recomputed = self.forward_saved[:self.needed], self.recomputed_saved
@@ -419,6 +454,7 @@ class _Frame(Observer):
                 root = root_buffer(a.data)
                 buffers[id(root)] = root.nbytes
         for value in [t.data for t in self.kept.values()] + list(self.storage.values()):
+            value = _unpaired(value)
             root = root_buffer(value.data if value.__class__ is SavedValue else value)
             buffers[id(root)] = root.nbytes
         return buffers
