@@ -255,3 +255,16 @@ def test_unpack_hook_returning_a_non_tensor():
             return str(error)
     ours, theirs = both(program)
     assert ours == theirs
+
+
+def test_pow_saved_self_and_its_raw_hooks():
+    def program(lib):
+        a = lib.tensor([1.0, 2.0], dtype=lib.float64, requires_grad=True)
+        y = a ** 3
+        plain = y.grad_fn._saved_self is a
+        y.grad_fn._raw_saved_self.register_hooks(lambda x: 2 * x, lambda x: x)
+        doubled = y.grad_fn._saved_self.tolist()
+        y.sum().backward()
+        return plain, doubled, a.grad.tolist()
+    ours, theirs = both(program)
+    assert ours == theirs == (True, [2.0, 4.0], [12.0, 48.0])

@@ -212,6 +212,7 @@ def div(a, b):
 
 class PowBackward0(_DiagonalOfInput):
     """Tensor base, number exponent."""
+    _saved_names = ("self",)
 
     def vjp(self, g, x):
         e = self.exponent
