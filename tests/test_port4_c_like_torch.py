@@ -268,3 +268,48 @@ def test_pow_saved_self_and_its_raw_hooks():
         return plain, doubled, a.grad.tolist()
     ours, theirs = both(program)
     assert ours == theirs == (True, [2.0, 4.0], [12.0, 48.0])
+
+
+def test_hooks_entered_during_backward_are_undone_at_its_end():
+    def program(lib):
+        packed = []
+        later = lib.autograd.graph.saved_tensors_hooks(lambda t: packed.append("later") or t,
+                                                        lambda t: t)
+
+        def unpack(t):
+            later.__enter__()
+            return t
+
+        x = lib.tensor([1.0, 2.0], requires_grad=True)
+        with lib.autograd.graph.saved_tensors_hooks(lambda t: t, unpack):
+            y = x.sin().sum()
+        y.backward()
+        (x * x).sum().backward()      # later's pack is not in effect here
+        return packed
+    ours, theirs = both(program)
+    assert ours == theirs == []
+
+
+def test_hooks_exited_during_backward_are_in_effect_again_after_it():
+    def program(lib):
+        log = []
+        inner = lib.autograd.graph.saved_tensors_hooks(lambda t: log.append("inner") or t,
+                                                       lambda t: inner.__exit__() or t)
+        outer = lib.autograd.graph.saved_tensors_hooks(lambda t: t, lambda t: t)
+        for _ in range(3):
+            with outer:
+                inner.__enter__()
+                x = lib.tensor([1.0, 2.0], requires_grad=True)
+                x.sin().sum().backward()
+        for _ in range(3):            # backward undid inner's exits: three pairs are left
+            inner.__exit__()
+        a = lib.tensor(1.0, requires_grad=True)
+        y = a.exp()
+        y.grad_fn._raw_saved_result.register_hooks(lambda t: t, lambda t: t)  # no hooks left
+        try:
+            inner.__exit__()
+        except RuntimeError:
+            log.append("one exit too many")
+        return log
+    ours, theirs = both(program)
+    assert ours == theirs == ["inner"] * 3 + ["one exit too many"]

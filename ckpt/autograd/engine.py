@@ -14,7 +14,7 @@ import numpy as np
 
 from . import grad_mode
 from .batch import Batch
-from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE
+from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -434,12 +434,14 @@ def _execute(*args, **kwargs):
     """``_run_pass(*args, **kwargs)``, on a fresh thread when enough passes are nested."""
     depth = _Reentry.depth
     _Reentry.depth = depth + 1
+    hooks = _HookStack.state()
     try:
         if depth and depth % _PASSES_PER_THREAD == 0:
             return _on_fresh_thread(_run_pass, args, kwargs)
         return _run_pass(*args, **kwargs)
     finally:
         _Reentry.depth = depth
+        _HookStack.restore(hooks)
 
 
 def _on_fresh_thread(function, args, kwargs):

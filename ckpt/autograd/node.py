@@ -26,13 +26,23 @@ class GradientEdge(NamedTuple):
 
 
 class _SavedHookStack:
-    """The saved-tensor hook pairs in effect, innermost last; how many of them a user entered
-    (not a tracker's own); the messages of the ``disable_saved_tensors_hooks`` in effect."""
+    """The saved-tensor hook pairs in effect, innermost last, and the ``saved_tensors_hooks``
+    that entered each; how many of them a user entered (not a tracker's own); the messages of
+    the ``disable_saved_tensors_hooks`` in effect."""
 
     def __init__(self):
         self.pairs = []
+        self.owners = []
         self.entered_by_user = 0
         self.refusals = []
+
+    def state(self):
+        return list(self.pairs), list(self.owners), self.entered_by_user
+
+    def restore(self, state):
+        """Put back what ``state()`` gave: a backward pass does, as torch does (hooks entered
+        or exited during backward, by an unpack hook say, are undone at its end)."""
+        self.pairs[:], self.owners[:], self.entered_by_user = state
 
 
 _HookStack = _SavedHookStack()
@@ -57,7 +67,6 @@ class saved_tensors_hooks:
     def __init__(self, pack_hook, unpack_hook):
         self.pack_hook = pack_hook
         self.unpack_hook = unpack_hook
-        self._entered = []   # the pairs this object pushed, innermost last
 
     # a memory tracker's own pair (events.observing) sets this: ``disable_saved_tensors_hooks``
     # neither refuses it nor is refused by it, so tracking never changes what a program does
@@ -68,23 +77,21 @@ class saved_tensors_hooks:
             if _HookStack.refusals:
                 raise RuntimeError(_HookStack.refusals[-1])
             _HookStack.entered_by_user += 1
-        pair = (self.pack_hook, self.unpack_hook)
-        self._entered.append(pair)
-        _HookStack.pairs.append(pair)
+        _HookStack.pairs.append((self.pack_hook, self.unpack_hook))
+        _HookStack.owners.append(self)
         return self
 
     def __exit__(self, *exc):
-        if not self._entered:
+        owners = _HookStack.owners
+        for i in range(len(owners) - 1, -1, -1):
+            if owners[i] is self:
+                del owners[i], _HookStack.pairs[i]
+                break
+        else:
             raise RuntimeError("saved_tensors_hooks.__exit__ called without a matching "
                                "__enter__: these hooks are not in effect (exited already?)")
-        pair = self._entered.pop()
         if not self._tracker:
             _HookStack.entered_by_user -= 1
-        pairs = _HookStack.pairs
-        for i in range(len(pairs) - 1, -1, -1):
-            if pairs[i] is pair:
-                del pairs[i]
-                break
         return False
 
 
@@ -554,10 +561,12 @@ class RawSavedTensor:
                                "been set. Hint: only one pair of hooks is allowed at a time.")
         value = entry.unpack(node)
         _HookStack.pairs.append((pack_hook, unpack_hook))
+        _HookStack.owners.append(None)
         try:
             repacked = SavedTensor(value, entry.is_output)
         finally:
             _HookStack.pairs.pop()
+            _HookStack.owners.pop()
         saved = list(node._saved)
         saved[self.index] = repacked
         node._saved = saved if len(saved) > 1 else tuple(saved)
