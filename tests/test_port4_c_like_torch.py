@@ -313,3 +313,14 @@ def test_hooks_exited_during_backward_are_in_effect_again_after_it():
         return log
     ours, theirs = both(program)
     assert ours == theirs == ["inner"] * 3 + ["one exit too many"]
+
+
+def test_saved_tensor_objects_come_from_nodes_only():
+    def program(lib):
+        y = lib.ones(2, requires_grad=True).exp()
+        try:
+            lib.autograd.SavedTensor()
+        except RuntimeError as error:
+            return str(error), isinstance(y.grad_fn._raw_saved_result, lib.autograd.SavedTensor)
+    ours, theirs = both(program)
+    assert ours == theirs == ("Trying to create a SavedTensor object from Python is forbidden.", True)

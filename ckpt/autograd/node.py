@@ -136,7 +136,7 @@ class Node:
             names = type(self)._saved_names
             if key in names:
                 if raw:
-                    return RawSavedTensor(self, names.index(key))
+                    return RawSavedTensor.of(self, names.index(key))
                 saved = self._saved
                 if saved is None:
                     raise RuntimeError(_FREED_MESSAGE)
@@ -534,10 +534,23 @@ class RawSavedTensor:
     >>> y.grad_fn._raw_saved_result.register_hooks(lambda t: t * 2, lambda t: t)
     >>> y.sum().backward(); [round(v, 4) for v in x.grad.tolist()]
     [5.4366, 5.4366]
+
+    Only a node makes one (``ckpt.autograd.SavedTensor``, torch's name for this class):
+
+    >>> ckpt.autograd.SavedTensor()
+    Traceback (most recent call last):
+    RuntimeError: Trying to create a SavedTensor object from Python is forbidden.
     """
 
-    def __init__(self, node, index):
-        self.node, self.index = node, index
+    def __init__(self, *args, **kwargs):
+        raise RuntimeError("Trying to create a SavedTensor object from Python is forbidden.")
+
+    @classmethod
+    def of(cls, node, index):
+        """The saved value ``index`` of ``node``."""
+        raw = cls.__new__(cls)
+        raw.node, raw.index = node, index
+        return raw
 
     def register_hooks(self, pack_hook, unpack_hook):
         """Pack the saved value now with ``pack_hook``; ``unpack_hook`` gives it back when
