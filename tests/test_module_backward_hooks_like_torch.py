@@ -70,3 +70,53 @@ def test_in_place_on_a_hooked_module_output_is_refused_as_torch():
         out = relu(lib.ones(2, requires_grad=True) * 1)
         out.mul_(2)
     assert_same_as_torch(program)
+
+
+def test_full_hook_not_run_again_by_a_double_backward_as_torch():
+    def program(lib):
+        calls = []
+        loss_fn = lib.nn.MSELoss()
+        loss_fn.register_full_backward_hook(lambda mod, gi, go: calls.append(len(gi)))
+        x = lib.tensor([0.5, 2.0], dtype=lib.float64, requires_grad=True)
+        f = loss_fn(x, lib.tensor([1.0, 1.0], dtype=lib.float64))
+        (gx,) = lib.autograd.grad(f, x, create_graph=True)
+        first = list(calls)
+        (ggx,) = lib.autograd.grad(gx.sum(), x)
+        return first, list(calls), gx, ggx
+    assert_same_as_torch(program)
+
+
+def test_full_hook_runs_between_the_input_node_hooks_as_torch():
+    def program(lib):
+        order = []
+        m = lib.nn.Tanh()
+        m.register_full_backward_hook(lambda *args: order.append("module"))
+        x = lib.tensor([0.5, 2.0], requires_grad=True)
+        y = m(x)
+        node = y.grad_fn.next_functions[0][0].next_functions[0][0]   # the inputs' identity
+        node.register_prehook(lambda grads: order.append("pre " + node.name()))
+        node.register_hook(lambda grads_in, grads_out: order.append("post " + node.name()))
+        y.sum().backward()
+        return order
+    assert_same_as_torch(program)
+
+
+def test_full_hook_with_an_input_that_needs_no_grad_first_as_torch():
+    def program(lib):
+        log = []
+
+        class Mix(lib.nn.Module):
+            def forward(self, a, b):
+                return a * b
+
+        m = Mix()
+
+        def full(mod, grad_input, grad_output):
+            log.append([None if g is None else g.tolist() for g in grad_input])
+            return (None, grad_input[1] * 3)
+        m.register_full_backward_hook(full)
+        a = lib.tensor([2.0, 3.0])
+        b = lib.tensor([1.0, 1.0], requires_grad=True)
+        m(a, b).sum().backward()
+        return log, b.grad
+    assert_same_as_torch(program)

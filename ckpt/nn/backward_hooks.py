@@ -4,6 +4,8 @@ as torch runs them: the module's tensor inputs and outputs pass through an ident
 pre-hooks, then kept as ``grad_output``) and to the inputs (the full hooks, given both)."""
 import warnings
 
+import numpy as np
+
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 
@@ -36,19 +38,24 @@ def _through_identity(values):
 
 class BackwardHookCall:
     """One call of a module with backward hooks: wraps its inputs, then its outputs, and runs
-    the hooks from the two identity nodes in backward."""
+    the hooks from the two identity nodes in backward: the pre-hooks before the outputs' node
+    runs, the full hooks after the inputs' node did (a post-hook there, as torch)."""
 
     def __init__(self, module, pre_hooks, hooks):
         self.module, self.pre_hooks, self.hooks = module, pre_hooks, hooks
         self.n_inputs, self.grad_output, self.input_node = 0, None, None
+        self.zeros = ()
 
     def wrap_inputs(self, args):
         tensors = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
         self.n_inputs = len(tensors)
         wrapped, self.input_node = _through_identity([args[i] for i in tensors])
         if self.input_node is not None and self.hooks:
-            needs = [isinstance(t, Tensor) and t.requires_grad for t in wrapped]
-            self.input_node.register_prehook(lambda grads: self._run_full_hooks(grads, needs))
+            at = [k for k, i in enumerate(tensors) if args[i].requires_grad]
+            # torch's zeros for the others (its identity takes them all, as non-differentiable)
+            self.zeros = [(k, args[i].shape, args[i].dtype) for k, i in enumerate(tensors)
+                          if not args[i].requires_grad]
+            self.input_node.register_hook(lambda grads, _: self._run_full_hooks(grads, at))
         args = list(args)
         for i, t in zip(tensors, wrapped):
             args[i] = t
@@ -79,12 +86,21 @@ class BackwardHookCall:
                           "https://docs.pytorch.org/docs/main/generated/torch.nn.Module.html"
                           "#torch.nn.Module.register_full_backward_hook for more details.",
                           UserWarning, stacklevel=2)
-            self._run_full_hooks((None,) * self.n_inputs, None)
+            self._run_full_hooks((), ())
         return grad_output
 
-    def _run_full_hooks(self, grads, needs):
-        grad_input = tuple(grads) if needs is None else tuple(
-            g if need else None for g, need in zip(grads, needs))
+    def _run_full_hooks(self, grads, at):
+        """The full hooks, given the gradients of the inputs (``grads``, of the inputs ``at``;
+        None for the others) and of the outputs; only when this pass went through the outputs
+        (not, say, in a double backward reaching the inputs alone), as torch."""
+        if self.grad_output is None:
+            return None
+        grad_input = [None] * self.n_inputs
+        for k, shape, dtype in self.zeros if at else ():
+            grad_input[k] = Tensor(np.zeros(shape, dtype))
+        for k, g in zip(at, grads):
+            grad_input[k] = g
+        grad_input = tuple(grad_input)
         for hook in self.hooks:
             result = hook(self.module, grad_input, self.grad_output)
             if result is not None:
@@ -93,7 +109,8 @@ class BackwardHookCall:
                     raise RuntimeError(f"Backward hook returned an invalid number of grad_input, "
                                        f"got {len(result)}, but expected {len(grad_input)}")
                 grad_input = result
-        return grad_input
+        self.grad_output = None
+        return tuple(grad_input[k] for k in at)
 
 
 def call_with_backward_hooks(module, pre_hooks, hooks, forward, args, kwargs):
