@@ -434,14 +434,17 @@ def _execute(*args, **kwargs):
     """``_run_pass(*args, **kwargs)``, on a fresh thread when enough passes are nested."""
     depth = _Reentry.depth
     _Reentry.depth = depth + 1
-    hooks = _HookStack.state()
+    # the saved-tensor hooks in effect, put back after the pass (hooks entered or exited
+    # during it are undone, as torch's thread-local state is); none, commonly
+    hooks = _HookStack.state() if _HookStack.pairs else None
     try:
         if depth and depth % _PASSES_PER_THREAD == 0:
             return _on_fresh_thread(_run_pass, args, kwargs)
         return _run_pass(*args, **kwargs)
     finally:
         _Reentry.depth = depth
-        _HookStack.restore(hooks)
+        if hooks is not None or _HookStack.pairs:
+            _HookStack.restore(hooks or _HookStack.NONE)
 
 
 def _on_fresh_thread(function, args, kwargs):

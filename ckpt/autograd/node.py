@@ -36,6 +36,8 @@ class _SavedHookStack:
         self.entered_by_user = 0
         self.refusals = []
 
+    NONE = ((), (), 0)  # the state without hooks
+
     def state(self):
         return list(self.pairs), list(self.owners), self.entered_by_user
 
