@@ -324,3 +324,15 @@ def test_saved_tensor_objects_come_from_nodes_only():
             return str(error), isinstance(y.grad_fn._raw_saved_result, lib.autograd.SavedTensor)
     ours, theirs = both(program)
     assert ours == theirs == ("Trying to create a SavedTensor object from Python is forbidden.", True)
+
+
+def test_mutation_saved_bytes_count_the_clone_once_made():
+    """ckpt's memory view: the graph keeps the saved tensor's buffer, then just its clone."""
+    with ckpt.autograd.graph.allow_mutation_on_saved_tensors():
+        y = ckpt.ones(1000, requires_grad=True) * 1      # a 4000-byte buffer
+        s = y[:10].sin()                                 # saves a 40-byte view of it
+        before = ckpt.autograd.graph.saved_bytes(s)
+        y.mul_(2)
+        after = ckpt.autograd.graph.saved_bytes(s)
+        s.sum().backward()
+    assert (before, after) == (4000, 40)

@@ -35,10 +35,18 @@ class save_on_cpu(saved_tensors_hooks):
 class _Handle:
     """What ``allow_mutation_on_saved_tensors``' pack hook stores: one per tensor and version
     saved, alive as long as a graph saves it; ``version`` is the tensor's then."""
-    __slots__ = ("version", "__weakref__")
+    __slots__ = ("version", "context", "__weakref__")
 
-    def __init__(self, version):
-        self.version = version
+    def __init__(self, version, context):
+        self.version, self.context = version, context
+
+    def resident_buffers(self):
+        """``{buffer_id: nbytes}`` of what the graph keeps for it: the clone once made."""
+        kept = self.context.cloned.get(self, self.context.original.get(self))
+        if kept is None:
+            return {}
+        root = root_buffer(kept.data)
+        return {id(root): root.nbytes}
 
 
 _OUTSIDE = ("Trying to backward outside of the 'allow_mutation_on_saved_tensors' context in "
@@ -65,7 +73,7 @@ class _AllowMutationOnSavedContext:
         self.sid_to_tid.setdefault(sid, set()).add(tid)
         handle = self.tid_to_weakhandle.get(tid)
         if handle is None:
-            handle = self.tid_to_weakhandle[tid] = _Handle(t._version)
+            handle = self.tid_to_weakhandle[tid] = _Handle(t._version, self)
             self.original[handle] = t
         return handle
 
