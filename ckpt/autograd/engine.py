@@ -362,9 +362,11 @@ class _Pass:
     passed between nodes (``Extensions.grad_observers``). ``direct``: every node with
     ``_plain`` set runs straight to its rule (nothing is captured, pruned or batched);
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
+    ``anomaly``: anomaly mode's watcher (``Extensions.anomaly``), which sees every node's
+    results; ``running`` is then the node whose rule runs now (parent of what it records).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes", "nodes", "callbacks")
+                 "batched", "direct", "direct_nodes", "nodes", "callbacks", "anomaly", "running")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -372,9 +374,10 @@ class _Pass:
         self.keep_graph, self.create_graph = keep_graph, create_graph
         self.captures, self.to_run = captures, to_run
         self.batched = batched
-        self.direct = not batched and to_run is None and not captures
+        self.anomaly, self.running = Extensions.anomaly, None
+        self.direct = not batched and to_run is None and not captures and self.anomaly is None
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
-                             else frozenset())
+                             and self.anomaly is None else frozenset())
         self.nodes = None   # every node reachable from the roots (set by the pass)
         self.callbacks = None   # what ``queue_callback`` asked to run at the end of the pass
 
@@ -563,8 +566,8 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
         for callback in p.callbacks or ():   # (the list grows if a callback queues one)
             callback()
     except Exception as error:
-        if Extensions.on_backward_error is not None:
-            Extensions.on_backward_error(locals().get("node"), error)
+        if Extensions.anomaly is not None:
+            Extensions.anomaly.failed(locals().get("node"), error)
         raise
     finally:
         _GradState.enabled = previous_mode
@@ -594,10 +597,13 @@ def run_node(node, grad, p):
     grads = _prepare(node, grad, p)
     if grads is None:
         return None
+    p.running = node
     if p.batched and not node._batched_rule:
         result = _apply_per_sample(node, grads, p)
     else:
         result = _call_rule(node, grads[0] if node._out_meta is None else grads, p, False)
+    if p.anomaly is not None:
+        p.anomaly.finished(node, result)
     if p.arrays:
         return tuple(g.data if g.__class__ is Tensor else g for g in result)
     return result
