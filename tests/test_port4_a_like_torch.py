@@ -1,0 +1,110 @@
+"""Custom Functions in forward mode, gradcheck's forward-AD and undefined-gradient checks, and
+the functional API's batched checks, found by the port of torch's autograd tests: the same
+program in torch and in ckpt gives the same result or error."""
+import importlib
+
+import pytest
+
+from torch_oracle import assert_same_as_torch
+
+
+def forward_ad(lib):
+    return importlib.import_module(lib.__name__ + ".autograd.forward_ad")
+
+
+def jvp_of(lib, forward, jvp, *args, tangent=None):
+    """The tangents of ``Function(forward, jvp).apply(*args)`` with the first argument dual."""
+    fwAD = forward_ad(lib)
+    function = type("Fn", (lib.autograd.Function,), {"forward": staticmethod(forward),
+                                                     "jvp": staticmethod(jvp)})
+    with fwAD.dual_level():
+        x = fwAD.make_dual(args[0], lib.ones(2) if tangent is None else tangent)
+        outs = function.apply(x, *args[1:])
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        return [fwAD.unpack_dual(o).tangent if isinstance(o, lib.Tensor) else None for o in outs]
+
+
+def tangent_for_a_non_differentiable_output(lib):
+    def forward(ctx, x):
+        out = x.clone()
+        ctx.mark_non_differentiable(out)
+        return x * 2, out
+    return jvp_of(lib, forward, lambda ctx, t: (t * 2, t.clone()), lib.ones(2))
+
+
+def none_for_non_tensor_and_integer_outputs(lib):
+    return jvp_of(lib, lambda ctx, x: (x * 2, "label", x.long()),
+                  lambda ctx, t: (t * 2, None, None), lib.ones(2))
+
+
+def dirty_input(modify_in_place, return_it):
+    def program(lib):
+        def forward(ctx, x):
+            ctx.mark_dirty(x)
+            return x.mul_(2)
+
+        def jvp(ctx, t):
+            changed = t.mul_(2) if modify_in_place else t * 2
+            return changed if return_it else changed.clone()
+        tangent = lib.ones(2)
+        (out,) = jvp_of(lib, forward, jvp, lib.ones(2), tangent=tangent)
+        return out is tangent, out
+    return program
+
+
+def view_output(make_tangent, input_is_a_view=False):
+    def program(lib):
+        def forward(ctx, x):
+            return x.narrow(0, 0, 1)
+        fwAD = forward_ad(lib)
+        function = type("Fn", (lib.autograd.Function,), {
+            "forward": staticmethod(forward),
+            "jvp": staticmethod(lambda ctx, t: make_tangent(t.narrow(0, 0, 1)))})
+        with fwAD.dual_level():
+            x = fwAD.make_dual(lib.ones(2), lib.ones(2))
+            out = function.apply(x.view_as(x) if input_is_a_view else x)
+            return fwAD.unpack_dual(out).tangent
+    return program
+
+
+def input_returned_as_is(jvp):
+    def program(lib):
+        fwAD = forward_ad(lib)
+        function = type("Fn", (lib.autograd.Function,), {
+            "forward": staticmethod(lambda ctx, x: x), "jvp": staticmethod(jvp)})
+        tangent = lib.ones(2)
+        with fwAD.dual_level():
+            out = function.apply(fwAD.make_dual(lib.ones(2), tangent))
+            return fwAD.unpack_dual(out).tangent._base is tangent
+    return program
+
+
+@pytest.mark.parametrize("program", [
+    tangent_for_a_non_differentiable_output, none_for_non_tensor_and_integer_outputs,
+    dirty_input(True, True), dirty_input(False, True), dirty_input(True, False),
+    view_output(lambda t: t), view_output(lambda t: t.clone()),
+    view_output(lambda t: t.clone().view_as(t)), view_output(lambda t: t.clone().view_as(t), True),
+    view_output(lambda t: t, True),
+    input_returned_as_is(lambda ctx, t: t.view_as(t)), input_returned_as_is(lambda ctx, t: t),
+    input_returned_as_is(lambda ctx, t: t * 2)])
+def test_what_a_custom_functions_jvp_returns_is_checked_as_torch(program):
+    assert_same_as_torch(program)
+
+
+def save_for_forward_only(save_for_forward):
+    def program(lib):
+        def forward(ctx, x, y):
+            ctx.save_for_backward(x, y)
+            if save_for_forward:
+                ctx.save_for_forward(y)
+            return x * y
+
+        def jvp(ctx, tx, ty):
+            return tx * len(ctx.saved_tensors)
+        return jvp_of(lib, forward, jvp, lib.ones(2), lib.ones(2))
+    return program
+
+
+@pytest.mark.parametrize("saves", [True, False])
+def test_jvp_reads_only_what_save_for_forward_kept_as_torch(saves):
+    assert_same_as_torch(save_for_forward_only(saves))
