@@ -108,3 +108,39 @@ def save_for_forward_only(save_for_forward):
 @pytest.mark.parametrize("saves", [True, False])
 def test_jvp_reads_only_what_save_for_forward_kept_as_torch(saves):
     assert_same_as_torch(save_for_forward_only(saves))
+
+
+def batched_second_derivative(lib, through):
+    """Batched gradients (``is_grads_batched``) of a first derivative taken through
+    ``through``, whose rank differs from its input's: the batch dims must stay in front."""
+    x = lib.tensor([1.0, 2.0, 3.0, 4.0], dtype=lib.float64, requires_grad=True)
+    y = through(x)
+    w = lib.ones(y.shape, dtype=lib.float64, requires_grad=True)
+    (gx,) = lib.autograd.grad(y, x, w, create_graph=True)
+    batched = lib.arange(3 * 4, dtype=lib.float64).reshape(3, 4)
+    first = lib.autograd.grad(y, x, lib.stack([w.detach()] * 3) * 2, retain_graph=True,
+                              is_grads_batched=True)
+    return first + lib.autograd.grad(gx, w, batched, is_grads_batched=True)
+
+
+@pytest.mark.parametrize("through", [lambda x: x.expand(3, 4), lambda x: x.expand(2, 1, 4),
+                                     lambda x: x.sum(), lambda x: (x * x).sum()])
+def test_batched_gradients_through_a_change_of_rank_as_torch(through):
+    assert_same_as_torch(lambda lib: batched_second_derivative(lib, through))
+
+
+@pytest.mark.parametrize("through", [lambda x: x.expand(3, 4), lambda x: x.sum(),
+                                     lambda x: x.expand(2, 1, 4).sum(0)])
+def test_batched_tangents_through_a_change_of_rank_are_torchs_vmap_of_jvp(through):
+    import numpy as np
+    import torch
+    import ckpt
+    import ckpt.autograd.forward_ad as fwAD
+    tangents = np.arange(3 * 4, dtype=np.float64).reshape(3, 4)
+    primal = np.array([1.0, 2.0, 3.0, 4.0])
+    with fwAD.dual_level(batch_size=3):
+        out = through(fwAD.make_dual(ckpt.tensor(primal), ckpt.tensor(tangents)))
+        ours = fwAD.unpack_dual(out).tangent.data
+    theirs = torch.func.vmap(lambda t: torch.func.jvp(through, (torch.tensor(primal),), (t,))[1])(
+        torch.tensor(tangents))
+    np.testing.assert_allclose(ours, theirs.numpy())
