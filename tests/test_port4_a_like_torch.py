@@ -144,3 +144,25 @@ def test_batched_tangents_through_a_change_of_rank_are_torchs_vmap_of_jvp(throug
     theirs = torch.func.vmap(lambda t: torch.func.jvp(through, (torch.tensor(primal),), (t,))[1])(
         torch.tensor(tangents))
     np.testing.assert_allclose(ours, theirs.numpy())
+
+
+def standard_basis(lib):
+    functional = importlib.import_module(lib.__name__ + ".autograd.functional")
+    tensors = (lib.ones(2, 3), lib.ones((), dtype=lib.float64), lib.ones(3, 1))
+    blocks = functional._construct_standard_basis_for(tensors, tuple(t.numel() for t in tensors))
+    return [[b, str(b.dtype).split(".")[-1]] for b in blocks]
+
+
+def test_torchs_standard_basis_helper_as_torch():
+    assert_same_as_torch(standard_basis)
+
+
+def strict_and_vectorized(lib, function):
+    x = lib.tensor([1.0, 2.0], dtype=lib.float64)
+    return function(lib.autograd.functional)(lambda x: (x ** 3).sum(), x, strict=True,
+                                               vectorize=True)
+
+
+@pytest.mark.parametrize("function", [lambda F: F.jacobian, lambda F: F.hessian])
+def test_strict_refuses_vectorize_as_torch(function):
+    assert_same_as_torch(lambda lib: strict_and_vectorized(lib, function))
