@@ -166,3 +166,63 @@ def strict_and_vectorized(lib, function):
 @pytest.mark.parametrize("function", [lambda F: F.jacobian, lambda F: F.hessian])
 def test_strict_refuses_vectorize_as_torch(function):
     assert_same_as_torch(lambda lib: strict_and_vectorized(lib, function))
+
+
+def gradcheck_meets_a_hook_refusing_undefined_gradients(lib, raise_exception):
+    import warnings
+
+    def refuse_none(grad):
+        if grad is None:
+            raise RuntimeError("x is undefined")
+
+    def function(x):
+        y = x.clone()
+        y.register_hook(refuse_none)
+        return y
+    x = lib.ones(1, dtype=lib.float64, requires_grad=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = lib.autograd.gradcheck(function, (x,), raise_exception=raise_exception)
+        except RuntimeError as error:
+            result = str(error).split(".")[0]
+    return result, [str(w.message).split(":")[0] for w in caught]
+
+
+@pytest.mark.parametrize("raise_exception", [True, False])
+def test_gradcheck_passes_undefined_gradients_as_torch(raise_exception):
+    assert_same_as_torch(lambda lib: gradcheck_meets_a_hook_refusing_undefined_gradients(
+        lib, raise_exception))
+
+
+def backward_of_an_unreached_pair(lib, materialize):
+    """A two-output Function none of whose outputs gets a gradient: its backward still runs."""
+    calls = []
+
+    class Pair(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.set_materialize_grads(materialize)
+            return x * 2, x * 3
+
+        @staticmethod
+        def backward(ctx, g1, g2):
+            calls.append([g1, g2])
+            return None
+
+    class Cut(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, a, b):
+            return a + b
+
+        @staticmethod
+        def backward(ctx, g):
+            return None, None
+    x = lib.ones(2, requires_grad=True)
+    grads = lib.autograd.grad(Cut.apply(*Pair.apply(x)).sum(), x, allow_unused=True)
+    return list(grads) + calls
+
+
+@pytest.mark.parametrize("materialize", [True, False])
+def test_a_functions_backward_runs_without_gradients_as_torch(materialize):
+    assert_same_as_torch(lambda lib: backward_of_an_unreached_pair(lib, materialize))

@@ -647,8 +647,8 @@ def _prepare(node, grad, p):
             if node._post_hooks and grads[0] is not None:  # with no input gradients, as torch
                 _run_post_hooks(node, (), tuple(grads), False)
         return None
-    if all(g is None for g in grads):
-        return None
+    if all(g is None for g in grads) and node._out_meta is None:
+        return None   # (torch runs even such a node; ckpt a multi-output one, as a Function's)
     return grads
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import forward_ad
 from .engine import grad
+from .node import Node, record
 from .tensor import Tensor, _wrap
 
 
@@ -206,21 +207,48 @@ def _zero_input_grads(outs, inputs):
     return [g for g in grads if g is not None and np.any(g.data != 0)]
 
 
-def _check_zero_gradients(outputs, inputs, check_undefined_grad):
+def _check_zero_gradients(func, outputs, inputs, check_undefined_grad):
     differentiable = [o for o in outputs if o.requires_grad]
     if not differentiable:
         return
     if _zero_input_grads(differentiable, inputs):
         raise _Failure("backward not multiplied by grad_output")
     if check_undefined_grad:
-        for out in differentiable:  # the other outputs' gradients stay undefined
-            if _zero_input_grads([out], inputs):
-                warnings.warn("gradcheck: the check that a backward treats undefined (None) output "
-                              "gradients as zeros is on by default; pass "
-                              "check_undefined_grad=False to turn it off", UserWarning, stacklevel=4)
-                raise _Failure("Expected backward function to handle undefined output grads: "
-                               "with one output's gradient zero and the others undefined, some "
-                               "input gradient is neither undefined nor zero.")
+        _check_undefined_gradients(func, inputs, len(differentiable))
+
+
+class UndefinedGrad(Node):
+    """torch's node of the same name: passes on no gradient, as if none reached its input."""
+
+    def vjp(self, grad):
+        return None
+
+
+def _check_undefined_gradients(func, inputs, n_outputs):
+    """torch's check: backward with every output's gradient undefined, then (several
+    outputs) one undefined at a time, the others zero, gives no input gradient but zeros."""
+    for undefined in [None] + (list(range(n_outputs)) if n_outputs > 1 else []):
+        outs = [record(UndefinedGrad, o.data, (o,)) if undefined in (None, k) else o
+                for k, o in enumerate(o for o in _tensor_outputs(func, inputs) if o.requires_grad)]
+        try:
+            nonzero = _zero_input_grads(outs, inputs)
+        except RuntimeError as error:
+            _warn_undefined_check()
+            raise _Failure("Expected backward function to handle undefined output grads. Please "
+                           "look at \"Notes about undefined output gradients\" in "
+                           "\"tools/autograd/derivatives.yaml\"") from error
+        if nonzero:
+            _warn_undefined_check()
+            raise _Failure("Expected all input grads to be undefined or zero when all output grads "
+                           "are undefined or zero. Please look at \"Notes about undefined output "
+                           "gradients\" in \"tools/autograd/derivatives.yaml\"")
+
+
+def _warn_undefined_check():
+    warnings.warn("Backwards compatibility: New undefined gradient support checking feature is "
+                  "enabled by default, but it may break existing callers of this function. If "
+                  "this is true for you, you can call this function with "
+                  "\"check_undefined_grad=False\" to disable the feature", UserWarning, stacklevel=5)
 
 
 def _check_batched(outputs, inputs, rng, batch=3):
@@ -351,7 +379,7 @@ def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
             first, second = _analytical_jacobians(outputs, inputs, 2)
             _compare(first, numerical, outputs, inputs, rtol, atol, fast_mode)
         _check_reentrant(first, second, nondet_tol)
-        _check_zero_gradients(outputs, inputs, check_undefined_grad)
+        _check_zero_gradients(func, outputs, inputs, check_undefined_grad)
         if check_grad_dtypes:
             _check_dtypes(outputs, inputs)
         if check_batched_grad:
