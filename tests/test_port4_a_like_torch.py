@@ -226,3 +226,29 @@ def backward_of_an_unreached_pair(lib, materialize):
 @pytest.mark.parametrize("materialize", [True, False])
 def test_a_functions_backward_runs_without_gradients_as_torch(materialize):
     assert_same_as_torch(lambda lib: backward_of_an_unreached_pair(lib, materialize))
+
+
+def forward_checks_see_inputs_without_graph(lib):
+    """gradcheck's forward-mode checks pass the inputs detached, inside an open level."""
+    fwAD = forward_ad(lib)
+    seen = []
+
+    class Copy(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, y):
+            if fwAD._current_level >= 0:
+                seen.append([x.requires_grad, y.requires_grad])
+            return x.clone(), y.clone()
+
+        @staticmethod
+        def jvp(ctx, tx, ty):
+            return tx, ty
+    x = lib.rand(2, dtype=lib.float64, requires_grad=True)
+    y = lib.rand(2, dtype=lib.float64, requires_grad=True)
+    ok = lib.autograd.gradcheck(Copy.apply, (x, y), check_forward_ad=True, check_backward_ad=False,
+                                check_undefined_grad=False)
+    return ok, fwAD._current_level, sorted(set(map(tuple, seen)))
+
+
+def test_forward_ad_checks_run_without_requires_grad_as_torch():
+    assert_same_as_torch(forward_checks_see_inputs_without_graph)

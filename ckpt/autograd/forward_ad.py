@@ -26,12 +26,16 @@ from .tensor import Tensor, _wrap
 UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
 
+_current_level = -1  # torch's module attribute, read by code that asks whether a level is open
+
+
 class _Level:
     duals = None  # weak references to every tensor given a tangent at the current level
     batch = None  # B when every tangent carries a leading batch dim of size B
 
 
 def _enter(batch_size=None):
+    global _current_level
     if Extensions.forward_ad:
         raise RuntimeError("Nested forward mode AD is not supported at the moment: exit the "
                            "current dual_level() before entering another")
@@ -41,10 +45,13 @@ def _enter(batch_size=None):
     _Level.batch = batch_size
     Extensions.forward_ad = True
     Extensions.refresh()
+    _current_level = 0
     return 0
 
 
 def _exit():
+    global _current_level
+    _current_level = -1
     for ref in _Level.duals or ():
         t = ref()
         if t is not None:

@@ -137,12 +137,18 @@ def _analytical_projections(outputs, inputs, directions, cotangents, repeat=1):
 
 # ---- forward mode -------------------------------------------------------------------------
 
+def _duals(inputs, j, tangent):
+    """``inputs`` detached (forward mode needs no graph, as torch's check), input ``j``
+    carrying ``tangent``; inside a dual level."""
+    duals = [t.detach() if isinstance(t, Tensor) else t for t in inputs]
+    duals[j] = forward_ad.make_dual(duals[j], _wrap(tangent))
+    return duals
+
+
 def _jvp(func, inputs, j, tangent):
     """Flat tangents of every output when input ``j`` alone carries ``tangent``."""
     with forward_ad.dual_level():
-        duals = list(inputs)
-        duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangent.reshape(inputs[j].data.shape)))
-        outs = _tensor_outputs(func, duals)
+        outs = _tensor_outputs(func, _duals(inputs, j, tangent.reshape(inputs[j].data.shape)))
         tangents = [forward_ad.unpack_dual(o).tangent for o in outs]
         return [np.zeros(o.data.size) if t is None else t.data.reshape(-1).copy()
                 for o, t in zip(outs, tangents)]
@@ -277,10 +283,8 @@ def _check_batched_forward(func, inputs, outputs, rng, batch=3):
         tangents = rng.standard_normal((batch,) + data.shape).astype(data.dtype)
         try:
             with forward_ad.dual_level(batch_size=batch):
-                duals = list(inputs)
-                duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangents))
                 batched = [forward_ad.unpack_dual(o).tangent
-                           for o in _tensor_outputs(func, duals)]
+                           for o in _tensor_outputs(func, _duals(inputs, j, tangents))]
                 batched = [None if t is None else t.data.reshape(batch, -1).copy() for t in batched]
         except Exception as e:  # noqa: BLE001 -- reported as this check's failure
             raise _Failure(f"While computing batched forward gradients, got: "
@@ -419,7 +423,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     diff_positions = _differentiable(inputs)
 
     def first_derivative(*args):
-        ins, gos = args[:n_in], args[n_in:]
+        ins, gos = args[:n_in], args[n_in:]   # requires_grad back where forward mode took it
+        ins = tuple(x.requires_grad_() if j in diff_positions else x for j, x in enumerate(ins))
         outs = _tensor_outputs(func, ins)
         diff_outs = [(o, g) for o, g in zip(outs, gos) if o.requires_grad]
         grads = grad([o for o, _ in diff_outs], [ins[j] for j in diff_positions],
