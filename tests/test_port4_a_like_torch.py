@@ -252,3 +252,37 @@ def forward_checks_see_inputs_without_graph(lib):
 
 def test_forward_ad_checks_run_without_requires_grad_as_torch():
     assert_same_as_torch(forward_checks_see_inputs_without_graph)
+
+
+def dual_tensors_printed_and_detached(lib):
+    fwAD = forward_ad(lib)
+    with fwAD.dual_level():
+        plain = lib.ones(2)
+        dual = fwAD.make_dual(plain, lib.ones(2) * 2)
+        primal, tangent = fwAD.unpack_dual(dual)
+        printed = ["tangent=" in str(t) for t in (plain, dual, primal, tangent)]
+        copy = dual.clone()
+        copy.detach_()
+        return printed + [fwAD.unpack_dual(copy).tangent, fwAD.unpack_dual(copy * 2).tangent]
+
+
+def test_a_dual_tensor_prints_its_tangent_and_detach__drops_it_as_torch():
+    assert_same_as_torch(dual_tensors_printed_and_detached)
+
+
+def storages(lib):
+    import warnings
+    base = lib.zeros(5)
+    view = base[1:4]
+    fwAD = forward_ad(lib)
+    with warnings.catch_warnings(), fwAD.dual_level():
+        warnings.simplefilter("ignore")  # torch: TypedStorage is deprecated
+        dual = fwAD.make_dual(base, lib.ones(5))
+        return [len(view.storage()), len(base.clone().storage()),
+                view.storage().data_ptr() == base.storage().data_ptr(),
+                dual.storage().data_ptr() == base.storage().data_ptr(),
+                base.clone().storage().data_ptr() == base.storage().data_ptr()]
+
+
+def test_a_tensor_and_its_views_share_a_storage_as_torch():
+    assert_same_as_torch(storages)

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import grad_mode
+from .storage import TypedStorage
 
 _GradState = grad_mode._State
 _DEFAULT_FLOAT = np.dtype(np.float32)
@@ -205,6 +206,10 @@ Please ensure that the gradient and the tensor are the same size
     def element_size(self):
         return self.data.itemsize
 
+    def storage(self):
+        """The memory this tensor views, shared with its views (torch's ``TypedStorage``)."""
+        return TypedStorage(self._data)
+
     # ---- autograd ---------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
         """Set ``requires_grad`` in place (only on leaves, as in torch)."""
@@ -258,6 +263,7 @@ Please ensure that the gradient and the tensor are the same size
             self._creation_meta = ("detached",)
         self.grad_fn = None
         self.requires_grad = False
+        self._fw = None   # its forward-mode tangent goes too, as torch's
         return self
 
     def retain_grad(self):
@@ -560,6 +566,8 @@ Please ensure that the gradient and the tensor are the same size
             extra += f", grad_fn=<{self.grad_fn.name()}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
+        if self._fw is not None:   # a dual tensor's tangent, as torch prints it
+            extra += f", tangent={self._fw!r}"
         return f"tensor({body}{extra})"
 
     def __deepcopy__(self, memo):
