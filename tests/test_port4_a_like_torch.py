@@ -286,3 +286,52 @@ def storages(lib):
 
 def test_a_tensor_and_its_views_share_a_storage_as_torch():
     assert_same_as_torch(storages)
+
+
+def strided(program):
+    def run(lib):
+        base = lib.arange(6, dtype=lib.float64)
+        x = (base * 1).requires_grad_()
+        y = program(lib, x)
+        (g,) = lib.autograd.grad((y * lib.arange(y.numel(), dtype=lib.float64).reshape(y.shape)).sum(), x)
+        return [y, g, y.stride()] + ([y.storage_offset()] if y.numel() else [])  # (see README)
+    return run
+
+
+@pytest.mark.parametrize("program", [
+    lambda lib, x: x.as_strided((2, 2), (3, 1), 1),
+    lambda lib, x: x.as_strided((3, 2), (1, 1)),                       # overlapping view
+    lambda lib, x: x[1:].as_strided((2,), (2,)),                        # from a view's offset
+    lambda lib, x: x.expand(2, 6).as_strided((2, 2), (1, 2), 0),       # overlapping input
+    lambda lib, x: x.as_strided((0,), (1,), 9),
+    lambda lib, x: x.as_strided((7,), (1,), 0),
+    lambda lib, x: x.as_strided((2,), (-1,), 0),
+    lambda lib, x: x.as_strided((2, 2), (1,), 0)])
+def test_as_strided_and_its_gradient_as_torch(program):
+    assert_same_as_torch(strided(program))
+
+
+def dual_of_a_view_into_a_larger_storage(lib):
+    fwAD = forward_ad(lib)
+    primal = lib.arange(5, dtype=lib.float64)[:4]
+    tangent = lib.ones(4, dtype=lib.float64)
+    same_layout = lib.ones(4, dtype=lib.float64)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(primal, tangent)
+        fwAD.unpack_dual(dual).tangent.mul_(2)   # a copy: the tangent given stays as it was
+        whole = fwAD.unpack_dual(dual.as_strided((5,), (1,), 0)).tangent
+        kept = fwAD.unpack_dual(fwAD.make_dual(lib.zeros(4, dtype=lib.float64), same_layout))
+        return [tangent, whole, kept.tangent is same_layout]
+
+
+def test_make_dual_lays_a_tangent_out_as_its_primal_as_torch():
+    assert_same_as_torch(dual_of_a_view_into_a_larger_storage)
+
+
+@pytest.mark.parametrize("geometry", [((2, 2), (3, 1), 1), ((3, 2), (1, 1), 0), ((4,), (0,), 2)])
+def test_as_strided_derivatives_match_finite_differences(geometry):
+    import ckpt
+    x = ckpt.rand(6, dtype=ckpt.float64, requires_grad=True)
+    f = lambda t: t.expand(2, 6).as_strided(*geometry) ** 2  # noqa: E731 -- overlapping input too
+    assert ckpt.autograd.gradcheck(f, (x,), check_forward_ad=True, check_batched_grad=True)
+    assert ckpt.autograd.gradgradcheck(f, (x,))

@@ -166,9 +166,29 @@ def make_dual(tensor, tangent, *, level=None):
             + (f" (with batch_size={_Level.batch} it must be {list(expected)})." if _Level.batch else "."))
     if tangent.data.dtype != tensor.data.dtype:
         tangent = tangent.to(tensor.data.dtype)
+    if _Level.batch is None and not _same_layout(tangent, tensor):
+        tangent = _laid_out_as(tensor, tangent)
     dual = _alias(tensor)
     _remember(dual, tangent)
     return dual
+
+
+def _same_layout(a, b):
+    """Whether ``a`` sits in its storage as ``b`` in its own (torch's test before it takes a
+    tangent as it is): storage size, shape, offset (if any element) and the strides of dims
+    with several elements."""
+    return (a.shape == b.shape and len(a.storage()) == len(b.storage())
+            and (not b.numel() or a.storage_offset() == b.storage_offset())
+            and all(s == t for n, s, t in zip(b.shape, a.stride(), b.stride()) if n > 1))
+
+
+def _laid_out_as(primal, tangent):
+    """A copy of ``tangent`` in a new storage laid out as ``primal``'s (zeros elsewhere)."""
+    from .ops.strided import as_strided
+    storage = _wrap(np.zeros(len(primal.storage()), tangent.data.dtype))
+    copy = as_strided(storage, primal.shape, primal.stride(), primal.storage_offset())
+    copy.data[...] = tangent.data
+    return copy
 
 
 def unpack_dual(tensor, *, level=None):

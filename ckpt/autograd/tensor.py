@@ -210,6 +210,25 @@ Please ensure that the gradient and the tensor are the same size
         """The memory this tensor views, shared with its views (torch's ``TypedStorage``)."""
         return TypedStorage(self._data)
 
+    def stride(self, dim=None):
+        """Steps between neighbours along each dim (or ``dim``), in elements.
+
+        >>> import ckpt
+        >>> ckpt.zeros(2, 3).stride(), ckpt.zeros(2, 3).t().stride(0)
+        ((3, 1), 1)
+        """
+        steps = tuple(s // self._data.itemsize for s in self._data.strides)
+        return steps if dim is None else steps[dim]
+
+    def storage_offset(self):
+        """Where this tensor starts in its storage, in elements.
+
+        >>> import ckpt
+        >>> ckpt.arange(6)[2:].storage_offset()
+        2
+        """
+        return (self.data_ptr() - self.storage().data_ptr()) // self.element_size()
+
     # ---- autograd ---------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
         """Set ``requires_grad`` in place (only on leaves, as in torch)."""
@@ -447,6 +466,7 @@ Please ensure that the gradient and the tensor are the same size
     def softmax(self, *args, **kwargs): return _ops.softmax(self, *args, **kwargs)
     def log_softmax(self, *args, **kwargs): return _ops.log_softmax(self, *args, **kwargs)
     def narrow(self, dim, start, length): return _ops.narrow(self, dim, start, length)
+    def as_strided(self, size, stride, storage_offset=None): return _ops.as_strided(self, size, stride, storage_offset)
     def select(self, dim, index): return _ops.select(self, dim, index)
     def repeat(self, *sizes): return _ops.repeat(self, *sizes)
     def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
