@@ -335,3 +335,30 @@ def test_as_strided_derivatives_match_finite_differences(geometry):
     f = lambda t: t.expand(2, 6).as_strided(*geometry) ** 2  # noqa: E731 -- overlapping input too
     assert ckpt.autograd.gradcheck(f, (x,), check_forward_ad=True, check_batched_grad=True)
     assert ckpt.autograd.gradgradcheck(f, (x,))
+
+
+def random_op_in_a_batched_jvp(lib):
+    class Twice(lib.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2
+
+        @staticmethod
+        def vjp(ctx, g):
+            return g * 2
+
+        @staticmethod
+        def jvp(ctx, t):
+            lib.randn_like(t)
+            return t * 2
+    x = lib.rand(2, dtype=lib.float64, requires_grad=True)
+    try:
+        lib.autograd.gradcheck(Twice.apply, (x,), check_forward_ad=True,
+                               check_batched_forward_grad=True)
+    except RuntimeError as error:
+        return "vmap: We do not yet support calling random operations inside of vmap" in str(error)
+
+
+def test_a_random_op_in_a_batched_forward_check_is_refused_as_torch():
+    assert_same_as_torch(random_op_in_a_batched_jvp)
+    assert random_op_in_a_batched_jvp(__import__("ckpt")) is True

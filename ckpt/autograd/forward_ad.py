@@ -31,7 +31,6 @@ _current_level = -1  # torch's module attribute, read by code that asks whether 
 
 class _Level:
     duals = None  # weak references to every tensor given a tangent at the current level
-    batch = None  # B when every tangent carries a leading batch dim of size B
 
 
 def _enter(batch_size=None):
@@ -42,7 +41,7 @@ def _enter(batch_size=None):
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"dual_level: batch_size must be a positive int, got {batch_size!r}")
     _Level.duals = []
-    _Level.batch = batch_size
+    Batch.level_size = batch_size
     Extensions.forward_ad = True
     Extensions.refresh()
     _current_level = 0
@@ -57,7 +56,7 @@ def _exit():
         if t is not None:
             t._fw = None
     _Level.duals = None
-    _Level.batch = None
+    Batch.level_size = None
     Extensions.forward_ad = False
     Extensions.refresh()
 
@@ -157,16 +156,17 @@ def make_dual(tensor, tangent, *, level=None):
     if tangent._fw is not None:
         raise RuntimeError("Setting a forward grad that itself has a forward gradient at the "
                            "same level 0 is not supported.")
-    expected = (() if _Level.batch is None else (_Level.batch,)) + tensor.data.shape
+    expected = (() if Batch.level_size is None else (Batch.level_size,)) + tensor.data.shape
     if tangent.data.shape != expected:
         raise RuntimeError(
             "Trying to set a forward gradient that has a different size than that of the "
             f"original Tensor, this is not supported. Tensor is of size {list(tensor.data.shape)} "
             f"while the given forward gradient is of size {list(tangent.data.shape)}"
-            + (f" (with batch_size={_Level.batch} it must be {list(expected)})." if _Level.batch else "."))
+            + (f" (with batch_size={Batch.level_size} it must be {list(expected)})."
+               if Batch.level_size else "."))
     if tangent.data.dtype != tensor.data.dtype:
         tangent = tangent.to(tensor.data.dtype)
-    if _Level.batch is None and not _same_layout(tangent, tensor):
+    if Batch.level_size is None and not _same_layout(tangent, tensor):
         tangent = _laid_out_as(tensor, tangent)
     dual = _alias(tensor)
     _remember(dual, tangent)
@@ -225,7 +225,7 @@ def propagate(cls, out, inputs, attrs):
     Extensions.forward_ad = False
     Extensions.refresh()
     try:
-        if _Level.batch is None:
+        if Batch.level_size is None:
             tangent = rule(ctx, tangents, inputs, out)
         else:
             tangent = _batched_rule(cls, rule, ctx, tangents, inputs, out)
@@ -253,7 +253,7 @@ def _batched_rule(cls, rule, ctx, tangents, inputs, out):
     """Apply a JVP rule to tangents with a leading batch dim: once if the rule handles it
     (elementwise rules after padding each tangent to the output's rank), else per element."""
     from .ops.shape import stack
-    batch = _Level.batch
+    batch = Batch.level_size
     if cls._batched_rule:
         if cls._elementwise:
             tangents = [t if t is None else t.reshape((batch,) + (1,) * (out.data.ndim - x.data.ndim)
@@ -272,7 +272,8 @@ def _batched_rule(cls, rule, ctx, tangents, inputs, out):
 def _to_output(tangent, out, batched=True):
     if not isinstance(tangent, Tensor):
         tangent = _wrap(np.asarray(tangent, dtype=out.data.dtype))
-    shape = ((_Level.batch,) if batched and _Level.batch is not None else ()) + out.data.shape
+    batch = Batch.level_size
+    shape = ((batch,) if batched and batch is not None else ()) + out.data.shape
     if tangent.data.shape != shape:
         tangent = tangent.expand(shape)
     if tangent.data.dtype != out.data.dtype:

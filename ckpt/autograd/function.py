@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import grad_mode
+from .batch import Batch
 from .node import Extensions, Node, SavedTensor, record
 from .ops.shape import bump_version, mark_view_creation, rebase_views, take_history
 from .tensor import Tensor, _wrap
@@ -405,7 +406,7 @@ def _propagate_tangents(function, ctx, args, outs):
             f"{function.__name__} has an input with a forward-mode tangent but no jvp: you must "
             f"implement the jvp function (staticmethod jvp(ctx, *tangents)) for custom "
             f"autograd.Function to use it with forward mode AD.")
-    batch = forward_ad._Level.batch
+    batch = Batch.level_size
     targets = [(i, o) for i, o in enumerate(outs) if _differentiable(ctx, o)]
     versions = [None if t is None else t._version for t in tangents]
     ctx._in_jvp = True
