@@ -1,7 +1,8 @@
 """Anomaly detection (torch.autograd's ``detect_anomaly`` / ``set_detect_anomaly``).
 
-While it is on, every recorded op keeps the stack of the forward call that made it; if a
-node's backward raises, a warning names the node and shows that stack before the error
+While it is on, every recorded op keeps the stack of the forward call that made it (and,
+recorded by a backward, the node whose backward that was); if a node's backward raises, a
+warning names the node and shows that stack, then one per such parent, before the error
 propagates; with ``check_nan`` a node whose backward returns NaN raises ``RuntimeError``
 naming it. Costs what torch's costs: a stack per op, a check per gradient.
 """
