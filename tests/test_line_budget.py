@@ -45,7 +45,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # (anomaly mode's NaN check for every node and parents' stacks, custom Function jvp checks,
 # gradcheck's undefined-gradient check as torch's, as_strided and Tensor.storage/stride,
 # make_dual's tangent layout, batched expand/sum_to, random ops refused in a vectorized pass)
-BUDGET = 25620
+BUDGET = 25625
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 

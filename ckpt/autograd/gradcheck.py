@@ -224,7 +224,13 @@ def _check_zero_gradients(func, outputs, inputs, check_undefined_grad):
 
 
 class UndefinedGrad(Node):
-    """torch's node of the same name: passes on no gradient, as if none reached its input."""
+    """torch's node of the same name: passes on no gradient, as if none reached its input.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> ckpt.autograd.grad(record(UndefinedGrad, x.data, (x,)).sum(), x, allow_unused=True)
+    (None,)
+    """
 
     def vjp(self, grad):
         return None
