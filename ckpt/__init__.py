@@ -22,7 +22,7 @@ from .autograd.factory import (BoolTensor, DoubleTensor, FloatTensor, LongTensor
                                uint8)
 int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no builtin int used here)
 from math import e, inf, nan, pi
-from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, bitwise_not, cat, chunk,
+from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, as_strided, bitwise_not, cat, chunk,
                            clamp, clone, cos, div, eq, erf, exp, expand, flatten, ge, gelu,
                            getitem, gt, isclose, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
                            median, min, minimum, mm, mul, narrow, ne, neg, permute, pow, prod,

@@ -401,6 +401,7 @@ class _MulAdd(Function):
     @staticmethod
     def forward(ctx, x, y):
         ctx.save_for_backward(x, y)
+        ctx.save_for_forward(x, y)
         return x * y, x + y
 
     @staticmethod
@@ -410,7 +411,7 @@ class _MulAdd(Function):
 
     @staticmethod
     def jvp(ctx, tx, ty):
-        x, y = ctx.saved_tensors  # without save_for_forward: what save_for_backward got
+        x, y = ctx.saved_tensors
         return tx * y + x * ty, tx + ty
 
 

@@ -1,17 +1,24 @@
 """Anomaly detection (torch.autograd's ``detect_anomaly`` / ``set_detect_anomaly``).
 
-While it is on, every recorded op keeps the stack of the forward call that made it; if a
-node's backward raises, a warning names the node and shows that stack before the error
+While it is on, every recorded op keeps the stack of the forward call that made it (and,
+recorded by a backward, the node whose backward that was); if a node's backward raises, a
+warning names the node and shows that stack, then one per such parent, before the error
 propagates; with ``check_nan`` a node whose backward returns NaN raises ``RuntimeError``
 naming it. Costs what torch's costs: a stack per op, a check per gradient.
 """
+import os
+import sys
 import traceback
 import warnings
 
 import numpy as np
 
+from .engine import current_pass
 from .node import Extensions
 from .tensor import Tensor
+
+
+_AUTOGRAD_DIR = os.path.dirname(__file__)
 
 
 class _State:
@@ -19,46 +26,64 @@ class _State:
     check_nan = True
 
 
-class _Recorder:
-    """The observer that keeps each node's forward stack and adds the NaN check."""
+class _Watcher:
+    """Records each new node's forward stack and, inside a backward pass, the node whose
+    rule recorded it (its parent); checks every node's results and reports its failure."""
 
     def on_op(self, out, node):
         if node is not None and "forward_stack" not in node.__dict__:
-            node.__dict__["forward_stack"] = "".join(traceback.format_stack()[:-3])
-            node.register_hook(_nan_check(node.name()))
+            frames = traceback.extract_stack()
+            while frames and frames[-1].filename.startswith(_AUTOGRAD_DIR):  # up to the caller
+                frames.pop()
+            node.__dict__["forward_stack"] = "".join(traceback.format_list(frames))
+            running = current_pass()
+            node.__dict__["anomaly_parent"] = running and running.running
 
-
-_RECORDER = _Recorder()
-
-
-def _nan_check(name):
-    def check(grad_inputs, grad_outputs):
-        if not (_State.enabled and _State.check_nan):  # as in force when backward runs, as torch
+    def finished(self, node, grads):
+        if not _State.check_nan:
             return
-        for i, g in enumerate(grad_inputs):
+        for i, g in enumerate(grads):
             data = g.data if isinstance(g, Tensor) else g
             if isinstance(data, np.ndarray) and data.dtype.kind in "fc" and np.isnan(data).any():
-                raise RuntimeError(f"Function '{name}' returned nan values in its {i}th output.")
-    return check
+                raise RuntimeError(f"Function '{node.name()}' returned nan values in its {i}th output.")
 
-
-def _report(node, error):
-    """The engine's call when a node's backward raised: warn with its forward stack."""
-    stack = None if node is None else node.__dict__.get("forward_stack")
-    if stack is not None and not getattr(error, "anomaly_reported", False):
-        warnings.warn(f"Error detected in {node.name()}. Traceback of forward call that caused "
-                      f"the error:\n{stack}", UserWarning, stacklevel=2)
+    def failed(self, node, error):
+        """A node's backward raised: warn with its forward stack, then its parents'."""
+        if node is None or getattr(error, "anomaly_reported", False):
+            return
         error.anomaly_reported = True
+        _warn_stack(node, f"Error detected in {node.name()}. ", "caused the error")
+        node = node.__dict__.get("anomaly_parent")
+        while node is not None:
+            _warn_stack(node, f"\n\nPrevious calculation was induced by {node.name()}. ",
+                        "induced the previous calculation")
+            node = node.__dict__.get("anomaly_parent")
+
+
+_WATCHER = _Watcher()
+
+
+def _warn_stack(node, opening, what):
+    stack = node.__dict__.get("forward_stack")
+    if stack is None:
+        message = (f"Error detected in {node.name()}. No forward pass information available. "
+                   "Enable detect anomaly during forward pass for more information.")
+    else:
+        message = f"{opening}Traceback of forward call that {what}:\n{stack}"
+    try:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    except Warning as raised:  # warnings as errors: the error in flight wins; printed, as torch
+        print(f"{type(raised).__name__}: {raised}", file=sys.stderr)
 
 
 def _set(enabled, check_nan):
     _State.enabled, _State.check_nan = bool(enabled), bool(check_nan)
     observers = Extensions.observers
-    if enabled and _RECORDER not in observers:
-        observers.append(_RECORDER)
-    elif not enabled and _RECORDER in observers:
-        observers.remove(_RECORDER)
-    Extensions.on_backward_error = _report if enabled else None
+    if enabled and _WATCHER not in observers:
+        observers.append(_WATCHER)
+    elif not enabled and _WATCHER in observers:
+        observers.remove(_WATCHER)
+    Extensions.anomaly = _WATCHER if enabled else None
     Extensions.refresh()
 
 

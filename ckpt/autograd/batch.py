@@ -9,6 +9,7 @@ class Batch:
     Rules of nodes with ``_batched_rule = True`` handle those dims themselves (elementwise
     broadcasting, negative axes, ``lead(x)``); the others are looped over the batch."""
     dims = 0
+    level_size = None  # B inside ``dual_level(batch_size=B)``: all of it is vectorized
 
 
 def lead(x):

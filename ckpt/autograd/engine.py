@@ -362,9 +362,12 @@ class _Pass:
     passed between nodes (``Extensions.grad_observers``). ``direct``: every node with
     ``_plain`` set runs straight to its rule (nothing is captured, pruned or batched);
     else ``direct_nodes`` are the ones that may (to be run, not captured, not batched).
+    ``anomaly``: anomaly mode's watcher (``Extensions.anomaly``), which sees every node's
+    results; ``running`` is then the node whose rule runs now (parent of what it records).
     """
     __slots__ = ("arrays", "observed", "keep_graph", "create_graph", "captures", "to_run",
-                 "batched", "direct", "direct_nodes", "nodes", "callbacks", "__weakref__")
+                 "batched", "direct", "direct_nodes", "nodes", "callbacks", "anomaly", "running",
+                 "__weakref__")
 
     def __init__(self, keep_graph, create_graph, captures, to_run, batched):
         self.arrays = not create_graph and not Extensions.forward_ad
@@ -372,9 +375,10 @@ class _Pass:
         self.keep_graph, self.create_graph = keep_graph, create_graph
         self.captures, self.to_run = captures, to_run
         self.batched = batched
-        self.direct = not batched and to_run is None and not captures
+        self.anomaly, self.running = Extensions.anomaly, None
+        self.direct = not batched and to_run is None and not captures and self.anomaly is None
         self.direct_nodes = (to_run.difference(captures) if to_run is not None and not batched
-                             else frozenset())
+                             and self.anomaly is None else frozenset())
         self.nodes = None   # every node reachable from the roots (set by the pass)
         self.callbacks = None   # what ``queue_callback`` asked to run at the end of the pass
 
@@ -568,8 +572,8 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
         for callback in p.callbacks or ():   # (the list grows if a callback queues one)
             callback()
     except Exception as error:
-        if Extensions.on_backward_error is not None:
-            Extensions.on_backward_error(locals().get("node"), error)
+        if Extensions.anomaly is not None:
+            Extensions.anomaly.failed(locals().get("node"), error)
         raise
     finally:
         _GradState.enabled = previous_mode
@@ -599,10 +603,13 @@ def run_node(node, grad, p):
     grads = _prepare(node, grad, p)
     if grads is None:
         return None
+    p.running = node
     if p.batched and not node._batched_rule:
         result = _apply_per_sample(node, grads, p)
     else:
         result = _call_rule(node, grads[0] if node._out_meta is None else grads, p, False)
+    if p.anomaly is not None:
+        p.anomaly.finished(node, result)
     if p.arrays:
         return tuple(g.data if g.__class__ is Tensor else g for g in result)
     return result
@@ -646,8 +653,8 @@ def _prepare(node, grad, p):
             if node._post_hooks and grads[0] is not None:  # with no input gradients, as torch
                 _run_post_hooks(node, (), tuple(grads), False)
         return None
-    if all(g is None for g in grads):
-        return None
+    if all(g is None for g in grads) and node._out_meta is None:
+        return None   # (torch runs even such a node; ckpt a multi-output one, as a Function's)
     return grads
 
 

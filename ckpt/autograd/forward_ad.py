@@ -26,31 +26,37 @@ from .tensor import Tensor, _wrap
 UnpackedDualTensor = namedtuple("UnpackedDualTensor", ["primal", "tangent"])
 
 
+_current_level = -1  # torch's module attribute, read by code that asks whether a level is open
+
+
 class _Level:
     duals = None  # weak references to every tensor given a tangent at the current level
-    batch = None  # B when every tangent carries a leading batch dim of size B
 
 
 def _enter(batch_size=None):
+    global _current_level
     if Extensions.forward_ad:
         raise RuntimeError("Nested forward mode AD is not supported at the moment: exit the "
                            "current dual_level() before entering another")
     if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
         raise ValueError(f"dual_level: batch_size must be a positive int, got {batch_size!r}")
     _Level.duals = []
-    _Level.batch = batch_size
+    Batch.level_size = batch_size
     Extensions.forward_ad = True
     Extensions.refresh()
+    _current_level = 0
     return 0
 
 
 def _exit():
+    global _current_level
+    _current_level = -1
     for ref in _Level.duals or ():
         t = ref()
         if t is not None:
             t._fw = None
     _Level.duals = None
-    _Level.batch = None
+    Batch.level_size = None
     Extensions.forward_ad = False
     Extensions.refresh()
 
@@ -150,18 +156,39 @@ def make_dual(tensor, tangent, *, level=None):
     if tangent._fw is not None:
         raise RuntimeError("Setting a forward grad that itself has a forward gradient at the "
                            "same level 0 is not supported.")
-    expected = (() if _Level.batch is None else (_Level.batch,)) + tensor.data.shape
+    expected = (() if Batch.level_size is None else (Batch.level_size,)) + tensor.data.shape
     if tangent.data.shape != expected:
         raise RuntimeError(
             "Trying to set a forward gradient that has a different size than that of the "
             f"original Tensor, this is not supported. Tensor is of size {list(tensor.data.shape)} "
             f"while the given forward gradient is of size {list(tangent.data.shape)}"
-            + (f" (with batch_size={_Level.batch} it must be {list(expected)})." if _Level.batch else "."))
+            + (f" (with batch_size={Batch.level_size} it must be {list(expected)})."
+               if Batch.level_size else "."))
     if tangent.data.dtype != tensor.data.dtype:
         tangent = tangent.to(tensor.data.dtype)
+    if Batch.level_size is None and not _same_layout(tangent, tensor):
+        tangent = _laid_out_as(tensor, tangent)
     dual = _alias(tensor)
     _remember(dual, tangent)
     return dual
+
+
+def _same_layout(a, b):
+    """Whether ``a`` sits in its storage as ``b`` in its own (torch's test before it takes a
+    tangent as it is): storage size, shape, offset (if any element) and the strides of dims
+    with several elements."""
+    return (a.shape == b.shape and len(a.storage()) == len(b.storage())
+            and (not b.numel() or a.storage_offset() == b.storage_offset())
+            and all(s == t for n, s, t in zip(b.shape, a.stride(), b.stride()) if n > 1))
+
+
+def _laid_out_as(primal, tangent):
+    """A copy of ``tangent`` in a new storage laid out as ``primal``'s (zeros elsewhere)."""
+    from .ops.strided import as_strided
+    storage = _wrap(np.zeros(len(primal.storage()), tangent.data.dtype))
+    copy = as_strided(storage, primal.shape, primal.stride(), primal.storage_offset())
+    copy.data[...] = tangent.data
+    return copy
 
 
 def unpack_dual(tensor, *, level=None):
@@ -198,7 +225,7 @@ def propagate(cls, out, inputs, attrs):
     Extensions.forward_ad = False
     Extensions.refresh()
     try:
-        if _Level.batch is None:
+        if Batch.level_size is None:
             tangent = rule(ctx, tangents, inputs, out)
         else:
             tangent = _batched_rule(cls, rule, ctx, tangents, inputs, out)
@@ -226,7 +253,7 @@ def _batched_rule(cls, rule, ctx, tangents, inputs, out):
     """Apply a JVP rule to tangents with a leading batch dim: once if the rule handles it
     (elementwise rules after padding each tangent to the output's rank), else per element."""
     from .ops.shape import stack
-    batch = _Level.batch
+    batch = Batch.level_size
     if cls._batched_rule:
         if cls._elementwise:
             tangents = [t if t is None else t.reshape((batch,) + (1,) * (out.data.ndim - x.data.ndim)
@@ -245,7 +272,8 @@ def _batched_rule(cls, rule, ctx, tangents, inputs, out):
 def _to_output(tangent, out, batched=True):
     if not isinstance(tangent, Tensor):
         tangent = _wrap(np.asarray(tangent, dtype=out.data.dtype))
-    shape = ((_Level.batch,) if batched and _Level.batch is not None else ()) + out.data.shape
+    batch = Batch.level_size
+    shape = ((batch,) if batched and batch is not None else ()) + out.data.shape
     if tangent.data.shape != shape:
         tangent = tangent.expand(shape)
     if tangent.data.dtype != out.data.dtype:

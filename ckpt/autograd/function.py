@@ -7,6 +7,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import grad_mode
+from .batch import Batch
 from .node import Extensions, Node, SavedTensor, record
 from .ops.shape import bump_version, mark_view_creation, rebase_views, take_history
 from .tensor import Tensor, _wrap
@@ -20,8 +21,8 @@ class FunctionCtx(Node):
         self._to_save = tensors
 
     def save_for_forward(self, *tensors):
-        """Tensors ``jvp`` reads as ``ctx.saved_tensors`` (torch's name; without it, ``jvp``
-        reads what ``save_for_backward`` got)."""
+        """Tensors ``jvp`` reads as ``ctx.saved_tensors`` (``save_for_backward``'s are for
+        ``backward`` only, as in torch)."""
         self._for_forward = tensors
 
     def mark_non_differentiable(self, *tensors):
@@ -57,8 +58,7 @@ class FunctionCtx(Node):
     @property
     def saved_tensors(self):
         if self.__dict__.get("_in_jvp"):
-            forward = self.__dict__.get("_for_forward")
-            return tuple(forward if forward is not None else self.__dict__.get("_to_save", ()))
+            return tuple(self.__dict__.get("_for_forward", ()))
         unpacked = self.__dict__.get("_unpacked")
         if unpacked is None:
             return Node.saved_tensors.fget(self)
@@ -409,14 +409,15 @@ def _propagate_tangents(function, ctx, args, outs):
             f"{function.__name__} has an input with a forward-mode tangent but no jvp: you must "
             f"implement the jvp function (staticmethod jvp(ctx, *tangents)) for custom "
             f"autograd.Function to use it with forward mode AD.")
-    batch = forward_ad._Level.batch
-    targets = [(i, o) for i, o in enumerate(outs) if isinstance(o, Tensor)
-               and id(o) not in ctx._non_differentiable and o.data.dtype.kind in "fc"]
+    batch = Batch.level_size
+    targets = [(i, o) for i, o in enumerate(outs) if _differentiable(ctx, o)]
+    versions = [None if t is None else t._version for t in tangents]
     ctx._in_jvp = True
     try:
         with _forward_ad_paused():
             if batch is None:
                 results = _call_jvp(function, ctx, args, tangents, len(outs))
+                _check_jvp_results(ctx, args, tangents, versions, outs, results)
             else:
                 from .ops.shape import stack
                 columns = [_call_jvp(function, ctx, args,
@@ -431,6 +432,45 @@ def _propagate_tangents(function, ctx, args, outs):
         if results[i] is not None:
             t = _output_tangent(results[i], o, function, i) if batch is None else results[i]
             forward_ad._remember(o, forward_ad._to_output(t, o))
+
+
+def _differentiable(ctx, out):
+    return (isinstance(out, Tensor) and id(out) not in ctx._non_differentiable
+            and out.data.dtype.kind in "fc")
+
+
+def _check_jvp_results(ctx, args, tangents, versions, outs, results):
+    """torch's checks of the tangents ``jvp`` returned: None for an output that is no
+    differentiable tensor; for an input modified in place (``mark_dirty``) its tangent,
+    modified in place; for a view of an input (or the input as-is) a view of its tangent."""
+    for i, (out, result) in enumerate(zip(outs, results)):
+        if not _differentiable(ctx, out):
+            if result is not None:
+                raise RuntimeError(
+                    f"Function's jvp returned a gradient at position {i}, but the corresponding "
+                    "forward output is not a differentiable Tensor. You should return None at "
+                    "that position instead.")
+            continue
+        source = next((j for j, a in enumerate(args) if isinstance(a, Tensor)
+                       and np.may_share_memory(out.data, a.data)), None)
+        given = None if source is None else tangents[source]
+        if given is None or result is None:
+            continue
+        if id(out) in ctx._dirty:
+            doing = ("modifying the forward mode gradients inplace" if given._version == versions[source]
+                     else "returning the forward mode gradients as-is" if result is not given else None)
+            if doing:
+                raise RuntimeError(
+                    f"An inplace custom Function is not {doing}. If the forward is modifying an "
+                    "input inplace, then the jvp function must modify the corresponding gradient "
+                    "inplace and return it as-is.")
+        elif not isinstance(result, Tensor) or result._base is None:
+            raise RuntimeError("A custom Function's forward is returning a view (or an input "
+                               "as-is) but the jvp is not returning a view.")
+        elif result._base is not (given if given._base is None else given._base):
+            raise RuntimeError(
+                "A custom Function is returning a view but the jvp is not returning a view of "
+                f"{'the given' if given._base is None else 'the same base as the given'} grad input.")
 
 
 def _call_jvp(function, ctx, args, tangents, n_outs):

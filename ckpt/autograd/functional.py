@@ -8,7 +8,7 @@ a single Tensor. Without ``create_graph`` the results are detached.
 Where ckpt differs from torch (each says so in its docstring): ``jvp`` and ``hvp`` use true
 forward mode (``forward_ad``) instead of the double-backward trick; ``jacobian``'s
 ``strategy="forward-mode"`` also works looped (``vectorize=False``), with ``strict=True`` and
-with ``create_graph=True``; ``vectorize=True`` also works with ``strict=True``.
+with ``create_graph=True``.
 
 ``vectorize=True`` computes all rows (reverse mode) or all columns (forward mode) of a
 Jacobian in one batched pass: the basis cotangents of each output go through one backward pass
@@ -364,7 +364,7 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
     wins when outputs are few, forward when inputs are few.
 
     ckpt differs from torch: forward mode also works looped, with ``strict=True`` and with
-    ``create_graph=True``; ``vectorize=True`` also works with ``strict=True``.
+    ``create_graph=True``. In reverse mode ``strict=True`` refuses ``vectorize=True``, as torch.
 
     >>> import ckpt
     >>> from ckpt.autograd.functional import jacobian
@@ -391,9 +391,25 @@ def jacobian(func, inputs, create_graph=False, strict=False, vectorize=False,
             is_outputs_tuple, outputs = _as_tuple(
                 outputs, "outputs of the user-provided function", "jacobian")
             _check_requires_grad(outputs, "outputs", strict)
+            if strict and vectorize:
+                raise RuntimeError("torch.autograd.functional.jacobian: `strict=True` and "
+                                   "`vectorized=True` are not supported together. Please either "
+                                   "set `strict=False` or `vectorize=False`.")
             jac = _jacrev(outputs, inputs, strict, create_graph, None if vectorize else 1)
     return _tuple_postprocess(_grad_postprocess(jac, create_graph),
                               (is_outputs_tuple, is_inputs_tuple))
+
+
+def _construct_standard_basis_for(tensors, tensor_numels):
+    """torch's helper, kept under its name: the identity over all the elements of
+    ``tensors``, split in column blocks of ``tensor_numels``, each of its tensor's dtype.
+
+    >>> import ckpt
+    >>> [b.tolist() for b in _construct_standard_basis_for((ckpt.ones(1), ckpt.ones(1)), (1, 1))]
+    [[[1.0], [0.0]], [[0.0], [1.0]]]
+    """
+    blocks, sizes = basis(tensors)
+    return tuple(b.reshape(sum(sizes), n) for b, n in zip(blocks, tensor_numels))
 
 
 def _independent(i, j):

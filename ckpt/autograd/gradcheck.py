@@ -13,6 +13,7 @@ import numpy as np
 
 from . import forward_ad
 from .engine import grad
+from .node import Node, record
 from .tensor import Tensor, _wrap
 
 
@@ -136,12 +137,18 @@ def _analytical_projections(outputs, inputs, directions, cotangents, repeat=1):
 
 # ---- forward mode -------------------------------------------------------------------------
 
+def _duals(inputs, j, tangent):
+    """``inputs`` detached (forward mode needs no graph, as torch's check), input ``j``
+    carrying ``tangent``; inside a dual level."""
+    duals = [t.detach() if isinstance(t, Tensor) else t for t in inputs]
+    duals[j] = forward_ad.make_dual(duals[j], _wrap(tangent))
+    return duals
+
+
 def _jvp(func, inputs, j, tangent):
     """Flat tangents of every output when input ``j`` alone carries ``tangent``."""
     with forward_ad.dual_level():
-        duals = list(inputs)
-        duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangent.reshape(inputs[j].data.shape)))
-        outs = _tensor_outputs(func, duals)
+        outs = _tensor_outputs(func, _duals(inputs, j, tangent.reshape(inputs[j].data.shape)))
         tangents = [forward_ad.unpack_dual(o).tangent for o in outs]
         return [np.zeros(o.data.size) if t is None else t.data.reshape(-1).copy()
                 for o, t in zip(outs, tangents)]
@@ -206,21 +213,54 @@ def _zero_input_grads(outs, inputs):
     return [g for g in grads if g is not None and np.any(g.data != 0)]
 
 
-def _check_zero_gradients(outputs, inputs, check_undefined_grad):
+def _check_zero_gradients(func, outputs, inputs, check_undefined_grad):
     differentiable = [o for o in outputs if o.requires_grad]
     if not differentiable:
         return
     if _zero_input_grads(differentiable, inputs):
         raise _Failure("backward not multiplied by grad_output")
     if check_undefined_grad:
-        for out in differentiable:  # the other outputs' gradients stay undefined
-            if _zero_input_grads([out], inputs):
-                warnings.warn("gradcheck: the check that a backward treats undefined (None) output "
-                              "gradients as zeros is on by default; pass "
-                              "check_undefined_grad=False to turn it off", UserWarning, stacklevel=4)
-                raise _Failure("Expected backward function to handle undefined output grads: "
-                               "with one output's gradient zero and the others undefined, some "
-                               "input gradient is neither undefined nor zero.")
+        _check_undefined_gradients(func, inputs, len(differentiable))
+
+
+class UndefinedGrad(Node):
+    """torch's node of the same name: passes on no gradient, as if none reached its input.
+
+    >>> import ckpt
+    >>> x = ckpt.ones(2, requires_grad=True)
+    >>> ckpt.autograd.grad(record(UndefinedGrad, x.data, (x,)).sum(), x, allow_unused=True)
+    (None,)
+    """
+
+    def vjp(self, grad):
+        return None
+
+
+def _check_undefined_gradients(func, inputs, n_outputs):
+    """torch's check: backward with every output's gradient undefined, then (several
+    outputs) one undefined at a time, the others zero, gives no input gradient but zeros."""
+    for undefined in [None] + (list(range(n_outputs)) if n_outputs > 1 else []):
+        outs = [record(UndefinedGrad, o.data, (o,)) if undefined in (None, k) else o
+                for k, o in enumerate(o for o in _tensor_outputs(func, inputs) if o.requires_grad)]
+        try:
+            nonzero = _zero_input_grads(outs, inputs)
+        except RuntimeError as error:
+            _warn_undefined_check()
+            raise _Failure("Expected backward function to handle undefined output grads. Please "
+                           "look at \"Notes about undefined output gradients\" in "
+                           "\"tools/autograd/derivatives.yaml\"") from error
+        if nonzero:
+            _warn_undefined_check()
+            raise _Failure("Expected all input grads to be undefined or zero when all output grads "
+                           "are undefined or zero. Please look at \"Notes about undefined output "
+                           "gradients\" in \"tools/autograd/derivatives.yaml\"")
+
+
+def _warn_undefined_check():
+    warnings.warn("Backwards compatibility: New undefined gradient support checking feature is "
+                  "enabled by default, but it may break existing callers of this function. If "
+                  "this is true for you, you can call this function with "
+                  "\"check_undefined_grad=False\" to disable the feature", UserWarning, stacklevel=5)
 
 
 def _check_batched(outputs, inputs, rng, batch=3):
@@ -249,10 +289,8 @@ def _check_batched_forward(func, inputs, outputs, rng, batch=3):
         tangents = rng.standard_normal((batch,) + data.shape).astype(data.dtype)
         try:
             with forward_ad.dual_level(batch_size=batch):
-                duals = list(inputs)
-                duals[j] = forward_ad.make_dual(inputs[j], _wrap(tangents))
                 batched = [forward_ad.unpack_dual(o).tangent
-                           for o in _tensor_outputs(func, duals)]
+                           for o in _tensor_outputs(func, _duals(inputs, j, tangents))]
                 batched = [None if t is None else t.data.reshape(batch, -1).copy() for t in batched]
         except Exception as e:  # noqa: BLE001 -- reported as this check's failure
             raise _Failure(f"While computing batched forward gradients, got: "
@@ -351,7 +389,7 @@ def _run_checks(func, inputs, eps, atol, rtol, nondet_tol, check_undefined_grad,
             first, second = _analytical_jacobians(outputs, inputs, 2)
             _compare(first, numerical, outputs, inputs, rtol, atol, fast_mode)
         _check_reentrant(first, second, nondet_tol)
-        _check_zero_gradients(outputs, inputs, check_undefined_grad)
+        _check_zero_gradients(func, outputs, inputs, check_undefined_grad)
         if check_grad_dtypes:
             _check_dtypes(outputs, inputs)
         if check_batched_grad:
@@ -391,7 +429,8 @@ def gradgradcheck(func, inputs, grad_outputs=None, *, eps=1e-6, atol=1e-5, rtol=
     diff_positions = _differentiable(inputs)
 
     def first_derivative(*args):
-        ins, gos = args[:n_in], args[n_in:]
+        ins, gos = args[:n_in], args[n_in:]   # requires_grad back where forward mode took it
+        ins = tuple(x.requires_grad_() if j in diff_positions else x for j, x in enumerate(ins))
         outs = _tensor_outputs(func, ins)
         diff_outs = [(o, g) for o, g in zip(outs, gos) if o.requires_grad]
         grads = grad([o for o, _ in diff_outs], [ins[j] for j in diff_positions],

@@ -22,6 +22,7 @@ and ``forward_ad.dual_level(batch_size=B)`` carries B of them through one pass.
 import numpy as np
 
 from . import forward_ad as fwAD
+from .batch import Batch
 from .engine import grad as _engine_grad
 from .tensor import _wrap
 
@@ -48,7 +49,7 @@ def reverse_blocks(out, inputs, chunk_size=None, create_graph=False):
         return [None] * len(inputs)
     if n == 0:
         return [_wrap(np.zeros(s, t.dtype)) for s, t in zip(shapes, inputs)]
-    if fwAD._Level.batch is not None:
+    if Batch.level_size is not None:
         chunk_size = 1
     eye = np.eye(n, dtype=out.dtype)
     pieces = [[] for _ in inputs]

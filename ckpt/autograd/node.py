@@ -616,7 +616,7 @@ class _Extensions:
         self.active = False
         self.forward_ad = False
         self.propagate_tangent = None
-        self.on_backward_error = None  # anomaly detection's report(node, error) while it is on
+        self.anomaly = None  # anomaly detection's watcher while it is on (failed, finished)
         self.observers = []
         self.grad_observers = []
 

@@ -4,6 +4,8 @@ import copy
 
 import numpy as np
 
+from .batch import Batch
+
 
 class Generator:
     """A numpy PCG64 generator with torch's seed/state API.
@@ -18,20 +20,30 @@ class Generator:
         self.manual_seed(seed)
 
     def manual_seed(self, seed):
-        self.numpy = np.random.Generator(np.random.PCG64(int(seed)))
+        self._numpy = np.random.Generator(np.random.PCG64(int(seed)))
         self._seed = int(seed)
         return self
+
+    @property
+    def numpy(self):
+        """The numpy generator every draw comes from; refused in a vectorized pass, as
+        torch's vmap refuses random ops (it could not tell one draw per sample from one in all)."""
+        if Batch.dims or Batch.level_size is not None:
+            raise RuntimeError("vmap: We do not yet support calling random operations inside of "
+                               "vmap. Please perform random operations outside of vmap as a "
+                               "workaround")
+        return self._numpy
 
     def initial_seed(self):
         return self._seed
 
     def get_state(self):
-        return copy.deepcopy(self.numpy.bit_generator.state)
+        return copy.deepcopy(self._numpy.bit_generator.state)
 
     def set_state(self, state):
         if not isinstance(state, dict) or "state" not in state:
             raise TypeError("set_rng_state expects a state returned by get_rng_state()")
-        self.numpy.bit_generator.state = copy.deepcopy(state)
+        self._numpy.bit_generator.state = copy.deepcopy(state)
 
 
 default_generator = Generator(0)

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import grad_mode
+from .storage import TypedStorage
 
 _GradState = grad_mode._State
 _DEFAULT_FLOAT = np.dtype(np.float32)
@@ -205,6 +206,29 @@ Please ensure that the gradient and the tensor are the same size
     def element_size(self):
         return self.data.itemsize
 
+    def storage(self):
+        """The memory this tensor views, shared with its views (torch's ``TypedStorage``)."""
+        return TypedStorage(self._data)
+
+    def stride(self, dim=None):
+        """Steps between neighbours along each dim (or ``dim``), in elements.
+
+        >>> import ckpt
+        >>> ckpt.zeros(2, 3).stride(), ckpt.zeros(2, 3).t().stride(0)
+        ((3, 1), 1)
+        """
+        steps = tuple(s // self._data.itemsize for s in self._data.strides)
+        return steps if dim is None else steps[dim]
+
+    def storage_offset(self):
+        """Where this tensor starts in its storage, in elements.
+
+        >>> import ckpt
+        >>> ckpt.arange(6)[2:].storage_offset()
+        2
+        """
+        return (self.data_ptr() - self.storage().data_ptr()) // self.element_size()
+
     # ---- autograd ---------------------------------------------------------------------
     def requires_grad_(self, requires_grad=True):
         """Set ``requires_grad`` in place (only on leaves, as in torch)."""
@@ -258,6 +282,7 @@ Please ensure that the gradient and the tensor are the same size
             self._creation_meta = ("detached",)
         self.grad_fn = None
         self.requires_grad = False
+        self._fw = None   # its forward-mode tangent goes too, as torch's
         return self
 
     def retain_grad(self):
@@ -441,6 +466,7 @@ Please ensure that the gradient and the tensor are the same size
     def softmax(self, *args, **kwargs): return _ops.softmax(self, *args, **kwargs)
     def log_softmax(self, *args, **kwargs): return _ops.log_softmax(self, *args, **kwargs)
     def narrow(self, dim, start, length): return _ops.narrow(self, dim, start, length)
+    def as_strided(self, size, stride, storage_offset=None): return _ops.as_strided(self, size, stride, storage_offset)
     def select(self, dim, index): return _ops.select(self, dim, index)
     def repeat(self, *sizes): return _ops.repeat(self, *sizes)
     def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
@@ -560,6 +586,8 @@ Please ensure that the gradient and the tensor are the same size
             extra += f", grad_fn=<{self.grad_fn.name()}>"
         elif self.requires_grad:
             extra += ", requires_grad=True"
+        if self._fw is not None:   # a dual tensor's tangent, as torch prints it
+            extra += f", tangent={self._fw!r}"
         return f"tensor({body}{extra})"
 
     def __deepcopy__(self, memo):

@@ -13,6 +13,7 @@ from .shape import (cat, chunk, clone, diagonal, expand, flatten, getitem, index
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
                     unsqueeze, view)
 from .pieces import narrow, repeat, select
+from .strided import as_strided
 from .statistics import median, prod, var_mean
 from . import inplace, nn, random_fill
 from .nn.softmax import log_softmax, softmax

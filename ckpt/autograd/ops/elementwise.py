@@ -206,7 +206,12 @@ def div(a, b):
     >>> ckpt.div(ckpt.tensor([1.0, 3.0]), 2).tolist()
     [0.5, 1.5]
     """
-    return record(DivBackward0, _binary("div", np.true_divide, a, b), (a, b),
+    if (b.__class__ is int or b.__class__ is float) and not b:  # inf/nan as torch: no warning
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = _binary("div", np.true_divide, a, b)
+    else:
+        out = _binary("div", np.true_divide, a, b)
+    return record(DivBackward0, out, (a, b),
                   (a if _needs_grad(b) else None, b))
 
 

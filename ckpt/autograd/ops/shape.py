@@ -327,10 +327,23 @@ class ExpandBackward0(_SameOpOnTangent):
     _batched_rule = True
 
     def vjp(self, g):
-        return sum_to(g, lead(g) + tuple(self.in_shape))
+        return _beside_batch(sum_to, g, tuple(self.in_shape))
 
     def tangent_op(self, t, out):
-        return expand(t, lead(t) + out.shape)
+        return _beside_batch(expand, t, out.shape)
+
+
+def _beside_batch(to, x, shape):
+    """``to(x, shape)`` (``expand`` or ``sum_to``) for a gradient or tangent ``x`` that may
+    carry batch dims, kept in front: the dims the two shapes don't share are the first of
+    the primal's, next to the batch dims (numpy would align them with the batch dims)."""
+    batch, dims = lead(x), x.shape[Batch.dims:]
+    missing = len(shape) - len(dims)
+    if not batch or not missing:
+        return to(x, batch + shape)
+    if missing > 0:
+        return to(x.reshape(batch + (1,) * missing + dims), batch + shape)
+    return to(x, batch + (1,) * -missing + shape).reshape(batch + shape)
 
 
 def expand(x, *sizes):
@@ -390,10 +403,10 @@ class SumToBackward0(_SameOpOnTangent):
     _batched_rule = True
 
     def vjp(self, g):
-        return expand(g, lead(g) + tuple(self.in_shape))
+        return _beside_batch(expand, g, tuple(self.in_shape))
 
     def tangent_op(self, t, out):
-        return sum_to(t, lead(t) + out.shape)
+        return _beside_batch(sum_to, t, out.shape)
 
 
 def sum_to(x, shape):
