@@ -59,7 +59,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     the stage MILP is not run; else the cheapest candidate within the budget starts it as
     its first incumbent (with highspy). On graphs of more than ``milp_max_nodes`` nodes the
     MILP is not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the
-    peak-row model after 50 s) and ``dag_greedy`` gets up to 90% of the time;
+    peak-row model after 50 s) and ``dag_greedy`` runs until 85% of the time;
     ``solver_status`` is then "skipped" unless the keep-set bound proves the schedule.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
@@ -97,9 +97,10 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                                                                  for b in baselines]:
         consider(src, ops)
     skip = len(tg) > milp_max_nodes
-    share = 0.9 if skip else greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
+    share = greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
+    end = t0 + 0.85 * time_limit if skip else g0 + share * time_limit    # a replay's margin
     for src, keep in (("keep_set", kb.keep), ("greedy", None)):
-        left = g0 + share * time_limit - time.monotonic()
+        left = end - time.monotonic()
         if (src == "keep_set" and keep is None) or proven(kb.bound) or left <= 0 and scored:
             continue
         try:
