@@ -2,14 +2,17 @@
 against the brute-force searches of test_graph_plan, and the proofs it gives ``dag_optimal``."""
 import pytest
 
-from test_graph_plan import cheapest, random_graph, store_all_peak
+from test_graph_plan import cheapest, feasible_budget, random_graph, store_all_peak
 
 from ckpt.planner import BudgetError, graph_zoo
 from ckpt.planner.graph_simulate import simulate_graph
+from ckpt.planner.strategies.dag_baselines import dag_recompute_all
 from ckpt.planner.strategies.dag_greedy import keep_set_stages
 from ckpt.planner.strategies.dag_keep_bound import keep_bound
+from ckpt.planner.strategies.dag_lazy import solve_lazy
+from ckpt.planner.strategies.dag_milp import solve_milp
 from ckpt.planner.strategies.dag_optimal import dag_optimal
-from ckpt.planner.strategies.dag_stages import stage_ops
+from ckpt.planner.strategies.dag_stages import ops_stages, stage_ops
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -66,3 +69,18 @@ def test_infeasible_relaxation_is_a_budget_error():
     tg = random_graph(0, nodes=4).training()
     with pytest.raises(BudgetError, match="keep-set relaxation: infeasible"):
         dag_optimal(tg, tg.constant_bytes + 1)
+
+
+def test_milp_stops_at_a_target_it_reaches():
+    # HiGHS is interrupted once its incumbent costs at most the target (a bound proved
+    # elsewhere); the start reaches it at once
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    budget = feasible_budget(tg, 0.7)
+    ops = dag_recompute_all(tg)
+    cost = simulate_graph(tg, ops).compute
+    r = solve_milp(tg, budget, start=ops_stages(tg, ops), target=cost)
+    assert r.status == "target" and r.objective <= cost + 1e-9
+    free = solve_milp(tg, budget, start=ops_stages(tg, ops), rel_gap=0.0)
+    assert free.status == "optimal" and free.objective < cost     # the target stopped it
+    lazy = solve_lazy(tg, budget, start_ops=ops, target=cost)
+    assert lazy.status == "target" and lazy.objective <= cost

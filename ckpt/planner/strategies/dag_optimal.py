@@ -127,7 +127,9 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                          f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}")
     else:
         res = solve_lazy(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start_ops=start_ops)
+                         start_ops=start_ops,      # stop where the keep-set bound proves it
+                         target=None if kb.bound is None else
+                         (kb.bound - rel_gap * base) / (1 - rel_gap))
     if res.ops is not None and res.ops is not start_ops:
         scored.insert(0, (res.objective, "milp", res.ops))
     if not scored:
