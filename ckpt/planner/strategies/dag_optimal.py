@@ -52,7 +52,8 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     (the solver process is killed at its share), ``mem_limit`` bytes of address space for
     it, ``rel_gap`` the stopping gap on the overhead; ``baselines`` are extra candidate op
     lists (a chain plan, for one). First the keep-set relaxation (``dag_keep_bound``, up to
-    ``keep_share`` of the time): its bound, and its keep set as a schedule and as the start
+    ``keep_share`` of the time, half above ``milp_max_nodes``): its bound, and its keep set
+    as a schedule and as the start
     of ``dag_greedy``; then ``dag_greedy`` from every forward value (up to ``greedy_share``
     of the time, 40% above 200 nodes); ``lp_share`` goes to ``dag_lp_rounding`` (0: skip
     it). When the cheapest candidate is within ``rel_gap`` of the bound it is proven and
@@ -77,7 +78,9 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     if budget is None or sa_sim.peak <= budget:
         return sa, {"solver_status": "store_all", "objective": sa_sim.compute, "bound": base,
                     "gap": 0.0, "source": "store_all", "proven": True}
-    kb = keep_bound(tg, budget, time_limit=max(1.0, keep_share * time_limit), rel_gap=rel_gap)
+    skip = len(tg) > milp_max_nodes
+    share = max(keep_share, 0.5) if skip else keep_share
+    kb = keep_bound(tg, budget, time_limit=max(1.0, share * time_limit), rel_gap=rel_gap)
     if kb.status == "infeasible":
         raise BudgetError(f"budget {budget} bytes: no schedule found (keep-set relaxation: "
                           f"infeasible); store-all needs {sa_sim.peak} bytes", budget=budget)
@@ -96,7 +99,6 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     for src, ops in [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
                                                                  for b in baselines]:
         consider(src, ops)
-    skip = len(tg) > milp_max_nodes
     share = greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
     end = t0 + 0.85 * time_limit if skip else g0 + share * time_limit    # a replay's margin
     for src, keep in (("keep_set", kb.keep), ("greedy", None)):
