@@ -53,12 +53,12 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     it, ``rel_gap`` the stopping gap on the overhead; ``baselines`` are extra candidate op
     lists (a chain plan, for one). First the keep-set relaxation (``dag_keep_bound``, up to
     ``keep_share`` of the time, half above ``milp_max_nodes``): its bound, and its keep set
-    as a schedule and as the start
-    of ``dag_greedy``; then ``dag_greedy`` from every forward value (up to ``greedy_share``
-    of the time, 40% above 200 nodes); ``lp_share`` goes to ``dag_lp_rounding`` (0: skip
-    it). When the cheapest candidate is within ``rel_gap`` of the bound it is proven and
+    as a schedule and as the start of ``dag_greedy``; then ``dag_greedy`` from every forward
+    value (up to ``greedy_share`` of the time, 40% above 200 nodes); ``lp_share`` goes to
+    ``dag_lp_rounding`` (0: skip it). When the cheapest candidate is within ``rel_gap`` of the bound it is proven and
     the stage MILP is not run; else the cheapest candidate within the budget starts it as
-    its first incumbent (with highspy). On graphs of more than ``milp_max_nodes`` nodes the
+    its first incumbent (with highspy), and it stops once its incumbent is within
+    ``rel_gap`` of the keep-set bound. On graphs of more than ``milp_max_nodes`` nodes the
     MILP is not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the
     peak-row model after 50 s) and ``dag_greedy`` runs until 85% of the time;
     ``solver_status`` is then "skipped" unless the keep-set bound proves the schedule.
