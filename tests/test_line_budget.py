@@ -41,9 +41,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # helpers); plus 10 for issue 11's FSDP2 support (refuse_sharded: profile and execute refuse
 # DTensors, PlannedModule accepts them); plus 60 for issue 14's port (the non-leaf .grad
 # warning, Function() warning and vmap defaults, strict jvp's messages, gradcheck without
-# differentiable outputs or with value-dependent shapes); plus 140 for issue 17's bound
-# (dag_keep_bound: the keep-set relaxation, its bound and keep set in dag_optimal)
-BUDGET = 25510
+# differentiable outputs or with value-dependent shapes); plus 160 for issue 17's bound
+# (dag_keep_bound: the keep-set relaxation, its bound and keep set in dag_optimal; the MILP
+# stopped at a target cost)
+BUDGET = 25530
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
