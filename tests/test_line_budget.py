@@ -47,8 +47,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # pass, autograd.SavedTensor, module full hooks as post-hooks); plus 255 for issue 14's port-a
 # (anomaly mode's NaN check for every node and parents' stacks, custom Function jvp checks,
 # gradcheck's undefined-gradient check as torch's, as_strided and Tensor.storage/stride,
-# make_dual's tangent layout, batched expand/sum_to, random ops refused in a vectorized pass; 7 more where they merged)
-BUDGET = 25763
+# make_dual's tangent layout, batched expand/sum_to, random ops refused in a vectorized pass;
+# 7 more where they merged); plus 160 for issue 17's bound (dag_keep_bound: the keep-set
+# relaxation, its bound and keep set in dag_optimal; the MILP stopped at a target cost)
+BUDGET = 25923
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 

@@ -70,15 +70,17 @@ def _alive_at(tg, ops, step):
     return alive
 
 
-def dag_greedy(tg, budget=None, time_limit=30.0, candidates=24):
+def dag_greedy(tg, budget=None, time_limit=30.0, candidates=24, keep=None):
     """Returns (ops, info) (see the module doc): ``info`` has the ``objective`` (compute),
     the ``peak`` and how many forward values stay ``kept``. Each step tries the
     ``candidates`` values of K alive at the peak with the most bytes per unit of compute;
     on graphs of more than 150 forward ops, while the peak is more than 5% over the budget,
     the best quarter of them leave at once (faster, and worse: on the zoo's U-Net at 0.7
     of store-all's peak, 10.7% overhead against 2.5% one at a time).
-    ``time_limit`` seconds bound the search: past it the best schedule within the budget
-    found so far is returned. Raises ``BudgetError`` when no keep set fits.
+    ``time_limit`` seconds bound the search (checked before each candidate's replay): past
+    it the best schedule within the budget found so far is returned. ``keep``: the keep set
+    to start from instead of every forward value (``dag_keep_bound``'s). Raises
+    ``BudgetError`` when no keep set fits.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -90,7 +92,7 @@ def dag_greedy(tg, budget=None, time_limit=30.0, candidates=24):
     t0 = time.monotonic()
     found, least = [], None
     for hold, share in ((True, 0.5), (False, 1.0)):     # half the time each, at least
-        got, peak = _search(tg, budget, hold, t0 + share * time_limit, candidates)
+        got, peak = _search(tg, budget, hold, t0 + share * time_limit, candidates, keep)
         least = peak if least is None else min(least, peak)
         if got:
             found.append(got)
@@ -100,9 +102,9 @@ def dag_greedy(tg, budget=None, time_limit=30.0, candidates=24):
     return min(found, key=lambda f: f[1]["objective"])
 
 
-def _search(tg, budget, hold, deadline, candidates):
+def _search(tg, budget, hold, deadline, candidates, start):
     fwd = [i for i in range(len(tg)) if not tg.backward[i]]
-    keep = set(fwd)
+    keep = set(fwd) if start is None else set(fwd) & set(start)
     peak, comp, ops, at = _cost(tg, keep, hold)
     if budget is None or peak <= budget:
         return (ops, {"objective": comp, "peak": peak, "kept": len(keep)}), peak
@@ -114,6 +116,8 @@ def _search(tg, budget, hold, deadline, candidates):
             break
         tried = []
         for i in pool[:candidates]:
+            if tried and time.monotonic() > deadline:
+                break
             p, c, o, a = _cost(tg, keep - {i}, hold)
             drop = peak - p
             tried.append(((0 if drop > 0 else 1, (c - comp) / drop if drop > 0 else c - comp),
@@ -130,6 +134,8 @@ def _search(tg, budget, hold, deadline, candidates):
     while better and time.monotonic() < deadline:
         better = False
         for i in sorted(set(fwd) - keep):
+            if time.monotonic() > deadline:
+                break
             p, c, o, _ = _cost(tg, keep | {i}, hold)
             if p <= budget and c < comp:
                 keep.add(i)

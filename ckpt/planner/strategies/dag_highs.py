@@ -48,13 +48,16 @@ def have_highspy():
     return True
 
 
-def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1, progress=None):
+def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1, progress=None,
+                target=None):
     """Solve ``m`` (its LP relaxation with ``relax``) within ``time_limit`` seconds, stopping
     at relative gap ``rel_gap``; ``start`` maps columns to values of a known solution (the
     integer columns are enough: HiGHS completes the rest), used with highspy only.
     ``threads``: HiGHS's threads (highspy only). ``progress(objective, bound, x)`` is called
     (highspy only) with each better solution (``x``) and, at most every second, with a
     better bound (``x`` None): what is known if the process is killed before the end.
+    ``target``: stop (status "target") once a solution costs at most this (highspy only:
+    a bound proved elsewhere makes it optimal).
 
     >>> import numpy as np
     >>> from scipy.sparse import csr_matrix
@@ -65,7 +68,7 @@ def solve_model(m, time_limit, rel_gap, relax=False, start=None, threads=1, prog
     'infeasible'
     """
     if have_highspy():
-        return _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress)
+        return _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress, target)
     return _solve_scipy(m, time_limit, rel_gap, relax)
 
 
@@ -104,7 +107,21 @@ def _report_progress(h, progress):
     h.cbMipInterrupt += bound
 
 
-def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress):
+def _stop_at(h, target):
+    """Interrupt HiGHS once its incumbent costs at most ``target``; returns a list that is
+    non-empty once it did."""
+    reached = []
+
+    def check(e):
+        if e.data_out.mip_primal_bound <= target:
+            reached.append(True)
+            e.data_in.user_interrupt = True
+
+    h.cbMipInterrupt += check
+    return reached
+
+
+def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress, target):
     import highspy
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -125,6 +142,7 @@ def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress):
     h.passModel(lp)
     if progress is not None and not relax:
         _report_progress(h, progress)
+    reached = _stop_at(h, target) if target is not None and not relax else []
     used = False
     if start and not relax:
         cols = np.array(sorted(start), dtype=np.int32)
@@ -134,7 +152,7 @@ def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress):
     ms = h.getModelStatus()
     M = highspy.HighsModelStatus
     status = {M.kOptimal: "optimal", M.kTimeLimit: "time_limit", M.kInfeasible: "infeasible",
-              M.kInterrupt: "time_limit"}.get(ms, "error")
+              M.kInterrupt: "target" if reached else "time_limit"}.get(ms, "error")
     info = h.getInfo()
     has_x = info.primal_solution_status == 2      # feasible
     x = np.array(h.getSolution().col_value) if has_x else None

@@ -68,13 +68,15 @@ def stages_over_budget(tg, ops, budget):
 
 
 def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               start_ops=None, max_rounds=100, cold_share=0.5):
+               start_ops=None, max_rounds=100, cold_share=0.5, target=None):
     """Rounds of ``solve_milp`` (see the module doc) within ``time_limit`` seconds of wall
     time in all; ``start_ops``, a schedule within the budget, is the first incumbent. With
     a start, the first round runs cold for ``cold_share`` of the time and, unproven, goes on
     warm-started: neither wins everywhere (60 s, load 7–10: warm, the U-Net at 0.7 of
     store-all's peak kept a 66% gap, cold it was proven in 46 s; at 0.9 warm proved it in
-    29 s, cold left a 60% gap). Returns a ``LazyResult``.
+    29 s, cold left a 60% gap). ``target``: a round stops at a solution of at most this
+    compute (``solve_milp``); one that fits ends the search (status "target"). Returns a
+    ``LazyResult``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_lazy(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -92,7 +94,8 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         cold = not rounds and best is not None and cold_share > 0
         res = solve_milp(tg, budget, time_limit=max(1.0, left * cold_share) if cold else left,
                          mem_limit=mem_limit, rel_gap=rel_gap, stages=sorted(stepwise),
-                         start=None if cold or best is None else ops_stages(tg, best[1]))
+                         start=None if cold or best is None else ops_stages(tg, best[1]),
+                         target=target)
         status, message = res.status, res.message
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
@@ -108,10 +111,10 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         if cold and res.status in ("time_limit", "killed"):
             stepwise.update(over)
             continue
-        if res.status != "optimal" or not over:
+        if res.status not in ("optimal", "target") or not over:
             break
         stepwise.update(over)
-    if status == "optimal" and rounds[-1][2]:
+    if status in ("optimal", "target") and rounds[-1][2]:
         status = "time_limit"          # out of rounds with a schedule over the budget
     return LazyResult(status, None if best is None else best[1],
                       None if best is None else best[0], bound, sorted(stepwise), rounds,

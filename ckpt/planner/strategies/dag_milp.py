@@ -42,7 +42,7 @@ VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut"
 
 class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
-    "memory", "error"), the MILP ``objective`` and ``bound`` (None when unknown), the stage
+    "memory", "error", "target": stopped at ``solve_milp``'s target), the MILP ``objective`` and ``bound`` (None when unknown), the stage
     sets ``R`` and ``S`` of the best solution (None without one; when "killed", the last
     the solver reported, with its bound), ``seconds`` of wall time,
     the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
@@ -375,7 +375,7 @@ def start_columns(model, R, S):
 
 
 def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start,
-                stages):
+                stages, target):
     """Child process: build, solve, send ("progress", objective, bound, R, S) as HiGHS
     improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start used)."""
     try:
@@ -396,7 +396,9 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
         left = max(1.0, time_limit - (time.monotonic() - t0))
         res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
-                          start=None if start is None else start_columns(m, *start))
+                          start=None if start is None else start_columns(m, *start),
+                          target=None if target is None else
+                          (target - tg.store_all_compute) / m.cost_unit)
         R = S = None
         if res.x is not None:
             R, S = _stages(m, res.x, len(tg))
@@ -416,7 +418,7 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               variant="ckpt", relax=False, start=None, stages=None):
+               variant="ckpt", relax=False, start=None, stages=None, target=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
@@ -425,7 +427,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     dict node -> the LP's value); ``start`` = (R, S), a known stage schedule (``dag_stages.
     ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed; ``stages``:
     the stages whose memory is modelled step by step (None: all; the others get
-    ``peak_rows`` only, a relaxation). Returns a
+    ``peak_rows`` only, a relaxation); ``target``: stop (status "target") at a solution of
+    at most this compute (a bound known from elsewhere proves it). Returns a
     ``MilpResult`` (objective and bound in the graph's cost unit, store-all's compute
     included).
 
@@ -445,7 +448,7 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     t0 = time.monotonic()
     proc = ctx.Process(target=_solve_here, daemon=True,
                        args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax,
-                             start, stages))
+                             start, stages, target))
     proc.start()
     send.close()
     got, last = None, (None, None, None, None)

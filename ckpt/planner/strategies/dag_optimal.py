@@ -7,8 +7,9 @@ solver's, and win when it found nothing better in time).
 What it reports (``info``): ``solver_status`` ("optimal": proven; "store_all": the budget
 needs no recomputation; "time_limit"/"killed"/"memory"/"error"/"skipped": not proven),
 ``objective`` (compute of the returned schedule), ``bound`` (a lower bound on the compute
-of every schedule of the class: the best of the MILP's dual bound, the LP relaxation's
-value, and store-all's compute, which every schedule pays), ``rounds`` (per round of
+of every schedule of the class: the best of the MILP's dual bound, the keep-set
+relaxation's (``dag_keep_bound``, also in ``keep_bound``), the LP relaxation's value, and
+store-all's compute, which every schedule pays), ``rounds`` (per round of
 ``solve_lazy``: status, rows, stages over budget, seconds), ``gap`` = (objective - bound) /
 (objective - store-all compute), the gap on the *overhead* (0 when the objective is
 store-all's), ``source`` (which schedule won) and ``start`` (which schedule started the
@@ -25,6 +26,7 @@ from ..errors import BudgetError
 from ..graph_simulate import simulate_graph
 from .dag_baselines import dag_recompute_all, dag_store_all
 from .dag_greedy import dag_greedy
+from .dag_keep_bound import keep_bound
 from .dag_lazy import LazyResult, solve_lazy
 from .dag_stages import ops_stages
 
@@ -44,25 +46,29 @@ def overhead_gap(objective, bound, store_all):
 
 
 def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=300):
+                baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=300,
+                keep_share=0.25):
     """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time in all
     (the solver process is killed at its share), ``mem_limit`` bytes of address space for
-    it, ``rel_gap`` the MILP's stopping gap on the overhead; ``baselines`` are extra
-    candidate op lists (a chain plan, for one). Up to ``greedy_share`` of the time goes to
-    ``dag_greedy`` and ``lp_share`` to ``dag_lp_rounding`` (0: skip it); the cheapest
-    candidate within the budget starts the MILP as its first incumbent (with highspy); on
-    graphs of more than 200 nodes ``dag_greedy`` gets at least 40% (its schedule is the
-    start the MILP needs there). On graphs of more than ``milp_max_nodes`` nodes the MILP is
-    not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the peak-row
-    model after 50 s, with or without its presolve) and ``dag_greedy`` gets 90% of the
-    time; ``solver_status`` is then "skipped".
+    it, ``rel_gap`` the stopping gap on the overhead; ``baselines`` are extra candidate op
+    lists (a chain plan, for one). First the keep-set relaxation (``dag_keep_bound``, up to
+    ``keep_share`` of the time, half above ``milp_max_nodes``): its bound, and its keep set
+    as a schedule and as the start of ``dag_greedy``; then ``dag_greedy`` from every forward
+    value (up to ``greedy_share`` of the time, 40% above 200 nodes); ``lp_share`` goes to
+    ``dag_lp_rounding`` (0: skip it). When the cheapest candidate is within ``rel_gap`` of the bound it is proven and
+    the stage MILP is not run; else the cheapest candidate within the budget starts it as
+    its first incumbent (with highspy), and it stops once its incumbent is within
+    ``rel_gap`` of the keep-set bound. On graphs of more than ``milp_max_nodes`` nodes the
+    MILP is not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the
+    peak-row model after 50 s) and ``dag_greedy`` runs until 85% of the time;
+    ``solver_status`` is then "skipped" unless the keep-set bound proves the schedule.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
     >>> dag_optimal(tg, budget=4)
     Traceback (most recent call last):
     ...
-    ckpt.planner.errors.BudgetError: budget 4 bytes: no schedule found (MILP: infeasible); store-all needs 8 bytes
+    ckpt.planner.errors.BudgetError: budget 4 bytes: no schedule found (keep-set relaxation: infeasible); store-all needs 8 bytes
     """
     import time
     t0 = time.monotonic()
@@ -72,51 +78,73 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     if budget is None or sa_sim.peak <= budget:
         return sa, {"solver_status": "store_all", "objective": sa_sim.compute, "bound": base,
                     "gap": 0.0, "source": "store_all", "proven": True}
-    cands = [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
-                                                        for b in baselines]
     skip = len(tg) > milp_max_nodes
-    if greedy_share > 0 or skip:
+    share = max(keep_share, 0.5) if skip else keep_share
+    kb = keep_bound(tg, budget, time_limit=max(1.0, share * time_limit), rel_gap=rel_gap)
+    if kb.status == "infeasible":
+        raise BudgetError(f"budget {budget} bytes: no schedule found (keep-set relaxation: "
+                          f"infeasible); store-all needs {sa_sim.peak} bytes", budget=budget)
+    scored, g0 = [], time.monotonic()
+
+    def consider(src, ops):
+        sim = simulate_graph(tg, ops)
+        if sim.peak <= budget:
+            scored.append((sim.compute, src, ops))
+            scored.sort(key=lambda c: c[0])
+
+    def proven(bound):
+        return bool(scored) and bound is not None and \
+            overhead_gap(scored[0][0], bound, base) <= rel_gap
+
+    for src, ops in [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
+                                                                 for b in baselines]:
+        consider(src, ops)
+    share = greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
+    end = t0 + 0.85 * time_limit if skip else g0 + share * time_limit    # a replay's margin
+    for src, keep in (("keep_set", kb.keep), ("greedy", None)):
+        left = end - time.monotonic()
+        if (src == "keep_set" and keep is None) or proven(kb.bound) or left <= 0 and scored:
+            continue
         try:
-            share = 0.9 if skip else greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
-            cands.append(("greedy", dag_greedy(tg, budget, share * time_limit)[0]))
+            consider(src, dag_greedy(tg, budget, max(left, 0.5), keep=keep)[0])
         except BudgetError:
             pass
     lp_bound = None
-    if lp_share > 0:
+    if lp_share > 0 and not proven(kb.bound):
         from .dag_lp_rounding import dag_lp_rounding
         try:
             lp_ops, lp = dag_lp_rounding(tg, budget, time_limit=lp_share * time_limit,
                                          mem_limit=mem_limit)
-            cands.append(("lp_rounding", lp_ops))
+            consider("lp_rounding", lp_ops)
             lp_bound = lp["bound"]
         except BudgetError:
             pass
-    scored = []
-    for src, ops in cands:
-        sim = simulate_graph(tg, ops)
-        if sim.peak <= budget:
-            scored.append((sim.compute, src, ops))
-    scored.sort(key=lambda c: c[0])
     start_src, start_ops = next(((src, ops) for _, src, ops in scored
                                  if ops_stages(tg, ops)), (None, None))
     left = max(1.0, time_limit - (time.monotonic() - t0))
-    if skip:
+    if proven(kb.bound):
+        res = LazyResult("optimal", None, None, None, [], [], "proven by the keep-set bound")
+    elif skip:
         res = LazyResult("skipped", None, None, None, [], [],
                          f"{len(tg)} nodes > milp_max_nodes={milp_max_nodes}")
     else:
         res = solve_lazy(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
-                         start_ops=start_ops)
+                         start_ops=start_ops,      # stop where the keep-set bound proves it
+                         target=None if kb.bound is None else
+                         (kb.bound - rel_gap * base) / (1 - rel_gap))
     if res.ops is not None and res.ops is not start_ops:
         scored.insert(0, (res.objective, "milp", res.ops))
     if not scored:
         raise BudgetError(f"budget {budget} bytes: no schedule found (MILP: {res.status}); "
                           f"store-all needs {sa_sim.peak} bytes", budget=budget)
     obj, src, ops = min(scored, key=lambda c: c[0])
-    bound = max([base] + [min(b, obj) for b in (res.bound, lp_bound) if b is not None])
-    proven = res.status == "optimal"
-    info = {"solver_status": res.status, "objective": obj, "bound": bound,
-            "gap": overhead_gap(obj, bound, base), "source": src, "proven": proven,
+    bound = max([base] + [min(b, obj) for b in (res.bound, lp_bound, kb.bound)
+                          if b is not None])
+    gap = overhead_gap(obj, bound, base)
+    info = {"solver_status": "optimal" if gap <= rel_gap else res.status, "objective": obj,
+            "bound": bound, "gap": gap, "source": src,
+            "proven": res.status == "optimal" or gap <= rel_gap,
             "solver_seconds": round(sum(r[3] for r in res.rounds), 3),
             "rounds": res.rounds, "stepwise_stages": res.stepwise, "message": res.message,
-            "start": start_src}
+            "start": start_src, "keep_bound": kb.bound, "keep_status": kb.status}
     return ops, info

@@ -1,0 +1,86 @@
+"""The keep-set relaxation (``dag_keep_bound``): a lower bound on every schedule, checked
+against the brute-force searches of test_graph_plan, and the proofs it gives ``dag_optimal``."""
+import pytest
+
+from test_graph_plan import cheapest, feasible_budget, random_graph, store_all_peak
+
+from ckpt.planner import BudgetError, graph_zoo
+from ckpt.planner.graph_simulate import simulate_graph
+from ckpt.planner.strategies.dag_baselines import dag_recompute_all
+from ckpt.planner.strategies.dag_greedy import keep_set_stages
+from ckpt.planner.strategies.dag_keep_bound import keep_bound
+from ckpt.planner.strategies.dag_lazy import solve_lazy
+from ckpt.planner.strategies.dag_milp import solve_milp
+from ckpt.planner.strategies.dag_optimal import dag_optimal
+from ckpt.planner.strategies.dag_stages import ops_stages, stage_ops
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bound_never_exceeds_the_brute_force_optimum_of_any_op_order(seed):
+    tg = random_graph(seed, nodes=5).training()
+    peak = store_all_peak(tg)
+    for frac in (0.9, 0.75, 0.6, 0.45):
+        budget = int(frac * peak)
+        anything = cheapest(tg, budget, stage_class=False)
+        r = keep_bound(tg, budget, time_limit=30, rel_gap=0.0)
+        if r.status == "infeasible":
+            assert anything is None          # infeasible means no schedule at all fits
+            continue
+        assert r.status == "optimal"
+        if anything is not None:
+            assert r.bound <= anything + 1e-9
+            sim = simulate_graph(tg, stage_ops(tg, *keep_set_stages(tg, r.keep)))
+            if sim.peak <= budget:                    # its keep set as a schedule
+                assert sim.compute >= r.bound - 1e-9
+
+
+def test_bound_is_not_trivial_and_is_reached_on_small_graphs():
+    lifted = reached = total = 0
+    for seed in range(30):
+        tg = random_graph(seed, nodes=5).training()
+        for frac in (0.9, 0.8, 0.7, 0.6):
+            budget = int(frac * store_all_peak(tg))
+            want = cheapest(tg, budget, stage_class=True)
+            if want is None or want == tg.store_all_compute:
+                continue
+            r = keep_bound(tg, budget, time_limit=30, rel_gap=0.0)
+            total += 1
+            lifted += r.bound > tg.store_all_compute + 1e-9
+            reached += abs(r.bound - want) < 1e-9
+    assert total >= 20 and lifted == total and reached >= total // 2     # 31, 31, 26
+
+
+def test_dag_optimal_is_proven_by_the_bound_without_the_milp(monkeypatch):
+    # a transformer block at 0.9: the relaxation's keep set is a schedule at its bound
+    g = graph_zoo.transformer(layers=1, d_model=256, heads=4, seq=128, batch=4)
+    tg = g.training()
+    budget = int(0.9 * store_all_peak(tg))
+    from ckpt.planner.strategies import dag_optimal as module
+    monkeypatch.setattr(module, "solve_lazy", None)        # never called
+    ops, info = dag_optimal(tg, budget, rel_gap=0.0)
+    sim = simulate_graph(tg, ops)
+    assert sim.peak <= budget and sim.compute == info["objective"]
+    assert info["proven"] and info["solver_status"] == "optimal" and info["gap"] == 0.0
+    assert info["keep_bound"] == pytest.approx(info["objective"], rel=1e-12)
+    assert info["source"] == "keep_set" and info["objective"] > tg.store_all_compute
+
+
+def test_infeasible_relaxation_is_a_budget_error():
+    tg = random_graph(0, nodes=4).training()
+    with pytest.raises(BudgetError, match="keep-set relaxation: infeasible"):
+        dag_optimal(tg, tg.constant_bytes + 1)
+
+
+def test_milp_stops_at_a_target_it_reaches():
+    # HiGHS is interrupted once its incumbent costs at most the target (a bound proved
+    # elsewhere); the start reaches it at once
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    budget = feasible_budget(tg, 0.7)
+    ops = dag_recompute_all(tg)
+    cost = simulate_graph(tg, ops).compute
+    r = solve_milp(tg, budget, start=ops_stages(tg, ops), target=cost)
+    assert r.status == "target" and r.objective <= cost + 1e-9
+    free = solve_milp(tg, budget, start=ops_stages(tg, ops), rel_gap=0.0)
+    assert free.status == "optimal" and free.objective < cost     # the target stopped it
+    lazy = solve_lazy(tg, budget, start_ops=ops, target=cost)
+    assert lazy.status == "target" and lazy.objective <= cost
