@@ -8,6 +8,7 @@ repeat and looked 30% dearer than the same block elsewhere. So an op's cost is i
 less its faults times the cost of one fault, measured once per profile.
 """
 import statistics
+import sys
 import time
 
 import torch
@@ -36,8 +37,9 @@ def op_clock():
 def minor_faults():
     """The calling thread's minor page faults so far (0 where the system does not say).
 
-    >>> a = minor_faults(); torch.ones(1 << 22).sum() > 0 and minor_faults() >= a
-    tensor(True)
+    >>> before = minor_faults(); fresh = torch.ones(1 << 24)   # 64 MiB, pages never used
+    >>> minor_faults() > before or sys.platform != "linux"
+    True
     """
     return 0 if _THREAD is None else resource.getrusage(_THREAD).ru_minflt
 
