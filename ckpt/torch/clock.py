@@ -1,11 +1,10 @@
 """How ``profile`` times an op: the clock, and the page faults taken out of what it reads.
 
 On a CPU a step's time is its compute plus the minor page faults of fresh memory (glibc
-returns freed heap to the system and takes it back, about 1.5 µs per 4 KiB page here). Which
-op faults depends on the allocator's state, not on the stage: in the profiler's own op
-order the first recomputation after the loss faulted in ~6 MiB on a small ResNet in every
-repeat and looked 30% dearer than the same block elsewhere. So an op's cost is its CPU time
-less its faults times the cost of one fault, measured once per profile.
+gives freed heap back to the system and faults it in again, about 1.5 µs a fault here).
+Which op faults depends on the heap's state, not on the stage: in the profiler's op order
+one ResNet block's recomputation faulted in every repeat and looked 30% dearer than the
+others. So an op costs its CPU time less its faults times the price of one.
 """
 import statistics
 import sys
@@ -35,13 +34,17 @@ def op_clock():
 
 
 def minor_faults():
-    """The calling thread's minor page faults so far (0 where the system does not say).
+    """Minor page faults so far, of the calling thread when ``op_clock`` reads its CPU
+    time, of the process when the wall clock (0 where the system does not say).
 
     >>> before = minor_faults(); fresh = torch.ones(1 << 24)   # 64 MiB, pages never used
     >>> minor_faults() > before or sys.platform != "linux"
     True
     """
-    return 0 if _THREAD is None else resource.getrusage(_THREAD).ru_minflt
+    if _THREAD is None:
+        return 0
+    who = _THREAD if torch.get_num_threads() == 1 else resource.RUSAGE_SELF
+    return resource.getrusage(who).ru_minflt
 
 
 def fault_seconds(mib=64, repeats=3):
