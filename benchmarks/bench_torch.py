@@ -39,9 +39,11 @@ be <= 1), and ckpt reaches a lower measured peak than any torch contender.
 import argparse
 import functools
 import os
+import random
 import statistics
 import sys
 import time
+from typing import NamedTuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -54,6 +56,7 @@ from torch.utils.checkpoint import (CheckpointPolicy, checkpoint,  # noqa: E402
 
 import ckpt.torch  # noqa: E402
 from ckpt import planner  # noqa: E402
+from ckpt.planner.schedule import ops_from_tree, store_all_tree  # noqa: E402
 from ckpt.torch import examples  # noqa: E402
 
 MiB = 1024 * 1024
@@ -174,20 +177,52 @@ def allocator_peak(model, fn, x, loss_fn):
     return entry + measured.bytes
 
 
+class Timing(NamedTuple):
+    """Medians over a contender's timed steps: wall seconds, the thread's CPU seconds (all
+    the work with one torch thread; time given to other processes left out) and minor page
+    faults (fresh memory from the system, ~1.5 µs each here: they depend on the heap the
+    steps before left, not on the schedule alone)."""
+    wall: float
+    cpu: float
+    faults: float
+
+
 def timed_rounds(model, fns, x, loss_fn, steps):
-    """Median seconds per step of each contender, the contenders taking turns step by step."""
-    times = {name: [] for name in fns}
-    for r in range(steps):
+    """A ``Timing`` per contender, the contenders taking turns step by step, in a shuffled
+    order each round (seeded): a step's page faults depend on the step before it."""
+    from ckpt.torch.clock import minor_faults
+    runs = {name: [] for name in fns}
+    order = random.Random(0)
+    for _ in range(steps):
         names = list(fns)
-        names = names[r % len(names):] + names[:r % len(names)]
+        order.shuffle(names)
         for name in names:
-            t = time.perf_counter()
+            f, c, t = minor_faults(), time.thread_time(), time.perf_counter()
             loss_fn(fns[name](x)).backward()
-            times[name].append(time.perf_counter() - t)
-    return {name: statistics.median(ts) for name, ts in times.items()}
+            runs[name].append((time.perf_counter() - t, time.thread_time() - c,
+                               minor_faults() - f))
+    return {name: Timing(*(statistics.median(col) for col in zip(*r)))
+            for name, r in runs.items()}
 
 
-def run_model(kind, sizes, steps, compile_budgets, log):
+def seq_schedule(L, blocks, segments):
+    """torch's ``checkpoint_sequential(blocks, segments)`` as ckpt ops on a chain of
+    ``L = blocks + 2`` stages (stage 1 the code before the blocks, L the code after, both
+    stored): segments of ``blocks // segments`` blocks from the first on keep only their
+    input and are recomputed when their backward begins, the rest is stored.
+
+    >>> [str(op) for op in seq_schedule(4, 2, 2)]
+    ['forward_save 1', 'forward 2', 'forward_save 3', 'forward_save 4', 'backward 4', 'backward 3', 'drop 2', 'forward_save 2', 'backward 2', 'backward 1']
+    """
+    size = blocks // segments
+    starts = [2 + m * size for m in range(segments)]
+    tree = store_all_tree(starts[-1], L)
+    for a, b in zip(starts[-2::-1], starts[:0:-1]):
+        tree = ("split", a, b, tree, store_all_tree(a, b - 1))
+    return ops_from_tree(("save", 1, tree))
+
+
+def run_model(kind, sizes, steps, compile_budgets, log, copies=False):
     model, x, loss_fn = getattr(examples, kind)(**sizes)
     model.train()
     params = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -203,7 +238,7 @@ def run_model(kind, sizes, steps, compile_budgets, log):
         alloc[name] = allocator_peak(model, fn, x, loss_fn)
     # ckpt: 6 budgets from min_budget to store-all, min_memory, and (the same memory as
     # each torch point) a plan with that point's measured peak as its budget
-    ours, predicted = {}, {}
+    ours, predicted = {}, {"plain": store_all}
     wanted = [(f"ckpt optimal {int(b) / MiB:.2f}MiB", int(b)) for b in np.linspace(lo, hi, 6)]
     wanted += [(f"ckpt optimal @{n.replace('torch ', '')} {peaks[n] / MiB:.2f}MiB", peaks[n])
                for n in theirs if lo <= peaks[n] < hi]
@@ -214,10 +249,16 @@ def run_model(kind, sizes, steps, compile_budgets, log):
             continue
         seen.add((p.peak, p.compute))
         ours[name] = ckpt.torch.PlannedModule(model, p)
-        predicted[name] = p.peak
+        predicted[name] = p
     p = planner.plan(chain, "min_memory")
     ours["ckpt min_memory"] = ckpt.torch.PlannedModule(model, p)
-    predicted["ckpt min_memory"] = p.peak
+    predicted["ckpt min_memory"] = p
+    if copies:   # torch's schedules run by ckpt: the cost model's check, not a contender
+        blocks = len(_blocks(kind, model))
+        for k in range(2, blocks + 1):
+            p = planner.Plan(chain, seq_schedule(len(chain), blocks, k))
+            ours[f"copy of seq {k}"] = ckpt.torch.PlannedModule(model, p)
+            predicted[f"copy of seq {k}"] = p
     for name, fn in ours.items():
         peaks[name] = ledger_peak(model, fn, x, loss_fn)
         alloc[name] = allocator_peak(model, fn, x, loss_fn)
@@ -272,10 +313,13 @@ def compiled(kind, sizes, budget, steps, log):
 
 # ---- verdicts ------------------------------------------------------------------------------
 
-def verdicts(rows):
+def verdicts(rows, clock="wall"):
     """Goal 1 per torch point: ckpt's fastest plan at a peak no higher than the point's, its
-    time over the point's (by ledger peak; rows without one, the compiled ones, by allocator
-    peak). Goal 2: ckpt's lowest ledger peak over torch's lowest."""
+    time (``Timing``'s ``clock``: "wall" or "cpu") over the point's (by ledger peak; rows
+    without one, the compiled ones, by allocator peak). Goal 2: ckpt's lowest ledger peak
+    over torch's lowest. The copies of torch's schedules take no part."""
+    rows = {n: (p, a, getattr(t, clock)) for n, (p, a, t) in rows.items()
+            if not n.startswith("copy")}
     ours = [(p, a, s) for n, (p, a, s) in rows.items() if n.startswith("ckpt")]
     worst, lines = None, []
     for n, (p, a, s) in rows.items():
@@ -310,6 +354,10 @@ def main(argv=None):
     parser.add_argument("--compile", nargs="?", const="0.5", default=None,
                         help="also torch.compile with activation_memory_budget (comma list; "
                              "default 0.5)")
+    parser.add_argument("--copies", action="store_true",
+                        help="also ckpt running each of torch's checkpoint_sequential "
+                             "schedules (rows 'copy of seq k': predicted against measured "
+                             "time on the same schedule; not contenders)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
@@ -323,26 +371,33 @@ def main(argv=None):
     results = {}
     for kind in args.models.split(","):
         sizes = (QUICK if args.quick else SIZES)[kind]
-        rows, predicted = run_model(kind, sizes, args.steps, budgets, log)
+        rows, predicted = run_model(kind, sizes, args.steps, budgets, log, args.copies)
         results[kind] = rows
-        plain_p, _, plain_s = rows["plain"]
+        plain_p, _, plain_t = rows["plain"]
         log("\n| contender | measured peak MiB | allocator peak MiB | predicted MiB | step ms "
-            "| peak / plain | time / plain |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
-        for n, (p, a, s) in rows.items():
-            pred = f"{predicted[n] / MiB:.2f}" if n in predicted else ""
+            "| CPU ms | predicted ms | faults/step | peak / plain | time / plain | CPU / plain |"
+            "\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        for n, (p, a, t) in rows.items():
+            plan = predicted.get(n)
+            pred = f"{plan.peak / MiB:.2f} | " if plan else " | "
+            pred_ms = f"{plan.compute * 1e3:.1f}" if plan else ""
             shown = f"{p / MiB:.2f}" if p == p else "- (allocator only)"
-            log(f"| {n} | {shown} | {a / MiB:.2f} | {pred} | {s * 1e3:.1f} | "
-                f"{(p if p == p else a) / plain_p:.2f} | {s / plain_s:.2f}x |\n")
-        ok1, worst, lines, ok2, ratio2, tname, eager_ok, beyond = verdicts(rows)
-        log(f"\n{kind}: goal 1 (no torch point lower in peak and faster than ckpt's front): "
-            f"{'MET' if ok1 else 'NOT MET'}; worst torch point {worst[0]}: ckpt's fastest "
-            f"plan at no higher peak takes {worst[1]:.2f}x its time\n")
-        log("  per torch point, ckpt time / torch time at <= its peak: "
-            + ", ".join(f"{n} {r:.2f}x" for n, r in lines) + "\n")
-        if beyond:
-            log(f"  faster than the plain eager step, so beyond any eager schedule: "
-                f"{', '.join(beyond)}; goal 1 over the other points: "
-                f"{'MET' if eager_ok else 'NOT MET'}\n")
+            log(f"| {n} | {shown} | {a / MiB:.2f} | {pred}{t.wall * 1e3:.1f} | "
+                f"{t.cpu * 1e3:.1f} | {pred_ms} | {t.faults:.0f} | "
+                f"{(p if p == p else a) / plain_p:.2f} | {t.wall / plain_t.wall:.2f}x | "
+                f"{t.cpu / plain_t.cpu:.2f}x |\n")
+        for clock in ("wall", "cpu"):
+            ok1, worst, lines, ok2, ratio2, tname, eager_ok, beyond = verdicts(rows, clock)
+            log(f"\n{kind}: goal 1 by {clock} time (no torch point lower in peak and faster "
+                f"than ckpt's front): {'MET' if ok1 else 'NOT MET'}; worst torch point "
+                f"{worst[0]}: ckpt's fastest plan at no higher peak takes {worst[1]:.3f}x "
+                "its time\n")
+            log(f"  per torch point, ckpt {clock} time / torch {clock} time at <= its peak: "
+                + ", ".join(f"{n} {r:.3f}x" for n, r in lines) + "\n")
+            if beyond:
+                log(f"  faster than the plain eager step, so beyond any eager schedule: "
+                    f"{', '.join(beyond)}; goal 1 over the other points: "
+                    f"{'MET' if eager_ok else 'NOT MET'}\n")
         log(f"{kind}: goal 2 (ckpt reaches a lower peak than any torch contender): "
             f"{'MET' if ok2 else 'NOT MET'}; ckpt's lowest peak = {ratio2:.2f}x that of "
             f"{tname} (torch's lowest)\n")
@@ -358,13 +413,14 @@ def plot(results, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5), squeeze=False)
     for ax, (kind, rows) in zip(axes[0], results.items()):
-        ours = sorted((p / MiB, s * 1e3, n) for n, (p, _, s) in rows.items()
+        ours = sorted((p / MiB, t.wall * 1e3, n) for n, (p, _, t) in rows.items()
                       if n.startswith("ckpt"))
         ax.plot([o[0] for o in ours], [o[1] for o in ours], "o-", color="C0",
                 label="ckpt (optimal sweep, min_memory)")
-        for n, (p, _, s) in rows.items():
-            if n.startswith("ckpt") or p != p:
+        for n, (p, _, t) in rows.items():
+            if n.startswith(("ckpt", "copy")) or p != p:
                 continue
+            s = t.wall
             marker, color = (("s", "C1") if "seq" in n else ("^", "C2") if "SAC" in n
                              else ("D", "C3") if "compile" in n else ("*", "k"))
             ax.plot(p / MiB, s * 1e3, marker, color=color)

@@ -8,7 +8,7 @@ import torch
 import ckpt.torch as ct
 from ckpt import planner
 from ckpt.planner.errors import PlanMismatchError
-from ckpt.torch import examples
+from ckpt.torch import clock, examples
 from ckpt.torch.stages import StageError, resolve
 
 STRATEGIES = sorted(planner.STRATEGIES)
@@ -391,3 +391,25 @@ def test_resnet_torch_schedule_run_by_ckpt_holds_no_more_than_torch():
     r = ct.execute(model, p, x, loss_fn)
     assert r.measured_peak_bytes <= torch_peak
     assert 0 <= r.predicted_peak_bytes - r.measured_peak_bytes <= RNG_STATE
+
+
+class _FreshMemory(torch.nn.Module):
+    """Touches 64 MiB of memory the system has not given yet (above glibc's largest mmap
+    threshold) on every call: page faults each time."""
+
+    def forward(self, x):
+        return x + torch.ones(1 << 24).sum() * 0
+
+
+@pytest.mark.skipif(not clock.minor_faults(), reason="the system counts no page faults")
+def test_profile_takes_page_faults_out_of_an_ops_time(monkeypatch):
+    # priced at a second each, the faults of stage 2's forward (thousands, every run) take
+    # all of its time; unpriced, they are part of it
+    import ckpt.torch.measure as measure
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), _FreshMemory(), torch.nn.Linear(8, 8))
+    x = torch.randn(4, 8)
+    monkeypatch.setattr(measure, "fault_seconds", lambda: 0.0)
+    assert ct.profile(net, x, repeats=2).stages[1].forward_cost > 0
+    monkeypatch.setattr(measure, "fault_seconds", lambda: 1.0)
+    assert ct.profile(net, x, repeats=2).stages[1].forward_cost == 0.0
+    assert 0 < clock.fault_seconds(mib=64, repeats=1) < 1e-4

@@ -10,7 +10,6 @@ simulator, adding it up op by op, predicts what ``execute`` measures.
 """
 import contextlib
 import os
-import statistics
 import sys
 import time
 from typing import NamedTuple
@@ -20,6 +19,7 @@ import torch
 from ..planner import Chain, Stage, simulate
 from ..planner.errors import PlanMismatchError
 from ..planner.schedule import Op
+from .clock import fault_seconds, minor_faults, op_clock
 from .ledger import Ledger, storage_bytes
 from .runner import RngState, Step, cuda_devices
 from .stages import refuse_sharded, resolve
@@ -77,25 +77,26 @@ def profile_ops(L, auto):
 
 
 class _Windows:
-    """The observer of a ``Step``: per op, bytes at its start, peak, bytes at its end, and
-    its duration (seconds; CUDA synchronized)."""
+    """The observer of a ``Step``: per op, bytes at its start, peak, bytes at its end, its
+    duration (seconds; CUDA synchronized; CPU: ``op_clock``) and its minor page faults."""
 
     def __init__(self, n, ledger=None, cuda=False):
         self.ledger, self.cuda = ledger, cuda
         self.before, self.peak, self.after = [0] * n, [0] * n, [0] * n
-        self.seconds = [0.0] * n
-        self.open, self.t0 = None, 0.0
+        self.seconds, self.faults = [0.0] * n, [0] * n
+        self.open, self.t0 = None, (0.0, 0)
 
     def _now(self):
         if self.cuda:
             torch.cuda.synchronize()
-        return time.perf_counter()
+            return time.perf_counter(), 0
+        return op_clock(), minor_faults()
 
     def _close(self, now):
         k = self.open
         if k is None:
             return
-        self.seconds[k] = now - self.t0
+        self.seconds[k], self.faults[k] = now[0] - self.t0[0], now[1] - self.t0[1]
         if self.ledger is not None:
             self.peak[k] = self.ledger.mark()
             self.after[k] = self.ledger.current
@@ -192,8 +193,9 @@ def _measured_step(model, staging, ops, args, kwargs, loss_fn, windows):
 
 def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
     """A ``ckpt.planner.Chain`` measured on a torch model: per stage, forward and backward
-    seconds (median of ``repeats`` timed runs), and bytes measured by the ledger — output,
-    saved for backward (each storage once), and the transients of each op.
+    seconds (the least of ``repeats`` timed runs; on a CPU the thread's CPU time less its
+    page faults, ``ckpt.torch.clock``), and bytes measured by the ledger — output, saved
+    for backward (each storage once), and the transients of each op.
 
     ``sample`` is what the model is called with (a tensor, a tuple of arguments or a dict
     of keyword arguments); ``loss_fn(output)`` returns the scalar loss (default: the sum of
@@ -224,11 +226,11 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
                                             params, inputs, cuda)
             input_bytes = storage_bytes(inputs)
             made = step.output_bytes
-            times = []
+            per_fault, times = 0.0 if cuda else fault_seconds(), []
             for _ in range(max(1, repeats)):
                 t = _Windows(len(ops), None, cuda)
                 _measured_step(model, staging, ops, args, kwargs, loss_fn, t)
-                times.append(t.seconds)
+                times.append([max(0.0, s - f * per_fault) for s, f in zip(t.seconds, t.faults)])
         finally:
             for t, g in zip(leaves, saved_grads):
                 t.grad = g
@@ -236,7 +238,7 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
                 for n, b in model.named_buffers():
                     b.copy_(buffers[n])
     at = {(op.kind, op.stage): k for k, op in enumerate(ops)}
-    med = [statistics.median(run[k] for run in times) for k in range(len(ops))]
+    cost = [min(run[k] for run in times) for k in range(len(ops))]
     out_bytes, stages_, residue = {0: input_bytes}, [], 0
     for i in range(1, L + 1):
         s = at[("forward_save", i)]
@@ -260,7 +262,7 @@ def profile(model, sample, loss_fn=None, stages="auto", repeats=3, name=None):
         d_in = out_bytes[i - 1] if i > 1 else 0
         # torch's engine frees δ_i once used: the transient may be negative (down to -δ_{i-1})
         ob = win.peak[b] - win.before[b] - d_in
-        stages_.append(Stage(staging.names[i - 1], med[s], med[b], x, max(xbar, x),
+        stages_.append(Stage(staging.names[i - 1], cost[s], cost[b], x, max(xbar, x),
                              forward_transient=max(of, 0), backward_transient=max(ob, 0),
                              forward_save_transient=max(ofs, 0),
                              direct_backward_transient=ob if ob < 0 else None))
