@@ -52,7 +52,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # relaxation, its bound and keep set in dag_optimal; the MILP stopped at a target cost); plus
 # 50 for issue 11's cost model (ckpt/torch/clock.py: ops timed by the thread's CPU time less
 # their page faults)
-BUDGET = 25973
+# plus 28: the headroom each of this round's branches used on its own, merged together
+BUDGET = 26001
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
