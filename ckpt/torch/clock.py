@@ -53,7 +53,7 @@ def fault_seconds(mib=64, repeats=3):
     yet) against filling it again; the median of ``repeats``. 0 where faults are not
     counted.
 
-    >>> 0 <= fault_seconds(mib=8, repeats=1) < 1e-3
+    >>> 0 <= fault_seconds(repeats=1) < 1e-3
     True
     """
     if _THREAD is None:
