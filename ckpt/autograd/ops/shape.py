@@ -13,7 +13,7 @@ import weakref
 import numpy as np
 
 from .. import grad_mode
-from ..node import Extensions, Node, record
+from ..node import Extensions, Node, record, share_node
 from ..tensor import INFERENCE, Tensor, _wrap
 from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
@@ -874,7 +874,26 @@ def split(x, split_size_or_sections, dim=0):
         piece = getitem(x, lead + (slice(start, start + s),))
         out.append(mark_view_creation(piece, "multi", name, nr) if piece.requires_grad else piece)
         start += s
+    if out and out[0].grad_fn is not None:
+        share_node(out, SplitBackward0 if name == "Split" else SplitWithSizesBackward0, (x,),
+                   dim=dim % x.data.ndim)
     return tuple(out)
+
+
+class SplitBackward0(Node):
+    """One node for every piece of ``split``/``chunk``: their gradients side by side."""
+
+    def vjp(self, grads):
+        return cat(grads, self.dim)
+
+
+class SplitWithSizesBackward0(SplitBackward0):
+    pass
+
+
+class UnbindBackward0(Node):
+    def vjp(self, grads):
+        return stack(grads, self.dim)
 
 
 def chunk(x, chunks, dim=0):
@@ -901,6 +920,8 @@ def unbind(x, dim=0):
     if x.requires_grad and grad_mode._State.enabled:
         for nr, piece in enumerate(pieces):
             mark_view_creation(piece, "multi", "Unbind", nr)
+        if pieces:
+            share_node(pieces, UnbindBackward0, (x,), dim=dim)
     return pieces
 
 

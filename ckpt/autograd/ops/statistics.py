@@ -3,10 +3,11 @@ from collections import namedtuple
 
 import numpy as np
 
-from ..node import OUTPUT, record, record_multi
+from .. import grad_mode
+from ..node import OUTPUT, Extensions, record, record_multi, share_node
 from ..tensor import _wrap
-from ._util import data_of, for_jvp, normalize_dims
-from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, mean, var
+from ._util import data_of, expand_reduced, for_jvp, normalize_dims
+from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, VarBackward0, mean, var, var_args
 
 median_values_indices = namedtuple("median", ["values", "indices"])
 
@@ -100,4 +101,16 @@ def var_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
     >>> [t.item() for t in ckpt.var_mean(ckpt.tensor([1.0, 2.0, 3.0]), correction=0)]
     [0.6666666865348816, 2.0]
     """
-    return var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
+    axes, count, correction = var_args(x, dim, unbiased, correction)
+    # each value from its own op (which gives it its tangent in forward mode), one node for both
+    with grad_mode.set_grad_enabled(grad_mode.is_grad_enabled() and Extensions.forward_ad):
+        outs = var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
+    return share_node(outs, VarMeanBackward0, (x,), (x,), axes=axes, keepdim=keepdim,
+                      count=count, correction=correction)
+
+
+class VarMeanBackward0(VarBackward0):
+    def vjp(self, grads, x):
+        g_var, g_mean = grads
+        return (VarBackward0.vjp(self, g_var, x)
+                + expand_reduced(g_mean, x.shape, self.axes, self.keepdim) * (1.0 / self.count))
