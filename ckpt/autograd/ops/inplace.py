@@ -66,7 +66,7 @@ def _inplace(name):
     op = _OUT_OF_PLACE[name]
 
     def method(self, *args, **kwargs):
-        check_inplace(self)
+        check_inplace(self, args)
         check_no_overlap(self.data)
         tracking = grad_mode._State.enabled and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
