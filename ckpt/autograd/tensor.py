@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from . import grad_mode
+from .hook_table import backward_hooks, set_backward_hooks
 
 _GradState = grad_mode._State
 _DEFAULT_FLOAT = np.dtype(np.float32)
@@ -68,6 +69,20 @@ class Tensor:
 
     def _del_data(self):
         raise RuntimeError("Deleting tensor data is not allowed. Delete tensor instead!")
+
+    def __delattr__(self, name):
+        """``del x.grad`` resets it; deleting torch's other attributes fails as in torch.
+
+        >>> import ckpt
+        >>> del ckpt.ones(1).requires_grad
+        Traceback (most recent call last):
+        RuntimeError: requires_grad must be a bool
+        """
+        if name in _UNDELETABLE:
+            raise RuntimeError(_UNDELETABLE[name])
+        if name in Tensor.__slots__:
+            raise AttributeError(f"attribute '{name}' of 'ckpt.Tensor' objects is not writable")
+        object.__delattr__(self, name)
 
     # read through attrgetter (no Python frame on the hot path); written through the check
     data = property(operator.attrgetter("_data"), _set_data, _del_data, doc="""The numpy array.
@@ -558,6 +573,8 @@ Please ensure that the gradient and the tensor are the same size
             extra += f", dtype=ckpt.{self.data.dtype}"
         if self.grad_fn is not None:
             extra += f", grad_fn=<{self.grad_fn.name()}>"
+        elif self._creation_meta is not None and _ops.shape.grad_fn_is_invalid(self):
+            extra += ", grad_fn=<Invalid>"  # (torch's grad_fn would raise, its repr says so)
         elif self.requires_grad:
             extra += ", requires_grad=True"
         return f"tensor({body}{extra})"
@@ -745,6 +762,11 @@ def set_inference_creation(on):
     (True, False)
     """
     Tensor.__init__ = _inference_init if on else _normal_init
+
+_UNDELETABLE = {"requires_grad": "requires_grad must be a bool",
+                "_grad_fn": "Deletion of _grad_fn not allowed. Detach tensor instead!",
+                "_backward_hooks": "Deletion of _backwards_hooks not allowed!"}
+Tensor._backward_hooks = property(backward_hooks, set_backward_hooks)
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
 from . import factory as _factory  # noqa: E402

@@ -29,7 +29,7 @@ def _share_version_if_view(out, x, op=None, args=()):
             return _inference_view(out, x)  # inference mode's new tensors are inference tensors
         if not grad_mode._State.enabled:
             out._creation_meta = ("no_grad", x.requires_grad or (
-                meta is not None and meta[0] in _WHY_FORBIDDEN and meta[1]))
+                meta is not None and meta[0] in _WHY_FORBIDDEN and meta[1]), x._vc[0])
         elif meta is not None and meta[0] in _WHY_FORBIDDEN:
             out._creation_meta = meta  # a view of a marked view is marked the same (torch)
         # a graph-less view is remembered only in grad mode, where a write through it can
@@ -50,7 +50,7 @@ def _inference_view(out, x):
         out._creation_meta = INFERENCE
         out.requires_grad, out.grad_fn = False, None
     else:
-        out._creation_meta = ("inference_mode", x.requires_grad)
+        out._creation_meta = ("inference_mode", x.requires_grad, x._vc[0])
         out.requires_grad = x.requires_grad
     return out
 
@@ -687,8 +687,25 @@ def mark_view_creation(view, kind, base_requires_grad):
     output of ``unbind``/``split``/``chunk``), ``"custom"`` (a custom Function's output that
     is a view of its input), ``"no_grad"``/``"inference_mode"`` (made in that mode). Views of
     ``view`` inherit the mark, as in torch."""
-    view._creation_meta = (kind, base_requires_grad)
+    view._creation_meta = (kind, base_requires_grad, view._vc[0])
     return view
+
+
+def grad_fn_is_invalid(t):
+    """Whether torch's ``t.grad_fn`` would raise: ``t`` is a marked view (made under no_grad,
+    say) of a base that requires grad, written in place since without a graph.
+
+    >>> import ckpt
+    >>> a = ckpt.ones(1, requires_grad=True)
+    >>> with ckpt.no_grad():
+    ...     b = a[:]
+    ...     b *= 2
+    >>> b
+    tensor([2.], grad_fn=<Invalid>)
+    """
+    meta = t._creation_meta
+    return (t.grad_fn is None and meta is not None and meta[0] in _WHY_FORBIDDEN and meta[1]
+            and meta[2] != t._vc[0])
 
 
 def _forbidden_write(x, kind):
