@@ -66,7 +66,8 @@ def _make_batched_root_grads(outputs, grad_outputs, create_graph):
 
 
 def _size(shape):
-    return f"ckpt.Size({list(shape)})"
+    """A shape as ``str(tensor.shape)`` prints it (torch's messages print its ``torch.Size``)."""
+    return str(tuple(shape))
 
 
 def _root_edges(outputs):
