@@ -24,9 +24,9 @@ int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no built
 from math import e, inf, nan, pi
 from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, bitwise_not, cat, chunk,
                            clamp, clone, cos, div, eq, erf, exp, expand, flatten, ge, gelu,
-                           getitem, gt, isclose, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
-                           median, min, minimum, mm, mul, narrow, ne, neg, permute, pow, prod,
-                           relu, reshape, select, sigmoid, sign, sin, split, sqrt,
+                           getitem, gt, isclose, isin, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
+                           median, min, minimum, mm, nanmedian, mul, narrow, ne, neg, permute, pow, prod,
+                           relu, reshape, select, sigmoid, sign, signbit, sin, split, sqrt,
                            squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
                            unsqueeze, var, var_mean, where)
 from .autograd.ops.nn.conv import conv2d

@@ -460,6 +460,9 @@ Please ensure that the gradient and the tensor are the same size
     def repeat(self, *sizes): return _ops.repeat(self, *sizes)
     def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
     def median(self, *args, **kwargs): return _ops.median(self, *args, **kwargs)
+    def nanmedian(self, *args, **kwargs): return _ops.nanmedian(self, *args, **kwargs)
+    def isin(self, *args, **kwargs): return _ops.isin(self, *args, **kwargs)
+    def signbit(self): return _ops.signbit(self)
     def mm(self, other): return _ops.mm(self, other)
 
     def sum_to_size(self, *shape):

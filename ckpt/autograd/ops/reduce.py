@@ -90,7 +90,8 @@ class MaxBackward1(Node):
 
     @staticmethod
     def _share(d, out):
-        mask = d == data_of(out)
+        value = data_of(out)
+        mask = np.isnan(d) if np.isnan(value) else d == value  # a NaN result: the NaNs share
         return (mask / mask.sum()).astype(d.dtype)
 
 
