@@ -463,6 +463,10 @@ Please ensure that the gradient and the tensor are the same size
     def nanmedian(self, *args, **kwargs): return _ops.nanmedian(self, *args, **kwargs)
     def isin(self, *args, **kwargs): return _ops.isin(self, *args, **kwargs)
     def signbit(self): return _ops.signbit(self)
+    def gather(self, dim, index): return _ops.gather(self, dim, index)
+    def scatter_add(self, dim, index, src): return _ops.scatter_add(self, dim, index, src)
+    def scatter_reduce(self, *args, **kwargs): return _ops.scatter_reduce(self, *args, **kwargs)
+    def index_reduce(self, *args, **kwargs): return _ops.index_reduce(self, *args, **kwargs)
     def mm(self, other): return _ops.mm(self, other)
 
     def sum_to_size(self, *shape):

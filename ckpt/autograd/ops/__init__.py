@@ -13,6 +13,7 @@ from .shape import (cat, chunk, clone, diagonal, expand, flatten, getitem, index
                     reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
                     unsqueeze, view)
 from .pieces import narrow, repeat, select
+from .scatter import gather, index_reduce, scatter_add, scatter_reduce
 from .statistics import median, nanmedian, prod, var_mean
 from . import inplace, nn, random_fill
 from .nn.softmax import log_softmax, softmax
