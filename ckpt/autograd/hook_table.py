@@ -44,7 +44,7 @@ def backward_hooks(t):
     hooks = _hook_list(t)
     if hooks.__class__ is HookTable:
         return hooks.table
-    return OrderedDict(enumerate(hooks)) if hooks else None
+    return None if hooks is None else OrderedDict(enumerate(hooks))
 
 
 def set_backward_hooks(t, table):

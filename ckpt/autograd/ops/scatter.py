@@ -191,10 +191,6 @@ def _scatter_reduce(x, src, reduce, dim, index, include_self, op_name):
                   in_shape=out.shape)
 
 
-def _check_reduce(reduce, allowed, op_name):
-    if reduce not in allowed:
-        raise RuntimeError(f"{op_name}(): Expected reduce argument to be one of "
-                           f"{', '.join(allowed)} but got {reduce}.")
 
 
 def scatter_reduce(x, dim, index, src, reduce, *, include_self=True):
@@ -207,7 +203,10 @@ def scatter_reduce(x, dim, index, src, reduce, *, include_self=True):
     >>> x.scatter_reduce(0, ckpt.tensor([0, 0, 2]), ckpt.tensor([5.0, 7.0, 1.0]), "amax").tolist()
     [7.0, 2.0, 3.0]
     """
-    _check_reduce(reduce, _REDUCTIONS, "scatter_reduce")
+    reduce = {"max": "amax", "min": "amin"}.get(reduce, reduce)  # (torch's aliases)
+    if reduce not in _REDUCTIONS:
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got "
+                           f"{reduce}")
     index = _index_array(index, "scatter_reduce")
     return _scatter_reduce(x, src, reduce, dim % max(x.data.ndim, 1), index, include_self,
                            "scatter_reduce")
@@ -222,7 +221,9 @@ def index_reduce(x, dim, index, source, reduce, *, include_self=True):
     >>> x.index_reduce(0, ckpt.tensor([2, 0]), ckpt.full((2, 2), 3.0), "prod").tolist()
     [[3.0, 3.0], [1.0, 1.0], [3.0, 3.0]]
     """
-    _check_reduce(reduce, _REDUCTIONS[1:], "index_reduce")
+    if reduce not in _REDUCTIONS[1:]:
+        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or "
+                           f"amin but got {reduce}.")
     dim = dim % max(x.data.ndim, 1)
     index = _index_array(index, "index_reduce").reshape(
         [-1 if d == dim else 1 for d in range(data_of(source).ndim)])
