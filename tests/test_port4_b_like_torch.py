@@ -390,6 +390,39 @@ def test_scatter_reduce_derivatives_checked(reduce):
         assert ckpt.autograd.gradgradcheck(f, (x, src))
 
 
+# ---- set_ ------------------------------------------------------------------------------------
+
+def set_refused_on_leaf(lib):
+    lib.rand(2, requires_grad=True).set_(lib.rand(3))
+
+
+def set_shares_memory(lib):
+    a, b, c = lib.zeros(3), lib.rand(2) * 1, lib.rand(2)
+    before = b._version
+    b.set_(a)
+    a[0] = 5.0
+    return [b, b._version - before, c.set_().shape]
+
+
+def set_not_differentiable(lib):
+    y = lib.rand(2)
+    y.set_(lib.rand(3, requires_grad=True))
+    assert y.requires_grad and y.grad_fn.name().endswith("NotImplemented")
+    y.sum().backward()
+
+
+def set_gives_leaf_new_accumulator(lib):
+    x = lib.rand(2, requires_grad=True)
+    x_edge = lib.autograd.graph.get_gradient_edge(x)
+    out = x.clone()
+    with lib.no_grad():
+        x.set_(lib.ones(2))
+    try:
+        lib.autograd.grad(out.sum(), x)
+    except RuntimeError as e:
+        return [str(e), lib.autograd.grad(out.sum(), x_edge)]
+
+
 PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles_var_mean,
             var_mean_gradients, view_of_view_no_grad, view_of_view_inference,
             no_grad_view_of_graphless_base, no_grad_view_written_by_grad_value,
@@ -400,7 +433,8 @@ PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles
             dirty_view_with_two_outputs, dirty_view_with_one_output, dirty_non_input_warns,
             hooks_of_written_view_never_run, backward_hooks_dict, backward_hooks_set_then_changed,
             grad_fn_invalid_in_repr, isin_and_signbit, medians, gather_and_scatter_add,
-            prod_second_derivative_refused, reduce_names]
+            prod_second_derivative_refused, reduce_names, set_refused_on_leaf,
+            set_shares_memory, set_not_differentiable, set_gives_leaf_new_accumulator]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.__name__ for p in PROGRAMS])

@@ -512,6 +512,7 @@ Please ensure that the gradient and the tensor are the same size
     def gt_(self, other): return _ops.inplace.gt_(self, other)
     def ge_(self, other): return _ops.inplace.ge_(self, other)
     def resize_(self, *sizes): return _ops.inplace.resize_(self, *sizes)
+    def set_(self, source=None): return _ops.inplace.set_(self, source)
     def resize_as_(self, other): return _ops.inplace.resize_as_(self, other)
     def sin_(self): return _ops.inplace.sin_(self)
     def cos_(self): return _ops.inplace.cos_(self)

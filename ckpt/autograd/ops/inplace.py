@@ -101,6 +101,36 @@ def transpose_(self, dim0, dim1):
     return self
 
 
+class NotImplemented_(Node):
+    """The node of a write torch does not differentiate (``set_``): backward through it raises."""
+
+    def name(self):
+        return "NotImplemented"
+
+    def vjp(self, g):
+        raise RuntimeError(f"derivative for {self.op_name} is not implemented")
+
+
+def set_(self, source=None):
+    """Make this tensor share ``source``'s memory, shape and values (empty without
+    ``source``), as torch's ``set_``: its version is bumped and, for a leaf, later graphs use
+    a new gradient accumulator; not differentiable (backward through it raises).
+
+    >>> import ckpt
+    >>> a, b = ckpt.zeros(3), ckpt.ones(2)
+    >>> _ = b.set_(a); a[0] = 5.0; b.tolist()
+    [5.0, 0.0, 0.0]
+    """
+    check_inplace(self, (source,))
+    self._data = np.empty(0, self.data.dtype) if source is None else source.data
+    bump_version(self)
+    self._acc = None
+    out = record(NotImplemented_, self.data, (self, source), op_name="set_")
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    return self
+
+
 def resize_(self, *sizes):
     """Give this tensor the shape ``sizes`` in place, keeping its first elements (zeros where
     it grows; torch leaves those uninitialised); a change of shape bumps the version.
