@@ -37,6 +37,8 @@ from .autograd.ops.nn.embedding import embedding
 from .autograd.ops.nn.norm import batch_norm, layer_norm
 from .autograd.ops.nn.pool import avg_pool2d, max_pool2d
 from .autograd.ops.nn.softmax import log_softmax, softmax
+from .autograd.layout import (channels_last, channels_last_3d, contiguous_format, empty_strided,
+                              memory_format, preserve_format)
 from .autograd.anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import func, nn, optim

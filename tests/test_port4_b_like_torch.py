@@ -423,6 +423,39 @@ def set_gives_leaf_new_accumulator(lib):
         return [str(e), lib.autograd.grad(out.sum(), x_edge)]
 
 
+# ---- strides and memory formats ------------------------------------------------------------
+
+def memory_formats(lib):
+    x = lib.rand(2, 3, 4, 5, requires_grad=True)
+    a = x.contiguous(memory_format=lib.channels_last)
+    b = x.to(memory_format=lib.channels_last)
+    (a * 2 + b).sum().backward()
+    return [a.grad_fn.name(), b.grad_fn.name(), a.stride(), b.stride(), a.is_contiguous(),
+            a.is_contiguous(memory_format=lib.channels_last), x.stride(1), x.grad.stride(),
+            a.contiguous(memory_format=lib.channels_last) is a, a.contiguous().stride(),
+            x.is_contiguous(memory_format=lib.channels_last_3d), repr(lib.channels_last)[-13:]]
+
+
+def channels_last_needs_rank_4(lib):
+    lib.rand(2, 3).contiguous(memory_format=lib.channels_last)
+
+
+def leaf_grad_layouts(lib):
+    out = []
+    for fmt in (lib.contiguous_format, lib.channels_last):
+        leaf = lib.rand(2, 3, 4, 5).to(memory_format=fmt).requires_grad_()
+        leaf.sum().backward()
+        out.append(leaf.grad.stride())
+        leaf.grad = None
+        (leaf * lib.rand(2, 3, 4, 5).to(memory_format=lib.channels_last)).sum().backward()
+        out.append(leaf.grad.stride())
+    sparse = lib.empty_strided((2, 2), (4, 2)).copy_(lib.rand(2, 2)).requires_grad_()
+    (sparse * lib.rand(2, 2)).sum().backward()
+    transposed = lib.rand(3, 4).t().requires_grad_()
+    transposed.sum().backward()
+    return out + [sparse.stride(), sparse.grad.stride(), transposed.grad.stride()]
+
+
 PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles_var_mean,
             var_mean_gradients, view_of_view_no_grad, view_of_view_inference,
             no_grad_view_of_graphless_base, no_grad_view_written_by_grad_value,
@@ -434,7 +467,8 @@ PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles
             hooks_of_written_view_never_run, backward_hooks_dict, backward_hooks_set_then_changed,
             grad_fn_invalid_in_repr, isin_and_signbit, medians, gather_and_scatter_add,
             prod_second_derivative_refused, reduce_names, set_refused_on_leaf,
-            set_shares_memory, set_not_differentiable, set_gives_leaf_new_accumulator]
+            set_shares_memory, set_not_differentiable, set_gives_leaf_new_accumulator,
+            memory_formats, channels_last_needs_rank_4, leaf_grad_layouts]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.__name__ for p in PROGRAMS])

@@ -680,15 +680,22 @@ Please ensure that the gradient and the tensor are the same size
     def clone(self):
         return _ops.clone(self)
 
-    def contiguous(self):
-        """``self`` if its data is C-ordered, else a C-ordered copy (in the graph), as torch.
+    def contiguous(self, memory_format=None):
+        """``self`` if its data is C-ordered (or in ``memory_format``), else a copy that is
+        (in the graph), as torch.
 
         >>> import ckpt
         >>> x = ckpt.ones(2, 3)
         >>> x.contiguous() is x, x.T.contiguous().view(-1).shape
         (True, (6,))
         """
+        if memory_format is not None:
+            return _layout.in_memory_format(self, memory_format)
         return self if self.data.flags.c_contiguous else _ops.clone(self)
+
+    def stride(self, dim=None): return _layout.stride(self, dim)
+    def is_contiguous(self, memory_format=None):
+        return _layout.is_contiguous(self, memory_format or _layout.contiguous_format)
 
     def cpu(self):
         return self
@@ -778,3 +785,4 @@ Tensor._backward_hooks = property(backward_hooks, set_backward_hooks)
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
 from . import factory as _factory  # noqa: E402
+from . import layout as _layout  # noqa: E402

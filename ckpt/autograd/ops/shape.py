@@ -995,6 +995,10 @@ def to(x, dtype=None, *args, **kwargs):
     >>> ckpt.ones(2).to(ckpt.float64).dtype
     dtype('float64')
     """
+    layout = kwargs.pop("memory_format", None)
+    if layout is not None:
+        from ..layout import in_memory_format
+        return in_memory_format(to(x, dtype, *args, **kwargs), layout, ToCopyBackward0)
     if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
         dtype = kwargs.get("dtype")
         if dtype is None:
