@@ -29,7 +29,7 @@ from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, b
                            relu, reshape, select, sigmoid, sign, signbit, sin, split, sqrt,
                            squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
                            unsqueeze, var, var_mean, where)
-from .autograd.ops import gather, index_reduce, scatter_add, scatter_reduce
+from .autograd.ops import as_strided, gather, index_reduce, scatter_add, scatter_reduce
 from .autograd.ops.nn.conv import conv2d
 from .autograd.ops.nn.dropout import dropout
 from .autograd.ops.random_fill import bernoulli

@@ -456,6 +456,73 @@ def leaf_grad_layouts(lib):
     return out + [sparse.stride(), sparse.grad.stride(), transposed.grad.stride()]
 
 
+# ---- as_strided and the in-place view ops -------------------------------------------------
+
+def as_strided_views(lib):
+    x = lib.arange(12.0, requires_grad=True)
+    y = x * 1
+    v = y.as_strided((3, 2), (2, 3), 1)
+    (v * lib.arange(6.0).reshape(3, 2)).sum().backward()
+    part = lib.arange(12.0).reshape(3, 4)[1:]
+    return [v, v.grad_fn.name(), x.grad, v.storage_offset(), v.stride(), v._base is y,
+            part.storage_offset(), part.as_strided((2,), (1,)), part.as_strided((2,), (1,), 0)]
+
+
+def as_strided_out_of_bounds(lib):
+    lib.arange(6.0).as_strided((4,), (2,))
+
+
+def write_through_as_strided(lib):
+    w = lib.ones(4, requires_grad=True)
+    base = lib.zeros(6)
+    base.as_strided((2, 2), (1, 2), 1).mul_(1).copy_(w.view(2, 2) * 3)
+    (base * lib.arange(6.0)).sum().backward()
+    return [base, w.grad]
+
+
+def as_strided_in_place(lib):
+    x = lib.arange(6.0, requires_grad=True).clone()
+    x.as_strided_((2, 2), (1, 2))
+    x.mul_(2)
+    return [x, x.grad_fn is not None, lib.ones(2, 3).t_().shape, lib.ones(3).t_().shape,
+            lib.ones(1, 3).squeeze_(0).shape, lib.ones(3).unsqueeze_(1).shape,
+            lib.ones(2, 3).swapdims_(0, 1).shape, lib.ones(2, 3).swapaxes(0, 1).shape]
+
+
+def _view_fn_views(lib):
+    return type("Func", (lib.autograd.Function,), dict(vars(_ViewOfInput)))
+
+
+IN_PLACE_VIEWS = {"as_strided_": lambda v: v.as_strided_((1, 0), (2, 2)),
+                  "transpose_": lambda v: v.transpose_(0, 0), "t_": lambda v: v.t_(),
+                  "squeeze_": lambda v: v.squeeze_(0), "unsqueeze_": lambda v: v.unsqueeze_(0),
+                  "swapdims_": lambda v: v.swapdims_(0, 0)}
+
+
+@pytest.mark.parametrize("op", list(IN_PLACE_VIEWS))
+def test_in_place_view_ops_keep_the_view_marks_as_torch(op):
+    """torch's test_autograd_inplace_views_creation_meta: for each way to make the view, grad
+    mode at its making and at the in-place view op, and requires_grad, the same outcomes."""
+    def program(lib):
+        outcomes = []
+        for kind in ("normal", "multi_view", "custom"):
+            for view_mode, op_mode, requires_grad in np.ndindex(2, 2, 2):
+                base = lib.rand(2, 3, requires_grad=bool(requires_grad)).clone()
+                with lib.set_grad_enabled(bool(view_mode)):
+                    view = (base.unbind()[0] if kind == "multi_view" else
+                            _view_fn_views(lib).apply(base) if kind == "custom" else base.view_as(base))
+                for step, mode in ((IN_PLACE_VIEWS[op], bool(op_mode)), (lambda v: v.add_(1), True)):
+                    with lib.set_grad_enabled(mode):
+                        try:
+                            step(view)
+                            outcomes.append("ok")
+                        except RuntimeError as e:
+                            outcomes.append(str(e)[:60])
+                            break
+        return outcomes
+    assert_same_as_torch(program)
+
+
 PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles_var_mean,
             var_mean_gradients, view_of_view_no_grad, view_of_view_inference,
             no_grad_view_of_graphless_base, no_grad_view_written_by_grad_value,
@@ -468,7 +535,8 @@ PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles
             grad_fn_invalid_in_repr, isin_and_signbit, medians, gather_and_scatter_add,
             prod_second_derivative_refused, reduce_names, set_refused_on_leaf,
             set_shares_memory, set_not_differentiable, set_gives_leaf_new_accumulator,
-            memory_formats, channels_last_needs_rank_4, leaf_grad_layouts]
+            memory_formats, channels_last_needs_rank_4, leaf_grad_layouts, as_strided_views,
+            as_strided_out_of_bounds, write_through_as_strided, as_strided_in_place]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.__name__ for p in PROGRAMS])

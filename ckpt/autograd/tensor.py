@@ -505,6 +505,16 @@ Please ensure that the gradient and the tensor are the same size
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
     def transpose_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    def swapdims_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    swapaxes_ = swapdims_
+    def t_(self): return _ops.inplace.t_(self)
+    def squeeze_(self, dim=None): return _ops.inplace.squeeze_(self, dim)
+    def unsqueeze_(self, dim): return _ops.inplace.unsqueeze_(self, dim)
+    def as_strided_(self, *args, **kwargs): return _ops.inplace.as_strided_(self, *args, **kwargs)
+    def as_strided(self, *args, **kwargs): return _ops.strided.as_strided(self, *args, **kwargs)
+    def storage_offset(self): return _ops.strided.storage_offset(self)
+    def swapdims(self, dim0, dim1): return _ops.transpose(self, dim0, dim1)
+    swapaxes = swapdims
     def eq_(self, other): return _ops.inplace.eq_(self, other)
     def ne_(self, other): return _ops.inplace.ne_(self, other)
     def lt_(self, other): return _ops.inplace.lt_(self, other)

@@ -15,5 +15,6 @@ from .shape import (cat, chunk, clone, diagonal, expand, flatten, getitem, index
 from .pieces import narrow, repeat, select
 from .scatter import gather, index_reduce, scatter_add, scatter_reduce
 from .statistics import median, nanmedian, prod, var_mean
-from . import inplace, nn, random_fill
+from .strided import as_strided
+from . import inplace, nn, random_fill, strided
 from .nn.softmax import log_softmax, softmax

@@ -12,8 +12,9 @@ from .. import grad_mode
 from ..node import Node, record
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
-                    take_history, take_tangent, transpose, writable, write_into)
+from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views, squeeze,
+                    take_history, take_tangent, transpose, unsqueeze, writable, write_into)
+from .strided import as_strided
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -85,6 +86,20 @@ abs_, erf_ = _inplace("abs_"), _inplace("erf_")
 zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")
 
 
+def _view_in_place(self, view_op, *args):
+    """Make this tensor the view ``view_op(self, *args)`` of its own memory (torch's in-place
+    view ops: ``transpose_``, ``as_strided_``...)."""
+    check_inplace(self)
+    out = view_op(self, *args)
+    self._data = out.data
+    bump_version(self)
+    if self._base is not None and out._base is self._base:
+        self._view_fn = out._view_fn   # a written view is re-derived from its base this way
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    return self
+
+
 def transpose_(self, dim0, dim1):
     """Swap two dimensions of this tensor in place (its metadata only, as torch's).
 
@@ -92,13 +107,35 @@ def transpose_(self, dim0, dim1):
     >>> ckpt.zeros(2, 3).transpose_(0, 1).shape
     (3, 2)
     """
-    check_inplace(self)
-    out = transpose(self, dim0, dim1)
-    self._data = out.data
-    bump_version(self)
-    if out.grad_fn is not None:
-        take_history(self, out.grad_fn)
-    return self
+    return _view_in_place(self, transpose, dim0, dim1)
+
+
+def t_(self):
+    """``transpose_(0, 1)`` of a matrix (a vector stays as it is)."""
+    if self.data.ndim > 2:
+        raise RuntimeError(f"t_() expects a tensor with <= 2 dimensions, but self is "
+                           f"{self.data.ndim}D")
+    return _view_in_place(self, transpose, 0, 1 if self.data.ndim == 2 else 0)
+
+
+def squeeze_(self, dim=None):
+    """``squeeze`` in place."""
+    return _view_in_place(self, squeeze, dim)
+
+
+def unsqueeze_(self, dim):
+    """``unsqueeze`` in place."""
+    return _view_in_place(self, unsqueeze, dim)
+
+
+def as_strided_(self, size, stride, storage_offset=None):
+    """``as_strided`` in place: this tensor becomes that view of its storage.
+
+    >>> import ckpt
+    >>> ckpt.arange(6.0).as_strided_((2, 2), (1, 2)).tolist()
+    [[0.0, 2.0], [1.0, 3.0]]
+    """
+    return _view_in_place(self, as_strided, size, stride, storage_offset)
 
 
 class NotImplemented_(Node):

@@ -92,6 +92,11 @@ class _ViewCopySlices(Node):
         return "CopySlices"
 
     def vjp(self, g):
+        if not data_of(g).flags.c_contiguous and any(op.__name__ == "as_strided"
+                                                     for op, _ in self.steps):
+            # as_strided reads storage: replay it on a C-ordered gradient (the base's own
+            # layout when the base owns its memory, the usual case)
+            g = g.contiguous() if g.__class__ is Tensor else np.ascontiguousarray(g)
         return g * _region_keep(self.base_shape, g.dtype, self.steps), _replay(g, self.steps)
 
     def jvp(self, tangents, primals, out):
