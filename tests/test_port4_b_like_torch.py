@@ -523,6 +523,44 @@ def test_in_place_view_ops_keep_the_view_marks_as_torch(op):
     assert_same_as_torch(program)
 
 
+# ---- InstanceNorm ---------------------------------------------------------------------------
+
+def instance_norms(lib):
+    rng = np.random.default_rng(0)
+    data, weights = rng.standard_normal((3, 2, 4, 5)), rng.standard_normal((3, 2, 4, 5))
+    out = []
+    for affine, track in np.ndindex(2, 2):
+        norm = lib.nn.InstanceNorm2d(2, affine=bool(affine), track_running_stats=bool(track),
+                                     momentum=0.3).double()
+        if affine:
+            with lib.no_grad():
+                norm.weight.copy_(lib.tensor([1.5, -0.5], dtype=lib.float64))
+                norm.bias.copy_(lib.tensor([0.2, 0.1], dtype=lib.float64))
+        x = lib.tensor(data, requires_grad=True)
+        y = norm(x)
+        g, = lib.autograd.grad((y * lib.tensor(weights)).sum(), x, create_graph=True)
+        results = [y, g, lib.autograd.grad((g * g).sum(), x)[0]]
+        if affine:
+            results.append(lib.autograd.grad((norm(x) * lib.tensor(weights)).sum(), norm.weight)[0])
+        if track:
+            norm.eval()
+            results += [norm.running_mean, norm.running_var, norm(x)]
+        out.append([_rounded(t) for t in results])
+    unbatched = lib.nn.InstanceNorm1d(2)(lib.tensor(data[0, :, 0]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        lib.nn.InstanceNorm2d(3)(lib.tensor(data))
+    return out + [_rounded(unbatched), [str(w.message) for w in caught]]
+
+
+def instance_norm_affine_needs_channels(lib):
+    lib.nn.InstanceNorm2d(3, affine=True)(lib.ones(1, 2, 2, 2))
+
+
+def instance_norm_needs_rank(lib):
+    lib.nn.InstanceNorm2d(2)(lib.ones(2))
+
+
 PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles_var_mean,
             var_mean_gradients, view_of_view_no_grad, view_of_view_inference,
             no_grad_view_of_graphless_base, no_grad_view_written_by_grad_value,
@@ -536,7 +574,8 @@ PROGRAMS = [pieces_share_one_node, hook_on_one_piece_sees_none, pre_hook_doubles
             prod_second_derivative_refused, reduce_names, set_refused_on_leaf,
             set_shares_memory, set_not_differentiable, set_gives_leaf_new_accumulator,
             memory_formats, channels_last_needs_rank_4, leaf_grad_layouts, as_strided_views,
-            as_strided_out_of_bounds, write_through_as_strided, as_strided_in_place]
+            as_strided_out_of_bounds, write_through_as_strided, as_strided_in_place,
+            instance_norms, instance_norm_affine_needs_channels, instance_norm_needs_rank]
 
 
 @pytest.mark.parametrize("program", PROGRAMS, ids=[p.__name__ for p in PROGRAMS])
