@@ -71,6 +71,11 @@ def set_backward_hooks(t, table):
         node._plain = False
 
 
+def refuse_deletion(t):
+    """``del t._backward_hooks`` fails, as in torch."""
+    raise RuntimeError("Deletion of _backwards_hooks not allowed!")
+
+
 def _hook_list(t):
     node = t.grad_fn
     return t._hooks if node is None else (node._tensor_hooks or {}).get(t._output_nr)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from . import grad_mode
-from .hook_table import backward_hooks, set_backward_hooks
+from .hook_table import backward_hooks, refuse_deletion, set_backward_hooks
 
 _GradState = grad_mode._State
 _DEFAULT_FLOAT = np.dtype(np.float32)
@@ -69,20 +69,6 @@ class Tensor:
 
     def _del_data(self):
         raise RuntimeError("Deleting tensor data is not allowed. Delete tensor instead!")
-
-    def __delattr__(self, name):
-        """``del x.grad`` resets it; deleting torch's other attributes fails as in torch.
-
-        >>> import ckpt
-        >>> del ckpt.ones(1).requires_grad
-        Traceback (most recent call last):
-        RuntimeError: requires_grad must be a bool
-        """
-        if name in _UNDELETABLE:
-            raise RuntimeError(_UNDELETABLE[name])
-        if name in Tensor.__slots__:
-            raise AttributeError(f"attribute '{name}' of 'ckpt.Tensor' objects is not writable")
-        object.__delattr__(self, name)
 
     # read through attrgetter (no Python frame on the hot path); written through the check
     data = property(operator.attrgetter("_data"), _set_data, _del_data, doc="""The numpy array.
@@ -788,10 +774,7 @@ def set_inference_creation(on):
     """
     Tensor.__init__ = _inference_init if on else _normal_init
 
-_UNDELETABLE = {"requires_grad": "requires_grad must be a bool",
-                "_grad_fn": "Deletion of _grad_fn not allowed. Detach tensor instead!",
-                "_backward_hooks": "Deletion of _backwards_hooks not allowed!"}
-Tensor._backward_hooks = property(backward_hooks, set_backward_hooks)
+Tensor._backward_hooks = property(backward_hooks, set_backward_hooks, refuse_deletion)
 
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
 from . import factory as _factory  # noqa: E402
