@@ -278,8 +278,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
 
     >>> import ckpt
     >>> from ckpt.autograd.ops.nn.norm import instance_norm
-    >>> instance_norm(ckpt.tensor([[[1.0, 3.0], [2.0, 2.0]]]), eps=0.0).tolist()
-    [[[-1.0, 1.0], [0.0, 0.0]]]
+    >>> instance_norm(ckpt.tensor([[[1.0, 3.0], [2.0, 6.0]]]), eps=0.0).tolist()
+    [[[-1.0, 1.0], [-1.0, 1.0]]]
     """
     shape = input.data.shape
     if len(shape) < 3:
