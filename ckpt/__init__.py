@@ -24,11 +24,12 @@ int, short, half = int32, int16, float16  # noqa: A001  (torch's names; no built
 from math import e, inf, nan, pi
 from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, as_strided, bitwise_not, cat, chunk,
                            clamp, clone, cos, div, eq, erf, exp, expand, flatten, ge, gelu,
-                           getitem, gt, isclose, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
-                           median, min, minimum, mm, mul, narrow, ne, neg, permute, pow, prod,
-                           relu, reshape, select, sigmoid, sign, sin, split, sqrt,
+                           getitem, gt, isclose, isin, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
+                           median, min, minimum, mm, nanmedian, mul, narrow, ne, neg, permute, pow, prod,
+                           relu, reshape, select, sigmoid, sign, signbit, sin, split, sqrt,
                            squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
                            unsqueeze, var, var_mean, where)
+from .autograd.ops import as_strided, gather, index_reduce, scatter_add, scatter_reduce
 from .autograd.ops.nn.conv import conv2d
 from .autograd.ops.nn.dropout import dropout
 from .autograd.ops.random_fill import bernoulli
@@ -36,6 +37,8 @@ from .autograd.ops.nn.embedding import embedding
 from .autograd.ops.nn.norm import batch_norm, layer_norm
 from .autograd.ops.nn.pool import avg_pool2d, max_pool2d
 from .autograd.ops.nn.softmax import log_softmax, softmax
+from .autograd.layout import (channels_last, channels_last_3d, contiguous_format, empty_strided,
+                              memory_format, preserve_format)
 from .autograd.anomaly import is_anomaly_check_nan_enabled, is_anomaly_enabled
 from .autograd.random import get_rng_state, manual_seed, set_rng_state
 from . import func, nn, optim

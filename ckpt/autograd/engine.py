@@ -14,6 +14,7 @@ import numpy as np
 
 from . import grad_mode
 from .batch import Batch
+from .layout import laid_out_like
 from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack
 from .tensor import Tensor, _wrap
 
@@ -66,7 +67,8 @@ def _make_batched_root_grads(outputs, grad_outputs, create_graph):
 
 
 def _size(shape):
-    return f"ckpt.Size({list(shape)})"
+    """A shape as ``str(tensor.shape)`` prints it (torch's messages print its ``torch.Size``)."""
+    return str(tuple(shape))
 
 
 def _root_edges(outputs):
@@ -216,10 +218,11 @@ def _accumulate_into(t, g, create_graph, in_place=True):
         # (one rule may give one array to two inputs), as torch clones a gradient in use
         if create_graph and g.requires_grad:
             t.grad = g
-        elif in_place and sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY:
-            t.grad = _wrap(g.data.copy())
         else:
-            t.grad = _wrap(g.data)
+            data = g.data.copy() if in_place and sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY else g.data
+            if in_place and data.strides != t._data.strides:  # in the leaf's layout, as torch
+                data = laid_out_like(data, t._data)
+            t.grad = _wrap(data)
     elif create_graph or not in_place:
         t.grad = grad + g
     else:

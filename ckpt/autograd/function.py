@@ -271,12 +271,16 @@ class Function:
         single = not isinstance(outputs, tuple)
         outs = (outputs,) if single else outputs
         recording = grad_mode._State.enabled
-        _check_dirty(node, outs, recording)
+        _check_dirty(node, args, outs, recording)
         outs = tuple(o.detach() if isinstance(o, Tensor) and any(o is a for a in args)
                      and not (recording and id(o) in node._dirty) else o for o in outs)
         if Extensions.forward_ad:
             _propagate_tangents(cls, node, args, outs)
         if not (recording and any(needs)):
+            for o in outs if recording else ():  # still views torch won't let be written
+                if isinstance(o, Tensor) and any(isinstance(a, Tensor) and np.may_share_memory(
+                        o.data, a.data) for a in args):
+                    mark_view_creation(o, "custom", False)
             return outs[0] if single else outs
         node.next_functions = tuple(
             ((a.grad_fn, a._output_nr) if a.grad_fn is not None else (a._get_accumulator(), 0))
@@ -301,7 +305,7 @@ class Function:
                     o.requires_grad, o.grad_fn, o._output_nr = True, node, nr
                     if any(isinstance(a, Tensor) and np.may_share_memory(o.data, a.data)
                            for a in args):
-                        mark_view_creation(o, "custom", cls.__name__, nr)
+                        mark_view_creation(o, "custom", True)
         node._saved = tuple(SavedTensor(t, any(t is o for o in tensor_outs)) if isinstance(t, Tensor)
                             else t for t in node._to_save)
         node._to_save = ()
@@ -360,8 +364,21 @@ def _gradient_meta(out, materialize):
     return None, None
 
 
-def _check_dirty(ctx, outs, recording):
+_DIRTY_VIEW_WITH_OTHER_OUTPUTS = (
+    "If your Function modifies inplace an input that is a view of another Tensor, your Function "
+    "cannot return more than one Tensor. This is not supported by the current autograd engine. "
+    "You should either make sure the input is not a view (using .clone() for example) or make "
+    "your Function only return one Tensor (potentially splitting it into two Functions: one "
+    "doing the inplace that returns a single Tensor and a second one that does the other "
+    "operations). You can ask on the forum https://discuss.pytorch.org/ if you need help to do "
+    "this change.")
+
+
+def _check_dirty(ctx, args, outs, recording):
     """Torch's checks on the inputs ``forward`` marked dirty; bumps their versions."""
+    if not ctx._dirty <= {id(a) for a in args}:
+        warnings.warn("ctx.mark_dirty() received a tensor that was not an input. Only input "
+                      "Tensors that have been mutated should be passed to ctx.mark_dirty().")
     returned = {id(o) for o in outs if isinstance(o, Tensor)}
     if not ctx._dirty <= returned:
         raise RuntimeError("Some elements marked as dirty during the forward method were not "
@@ -378,6 +395,8 @@ def _check_dirty(ctx, outs, recording):
                 if base is not None and base.requires_grad and base.grad_fn is None:
                     raise RuntimeError("a view of a leaf Variable that requires grad is being "
                                        "used in an in-place operation.")
+                if base is not None and len(returned) > 1:
+                    raise RuntimeError(_DIRTY_VIEW_WITH_OTHER_OUTPUTS)
 
 
 @contextmanager

@@ -764,3 +764,29 @@ def record_multi(cls, outs_data, inputs, saved=(), differentiable=None, **attrs)
         node._out_meta = [(t.data.shape, t.data.dtype) for t in outs]
         node._plain = False
     return tuple(outs)
+
+
+def share_node(outs, cls, inputs, saved=(), **attrs):
+    """Make the Tensors ``outs`` (each made by its own op, which gave it its view and, in
+    forward mode, its tangent) outputs ``0, 1, ...`` of one new ``cls`` node, as torch's
+    multi-output ops are (``unbind``, ``split``, ``var_mean``): a hook on one output then
+    sees None in a backward that reaches only another. ``cls.vjp`` receives one gradient per
+    output, zeros where none came. Returns ``outs``.
+
+    >>> import ckpt
+    >>> a, b = ckpt.ones(2, requires_grad=True).unbind()
+    >>> a.grad_fn is b.grad_fn, b.output_nr
+    (True, 1)
+    """
+    if not _GradState.enabled:
+        return outs
+    node = _attach(cls, _wrap(outs[0].data), inputs, saved, attrs).grad_fn
+    if node is None:
+        return outs
+    node._out_meta = [(t.data.shape, t.data.dtype) for t in outs]
+    node._plain = False
+    for nr, t in enumerate(outs):
+        t.requires_grad, t.grad_fn, t._output_nr = True, node, nr
+    for observer in Extensions.observers:
+        observer.on_op(outs[0], node)
+    return outs

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import grad_mode
 from .storage import TypedStorage
+from .hook_table import backward_hooks, refuse_deletion, set_backward_hooks
 
 _GradState = grad_mode._State
 _DEFAULT_FLOAT = np.dtype(np.float32)
@@ -471,6 +472,13 @@ Please ensure that the gradient and the tensor are the same size
     def repeat(self, *sizes): return _ops.repeat(self, *sizes)
     def prod(self, *args, **kwargs): return _ops.prod(self, *args, **kwargs)
     def median(self, *args, **kwargs): return _ops.median(self, *args, **kwargs)
+    def nanmedian(self, *args, **kwargs): return _ops.nanmedian(self, *args, **kwargs)
+    def isin(self, *args, **kwargs): return _ops.isin(self, *args, **kwargs)
+    def signbit(self): return _ops.signbit(self)
+    def gather(self, dim, index): return _ops.gather(self, dim, index)
+    def scatter_add(self, dim, index, src): return _ops.scatter_add(self, dim, index, src)
+    def scatter_reduce(self, *args, **kwargs): return _ops.scatter_reduce(self, *args, **kwargs)
+    def index_reduce(self, *args, **kwargs): return _ops.index_reduce(self, *args, **kwargs)
     def mm(self, other): return _ops.mm(self, other)
 
     def sum_to_size(self, *shape):
@@ -509,6 +517,14 @@ Please ensure that the gradient and the tensor are the same size
     def sigmoid_(self, *args, **kwargs): return _ops.inplace.sigmoid_(self, *args, **kwargs)
     def neg_(self, *args, **kwargs): return _ops.inplace.neg_(self, *args, **kwargs)
     def transpose_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    def swapdims_(self, dim0, dim1): return _ops.inplace.transpose_(self, dim0, dim1)
+    swapaxes_ = swapdims_
+    def t_(self): return _ops.inplace.t_(self)
+    def squeeze_(self, dim=None): return _ops.inplace.squeeze_(self, dim)
+    def unsqueeze_(self, dim): return _ops.inplace.unsqueeze_(self, dim)
+    def as_strided_(self, *args, **kwargs): return _ops.inplace.as_strided_(self, *args, **kwargs)
+    def swapdims(self, dim0, dim1): return _ops.transpose(self, dim0, dim1)
+    swapaxes = swapdims
     def eq_(self, other): return _ops.inplace.eq_(self, other)
     def ne_(self, other): return _ops.inplace.ne_(self, other)
     def lt_(self, other): return _ops.inplace.lt_(self, other)
@@ -516,6 +532,7 @@ Please ensure that the gradient and the tensor are the same size
     def gt_(self, other): return _ops.inplace.gt_(self, other)
     def ge_(self, other): return _ops.inplace.ge_(self, other)
     def resize_(self, *sizes): return _ops.inplace.resize_(self, *sizes)
+    def set_(self, source=None): return _ops.inplace.set_(self, source)
     def resize_as_(self, other): return _ops.inplace.resize_as_(self, other)
     def sin_(self): return _ops.inplace.sin_(self)
     def cos_(self): return _ops.inplace.cos_(self)
@@ -584,6 +601,8 @@ Please ensure that the gradient and the tensor are the same size
             extra += f", dtype=ckpt.{self.data.dtype}"
         if self.grad_fn is not None:
             extra += f", grad_fn=<{self.grad_fn.name()}>"
+        elif self._creation_meta is not None and _ops.shape.grad_fn_is_invalid(self):
+            extra += ", grad_fn=<Invalid>"  # (torch's grad_fn would raise, its repr says so)
         elif self.requires_grad:
             extra += ", requires_grad=True"
         if self._fw is not None:   # a dual tensor's tangent, as torch prints it
@@ -683,15 +702,21 @@ Please ensure that the gradient and the tensor are the same size
     def clone(self):
         return _ops.clone(self)
 
-    def contiguous(self):
-        """``self`` if its data is C-ordered, else a C-ordered copy (in the graph), as torch.
+    def contiguous(self, memory_format=None):
+        """``self`` if its data is C-ordered (or in ``memory_format``), else a copy that is
+        (in the graph), as torch.
 
         >>> import ckpt
         >>> x = ckpt.ones(2, 3)
         >>> x.contiguous() is x, x.T.contiguous().view(-1).shape
         (True, (6,))
         """
+        if memory_format is not None:
+            return _layout.in_memory_format(self, memory_format)
         return self if self.data.flags.c_contiguous else _ops.clone(self)
+
+    def is_contiguous(self, memory_format=None):
+        return _layout.is_contiguous(self, memory_format or _layout.contiguous_format)
 
     def cpu(self):
         return self
@@ -774,5 +799,8 @@ def set_inference_creation(on):
     """
     Tensor.__init__ = _inference_init if on else _normal_init
 
+Tensor._backward_hooks = property(backward_hooks, set_backward_hooks, refuse_deletion)
+
 from . import ops as _ops  # noqa: E402  (ops import Tensor; methods resolve them at call time)
 from . import factory as _factory  # noqa: E402
+from . import layout as _layout  # noqa: E402

@@ -21,7 +21,8 @@ from .flatten import Flatten
 from .linear import Identity, Linear
 from .loss import CrossEntropyLoss, MSELoss, NLLLoss
 from .module import Module
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm
+from .normalization import (BatchNorm1d, BatchNorm2d, InstanceNorm1d, InstanceNorm2d,
+                            InstanceNorm3d, LayerNorm)
 from .parameter import Parameter
 from .pooling import AvgPool2d, MaxPool2d
 from .residual import ResidualBlock
@@ -29,7 +30,8 @@ from .sparse import Embedding
 from .transformer import TransformerEncoderLayer
 
 __all__ = ["AvgPool2d", "BatchNorm1d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
-           "Embedding", "Flatten", "GELU", "Identity", "LayerNorm", "Linear", "LogSoftmax",
+           "Embedding", "Flatten", "GELU", "Identity", "InstanceNorm1d", "InstanceNorm2d",
+           "InstanceNorm3d", "LayerNorm", "Linear", "LogSoftmax",
            "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "MultiheadSelfAttention",
            "NLLLoss", "Parameter", "ReLU", "ResidualBlock", "Sequential", "Sigmoid", "Softmax", "Tanh",
            "TransformerEncoderLayer",

@@ -19,12 +19,12 @@ from ..autograd.ops.nn.conv import conv2d
 from ..autograd.ops.nn.dropout import dropout
 from ..autograd.ops.nn.embedding import embedding
 from ..autograd.ops.nn.loss import cross_entropy, mse_loss, nll_loss
-from ..autograd.ops.nn.norm import batch_norm, layer_norm
+from ..autograd.ops.nn.norm import batch_norm, instance_norm, layer_norm
 from ..autograd.ops.nn.pool import avg_pool2d, max_pool2d
 from ..autograd.ops.nn.windows import fold, unfold
 
 __all__ = ["avg_pool2d", "batch_norm", "conv2d", "cross_entropy", "dropout", "embedding", "fold",
-           "gelu", "layer_norm", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
+           "gelu", "instance_norm", "layer_norm", "linear", "log_softmax", "max_pool2d", "mse_loss", "nll_loss",
            "relu", "sigmoid", "softmax", "tanh", "unfold"]
 
 

@@ -1,4 +1,6 @@
-"""``LayerNorm``, ``BatchNorm1d``, ``BatchNorm2d``."""
+"""``LayerNorm``, ``BatchNorm1d``, ``BatchNorm2d``, ``InstanceNorm1d/2d/3d``."""
+import warnings
+
 import numpy as np
 
 from ..autograd.events import is_recomputing
@@ -156,3 +158,55 @@ class BatchNorm2d(_BatchNorm):
     """
     _expected_dims = (4,)
     _dims_text = "4D"
+
+
+class _InstanceNorm(_BatchNorm):
+    """Instance normalization: each channel of each sample normalized over its other dims;
+    ``affine`` and ``track_running_stats`` default to False, as in torch."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype)
+
+    def forward(self, input):
+        self._check_input_dim(input)
+        unbatched = input.ndim == self._expected_dims[0]
+        channels = input.shape[0 if unbatched else 1]
+        if channels != self.num_features:
+            if self.affine:
+                raise ValueError(f"expected input's size at dim={0 if unbatched else 1} to match "
+                                 f"num_features ({self.num_features}), but got: {channels}.")
+            warnings.warn(f"input's size at dim={0 if unbatched else 1} does not match num_features. "
+                          "You can silence this warning by not passing in num_features, which is "
+                          "not used because affine=False")
+        out = F.instance_norm(input.unsqueeze(0) if unbatched else input, self.running_mean,
+                              self.running_var, self.weight, self.bias,
+                              self.training or not self.track_running_stats,
+                              0.0 if self.momentum is None else self.momentum, self.eps)
+        return out.squeeze(0) if unbatched else out
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization over ``(N, C, L)`` or ``(C, L)`` inputs (see ``InstanceNorm2d``)."""
+    _expected_dims = (2, 3)
+    _dims_text = "2D or 3D"
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization over ``(N, C, H, W)`` or ``(C, H, W)`` inputs: each channel of
+    each sample normalized over ``H, W`` (biased variance); with ``affine``, a per-channel
+    ``weight`` and ``bias``; with ``track_running_stats``, running statistics used in eval.
+
+    >>> import ckpt
+    >>> norm = ckpt.nn.InstanceNorm2d(2, affine=True)
+    >>> norm(ckpt.randn(4, 2, 3, 3)).shape, norm.weight.shape
+    ((4, 2, 3, 3), (2,))
+    """
+    _expected_dims = (3, 4)
+    _dims_text = "3D or 4D"
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization over ``(N, C, D, H, W)`` or ``(C, D, H, W)`` inputs."""
+    _expected_dims = (4, 5)
+    _dims_text = "4D or 5D"

@@ -636,6 +636,31 @@ def logical_not(x):
     return _wrap(np.logical_not(data_of(x)))
 
 
+def isin(elements, test_elements, *, assume_unique=False, invert=False):
+    """Whether each element is among ``test_elements`` (either may be a number), as a bool
+    tensor (not differentiable); ``invert`` negates it.
+
+    >>> import ckpt
+    >>> ckpt.isin(ckpt.tensor([1, 2, 3]), ckpt.tensor([2, 3])).tolist()
+    [False, True, True]
+    """
+    if not (isinstance(elements, Tensor) or isinstance(test_elements, Tensor)):
+        raise TypeError(f"isin() received an invalid combination of arguments - got "
+                        f"({type(elements).__name__}, {type(test_elements).__name__})")
+    return _wrap(np.isin(data_of(elements), data_of(test_elements), invert=invert))
+
+
+def signbit(x):
+    """Whether each element's sign bit is set (``-0.0`` and negative NaNs included), as a
+    bool tensor (not differentiable).
+
+    >>> import ckpt
+    >>> ckpt.signbit(ckpt.tensor([-0.0, 0.0, -2.0])).tolist()
+    [True, False, True]
+    """
+    return _wrap(np.signbit(data_of(x)))
+
+
 def bitwise_not(x):
     """``~x``: the negation of a bool tensor, the bitwise not of an integer one (not
     differentiable; as in torch, floats have none).

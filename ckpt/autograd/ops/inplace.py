@@ -12,8 +12,9 @@ from .. import grad_mode
 from ..node import Node, record
 from ..tensor import Tensor, _wrap
 from . import elementwise as ew
-from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views,
-                    take_history, take_tangent, transpose, writable, write_into)
+from .shape import (bump_version, check_inplace, check_no_overlap, clone, rebase_views, squeeze,
+                    take_history, take_tangent, transpose, unsqueeze, writable, write_into)
+from .strided import as_strided
 
 _OUT_OF_PLACE = {
     "add_": ew.add, "sub_": ew.sub, "mul_": ew.mul, "div_": ew.div, "pow_": ew.pow,
@@ -66,7 +67,7 @@ def _inplace(name):
     op = _OUT_OF_PLACE[name]
 
     def method(self, *args, **kwargs):
-        check_inplace(self)
+        check_inplace(self, args)
         check_no_overlap(self.data)
         tracking = grad_mode._State.enabled and (
             self.requires_grad or any(isinstance(a, Tensor) and a.requires_grad for a in args))
@@ -85,6 +86,20 @@ abs_, erf_ = _inplace("abs_"), _inplace("erf_")
 zero_, fill_, copy_ = _inplace("zero_"), _inplace("fill_"), _inplace("copy_")
 
 
+def _view_in_place(self, view_op, *args):
+    """Make this tensor the view ``view_op(self, *args)`` of its own memory (torch's in-place
+    view ops: ``transpose_``, ``as_strided_``...)."""
+    check_inplace(self)
+    out = view_op(self, *args)
+    self._data = out.data
+    bump_version(self)
+    if self._base is not None and out._base is self._base:
+        self._view_fn = out._view_fn   # a written view is re-derived from its base this way
+    if out.grad_fn is not None:
+        take_history(self, out.grad_fn)
+    return self
+
+
 def transpose_(self, dim0, dim1):
     """Swap two dimensions of this tensor in place (its metadata only, as torch's).
 
@@ -92,10 +107,62 @@ def transpose_(self, dim0, dim1):
     >>> ckpt.zeros(2, 3).transpose_(0, 1).shape
     (3, 2)
     """
-    check_inplace(self)
-    out = transpose(self, dim0, dim1)
-    self._data = out.data
+    return _view_in_place(self, transpose, dim0, dim1)
+
+
+def t_(self):
+    """``transpose_(0, 1)`` of a matrix (a vector stays as it is)."""
+    if self.data.ndim > 2:
+        raise RuntimeError(f"t_() expects a tensor with <= 2 dimensions, but self is "
+                           f"{self.data.ndim}D")
+    return _view_in_place(self, transpose, 0, 1 if self.data.ndim == 2 else 0)
+
+
+def squeeze_(self, dim=None):
+    """``squeeze`` in place."""
+    return _view_in_place(self, squeeze, dim)
+
+
+def unsqueeze_(self, dim):
+    """``unsqueeze`` in place."""
+    return _view_in_place(self, unsqueeze, dim)
+
+
+def as_strided_(self, size, stride, storage_offset=None):
+    """``as_strided`` in place: this tensor becomes that view of its storage.
+
+    >>> import ckpt
+    >>> ckpt.arange(6.0).as_strided_((2, 2), (1, 2)).tolist()
+    [[0.0, 2.0], [1.0, 3.0]]
+    """
+    return _view_in_place(self, as_strided, size, stride, storage_offset)
+
+
+class NotImplemented_(Node):
+    """The node of a write torch does not differentiate (``set_``): backward through it raises."""
+
+    def name(self):
+        return "NotImplemented"
+
+    def vjp(self, g):
+        raise RuntimeError(f"derivative for {self.op_name} is not implemented")
+
+
+def set_(self, source=None):
+    """Make this tensor share ``source``'s memory, shape and values (empty without
+    ``source``), as torch's ``set_``: its version is bumped and, for a leaf, later graphs use
+    a new gradient accumulator; not differentiable (backward through it raises).
+
+    >>> import ckpt
+    >>> a, b = ckpt.zeros(3), ckpt.ones(2)
+    >>> _ = b.set_(a); a[0] = 5.0; b.tolist()
+    [5.0, 0.0, 0.0]
+    """
+    check_inplace(self, (source,))
+    self._data = np.empty(0, self.data.dtype) if source is None else source.data
     bump_version(self)
+    self._acc = None
+    out = record(NotImplemented_, self.data, (self, source), op_name="set_")
     if out.grad_fn is not None:
         take_history(self, out.grad_fn)
     return self

@@ -90,7 +90,8 @@ class MaxBackward1(Node):
 
     @staticmethod
     def _share(d, out):
-        mask = d == data_of(out)
+        value = data_of(out)
+        mask = np.isnan(d) if np.isnan(value) else d == value  # a NaN result: the NaNs share
         return (mask / mask.sum()).astype(d.dtype)
 
 
@@ -253,13 +254,18 @@ def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
     >>> ckpt.var(ckpt.tensor([1.0, 2.0, 3.0, 4.0])).item()
     1.6666666269302368
     """
-    if correction is None:
-        correction = 1 if unbiased is None or unbiased else 0
-    axes = normalize_dims(dim, x.data.ndim, "var")
-    count = int(np.prod([x.data.shape[a] for a in axes])) if axes else 1
+    axes, count, correction = var_args(x, dim, unbiased, correction)
     out = np.var(x.data, axis=axes, ddof=correction, keepdims=keepdim)
     return record(VarBackward0, np.asarray(out, dtype=x.data.dtype), (x,), (x,),
                   axes=axes, keepdim=keepdim, count=count, correction=correction)
+
+
+def var_args(x, dim, unbiased, correction):
+    """``(axes, count, correction)`` of a variance over ``dim``: torch's defaults applied."""
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    axes = normalize_dims(dim, x.data.ndim, "var")
+    return axes, int(np.prod([x.data.shape[a] for a in axes])) if axes else 1, correction
 
 
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):

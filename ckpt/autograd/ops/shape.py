@@ -8,12 +8,13 @@ base's history is rebased onto the written view (``CopySlices``), and after any 
 base or one of its views the other live views are re-derived from the new base, so every
 alias differentiates through the write.
 """
+import re
 import weakref
 
 import numpy as np
 
 from .. import grad_mode
-from ..node import Extensions, Node, record
+from ..node import Extensions, Node, record, share_node
 from ..tensor import INFERENCE, Tensor, _wrap
 from ._util import Batch, data_of, for_jvp, lead, normalize_dims, saved_tensor, total as _total
 
@@ -23,10 +24,14 @@ _replaying = [False]  # re-deriving views: the intermediate views are not regist
 def _share_version_if_view(out, x, op=None, args=()):
     if np.may_share_memory(out.data, x.data):
         out._vc = x._vc
-        if x._creation_meta is INFERENCE or out._creation_meta is INFERENCE:
+        meta = x._creation_meta
+        if meta is INFERENCE or out._creation_meta is INFERENCE:
             return _inference_view(out, x)  # inference mode's new tensors are inference tensors
-        if x.requires_grad and not grad_mode._State.enabled:
-            out._creation_meta = ("no_grad",)
+        if not grad_mode._State.enabled:
+            out._creation_meta = ("no_grad", x.requires_grad or (
+                meta is not None and meta[0] in _WHY_FORBIDDEN and meta[1]), x._vc[0])
+        elif meta is not None and meta[0] in _WHY_FORBIDDEN:
+            out._creation_meta = meta  # a view of a marked view is marked the same (torch)
         # a graph-less view is remembered only in grad mode, where a write through it can
         # give its base history (a view made under no_grad can't: torch refuses that write),
         # or in forward mode, where it can give the base a tangent
@@ -45,10 +50,8 @@ def _inference_view(out, x):
         out._creation_meta = INFERENCE
         out.requires_grad, out.grad_fn = False, None
     else:
-        out._creation_meta = None
-        if x.requires_grad:
-            out.requires_grad = True
-            out._creation_meta = ("inference_mode",)
+        out._creation_meta = ("inference_mode", x.requires_grad, x._vc[0])
+        out.requires_grad = x.requires_grad
     return out
 
 
@@ -89,6 +92,11 @@ class _ViewCopySlices(Node):
         return "CopySlices"
 
     def vjp(self, g):
+        if not data_of(g).flags.c_contiguous and any(op.__name__ == "as_strided"
+                                                     for op, _ in self.steps):
+            # as_strided reads storage: replay it on a C-ordered gradient (the base's own
+            # layout when the base owns its memory, the usual case)
+            g = g.contiguous() if g.__class__ is Tensor else np.ascontiguousarray(g)
         return g * _region_keep(self.base_shape, g.dtype, self.steps), _replay(g, self.steps)
 
     def jvp(self, tangents, primals, out):
@@ -135,13 +143,18 @@ def take_tangent(t, source):
         _remember(t, new)
 
 
-def take_history(t, grad_fn, output_nr=0):
-    """``t``, written in place, becomes output ``output_nr`` of ``grad_fn``. A retained grad
-    moves with it to the new version (tensor hooks stay with the old one), as in torch."""
+def take_history(t, grad_fn, output_nr=0, written=True):
+    """``t``, written in place (or, not ``written``, re-derived from its written base),
+    becomes output ``output_nr`` of ``grad_fn``. A retained grad moves with it to the new
+    version; tensor hooks stay with the old one, which for a written view never runs: torch's
+    CopySlices sends the gradient past a view's old node to its base."""
     retains = t._retains_grad
     if retains:
         t.grad_fn._retain_hooks.pop(t._output_nr, None)
         t._retains_grad = False
+    old = t.grad_fn
+    if written and t._base is not None and old is not None and old._tensor_hooks:
+        old._tensor_hooks.pop(t._output_nr, None)
     t.grad_fn, t._output_nr, t.requires_grad = grad_fn, output_nr, True
     if retains:
         t.retain_grad()
@@ -168,7 +181,7 @@ def rebase_views(t):
             fresh = _replay(root, v._view_fn)
             take_tangent(v, fresh)
             if fresh.grad_fn is not None:
-                take_history(v, fresh.grad_fn, fresh._output_nr)
+                take_history(v, fresh.grad_fn, fresh._output_nr, written=False)
 
 
 def _zeros_for(tangent, primal):
@@ -663,57 +676,80 @@ class CopySlices(Node):
         return keep
 
 
-_MULTI_OUTPUT_VIEW = ("Output {1} of {0} is a view and is being modified inplace. This view is the "
-                      "output of a function that returns multiple views. Such functions do not "
-                      "allow the output views to be modified inplace. You should replace the "
-                      "inplace operation by an out-of-place one.")
-_CUSTOM_FUNCTION_VIEW = (
-    "Output {1} of {0} is a view and is being modified inplace. This view was created inside a "
-    "custom Function (or because an input was returned as-is) and the autograd logic to handle "
-    "view+inplace would override the custom backward associated with the custom Function, "
-    "leading to incorrect gradients. This behavior is forbidden. You can fix this by cloning "
-    "the output of the custom Function.")
-_INFERENCE_VIEW = (
-    "A view was created in inference mode and is being modified inplace in normal mode. Given "
-    "that this use case is ambiguous and error-prone, it is forbidden. You can clarify your code "
-    "by moving both the view and the inplace either both inside the inference_mode block (if "
-    "you don't want the inplace to be tracked) or both outside (if you want the inplace to be "
-    "tracked).")
+_WHY_FORBIDDEN = {
+    "multi": "This view is the output of a function that returns multiple views. Such functions "
+             "do not allow the output views to be modified inplace. You should replace the "
+             "inplace operation by an out-of-place one.",
+    "custom": "This view was created inside a custom Function (or because an input was returned "
+              "as-is) and the autograd logic to handle view+inplace would override the custom "
+              "backward associated with the custom Function, leading to incorrect gradients. "
+              "This behavior is forbidden. You can fix this by cloning the output of the custom "
+              "Function.",
+    "no_grad": "Given that this use case is ambiguous and error-prone, it is forbidden. You can "
+               "clarify your code by moving both the view and the inplace either both inside the "
+               "no_grad block (if you don't want the inplace to be tracked) or both outside (if you "
+               "want the inplace to be tracked).",
+    "inference_mode": "Given that this use case is ambiguous and error-prone, it is forbidden. You "
+                      "can clarify your code by moving both the view and the inplace either both "
+                      "inside the inference_mode block (if you don't want the inplace to be "
+                      "tracked) or both outside (if you want the inplace to be tracked).",
+}
 _INFERENCE_INPLACE = (
     "Inplace update to inference tensor outside InferenceMode is not allowed.You can make a "
     "clone to get a normal tensor before doing inplace update.See "
     "https://github.com/pytorch/rfcs/pull/17 for more details.")
-_NO_GRAD_VIEW = (
-    "A view was created in no_grad mode and is being modified inplace with grad mode enabled. "
-    "Given that this use case is ambiguous and error-prone, it is forbidden. You can clarify "
-    "your code by moving both the view and the inplace either both inside the no_grad block (if "
-    "you don't want the inplace to be tracked) or both outside (if you want the inplace to be "
-    "tracked).")
 
 
-def mark_view_creation(view, kind, function_name="", output_nr=0):
-    """Mark ``view`` as one whose in-place change torch forbids: ``"multi"`` (an output of
-    ``unbind``/``split``/``chunk``), ``"custom"`` (a custom Function's output that is a view
-    of its input), ``"no_grad"`` (made under no_grad from a tensor that requires grad)."""
-    view._creation_meta = (kind, function_name, output_nr)
+def mark_view_creation(view, kind, base_requires_grad):
+    """Mark ``view`` as one whose recorded in-place change torch forbids: ``"multi"`` (an
+    output of ``unbind``/``split``/``chunk``), ``"custom"`` (a custom Function's output that
+    is a view of its input), ``"no_grad"``/``"inference_mode"`` (made in that mode). Views of
+    ``view`` inherit the mark, as in torch."""
+    view._creation_meta = (kind, base_requires_grad, view._vc[0])
     return view
 
 
-def _check_view_creation(x, meta):
+def grad_fn_is_invalid(t):
+    """Whether torch's ``t.grad_fn`` would raise: ``t`` is a marked view (made under no_grad,
+    say) of a base that requires grad, written in place since without a graph.
+
+    >>> import ckpt
+    >>> a = ckpt.ones(1, requires_grad=True)
+    >>> with ckpt.no_grad():
+    ...     b = a[:]
+    ...     b *= 2
+    >>> b
+    tensor([2.], grad_fn=<Invalid>)
+    """
+    meta = t._creation_meta
+    return (t.grad_fn is None and meta is not None and meta[0] in _WHY_FORBIDDEN and meta[1]
+            and meta[2] != t._vc[0])
+
+
+def _forbidden_write(x, kind):
+    """torch's message for a recorded in-place write into the marked view ``x``."""
+    node = x.grad_fn
+    name = node is not None and f"Output {x._output_nr} of {re.sub('Backward[0-9]*$', '', node.name())}"
+    if kind in ("no_grad", "inference_mode") or not name:
+        head = f"{name} is a view of a view which was created in" if name else "A view was created in"
+        head += (" inference mode and is being modified inplace in normal mode."
+                 if kind == "inference_mode" else
+                 " no_grad mode and is being modified inplace with grad mode enabled.")
+    else:
+        head = f"{name} is a view and is being modified inplace."
+    return RuntimeError(f"{head} {_WHY_FORBIDDEN[kind]}")
+
+
+def _check_view_creation(x, meta, others):
     kind = meta[0]
     if kind == "inference":
         if not grad_mode._State.inference:
             raise RuntimeError(_INFERENCE_INPLACE)
         return
-    if not grad_mode._State.enabled:
-        return
-    if kind == "inference_mode":
-        raise RuntimeError(_INFERENCE_VIEW)
-    if kind == "no_grad":
-        raise RuntimeError(_NO_GRAD_VIEW)
-    if kind in ("multi", "custom") and x.requires_grad:
-        raise RuntimeError((_MULTI_OUTPUT_VIEW if kind == "multi" else _CUSTOM_FUNCTION_VIEW)
-                           .format(*meta[1:]))
+    if grad_mode._State.enabled and kind in _WHY_FORBIDDEN and (
+            x.requires_grad or meta[1] or any(o.__class__ is Tensor and o.requires_grad
+                                              for o in others)):
+        raise _forbidden_write(x, kind)
 
 
 # called with the tensor before each in-place write (allow_mutation_on_saved_tensors clones
@@ -721,12 +757,14 @@ def _check_view_creation(x, meta):
 write_watchers = []
 
 
-def check_inplace(x):
+def check_inplace(x, others=()):
+    """Refuse an in-place write into ``x`` (with the op's other arguments ``others``) where
+    torch refuses it."""
     if write_watchers:
         write_watchers[-1](x)
     meta = x._creation_meta
     if meta is not None:
-        _check_view_creation(x, meta)
+        _check_view_creation(x, meta, others)
     if grad_mode._State.enabled:
         if x.requires_grad and x.grad_fn is None:
             raise RuntimeError(
@@ -771,7 +809,7 @@ def setitem(x, index, value):
 def write_into(x, index, value):
     """``setitem`` without the check for repeated elements (``fill_`` and ``zero_`` of an
     expanded tensor write each memory location once, as in torch)."""
-    check_inplace(x)
+    check_inplace(x, (value,))
     if index.__class__ is list:
         index = _legacy_tuple(index)
     raw, index = index, _index_arg(index)
@@ -892,9 +930,29 @@ def split(x, split_size_or_sections, dim=0):
     out, start = [], 0
     for nr, s in enumerate(sections):
         piece = getitem(x, lead + (slice(start, start + s),))
-        out.append(mark_view_creation(piece, "multi", name, nr) if piece.requires_grad else piece)
+        out.append(mark_view_creation(piece, "multi", x.requires_grad) if grad_mode._State.enabled
+                   else piece)
         start += s
+    if out and out[0].grad_fn is not None:
+        share_node(out, SplitBackward0 if name == "Split" else SplitWithSizesBackward0, (x,),
+                   dim=dim % x.data.ndim)
     return tuple(out)
+
+
+class SplitBackward0(Node):
+    """One node for every piece of ``split``/``chunk``: their gradients side by side."""
+
+    def vjp(self, grads):
+        return cat(grads, self.dim)
+
+
+class SplitWithSizesBackward0(SplitBackward0):
+    pass
+
+
+class UnbindBackward0(Node):
+    def vjp(self, grads):
+        return stack(grads, self.dim)
 
 
 def chunk(x, chunks, dim=0):
@@ -918,9 +976,11 @@ def unbind(x, dim=0):
     (dim,) = normalize_dims(dim, x.data.ndim, "unbind")
     lead = (slice(None),) * dim
     pieces = tuple(getitem(x, lead + (i,)) for i in range(x.data.shape[dim]))
-    if x.requires_grad and grad_mode._State.enabled:
-        for nr, piece in enumerate(pieces):
-            mark_view_creation(piece, "multi", "Unbind", nr)
+    if grad_mode._State.enabled:
+        for piece in pieces:
+            mark_view_creation(piece, "multi", x.requires_grad)
+        if pieces and x.requires_grad:
+            share_node(pieces, UnbindBackward0, (x,), dim=dim)
     return pieces
 
 
@@ -960,6 +1020,10 @@ def to(x, dtype=None, *args, **kwargs):
     >>> ckpt.ones(2).to(ckpt.float64).dtype
     dtype('float64')
     """
+    layout = kwargs.pop("memory_format", None)
+    if layout is not None:
+        from ..layout import in_memory_format
+        return in_memory_format(to(x, dtype, *args, **kwargs), layout, ToCopyBackward0)
     if dtype is None or isinstance(dtype, str) and dtype in ("cpu",):
         dtype = kwargs.get("dtype")
         if dtype is None:

@@ -8,6 +8,9 @@ function of it: they carry no gradient and no tangent.
 import numpy as np
 
 from ..node import record
+from ..storage import TypedStorage
+from ..tensor import Tensor
+from ._util import data_of
 from .shape import _SameOpOnTangent, _share_version_if_view, getitem, index_into_zeros
 
 
@@ -50,19 +53,22 @@ def as_strided(x, size, stride, storage_offset=None):
     if any(s < 0 for s in stride):
         raise RuntimeError(f"as_strided: Negative strides are not supported at the moment, got "
                            f"strides: {list(stride)}")
-    storage = x.storage()
-    start = x.storage_offset() if storage_offset is None else int(storage_offset)
+    d = data_of(x)  # (an array when a write through a view replays this op on its base)
+    storage, item = TypedStorage(d), d.itemsize
+    own_offset = (d.__array_interface__["data"][0] - storage.data_ptr()) // item
+    start = own_offset if storage_offset is None else int(storage_offset)
     needed = 0 if 0 in size else start + sum((n - 1) * s for n, s in zip(size, stride)) + 1
-    item = x.element_size()
     if needed > len(storage):
         raise RuntimeError(f"setStorage: sizes {list(size)}, strides {list(stride)}, storage offset "
                            f"{start}, and itemsize {item} requiring a storage size of "
                            f"{needed * item} are out of bounds for storage of size {storage.nbytes()}")
-    flat = storage.owner.reshape(-1, order="A").view(x.data.dtype)
+    flat = storage.owner.reshape(-1, order="A").view(d.dtype)
     out = np.lib.stride_tricks.as_strided(flat[min(start, flat.size):], size,
                                           [s * item for s in stride])
+    if x.__class__ is not Tensor:
+        return out
     positions = _positions(len(storage), size, stride, start)
-    in_positions = _positions(len(storage), x.data.shape, x.stride(), x.storage_offset())
+    in_positions = _positions(len(storage), d.shape, x.stride(), own_offset)
     t = record(AsStridedBackward0, out, (x,), storage_size=len(storage), out_positions=positions,
                in_positions=in_positions)
     return _share_version_if_view(t, x, as_strided, (size, stride, start))

@@ -268,3 +268,29 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                   (input, weight, _wrap(stats[0]), _wrap(stats[1])), axes=axes, eps=eps,
                   param_shape=param_shape, param_axes=axes, bias_shape=(C,),
                   batch_statistics=training, **for_jvp(stats=node_stats))
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-5):
+    """Normalize each channel of each sample of an ``(N, C, ...)`` input over its other
+    dims: ``batch_norm`` of the input seen as one sample of ``N * C`` channels, as torch
+    computes it; the running statistics (if given) take the mean over the samples.
+
+    >>> import ckpt
+    >>> from ckpt.autograd.ops.nn.norm import instance_norm
+    >>> instance_norm(ckpt.tensor([[[1.0, 3.0], [2.0, 6.0]]]), eps=0.0).tolist()
+    [[[-1.0, 1.0], [-1.0, 1.0]]]
+    """
+    shape = input.data.shape
+    if len(shape) < 3:
+        raise ValueError(f"instance_norm: expected an input of shape (N, C, ...) with at least 3 "
+                         f"dims, got {list(shape)}")
+    n, c = shape[:2]
+    repeated = [None if t is None else t.repeat(n) for t in (running_mean, running_var, weight, bias)]
+    out = batch_norm(input.reshape((1, n * c) + shape[2:]), *repeated, use_input_stats, momentum,
+                     eps)
+    for kept, seen in zip((running_mean, running_var), repeated):
+        if kept is not None and use_input_stats:
+            kept.data[...] = seen.data.reshape(n, c).mean(0)
+            bump_version(kept)
+    return out.reshape(shape)
