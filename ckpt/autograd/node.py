@@ -124,32 +124,42 @@ class Node:
     # reads one (unpacked), ``grad_fn._raw_saved_<name>`` gives its ``register_hooks``
     _saved_names = ()
 
-    def __getattr__(self, name):
-        """``_saved_<name>`` and ``_raw_saved_<name>`` for the names in ``_saved_names``.
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not cls._array_rule:
+            cls._plain = False
+        for key in cls.__dict__.get("_saved_names", ()):
+            cls._saved_value_properties(key)
+
+    @classmethod
+    def _saved_value_properties(cls, key):
+        """``_saved_<key>`` (the saved value, unpacked) and ``_raw_saved_<key>`` (its
+        ``register_hooks``) as properties of ``cls``. (Not ``__getattr__``: a class with
+        one has every attribute read take Python's unspecialized path, +4% of the 300-op
+        chain's instructions.)
 
         >>> import ckpt
         >>> x = ckpt.ones(2, requires_grad=True)
         >>> y = x.exp(); y.grad_fn._saved_result.grad_fn is y.grad_fn, x.sin().grad_fn._saved_self is x
         (True, True)
         """
-        raw = name.startswith("_raw_saved_")
-        if raw or name.startswith("_saved_"):
-            key = name[11 if raw else 7:]
-            names = type(self)._saved_names
-            if key in names:
-                if raw:
-                    return RawSavedTensor.of(self, names.index(key))
-                saved = self._saved
-                if saved is None:
-                    raise RuntimeError(_FREED_MESSAGE)
-                entry = saved[names.index(key)]
-                return entry.unpack(self) if entry.__class__ is SavedTensor else entry
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        def index(node, name):
+            names = type(node)._saved_names
+            if key not in names:
+                raise AttributeError(f"{type(node).__name__!r} object has no attribute {name!r}")
+            return names.index(key)
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if not cls._array_rule:
-            cls._plain = False
+        def value(node):
+            i = index(node, "_saved_" + key)
+            saved = node._saved
+            if saved is None:
+                raise RuntimeError(_FREED_MESSAGE)
+            entry = saved[i]
+            return entry.unpack(node) if entry.__class__ is SavedTensor else entry
+
+        setattr(cls, "_saved_" + key, property(value))
+        setattr(cls, "_raw_saved_" + key,
+                property(lambda node: RawSavedTensor.of(node, index(node, "_raw_saved_" + key))))
 
     def name(self):
         """The node's name, e.g. ``'MulBackward0'``.
