@@ -6,19 +6,22 @@
 input shapes (``record_shapes=True``), and with ``profile_memory=True`` the bytes of new
 buffers each op brought into being and the bytes its graph node keeps for backward.
 
-It costs nothing when off: while a profile is active (and only then) the op functions are
-replaced by timing wrappers wherever ckpt's modules and ``Tensor`` hold them, and each
-node class's ``vjp`` likewise; leaving the block (also by an exception) puts the originals
-back. Memory is observed through autograd's events (``events.observing``: ``op_recorded``),
-also only inside the block.
+Calls are seen through ``op_calls.observing_calls`` (a ``sys.setprofile`` hook set only
+inside the block; no function is replaced), so an op is recorded however it is reached: an
+operator, a method, a reference taken before the block, the out-of-place op an in-place
+method runs. It costs nothing when off; inside the block every Python call pays for the
+hook's table lookup, which the times include (benchmarks/README.md: the profiler's
+overhead). Memory is observed through autograd's events (``events.observing``:
+``op_recorded``), also only inside the block.
 
 Differences from torch: times are wall-clock microseconds on one thread (there is no
-device); ``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or records*
-(views and buffers of its inputs are not new; temporaries an op frees before returning are
-not seen), each buffer attributed to the innermost op that produced it; ``saved_memory`` is
-``Node.saved_bytes()`` of the nodes an op created (a buffer kept by two nodes counts in
-both). Ops reached only through references taken before the block (a function stored in a
-dict, an in-place method's out-of-place op) run unwrapped and are counted in their caller.
+device); ``input_shapes`` lists every argument as the op's parameters received it (keyword
+arguments given by name and defaults of positional parameters included, ``[]`` for a
+non-tensor); ``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or
+records* (views and buffers of its inputs are not new; temporaries an op frees before
+returning are not seen), each buffer attributed to the innermost op that produced it;
+``saved_memory`` is ``Node.saved_bytes()`` of the nodes an op created (a buffer kept by two
+nodes counts in both).
 
 >>> import ckpt
 >>> from ckpt.autograd import profiler
@@ -36,34 +39,23 @@ dict, an in-place method's out-of-place op) run unwrapped and are counted in the
 >>> [h.strip() for h in header.split("  ") if h.strip()][-5:]
 ['Self CPU Mem', 'CPU Mem', 'Self Saved', 'Saved', '# of Calls']
 """
-import functools
+import contextlib
 import json
 import os
-import sys
 import time
-import types
 import weakref
 
 import numpy as np
 
 from ..units import format_size
 from .events import Observer, observing
-from .node import Node, root_buffer
+from .node import root_buffer
+from .op_calls import CallObserver, observing_calls
 from .tensor import Tensor
 
 __all__ = ["profile", "record_function", "FunctionEvent", "FunctionEventAvg", "EventList"]
 
 _ACTIVE = None  # the profile being recorded (one at a time)
-
-# public names in the op modules that are helpers, not ops
-_HELPERS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros"}
-_OP_MODULES = ("ckpt.autograd.ops.elementwise", "ckpt.autograd.ops.linalg",
-               "ckpt.autograd.ops.reduce", "ckpt.autograd.ops.shape", "ckpt.autograd.ops.inplace",
-               "ckpt.autograd.ops.nn.softmax", "ckpt.autograd.ops.nn.loss",
-               "ckpt.autograd.ops.nn.norm", "ckpt.autograd.ops.nn.dropout",
-               "ckpt.autograd.ops.nn.embedding", "ckpt.autograd.ops.nn.windows",
-               "ckpt.autograd.ops.nn.conv", "ckpt.autograd.ops.nn.pool", "ckpt.autograd.factory")
-_NOT_OPS = {"is_tensor"}
 
 
 # ---- events -------------------------------------------------------------------------------
@@ -250,7 +242,7 @@ class EventList(list):
 
 # ---- recording ----------------------------------------------------------------------------
 class _Frame:
-    __slots__ = ("name", "kind", "t0", "child_ns", "self_alloc", "child_alloc", "self_saved",
+    __slots__ = ("call", "name", "kind", "t0", "child_ns", "self_alloc", "child_alloc", "self_saved",
                  "child_saved", "inputs", "seen", "shapes", "id", "parent")
 
 
@@ -274,7 +266,7 @@ def _shape_of(a):
     return []
 
 
-class profile(Observer):
+class profile(Observer, CallObserver):
     """Context manager recording ops and backward rules (see the module doc).
 
     ``enabled=False`` makes it a no-op; ``record_shapes`` keeps each call's input shapes;
@@ -295,8 +287,7 @@ class profile(Observer):
         self.profile_memory = profile_memory
         self._events = []
         self._stack = []
-        self._patches = []
-        self._subscription = None
+        self._watching = None
         self._t_start = None
         self._done = False
 
@@ -308,14 +299,11 @@ class profile(Observer):
         if _ACTIVE is not None:
             raise RuntimeError("a ckpt profiler is already recording; profiles cannot be "
                                "nested (leave the outer `with profile()` block first)")
-        try:
-            self._patches = _install()
+        with contextlib.ExitStack() as watching:
+            watching.enter_context(observing_calls(self))
             if self.profile_memory:
-                self._subscription = observing(self)
-                self._subscription.__enter__()
-        except BaseException:
-            self._uninstall()
-            raise
+                watching.enter_context(observing(self))
+            self._watching = watching.pop_all()
         self._t_start = time.perf_counter_ns()
         _ACTIVE = self
         return self
@@ -329,23 +317,14 @@ class profile(Observer):
             _ACTIVE = None
         while self._stack:  # frames of record_function blocks left open
             self._pop(self._stack[-1], None)
-        self._uninstall()
+        self._watching.close()
         self._done = True
         return False
 
-    def _uninstall(self):
-        for owner, attr, original in reversed(self._patches):
-            setattr(owner, attr, original)
-        self._patches = []
-        _unwrap_stragglers()
-        if self._subscription is not None:
-            self._subscription.__exit__(None, None, None)
-            self._subscription = None
-
     # -- the stack ------------------------------------------------------------------------
-    def _push(self, name, kind, args):
+    def _push(self, name, kind, args, call=None):
         f = _Frame()
-        f.name, f.kind = name, kind
+        f.call, f.name, f.kind = call, name, kind
         f.child_ns = f.self_alloc = f.child_alloc = f.self_saved = f.child_saved = 0
         f.shapes = [_shape_of(a) for a in args] if self.record_shapes else None
         if self.profile_memory:
@@ -357,8 +336,8 @@ class profile(Observer):
         f.t0 = time.perf_counter_ns()
         return f
 
-    def _pop(self, f, result):
-        t1 = time.perf_counter_ns()
+    def _pop(self, f, result, t1=None):
+        t1 = t1 or time.perf_counter_ns()
         stack = self._stack
         while stack and stack[-1] is not f:  # an inner frame was left open: close it first
             self._pop(stack[-1], None)
@@ -400,6 +379,18 @@ class profile(Observer):
         except TypeError:
             return
         f.self_alloc += root.nbytes
+
+    # -- the op calls -----------------------------------------------------------------------
+    def op_entered(self, call):
+        self._push(call.name, "backward" if call.kind == "backward" else "cpu_op", call.args,
+                   call)
+
+    def op_exited(self, call, result):
+        t1 = time.perf_counter_ns()
+        for f in reversed(self._stack):
+            if f.call is call:
+                self._pop(f, result, t1)
+                return
 
     # -- the event observer (profile_memory only) ------------------------------------------
     def op_recorded(self, event):
@@ -474,110 +465,3 @@ class record_function:
             self._prof._pop(self._frame, None)
         self._frame = None
         return False
-
-
-# ---- wrapping the ops while a profile records ---------------------------------------------
-def _timed(fn, name, kind, args, kwargs):
-    """Call ``fn`` as one profiled event (or plainly, if no profile is recording)."""
-    prof = _ACTIVE
-    if prof is None:  # a wrapper kept past its block
-        return fn(*args, **kwargs)
-    frame = prof._push(name, kind, args)
-    out = None
-    try:
-        out = fn(*args, **kwargs)
-        return out
-    finally:
-        if prof is _ACTIVE:
-            prof._pop(frame, out)
-
-
-def _op_wrapper(fn, name):
-    def op(*args, **kwargs):
-        return _timed(fn, name, "cpu_op", args, kwargs)
-    functools.update_wrapper(op, fn)
-    op._profiled = fn
-    return op
-
-
-def _vjp_wrapper(rule):
-    """A node class's ``vjp`` timed: ``rule`` a function, or the staticmethod of a table rule."""
-    bare = rule.__func__ if isinstance(rule, staticmethod) else None
-
-    def vjp(self, *args):
-        return _timed(bare or functools.partial(rule, self), type(self).__name__, "backward",
-                      args, {})
-    functools.update_wrapper(vjp, bare or rule)
-    vjp._profiled = rule
-    return vjp
-
-
-def _op_functions():
-    """``{function: name}`` of every op: the public functions of the op modules and the
-    factories, and Tensor's in-place methods."""
-    ops = {}
-    for modname in _OP_MODULES:
-        mod = sys.modules.get(modname)
-        if mod is None:
-            continue
-        for name, obj in vars(mod).items():
-            if (isinstance(obj, types.FunctionType) and obj.__module__ == modname
-                    and not name.startswith("_") and name not in _HELPERS
-                    and name not in _NOT_OPS):
-                ops[obj] = obj.__name__
-    for name, obj in vars(Tensor).items():
-        if isinstance(obj, types.FunctionType) and obj.__module__ == "ckpt.autograd.ops.inplace":
-            ops[obj] = name
-    return ops
-
-
-def _node_classes(cls=Node):
-    seen, stack = [], [cls]
-    while stack:
-        c = stack.pop()
-        seen.append(c)
-        stack.extend(c.__subclasses__())
-    return seen
-
-
-def _ckpt_modules():
-    return [m for n, m in list(sys.modules.items())
-            if m is not None and (n == "ckpt" or n.startswith("ckpt.")) and n != __name__]
-
-
-def _unwrap_stragglers():
-    """A ckpt module first imported inside the block bound wrappers as its globals; give it
-    the originals back too."""
-    for owner in _ckpt_modules() + [Tensor]:
-        for attr, obj in list(vars(owner).items()):
-            original = getattr(obj, "_profiled", None) if isinstance(
-                obj, types.FunctionType) else None
-            if original is not None:
-                setattr(owner, attr, original)
-
-
-def _install():
-    """Swap in the wrappers; returns ``[(owner, attribute, original)]`` to undo it."""
-    patches = []
-    try:
-        ops = _op_functions()
-        wrappers = {fn: _op_wrapper(fn, name) for fn, name in ops.items()}
-        for mod in _ckpt_modules():
-            for attr, obj in list(vars(mod).items()):
-                if isinstance(obj, types.FunctionType) and obj in wrappers:
-                    setattr(mod, attr, wrappers[obj])
-                    patches.append((mod, attr, obj))
-        for attr, obj in list(vars(Tensor).items()):
-            if isinstance(obj, types.FunctionType) and obj in wrappers:
-                setattr(Tensor, attr, wrappers[obj])
-                patches.append((Tensor, attr, obj))
-        for cls in _node_classes():
-            rule = cls.__dict__.get("vjp")
-            if isinstance(rule, (types.FunctionType, staticmethod)):
-                setattr(cls, "vjp", _vjp_wrapper(rule))
-                patches.append((cls, "vjp", rule))
-    except BaseException:
-        for owner, attr, original in reversed(patches):
-            setattr(owner, attr, original)
-        raise
-    return patches
