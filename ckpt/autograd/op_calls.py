@@ -39,7 +39,7 @@ from typing import NamedTuple
 from . import factory, ops
 from .node import Node
 
-__all__ = ["Call", "CallObserver", "observing_calls", "op_modules", "op_functions"]
+__all__ = ["Call", "CallObserver", "observing_calls", "op_modules"]
 
 # public names of the op modules that are helpers of ops, or return no tensor
 _NOT_OPS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros",
@@ -57,6 +57,9 @@ class Call(NamedTuple):
     function: object
     args: tuple
     kwargs: dict
+
+
+_new = tuple.__new__
 
 
 class CallObserver:
@@ -88,22 +91,11 @@ def op_modules():
     return tuple(sorted(found, key=lambda m: m.__name__)) + (factory,)
 
 
-def op_functions(module):
-    """The op functions of one of ``op_modules()``, by name.
-
-    >>> sorted(op_functions(ops.linalg))
-    ['linear', 'matmul', 'mm']
-    """
-    return {name: obj for name, obj in vars(module).items()
-            if isinstance(obj, types.FunctionType) and obj.__module__ == module.__name__
-            and not name.startswith("_") and name not in _NOT_OPS}
-
-
 class _Entry:
     """What the table knows of one code object: the ``kind``, the ``functions`` that run it
     (ops made by one factory share it; told apart by the free variable ``tell_by``, whose
-    value's id maps to the function in ``by_value``), the parameter layout of ``code`` and,
-    for a rule, ``node_name`` (None for a method: the name of its node's class)."""
+    value's id maps to the function in ``by_value``), the parameter layout of ``code``, and
+    for a rule, whether it is a ``method`` (named by its node's class) or ``node_name``."""
     __slots__ = ("kind", "functions", "tell_by", "by_value", "positional", "star", "keywords",
                  "star_star", "method", "node_name")
 
@@ -132,11 +124,9 @@ class _Entry:
             kwargs.update(local[self.star_star])
         fn = (self.functions[0] if self.tell_by is None
               else self.by_value[id(local[self.tell_by])])
-        if self.kind != "backward":
-            return Call(fn.__name__, self.kind, fn, tuple(args), kwargs)
-        if self.method:
-            return Call(type(args[0]).__name__, "backward", fn, tuple(args[1:]), kwargs)
-        return Call(self.node_name, "backward", fn, tuple(args), kwargs)
+        if self.method:   # a rule's node: named by its class (tuple.__new__: no Python __new__)
+            return _new(Call, (type(args[0]).__name__, "backward", fn, tuple(args[1:]), kwargs))
+        return _new(Call, (self.node_name or fn.__name__, self.kind, fn, tuple(args), kwargs))
 
 
 def _node_classes():
@@ -148,16 +138,24 @@ def _node_classes():
     return found
 
 
-def _table():
-    """``{code: _Entry}`` of every op and rule."""
+@functools.lru_cache(maxsize=None)
+def _op_entries():
+    """``{code: _Entry}`` of every op (made once: the op modules' functions stay)."""
     functions = {}   # code -> (kind, [function, ...])
     for module in op_modules():
         kind = "in_place" if module is ops.inplace else "op"
-        for fn in op_functions(module).values():
-            same = functions.setdefault(fn.__code__, (kind, []))[1]
-            if fn not in same:
-                same.append(fn)
-    table = {code: _Entry(kind, code, fns) for code, (kind, fns) in functions.items()}
+        for name, fn in vars(module).items():
+            if (isinstance(fn, types.FunctionType) and fn.__module__ == module.__name__
+                    and not name.startswith("_") and name not in _NOT_OPS):
+                same = functions.setdefault(fn.__code__, (kind, []))[1]
+                if fn not in same:
+                    same.append(fn)
+    return {code: _Entry(kind, code, fns) for code, (kind, fns) in functions.items()}
+
+
+def _table():
+    """``{code: _Entry}`` of every op and rule (node classes made since are found too)."""
+    table = dict(_op_entries())
     for cls in _node_classes():
         rule = cls.__dict__.get("vjp")
         if isinstance(rule, staticmethod):

@@ -242,8 +242,9 @@ class EventList(list):
 
 # ---- recording ----------------------------------------------------------------------------
 class _Frame:
-    __slots__ = ("call", "name", "kind", "t0", "child_ns", "self_alloc", "child_alloc", "self_saved",
-                 "child_saved", "inputs", "seen", "shapes", "id", "parent")
+    __slots__ = ("call", "name", "kind", "t0", "dur", "depth", "child_ns", "self_alloc",
+                 "child_alloc", "self_saved", "child_saved", "recorded", "inputs", "seen",
+                 "shapes", "id", "parent")
 
 
 def _arrays(obj, depth=0):
@@ -329,7 +330,7 @@ class profile(Observer, CallObserver):
         f.shapes = [_shape_of(a) for a in args] if self.record_shapes else None
         if self.profile_memory:
             f.inputs = {id(root_buffer(a)) for x in args for a in _arrays(x)}
-            f.seen = {}
+            f.seen, f.recorded = {}, []
         f.id = len(self._events) + len(self._stack)
         f.parent = self._stack[-1].id if self._stack else None
         self._stack.append(f)
@@ -343,28 +344,32 @@ class profile(Observer, CallObserver):
             self._pop(stack[-1], None)
         if stack:
             stack.pop()
-        if self.profile_memory and result is not None:
+        if self.profile_memory:
+            for event in f.recorded:
+                self._attribute(f, event.output.data)
+                f.self_saved += event.node.saved_bytes() if event.node is not None else 0
             for a in _arrays(result):
                 self._attribute(f, a)
-        dur = t1 - f.t0
-        alloc = f.self_alloc + f.child_alloc
-        saved = f.self_saved + f.child_saved
+        f.dur, f.depth = t1 - f.t0, len(stack)
         if stack:
             parent = stack[-1]
-            parent.child_ns += dur
-            parent.child_alloc += alloc
-            parent.child_saved += saved
+            parent.child_ns += f.dur
+            parent.child_alloc += f.self_alloc + f.child_alloc
+            parent.child_saved += f.self_saved + f.child_saved
             if self.profile_memory:
                 parent.seen.update(f.seen)
-        start = (f.t0 - self._t_start) / 1e3
+        self._events.append(f)   # made a FunctionEvent when read: recording stays short
+
+    def _event(self, f):
         mem = self.profile_memory
-        self._events.append(FunctionEvent(
-            id=f.id, name=f.name, kind=f.kind, start_us=start, cpu_time_total=dur / 1e3,
-            self_cpu_time_total=(dur - f.child_ns) / 1e3, depth=len(stack),
-            input_shapes=f.shapes, cpu_memory_usage=alloc if mem else None,
+        alloc, saved = f.self_alloc + f.child_alloc, f.self_saved + f.child_saved
+        return FunctionEvent(
+            id=f.id, name=f.name, kind=f.kind, start_us=(f.t0 - self._t_start) / 1e3,
+            cpu_time_total=f.dur / 1e3, self_cpu_time_total=(f.dur - f.child_ns) / 1e3,
+            depth=f.depth, input_shapes=f.shapes, cpu_memory_usage=alloc if mem else None,
             self_cpu_memory_usage=f.self_alloc if mem else None,
             saved_memory=saved if mem else None, self_saved_memory=f.self_saved if mem else None,
-            parent=f.parent))
+            parent=f.parent)
 
     def _attribute(self, f, array):
         root = root_buffer(array)
@@ -400,10 +405,7 @@ class profile(Observer, CallObserver):
             f.self_saved = node.saved_bytes() if node is not None else 0
             self._pop(f, out)
             return
-        f = self._stack[-1]
-        self._attribute(f, out.data)
-        if node is not None:
-            f.self_saved += node.saved_bytes()
+        self._stack[-1].recorded.append(event)   # counted when the op ends: not traced then
 
     # -- results --------------------------------------------------------------------------
     def _check_done(self):
@@ -413,7 +415,8 @@ class profile(Observer, CallObserver):
     def events(self):
         """Every call, by start time (a caller before the calls it makes)."""
         self._check_done()
-        return EventList(sorted(self._events, key=lambda e: (e.start_us, e.depth)),
+        return EventList(sorted(map(self._event, self._events),
+                                key=lambda e: (e.start_us, e.depth)),
                          self.profile_memory, self.record_shapes)
 
     def key_averages(self, group_by_input_shape=False):
