@@ -168,14 +168,14 @@ def _table():
 
 
 class _State:
-    observers = []    # outermost first
+    observers = ()    # outermost first (a new tuple at each change)
     open_calls = []   # [(frame, call, observers told)], innermost last
     previous = None   # the profile function in effect before the first observer
 
 
-def _hook(table, observers, open_calls, previous):
+def _hook(table, previous):
     """The profile function: ``previous`` first, then the observers of op calls."""
-    lookup = table.get
+    lookup, open_calls = table.get, _State.open_calls
 
     def profile(frame, event, arg):
         if previous is not None:
@@ -184,14 +184,15 @@ def _hook(table, observers, open_calls, previous):
             entry = lookup(frame.f_code)
             if entry is not None:
                 call = entry.call(frame.f_locals)
-                told = tuple(observers)
+                told = _State.observers
                 open_calls.append((frame, call, told))
                 for observer in told:
                     observer.op_entered(call)
         elif event == "return" and open_calls and open_calls[-1][0] is frame:
             _, call, told = open_calls.pop()
+            now = _State.observers
             for observer in told:
-                if any(o is observer for o in observers):
+                if now is told or any(o is observer for o in now):
                     observer.op_exited(call, arg)
     return profile
 
@@ -227,8 +228,8 @@ class observing_calls:
             previous = sys.getprofile()
             _State.previous = previous
             chained = previous if callable(previous) else None
-            sys.setprofile(_hook(_table(), _State.observers, _State.open_calls, chained))
-        _State.observers.append(self.observer)
+            sys.setprofile(_hook(_table(), chained))
+        _State.observers += (self.observer,)
         self._entered = True
         return self.observer
 
@@ -236,7 +237,7 @@ class observing_calls:
         observers = _State.observers
         for i in range(len(observers) - 1, -1, -1):
             if observers[i] is self.observer:
-                del observers[i]
+                _State.observers = observers = observers[:i] + observers[i + 1:]
                 break
         self._entered = False
         if not observers:

@@ -9,15 +9,15 @@ buffers each op brought into being and the bytes its graph node keeps for backwa
 Calls are seen through ``op_calls.observing_calls`` (a ``sys.setprofile`` hook set only
 inside the block; no function is replaced), so an op is recorded however it is reached: an
 operator, a method, a reference taken before the block, the out-of-place op an in-place
-method runs. It costs nothing when off; inside the block every Python call pays for the
-hook's table lookup, which the times include (benchmarks/README.md: the profiler's
-overhead). Memory is observed through autograd's events (``events.observing``:
-``op_recorded``), also only inside the block.
+method runs. It costs nothing when off; inside the block every Python call and C call pays
+for the hook, and the times include that (benchmarks/README.md, "The profiler's cost").
+Memory is observed through autograd's events (``events.observing``: ``op_recorded``), also
+only inside the block.
 
 Differences from torch: times are wall-clock microseconds on one thread (there is no
-device); ``input_shapes`` lists every argument as the op's parameters received it (keyword
-arguments given by name and defaults of positional parameters included, ``[]`` for a
-non-tensor); ``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or
+device); ``input_shapes`` has one entry per positional parameter of the op as it received
+it (defaults included, ``[]`` for a non-tensor; keyword-only ones left out);
+``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or
 records* (views and buffers of its inputs are not new; temporaries an op frees before
 returning are not seen), each buffer attributed to the innermost op that produced it;
 ``saved_memory`` is ``Node.saved_bytes()`` of the nodes an op created (a buffer kept by two
