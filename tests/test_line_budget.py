@@ -41,8 +41,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # helpers); plus 10 for issue 11's FSDP2 support (refuse_sharded: profile and execute refuse
 # DTensors, PlannedModule accepts them); plus 60 for issue 14's port (the non-leaf .grad
 # warning, Function() warning and vmap defaults, strict jvp's messages, gradcheck without
-# differentiable outputs or with value-dependent shapes)
-BUDGET = 25370
+# differentiable outputs or with value-dependent shapes); plus 40 for issue 13's
+# ckpt/autograd/op_calls.py (one way to observe op calls, without replacing functions, for
+# the profiler and op_trace; both lost their own code for it)
+BUDGET = 25410
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 

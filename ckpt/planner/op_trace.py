@@ -1,15 +1,15 @@
-"""The graph edge's one window into autograd: which functions are ckpt's ops, a trace of
-the ops a program calls (each call replayable), and where a tensor's memory lives.
+"""The graph edge's one window into autograd: a trace of the ops a program calls (each call
+replayable), and where a tensor's memory lives.
 
 ``trace(program)`` runs ``program()`` once and records every *top-level* op call — a call
 of one of ckpt's op functions (``ckpt.autograd.ops``, the factories) that is not made from
 inside another op — with its arguments, the grad mode and, when the op draws random numbers,
 ckpt's RNG state before it. Calls are seen through ``ckpt.autograd.op_calls`` (a
 ``sys.setprofile`` hook, set only while tracing), so no op is wrapped or patched. Arguments
-that are outputs of earlier
-recorded ops become ``ValueRef``s; every other tensor (the sample, parameters, captured
-constants) stays in the recorded call as itself. ``OpCall.replay(resolve)`` calls the op
-again with each ``ValueRef`` replaced by ``resolve(ref)``.
+that are outputs of earlier recorded ops become ``ValueRef``s; every other tensor (the
+sample, parameters, captured constants) stays in the recorded call as itself.
+``OpCall.replay(resolve)`` calls the op again with each ``ValueRef`` replaced by
+``resolve(ref)``.
 
 An in-place op such as ``x.relu_()`` or ``x.add_(y)`` runs its out-of-place op inside
 (``relu``, ``add``) and copies the result into ``x``: the trace records that op and from
