@@ -140,30 +140,31 @@ def _node_classes():
 
 @functools.lru_cache(maxsize=None)
 def _op_entries():
-    """``{code: _Entry}`` of every op (made once: the op modules' functions stay)."""
-    functions = {}   # code -> (kind, [function, ...])
+    """``{id(code): _Entry}`` of every op (made once: the op modules' functions stay). Keyed
+    by id: a code object's hash is not cached, and hashes its constants at every lookup."""
+    functions = {}   # id(code) -> (kind, [function, ...]); the functions keep the code alive
     for module in op_modules():
         kind = "in_place" if module is ops.inplace else "op"
         for name, fn in vars(module).items():
             if (isinstance(fn, types.FunctionType) and fn.__module__ == module.__name__
                     and not name.startswith("_") and name not in _NOT_OPS):
-                same = functions.setdefault(fn.__code__, (kind, []))[1]
+                same = functions.setdefault(id(fn.__code__), (kind, []))[1]
                 if fn not in same:
                     same.append(fn)
-    return {code: _Entry(kind, code, fns) for code, (kind, fns) in functions.items()}
+    return {key: _Entry(kind, fns[0].__code__, fns) for key, (kind, fns) in functions.items()}
 
 
 def _table():
-    """``{code: _Entry}`` of every op and rule (node classes made since are found too)."""
+    """``{id(code): _Entry}`` of every op and rule (node classes made since found too)."""
     table = dict(_op_entries())
     for cls in _node_classes():
         rule = cls.__dict__.get("vjp")
         if isinstance(rule, staticmethod):
             code = rule.__func__.__code__
-            table.setdefault(code, _Entry("backward", code, [rule.__func__],
-                                          node_name=cls.__name__))
+            table.setdefault(id(code), _Entry("backward", code, [rule.__func__],
+                                              node_name=cls.__name__))
         elif isinstance(rule, types.FunctionType):
-            table[rule.__code__] = _Entry("backward", rule.__code__, [rule], method=True)
+            table[id(rule.__code__)] = _Entry("backward", rule.__code__, [rule], method=True)
     return table
 
 
@@ -181,7 +182,7 @@ def _hook(table, previous):
         if previous is not None:
             previous(frame, event, arg)
         if event == "call":
-            entry = lookup(frame.f_code)
+            entry = lookup(id(frame.f_code))
             if entry is not None:
                 call = entry.call(frame.f_locals)
                 told = _State.observers
