@@ -175,7 +175,9 @@ class _State:
 
 
 def _hook(table, previous):
-    """The profile function: ``previous`` first, then the observers of op calls."""
+    """The profile function: ``previous`` first, then the observers of op calls. It runs
+    at every call and return, C functions' too: kept to a few tests, and without a closure
+    inside (a captured variable would cost a new cell at every event)."""
     lookup, open_calls = table.get, _State.open_calls
 
     def profile(frame, event, arg):
@@ -184,18 +186,25 @@ def _hook(table, previous):
         if event == "call":
             entry = lookup(id(frame.f_code))
             if entry is not None:
-                call = entry.call(frame.f_locals)
-                told = _State.observers
-                open_calls.append((frame, call, told))
-                for observer in told:
-                    observer.op_entered(call)
+                _entered(frame, entry.call(frame.f_locals))
         elif event == "return" and open_calls and open_calls[-1][0] is frame:
-            _, call, told = open_calls.pop()
-            now = _State.observers
-            for observer in told:
-                if now is told or any(o is observer for o in now):
-                    observer.op_exited(call, arg)
+            _exited(arg)
     return profile
+
+
+def _entered(frame, call):
+    told = _State.observers
+    _State.open_calls.append((frame, call, told))
+    for observer in told:
+        observer.op_entered(call)
+
+
+def _exited(result):
+    _, call, told = _State.open_calls.pop()
+    now = _State.observers
+    for observer in told:
+        if now is told or any(o is observer for o in now):
+            observer.op_exited(call, result)
 
 
 class observing_calls:
