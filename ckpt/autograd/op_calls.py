@@ -115,18 +115,19 @@ class _Entry:
                 break
 
     def call(self, local):
-        """The ``Call`` of a frame with these locals (just entered)."""
-        args = [local[name] for name in self.positional]
+        """The ``Call`` of a frame with these locals (just entered). (map, not comprehensions:
+        each of those is a function call, and this runs at every op.)"""
+        args = tuple(map(local.__getitem__, self.positional))
         if self.star is not None:
-            args.extend(local[self.star])
-        kwargs = {name: local[name] for name in self.keywords}
+            args += tuple(local[self.star])
+        kwargs = dict(zip(self.keywords, map(local.__getitem__, self.keywords)))
         if self.star_star is not None:
             kwargs.update(local[self.star_star])
         fn = (self.functions[0] if self.tell_by is None
               else self.by_value[id(local[self.tell_by])])
         if self.method:   # a rule's node: named by its class (tuple.__new__: no Python __new__)
-            return _new(Call, (type(args[0]).__name__, "backward", fn, tuple(args[1:]), kwargs))
-        return _new(Call, (self.node_name or fn.__name__, self.kind, fn, tuple(args), kwargs))
+            return _new(Call, (type(args[0]).__name__, "backward", fn, args[1:], kwargs))
+        return _new(Call, (self.node_name or fn.__name__, self.kind, fn, args, kwargs))
 
 
 def _node_classes():
