@@ -71,7 +71,7 @@ def main():
     print(f"300-op chain, forward + backward; {args.calls} calls each, interleaved; "
           f"load average {os.getloadavg()[0]:.2f}")
     for name, seconds in medians.items():
-        print(f"{name:34s} {seconds * 1e3:8.3f} ms  {seconds / base:6.2f}x")
+        print(f"{name:38s} {seconds * 1e3:8.3f} ms  {seconds / base:6.2f}x")
 
 
 if __name__ == "__main__":
