@@ -115,8 +115,7 @@ class _Entry:
                 break
 
     def call(self, local):
-        """The ``Call`` of a frame with these locals (just entered). (map, not comprehensions:
-        each of those is a function call, and this runs at every op.)"""
+        """The ``Call`` of a frame with these locals (just entered); map: no comprehension frame."""
         args = tuple(map(local.__getitem__, self.positional))
         if self.star is not None:
             args += tuple(local[self.star])
@@ -176,9 +175,8 @@ class _State:
 
 
 def _hook(table, previous):
-    """The profile function: ``previous`` first, then the observers of op calls. It runs
-    at every call and return, C functions' too: kept to a few tests, and without a closure
-    inside (a captured variable would cost a new cell at every event)."""
+    """The profile function: ``previous`` first, then the observers of op calls. It runs at
+    every call and return: a few tests, no closure inside (a new cell at every event)."""
     lookup, open_calls = table.get, _State.open_calls
 
     def profile(frame, event, arg):
