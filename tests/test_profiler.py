@@ -1,7 +1,13 @@
 """ckpt.autograd.profiler: op counts, self/total time, bytes allocated and saved, the table,
-the Chrome trace; and that it leaves nothing behind (originals restored, also after an
-exception; no observer; nothing recorded outside the block)."""
+the Chrome trace; ops seen however they are reached; and that it replaces nothing and leaves
+nothing behind (the interpreter's profile function given back, also after an exception; no
+observer; nothing recorded outside the block). And ckpt.autograd.op_calls, which it observes
+through."""
+import cProfile
+import functools
 import json
+import pstats
+import sys
 
 import numpy as np
 import pytest
@@ -10,18 +16,27 @@ import ckpt
 from ckpt import nn
 from ckpt.autograd import profiler
 from ckpt.autograd.node import Extensions, Node
-from ckpt.autograd import ops
+from ckpt.autograd import op_calls, ops
 from ckpt.autograd.ops import elementwise, linalg
 from ckpt.autograd.profiler import profile, record_function
+from ckpt.planner import op_trace
 from conftest import Double
 
 F32 = 4
 
 
+def node_classes():
+    found, stack = [], [Node]
+    while stack:
+        found.append(stack.pop())
+        stack.extend(found[-1].__subclasses__())
+    return found
+
+
 def snapshot():
-    """What the profiler patches: op module globals (Tensor's methods call them through
-    ``ckpt.autograd.ops``), node vjps; and Tensor's methods stay as they are."""
-    nodes = {cls: cls.__dict__.get("vjp") for cls in profiler._node_classes()}
+    """Where an op or a rule could be replaced: op module globals (Tensor's methods call them
+    through ``ckpt.autograd.ops``), Tensor's methods, node vjps; and the observers."""
+    nodes = {cls: cls.__dict__.get("vjp") for cls in node_classes()}
     return (dict(vars(ckpt.Tensor)), dict(vars(elementwise)), dict(vars(linalg)),
             dict(vars(ckpt)), nodes, list(Extensions.observers), Extensions.active,
             dict(vars(ops)))
@@ -166,21 +181,20 @@ def test_chrome_trace_is_valid_and_nested(tmp_path):
         prof.key_averages().export_chrome_trace(tmp_path / "x.json")
 
 
-def test_originals_restored_also_after_an_exception():
+def test_nothing_is_replaced_and_the_hook_goes_also_after_an_exception():
     before = snapshot()
-    with profile(profile_memory=True):
-        mul, rule = before[1]["mul"], before[4][elementwise.TanhBackward0]
-        assert ops.mul is not mul and ops.mul._profiled is mul   # what Tensor.__mul__ calls
-        assert elementwise.mul is ops.mul                        # one wrapper per op
-        assert elementwise.TanhBackward0.vjp._profiled is rule
-        assert Extensions.active
-    assert snapshot() == before
+    assert sys.getprofile() is None
+    with profile():
+        ckpt.ones(2).exp()
+        assert snapshot() == before                   # not even inside the block
+        assert sys.getprofile() is not None
+    assert snapshot() == before and sys.getprofile() is None
     with pytest.raises(ZeroDivisionError):
         with profile(profile_memory=True):
             ckpt.ones(2).exp()
+            assert Extensions.active
             1 / 0
-    assert snapshot() == before
-    assert ops.mul is elementwise.mul is before[1]["mul"] and ckpt.exp is elementwise.exp
+    assert snapshot() == before and sys.getprofile() is None
     assert profiler._ACTIVE is None
 
 
@@ -203,7 +217,7 @@ def test_nothing_recorded_outside_the_block_and_no_nesting():
     ckpt.ones(2).exp()
     assert len(prof.events()) == n == 2
     with profile(enabled=False) as off:
-        assert ops.exp is elementwise.exp     # nothing patched (Tensor.exp calls ops.exp)
+        assert sys.getprofile() is None       # no hook
         ckpt.ones(2).exp()
     assert off.events() == []
     with pytest.raises(RuntimeError, match="still recording"):
@@ -230,22 +244,119 @@ def test_subclass_nodes_report_their_own_name():
     with profile() as prof:
         y.backward()
     assert "DoubleBackward" in {e.key for e in prof.key_averages()}
-    assert all(isinstance(cls, type) and issubclass(cls, Node)
-               for cls in profiler._node_classes())
 
 
-def test_a_module_imported_inside_the_block_gets_the_originals_back():
-    import sys
-    import types
-    mod = types.ModuleType("ckpt._profiler_test_module")
-    sys.modules[mod.__name__] = mod
+def test_ops_reached_through_references_taken_before_the_block_are_recorded():
+    exp, table, times_two = ckpt.exp, {"act": ckpt.tanh}, functools.partial(ckpt.mul, 2.0)
+    x = ckpt.ones(4, requires_grad=True)
+    rule = elementwise.TanhBackward0.vjp               # a rule, called by hand
+    with profile(record_shapes=True) as prof:
+        y = table["act"](times_two(exp(x)))
+        rule(ckpt.ones(4), y)
+    events = prof.events()
+    assert [(e.name, e.kind, e.depth) for e in events] == [
+        ("exp", "cpu_op", 0), ("mul", "cpu_op", 0), ("tanh", "cpu_op", 0),
+        ("ones", "cpu_op", 0), ("TanhBackward0", "backward", 0), ("mul", "cpu_op", 1),
+        ("sub", "cpu_op", 1), ("mul", "cpu_op", 1)]
+    assert events[1].input_shapes == [[], [4]]         # mul(2.0, exp(x)), as called
+    assert events[4].input_shapes == [[4], [4]]
+
+
+def test_an_in_place_method_shows_the_op_it_runs():
+    x = ckpt.randn(5)
+    with profile() as prof:
+        x.relu_()
+        x += 1
+    events = prof.events()
+    assert [(e.name, e.depth) for e in events] == [("relu_", 0), ("relu", 1), ("add_", 0),
+                                                    ("add", 1)]
+    assert events[1].parent == events[0].id and events[3].parent == events[2].id
+
+
+def _marker():
+    return 1
+
+
+def test_a_profile_function_set_before_is_chained_and_given_back():
+    seen = []
+
+    def python_profiler(frame, event, arg):
+        if event == "call":
+            seen.append(frame.f_code.co_name)
+    sys.setprofile(python_profiler)
+    try:
+        with profile() as prof:
+            ckpt.ones(2).exp()
+            _marker()
+        assert sys.getprofile() is python_profiler
+    finally:
+        sys.setprofile(None)
+    assert {"_marker", "exp", "ones"} <= set(seen)    # told during the block too
+    assert [e.name for e in prof.events()] == ["ones", "exp"]
+    c_profiler = cProfile.Profile()
+    c_profiler.enable()
     try:
         with profile():
-            mod.exp = ckpt.exp              # what `from ckpt import exp` binds while active
-            assert hasattr(mod.exp, "_profiled")
-        assert mod.exp is elementwise.exp and not hasattr(mod.exp, "_profiled")
+            ckpt.ones(2)
+        _marker()                       # seen only if cProfile was switched on again
     finally:
-        del sys.modules[mod.__name__]
+        c_profiler.disable()
+    assert "_marker" in {key[2] for key in pstats.Stats(c_profiler).stats}
+
+
+def test_a_trace_inside_a_profile_both_see_the_ops():
+    w = ckpt.randn(3, 3, requires_grad=True)
+    with profile() as prof:
+        traced = op_trace.trace(lambda: (ckpt.ones(2, 3) @ w).relu_().sum())
+    assert [c.name for c in traced.calls] == ["ones", "matmul", "relu", "sum"]
+    assert [(e.name, e.depth) for e in prof.events()] == [
+        ("ones", 0), ("matmul", 0), ("relu_", 0), ("relu", 1), ("sum", 0)]
+    assert sys.getprofile() is None
+
+
+class Log(op_calls.CallObserver):
+    def __init__(self):
+        self.seen = []
+
+    def op_entered(self, call):
+        self.seen.append(("enter", call.name))
+
+    def op_exited(self, call, result):
+        self.seen.append(("exit", call.name, None if result is None else result.shape))
+
+
+def test_observers_nest_and_each_is_told_of_the_calls_it_saw_begin():
+    outer, inner = Log(), Log()
+    with op_calls.observing_calls(outer):
+        a = ckpt.ones(2)
+        with op_calls.observing_calls(inner):
+            b = a.exp()
+        c = b.neg()
+    assert outer.seen == [("enter", "ones"), ("exit", "ones", (2,)), ("enter", "exp"),
+                          ("exit", "exp", (2,)), ("enter", "neg"), ("exit", "neg", (2,))]
+    assert inner.seen == [("enter", "exp"), ("exit", "exp", (2,))]
+    assert sys.getprofile() is None
+
+
+def test_a_call_that_raises_exits_with_no_result_and_calls_carry_their_arguments():
+    log, calls = Log(), []
+
+    class Keep(op_calls.CallObserver):
+        def op_entered(self, call):
+            calls.append(call)
+    with op_calls.observing_calls(log), op_calls.observing_calls(Keep()):
+        with pytest.raises(RuntimeError):
+            ckpt.ones(2, 3) @ ckpt.ones(2, 3)
+        ckpt.sum(ckpt.ones(2, 3), dim=1, keepdim=True)
+        ckpt.zeros(2).add_(1.0, alpha=2)
+    assert log.seen[4:6] == [("enter", "matmul"), ("exit", "matmul", None)]
+    total = next(c for c in calls if c.name == "sum")
+    assert total.function is ckpt.sum and total.kind == "op"
+    assert total.args[1:] == (1, True)
+    add_ = next(c for c in calls if c.name == "add_")
+    assert add_.kind == "in_place" and add_.args[1:] == (1.0,) and add_.kwargs == {"alpha": 2}
+    with pytest.raises(TypeError, match="subclass ckpt.autograd.op_calls.CallObserver"):
+        op_calls.observing_calls(object())
 
 
 def test_in_place_methods_and_operators_are_recorded_as_their_ops():

@@ -6,19 +6,22 @@
 input shapes (``record_shapes=True``), and with ``profile_memory=True`` the bytes of new
 buffers each op brought into being and the bytes its graph node keeps for backward.
 
-It costs nothing when off: while a profile is active (and only then) the op functions are
-replaced by timing wrappers wherever ckpt's modules and ``Tensor`` hold them, and each
-node class's ``vjp`` likewise; leaving the block (also by an exception) puts the originals
-back. Memory is observed through autograd's events (``events.observing``: ``op_recorded``),
-also only inside the block.
+Calls are seen through ``op_calls.observing_calls`` (a ``sys.setprofile`` hook set only
+inside the block; no function is replaced), so an op is recorded however it is reached: an
+operator, a method, a reference taken before the block, the out-of-place op an in-place
+method runs. It costs nothing when off; inside the block every Python call and C call pays
+for the hook, and the times include that (benchmarks/README.md, "The profiler's cost").
+Memory is observed through autograd's events (``events.observing``: ``op_recorded``), also
+only inside the block.
 
 Differences from torch: times are wall-clock microseconds on one thread (there is no
-device); ``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or records*
-(views and buffers of its inputs are not new; temporaries an op frees before returning are
-not seen), each buffer attributed to the innermost op that produced it; ``saved_memory`` is
-``Node.saved_bytes()`` of the nodes an op created (a buffer kept by two nodes counts in
-both). Ops reached only through references taken before the block (a function stored in a
-dict, an in-place method's out-of-place op) run unwrapped and are counted in their caller.
+device); ``input_shapes`` has one entry per positional parameter of the op as it received
+it (defaults included, ``[]`` for a non-tensor; keyword-only ones left out);
+``cpu_memory_usage`` counts the bytes of the *new buffers an op returns or
+records* (views and buffers of its inputs are not new; temporaries an op frees before
+returning are not seen), each buffer attributed to the innermost op that produced it;
+``saved_memory`` is ``Node.saved_bytes()`` of the nodes an op created (a buffer kept by two
+nodes counts in both).
 
 >>> import ckpt
 >>> from ckpt.autograd import profiler
@@ -36,34 +39,23 @@ dict, an in-place method's out-of-place op) run unwrapped and are counted in the
 >>> [h.strip() for h in header.split("  ") if h.strip()][-5:]
 ['Self CPU Mem', 'CPU Mem', 'Self Saved', 'Saved', '# of Calls']
 """
-import functools
+import contextlib
 import json
 import os
-import sys
 import time
-import types
 import weakref
 
 import numpy as np
 
 from ..units import format_size
 from .events import Observer, observing
-from .node import Node, root_buffer
+from .node import root_buffer
+from .op_calls import CallObserver, observing_calls
 from .tensor import Tensor
 
 __all__ = ["profile", "record_function", "FunctionEvent", "FunctionEventAvg", "EventList"]
 
 _ACTIVE = None  # the profile being recorded (one at a time)
-
-# public names in the op modules that are helpers, not ops
-_HELPERS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros"}
-_OP_MODULES = ("ckpt.autograd.ops.elementwise", "ckpt.autograd.ops.linalg",
-               "ckpt.autograd.ops.reduce", "ckpt.autograd.ops.shape", "ckpt.autograd.ops.inplace",
-               "ckpt.autograd.ops.nn.softmax", "ckpt.autograd.ops.nn.loss",
-               "ckpt.autograd.ops.nn.norm", "ckpt.autograd.ops.nn.dropout",
-               "ckpt.autograd.ops.nn.embedding", "ckpt.autograd.ops.nn.windows",
-               "ckpt.autograd.ops.nn.conv", "ckpt.autograd.ops.nn.pool", "ckpt.autograd.factory")
-_NOT_OPS = {"is_tensor"}
 
 
 # ---- events -------------------------------------------------------------------------------
@@ -250,8 +242,9 @@ class EventList(list):
 
 # ---- recording ----------------------------------------------------------------------------
 class _Frame:
-    __slots__ = ("name", "kind", "t0", "child_ns", "self_alloc", "child_alloc", "self_saved",
-                 "child_saved", "inputs", "seen", "shapes", "id", "parent")
+    __slots__ = ("call", "name", "kind", "t0", "dur", "depth", "child_ns", "self_alloc",
+                 "child_alloc", "self_saved", "child_saved", "recorded", "inputs", "seen",
+                 "shapes", "id", "parent")
 
 
 def _arrays(obj, depth=0):
@@ -274,7 +267,7 @@ def _shape_of(a):
     return []
 
 
-class profile(Observer):
+class profile(Observer, CallObserver):
     """Context manager recording ops and backward rules (see the module doc).
 
     ``enabled=False`` makes it a no-op; ``record_shapes`` keeps each call's input shapes;
@@ -295,8 +288,7 @@ class profile(Observer):
         self.profile_memory = profile_memory
         self._events = []
         self._stack = []
-        self._patches = []
-        self._subscription = None
+        self._watching = None
         self._t_start = None
         self._done = False
 
@@ -308,14 +300,11 @@ class profile(Observer):
         if _ACTIVE is not None:
             raise RuntimeError("a ckpt profiler is already recording; profiles cannot be "
                                "nested (leave the outer `with profile()` block first)")
-        try:
-            self._patches = _install()
+        with contextlib.ExitStack() as watching:
+            watching.enter_context(observing_calls(self))
             if self.profile_memory:
-                self._subscription = observing(self)
-                self._subscription.__enter__()
-        except BaseException:
-            self._uninstall()
-            raise
+                watching.enter_context(observing(self))
+            self._watching = watching.pop_all()
         self._t_start = time.perf_counter_ns()
         _ACTIVE = self
         return self
@@ -329,63 +318,58 @@ class profile(Observer):
             _ACTIVE = None
         while self._stack:  # frames of record_function blocks left open
             self._pop(self._stack[-1], None)
-        self._uninstall()
+        self._watching.close()
         self._done = True
         return False
 
-    def _uninstall(self):
-        for owner, attr, original in reversed(self._patches):
-            setattr(owner, attr, original)
-        self._patches = []
-        _unwrap_stragglers()
-        if self._subscription is not None:
-            self._subscription.__exit__(None, None, None)
-            self._subscription = None
-
     # -- the stack ------------------------------------------------------------------------
-    def _push(self, name, kind, args):
+    def _push(self, name, kind, args, call=None):
         f = _Frame()
-        f.name, f.kind = name, kind
+        f.call, f.name, f.kind = call, name, kind
         f.child_ns = f.self_alloc = f.child_alloc = f.self_saved = f.child_saved = 0
         f.shapes = [_shape_of(a) for a in args] if self.record_shapes else None
         if self.profile_memory:
             f.inputs = {id(root_buffer(a)) for x in args for a in _arrays(x)}
-            f.seen = {}
+            f.seen, f.recorded = {}, []
         f.id = len(self._events) + len(self._stack)
         f.parent = self._stack[-1].id if self._stack else None
         self._stack.append(f)
         f.t0 = time.perf_counter_ns()
         return f
 
-    def _pop(self, f, result):
-        t1 = time.perf_counter_ns()
+    def _pop(self, f, result, t1=None):
+        t1 = t1 or time.perf_counter_ns()
         stack = self._stack
         while stack and stack[-1] is not f:  # an inner frame was left open: close it first
             self._pop(stack[-1], None)
         if stack:
             stack.pop()
-        if self.profile_memory and result is not None:
+        if self.profile_memory:
+            for event in f.recorded:
+                self._attribute(f, event.output.data)
+                f.self_saved += event.node.saved_bytes() if event.node is not None else 0
             for a in _arrays(result):
                 self._attribute(f, a)
-        dur = t1 - f.t0
-        alloc = f.self_alloc + f.child_alloc
-        saved = f.self_saved + f.child_saved
+        f.dur, f.depth = t1 - f.t0, len(stack)
         if stack:
             parent = stack[-1]
-            parent.child_ns += dur
-            parent.child_alloc += alloc
-            parent.child_saved += saved
+            parent.child_ns += f.dur
+            parent.child_alloc += f.self_alloc + f.child_alloc
+            parent.child_saved += f.self_saved + f.child_saved
             if self.profile_memory:
                 parent.seen.update(f.seen)
-        start = (f.t0 - self._t_start) / 1e3
+        self._events.append(f)   # made a FunctionEvent when read: recording stays short
+
+    def _event(self, f):
         mem = self.profile_memory
-        self._events.append(FunctionEvent(
-            id=f.id, name=f.name, kind=f.kind, start_us=start, cpu_time_total=dur / 1e3,
-            self_cpu_time_total=(dur - f.child_ns) / 1e3, depth=len(stack),
-            input_shapes=f.shapes, cpu_memory_usage=alloc if mem else None,
+        alloc, saved = f.self_alloc + f.child_alloc, f.self_saved + f.child_saved
+        return FunctionEvent(
+            id=f.id, name=f.name, kind=f.kind, start_us=(f.t0 - self._t_start) / 1e3,
+            cpu_time_total=f.dur / 1e3, self_cpu_time_total=(f.dur - f.child_ns) / 1e3,
+            depth=f.depth, input_shapes=f.shapes, cpu_memory_usage=alloc if mem else None,
             self_cpu_memory_usage=f.self_alloc if mem else None,
             saved_memory=saved if mem else None, self_saved_memory=f.self_saved if mem else None,
-            parent=f.parent))
+            parent=f.parent)
 
     def _attribute(self, f, array):
         root = root_buffer(array)
@@ -401,6 +385,18 @@ class profile(Observer):
             return
         f.self_alloc += root.nbytes
 
+    # -- the op calls -----------------------------------------------------------------------
+    def op_entered(self, call):
+        self._push(call.name, "backward" if call.kind == "backward" else "cpu_op", call.args,
+                   call)
+
+    def op_exited(self, call, result):
+        t1 = time.perf_counter_ns()
+        for f in reversed(self._stack):
+            if f.call is call:
+                self._pop(f, result, t1)
+                return
+
     # -- the event observer (profile_memory only) ------------------------------------------
     def op_recorded(self, event):
         out, node = event.output, event.node
@@ -409,10 +405,7 @@ class profile(Observer):
             f.self_saved = node.saved_bytes() if node is not None else 0
             self._pop(f, out)
             return
-        f = self._stack[-1]
-        self._attribute(f, out.data)
-        if node is not None:
-            f.self_saved += node.saved_bytes()
+        self._stack[-1].recorded.append(event)   # counted when the op ends: not traced then
 
     # -- results --------------------------------------------------------------------------
     def _check_done(self):
@@ -422,7 +415,8 @@ class profile(Observer):
     def events(self):
         """Every call, by start time (a caller before the calls it makes)."""
         self._check_done()
-        return EventList(sorted(self._events, key=lambda e: (e.start_us, e.depth)),
+        return EventList(sorted(map(self._event, self._events),
+                                key=lambda e: (e.start_us, e.depth)),
                          self.profile_memory, self.record_shapes)
 
     def key_averages(self, group_by_input_shape=False):
@@ -474,110 +468,3 @@ class record_function:
             self._prof._pop(self._frame, None)
         self._frame = None
         return False
-
-
-# ---- wrapping the ops while a profile records ---------------------------------------------
-def _timed(fn, name, kind, args, kwargs):
-    """Call ``fn`` as one profiled event (or plainly, if no profile is recording)."""
-    prof = _ACTIVE
-    if prof is None:  # a wrapper kept past its block
-        return fn(*args, **kwargs)
-    frame = prof._push(name, kind, args)
-    out = None
-    try:
-        out = fn(*args, **kwargs)
-        return out
-    finally:
-        if prof is _ACTIVE:
-            prof._pop(frame, out)
-
-
-def _op_wrapper(fn, name):
-    def op(*args, **kwargs):
-        return _timed(fn, name, "cpu_op", args, kwargs)
-    functools.update_wrapper(op, fn)
-    op._profiled = fn
-    return op
-
-
-def _vjp_wrapper(rule):
-    """A node class's ``vjp`` timed: ``rule`` a function, or the staticmethod of a table rule."""
-    bare = rule.__func__ if isinstance(rule, staticmethod) else None
-
-    def vjp(self, *args):
-        return _timed(bare or functools.partial(rule, self), type(self).__name__, "backward",
-                      args, {})
-    functools.update_wrapper(vjp, bare or rule)
-    vjp._profiled = rule
-    return vjp
-
-
-def _op_functions():
-    """``{function: name}`` of every op: the public functions of the op modules and the
-    factories, and Tensor's in-place methods."""
-    ops = {}
-    for modname in _OP_MODULES:
-        mod = sys.modules.get(modname)
-        if mod is None:
-            continue
-        for name, obj in vars(mod).items():
-            if (isinstance(obj, types.FunctionType) and obj.__module__ == modname
-                    and not name.startswith("_") and name not in _HELPERS
-                    and name not in _NOT_OPS):
-                ops[obj] = obj.__name__
-    for name, obj in vars(Tensor).items():
-        if isinstance(obj, types.FunctionType) and obj.__module__ == "ckpt.autograd.ops.inplace":
-            ops[obj] = name
-    return ops
-
-
-def _node_classes(cls=Node):
-    seen, stack = [], [cls]
-    while stack:
-        c = stack.pop()
-        seen.append(c)
-        stack.extend(c.__subclasses__())
-    return seen
-
-
-def _ckpt_modules():
-    return [m for n, m in list(sys.modules.items())
-            if m is not None and (n == "ckpt" or n.startswith("ckpt.")) and n != __name__]
-
-
-def _unwrap_stragglers():
-    """A ckpt module first imported inside the block bound wrappers as its globals; give it
-    the originals back too."""
-    for owner in _ckpt_modules() + [Tensor]:
-        for attr, obj in list(vars(owner).items()):
-            original = getattr(obj, "_profiled", None) if isinstance(
-                obj, types.FunctionType) else None
-            if original is not None:
-                setattr(owner, attr, original)
-
-
-def _install():
-    """Swap in the wrappers; returns ``[(owner, attribute, original)]`` to undo it."""
-    patches = []
-    try:
-        ops = _op_functions()
-        wrappers = {fn: _op_wrapper(fn, name) for fn, name in ops.items()}
-        for mod in _ckpt_modules():
-            for attr, obj in list(vars(mod).items()):
-                if isinstance(obj, types.FunctionType) and obj in wrappers:
-                    setattr(mod, attr, wrappers[obj])
-                    patches.append((mod, attr, obj))
-        for attr, obj in list(vars(Tensor).items()):
-            if isinstance(obj, types.FunctionType) and obj in wrappers:
-                setattr(Tensor, attr, wrappers[obj])
-                patches.append((Tensor, attr, obj))
-        for cls in _node_classes():
-            rule = cls.__dict__.get("vjp")
-            if isinstance(rule, (types.FunctionType, staticmethod)):
-                setattr(cls, "vjp", _vjp_wrapper(rule))
-                patches.append((cls, "vjp", rule))
-    except BaseException:
-        for owner, attr, original in reversed(patches):
-            setattr(owner, attr, original)
-        raise
-    return patches

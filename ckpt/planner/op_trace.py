@@ -1,15 +1,15 @@
-"""The graph edge's one window into autograd: which functions are ckpt's ops, a trace of
-the ops a program calls (each call replayable), and where a tensor's memory lives.
+"""The graph edge's one window into autograd: a trace of the ops a program calls (each call
+replayable), and where a tensor's memory lives.
 
 ``trace(program)`` runs ``program()`` once and records every *top-level* op call — a call
 of one of ckpt's op functions (``ckpt.autograd.ops``, the factories) that is not made from
 inside another op — with its arguments, the grad mode and, when the op draws random numbers,
-ckpt's RNG state before it. Calls are seen with ``sys.setprofile`` (a public hook of the
-interpreter), so no op is wrapped or patched: the profile function looks up each called
-code object in the set of the ops' code objects. Arguments that are outputs of earlier
-recorded ops become ``ValueRef``s; every other tensor (the sample, parameters, captured
-constants) stays in the recorded call as itself. ``OpCall.replay(resolve)`` calls the op
-again with each ``ValueRef`` replaced by ``resolve(ref)``.
+ckpt's RNG state before it. Calls are seen through ``ckpt.autograd.op_calls`` (a
+``sys.setprofile`` hook, set only while tracing), so no op is wrapped or patched. Arguments
+that are outputs of earlier recorded ops become ``ValueRef``s; every other tensor (the
+sample, parameters, captured constants) stays in the recorded call as itself.
+``OpCall.replay(resolve)`` calls the op again with each ``ValueRef`` replaced by
+``resolve(ref)``.
 
 An in-place op such as ``x.relu_()`` or ``x.add_(y)`` runs its out-of-place op inside
 (``relu``, ``add``) and copies the result into ``x``: the trace records that op and from
@@ -28,28 +28,20 @@ and writes that run no out-of-place op (``zero_``, ``fill_``, ``copy_``, ``x[i] 
 >>> [c.name for c in t.calls], t.calls[3].inputs     # sum reads relu's output
 (['ones', 'matmul', 'relu', 'sum'], (2,))
 """
-import importlib
-import inspect
-import pkgutil
-import sys
-import types
 from typing import NamedTuple
 
 import numpy as np
 
-from ..autograd import factory, grad_mode, ops
+from ..autograd import grad_mode
 from ..autograd.ops import shape
 from ..autograd.graph import AccumulateGrad, root_buffer, saved_tensors_hooks
+from ..autograd.op_calls import CallObserver, observing_calls
 from ..autograd.random import get_rng_state
 from ..autograd.tensor import Tensor
 from .errors import PlannerError
 
-__all__ = ["trace", "Trace", "OpCall", "ValueRef", "TraceError", "op_modules", "tensors_in",
+__all__ = ["trace", "Trace", "OpCall", "ValueRef", "TraceError", "tensors_in",
            "replace_tensors"]
-
-# public names of the op modules that are helpers of other ops, or return no tensor
-_NOT_OPS = {"take_tangent", "rebase_views", "check_inplace", "bump_version", "index_into_zeros",
-            "is_tensor", "as_tensor_arg"}
 
 
 class TraceError(PlannerError):
@@ -62,20 +54,6 @@ class ValueRef(NamedTuple):
     """Output ``out`` of recorded op number ``op``."""
     op: int
     out: int
-
-
-def op_modules():
-    """The modules whose public functions are ckpt's ops: every public module of
-    ``ckpt.autograd.ops`` (found by walking the package) but ``inplace`` (its in-place
-    methods are refused, not replayed), and the factories.
-
-    >>> [m.__name__ for m in op_modules()][:2]
-    ['ckpt.autograd.ops.elementwise', 'ckpt.autograd.ops.inplace']
-    """
-    found = [importlib.import_module(info.name) for info in
-             pkgutil.walk_packages(ops.__path__, ops.__name__ + ".")
-             if not any(part.startswith("_") for part in info.name.split("."))]
-    return sorted(found, key=lambda m: m.__name__) + [factory]
 
 
 def tensors_in(obj):
@@ -111,22 +89,6 @@ def replace_tensors(obj, fn, kind=Tensor):
     if isinstance(obj, dict):
         return {k: replace_tensors(v, fn, kind) for k, v in obj.items()}
     return obj
-
-
-def _op_codes():
-    """``{code: [function, ...]}`` of every op function (ops made by one factory share a
-    code object), and the same for the in-place ops."""
-    codes, inplace = {}, {}
-    for mod in op_modules():
-        table = inplace if mod is ops.inplace else codes
-        for name, obj in vars(mod).items():
-            if (isinstance(obj, types.FunctionType) and obj.__module__ == mod.__name__
-                    and not name.startswith("_") and name not in _NOT_OPS):
-                same = table.setdefault(obj.__code__, [])
-                if obj not in same:
-                    same.append(obj)
-    inplace.setdefault(shape.setitem.__code__, [shape.setitem])
-    return codes, inplace
 
 
 class OpCall:
@@ -209,23 +171,6 @@ class Trace(NamedTuple):
         return self.where.get(id(t))
 
 
-def _call_arguments(fn, frame_locals):
-    """``(args, kwargs)`` that call ``fn`` as the frame was called (its parameters are the
-    frame's first locals)."""
-    args, kwargs = [], {}
-    for p in inspect.signature(fn).parameters.values():
-        value = frame_locals[p.name]
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            args.append(value)
-        elif p.kind is p.VAR_POSITIONAL:
-            args.extend(value)
-        elif p.kind is p.KEYWORD_ONLY:
-            kwargs[p.name] = value
-        else:
-            kwargs.update(value)
-    return tuple(args), kwargs
-
-
 def trace(program):
     """Run ``program()`` once and record its top-level op calls (see the module doc).
 
@@ -236,77 +181,44 @@ def trace(program):
     ...
     ckpt.planner.op_trace.TraceError: the program writes in place (add_) into a tensor no op of it made (the sample, a parameter or a constant): the graph executor replays ops, so each must be a function of its inputs; write it out of place (x = x.add(y) instead of x.add_(y), ckpt.cat instead of slice assignment)
     """
-    codes, inplace = _op_codes()
     calls, outputs, where, owner = [], [], {}, {}
     writes = _InPlaceWrites(where, outputs)
-    open_frames = []
-    pending = {}
-    error = []
-    saved_now = []
+    tracer = _Tracer(writes)
 
     def pack(t):
-        if open_frames:
-            saved_now.append(t.data)
+        if tracer.depth:
+            tracer.saved_now.append(t.data)
         return t
 
-    def profiler(frame, event, arg):
-        if event == "call":
-            code = frame.f_code
-            if code in inplace and not open_frames and not writes.open:
-                same = inplace[code]
-                name = ("/".join(f.__name__ for f in same) if not code.co_freevars
-                        else _called(same, frame.f_locals).__name__)
-                writes.begin(frame, name)
-            candidates = codes.get(code)
-            if candidates is not None:
-                if not open_frames:
-                    fn = _called(candidates, frame.f_locals)
-                    pending[id(frame)] = (fn, dict(frame.f_locals), grad_mode.is_grad_enabled(),
-                                          get_rng_state())
-                    saved_now.clear()
-                open_frames.append(frame)
-        elif event == "return":
-            if open_frames and open_frames[-1] is frame:
-                open_frames.pop()
-                if not open_frames:
-                    fn, local, enabled, rng = pending.pop(id(frame))
-                    _record(fn, local, enabled, rng, arg)
-            if writes.open and writes.open[-1].frame is frame:
-                problem = writes.end()
-                if problem and not error:
-                    error.append(problem)
-
-    def _record(fn, local, enabled, rng, result):
+    def record(call, enabled, rng, result):
         outs = tensors_in(result)
         if not outs:
             return
-        args, kwargs = _call_arguments(fn, local)
         index = len(calls)
         if writes.open:
-            writes.runs(fn, args, index)
+            writes.runs(call.function, call.args, index)
         seen_as = {}    # root of each tensor it got -> the array of the value it stands for
-        for t in tensors_in((args, kwargs)):
+        for t in tensors_in((call.args, call.kwargs)):
             ref = where.get(id(t))
             if ref is not None:
                 seen_as[id(root_buffer(t.data))] = outputs[ref.op][ref.out].data
-        saved_now[:] = [seen_as.get(id(root_buffer(a)), a) for a in saved_now]
-        args = replace_tensors(args, lambda t: where.get(id(t), t))
-        kwargs = replace_tensors(kwargs, lambda t: where.get(id(t), t))
+        saved = [seen_as.get(id(root_buffer(a)), a) for a in tracer.saved_now]
+        args = replace_tensors(call.args, lambda t: where.get(id(t), t))
+        kwargs = replace_tensors(call.kwargs, lambda t: where.get(id(t), t))
         drew = rng if _rng_changed(rng) else None
-        calls.append(OpCall(index, fn, args, kwargs, enabled, drew, len(outs), saved_now))
+        calls.append(OpCall(index, call.function, args, kwargs, enabled, drew, len(outs), saved))
         for j, t in enumerate(outs):
             where.setdefault(id(t), ValueRef(index, j))
         outputs.append(outs)
         _claim_nodes(outs, index, owner)
 
-    previous = sys.getprofile()
-    with saved_tensors_hooks(pack, lambda t: t):
-        sys.setprofile(profiler)
+    tracer.record = record
+    with saved_tensors_hooks(pack, lambda t: t), observing_calls(tracer):
         try:
             result = program()
         finally:
-            _restore_profiler(previous)
             writes.forget()
+    error = tracer.errors
     if error:
         msg = error[0]
         if msg.startswith("the program writes in place"):
@@ -317,11 +229,46 @@ def trace(program):
     return Trace(calls, outputs, result, where, owner)
 
 
+class _Tracer(CallObserver):
+    """Tells ``record(call, grad_enabled, rng_state, result)`` of each top-level op call
+    (``depth`` counts the op calls under way), and ``writes`` of the top-level in-place
+    ones; ``saved_now``: the arrays saved since the top-level call began; ``errors``: what
+    the writes found wrong."""
+
+    def __init__(self, writes):
+        self.writes, self.record = writes, None
+        self.depth, self.pending, self.saved_now, self.errors = 0, None, [], []
+
+    def op_entered(self, call):
+        if call.kind == "backward":
+            return
+        writes = self.writes
+        if ((call.kind == "in_place" or call.function is shape.setitem) and not self.depth
+                and not writes.open):
+            writes.begin(call)
+        if call.kind == "op":
+            if not self.depth:
+                self.pending = (call, grad_mode.is_grad_enabled(), get_rng_state())
+                self.saved_now.clear()
+            self.depth += 1
+
+    def op_exited(self, call, result):
+        if call.kind == "op":
+            self.depth -= 1
+            if not self.depth:
+                self.record(*self.pending, result)
+        writes = self.writes
+        if writes.open and writes.open[-1].call is call:
+            problem = writes.end()
+            if problem and not self.errors:
+                self.errors.append(problem)
+
+
 class _Write:
-    """One in-place call being traced: its ``frame``, ``name``, the ``target`` tensor, the
+    """One in-place call being traced: its ``call``, ``name``, the ``target`` tensor, the
     target's ``ref``, the ``index`` of the out-of-place call it ran, and ``problem`` (None:
     none; a string, maybe empty, says why it cannot be rewritten)."""
-    __slots__ = ("frame", "name", "target", "ref", "index", "problem")
+    __slots__ = ("call", "name", "target", "ref", "index", "problem")
 
 
 class _InPlaceWrites:
@@ -333,10 +280,10 @@ class _InPlaceWrites:
         self.open = []
         self.aliases = []         # snapshots mapped to a target's value: kept, so ids stay
 
-    def begin(self, frame, name):
+    def begin(self, call):
         w = _Write()
-        w.frame, w.name, w.index, w.problem = frame, name, None, None
-        first = next(iter(frame.f_locals.values()), None)
+        w.call, w.name, w.index, w.problem = call, call.name, None, None
+        first = call.args[0] if call.args else None
         w.target = first if isinstance(first, Tensor) else None
         w.ref = None if w.target is None else self.where.get(id(w.target))
         if w.ref is None:
@@ -383,17 +330,6 @@ class _InPlaceWrites:
         return None
 
 
-def _restore_profiler(previous):
-    """Give the interpreter its profile function back; a C profiler (``cProfile``) is
-    switched on again with its ``enable()``, since ``sys.setprofile`` cannot take it."""
-    if previous is None or callable(previous):
-        sys.setprofile(previous)
-    elif hasattr(previous, "enable"):
-        previous.enable()
-    else:
-        sys.setprofile(None)
-
-
 def _claim_nodes(outs, index, owner):
     """Give call ``index`` the graph nodes behind its outputs that no earlier call claimed:
     the nodes it created (an op's graph reaches earlier ops' only through their outputs)."""
@@ -404,19 +340,6 @@ def _claim_nodes(outs, index, owner):
             continue
         owner[node] = index
         stack.extend(n for n, _ in node.next_functions if n is not None)
-
-
-def _called(candidates, frame_locals):
-    """Which of the functions sharing a code object the frame runs: the one whose closure
-    holds the frame's free variables."""
-    if len(candidates) == 1:
-        return candidates[0]
-    for fn in candidates:
-        free = fn.__code__.co_freevars
-        if all(frame_locals.get(v) is c.cell_contents
-               for v, c in zip(free, fn.__closure__ or ())):
-            return fn
-    raise TraceError(f"cannot tell which op {candidates[0].__code__.co_name} ran")
 
 
 def _rng_changed(before):
