@@ -174,6 +174,18 @@ def test_optimal_with_coarse_slots_stays_within_budget(chain, frac):
         assert p.compute >= fine.compute - 1e-9 * fine.compute
 
 
+def test_optimal_finds_the_schedule_that_fits_with_no_byte_to_spare_under_coarse_slots():
+    # at 615 bytes the cheapest schedule costs 94 (found with one slot per byte); 20 slots
+    # round each of its buffers up past the budget, and the program alone returns one of 98
+    sizes = [(2, 7, 76, 101), (5, 5, 54, 92), (2, 9, 43, 69), (5, 4, 51, 100),
+             (5, 1, 51, 87), (4, 3, 89, 147), (2, 15, 35, 59), (2, 14, 19, 20)]
+    c = Chain([Stage(f"s{i}", *s) for i, s in enumerate(sizes)], input_bytes=22)
+    fine = plan(c, "optimal", budget=615, slots=615, exhaustive_max=0)
+    coarse = plan(c, "optimal", budget=615, slots=20, exhaustive_max=0)
+    assert fine.compute == 94
+    assert coarse.compute == 94 and coarse.peak <= 615
+
+
 def test_min_memory_beats_recompute_all_on_some_chain():
     # stage 2 has a large forward transient: recompute-all reruns it while δ2 is alive,
     # min_memory keeps x1 and never recomputes stage 2

@@ -65,7 +65,8 @@ one below ``chain.min_budget`` raises. Chains of at most ``EXHAUSTIVE_MAX_STAGES
 skip the program: ``exhaustive`` searches every op order, which on a few small
 heterogeneous chains finds a cheaper schedule outside the class. Rounding can make the
 program miss a schedule that fits exactly (near ``chain.min_budget``), or pick a dearer one:
-the plans of ``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies compete with
+on chains of at most ``RAISE_MAX_STAGES`` stages its schedules for budgets ``RAISED_SLOTS``
+slots higher compete (the replay keeps one only if it fits), and the plans of ``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies compete with
 its answer, and when it finds nothing every other strategy's does (``min_memory``'s always
 fits). ``greedy`` and ``revolve``, which search, are left out of the first case for time;
 with the default 500 slots they beat ``optimal`` on a few random chains in a thousand, by a
@@ -89,6 +90,8 @@ __all__ = ["optimal", "solve"]
 GRIDS = ((64, 64), (150, 32), (300, 24), (None, 16))
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
+RAISED_SLOTS = (1, 2, 4, 8)   # extra budgets, in slots, tried by ``optimal`` on short chains
+RAISE_MAX_STAGES = 50       # ... of at most this many stages (the program's time stays as is)
 SMALL_STEP = 16_000    # triples below which a block's length is evaluated without pruning
 
 
@@ -416,9 +419,20 @@ def optimal(chain, budget=None, slots=500, exhaustive_max=EXHAUSTIVE_MAX_STAGES)
     tb = solve(chain, budget, slots)
     if np.isfinite(tb.cost):  # against rounding: the strategies whose plan needs no search
         candidates = [rebuild(tb)] + [STRATEGIES[name](chain, budget) for name in _NO_SEARCH]
+        candidates += _raised(chain, budget, slots)
     else:                     # nothing found: every other strategy's plan competes
         candidates = [fn(chain, budget) for name, fn in STRATEGIES.items() if name != "optimal"]
     return best_within(chain, candidates, budget)
+
+
+def _raised(chain, budget, slots):
+    """The program's schedules for budgets a few slots higher: rounding every buffer up can
+    make it miss a schedule that fits with no byte to spare; the replay judges them."""
+    if len(chain) > RAISE_MAX_STAGES:
+        return []
+    u = (int(budget) - chain.param_bytes) / int(slots)
+    tables = (solve(chain, int(budget + k * u), slots) for k in RAISED_SLOTS)
+    return [rebuild(tb) for tb in tables if np.isfinite(tb.cost)]
 
 
 # strategies whose plan costs a few simulations (greedy and revolve search theirs: ~1 s
