@@ -174,7 +174,7 @@ def test_optimal_with_coarse_slots_stays_within_budget(chain, frac):
         assert p.compute >= fine.compute - 1e-9 * fine.compute
 
 
-def test_optimal_finds_the_schedule_that_fits_with_no_byte_to_spare_under_coarse_slots():
+def test_optimal_finds_the_cheapest_schedule_that_coarse_slots_round_past_the_budget():
     # at 615 bytes the cheapest schedule costs 94 (found with one slot per byte); 20 slots
     # round each of its buffers up past the budget, and the program alone returns one of 98
     sizes = [(2, 7, 76, 101), (5, 5, 54, 92), (2, 9, 43, 69), (5, 4, 51, 100),

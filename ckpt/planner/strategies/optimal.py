@@ -66,9 +66,9 @@ skip the program: ``exhaustive`` searches every op order, which on a few small
 heterogeneous chains finds a cheaper schedule outside the class. Rounding can make the
 program miss a schedule that fits exactly (near ``chain.min_budget``), or pick a dearer one:
 on chains of at most ``RAISE_MAX_STAGES`` stages its schedules for budgets ``RAISED_SLOTS``
-slots higher compete (the replay keeps one only if it fits), and the plans of ``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies compete with
-its answer, and when it finds nothing every other strategy's does (``min_memory``'s always
-fits). ``greedy`` and ``revolve``, which search, are left out of the first case for time;
+slots higher compete (the replay keeps one only if it fits), and so do the plans of
+``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies; when it finds nothing,
+every other strategy's plan competes (``min_memory``'s always fits). ``greedy`` and ``revolve``, which search, are left out of the first case for time;
 with the default 500 slots they beat ``optimal`` on a few random chains in a thousand, by a
 few percent, and not with exact slots. The program's own result is exact (equal to an
 exhaustive search over the class) when every size is a multiple of the slot size u.
@@ -90,9 +90,9 @@ __all__ = ["optimal", "solve"]
 GRIDS = ((64, 64), (150, 32), (300, 24), (None, 16))
 SUB_GRID = 4        # columns between two sub-grid columns inside a large block
 SMALL_BOX = 200_000    # (column, split, row) triples below which a block is evaluated whole
-RAISED_SLOTS = (1, 2, 4, 8)   # extra budgets, in slots, tried by ``optimal`` on short chains
-RAISE_MAX_STAGES = 50       # ... of at most this many stages (the program's time stays as is)
 SMALL_STEP = 16_000    # triples below which a block's length is evaluated without pruning
+RAISED_SLOTS = (1, 2, 4, 8)    # extra budgets, in slots, that ``optimal`` also solves for ...
+RAISE_MAX_STAGES = 50          # ... on chains this short (longer ones: one solve, as before)
 
 
 class _Tables:
@@ -427,7 +427,7 @@ def optimal(chain, budget=None, slots=500, exhaustive_max=EXHAUSTIVE_MAX_STAGES)
 
 def _raised(chain, budget, slots):
     """The program's schedules for budgets a few slots higher: rounding every buffer up can
-    make it miss a schedule that fits with no byte to spare; the replay judges them."""
+    make it miss a schedule that fits with a few bytes to spare; the replay judges them."""
     if len(chain) > RAISE_MAX_STAGES:
         return []
     u = (int(budget) - chain.param_bytes) / int(slots)
