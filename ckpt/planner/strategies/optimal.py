@@ -68,7 +68,8 @@ program miss a schedule that fits exactly (near ``chain.min_budget``), or pick a
 on chains of at most ``RAISE_MAX_STAGES`` stages its schedules for budgets ``RAISED_SLOTS``
 slots higher compete (the replay keeps one only if it fits), and so do the plans of
 ``sqrt``, ``recursive``, ``min_memory`` and the fixed strategies; when it finds nothing,
-every other strategy's plan competes (``min_memory``'s always fits). ``greedy`` and ``revolve``, which search, are left out of the first case for time;
+every other strategy's plan competes (``min_memory``'s always fits). ``greedy`` and
+``revolve``, which search, are left out of the first case for time;
 with the default 500 slots they beat ``optimal`` on a few random chains in a thousand, by a
 few percent, and not with exact slots. The program's own result is exact (equal to an
 exhaustive search over the class) when every size is a multiple of the slot size u.
