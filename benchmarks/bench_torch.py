@@ -223,7 +223,8 @@ def ratio_interval(ours, theirs, clock, draws=2000):
     b = np.array([r[col] for r in b])
     rng = np.random.default_rng(0)
     ia = rng.integers(0, len(a), (draws, len(a)))
-    ib = ia if call_a == call_b and len(a) == len(b) else rng.integers(0, len(b), (draws, len(b)))
+    paired = call_a == call_b and len(a) == len(b)
+    ib = ia if paired else rng.integers(0, len(b), (draws, len(b)))
     ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
     return tuple(np.percentile(ratios, [2.5, 97.5]))
 
