@@ -429,10 +429,9 @@ def optimal(chain, budget=None, slots=500, exhaustive_max=EXHAUSTIVE_MAX_STAGES)
 def _raised(chain, budget, slots):
     """The program's schedules for budgets a few slots higher: rounding every buffer up can
     make it miss a schedule that fits with a few bytes to spare; the replay judges them."""
-    if len(chain) > RAISE_MAX_STAGES:
-        return []
-    u = (int(budget) - chain.param_bytes) / int(slots)
-    tables = (solve(chain, int(budget + k * u), slots) for k in RAISED_SLOTS)
+    u = (int(budget) - chain.param_bytes) / int(slots)     # one slot, in bytes
+    tables = (solve(chain, int(budget + k * u), slots) for k in RAISED_SLOTS
+              if len(chain) <= RAISE_MAX_STAGES)
     return [rebuild(tb) for tb in tables if np.isfinite(tb.cost)]
 
 
