@@ -139,20 +139,26 @@ def cuda_devices(values):
 
 class RngState:
     """The RNG states of the CPU and of the CUDA ``devices`` now; ``restore()`` puts them back.
+    A generator that has not moved since ``previous`` (an earlier ``RngState``) shares its
+    tensor: fewer small blocks live between a step's activations (fewer page faults).
 
     >>> state = RngState([])
     >>> a = torch.rand(1); state.restore(); torch.equal(a, torch.rand(1))
     True
+    >>> later = RngState([], previous=state); again = RngState([], previous=later)
+    >>> later.states[0] is state.states[0], again.states[0] is later.states[0]
+    (False, True)
     """
 
-    def __init__(self, devices):
+    def __init__(self, devices, previous=None):
         self.devices = devices
-        self.cpu = torch.get_rng_state()
-        self.cuda = [torch.cuda.get_rng_state(d) for d in devices]
+        now = [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in devices)]
+        kept = [None] * len(now) if previous is None else previous.states
+        self.states = [k if k is not None and torch.equal(k, s) else s for k, s in zip(kept, now)]
 
     def restore(self):
-        torch.set_rng_state(self.cpu)
-        for d, s in zip(self.devices, self.cuda):
+        torch.set_rng_state(self.states[0])
+        for d, s in zip(self.devices, self.states[1:]):
             torch.cuda.set_rng_state(s, d)
 
 
@@ -327,7 +333,7 @@ class Step:
         k = self.k
         self._begin(k)
         self.k += 1
-        self.rng[i] = RngState(self.devices)
+        self.rng[i] = RngState(self.devices, self.rng.get(i - 1))
         self.wants_grad[i] = inp is not None and inp.requires_grad
         out = self._run_stage(i, inp, call, "save" if kind == "forward_save" else "slot")
         self._made(i, _first(out), kind == "forward_save")
