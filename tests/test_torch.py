@@ -413,3 +413,21 @@ def test_profile_takes_page_faults_out_of_an_ops_time(monkeypatch):
     monkeypatch.setattr(measure, "fault_seconds", lambda: 1.0)
     assert ct.profile(net, x, repeats=2).stages[1].forward_cost == 0.0
     assert 0 < clock.fault_seconds(mib=64, repeats=1) < 1e-4
+
+
+def test_gpu_check_runs_every_strategy_with_the_predicted_peak_on_cpu(capsys):
+    """``benchmarks/gpu_check.py``, the one command for a CUDA machine, run on CPU with its
+    small models: every strategy runs on the GPT-like model and HF GPT-2, each measured peak
+    the predicted one (the script's CUDA table is recorded where a GPU is lent)."""
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    assert gpu_check.main(["--device", "cpu", "--quick"]) == 0
+    rows = [[c.strip() for c in line.split("|")[1:-1]]
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("| ") and line.split("|")[1].strip() in gpu_check.STRATEGIES]
+    assert len(rows) == 2 * len(gpu_check.STRATEGIES)
+    assert all(predicted == measured for _, predicted, measured, *_ in rows)
