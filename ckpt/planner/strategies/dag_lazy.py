@@ -7,7 +7,6 @@ it is a fraction of the size (on random layered n = 100: 16 k rows against 84 k)
 solution is replayed (``stage_ops`` + ``simulate_graph``); the stages where the replay passes
 the budget get Checkmate's step-by-step running sum in the next round, until a solution
 fits: then its cost is the relaxation's optimum, so it is optimal within the solver's gap.
-Each incumbent the solver reports on the way is replayed too: one that fits is a schedule.
 Each round is a killable ``solve_milp``, warm-started from the best schedule that fits
 (the first round: cold, then warm; see ``solve_lazy``).
 
@@ -87,15 +86,6 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     best = None if start_ops is None else (simulate_graph(tg, start_ops).compute, start_ops)
     bound, stepwise, rounds = None, set(), []
     status, message = "time_limit", "no time for a round"
-
-    def fits(R, S):       # the stages where a solution passes the budget; one that fits counts
-        nonlocal best
-        ops = stage_ops(tg, R, S)
-        over, cost = stages_over_budget(tg, ops, budget), simulate_graph(tg, ops).compute
-        if not over and (best is None or cost < best[0]):
-            best = (cost, ops)
-        return over
-
     while len(rounds) < max_rounds:
         left = end - time.monotonic()
         if left < 1.0:
@@ -105,11 +95,18 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         res = solve_milp(tg, budget, time_limit=max(1.0, left * cold_share) if cold else left,
                          mem_limit=mem_limit, rel_gap=rel_gap, stages=sorted(stepwise),
                          start=None if cold or best is None else ops_stages(tg, best[1]),
-                         target=target, on_incumbent=fits)
+                         target=target)
         status, message = res.status, res.message
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
-        over = [] if res.R is None else fits(res.R, res.S)
+        over = []
+        if res.R is not None:
+            ops = stage_ops(tg, res.R, res.S)
+            over = stages_over_budget(tg, ops, budget)
+            if not over:
+                cost = simulate_graph(tg, ops).compute
+                if best is None or cost < best[0]:
+                    best = (cost, ops)
         rounds.append([res.status, res.rows, over, round(res.seconds, 3)])
         if cold and res.status in ("time_limit", "killed"):
             stepwise.update(over)
