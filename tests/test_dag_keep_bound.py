@@ -84,3 +84,21 @@ def test_milp_stops_at_a_target_it_reaches():
     assert free.status == "optimal" and free.objective < cost     # the target stopped it
     lazy = solve_lazy(tg, budget, start_ops=ops, target=cost)
     assert lazy.status == "target" and lazy.objective <= cost
+
+
+def test_milp_reports_each_improving_solution_and_stops_when_asked():
+    # solve_lazy replays every incumbent (one that fits the budget is a schedule even when
+    # a round's last passes it) and ends a round early (a stalled cold round; a warm one
+    # that found a much cheaper start for the next): each is reported, cheaper than the one
+    # before, the last is the answer; a stop ends the solve with what it had
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    budget = feasible_budget(tg, 0.7)
+    seen = []
+    r = solve_milp(tg, budget, rel_gap=0.0, on_incumbent=lambda R, S: seen.append((R, S)))
+    costs = [simulate_graph(tg, stage_ops(tg, R, S)).compute for R, S in seen]
+    assert r.status == "optimal" and len(seen) >= 2 and seen[-1] == (r.R, r.S)
+    assert costs == sorted(costs, reverse=True) and costs[-1] == pytest.approx(r.objective)
+    first = []
+    cut = solve_milp(tg, budget, rel_gap=0.0, on_incumbent=lambda R, S: first.append(R),
+                     stop=lambda: bool(first))
+    assert cut.status == "stopped" and cut.R == first[0]

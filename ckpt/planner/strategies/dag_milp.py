@@ -42,7 +42,8 @@ VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut"
 
 class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
-    "memory", "error", "target": stopped at ``solve_milp``'s target), the MILP ``objective`` and ``bound`` (None when unknown), the stage
+    "memory", "error", "target": stopped at ``solve_milp``'s target, "stopped": by its
+    ``stop``), the MILP ``objective`` and ``bound`` (None when unknown), the stage
     sets ``R`` and ``S`` of the best solution (None without one; when "killed", the last
     the solver reported, with its bound), ``seconds`` of wall time,
     the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
@@ -418,7 +419,8 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               variant="ckpt", relax=False, start=None, stages=None, target=None):
+               variant="ckpt", relax=False, start=None, stages=None, target=None,
+               on_incumbent=None, stop=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
@@ -428,9 +430,11 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     ops_stages``), is HiGHS's first incumbent where ``highspy`` is installed; ``stages``:
     the stages whose memory is modelled step by step (None: all; the others get
     ``peak_rows`` only, a relaxation); ``target``: stop (status "target") at a solution of
-    at most this compute (a bound known from elsewhere proves it). Returns a
-    ``MilpResult`` (objective and bound in the graph's cost unit, store-all's compute
-    included).
+    at most this compute (a bound known from elsewhere proves it); ``on_incumbent(R, S)`` is
+    called here with each improving solution as the solver reports it, and ``stop()``
+    between messages (and every 0.5 s): when it says so the solver is stopped (status
+    "stopped", its last solution and bound returned). Returns a ``MilpResult`` (objective
+    and bound in the graph's cost unit, store-all's compute included).
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_milp(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -451,9 +455,16 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                              start, stages, target))
     proc.start()
     send.close()
-    got, last = None, (None, None, None, None)
+    got, last, stopped = None, (None, None, None, None), False
     deadline = t0 + time_limit + 2.0
-    while got is None and recv.poll(max(0.0, deadline - time.monotonic())):
+    while got is None:
+        if stop is not None and stop():
+            stopped = True
+            break
+        if not recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline:
+                break
+            continue
         try:
             msg = recv.recv()
         except EOFError:
@@ -462,6 +473,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
             got = msg[1:]
         elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
             last = msg[1:]
+            if on_incumbent is not None and msg[3] is not None:
+                on_incumbent(msg[3], msg[4])
         else:
             last = (last[0], msg[2], last[2], last[3])
     seconds = time.monotonic() - t0
@@ -470,10 +483,10 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     proc.join()
     recv.close()
     if got is None:
-        why = ("killed at the wall-clock limit" if seconds >= time_limit
-               else f"the solver process died (exit code {proc.exitcode})")
+        why = ("stopped" if stopped else "killed at the wall-clock limit"
+               if seconds >= time_limit else f"the solver process died (exit code {proc.exitcode})")
         obj, bound, R, S = last       # what the solver had reported before it was stopped
-        return MilpResult("killed" if seconds >= time_limit else "error", obj, bound, R, S,
-                          seconds, 0, 0, why, False)
+        return MilpResult("stopped" if stopped else "killed" if seconds >= time_limit
+                          else "error", obj, bound, R, S, seconds, 0, 0, why, False)
     status, obj, bound, R, S, nrow, ncol, msg, used = got
     return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)
