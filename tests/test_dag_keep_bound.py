@@ -102,3 +102,19 @@ def test_milp_reports_each_improving_solution_and_stops_when_asked():
     cut = solve_milp(tg, budget, rel_gap=0.0, on_incumbent=lambda R, S: first.append(R),
                      stop=lambda: bool(first))
     assert cut.status == "stopped" and cut.R == first[0]
+
+
+def test_lazy_search_out_of_rounds_after_a_stopped_one_says_time_limit(monkeypatch):
+    # a round that solve_lazy stopped (stalled, or restarted from a better schedule) is
+    # followed by another; out of rounds there, the search reports the time limit, never
+    # the internal "stopped", and keeps the bound and the schedule it had
+    import ckpt.planner.strategies.dag_lazy as dag_lazy
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    budget = feasible_budget(tg, 0.7)
+    real = dag_lazy.solve_milp
+    monkeypatch.setattr(dag_lazy, "solve_milp",       # every round stopped at once
+                        lambda *a, **kw: real(*a, **{**kw, "stop": lambda: True}))
+    start = dag_recompute_all(tg)
+    r = solve_lazy(tg, budget, start_ops=start, max_rounds=1)
+    assert [round_[0] for round_ in r.rounds] == ["stopped"] and r.status == "time_limit"
+    assert r.ops is not None and r.objective <= simulate_graph(tg, start).compute

@@ -77,12 +77,12 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     store-all's peak kept a 66% gap, cold it was proven in 46 s; at 0.9 warm proved it in
     29 s, cold left a 60% gap). A cold round, or one with no schedule yet, that stalls ends
     early (its stages over the budget get their rows), and a warm one as soon as it finds a
-    schedule with half its start's overhead, for a round started from that: HiGHS proves
-    from a good start what it does not after finding it (U-Net at 0.6: proven in 55 s;
-    without the two rules the bound stays 7.3–7.5% against 8.5%; at 0.5 a schedule, +26.8%,
-    where there was none). ``target``: a
-    round stops at a solution of at most this compute (``solve_milp``); one that fits ends
-    the search (status "target"). Returns a ``LazyResult``.
+    schedule with half its start's overhead (10 s or more before the end), for a round
+    started from that: HiGHS proves from a good start what it does not after finding it
+    (U-Net at 0.6: proven in 55 s; without the two rules the bound stays 7.3–7.5% against
+    8.5%; at 0.5 a schedule, +26.8%, where there was none). ``target``: a round stops at a
+    solution of at most this compute (``solve_milp``); one that fits ends the search
+    (status "target"). Returns a ``LazyResult``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_lazy(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -94,7 +94,7 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     status, message = "time_limit", "no time for a round"
     base = tg.store_all_compute
 
-    def fits(R, S):       # the stages where a solution passes the budget; one that fits counts
+    def over_budget(R, S):     # the stages where a solution passes the budget (none: kept)
         nonlocal best
         ops = stage_ops(tg, R, S)
         over, cost = stages_over_budget(tg, ops, budget), simulate_graph(tg, ops).compute
@@ -112,7 +112,7 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
 
         def seen(R, S):
             last[0] = time.monotonic()
-            fits(R, S)
+            over_budget(R, S)
 
         def stop():
             now = time.monotonic()
@@ -129,7 +129,7 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         status, message = res.status, res.message
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
-        over = [] if res.R is None else fits(res.R, res.S)
+        over = [] if res.R is None else over_budget(res.R, res.S)
         rounds.append([res.status, res.rows, over, round(res.seconds, 3)])
         if res.status == "stopped" or cold and res.status in ("time_limit", "killed"):
             stepwise.update(over)
@@ -137,7 +137,7 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         if res.status not in ("optimal", "target") or not over:
             break
         stepwise.update(over)
-    if status in ("optimal", "target") and rounds[-1][2]:
+    if status in ("optimal", "target") and rounds[-1][2] or status == "stopped":
         status = "time_limit"          # out of rounds with a schedule over the budget
     return LazyResult(status, None if best is None else best[1],
                       None if best is None else best[0], bound, sorted(stepwise), rounds,

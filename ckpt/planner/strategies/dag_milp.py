@@ -44,8 +44,8 @@ class MilpResult(NamedTuple):
     """The solver's answer: ``status`` ("optimal", "time_limit", "killed", "infeasible",
     "memory", "error", "target": stopped at ``solve_milp``'s target, "stopped": by its
     ``stop``), the MILP ``objective`` and ``bound`` (None when unknown), the stage
-    sets ``R`` and ``S`` of the best solution (None without one; when "killed", the last
-    the solver reported, with its bound), ``seconds`` of wall time,
+    sets ``R`` and ``S`` of the best solution (None without one; when "killed" or "stopped",
+    the last the solver reported, with its bound), ``seconds`` of wall time,
     the model's ``rows``/``columns``, a ``message`` and whether a given start was taken
     (``start_used``).
 
@@ -457,36 +457,38 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     send.close()
     got, last, stopped = None, (None, None, None, None), False
     deadline = t0 + time_limit + 2.0
-    while got is None:
-        if stop is not None and stop():
-            stopped = True
-            break
-        if not recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
-            if time.monotonic() >= deadline:
+    try:
+        while got is None:
+            if stop is not None and not recv.poll(0) and stop():
+                stopped = True
                 break
-            continue
-        try:
-            msg = recv.recv()
-        except EOFError:
-            break
-        if msg[0] == "done":
-            got = msg[1:]
-        elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
-            last = msg[1:]
-            if on_incumbent is not None and msg[3] is not None:
-                on_incumbent(msg[3], msg[4])
-        else:
-            last = (last[0], msg[2], last[2], last[3])
-    seconds = time.monotonic() - t0
-    if proc.is_alive():
-        proc.kill()
-    proc.join()
-    recv.close()
+            if not recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
+                if time.monotonic() >= deadline:
+                    break
+                continue
+            try:
+                msg = recv.recv()
+            except EOFError:
+                break
+            if msg[0] == "done":
+                got = msg[1:]
+            elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
+                last = msg[1:]
+                if on_incumbent is not None and msg[3] is not None:
+                    on_incumbent(msg[3], msg[4])
+            else:
+                last = (last[0], msg[2], last[2], last[3])
+    finally:          # the callbacks are the caller's code: the child goes whatever they do
+        seconds = time.monotonic() - t0
+        if proc.is_alive():
+            proc.kill()
+        proc.join()
+        recv.close()
     if got is None:
-        why = ("stopped" if stopped else "killed at the wall-clock limit"
-               if seconds >= time_limit else f"the solver process died (exit code {proc.exitcode})")
+        status = "stopped" if stopped else "killed" if seconds >= time_limit else "error"
+        why = {"stopped": "stopped: stop() said so", "killed": "killed at the wall-clock limit",
+               "error": f"the solver process died (exit code {proc.exitcode})"}[status]
         obj, bound, R, S = last       # what the solver had reported before it was stopped
-        return MilpResult("stopped" if stopped else "killed" if seconds >= time_limit
-                          else "error", obj, bound, R, S, seconds, 0, 0, why, False)
+        return MilpResult(status, obj, bound, R, S, seconds, 0, 0, why, False)
     status, obj, bound, R, S, nrow, ncol, msg, used = got
     return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)
