@@ -323,7 +323,7 @@ def transpose(x, dim0, dim1):
     """
     d = data_of(x)
     try:
-        out = np.swapaxes(d, dim0, dim1)
+        out = d.swapaxes(dim0, dim1)
     except np.exceptions.AxisError:
         for dim in (dim0, dim1):
             normalize_dims(dim, d.ndim, "transpose")  # raises torch's IndexError
