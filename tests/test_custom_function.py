@@ -96,25 +96,12 @@ def test_returned_gradient_count_is_checked_as_in_torch(gradients, inputs):
     assert_same_as_torch(returning(gradients, inputs))
 
 
-@pytest.mark.parametrize("shape", [(3, 4), (4,), (1, 4), (3, 1), (2, 3, 4), (5,), (3, 5), (4, 3)],
+@pytest.mark.parametrize("shape", [(3,), (1, 3), (2, 3), (3, 1), (1,), (4,)],
                          ids=lambda s: "x".join(map(str, s)))
 def test_returned_gradient_shape_is_checked_or_summed_as_in_torch(shape):
-    # a gradient broadcastable to the input's shape is summed down to it; any other is
-    # torch's "invalid gradient" error
-    def program(lib):
-        class F(lib.autograd.Function):
-            @staticmethod
-            def forward(ctx, x):
-                return x * 2
-
-            @staticmethod
-            def backward(ctx, g):
-                return lib.ones(shape)
-
-        x = lib.ones(3, 4, requires_grad=True) if shape != (4,) else lib.ones(4, requires_grad=True)
-        F.apply(x).sum().backward()
-        return x.grad
-    assert_same_as_torch(program)
+    # a gradient the (3,) input expands to is summed down to it; any other is torch's
+    # "invalid gradient" error
+    assert_same_as_torch(returning(lambda g: g.new_ones(shape), lambda lib, x: (x,)))
 
 
 def test_materialized_unused_gradients_require_grad_under_create_graph():
