@@ -261,7 +261,8 @@ def _validate(node, i, g, arrays, batch_dims=0):
         raise TypeError(f"{node.name()} returned a {type(g).__name__} as gradient {i}, expected a Tensor")
     batch, inner = d.shape[:batch_dims], d.shape[batch_dims:]
     if inner != shape:
-        # broadcastable to ``inner`` (numpy's broadcast_shapes costs ~5 us a call)
+        # torch's check: the input's shape expands to the gradient's (numpy's broadcast_shapes,
+        # which also lets a smaller gradient through, costs ~5 us a call)
         if len(inner) < len(shape) or any(s != 1 and s != t for s, t in
                                            zip(reversed(shape), reversed(inner))):
             raise RuntimeError(
