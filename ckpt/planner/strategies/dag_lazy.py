@@ -97,7 +97,8 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     def over_budget(R, S):     # the stages where a solution passes the budget (none: kept)
         nonlocal best
         ops = stage_ops(tg, R, S)
-        over, cost = stages_over_budget(tg, ops, budget), simulate_graph(tg, ops).compute
+        over = stages_over_budget(tg, ops, budget)
+        cost = None if over else simulate_graph(tg, ops).compute    # a replay only if it fits
         if not over and (best is None or cost < best[0]):
             best = (cost, ops)
         return over
