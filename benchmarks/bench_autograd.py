@@ -78,7 +78,9 @@ def make_weights(rng):
 
 
 def mlp_step(lib, params, x, y, lr=1e-3):
-    """One SGD step with ``lib`` = ckpt or torch (the same code for both)."""
+    """One SGD step with ``lib`` = ckpt or torch (the same code for both): the update, then
+    every gradient freed, as ``opt.step(); opt.zero_grad()`` does it and as the floor
+    ``mlp_step_numpy(fused_update=False)`` keeps its gradients."""
     h = x
     for i in range(DEPTH):
         h = h @ params[2 * i].mT + params[2 * i + 1]
@@ -89,7 +91,8 @@ def mlp_step(lib, params, x, y, lr=1e-3):
     with lib.no_grad():
         for p in params:
             p.data -= lr * p.grad.data
-            p.grad = None
+    for p in params:
+        p.grad = None
 
 
 def mlp_step_numpy(ws, bs, x, y, lr=1e-3, fused_update=True):
@@ -183,22 +186,29 @@ def run(calls):
         for _ in range(3):  # warm up
             for fn in impls.values():
                 fn()
-        rows.append((name, interleaved_medians(impls, calls)))
+        faults = {}
+        rows.append((name, interleaved_medians(impls, calls, faults), faults))
     return rows
 
 
-def interleaved_medians(impls, calls):
+def interleaved_medians(impls, calls, faults=None):
     """Median time of each contender over ``calls`` calls, taken in turns (one call of each,
     the starting contender rotating), so a burst of load from other jobs on this shared
-    machine lands on all of them alike rather than on one contender's block of calls."""
+    machine lands on all of them alike rather than on one contender's block of calls.
+    ``faults``, a dict, receives each contender's mean minor page faults per call."""
     names = list(impls)
     times = {k: [] for k in names}
+    flts = {k: [] for k in names}
     for i in range(calls):
         for k in names[i % len(names):] + names[:i % len(names)]:
             fn = impls[k]
+            f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
+            flts[k].append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    if faults is not None:
+        faults.update({k: statistics.mean(v) for k, v in flts.items()})
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -262,10 +272,10 @@ def main():
           f"{', heap frozen' if args.freeze_heap else ''}")
     print("| workload | ckpt (ms) | torch (ms) | numpy (ms) | ckpt / torch | numpy / torch |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, med in rows:
+    for name, med, _ in rows:
         c, t, n = med["ckpt"] * 1e3, med["torch"] * 1e3, med["numpy"] * 1e3
         print(f"| {name} | {c:.3f} | {t:.3f} | {n:.3f} | {c / t:.2f}x | {n / t:.2f}x |")
-    for name, med in rows:
+    for name, med, faults in rows:
         if "numpy, .grad lifetime" in med:
             n2 = med["numpy, .grad lifetime"] * 1e3
             print(f"\n{name}: numpy floor with all gradients kept until the update (as .grad "
@@ -275,6 +285,9 @@ def main():
             print(f"{name}: its 23 matrix products alone take {mm:.3f} ms with numpy's BLAS = "
                   f"{mm / (med['torch'] * 1e3):.2f}x torch's whole step (torch's own products: "
                   f"{t_mm:.3f} ms; numpy / torch per product: {mm / t_mm:.2f}x)")
+            print(f"{name}: minor page faults per step, mean (fresh pages from the system, "
+                  "~1.5 us each; they follow the heap's history in this shared process): "
+                  + ", ".join(f"{k} {v:.0f}" for k, v in faults.items()))
     if args.alone:
         alone = run_alone(args.calls)
         t_alone = alone["torch"][0]
