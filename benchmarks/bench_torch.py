@@ -17,8 +17,10 @@ on the same model, weights and input, in one run:
   ``create_selective_checkpoint_contexts`` and a policy: save the matrix products
   (``aten.mm/addmm/bmm``, and for the ResNet ``aten.convolution``, its products) as
   ``MUST_SAVE``, recompute the rest (``PREFER_RECOMPUTE``); or save nothing;
-- ``--compile``: ``torch.compile(model)`` with
-  ``torch._functorch.config.activation_memory_budget`` (compiles take minutes here).
+- ``--compile B``: ``torch.compile`` of a copy of the model with
+  ``torch._functorch.config.activation_memory_budget = B`` (default 0.5), timed in turns with
+  the others. One budget per run: the copies of one model class share dynamo's compiled
+  graph, so a second budget in the same process would run the first one's graph.
 
 ``--channels-last`` gives the ResNet-like net and its input the channels-last memory format
 (``torch.channels_last``) for every contender: on this CPU its eager step runs about 0.8x the
@@ -311,40 +313,43 @@ def run_model(kind, sizes, steps, compile_budgets, log, copies=False, channels_l
         f"{params / MiB:.1f} MiB of parameters; chain of {len(chain)} stages profiled in "
         f"{prof_s:.1f} s; min_budget {lo / MiB:.1f} MiB, store-all peak {hi / MiB:.1f} MiB "
         "(predicted)\n")
+    # compiled contenders (their own copy of the model, the same weights) take turns with
+    # the others: a step's page faults depend on the steps before it
+    for budget in compile_budgets:
+        got = compiled(kind, sizes, budget, x, log, channels_last)
+        if got:
+            name, fns[name], alloc[name] = got
+            # the ledger is a TorchDispatchMode: under it the compiled model runs as eager
+            # code (its ledger peak is the plain step's), so this row has the allocator peak
+            peaks[name] = float("nan")
     secs = timed_rounds(model, fns, x, loss_fn, steps)
     for name in same_as_plain:
         secs[name] = secs["plain"]
         log(f"({name} runs the plain step: it is timed as the plain row)\n")
     rows = {name: (peaks[name], alloc[name], secs[name])
-            for name in ["plain", *ours, *(n for n in theirs if n != "plain")]}
-    for budget in compile_budgets:
-        rows.update(compiled(kind, sizes, budget, steps, log, channels_last))
+            for name in ["plain", *ours, *(n for n in theirs if n != "plain"),
+                         *(n for n in fns if n.startswith("torch compile"))]}
     return rows, predicted
 
 
-def compiled(kind, sizes, budget, steps, log, channels_last=False):
-    """torch.compile with activation_memory_budget; one row, or the error recorded."""
+def compiled(kind, sizes, budget, x, log, channels_last=False):
+    """torch.compile of a copy of the model under activation_memory_budget ``budget``:
+    ``(name, step function, allocator peak)``, or None with the error logged."""
     import torch._functorch.config as fconfig
     name = f"torch compile amb={budget}"
-    model, x, loss_fn = build(kind, sizes, channels_last)
+    model, _, loss_fn = build(kind, sizes, channels_last)
     old = fconfig.activation_memory_budget
     fconfig.activation_memory_budget = budget
     try:
-        torch._dynamo.reset()
         cmodel = torch.compile(model)
         t = time.perf_counter()
         _entry_tensors(model, x)
         loss_fn(cmodel(x)).backward()          # the compile
         log(f"({name}: compiled in {time.perf_counter() - t:.0f} s)\n")
-        # the ledger is a TorchDispatchMode: under it the compiled model runs as eager
-        # code (its ledger peak is the plain step's), so this row has the allocator peak only
-        peak = float("nan")
-        alloc = allocator_peak(model, cmodel, x, loss_fn)
-        sec = timed_rounds(model, {name: cmodel}, x, loss_fn, steps)[name]
-        return {name: (peak, alloc, sec)}
+        return name, cmodel, allocator_peak(model, cmodel, x, loss_fn)
     except Exception as e:
         log(f"({name} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]})\n")
-        return {}
+        return None
     finally:
         fconfig.activation_memory_budget = old
 
@@ -396,9 +401,10 @@ def main(argv=None):
     parser.add_argument("--models", default="gpt,resnet")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per contender")
     parser.add_argument("--plot", help="save peak-vs-time plots to this file")
-    parser.add_argument("--compile", nargs="?", const="0.5", default=None,
-                        help="also torch.compile with activation_memory_budget (comma list; "
-                             "default 0.5)")
+    parser.add_argument("--compile", nargs="?", const=0.5, default=None, type=float,
+                        metavar="BUDGET",
+                        help="also torch.compile with this activation_memory_budget "
+                             "(default 0.5; one per run)")
     parser.add_argument("--channels-last", action="store_true",
                         help="the ResNet-like net and its input in torch.channels_last memory "
                              "format, for every contender")
@@ -409,7 +415,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    budgets = [float(b) for b in args.compile.split(",")] if args.compile else []
+    budgets = [] if args.compile is None else [args.compile]
 
     def log(text):
         sys.stdout.write(text)
