@@ -20,6 +20,7 @@ import functools  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import random  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
@@ -193,14 +194,20 @@ def run(calls):
 
 def interleaved_medians(impls, calls, faults=None):
     """Median time of each contender over ``calls`` calls, taken in turns (one call of each,
-    the starting contender rotating), so a burst of load from other jobs on this shared
-    machine lands on all of them alike rather than on one contender's block of calls.
-    ``faults``, a dict, receives each contender's mean minor page faults per call."""
+    in a shuffled order each round, seeded), so a burst of load from other jobs on this
+    shared machine lands on all of them alike rather than on one contender's block of calls,
+    and no contender always follows the same one (a call's page faults and cache misses
+    depend on the call before it; a rotating order gave each contender one fixed
+    predecessor). ``faults``, a dict, receives each contender's mean minor page faults per
+    call."""
     names = list(impls)
     times = {k: [] for k in names}
     flts = {k: [] for k in names}
-    for i in range(calls):
-        for k in names[i % len(names):] + names[:i % len(names)]:
+    order = random.Random(0)
+    for _ in range(calls):
+        round_names = names[:]
+        order.shuffle(round_names)
+        for k in round_names:
             fn = impls[k]
             f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             t0 = time.perf_counter()
