@@ -6,6 +6,7 @@ from test_graph_plan import cheapest, feasible_budget, random_graph, store_all_p
 
 from ckpt.planner import BudgetError, graph_zoo
 from ckpt.planner.graph_simulate import simulate_graph
+from ckpt.planner.graph_training import TrainingGraph
 from ckpt.planner.strategies.dag_baselines import dag_recompute_all
 from ckpt.planner.strategies.dag_greedy import keep_set_stages
 from ckpt.planner.strategies.dag_keep_bound import keep_bound
@@ -104,12 +105,25 @@ def test_milp_reports_each_improving_solution_and_stops_when_asked():
     assert cut.status == "stopped" and cut.R == first[0]
 
 
+def test_a_solve_that_ends_as_it_is_stopped_reports_its_own_end():
+    # stop() may answer after the child has sent "done" (the solution it saw also closed
+    # the gap): the result is the solver's, read from the pipe, not "stopped"
+    import time
+    tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
+
+    def stop():        # the first call comes before any message: by its end the solve is over
+        time.sleep(2.0)
+        return True
+    r = solve_milp(tg, budget=8, stop=stop)
+    assert r.status == "optimal" and r.objective == 2.0
+
+
 def test_lazy_search_out_of_rounds_after_a_stopped_one_says_time_limit(monkeypatch):
     # a round that solve_lazy stopped (stalled, or restarted from a better schedule) is
     # followed by another; out of rounds there, the search reports the time limit, never
     # the internal "stopped", and keeps the bound and the schedule it had
     import ckpt.planner.strategies.dag_lazy as dag_lazy
-    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    tg = graph_zoo.random_layered(nodes=100, seed=0).training()   # (not solved in 0.2 s)
     budget = feasible_budget(tg, 0.7)
     real = dag_lazy.solve_milp
     monkeypatch.setattr(dag_lazy, "solve_milp",       # every round stopped at once
