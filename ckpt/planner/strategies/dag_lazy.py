@@ -110,10 +110,11 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         cold = not rounds and best is not None and cold_share > 0
         began, start_cost = time.monotonic(), None if best is None else best[0]
         last = [began]           # when the round's last incumbent came
+        replayed = [None, None]  # the last incumbent and its stages over the budget
 
         def seen(R, S):
             last[0] = time.monotonic()
-            over_budget(R, S)
+            replayed[:] = (R, S), over_budget(R, S)
 
         def stop():
             now = time.monotonic()
@@ -130,16 +131,21 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         status, message = res.status, res.message
         if res.bound is not None:
             bound = res.bound if bound is None else max(bound, res.bound)
-        over = [] if res.R is None else over_budget(res.R, res.S)
+        over = ([] if res.R is None else replayed[1] if replayed[0] == (res.R, res.S)
+                else over_budget(res.R, res.S))
         rounds.append([res.status, res.rows, over, round(res.seconds, 3)])
         if res.status == "stopped" or cold and res.status in ("time_limit", "killed"):
+            if res.status == "stopped" and best is None and not set(over) - stepwise:
+                break            # the same round again would stall the same way
             stepwise.update(over)
             continue
         if res.status not in ("optimal", "target") or not over:
             break
         stepwise.update(over)
     if status in ("optimal", "target") and rounds[-1][2] or status == "stopped":
-        status = "time_limit"          # out of rounds with a schedule over the budget
+        status, message = "time_limit", (   # out of rounds, or the last one ended early
+            "out of rounds: the last one was ended early" if status == "stopped" else
+            "out of rounds: the last solution passes the budget")
     return LazyResult(status, None if best is None else best[1],
                       None if best is None else best[0], bound, sorted(stepwise), rounds,
                       message)
