@@ -153,7 +153,8 @@ class RngState:
     def __init__(self, devices, previous=None):
         self.devices = devices
         now = [torch.get_rng_state(), *(torch.cuda.get_rng_state(d) for d in devices)]
-        kept = [None] * len(now) if previous is None else previous.states
+        same = previous is not None and list(previous.devices) == list(devices)
+        kept = previous.states if same else [None] * len(now)
         self.states = [k if k is not None and torch.equal(k, s) else s for k, s in zip(kept, now)]
 
     def restore(self):
