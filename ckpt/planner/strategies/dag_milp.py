@@ -457,18 +457,6 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     send.close()
     got, last, stopped = None, (None, None, None, None), False
     deadline = t0 + time_limit + 2.0
-
-    def take(msg, report=True):
-        nonlocal got, last
-        if msg[0] == "done":
-            got = msg[1:]
-        elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
-            last = msg[1:]
-            if report and on_incumbent is not None and msg[3] is not None:
-                on_incumbent(msg[3], msg[4])
-        else:
-            last = (last[0], msg[2], last[2], last[3])
-
     try:
         while got is None:
             if stop is not None and not recv.poll(0) and stop():
@@ -479,19 +467,28 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                     break
                 continue
             try:
-                take(recv.recv())
+                msg = recv.recv()
             except EOFError:
                 break
+            if msg[0] == "done":
+                got = msg[1:]
+            elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
+                last = msg[1:]
+                if on_incumbent is not None and msg[3] is not None:
+                    on_incumbent(msg[3], msg[4])
+            else:
+                last = (last[0], msg[2], last[2], last[3])
     finally:          # the callbacks are the caller's code: the child goes whatever they do
         seconds = time.monotonic() - t0
-        if stopped:   # the solution stop() answered may also have ended the solve: its report
+        if stopped:   # the solution stop() answered may also have ended the solve
             proc.join(0.2)
         if proc.is_alive():
             proc.kill()
         proc.join()
-        try:          # what the child wrote before it ended stays in the pipe; "done" wins
-            while got is None and recv.poll(0):
-                take(recv.recv(), report=False)
+        try:          # a "done" the child wrote before it ended stays in the pipe, and wins;
+            while got is None and recv.poll(0):      # later solutions went unseen: left out
+                msg = recv.recv()
+                got = msg[1:] if msg[0] == "done" else None
         except (EOFError, OSError):
             pass
         recv.close()
