@@ -118,6 +118,22 @@ def test_a_solve_that_ends_as_it_is_stopped_reports_its_own_end():
     assert r.status == "optimal" and r.objective == 2.0
 
 
+def test_lazy_search_ends_when_a_stalled_round_has_no_stage_to_add(monkeypatch):
+    # a round stopped on a stall, with nothing that fits yet, whose solution passes the
+    # budget only at stages already modelled step by step: another round would be the same
+    # round again, so the search ends there (time_limit, no schedule) instead of repeating it
+    import ckpt.planner.strategies.dag_lazy as dag_lazy
+    from ckpt.planner.strategies.dag_milp import MilpResult
+    tg = graph_zoo.random_layered(nodes=30, seed=0).training()
+    R, S = ops_stages(tg, dag_recompute_all(tg))
+    monkeypatch.setattr(dag_lazy, "stages_over_budget", lambda tg, ops, budget: [5])
+    monkeypatch.setattr(dag_lazy, "solve_milp", lambda *a, **kw: MilpResult(
+        "stopped", None, None, R, S, 0.01, 0, 0, "stopped: stop() said so", False))
+    r = solve_lazy(tg, feasible_budget(tg, 0.7), max_rounds=50)
+    assert [round_[2] for round_ in r.rounds] == [[5], [5]]
+    assert r.status == "time_limit" and r.ops is None and "ended early" in r.message
+
+
 def test_lazy_search_out_of_rounds_after_a_stopped_one_says_time_limit(monkeypatch):
     # a round that solve_lazy stopped (stalled, or restarted from a better schedule) is
     # followed by another; out of rounds there, the search reports the time limit, never

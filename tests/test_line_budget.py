@@ -71,7 +71,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # plus 16: a review's fixes — solve_milp reads what the child sent before it was stopped (a
 # solve that ended on the very solution stop() answered reports its own end), a round's last
 # solution replayed once, a stalled round with nothing new to add not repeated, RNG states
-# shared only between the same devices
+# shared only between the same devices; and the tanh and sigmoid rules' 0-d ones
 BUDGET = 26794
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
