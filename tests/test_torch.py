@@ -1,5 +1,6 @@
 """ckpt.torch: plans run on PyTorch models — the same program in torch and under a plan gives
 the same gradients, BatchNorm statistics and RNG state; the measured peak is the predicted one."""
+import contextlib
 import copy
 
 import pytest
@@ -111,6 +112,29 @@ def test_eval_and_no_grad_run_the_plain_model():
         assert torch.equal(got, model(x))
     wrapped.eval()
     assert wrapped(x).grad_fn.name() == model(x).grad_fn.name()   # no planned nodes
+
+
+def test_an_explicit_list_of_stages_runs_in_every_mode_not_the_models_forward():
+    # stages given as a list compute what the model computes, perhaps differently (compiled
+    # blocks): a plan that keeps everything, eval mode and no_grad run them, not model(x)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    calls = []
+
+    def counted(module):
+        def stage(h):
+            calls.append(module)
+            return module(h)
+        return stage
+    stages = [counted(m) for m in model]
+    x = torch.randn(4, 8)
+    wrapped = ct.plan(model, x, strategy="store_all", stages=stages, repeats=1)
+    assert wrapped.plain
+    for mode in ("train", "no_grad", "eval"):
+        calls.clear()
+        with torch.no_grad() if mode == "no_grad" else contextlib.nullcontext():
+            wrapped.train(mode != "eval")
+            out = wrapped(x)
+        assert calls == list(model) and torch.equal(out, model(x))
 
 
 def test_input_gradient_is_returned():

@@ -18,7 +18,7 @@ from torch import nn
 
 from .. import planner
 from .measure import profile
-from .runner import Step
+from .runner import Step, run_in_order
 from .stages import resolve
 
 __all__ = ["PlannedModule", "plan"]
@@ -32,7 +32,8 @@ class PlannedModule(nn.Module):
     the model's output; backpropagating a loss of it runs the rest of the plan (the
     recomputations where the plan puts them); parameters get their gradients through
     torch's engine, as from a plain backward. In eval mode or under ``no_grad``, and under a
-    plan that keeps everything (store-all), it is the model. ``plan``, ``chain`` and
+    plan that keeps everything (store-all), it is the model (given an explicit list of
+    stages: those stages, in order, as the step calls them). ``plan``, ``chain`` and
     ``explain()`` describe the schedule; parameters, buffers and the state dict are the model's (``planned.model``).
     """
 
@@ -45,6 +46,9 @@ class PlannedModule(nn.Module):
                 f"the plan is for a chain of {len(plan.chain)} stages; the model cut with "
                 f"stages={stages!r} has {len(self.staging)} ({', '.join(self.staging.names)})"
                 "; profile it with the same stages")
+        # an explicit list may differ from the model's code in how it computes (compiled
+        # stages): the plain forward runs it too
+        self.explicit = not isinstance(stages, str)
         self.plan = plan
         self.chain = plan.chain
         # a plan that keeps every stage's first run and recomputes nothing (store-all) is
@@ -53,7 +57,8 @@ class PlannedModule(nn.Module):
 
     def forward(self, *args, **kwargs):
         if not (self.training and torch.is_grad_enabled()) or self.plain:
-            return self.model(*args, **kwargs)
+            return (run_in_order(self.staging, args, kwargs) if self.explicit else
+                    self.model(*args, **kwargs))
         return Step(self.model, self.staging, self.plan.ops, args, kwargs).run()
 
     def explain(self, max_ops=80):

@@ -48,7 +48,7 @@ from torch import nn
 from .ledger import storage_bytes
 from .stages import StageError
 
-__all__ = ["Step", "PlanRunError", "cuda_devices", "RngState", "stage_norms"]
+__all__ = ["Step", "PlanRunError", "cuda_devices", "RngState", "stage_norms", "run_in_order"]
 class PlanRunError(RuntimeError):
     """A plan cannot run on this model as staged (what is wrong and what would be right)."""
 
@@ -171,6 +171,23 @@ def _first(out):
         return out[0]
     raise PlanRunError(f"a stage returned a {type(out).__name__}; a stage must return a "
                        "tensor or a tuple whose first element is the tensor passed on")
+
+
+def run_in_order(staging, args, kwargs):
+    """The plain forward of a list of stages, called as a plan's step calls them: stage 1
+    gets the call's arguments, each next stage the tensor the one before passed on.
+
+    >>> import torch
+    >>> from ckpt.torch.stages import resolve
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.Linear(3, 1))
+    >>> x = torch.ones(4, 2)
+    >>> torch.equal(run_in_order(resolve(net, [net[0], net[1]]), (x,), {}), net(x))
+    True
+    """
+    x = args[0]
+    for i, stage in enumerate(staging.callables):
+        x = _first(stage(x, *args[1:], **kwargs) if i == 0 else stage(x))
+    return x
 
 
 def _second_backward():
