@@ -135,6 +135,8 @@ def test_an_explicit_list_of_stages_runs_in_every_mode_not_the_models_forward():
             wrapped.train(mode != "eval")
             out = wrapped(x)
         assert calls == list(model) and torch.equal(out, model(x))
+    with pytest.raises(ct.PlanRunError, match="no positional argument"):
+        wrapped(input=x)   # (eval mode, as the training step says it)
 
 
 def test_input_gradient_is_returned():

@@ -184,10 +184,25 @@ def run_in_order(staging, args, kwargs):
     >>> torch.equal(run_in_order(resolve(net, [net[0], net[1]]), (x,), {}), net(x))
     True
     """
-    x = args[0]
-    for i, stage in enumerate(staging.callables):
-        x = _first(stage(x, *args[1:], **kwargs) if i == 0 else stage(x))
+    x = _stage_input(args)
+    for i in range(1, len(staging.callables) + 1):
+        x = _call_listed(staging, i, x, args, kwargs)
     return x
+
+
+def _stage_input(args):
+    if not args:
+        raise PlanRunError(
+            "the model was called with no positional argument; with a list of stages (or an "
+            "nn.Sequential) the first positional argument is stage 1's input: call it as "
+            "model(x, ...)")
+    return args[0]
+
+
+def _call_listed(staging, i, inp, args, kwargs):
+    """Stage ``i`` of a list on ``inp``: stage 1 also gets the call's other arguments."""
+    stage = staging.callables[i - 1]
+    return _first(stage(inp, *args[1:], **kwargs) if i == 1 else stage(inp))
 
 
 def _second_backward():
@@ -410,9 +425,7 @@ class Step:
 
     def _call(self, i, inp):
         if self.staging.kind == "sequence":
-            if i == 1:
-                return _first(self.staging.callables[0](inp, *self.args[1:], **self.kwargs))
-            return _first(self.staging.callables[i - 1](inp))
+            return _call_listed(self.staging, i, inp, self.args, self.kwargs)
         if i == 1:
             return self._rerun_prologue()
         a, kw = self.context[i]
@@ -547,12 +560,7 @@ class Step:
         model's output; its backward runs the rest."""
         self._check_epilogue()
         if self.staging.kind == "sequence":
-            if not self.args:
-                raise PlanRunError(
-                    "the model was called with no positional argument; with a list of stages "
-                    "(or an nn.Sequential) the first positional argument is stage 1's input: "
-                    "call it as model(x, ...)")
-            x = self.args[0]
+            x = _stage_input(self.args)
             for i in range(1, self.L + 1):
                 x = self._first_run(i, x, lambda h, i=i: self._call(i, h))
             self._forward_done()
