@@ -7,11 +7,14 @@ as fractions of store-all's peak.
     python benchmarks/bench_dag.py --time-limit 20       # shorter solves
     python benchmarks/bench_dag.py --quick               # two small rows: a check it works
     python benchmarks/bench_dag.py --ablation            # the MILP variants alone
+    python benchmarks/bench_dag.py --quality             # dag_optimal against the heuristics
+                                                         # at 0.9…0.3, and the least peaks
     python benchmarks/bench_dag.py --only unet@0.6 --only n250  # rows whose "graph@budget"
                                                          # contains one of the strings
 
 Columns: n = training-graph nodes (forward + backward); the overhead (compute / store-all
-compute - 1) of ``chain`` and ``dag_greedy`` ("none": nothing fits); for Checkmate's
+compute - 1) of ``chain``, ``dag_greedy`` and ``dag_lp_rounding`` (Checkmate's LP rounding;
+``lp/opt`` = its overhead over ``dag_optimal``'s) ("none": nothing fits); for Checkmate's
 published model (``reference``, the MILP alone, no start) and ``dag_optimal``: the status
 (opt = proven within the stopping gap ``--rel-gap`` on the overhead, 1% by default as the
 issue's goal; tl = time limit; kill = the solver process killed at the limit, keeping what
@@ -47,6 +50,8 @@ ROWS = [("random_layered", dict(nodes=100, seed=0), (0.9, 0.8, 0.7)),
         ("resnet50", {}, (0.8,)),
         ("random_layered", dict(nodes=500, seed=0), (0.8,)),
         ("random_layered", dict(nodes=1000, seed=0), (0.8,))]
+QUALITY = [("unet", {}), ("densenet", {}), ("transformer", {})]
+QUALITY_FRACS = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 QUICK = [("random_layered", dict(nodes=20, seed=0), (0.8,)),
          ("unet", dict(depth=1, batch=1, image=16, width=4), (0.9,))]
 
@@ -78,6 +83,7 @@ def row(name, kw, frac, limit, rel_gap, reference=True, ours=True):
     base = tg.store_all_compute
     ch = heuristic(g, "chain", budget) if ours else None
     gr = heuristic(g, "dag_greedy", budget, time_limit=limit) if ours else None
+    lp = heuristic(g, "dag_lp_rounding", budget, time_limit=limit) if ours else None
     cells = []
     if reference:
         ref = solve_milp(tg, budget, time_limit=limit, rel_gap=rel_gap, variant="reference")
@@ -96,10 +102,90 @@ def row(name, kw, frac, limit, rel_gap, reference=True, ours=True):
         cells += [STATUS[p.solver_status], pct(p.overhead),
                   pct(None if keep is None else keep / base - 1), pct(p.gap), p.info["source"],
                   str(len(p.info.get("rounds", [])))]
+        ratio = None if lp is None or p.overhead <= 0 else lp / p.overhead
     except BudgetError:
         cells += ["none" if ours else "not run", "—", "—", "—", "—", "—"]
+        ratio = None
     cells.append(f"{time.monotonic() - t0:.1f}")
-    return f"| {g.name} | {len(tg)} | {frac} | {pct(ch)} | {pct(gr)} | " + " | ".join(cells) + " |"
+    return (f"| {g.name} | {len(tg)} | {frac} | {pct(ch)} | {pct(gr)} | {pct(lp)} | "
+            f"{'—' if ratio is None else f'{ratio:.3g}x'} | " + " | ".join(cells) + " |")
+
+
+def quality_row(g, tg, frac, limit, rel_gap, strategies):
+    """One budget of ``--quality``: each heuristic's overhead, then ``dag_optimal``'s status,
+    overhead and gap, and its overhead against ``chain``'s."""
+    budget = int(frac * simulate_graph(tg, dag_store_all(tg)).peak)
+    over = {s: heuristic(g, s, budget, **({"time_limit": limit} if s.startswith("dag_") else {}))
+            for s in strategies}
+    t0 = time.monotonic()
+    try:
+        p = plan_graph(g, "dag_optimal", budget=budget, time_limit=limit, rel_gap=rel_gap)
+        opt = [STATUS[p.solver_status], pct(p.overhead), pct(p.gap)]
+        ch = over.get("chain")
+        vs = ("chain: none" if ch is None else "0" if ch == p.overhead else
+              f"{pct(p.overhead - ch)} ({p.overhead / ch:.3g}x)" if ch > 0 else "—")
+    except BudgetError:
+        opt, vs = ["none", "—", "—"], "—"
+    return (f"| {g.name} | {frac} | " + " | ".join(pct(over[s]) for s in strategies) + " | "
+            + " | ".join(opt) + f" | {vs} | {time.monotonic() - t0:.1f} |")
+
+
+def least_peaks(g, tg, limit, strategies, tries=7):
+    """Per strategy, the least budget (a fraction of store-all's peak) it finds a schedule
+    for, by bisection between the keep-set relaxation's floor (no schedule of the stage class
+    fits below it) and recompute-all's peak (or store-all's, if nothing fits there); each
+    probe of a ``dag_*`` strategy gets ``limit`` seconds, so its figure is what it finds in
+    that time. Returns (floor, recompute-all's peak, {strategy: least fraction found})."""
+    from ckpt.planner.strategies.dag_baselines import dag_recompute_all
+    from ckpt.planner.strategies.dag_keep_bound import keep_bound
+    store = simulate_graph(tg, dag_store_all(tg)).peak
+    top = simulate_graph(tg, dag_recompute_all(tg)).peak / store
+
+    def bisect(lo, hi, fits):                 # fits(hi); the least fraction found that fits
+        for _ in range(tries):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        return lo, hi
+
+    floor = bisect(0.0, top, lambda f: keep_bound(tg, int(f * store), time_limit=limit)
+                   .status != "infeasible")[0]
+    found = {}
+    for s in strategies + ["dag_optimal"]:
+        opts = {"time_limit": limit} if s.startswith("dag_") else {}
+
+        def fits(f):
+            return heuristic(g, s, int(f * store), **opts) is not None
+        found[s] = bisect(floor, top if fits(top) else 1.0, fits)[1]
+    return floor, top, found
+
+
+def quality(limit, rel_gap, probe_limit, only=()):
+    """``--quality``: the issue's quality section, U-Net, DenseNet-like and transformer graphs
+    at 0.9…0.3 of store-all's peak, and the least peak each strategy reaches."""
+    from ckpt.planner import GRAPH_STRATEGIES
+    strategies = [s for s in ("chain", "sqrt", "greedy", "dag_greedy", "dag_lp_rounding")
+                  if s in GRAPH_STRATEGIES]
+    print("| graph | budget | " + " | ".join(strategies) + " | dag_optimal status | overhead "
+          "| gap | against chain | s |")
+    print("|" + " --- |" * (len(strategies) + 7))
+    peaks = []
+    for name, kw in QUALITY:
+        g = graph_zoo.get(name, **kw)
+        if only and not any(o in g.name for o in only):
+            continue
+        tg = g.training()
+        for frac in QUALITY_FRACS:
+            print(quality_row(g, tg, frac, limit, rel_gap, strategies), flush=True)
+        peaks.append((g.name, len(tg), *least_peaks(g, tg, probe_limit, strategies)))
+    print(f"\nLeast peak each strategy finds, as a fraction of store-all's (bisection, 7 probes "
+          f"of {probe_limit:g} s; keep-set floor: no schedule of the stage class fits below it)\n")
+    print("| graph | n | keep-set floor | recompute_all | " + " | ".join(strategies)
+          + " | dag_optimal |")
+    print("|" + " --- |" * (len(strategies) + 5))
+    for name, n, floor, top, found in peaks:
+        print(f"| {name} | {n} | {floor:.3f} | {top:.3f} | "
+              + " | ".join(f"{found[s]:.3f}" for s in strategies + ["dag_optimal"]) + " |",
+              flush=True)
 
 
 def ablation(limit, rel_gap):
@@ -127,6 +213,10 @@ def main():
     ap.add_argument("--rel-gap", type=float, default=0.01)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--ablation", action="store_true")
+    ap.add_argument("--quality", action="store_true",
+                    help="dag_optimal against the heuristics at 0.9…0.3, and the least peaks")
+    ap.add_argument("--probe-limit", type=float, default=15.0,
+                    help="seconds per solve of --quality's least-peak bisection")
     ap.add_argument("--no-reference", action="store_true",
                     help="skip Checkmate's published model (halves the time)")
     ap.add_argument("--reference-only", action="store_true",
@@ -140,9 +230,11 @@ def main():
           f"solve, stopping gap {args.rel_gap:g}")
     if args.ablation:
         return ablation(args.time_limit, args.rel_gap)
-    print("| graph | n | budget | chain | dag_greedy | reference status | overhead | gap | s "
-          "| dag_optimal status | overhead | keep | gap | src | rounds | s |")
-    print("|" + " --- |" * 16)
+    if args.quality:
+        return quality(args.time_limit, args.rel_gap, args.probe_limit, args.only)
+    print("| graph | n | budget | chain | dag_greedy | lp_rounding | lp/opt | reference status "
+          "| overhead | gap | s | dag_optimal status | overhead | keep | gap | src | rounds | s |")
+    print("|" + " --- |" * 18)
     for name, kw, fracs in (QUICK if args.quick else ROWS):
         for frac in fracs:
             label = f"{graph_zoo.get(name, **kw).name}@{frac}"
