@@ -29,12 +29,14 @@ forward values with x_i = 0 (``dag_greedy.keep_set_stages``).
 >>> r.status, r.bound, len(r.keep)          # one forward value is recomputed
 ('optimal', 13.0, 3)
 """
+import time
 from typing import NamedTuple
 
 import numpy as np
 
 from .dag_highs import solve_model
 from .dag_milp import MilpModel, Rows, live_windows
+from .killable import run_killable
 
 __all__ = ["KeepBound", "keep_model", "keep_bound"]
 
@@ -109,21 +111,54 @@ def keep_model(tg, budget):
                      unit)
 
 
-def keep_bound(tg, budget, time_limit=10.0, rel_gap=1e-4):
-    """Solve the keep-set relaxation (see the module doc) with HiGHS within ``time_limit``
-    seconds (HiGHS's own limit: the model is small) to relative gap ``rel_gap``. Returns a
-    ``KeepBound``; "infeasible" means no schedule fits ``budget``.
+def keep_bound(tg, budget, time_limit=10.0, rel_gap=1e-4, mem_limit=4 * 2**30):
+    """Solve the keep-set relaxation (see the module doc) with HiGHS to relative gap
+    ``rel_gap`` in a child process (``killable``: killed ``time_limit`` seconds after it
+    started, with at most ``mem_limit`` bytes of address space; HiGHS is given 80% of the
+    time left after the model is built, and what it reported before a kill is kept).
+    Returns a ``KeepBound``; "infeasible" means no schedule fits ``budget``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> keep_bound(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
     'infeasible'
     """
-    m = keep_model(tg, budget)
-    res = solve_model(m, time_limit, rel_gap)
-    if res.status == "infeasible":
-        return KeepBound(res.status, None, None)
+    last = {"bound": None, "keep": None}
+
+    def seen(msg):                    # ("progress", bound, keep or None)
+        if msg[1] is not None:
+            last["bound"] = msg[1] if last["bound"] is None else max(last["bound"], msg[1])
+        if msg[2] is not None:
+            last["keep"] = msg[2]
+    r = run_killable(_solve_keep, (tg, budget, time_limit, rel_gap), time_limit, mem_limit,
+                     on_message=seen, grace=0.5)
+    if r.how == "done":
+        return r.done[1]
+    return KeepBound("killed" if r.how == "killed" else "error", last["bound"], last["keep"])
+
+
+def _solve_keep(send, tg, budget, time_limit, rel_gap):
+    """Child process: build and solve the model, send ("progress", bound, keep) as HiGHS
+    improves, then ("done", KeepBound)."""
+    began = time.monotonic()
     base = tg.store_all_compute
-    bound = None if res.bound is None else base + max(0.0, res.bound) * m.cost_unit
-    keep = None if res.x is None else {
-        i for i in range(len(tg)) if not tg.backward[i] and res.x[i] < 0.5}
-    return KeepBound(res.status, bound, keep)
+    try:
+        m = keep_model(tg, budget)
+
+        def total(v):
+            return None if v is None or not np.isfinite(v) else \
+                base + max(0.0, float(v)) * m.cost_unit
+
+        def keep_of(x):
+            return None if x is None else {
+                i for i in range(len(tg)) if not tg.backward[i] and x[i] < 0.5}
+
+        res = solve_model(m, max(0.1, 0.8 * (time_limit - (time.monotonic() - began))), rel_gap,
+                          progress=lambda obj, bound, x: send(("progress", total(bound),
+                                                               keep_of(x))))
+    except MemoryError:
+        send(("done", KeepBound("memory", None, None)))
+        return
+    if res.status == "infeasible":
+        send(("done", KeepBound(res.status, None, None)))
+        return
+    send(("done", KeepBound(res.status, total(res.bound), keep_of(res.x))))
