@@ -118,7 +118,8 @@ def reduce_to_chain(graph, tg=None):
             output_bytes=x, saved_bytes=xbar,
             forward_transient=max(0, _replay(tg, plain) - x),
             forward_save_transient=max(0, _replay(tg, saving) - xbar),
-            backward_transient=max(0, _replay(tg, back) - x)))
+            # the chain counts the gradient a backward creates, δ_{j-1}, as the last cut's size
+            backward_transient=max(0, _replay(tg, back) - (out[-1].output_bytes if out else 0))))
     return Chain(out, input_bytes=graph.input_bytes, param_bytes=graph.param_bytes,
                  name=graph.name, cost_unit=graph.cost_unit), stages
 
