@@ -34,11 +34,23 @@ def _recompute_all(graph, tg, budget):
     return dag_recompute_all(tg), {}
 
 
-def _chain(graph, tg, budget):
+def _over_cut_points(name, graph, tg, budget, chain_strategy, **options):
     if graph is None:
-        raise ValueError("strategy 'chain' needs the forward Graph (a TrainingGraph read from "
+        raise ValueError(f"strategy {name!r} needs the forward Graph (a TrainingGraph read from "
                          "node-link JSON has no forward ops to cut into stages)")
-    return chain_baseline(graph, budget, tg), {}
+    return chain_baseline(graph, budget, tg, chain_strategy, **options), {}
+
+
+def _chain(graph, tg, budget):
+    return _over_cut_points("chain", graph, tg, budget, "optimal")
+
+
+def _chen_sqrt(graph, tg, budget, segments=None):
+    return _over_cut_points("sqrt", graph, tg, budget, "sqrt", segments=segments)
+
+
+def _chen_greedy(graph, tg, budget, threshold=None):
+    return _over_cut_points("greedy", graph, tg, budget, "greedy", threshold=threshold)
 
 
 def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
@@ -65,7 +77,8 @@ def _lp_rounding(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30):
 
 
 GRAPH_STRATEGIES = {"store_all": _store_all, "recompute_all": _recompute_all,
-                    "chain": _chain, "dag_optimal": _dag_optimal,
+                    "chain": _chain, "sqrt": _chen_sqrt, "greedy": _chen_greedy,
+                    "dag_optimal": _dag_optimal,
                     "dag_lp_rounding": _lp_rounding, "dag_greedy": _greedy}
 
 
@@ -185,7 +198,9 @@ def plan_graph(graph, strategy, budget=None, **options):
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
     strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``,
     ``lp_share``, ``greedy_share``, ``milp_max_nodes``, ``keep_share``; ``dag_lp_rounding``: ``time_limit``,
-    ``mem_limit``; ``dag_greedy``: ``time_limit``).
+    ``mem_limit``; ``dag_greedy``: ``time_limit``; ``sqrt``: ``segments``; ``greedy``:
+    ``threshold``). ``sqrt`` and ``greedy`` are Chen et al.'s chain rules over the graph's
+    cut points (``strategies/dag_chain.py``), not the keep-set heuristic ``dag_greedy``.
     A plan whose peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo

@@ -1,6 +1,8 @@
-"""Strategy ``chain`` on graphs: cut the forward graph at its dominators into a chain of
-stages, plan the chain with the chain strategy ``optimal``, and replay the chain plan on the
-training graph (the baseline ``dag_optimal`` must beat).
+"""Graph strategies over the cut points: cut the forward graph at its dominators into a chain
+of stages, plan the chain with a chain strategy, and replay the chain plan on the training
+graph. With chain ``optimal`` this is the strategy ``chain`` (the baseline ``dag_optimal``
+must beat); with chain ``sqrt`` and ``greedy`` it is Chen et al.'s (2016) √n and greedy rules
+on a general graph, which the paper applies at the same "candidate stage-splitting points".
 
 Cuts: with a virtual source before the nodes that read the graph input and a virtual sink
 after every node without a consumer, the cut nodes are the sink's dominators (every path
@@ -116,7 +118,8 @@ def reduce_to_chain(graph, tg=None):
             output_bytes=x, saved_bytes=xbar,
             forward_transient=max(0, _replay(tg, plain) - x),
             forward_save_transient=max(0, _replay(tg, saving) - xbar),
-            backward_transient=max(0, _replay(tg, back) - x)))
+            # the chain counts the gradient a backward creates, δ_{j-1}, as the last cut's size
+            backward_transient=max(0, _replay(tg, back) - (out[-1].output_bytes if out else 0))))
     return Chain(out, input_bytes=graph.input_bytes, param_bytes=graph.param_bytes,
                  name=graph.name, cost_unit=graph.cost_unit), stages
 
@@ -188,43 +191,56 @@ def chain_ops_on_graph(tg, stages, chain_ops):
     return eager_frees(tg, ops)
 
 
-def chain_baseline(graph, budget=None, tg=None, tries=14):
-    """The cheapest replay of a chain ``optimal`` plan within ``budget`` (see the module
-    doc): the chain budget is bisected between the chain's least peak and store-all's for
-    the largest whose replay fits (``tries`` replays at most); raises ``BudgetError`` when
-    not even the least-peak plan fits.
+def chain_baseline(graph, budget=None, tg=None, strategy="optimal", tries=14, **options):
+    """The cheapest replay within ``budget`` of a plan of the cut-point chain by the chain
+    strategy ``strategy`` (a name in ``ckpt.planner.strategies.STRATEGIES``, given
+    ``options``; see the module doc). The chain budget is bisected between the chain's least
+    peak and store-all's for the largest whose replay fits (``tries`` chain plans at most; a
+    plan already replayed is not replayed again, so a strategy that ignores its budget, like
+    ``sqrt``, costs one replay). Raises ``BudgetError`` naming the graph strategy when not
+    even the least-peak chain budget's plan fits.
 
     >>> from ckpt.planner import zoo
     >>> from ckpt.planner.graph import Graph
-    >>> len(chain_baseline(Graph.from_chain(zoo.uniform(3)), budget=None))
-    12
+    >>> g = Graph.from_chain(zoo.uniform(3))
+    >>> len(chain_baseline(g, budget=None)), len(chain_baseline(g, strategy="sqrt"))
+    (12, 16)
+    >>> chain_baseline(g, budget=1, strategy="sqrt")
+    Traceback (most recent call last):
+    ...
+    ckpt.planner.errors.BudgetError: strategy 'sqrt': no chain 'sqrt' plan of the cut stages replays within 1 bytes on graph 'uniform'
     """
     from ..simulate import simulate
-    from .optimal import optimal
+    from . import STRATEGIES
     from .store_all import store_all
+    chain_strategy = STRATEGIES[strategy]
     tg = graph.training() if tg is None else tg
     chain, stages = reduce_to_chain(graph, tg)
     if budget is None:
-        return chain_ops_on_graph(tg, stages, optimal(chain))
-    best = None
+        return chain_ops_on_graph(tg, stages, chain_strategy(chain, **options))
+    replays, best = {}, None
 
-    def attempt(b):
+    def fits(chain_budget):
         nonlocal best
-        ops = chain_ops_on_graph(tg, stages, optimal(chain, budget=b))
-        sim = simulate_graph(tg, ops)
-        fits = sim.peak <= budget
-        if fits and (best is None or sim.compute < best[0]):
+        chain_ops = tuple(chain_strategy(chain, budget=chain_budget, **options))
+        if chain_ops not in replays:
+            ops = chain_ops_on_graph(tg, stages, chain_ops)
+            replays[chain_ops] = (simulate_graph(tg, ops), ops)
+        sim, ops = replays[chain_ops]
+        if sim.peak <= budget and (best is None or sim.compute < best[0]):
             best = (sim.compute, ops)
-        return fits
+        return sim.peak <= budget
 
     lo, hi = chain.min_budget, simulate(chain, store_all(chain), timeline=False).peak
-    if not attempt(hi):
-        if not attempt(lo):
-            raise BudgetError(f"strategy 'chain': no chain plan replays within {budget} bytes "
-                              f"on graph {graph.name!r}", budget=budget, strategy="chain")
+    if not fits(hi):
+        if not fits(lo):
+            name = "chain" if strategy == "optimal" else strategy
+            raise BudgetError(f"strategy {name!r}: no chain {strategy!r} plan of the cut stages "
+                              f"replays within {budget} bytes on graph {graph.name!r}",
+                              budget=budget, strategy=name)
         for _ in range(tries - 2):              # invariant: lo fits, hi does not
             if hi - lo <= max(1, hi // 1000):
                 break
             mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if attempt(mid) else (lo, mid)
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
     return best[1]
