@@ -26,7 +26,7 @@ from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_c
                      parse_strategies, parse_strategy, split_values)
 from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path, printable,
                      save_figure, write_text)
-from .graphs import (GRAPH_ORDER, graph_budgets, graph_plan_text, graph_source,
+from .graphs import (CUT_FORWARD, GRAPH_ORDER, graph_budgets, graph_plan_text, graph_source,
                      graph_strategies, graph_summary, plan_graph_cli, sweep_graph)
 from .sources import model_graph, resolve
 
@@ -275,7 +275,7 @@ def cmd_sweep(args, out):
     graph = graph_source(args)
     if graph is not None:
         strategies = graph_strategies(args.strategies, default=[
-            s for s in GRAPH_ORDER if isinstance(graph, planner.Graph) or s != "chain"])
+            s for s in GRAPH_ORDER if isinstance(graph, planner.Graph) or s not in CUT_FORWARD])
     else:
         strategies = parse_strategies(args.strategies)
     check_budgets_text(args.budgets)

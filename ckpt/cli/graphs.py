@@ -28,10 +28,12 @@ from .inputs import UsageError, budget_count, parse_budget, read_file, split_val
 from .output import printable
 from .sources import model_names, run_user_code
 
-__all__ = ["graph_source", "GRAPH_ORDER", "graph_strategies", "graph_budgets", "plan_graph_cli",
+__all__ = ["graph_source", "GRAPH_ORDER", "CUT_FORWARD", "graph_strategies", "graph_budgets", "plan_graph_cli",
            "sweep_graph", "graph_summary", "graph_plan_text"]
 
-GRAPH_ORDER = ("store_all", "chain", "dag_lp_rounding", "dag_optimal", "recompute_all")
+GRAPH_ORDER = ("store_all", "sqrt", "greedy", "chain", "dag_greedy", "dag_lp_rounding",
+               "dag_optimal", "recompute_all")
+CUT_FORWARD = {"sqrt", "greedy", "chain"}      # need the forward Graph: not node-link graphs
 GRAPH_ONLY = sorted(set(graph_zoo.NAMES) - set(model_names()))
 _BATCHED = {"vgg16", "resnet50", "unet", "densenet", "transformer"}
 
@@ -110,10 +112,10 @@ def graph_strategies(values, option="--strategies", default=GRAPH_ORDER):
 
     >>> graph_strategies(["dag_optimal,store_all"])
     ['dag_optimal', 'store_all']
-    >>> graph_strategies(["sqrt"])
+    >>> graph_strategies(["revolve"])
     Traceback (most recent call last):
     ...
-    ckpt.cli.inputs.UsageError: 'sqrt' is a chain strategy; a graph takes store_all, chain, dag_lp_rounding, dag_optimal, recompute_all
+    ckpt.cli.inputs.UsageError: 'revolve' is a chain strategy; a graph takes store_all, sqrt, greedy, chain, dag_greedy, dag_lp_rounding, dag_optimal, recompute_all
     """
     if values is None:
         return list(default)
