@@ -138,7 +138,7 @@ def budget_between(graph, share):
 
 
 def plan_for(graph, strategy, share):
-    options = {"time_limit": 10} if strategy == "dag_optimal" else {}
+    options = {"time_limit": 10} if strategy.startswith("dag_") else {}
     if strategy in ("store_all", "recompute_all"):
         return planner.plan_graph(graph, strategy)
     try:
@@ -150,7 +150,7 @@ def plan_for(graph, strategy, share):
                                   **options)
 
 
-STRATEGIES = ["store_all", "recompute_all", "chain", "dag_optimal"]
+STRATEGIES = sorted(planner.GRAPH_STRATEGIES)      # every graph strategy, run on a model
 
 
 @pytest.fixture(scope="module")
