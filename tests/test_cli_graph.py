@@ -249,3 +249,44 @@ def test_missing_files_and_factories_are_one_line(capsys, tmp_path, factory_file
     rc, out, err = run(capsys, "plan", f"{factory_file}:make")
     assert rc == 2 and "expected a ckpt.nn.Sequential (each child a stage); a model of " \
         "another shape is planned as a graph of ops: add --graph" in err
+
+
+GRAPH = '{"format": "ckpt.graph", "nodes": [%s]}'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GRAPH % '{"name": "a", "output_bytes": -5}', "node 'a': output_bytes must be non-negative"),
+    (GRAPH % '{"name": "a", "outputs": 5}', r"nodes\[0\] \('a'\) has unknown field\(s\) "
+                                            r"\['outputs'\]"),
+    (GRAPH % '{"name": "a", "inputs": ["zz"]}', "node 'a' reads 'zz', which is not a node"),
+    ('{"nodes": [{"name": "a", "output_bytes": -5}]}', "node 'a': output_bytes must be"),
+    ('{"directed": true, "nodes": [{"id": 0, "cost_cpu": 1}], "links": []}',
+     r"nodes\[0\] \(id 0\) lacks the memory field 'cost_ram'"),
+    ('{"nodes": [}', "malformed graph JSON at line 1, column 12"),
+])
+@pytest.mark.parametrize("flag", [[], ["--graph"]])
+def test_a_bad_graph_file_names_the_field(capsys, tmp_path, text, message, flag):
+    path = tmp_path / "g.json"
+    path.write_text(text)
+    if text.endswith("[}") and not flag:          # not JSON: read as a chain, said as such
+        message = "malformed chain JSON at line 1, column 12"
+    for command in ("plan", "sweep"):
+        rc, out, err = run(capsys, command, str(path), *flag)
+        assert rc == 2 and out == "", err
+        assert re.search(f"error: {re.escape(str(path))}: {message}", err), err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_graph_file_without_format_is_a_graph_and_a_chain_is_not(capsys, tmp_path):
+    graph = graph_zoo.random_layered(nodes=6, seed=1)
+    data = json.loads(graph.to_json())
+    del data["format"], data["version"]
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    rc, out, err = run(capsys, "plan", str(tmp_path / "g.json"), "-s", "store_all", "--json")
+    assert rc == 0, err
+    assert GraphPlan.from_json(out) == planner.plan_graph(graph, "store_all")
+    (tmp_path / "c.json").write_text(planner.zoo.uniform(3).to_json())
+    rc, out, err = run(capsys, "plan", str(tmp_path / "c.json"), "--graph")
+    assert rc == 2 and "holds no graph" in err
+    rc, out, err = run(capsys, "plan", str(tmp_path / "c.json"), "-s", "store_all")
+    assert rc == 0 and out.startswith("plan 'store_all' for chain")

@@ -1,8 +1,9 @@
 """Graph sources for ``ckpt plan`` and ``ckpt sweep``: graphs are planned as graphs (the
 ``dag_*`` strategies, ``ckpt.planner.plan_graph``) instead of chains.
 
-A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_json``) or a
-networkx node-link training graph (Checkmate's or Moccasin's form), a model of the graph zoo
+A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_json``; by
+content: ``nodes`` and no chain's ``stages``, ``format`` optional) or a networkx node-link
+training graph (Checkmate's or Moccasin's form), a model of the graph zoo
 (``ckpt.planner.graph_zoo``: ``unet``, ``densenet``, ``resnet50``, ``random_layered``; with
 ``--graph`` also ``transformer`` and ``vgg16``, which name chains otherwise), or, with
 ``--graph``, a runnable built-in model (``ckpt.models``) or a user's ckpt model of any shape
@@ -16,12 +17,12 @@ loss_fn)``, loaded as ``ckpt profile`` loads chains), recorded op by op with
 True
 """
 import argparse
-import json
 import os
 
 from .. import models, planner
 from ..planner import GRAPH_STRATEGIES, Graph, TrainingGraph, format_size, graph_zoo
-from ..planner.errors import BudgetError, GraphError
+from ..planner.errors import BudgetError, GraphError, GraphFormatError
+from ..planner.graph import read_json
 from ..planner.sweep import Row, Sweep, pareto_front
 from . import load
 from .inputs import UsageError, budget_count, parse_budget, read_file, split_values
@@ -40,18 +41,46 @@ def _args(source, graph=False, batch=None):
     return argparse.Namespace(source=source, graph=graph, batch=batch, torch=None)
 
 
-def _read_graph_file(path):
-    data = json.loads(read_file(path, "a graph JSON file"))
-    if isinstance(data, dict) and data.get("format") == "ckpt.graph":
-        return Graph.from_dict(data)
-    if isinstance(data, dict) and "links" in data:
-        return TrainingGraph.from_dict(data)
+def _graph_reader(data):
+    """Which reader parsed JSON ``data`` is for, by its content: ``TrainingGraph`` for
+    networkx node-link data, ``Graph`` for a ``ckpt.graph`` (``nodes``, no chain's
+    ``stages``; ``format`` may be left out), None for a chain.
+
+    >>> _graph_reader({"nodes": []}).__name__, _graph_reader({"stages": [], "nodes": []})
+    ('Graph', None)
+    """
+    if not isinstance(data, dict):
+        return None
+    if {"links", "directed", "multigraph"} & set(data):
+        return TrainingGraph
+    fmt = data.get("format")
+    if fmt == "ckpt.graph" or ("nodes" in data and "stages" not in data
+                               and fmt not in ("ckpt.chain", "ckpt.plan")):
+        return Graph
     return None
+
+
+def _read_graph_file(path, flagged):
+    """The graph a JSON file holds, or None when it holds a chain or, without ``flagged``
+    (``--graph``), no JSON at all (the chain reader then says what is wrong with it). A graph
+    that breaks its schema is a ``UsageError`` naming the file and the planner's reason."""
+    try:
+        data = read_json(read_file(path, "a graph JSON file"), "graph")
+    except GraphFormatError as e:
+        if not flagged:
+            return None
+        raise UsageError(f"{printable(path)}: {e}") from None
+    reader = _graph_reader(data)
+    try:
+        return None if reader is None else reader.from_dict(data)
+    except GraphError as e:
+        raise UsageError(f"{printable(path)}: {e}") from None
 
 
 def graph_source(args):
     """The ``Graph`` (or ``TrainingGraph``) a command's SOURCE names, or None when it names
-    a chain (see the module doc). Bad graph files raise the planner's ``GraphFormatError``.
+    a chain (see the module doc). A bad graph file is a ``UsageError`` with the planner's
+    reason (the field, the node).
 
     >>> graph_source(_args("vgg16", graph=True, batch=2)).name
     'vgg16'
@@ -64,10 +93,7 @@ def graph_source(args):
                              "file or a ckpt model's FILE.py:FACTORY, not to --torch")
         return None
     if os.path.isfile(spec) and spec.endswith(".json"):
-        try:
-            g = _read_graph_file(spec)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            g = None          # not JSON: the chain reader says what is wrong with it
+        g = _read_graph_file(spec, flagged)
         if g is None and flagged:
             raise UsageError(f"{printable(spec)} holds no graph (a ckpt.graph or node-link "
                              "JSON); without --graph it is read as a chain")
