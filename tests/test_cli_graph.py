@@ -6,6 +6,8 @@ model with the measured peak equal to the predicted one."""
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +16,7 @@ from ckpt.cli import main
 from ckpt.planner import GraphPlan, graph_zoo
 
 PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(capsys, *argv):
@@ -290,3 +293,15 @@ def test_a_graph_file_without_format_is_a_graph_and_a_chain_is_not(capsys, tmp_p
     assert rc == 2 and "holds no graph" in err
     rc, out, err = run(capsys, "plan", str(tmp_path / "c.json"), "-s", "store_all")
     assert rc == 0 and out.startswith("plan 'store_all' for chain")
+
+
+def test_json_on_stdout_is_the_plan_alone_when_highs_runs(tmp_path):
+    graph = graph_zoo.random_layered(nodes=12, seed=3)
+    (tmp_path / "g.json").write_text(graph.to_json())
+    budget = int(0.7 * planner.plan_graph(graph, "store_all").peak)
+    r = subprocess.run([sys.executable, "-m", "ckpt", "plan", "g.json", "--budget", str(budget),
+                        "--time-limit", "10", "--json"], capture_output=True, text=True,
+                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    p = GraphPlan.from_json(r.stdout)       # HiGHS's banner on stdout would break this
+    assert p.info["keep_status"] is not None and p.peak <= budget

@@ -77,7 +77,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # step's way of calling a listed stage and its error for a call without an input (+4)
 # plus 24: a graph file told from a chain by its content (``nodes`` without ``stages``), and
 # its schema errors shown as the planner words them, not swallowed into a chain's (issue 17)
-BUDGET = 26840
+# plus 29: dag_highs.quiet_highs, every Highs made with fd 1 on /dev/null (HiGHS's banner
+# broke `ckpt plan --json`'s stdout; issue 17)
+BUDGET = 26869
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
