@@ -305,3 +305,29 @@ def test_json_on_stdout_is_the_plan_alone_when_highs_runs(tmp_path):
     assert r.returncode == 0 and r.stderr == "", r.stderr
     p = GraphPlan.from_json(r.stdout)       # HiGHS's banner on stdout would break this
     assert p.info["keep_status"] is not None and p.peak <= budget
+
+
+def test_a_solve_shows_its_progress_on_a_terminal_and_nothing_elsewhere(capsys, monkeypatch,
+                                                                        tmp_path):
+    from ckpt.cli.output import Progress
+    graph = graph_zoo.random_layered(nodes=30)       # the MILP runs about a second
+    (tmp_path / "g.json").write_text(graph.to_json())
+    budget = f"{int(0.8 * planner.plan_graph(graph, 'store_all').peak)}B"
+    plan = ["plan", str(tmp_path / "g.json"), "--budget", budget, "--time-limit", "20"]
+    sweep = ["sweep", str(tmp_path / "g.json"), "--budgets", budget, "--strategies",
+             "dag_optimal", "--time-limit", "20"]
+    for argv in (plan, sweep):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0 and err == "", err
+    labels, update = [], Progress.update        # what was shown, whether drawn or throttled
+    monkeypatch.setattr(Progress, "update", lambda bar, done, label="": (
+        labels.append(label), update(bar, done, label)))
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = r"best \+\d+\.\d\d% overhead, bound \+\d+\.\d\d%, gap \d+\.\d%"
+    for argv, label in ((plan, "dag_optimal"), (sweep, r"dag_optimal @ [\d.]+ KiB")):
+        labels.clear()
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0 and out and err.startswith("\r") and err.endswith("\r"), err
+        assert any(re.fullmatch(f"{label}: {shown}", text) for text in labels), labels
+        assert err.split("\r")[-2].strip() == ""             # the line is erased at the end

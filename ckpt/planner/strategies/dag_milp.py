@@ -420,7 +420,7 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                variant="ckpt", relax=False, start=None, stages=None, target=None,
-               on_incumbent=None, stop=None):
+               on_incumbent=None, stop=None, on_bound=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
@@ -431,7 +431,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     the stages whose memory is modelled step by step (None: all; the others get
     ``peak_rows`` only, a relaxation); ``target``: stop (status "target") at a solution of
     at most this compute (a bound known from elsewhere proves it); ``on_incumbent(R, S)`` is
-    called here with each improving solution as the solver reports it, and ``stop()``
+    called here with each improving solution as the solver reports it, ``on_bound(bound)``
+    with each bound it reports (in the graph's cost unit), and ``stop()``
     between messages (and every 0.5 s): when it says so the solver is stopped (status
     "stopped", its last solution and bound returned). Returns a ``MilpResult`` (objective
     and bound in the graph's cost unit, store-all's compute included).
@@ -472,7 +473,10 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                 break
             if msg[0] == "done":
                 got = msg[1:]
-            elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
+                continue
+            if on_bound is not None and msg[2] is not None:
+                on_bound(msg[2])
+            if msg[3] is not None or last[2] is None:        # a solution, or a bound alone
                 last = msg[1:]
                 if on_incumbent is not None and msg[3] is not None:
                     on_incumbent(msg[3], msg[4])
