@@ -6,6 +6,8 @@ model with the measured peak equal to the predicted one."""
 import json
 import os
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -14,6 +16,7 @@ from ckpt.cli import main
 from ckpt.planner import GraphPlan, graph_zoo
 
 PNG = b"\x89PNG\r\n\x1a\n"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(capsys, *argv):
@@ -250,3 +253,82 @@ def test_missing_files_and_factories_are_one_line(capsys, tmp_path, factory_file
     rc, out, err = run(capsys, "plan", f"{factory_file}:make")
     assert rc == 2 and "expected a ckpt.nn.Sequential (each child a stage); a model of " \
         "another shape is planned as a graph of ops: add --graph" in err
+
+
+GRAPH = '{"format": "ckpt.graph", "nodes": [%s]}'
+
+
+@pytest.mark.parametrize("text, message", [
+    (GRAPH % '{"name": "a", "output_bytes": -5}', "node 'a': output_bytes must be non-negative"),
+    (GRAPH % '{"name": "a", "outputs": 5}', r"nodes\[0\] \('a'\) has unknown field\(s\) "
+                                            r"\['outputs'\]"),
+    (GRAPH % '{"name": "a", "inputs": ["zz"]}', "node 'a' reads 'zz', which is not a node"),
+    ('{"nodes": [{"name": "a", "output_bytes": -5}]}', "node 'a': output_bytes must be"),
+    ('{"directed": true, "nodes": [{"id": 0, "cost_cpu": 1}], "links": []}',
+     r"nodes\[0\] \(id 0\) lacks the memory field 'cost_ram'"),
+    ('{"nodes": [}', "malformed graph JSON at line 1, column 12"),
+])
+@pytest.mark.parametrize("flag", [[], ["--graph"]])
+def test_a_bad_graph_file_names_the_field(capsys, tmp_path, text, message, flag):
+    path = tmp_path / "g.json"
+    path.write_text(text)
+    if text.endswith("[}") and not flag:          # not JSON: read as a chain, said as such
+        message = "malformed chain JSON at line 1, column 12"
+    for command in ("plan", "sweep"):
+        rc, out, err = run(capsys, command, str(path), *flag)
+        assert rc == 2 and out == "", err
+        assert re.search(f"error: {re.escape(str(path))}: {message}", err), err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_graph_file_without_format_is_a_graph_and_a_chain_is_not(capsys, tmp_path):
+    graph = graph_zoo.random_layered(nodes=6, seed=1)
+    data = json.loads(graph.to_json())
+    del data["format"], data["version"]
+    (tmp_path / "g.json").write_text(json.dumps(data))
+    rc, out, err = run(capsys, "plan", str(tmp_path / "g.json"), "-s", "store_all", "--json")
+    assert rc == 0, err
+    assert GraphPlan.from_json(out) == planner.plan_graph(graph, "store_all")
+    (tmp_path / "c.json").write_text(planner.zoo.uniform(3).to_json())
+    rc, out, err = run(capsys, "plan", str(tmp_path / "c.json"), "--graph")
+    assert rc == 2 and "holds no graph" in err
+    rc, out, err = run(capsys, "plan", str(tmp_path / "c.json"), "-s", "store_all")
+    assert rc == 0 and out.startswith("plan 'store_all' for chain")
+
+
+def test_json_on_stdout_is_the_plan_alone_when_highs_runs(tmp_path):
+    graph = graph_zoo.random_layered(nodes=12, seed=3)
+    (tmp_path / "g.json").write_text(graph.to_json())
+    budget = int(0.7 * planner.plan_graph(graph, "store_all").peak)
+    r = subprocess.run([sys.executable, "-m", "ckpt", "plan", "g.json", "--budget", str(budget),
+                        "--time-limit", "10", "--json"], capture_output=True, text=True,
+                       cwd=tmp_path, env=dict(os.environ, PYTHONPATH=ROOT), timeout=120)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    p = GraphPlan.from_json(r.stdout)       # HiGHS's banner on stdout would break this
+    assert p.info["keep_status"] is not None and p.peak <= budget
+
+
+def test_a_solve_shows_its_progress_on_a_terminal_and_nothing_elsewhere(capsys, monkeypatch,
+                                                                        tmp_path):
+    from ckpt.cli.output import Progress
+    graph = graph_zoo.random_layered(nodes=30)       # the MILP runs about a second
+    (tmp_path / "g.json").write_text(graph.to_json())
+    budget = f"{int(0.8 * planner.plan_graph(graph, 'store_all').peak)}B"
+    plan = ["plan", str(tmp_path / "g.json"), "--budget", budget, "--time-limit", "20"]
+    sweep = ["sweep", str(tmp_path / "g.json"), "--budgets", budget, "--strategies",
+             "dag_optimal", "--time-limit", "20"]
+    for argv in (plan, sweep):
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0 and err == "", err
+    labels, update = [], Progress.update        # what was shown, whether drawn or throttled
+    monkeypatch.setattr(Progress, "update", lambda bar, done, label="": (
+        labels.append(label), update(bar, done, label)))
+    monkeypatch.setattr(Progress, "DELAY", 0.0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    shown = r"best \+\d+\.\d\d% overhead, bound \+\d+\.\d\d%, gap \d+\.\d%"
+    for argv, label in ((plan, "dag_optimal"), (sweep, r"dag_optimal @ [\d.]+ KiB")):
+        labels.clear()
+        rc, out, err = run(capsys, *argv)
+        assert rc == 0 and out and err.startswith("\r") and err.endswith("\r"), err
+        assert any(re.fullmatch(f"{label}: {shown}", text) for text in labels), labels
+        assert err.split("\r")[-2].strip() == ""             # the line is erased at the end

@@ -27,7 +27,7 @@ from .inputs import (EXIT_INVALID, EXIT_OK, STRATEGY_ORDER, UsageError, budget_c
 from .output import (FIGURE_EXTS, Progress, check_output_dir, check_output_path, printable,
                      save_figure, write_text)
 from .graphs import (CUT_FORWARD, GRAPH_ORDER, graph_budgets, graph_plan_text, graph_source,
-                     graph_strategies, graph_summary, plan_graph_cli, sweep_graph)
+                     graph_strategies, graph_summary, plan_graph_cli, show_on, sweep_graph)
 from .sources import model_graph, resolve
 
 __all__ = ["cmd_profile", "cmd_plan", "cmd_sweep", "cmd_simulate", "cmd_graph", "cmd_demo",
@@ -252,7 +252,9 @@ def _plan_graph(args, out, graph):
         raise UsageError(f"--strategy takes one strategy, got {len(strategy)}")
     budget = None if args.budget is None else parse_budget(args.budget)
     _check_outputs(args)
-    p = plan_graph_cli(graph, strategy[0], budget, getattr(args, "time_limit", 60.0))
+    with Progress(None, label=f"{strategy[0]}: planning") as bar:
+        p = plan_graph_cli(graph, strategy[0], budget, getattr(args, "time_limit", 60.0),
+                           show_on(bar, 0, strategy[0]))
     _write_outputs(args, p)
     if args.json:
         out.write(p.to_json() + "\n")

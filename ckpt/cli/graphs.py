@@ -1,8 +1,9 @@
 """Graph sources for ``ckpt plan`` and ``ckpt sweep``: graphs are planned as graphs (the
 ``dag_*`` strategies, ``ckpt.planner.plan_graph``) instead of chains.
 
-A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_json``) or a
-networkx node-link training graph (Checkmate's or Moccasin's form), a model of the graph zoo
+A SOURCE is a graph when it is a JSON file holding a ``ckpt.graph`` (``Graph.to_json``; by
+content: ``nodes`` and no chain's ``stages``, ``format`` optional) or a networkx node-link
+training graph (Checkmate's or Moccasin's form), a model of the graph zoo
 (``ckpt.planner.graph_zoo``: ``unet``, ``densenet``, ``resnet50``, ``random_layered``; with
 ``--graph`` also ``transformer`` and ``vgg16``, which name chains otherwise), or, with
 ``--graph``, a runnable built-in model (``ckpt.models``) or a user's ckpt model of any shape
@@ -16,20 +17,22 @@ loss_fn)``, loaded as ``ckpt profile`` loads chains), recorded op by op with
 True
 """
 import argparse
-import json
 import os
 
 from .. import models, planner
 from ..planner import GRAPH_STRATEGIES, Graph, TrainingGraph, format_size, graph_zoo
-from ..planner.errors import BudgetError, GraphError
+from ..planner.errors import BudgetError, GraphError, GraphFormatError
+from ..planner.graph import read_json
+from ..planner.strategies.dag_optimal import overhead_gap
 from ..planner.sweep import Row, Sweep, pareto_front
 from . import load
 from .inputs import UsageError, budget_count, parse_budget, read_file, split_values
-from .output import printable
+from .output import Progress, printable
 from .sources import model_names, run_user_code
 
-__all__ = ["graph_source", "GRAPH_ORDER", "CUT_FORWARD", "graph_strategies", "graph_budgets", "plan_graph_cli",
-           "sweep_graph", "graph_summary", "graph_plan_text"]
+__all__ = ["graph_source", "GRAPH_ORDER", "CUT_FORWARD", "graph_strategies", "graph_budgets",
+           "plan_graph_cli", "sweep_graph", "graph_summary", "graph_plan_text", "solver_line",
+           "show_on"]
 
 GRAPH_ORDER = ("store_all", "sqrt", "greedy", "chain", "dag_greedy", "dag_lp_rounding",
                "dag_optimal", "recompute_all")
@@ -42,18 +45,46 @@ def _args(source, graph=False, batch=None):
     return argparse.Namespace(source=source, graph=graph, batch=batch, torch=None)
 
 
-def _read_graph_file(path):
-    data = json.loads(read_file(path, "a graph JSON file"))
-    if isinstance(data, dict) and data.get("format") == "ckpt.graph":
-        return Graph.from_dict(data)
-    if isinstance(data, dict) and "links" in data:
-        return TrainingGraph.from_dict(data)
+def _graph_reader(data):
+    """Which reader parsed JSON ``data`` is for, by its content: ``TrainingGraph`` for
+    networkx node-link data, ``Graph`` for a ``ckpt.graph`` (``nodes``, no chain's
+    ``stages``; ``format`` may be left out), None for a chain.
+
+    >>> _graph_reader({"nodes": []}).__name__, _graph_reader({"stages": [], "nodes": []})
+    ('Graph', None)
+    """
+    if not isinstance(data, dict):
+        return None
+    if {"links", "directed", "multigraph"} & set(data):
+        return TrainingGraph
+    fmt = data.get("format")
+    if fmt == "ckpt.graph" or ("nodes" in data and "stages" not in data
+                               and fmt not in ("ckpt.chain", "ckpt.plan")):
+        return Graph
     return None
+
+
+def _read_graph_file(path, flagged):
+    """The graph a JSON file holds, or None when it holds a chain or, without ``flagged``
+    (``--graph``), no JSON at all (the chain reader then says what is wrong with it). A graph
+    that breaks its schema is a ``UsageError`` naming the file and the planner's reason."""
+    try:
+        data = read_json(read_file(path, "a graph JSON file"), "graph")
+    except GraphFormatError as e:
+        if not flagged:
+            return None
+        raise UsageError(f"{printable(path)}: {e}") from None
+    reader = _graph_reader(data)
+    try:
+        return None if reader is None else reader.from_dict(data)
+    except GraphError as e:
+        raise UsageError(f"{printable(path)}: {e}") from None
 
 
 def graph_source(args):
     """The ``Graph`` (or ``TrainingGraph``) a command's SOURCE names, or None when it names
-    a chain (see the module doc). Bad graph files raise the planner's ``GraphFormatError``.
+    a chain (see the module doc). A bad graph file is a ``UsageError`` with the planner's
+    reason (the field, the node).
 
     >>> graph_source(_args("vgg16", graph=True, batch=2)).name
     'vgg16'
@@ -66,10 +97,7 @@ def graph_source(args):
                              "file or a ckpt model's FILE.py:FACTORY, not to --torch")
         return None
     if os.path.isfile(spec) and spec.endswith(".json"):
-        try:
-            g = _read_graph_file(spec)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            g = None          # not JSON: the chain reader says what is wrong with it
+        g = _read_graph_file(spec, flagged)
         if g is None and flagged:
             raise UsageError(f"{printable(spec)} holds no graph (a ckpt.graph or node-link "
                              "JSON); without --graph it is read as a chain")
@@ -152,20 +180,57 @@ def graph_budgets(values, graph):
     return sorted({lo + (hi - lo) * k // (n - 1) for k in range(n)})
 
 
-def _options(strategy, time_limit):
-    return {"time_limit": time_limit} if strategy in ("dag_optimal", "dag_lp_rounding") else {}
+def solver_line(store_all, objective, bound):
+    """How far a ``dag_optimal`` solve has come, as a terminal shows it while it runs: the
+    best schedule's overhead over store-all's compute, the bound's, and the gap between.
+
+    >>> solver_line(100.0, 126.79, 124.9)
+    'best +26.79% overhead, bound +24.90%, gap 7.1%'
+    >>> solver_line(100.0, None, 103.0), solver_line(0.0, 0.0, 0.0)
+    ('no schedule yet, bound +3.00%', 'best +0.00% overhead, bound +0.00%, gap 0.0%')
+    """
+    def over(compute):
+        return 100 * (compute / store_all - 1) if store_all else 0.0
+    rise = f"bound +{over(bound):.2f}%"
+    if objective is None:
+        return f"no schedule yet, {rise}"
+    return (f"best +{over(objective):.2f}% overhead, {rise}, gap "
+            f"{100 * overhead_gap(objective, bound, store_all):.1f}%")
 
 
-def plan_graph_cli(graph, strategy, budget, time_limit):
+def show_on(bar, done, label):
+    """A ``show(text)`` for ``plan_graph_cli`` that puts ``label: text`` on ``bar`` (a
+    ``Progress`` with ``done`` steps finished), or None when the bar is off (not a terminal).
+
+    >>> import io
+    >>> show_on(Progress(None, stream=io.StringIO()), 0, "dag_optimal") is None
+    True
+    """
+    if bar is None or not bar.enabled:
+        return None
+    return lambda text: bar.update(done, f"{label}: {text}")
+
+
+def _options(graph, strategy, time_limit, show):
+    options = {"time_limit": time_limit} if strategy in ("dag_optimal", "dag_lp_rounding") \
+        else {}
+    if show is not None and strategy == "dag_optimal":
+        base = graph.store_all_compute
+        options["progress"] = lambda objective, bound: show(solver_line(base, objective, bound))
+    return options
+
+
+def plan_graph_cli(graph, strategy, budget, time_limit, show=None):
     """``plan_graph`` with the CLI's errors: a strategy that cannot plan this graph is a
-    ``UsageError``.
+    ``UsageError``. ``show(text)``, if given, hears how far a ``dag_optimal`` solve has come
+    (``solver_line``) each time its best schedule or its bound improves.
 
     >>> plan_graph_cli(graph_zoo.random_layered(nodes=8), "store_all", None, 5).strategy
     'store_all'
     """
     try:
         return planner.plan_graph(graph, strategy, budget=budget,
-                                  **_options(strategy, time_limit))
+                                  **_options(graph, strategy, time_limit, show))
     except (ValueError, GraphError) as e:
         if isinstance(e, BudgetError):
             raise
@@ -173,7 +238,8 @@ def plan_graph_cli(graph, strategy, budget, time_limit):
 
 
 def sweep_graph(graph, strategies, budgets, time_limit, progress=None):
-    """Every strategy at every budget (None peak: no plan fits) as a ``Sweep``.
+    """Every strategy at every budget (None peak: no plan fits) as a ``Sweep``; ``progress``
+    (a ``Progress``) shows which, and how far its solve has come.
 
     >>> s = sweep_graph(graph_zoo.random_layered(nodes=8), ["store_all"], [10 ** 12], 5)
     >>> [r.strategy for r in s.front]
@@ -182,10 +248,12 @@ def sweep_graph(graph, strategies, budgets, time_limit, progress=None):
     rows = []
     for name in strategies:
         for b in budgets:
+            label = f"{name} @ {format_size(b)}"
             if progress is not None:
-                progress.update(len(rows), f"{name} @ {format_size(b)}")
+                progress.update(len(rows), label)
             try:
-                p = plan_graph_cli(graph, name, b, time_limit)
+                p = plan_graph_cli(graph, name, b, time_limit,
+                                   show_on(progress, len(rows), label))
                 rows.append(Row(name, b, p.peak, p.compute))
             except BudgetError:
                 rows.append(Row(name, b, None, None))

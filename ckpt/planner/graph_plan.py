@@ -54,7 +54,8 @@ def _chen_greedy(graph, tg, budget, threshold=None):
 
 
 def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=300, keep_share=0.25):
+                 lp_share=0.0, greedy_share=0.15, milp_max_nodes=300, keep_share=0.25,
+                 progress=None):
     import time
     t0, base = time.monotonic(), []
     if graph is not None and budget is not None:
@@ -65,7 +66,8 @@ def _dag_optimal(graph, tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_ga
     left = max(1.0, time_limit - (time.monotonic() - t0))      # the chain plan's time counts
     return dag_optimal(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
                        baselines=base, lp_share=lp_share, greedy_share=greedy_share,
-                       milp_max_nodes=milp_max_nodes, keep_share=keep_share)
+                       milp_max_nodes=milp_max_nodes, keep_share=keep_share,
+                       progress=progress)
 
 
 def _greedy(graph, tg, budget, time_limit=30.0):
@@ -197,10 +199,13 @@ def plan_graph(graph, strategy, budget=None, **options):
     (a name in ``GRAPH_STRATEGIES``) within ``budget``: bytes, a string like ``"512MiB"``,
     or a float in (0, 1] read as a fraction of store-all's peak. ``options`` go to the
     strategy (``dag_optimal``: ``time_limit`` seconds, ``mem_limit`` bytes, ``rel_gap``,
-    ``lp_share``, ``greedy_share``, ``milp_max_nodes``, ``keep_share``; ``dag_lp_rounding``: ``time_limit``,
-    ``mem_limit``; ``dag_greedy``: ``time_limit``; ``sqrt``: ``segments``; ``greedy``:
-    ``threshold``). ``sqrt`` and ``greedy`` are Chen et al.'s chain rules over the graph's
-    cut points (``strategies/dag_chain.py``), not the keep-set heuristic ``dag_greedy``.
+    ``lp_share``, ``greedy_share``, ``milp_max_nodes``, ``keep_share``, and ``progress``:
+    called as ``progress(objective, bound)`` whenever the best schedule within the budget
+    gets cheaper or the bound rises, see ``strategies.dag_optimal``; ``dag_lp_rounding``:
+    ``time_limit``, ``mem_limit``; ``dag_greedy``: ``time_limit``; ``sqrt``: ``segments``;
+    ``greedy``: ``threshold``). ``sqrt`` and ``greedy`` are Chen et al.'s chain rules over
+    the graph's cut points (``strategies/dag_chain.py``), not the keep-set heuristic
+    ``dag_greedy``.
     A plan whose peak exceeds the budget raises ``BudgetError``.
 
     >>> from ckpt.planner import graph_zoo

@@ -12,11 +12,13 @@ solver, no start).
 >>> r.status, r.objective, float(r.x.sum())
 ('optimal', 1.0, 1.0)
 """
+import os
+import sys
 from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["ModelSolution", "solve_model", "have_highspy"]
+__all__ = ["ModelSolution", "solve_model", "have_highspy", "quiet_highs"]
 
 
 class ModelSolution(NamedTuple):
@@ -121,10 +123,39 @@ def _stop_at(h, target):
     return reached
 
 
+def quiet_highs():
+    """A ``highspy.Highs`` with its output off. The first one a process makes writes HiGHS's
+    banner to file descriptor 1 before any option can be set (highspy 1.16 takes none at
+    construction): here that descriptor points at /dev/null meanwhile, so stdout keeps only
+    what the program writes (``ckpt plan --json``).
+
+    >>> quiet_highs().getOptions().output_flag
+    False
+    """
+    import highspy
+    if sys.stdout is not None:
+        sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:              # no stdout at all: nothing to keep clean
+        saved = None
+    try:
+        if saved is not None:
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, 1)
+            os.close(null)
+        h = highspy.Highs()
+    finally:
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def _solve_highspy(m, time_limit, rel_gap, relax, start, threads, progress, target):
     import highspy
-    h = highspy.Highs()
-    h.setOptionValue("output_flag", False)
+    h = quiet_highs()
     h.setOptionValue("time_limit", float(time_limit))
     h.setOptionValue("mip_rel_gap", float(rel_gap))
     h.setOptionValue("threads", int(threads))

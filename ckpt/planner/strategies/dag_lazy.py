@@ -69,7 +69,7 @@ def stages_over_budget(tg, ops, budget):
 
 
 def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
-               start_ops=None, max_rounds=100, cold_share=0.5, target=None):
+               start_ops=None, max_rounds=100, cold_share=0.5, target=None, progress=None):
     """Rounds of ``solve_milp`` (see the module doc) within ``time_limit`` seconds of wall
     time in all; ``start_ops``, a schedule within the budget, is the first incumbent. With
     a start, the first round runs cold for ``cold_share`` of the time and, unproven, goes on
@@ -82,7 +82,9 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     (U-Net at 0.6: proven in 55 s; without the two rules the bound stays 7.3–7.5% against
     8.5%; at 0.5 a schedule, +26.8%, where there was none). ``target``: a round stops at a
     solution of at most this compute (``solve_milp``); one that fits ends the search
-    (status "target"). Returns a ``LazyResult``.
+    (status "target"). ``progress(objective, bound)``, if given, is called whenever a
+    schedule that fits gets cheaper (``objective``, None before one) or a round's solver
+    reports a better ``bound`` (None before one). Returns a ``LazyResult``.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> solve_lazy(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
@@ -94,6 +96,10 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     status, message = "time_limit", "no time for a round"
     base = tg.store_all_compute
 
+    def report():
+        if progress is not None:
+            progress(None if best is None else best[0], bound)
+
     def over_budget(R, S):     # the stages where a solution passes the budget (none: kept)
         nonlocal best
         ops = stage_ops(tg, R, S)
@@ -101,7 +107,14 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         cost = None if over else simulate_graph(tg, ops).compute    # a replay only if it fits
         if not over and (best is None or cost < best[0]):
             best = (cost, ops)
+            report()
         return over
+
+    def raise_bound(b):
+        nonlocal bound
+        if bound is None or b > bound:
+            bound = b
+            report()
     while len(rounds) < max_rounds:
         left = end - time.monotonic()
         if left < 1.0:
@@ -127,10 +140,10 @@ def solve_lazy(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
         res = solve_milp(tg, budget, time_limit=max(1.0, left * cold_share) if cold else left,
                          mem_limit=mem_limit, rel_gap=rel_gap, stages=sorted(stepwise),
                          start=None if cold or best is None else ops_stages(tg, best[1]),
-                         target=target, on_incumbent=seen, stop=stop)
+                         target=target, on_incumbent=seen, stop=stop, on_bound=raise_bound)
         status, message = res.status, res.message
         if res.bound is not None:
-            bound = res.bound if bound is None else max(bound, res.bound)
+            raise_bound(res.bound)
         over = ([] if res.R is None else replayed[1] if replayed[0] == (res.R, res.S)
                 else over_budget(res.R, res.S))
         rounds.append([res.status, res.rows, over, round(res.seconds, 3)])

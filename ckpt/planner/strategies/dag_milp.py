@@ -27,12 +27,12 @@ the constant bytes:
 >>> r.status, r.objective, len(r.R)
 ('optimal', 13.0, 8)
 """
-import multiprocessing
-import os
 import time
 from typing import NamedTuple
 
 import numpy as np
+
+from .killable import run_killable
 
 __all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp",
            "live_windows", "VARIANTS"]
@@ -375,14 +375,12 @@ def start_columns(model, R, S):
     return dict(sorted(got.items()))
 
 
-def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax, start,
-                stages, target):
-    """Child process: build, solve, send ("progress", objective, bound, R, S) as HiGHS
-    improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start used)."""
+def _solve_here(send, tg, budget, time_limit, rel_gap, variant, relax, start, stages,
+                target):
+    """Child process (``killable``): build, solve, send ("progress", objective, bound, R, S)
+    as HiGHS improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start
+    used)."""
     try:
-        if mem_limit:
-            import resource
-            resource.setrlimit(resource.RLIMIT_AS, (mem_limit, mem_limit))
         from .dag_highs import solve_model
         t0 = time.monotonic()
         m = build_milp(tg, budget, variant, stages)
@@ -393,7 +391,7 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
 
         def progress(obj, bound, x):
             R, S = (None, None) if x is None else _stages(m, x, len(tg))
-            conn.send(("progress", total(obj), total(bound), R, S))
+            send(("progress", total(obj), total(bound), R, S))
 
         left = max(1.0, time_limit - (time.monotonic() - t0))
         res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
@@ -407,20 +405,18 @@ def _solve_here(tg, budget, time_limit, conn, mem_limit, rel_gap, variant, relax
                 S = [dict() for _ in range(len(tg))]
                 for (t, i), col in m.Scols.items():
                     S[t][i] = float(res.x[col])
-        conn.send(("done", res.status, total(res.objective), total(res.bound), R, S,
-                   m.A.shape[0], m.A.shape[1], res.message, res.start_used))
+        send(("done", res.status, total(res.objective), total(res.bound), R, S,
+              m.A.shape[0], m.A.shape[1], res.message, res.start_used))
     except MemoryError:
-        conn.send(("done", "memory", None, None, None, None, 0, 0, "out of memory", False))
+        send(("done", "memory", None, None, None, None, 0, 0, "out of memory", False))
     except Exception as e:     # reported to the parent, which falls back to the baselines
-        conn.send(("done", "error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}",
-                   False))
-    finally:
-        conn.close()
+        send(("done", "error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}",
+              False))
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                variant="ckpt", relax=False, start=None, stages=None, target=None,
-               on_incumbent=None, stop=None):
+               on_incumbent=None, stop=None, on_bound=None):
     """Solve the model for ``budget`` bytes within ``time_limit`` seconds of wall time (the
     child process is killed after it, with a grace of 2 s) and ``mem_limit`` bytes of
     address space (None: no limit); HiGHS stops at a relative gap of ``rel_gap`` on the
@@ -431,7 +427,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     the stages whose memory is modelled step by step (None: all; the others get
     ``peak_rows`` only, a relaxation); ``target``: stop (status "target") at a solution of
     at most this compute (a bound known from elsewhere proves it); ``on_incumbent(R, S)`` is
-    called here with each improving solution as the solver reports it, and ``stop()``
+    called here with each improving solution as the solver reports it, ``on_bound(bound)``
+    with each bound it reports (in the graph's cost unit), and ``stop()``
     between messages (and every 0.5 s): when it says so the solver is stopped (status
     "stopped", its last solution and bound returned). Returns a ``MilpResult`` (objective
     and bound in the graph's cost unit, store-all's compute included).
@@ -447,56 +444,25 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     import scipy.optimize  # noqa: F401  (imported once here, inherited by the forked child)
     from .dag_highs import have_highspy
     have_highspy()
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    recv, send = ctx.Pipe(duplex=False)
-    t0 = time.monotonic()
-    proc = ctx.Process(target=_solve_here, daemon=True,
-                       args=(tg, budget, time_limit, send, mem_limit, rel_gap, variant, relax,
-                             start, stages, target))
-    proc.start()
-    send.close()
-    got, last, stopped = None, (None, None, None, None), False
-    deadline = t0 + time_limit + 2.0
-    try:
-        while got is None:
-            if stop is not None and not recv.poll(0) and stop():
-                stopped = True
-                break
-            if not recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
-                if time.monotonic() >= deadline:
-                    break
-                continue
-            try:
-                msg = recv.recv()
-            except EOFError:
-                break
-            if msg[0] == "done":
-                got = msg[1:]
-            elif msg[3] is not None or last[2] is None:      # a solution, or a bound alone
-                last = msg[1:]
-                if on_incumbent is not None and msg[3] is not None:
-                    on_incumbent(msg[3], msg[4])
-            else:
-                last = (last[0], msg[2], last[2], last[3])
-    finally:          # the callbacks are the caller's code: the child goes whatever they do
-        seconds = time.monotonic() - t0
-        if stopped:   # the solution stop() answered may also have ended the solve
-            proc.join(0.2)
-        if proc.is_alive():
-            proc.kill()
-        proc.join()
-        try:          # a "done" the child wrote before it ended stays in the pipe, and wins;
-            while got is None and recv.poll(0):      # later solutions went unseen: left out
-                msg = recv.recv()
-                got = msg[1:] if msg[0] == "done" else None
-        except (EOFError, OSError):
-            pass
-        recv.close()
-    if got is None:
-        status = "stopped" if stopped else "killed" if seconds >= time_limit else "error"
+    last = (None, None, None, None)        # what the solver reported before a stop or kill
+
+    def seen(msg):                         # ("progress", objective, bound, R, S)
+        nonlocal last
+        if on_bound is not None and msg[2] is not None:
+            on_bound(msg[2])
+        if msg[3] is not None or last[2] is None:            # a solution, or a bound alone
+            last = msg[1:]
+            if on_incumbent is not None and msg[3] is not None:
+                on_incumbent(msg[3], msg[4])
+        else:
+            last = (last[0], msg[2], last[2], last[3])
+    run = run_killable(_solve_here, (tg, budget, time_limit, rel_gap, variant, relax, start,
+                                     stages, target),
+                       time_limit, mem_limit, on_message=seen, stop=stop)
+    if run.done is None:
         why = {"stopped": "stopped: stop() said so", "killed": "killed at the wall-clock limit",
-               "error": f"the solver process died (exit code {proc.exitcode})"}[status]
-        obj, bound, R, S = last       # what the solver had reported before it was stopped
-        return MilpResult(status, obj, bound, R, S, seconds, 0, 0, why, False)
-    status, obj, bound, R, S, nrow, ncol, msg, used = got
-    return MilpResult(status, obj, bound, R, S, seconds, nrow, ncol, msg, used)
+               "error": f"the solver process died (exit code {run.exitcode})"}[run.how]
+        obj, bound, R, S = last
+        return MilpResult(run.how, obj, bound, R, S, run.seconds, 0, 0, why, False)
+    status, obj, bound, R, S, nrow, ncol, msg, used = run.done[1:]
+    return MilpResult(status, obj, bound, R, S, run.seconds, nrow, ncol, msg, used)

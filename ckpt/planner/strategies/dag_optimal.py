@@ -30,7 +30,7 @@ from .dag_keep_bound import keep_bound
 from .dag_lazy import LazyResult, solve_lazy
 from .dag_stages import ops_stages
 
-__all__ = ["dag_optimal", "overhead_gap"]
+__all__ = ["dag_optimal", "overhead_gap", "BestSoFar"]
 
 
 def overhead_gap(objective, bound, store_all):
@@ -45,9 +45,44 @@ def overhead_gap(objective, bound, store_all):
     return max(0.0, (objective - bound) / extra)
 
 
+class BestSoFar:
+    """The cheapest schedule's compute (``objective``, None before one) and the best lower
+    ``bound`` found so far (at least store-all's compute ``base``, at most the objective, as
+    ``dag_optimal`` reports it); ``progress(objective, bound)`` hears of every change (None:
+    nothing is kept or called).
+
+    >>> heard = []
+    >>> best = BestSoFar(lambda *a: heard.append(a), base=100.0)
+    >>> best.update(bound=104.0); best.update(objective=110.0); best.update(objective=120.0)
+    >>> heard
+    [(None, 104.0), (110.0, 104.0)]
+    """
+
+    def __init__(self, progress, base):
+        self.progress, self.base = progress, base
+        self.objective, self.bound, self.sent = None, base, None
+
+    def update(self, objective=None, bound=None):
+        """Take a schedule's compute and a lower bound (either may be None)."""
+        if self.progress is None:
+            return
+        if objective is not None and (self.objective is None or objective < self.objective):
+            self.objective = objective
+        if bound is not None:
+            self.bound = max(self.bound, bound)
+        capped = self.bound if self.objective is None else min(self.bound, self.objective)
+        self.send(self.objective, max(self.base, capped))
+
+    def send(self, objective, bound):
+        """Tell ``progress`` of (objective, bound) unless it was the last thing told."""
+        if self.progress is not None and (objective, bound) != self.sent:
+            self.sent = (objective, bound)
+            self.progress(objective, bound)
+
+
 def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
                 baselines=(), lp_share=0.0, greedy_share=0.15, milp_max_nodes=300,
-                keep_share=0.25):
+                keep_share=0.25, progress=None):
     """Returns (ops, info) (see the module doc). ``time_limit`` seconds of wall time in all
     (the solver process is killed at its share), ``mem_limit`` bytes of address space for
     it, ``rel_gap`` the stopping gap on the overhead; ``baselines`` are extra candidate op
@@ -62,6 +97,11 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     MILP is not tried (on ResNet-50, 350 nodes, HiGHS had not solved the root LP of the
     peak-row model after 50 s) and ``dag_greedy`` runs until 85% of the time;
     ``solver_status`` is then "skipped" unless the keep-set bound proves the schedule.
+    ``progress(objective, bound)``, if given, hears of every cheaper schedule found within
+    the budget (``objective``, None before one: each candidate, each MILP solution that
+    fits) and every better bound (the keep-set relaxation's, the MILP's as it rises), the
+    bound capped at the objective as ``info``'s is; its last call gives ``info``'s objective
+    and bound.
 
     >>> from ckpt.planner.graph_training import TrainingGraph
     >>> tg = TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]])
@@ -75,7 +115,9 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     sa = dag_store_all(tg)
     sa_sim = simulate_graph(tg, sa)
     base = tg.store_all_compute
+    best = BestSoFar(progress, base)
     if budget is None or sa_sim.peak <= budget:
+        best.send(sa_sim.compute, base)
         return sa, {"solver_status": "store_all", "objective": sa_sim.compute, "bound": base,
                     "gap": 0.0, "source": "store_all", "proven": True}
     skip = len(tg) > milp_max_nodes
@@ -91,6 +133,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
         if sim.peak <= budget:
             scored.append((sim.compute, src, ops))
             scored.sort(key=lambda c: c[0])
+            best.update(objective=sim.compute)
 
     def proven(bound):
         return bool(scored) and bound is not None and \
@@ -99,6 +142,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
     for src, ops in [("recompute_all", dag_recompute_all(tg))] + [("baseline", list(b))
                                                                  for b in baselines]:
         consider(src, ops)
+    best.update(bound=kb.bound)        # after the baselines: the bound is capped at them
     share = greedy_share if len(tg) <= 200 else max(greedy_share, 0.4)
     end = t0 + 0.85 * time_limit if skip else g0 + share * time_limit    # a replay's margin
     for src, keep in (("keep_set", kb.keep), ("greedy", None)):
@@ -117,6 +161,7 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                                          mem_limit=mem_limit)
             consider("lp_rounding", lp_ops)
             lp_bound = lp["bound"]
+            best.update(bound=lp_bound)
         except BudgetError:
             pass
     start_src, start_ops = next(((src, ops) for _, src, ops in scored
@@ -131,7 +176,8 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
         res = solve_lazy(tg, budget, time_limit=left, mem_limit=mem_limit, rel_gap=rel_gap,
                          start_ops=start_ops,      # stop where the keep-set bound proves it
                          target=None if kb.bound is None else
-                         (kb.bound - rel_gap * base) / (1 - rel_gap))
+                         (kb.bound - rel_gap * base) / (1 - rel_gap),
+                         progress=None if progress is None else best.update)
     if res.ops is not None and res.ops is not start_ops:
         scored.insert(0, (res.objective, "milp", res.ops))
     if not scored:
@@ -147,4 +193,5 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
             "solver_seconds": round(sum(r[3] for r in res.rounds), 3),
             "rounds": res.rounds, "stepwise_stages": res.stepwise, "message": res.message,
             "start": start_src, "keep_bound": kb.bound, "keep_status": kb.status}
+    best.send(obj, bound)
     return ops, info
