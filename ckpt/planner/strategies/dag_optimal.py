@@ -122,7 +122,8 @@ def dag_optimal(tg, budget=None, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1
                     "gap": 0.0, "source": "store_all", "proven": True}
     skip = len(tg) > milp_max_nodes
     share = max(keep_share, 0.5) if skip else keep_share
-    kb = keep_bound(tg, budget, time_limit=max(1.0, share * time_limit), rel_gap=rel_gap)
+    kb = keep_bound(tg, budget, time_limit=max(1.0, share * time_limit), rel_gap=rel_gap,
+                    mem_limit=mem_limit)
     if kb.status == "infeasible":
         raise BudgetError(f"budget {budget} bytes: no schedule found (keep-set relaxation: "
                           f"infeasible); store-all needs {sa_sim.peak} bytes", budget=budget)
