@@ -84,10 +84,11 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # plus 100: long graph solves show progress on a terminal (issue 17): dag_optimal's
 # progress(objective, bound) through plan_graph, solve_lazy and solve_milp's on_bound
 # (BestSoFar), and the CLI's line for it in ckpt plan and ckpt sweep (solver_line, show_on)
-# plus 88: strategies/killable.py, one killable child for every solver (the stage MILP moved
+# plus 89: strategies/killable.py, one killable child for every solver (the stage MILP moved
 # onto it, and the keep-set bound, whose HiGHS limit ran 2.5-6.8 s late at n = 1000, with
-# what it reported before a kill); graph sweeps skip the strategies that cut the forward
-BUDGET = 27081
+# what it reported before a kill, and its mem_limit, +1); graph sweeps skip the strategies that
+# cut the forward
+BUDGET = 27082
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 
