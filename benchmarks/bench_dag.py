@@ -135,17 +135,22 @@ def least_peaks(g, tg, limit, strategies, tries=7):
     for, by bisection between the keep-set relaxation's floor (no schedule of the stage class
     fits below it) and recompute-all's peak (or store-all's, if nothing fits there); each
     probe of a ``dag_*`` strategy gets ``limit`` seconds, so its figure is what it finds in
-    that time. Returns (floor, recompute-all's peak, {strategy: least fraction found})."""
+    that time. Returns (floor, recompute-all's peak, {strategy: least fraction found, None
+    when no probe found one})."""
     from ckpt.planner.strategies.dag_baselines import dag_recompute_all
     from ckpt.planner.strategies.dag_keep_bound import keep_bound
     store = simulate_graph(tg, dag_store_all(tg)).peak
     top = simulate_graph(tg, dag_recompute_all(tg)).peak / store
 
-    def bisect(lo, hi, fits):                 # fits(hi); the least fraction found that fits
+    def bisect(lo, hi, fits):      # the least fraction found that fits (None: no probe did)
+        best = None
         for _ in range(tries):
             mid = (lo + hi) / 2
-            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-        return lo, hi
+            if fits(mid):
+                best = hi = mid
+            else:
+                lo = mid
+        return lo, best
 
     floor = bisect(0.0, top, lambda f: keep_bound(tg, int(f * store), time_limit=limit)
                    .status != "infeasible")[0]
@@ -155,7 +160,8 @@ def least_peaks(g, tg, limit, strategies, tries=7):
 
         def fits(f):
             return heuristic(g, s, int(f * store), **opts) is not None
-        found[s] = bisect(floor, top if fits(top) else 1.0, fits)[1]
+        found[s] = top if fits(top) else None
+        found[s] = bisect(floor, found[s] or 1.0, fits)[1] or found[s]
     return floor, top, found
 
 
@@ -184,7 +190,8 @@ def quality(limit, rel_gap, probe_limit, only=()):
     print("|" + " --- |" * (len(strategies) + 5))
     for name, n, floor, top, found in peaks:
         print(f"| {name} | {n} | {floor:.3f} | {top:.3f} | "
-              + " | ".join(f"{found[s]:.3f}" for s in strategies + ["dag_optimal"]) + " |",
+              + " | ".join("—" if found[s] is None else f"{found[s]:.3f}"
+                           for s in strategies + ["dag_optimal"]) + " |",
               flush=True)
 
 
