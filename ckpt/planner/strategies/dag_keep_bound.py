@@ -34,15 +34,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .dag_highs import solve_model
-from .dag_milp import MilpModel, Rows, live_windows
+from .dag_highs import have_highspy, solve_model
+from .dag_milp import MilpModel, Rows, compute_of, live_windows
 from .killable import run_killable
 
 __all__ = ["KeepBound", "keep_model", "keep_bound"]
 
 
 class KeepBound(NamedTuple):
-    """``status`` of the solve ("optimal", "time_limit", "infeasible", "error"), the lower
+    """``status`` of the solve ("optimal", "time_limit", "infeasible"; "killed", "memory",
+    "error": the child's end, with what it had reported), the lower
     ``bound`` on every schedule's compute (store-all's compute included; None when unknown)
     and ``keep``, the forward values the best solution never recomputes (None without one).
 
@@ -122,6 +123,7 @@ def keep_bound(tg, budget, time_limit=10.0, rel_gap=1e-4, mem_limit=4 * 2**30):
     >>> keep_bound(TrainingGraph(["x", "y"], [1, 1], [4, 4], [[], [0]]), budget=4).status
     'infeasible'
     """
+    have_highspy()                  # imported once here, inherited by the forked child
     last = {"bound": None, "keep": None}
 
     def seen(msg):                    # ("progress", bound, keep or None)
@@ -133,32 +135,23 @@ def keep_bound(tg, budget, time_limit=10.0, rel_gap=1e-4, mem_limit=4 * 2**30):
                      on_message=seen, grace=0.5)
     if r.how == "done":
         return r.done[1]
-    return KeepBound("killed" if r.how == "killed" else "error", last["bound"], last["keep"])
+    return KeepBound(r.how, last["bound"], last["keep"])
 
 
 def _solve_keep(send, tg, budget, time_limit, rel_gap):
     """Child process: build and solve the model, send ("progress", bound, keep) as HiGHS
     improves, then ("done", KeepBound)."""
     began = time.monotonic()
-    base = tg.store_all_compute
-    try:
-        m = keep_model(tg, budget)
+    m = keep_model(tg, budget)
 
-        def total(v):
-            return None if v is None or not np.isfinite(v) else \
-                base + max(0.0, float(v)) * m.cost_unit
+    def keep_of(x):
+        return None if x is None else {
+            i for i in range(len(tg)) if not tg.backward[i] and x[i] < 0.5}
 
-        def keep_of(x):
-            return None if x is None else {
-                i for i in range(len(tg)) if not tg.backward[i] and x[i] < 0.5}
-
-        res = solve_model(m, max(0.1, 0.8 * (time_limit - (time.monotonic() - began))), rel_gap,
-                          progress=lambda obj, bound, x: send(("progress", total(bound),
-                                                               keep_of(x))))
-    except MemoryError:
-        send(("done", KeepBound("memory", None, None)))
-        return
+    res = solve_model(m, max(0.1, 0.8 * (time_limit - (time.monotonic() - began))), rel_gap,
+                      progress=lambda obj, bound, x: send(("progress", compute_of(tg, m, bound),
+                                                           keep_of(x))))
     if res.status == "infeasible":
         send(("done", KeepBound(res.status, None, None)))
-        return
-    send(("done", KeepBound(res.status, total(res.bound), keep_of(res.x))))
+    else:
+        send(("done", KeepBound(res.status, compute_of(tg, m, res.bound), keep_of(res.x))))

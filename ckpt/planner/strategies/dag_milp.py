@@ -34,7 +34,7 @@ import numpy as np
 
 from .killable import run_killable
 
-__all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp",
+__all__ = ["MilpResult", "MilpModel", "build_milp", "model_columns", "solve_milp", "compute_of",
            "live_windows", "VARIANTS"]
 
 VARIANTS = ("ckpt", "reference", "presolve_hazard", "bounds_only", "no_free_cut")
@@ -375,43 +375,46 @@ def start_columns(model, R, S):
     return dict(sorted(got.items()))
 
 
+def compute_of(tg, m, v):
+    """A model's objective value ``v`` (in ``m.cost_unit``, recomputation only) as a graph
+    compute: store-all's added (None for None or a non-finite value).
+
+    >>> from ckpt.planner.graph_training import TrainingGraph
+    >>> tg = TrainingGraph(["x", "y"], [1, 2], [4, 4], [[], [0]])
+    >>> compute_of(tg, build_milp(tg, budget=8), 0.5), compute_of(tg, None, float("inf"))
+    (4.0, None)
+    """
+    return None if v is None or not np.isfinite(v) else \
+        tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
+
+
 def _solve_here(send, tg, budget, time_limit, rel_gap, variant, relax, start, stages,
                 target):
     """Child process (``killable``): build, solve, send ("progress", objective, bound, R, S)
     as HiGHS improves, then ("done", status, objective, bound, R, S, rows, cols, msg, start
     used)."""
-    try:
-        from .dag_highs import solve_model
-        t0 = time.monotonic()
-        m = build_milp(tg, budget, variant, stages)
+    from .dag_highs import solve_model
+    t0 = time.monotonic()
+    m = build_milp(tg, budget, variant, stages)
 
-        def total(v):          # back to the cost unit, store-all's compute added
-            return None if v is None or not np.isfinite(v) else \
-                tg.store_all_compute + max(0.0, float(v)) * m.cost_unit
+    def progress(obj, bound, x):
+        R, S = (None, None) if x is None else _stages(m, x, len(tg))
+        send(("progress", compute_of(tg, m, obj), compute_of(tg, m, bound), R, S))
 
-        def progress(obj, bound, x):
-            R, S = (None, None) if x is None else _stages(m, x, len(tg))
-            send(("progress", total(obj), total(bound), R, S))
-
-        left = max(1.0, time_limit - (time.monotonic() - t0))
-        res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
-                          start=None if start is None else start_columns(m, *start),
-                          target=None if target is None else
-                          (target - tg.store_all_compute) / m.cost_unit)
-        R = S = None
-        if res.x is not None:
-            R, S = _stages(m, res.x, len(tg))
-            if relax:      # the LP's S values, for rounding (``dag_lp_rounding``)
-                S = [dict() for _ in range(len(tg))]
-                for (t, i), col in m.Scols.items():
-                    S[t][i] = float(res.x[col])
-        send(("done", res.status, total(res.objective), total(res.bound), R, S,
-              m.A.shape[0], m.A.shape[1], res.message, res.start_used))
-    except MemoryError:
-        send(("done", "memory", None, None, None, None, 0, 0, "out of memory", False))
-    except Exception as e:     # reported to the parent, which falls back to the baselines
-        send(("done", "error", None, None, None, None, 0, 0, f"{type(e).__name__}: {e}",
-              False))
+    left = max(1.0, time_limit - (time.monotonic() - t0))
+    res = solve_model(m, left, rel_gap, relax=relax, progress=progress,
+                      start=None if start is None else start_columns(m, *start),
+                      target=None if target is None else
+                      (target - tg.store_all_compute) / m.cost_unit)
+    R = S = None
+    if res.x is not None:
+        R, S = _stages(m, res.x, len(tg))
+        if relax:      # the LP's S values, for rounding (``dag_lp_rounding``)
+            S = [dict() for _ in range(len(tg))]
+            for (t, i), col in m.Scols.items():
+                S[t][i] = float(res.x[col])
+    send(("done", res.status, compute_of(tg, m, res.objective), compute_of(tg, m, res.bound),
+          R, S, m.A.shape[0], m.A.shape[1], res.message, res.start_used))
 
 
 def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
@@ -459,10 +462,8 @@ def solve_milp(tg, budget, time_limit=60.0, mem_limit=4 * 2**30, rel_gap=1e-4,
     run = run_killable(_solve_here, (tg, budget, time_limit, rel_gap, variant, relax, start,
                                      stages, target),
                        time_limit, mem_limit, on_message=seen, stop=stop)
-    if run.done is None:
-        why = {"stopped": "stopped: stop() said so", "killed": "killed at the wall-clock limit",
-               "error": f"the solver process died (exit code {run.exitcode})"}[run.how]
+    if run.done is None:      # what the solver reported before it was stopped or died
         obj, bound, R, S = last
-        return MilpResult(run.how, obj, bound, R, S, run.seconds, 0, 0, why, False)
+        return MilpResult(run.how, obj, bound, R, S, run.seconds, 0, 0, run.reason, False)
     status, obj, bound, R, S, nrow, ncol, msg, used = run.done[1:]
     return MilpResult(status, obj, bound, R, S, run.seconds, nrow, ncol, msg, used)
