@@ -165,7 +165,8 @@ def build_parser():
                             "shape), recorded with profile_graph; graph JSON files "
                             "(ckpt.graph or node-link) are graphs anyway")
         p.add_argument("--time-limit", type=float, default=60.0, metavar="SECONDS",
-                       help="wall-clock limit of dag_optimal and dag_lp_rounding (default 60)")
+                       help="wall-clock limit of dag_optimal, dag_lp_rounding and dag_greedy "
+                            "(default 60)")
 
     p = add("demo", "every strategy on a model at a budget: predicted vs measured, plots",
             cmd_demo)

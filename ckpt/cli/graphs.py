@@ -212,8 +212,7 @@ def show_on(bar, done, label):
 
 
 def _options(graph, strategy, time_limit, show):
-    options = {"time_limit": time_limit} if strategy in ("dag_optimal", "dag_lp_rounding") \
-        else {}
+    options = {"time_limit": time_limit} if strategy.startswith("dag_") else {}
     if show is not None and strategy == "dag_optimal":
         base = graph.store_all_compute
         options["progress"] = lambda objective, bound: show(solver_line(base, objective, bound))

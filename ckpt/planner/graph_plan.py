@@ -37,7 +37,8 @@ def _recompute_all(graph, tg, budget):
 def _over_cut_points(name, graph, tg, budget, chain_strategy, **options):
     if graph is None:
         raise ValueError(f"strategy {name!r} needs the forward Graph (a TrainingGraph read from "
-                         "node-link JSON has no forward ops to cut into stages)")
+                         "node-link JSON has no forward ops to cut into stages): give a "
+                         "ckpt.graph file, or plan it with a dag_* strategy")
     return chain_baseline(graph, budget, tg, chain_strategy, **options), {}
 
 

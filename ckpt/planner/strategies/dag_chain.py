@@ -208,7 +208,7 @@ def chain_baseline(graph, budget=None, tg=None, strategy="optimal", tries=14, **
     >>> chain_baseline(g, budget=1, strategy="sqrt")
     Traceback (most recent call last):
     ...
-    ckpt.planner.errors.BudgetError: strategy 'sqrt': no chain 'sqrt' plan of the cut stages replays within 1 bytes on graph 'uniform'
+    ckpt.planner.errors.BudgetError: strategy 'sqrt': no chain 'sqrt' plan of the cut stages replays within 1 bytes on graph 'uniform'; the least it reaches is 5242880 bytes (or plan it with dag_optimal, which is not bound to the cut points)
     """
     from ..simulate import simulate
     from . import STRATEGIES
@@ -235,9 +235,12 @@ def chain_baseline(graph, budget=None, tg=None, strategy="optimal", tries=14, **
     if not fits(hi):
         if not fits(lo):
             name = "chain" if strategy == "optimal" else strategy
+            least = min(sim.peak for sim, _ in replays.values())
             raise BudgetError(f"strategy {name!r}: no chain {strategy!r} plan of the cut stages "
-                              f"replays within {budget} bytes on graph {graph.name!r}",
-                              budget=budget, strategy=name)
+                              f"replays within {budget} bytes on graph {graph.name!r}; the "
+                              f"least it reaches is {least} bytes (or plan it with "
+                              f"dag_optimal, which is not bound to the cut points)",
+                              budget=budget, strategy=name, minimum=least)
         for _ in range(tries - 2):              # invariant: lo fits, hi does not
             if hi - lo <= max(1, hi // 1000):
                 break

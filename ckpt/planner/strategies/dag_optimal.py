@@ -49,7 +49,8 @@ class BestSoFar:
     """The cheapest schedule's compute (``objective``, None before one) and the best lower
     ``bound`` found so far (at least store-all's compute ``base``, at most the objective, as
     ``dag_optimal`` reports it); ``progress(objective, bound)`` hears of every change (None:
-    nothing is kept or called).
+    nothing is kept or called). Every bound given must be a valid lower bound, at most any
+    schedule's compute: then the cap only trims rounding, and the bounds heard never fall.
 
     >>> heard = []
     >>> best = BestSoFar(lambda *a: heard.append(a), base=100.0)
