@@ -332,3 +332,6 @@ def test_a_solve_shows_its_progress_on_a_terminal_and_nothing_elsewhere(capsys, 
         assert rc == 0 and out and err.startswith("\r") and err.endswith("\r"), err
         assert any(re.fullmatch(f"{label}: {shown}", text) for text in labels), labels
         assert err.split("\r")[-2].strip() == ""             # the line is erased at the end
+    for argv in (plan, sweep):                  # asked for none, a terminal gets none
+        rc, out, err = run(capsys, *argv, "--no-progress")
+        assert rc == 0 and out and err == "", err

@@ -208,6 +208,8 @@ def build_parser():
                                                           "memory during and after it")
     p.add_argument("--plot", metavar="OUT.png", help="draw the schedule here (a chain: stage x "
                    "time; a graph: node x stage, kept vs recomputed)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress line for a graph's solve (shown only on a terminal anyway)")
     add_graph(p)
 
     p = add("sweep", "trade-off curves: every strategy at several budgets", cmd_sweep)

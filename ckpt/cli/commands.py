@@ -252,7 +252,8 @@ def _plan_graph(args, out, graph):
         raise UsageError(f"--strategy takes one strategy, got {len(strategy)}")
     budget = None if args.budget is None else parse_budget(args.budget)
     _check_outputs(args)
-    with Progress(None, label=f"{strategy[0]}: planning") as bar:
+    with Progress(None, label=f"{strategy[0]}: planning",
+                  enabled=None if getattr(args, "progress", True) else False) as bar:
         p = plan_graph_cli(graph, strategy[0], budget, getattr(args, "time_limit", 60.0),
                            show_on(bar, 0, strategy[0]))
     _write_outputs(args, p)
