@@ -64,8 +64,8 @@ def run_killable(target, args, time_limit, mem_limit=None, on_message=None, stop
     """Run ``target(send, *args)`` in a forked child (spawned where fork is missing) with at
     most ``mem_limit`` bytes of address space (None: no cap). The child sends tuples; the
     first whose first item is "done" ends the run, every other one goes to
-    ``on_message(message)`` as it arrives. ``stop()`` is asked before each message (and
-    every 0.5 s): when it says so, the child gets 0.2 s to finish, then is killed. The child is
+    ``on_message(message)`` as it arrives. ``stop()`` is asked after each message and each
+    quiet 0.5 s: when it says so, the child gets 0.2 s to finish, then is killed. The child is
     killed ``grace`` seconds after ``time_limit`` at the latest. A "done" the child wrote
     before it ended wins over a stop or a kill; messages after the last one read are left
     out. A "memory" or "error" message (``_child``'s, for an exception) ends the run too.
@@ -85,20 +85,20 @@ def run_killable(target, args, time_limit, mem_limit=None, on_message=None, stop
     deadline = t0 + time_limit + grace
     try:
         while last is None and time.monotonic() < deadline:
-            if stop is not None and stop():
+            if recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
+                try:
+                    msg = recv.recv()
+                except EOFError:
+                    proc.join(0.5)          # its exit code, if it is dying on its own
+                    break
+                if msg[0] in _LAST:
+                    last = msg
+                    break
+                if on_message is not None:
+                    on_message(msg)
+            if stop is not None and stop():     # after each message, and each quiet 0.5 s
                 stopped = True
                 break
-            if not recv.poll(max(0.0, min(0.5, deadline - time.monotonic()))):
-                continue
-            try:
-                msg = recv.recv()
-            except EOFError:
-                proc.join(0.5)              # its exit code, if it is dying on its own
-                break
-            if msg[0] in _LAST:
-                last = msg
-            elif on_message is not None:
-                on_message(msg)
     finally:          # the callbacks are the caller's code: the child goes whatever they do
         seconds = time.monotonic() - t0
         if stopped:   # the message stop() answered may also have ended the solve
