@@ -17,10 +17,17 @@ on the same model, weights and input, in one run:
   ``create_selective_checkpoint_contexts`` and a policy: save the matrix products
   (``aten.mm/addmm/bmm``, and for the ResNet ``aten.convolution``, its products) as
   ``MUST_SAVE``, recompute the rest (``PREFER_RECOMPUTE``); or save nothing;
+- ``ckpt compiled @B`` (with ``--compile``): ``ckpt.torch.PlannedModule(..., compile=True)``
+  on a copy of the model, the plan from ``ckpt.torch.compiled.block_checkpoint_plan`` for 5
+  budgets (which blocks run under ``torch.utils.checkpoint`` inside one compiled graph),
+  compiled and timed under the same memory budget as torch's compiled rows;
 - ``--compile B``: ``torch.compile`` of a copy of the model with
   ``torch._functorch.config.activation_memory_budget = B`` (default 0.5), timed in turns with
   the others. One budget per run: the copies of one model class share dynamo's compiled
   graph, so a second budget in the same process would run the first one's graph.
+  ``--compile-checkpoint K,...`` adds, under the same budget, ``torch.compile`` of copies
+  whose first k blocks run under ``torch.utils.checkpoint`` (torch's own checkpointing inside
+  one compiled graph: the partitioner recomputes those blocks in the compiled backward).
 
 ``--channels-last`` gives the ResNet-like net and its input the channels-last memory format
 (``torch.channels_last``) for every contender: on this CPU its eager step runs about 0.8x the
@@ -44,7 +51,7 @@ the steps' own spread cannot tell from none is a tie, not a faster torch — wit
 lower measured peak than any torch contender.
 
     python benchmarks/bench_torch.py [--quick] [--plot bench_torch.png] [--compile]
-                                     [--channels-last]
+                                     [--compile-checkpoint 2,4,8] [--channels-last]
 """
 import argparse
 import functools
@@ -118,8 +125,8 @@ def _blocks(kind, model):
     return model.blocks if kind == "gpt" else model.layers
 
 
-def _call(kind, block, h, mask, **ckw):
-    if ckw:
+def _call(kind, block, h, mask, checkpointed=False, **ckw):
+    if checkpointed or ckw:
         if kind == "gpt":
             return checkpoint(block, h, mask=mask, use_reentrant=False, **ckw)
         return checkpoint(block, h, use_reentrant=False, **ckw)
@@ -265,7 +272,8 @@ def build(kind, sizes, channels_last=False):
     return model, x, loss_fn
 
 
-def run_model(kind, sizes, steps, compile_budget, log, copies=False, channels_last=False):
+def run_model(kind, sizes, steps, compile_budget, log, copies=False, channels_last=False,
+              compile_checkpoint=()):
     model, x, loss_fn = build(kind, sizes, channels_last)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     t0 = time.perf_counter()
@@ -320,10 +328,14 @@ def run_model(kind, sizes, steps, compile_budget, log, copies=False, channels_la
     import torch._functorch.config as fconfig
     with fconfig.patch(activation_memory_budget=(
             fconfig.activation_memory_budget if compile_budget is None else compile_budget)):
-        got = None if compile_budget is None else compiled(kind, sizes, compile_budget, x, log,
-                                                           channels_last)
-        if got:
-            name, fns[name], alloc[name] = got
+        got = [] if compile_budget is None else [
+            *(compiled(kind, sizes, compile_budget, x, log, channels_last, checkpointed=k)
+              for k in [0, *compile_checkpoint]),
+            *ckpt_compiled(kind, sizes, chain, x, log, channels_last)]
+        for name, fn, peak, plan in filter(None, got):
+            fns[name], alloc[name] = fn, peak
+            if plan is not None:
+                predicted[name] = plan
             # the ledger is a TorchDispatchMode: under it the compiled model runs as eager
             # code (its ledger peak is the plain step's), so this row has the allocator peak
             peaks[name] = float("nan")
@@ -333,22 +345,64 @@ def run_model(kind, sizes, steps, compile_budget, log, copies=False, channels_la
         log(f"({name} runs the plain step: it is timed as the plain row)\n")
     rows = {name: (peaks[name], alloc[name], secs[name])
             for name in ["plain", *ours, *(n for n in theirs if n != "plain"),
-                         *(n for n in fns if n.startswith("torch compile"))]}
+                         *(n for n in fns if n.startswith(("torch compile", "ckpt compiled")))]}
     return rows, predicted
 
 
-def compiled(kind, sizes, budget, x, log, channels_last=False):
-    """torch.compile of a copy of the model, the caller having set activation_memory_budget
-    to ``budget``: ``(name, step function, allocator peak)``, or None with the error logged."""
-    name = f"torch compile amb={budget}"
+# budgets of ckpt's compiled rows: this many, evenly from its least peak to store-all's
+COMPILED_BUDGETS = 5
+
+
+def ckpt_compiled(kind, sizes, chain, x, log, channels_last=False):
+    """``ckpt.torch.PlannedModule(..., compile=True)`` on a copy of the model for
+    ``COMPILED_BUDGETS`` budgets (distinct plans only), compiled under the caller's
+    activation_memory_budget: ``(name, step function, allocator peak, plan)`` each."""
+    from ckpt.torch.compiled import block_checkpoint_plan, checkpointed_stages, lowered_ops
     model, _, loss_fn = build(kind, sizes, channels_last)
+    inner = range(2, len(chain))          # the blocks: prologue and epilogue are the model's
+    lo = planner.Plan(chain, lowered_ops(len(chain), set(inner))).peak
+    hi = block_checkpoint_plan(chain, None, inner).peak
+    out, seen = [], set()
+    for b in np.linspace(lo, hi, COMPILED_BUDGETS):
+        plan = block_checkpoint_plan(chain, int(b), inner)
+        chosen = tuple(checkpointed_stages(plan))
+        if chosen in seen:
+            continue
+        seen.add(chosen)
+        name = f"ckpt compiled {int(b) / MiB:.2f}MiB"
+        try:
+            fn = ckpt.torch.PlannedModule(model, plan, compile=True)
+            t = time.perf_counter()
+            _entry_tensors(model, x)
+            loss_fn(fn(x)).backward()          # the compile
+            log(f"({name}, checkpointing stages {list(chosen)}: compiled in "
+                f"{time.perf_counter() - t:.0f} s)\n")
+            out.append((name, fn, allocator_peak(model, fn, x, loss_fn), plan))
+        except Exception as e:
+            log(f"({name} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]})\n")
+    return out
+
+
+def compiled(kind, sizes, budget, x, log, channels_last=False, checkpointed=0):
+    """torch.compile of a copy of the model, the caller having set activation_memory_budget
+    to ``budget``, with its first ``checkpointed`` blocks under torch's ``checkpoint``:
+    ``(name, step function, allocator peak)``, or None with the error logged."""
+    name = f"torch compile amb={budget}" + (f" + checkpoint {checkpointed} blocks"
+                                            if checkpointed else "")
+    model, _, loss_fn = build(kind, sizes, channels_last)
+
+    def blocks_fn(h, mask):
+        for i, b in enumerate(_blocks(kind, model)):
+            h = _call(kind, b, h, mask, checkpointed=i < checkpointed)
+        return h
     try:
-        cmodel = torch.compile(model)
+        cmodel = torch.compile(model if not checkpointed else
+                               (_gpt_run if kind == "gpt" else _resnet_run)(model, blocks_fn))
         t = time.perf_counter()
         _entry_tensors(model, x)
         loss_fn(cmodel(x)).backward()          # the compile
         log(f"({name}: compiled in {time.perf_counter() - t:.0f} s)\n")
-        return name, cmodel, allocator_peak(model, cmodel, x, loss_fn)
+        return name, cmodel, allocator_peak(model, cmodel, x, loss_fn), None
     except Exception as e:
         log(f"({name} failed: {type(e).__name__}: {str(e).splitlines()[0][:300]})\n")
         return None
@@ -375,8 +429,9 @@ def verdicts(rows, clock="wall", ties=True):
     for n, (p, a, s) in rows.items():
         if n.startswith("ckpt"):
             continue
-        at = ([(cs, cn) for cp, _, cs, cn in ours if cp <= p] if p == p
-              else [(cs, cn) for _, ca, cs, cn in ours if ca <= a])
+        # by ledger peak where both rows have one, else (compiled rows) by allocator peak
+        at = [(cs, cn) for cp, ca, cs, cn in ours
+              if (cp <= p if p == p and cp == cp else ca <= a)]
         if at:
             cs, cn = min(at)
             interval = ratio_interval(timings[cn], timings[n], clock)
@@ -393,11 +448,12 @@ def verdicts(rows, clock="wall", ties=True):
     # a compiled point faster than the plain eager step is beyond every eager schedule:
     # nothing that runs the model's eager ops (ckpt's plans included) is faster than plain
     plain_s = rows["plain"][2]
-    beyond_eager = [n for n, (p, _, s) in rows.items() if p != p and s < plain_s]
+    beyond_eager = [n for n, (p, _, s) in rows.items()
+                    if p != p and s < plain_s and not n.startswith("ckpt")]
     eager_ok = all(met(r, lo) for n, r, (lo, _) in lines
                    if not any(n.startswith(b) for b in beyond_eager))
     theirs = {n: p for n, (p, _, _) in rows.items() if not n.startswith("ckpt") and p == p}
-    ckpt_min = min(p for p, _, _, _ in ours)
+    ckpt_min = min(p for p, _, _, _ in ours if p == p)
     torch_min_name = min(theirs, key=theirs.get)
     ratio2 = ckpt_min / theirs[torch_min_name]
     return ok1, worst, lines, ratio2 < 1.0, ratio2, torch_min_name, eager_ok, beyond_eager
@@ -413,6 +469,9 @@ def main(argv=None):
                         metavar="BUDGET",
                         help="also torch.compile with this activation_memory_budget "
                              "(default 0.5; one per run)")
+    parser.add_argument("--compile-checkpoint", default="", metavar="K,...",
+                        help="with --compile: also compiled copies whose first k blocks run "
+                             "under torch.utils.checkpoint, for each k")
     parser.add_argument("--channels-last", action="store_true",
                         help="the ResNet-like net and its input in torch.channels_last memory "
                              "format, for every contender")
@@ -434,7 +493,8 @@ def main(argv=None):
     for kind in args.models.split(","):
         sizes = (QUICK if args.quick else SIZES)[kind]
         rows, predicted = run_model(kind, sizes, args.steps, args.compile, log, args.copies,
-                                    args.channels_last)
+                                    args.channels_last,
+                                    [int(k) for k in args.compile_checkpoint.split(",") if k])
         results[kind] = rows
         plain_p, _, plain_t = rows["plain"]
         log("\n| contender | measured peak MiB | allocator peak MiB | predicted MiB | step ms "
@@ -482,20 +542,24 @@ def plot(results, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(results), figsize=(6.5 * len(results), 5), squeeze=False)
     for ax, (kind, rows) in zip(axes[0], results.items()):
-        ours = sorted((p / MiB, t.wall * 1e3, n) for n, (p, _, t) in rows.items()
-                      if n.startswith("ckpt"))
-        ax.plot([o[0] for o in ours], [o[1] for o in ours], "o-", color="C0",
-                label="ckpt (optimal sweep, min_memory)")
-        for n, (p, _, t) in rows.items():
-            if n.startswith(("ckpt", "copy")) or p != p:
+        for label, style, wanted in (
+                ("ckpt (optimal sweep, min_memory)", "o-", lambda n, p: p == p),
+                ("ckpt compiled (allocator peak)", "o--", lambda n, p: p != p)):
+            ours = sorted((p / MiB if p == p else a / MiB, t.wall * 1e3)
+                          for n, (p, a, t) in rows.items()
+                          if n.startswith("ckpt") and wanted(n, p))
+            if ours:
+                ax.plot(*zip(*ours), style, color="C0", label=label)
+        for n, (p, a, t) in rows.items():
+            if n.startswith(("ckpt", "copy")):
                 continue
-            s = t.wall
+            peak, s = (p if p == p else a) / MiB, t.wall * 1e3
             marker, color = (("s", "C1") if "seq" in n else ("^", "C2") if "SAC" in n
                              else ("D", "C3") if "compile" in n else ("*", "k"))
-            ax.plot(p / MiB, s * 1e3, marker, color=color)
-            ax.annotate(n.replace("torch ", ""), (p / MiB, s * 1e3), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel("measured peak (MiB, logical ledger)")
+            ax.plot(peak, s, marker, color=color)
+            ax.annotate(n.replace("torch ", ""), (peak, s),
+                        fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel("measured peak (MiB: logical ledger; compiled rows: allocator)")
         ax.set_ylabel("step time (ms, median)")
         ax.set_title(kind)
         ax.grid(alpha=0.3)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .. import planner
+from .compiled import block_checkpoint_plan, checkpointed_stages, compiled_step
 from .measure import profile
 from .runner import Step, run_in_order
 from .stages import resolve
@@ -35,9 +36,14 @@ class PlannedModule(nn.Module):
     plan that keeps everything (store-all), it is the model (given an explicit list of
     stages: those stages, in order, as the step calls them). ``plan``, ``chain`` and
     ``explain()`` describe the schedule; parameters, buffers and the state dict are the model's (``planned.model``).
+
+    ``compile=True`` (or a dict of ``torch.compile`` options) runs the model as one compiled
+    graph in every mode, the blocks ``plan`` checkpoints under ``torch.utils.checkpoint``;
+    ``plan`` must be a compiled plan (``ckpt.torch.compiled.block_checkpoint_plan``;
+    docs/torch.md, "Compiled plans").
     """
 
-    def __init__(self, model, plan, stages="auto"):
+    def __init__(self, model, plan, stages="auto", compile=False):
         super().__init__()
         self.model = model
         self.staging = resolve(model, stages)
@@ -54,8 +60,25 @@ class PlannedModule(nn.Module):
         # a plan that keeps every stage's first run and recomputes nothing (store-all) is
         # the plain step
         self.plain = all(op.kind in ("forward_save", "backward") for op in plan.ops)
+        self.compiled = None
+        if compile:
+            self.compiled = compiled_step(model, self.staging,
+                                          self._compiled_stages(plan, stages),
+                                          compile if isinstance(compile, dict) else None)
+
+    def _compiled_stages(self, plan, stages):
+        chosen = checkpointed_stages(plan)
+        if self.staging.kind == "auto" and {1, len(plan.chain)} & set(chosen):
+            raise ValueError(
+                f"with stages={stages!r} the prologue and epilogue run as the model's own "
+                f"code and cannot be checkpointed; this plan checkpoints {chosen}: plan it "
+                "with ckpt.torch.plan(..., compile=True), or block_checkpoint_plan(chain, "
+                "budget, checkpointable=range(2, len(chain)))")
+        return set(chosen)
 
     def forward(self, *args, **kwargs):
+        if self.compiled is not None:
+            return self.compiled(*args, **kwargs)
         if not (self.training and torch.is_grad_enabled()) or self.plain:
             return (run_in_order(self.staging, args, kwargs) if self.explicit else
                     self.model(*args, **kwargs))
@@ -73,11 +96,14 @@ class PlannedModule(nn.Module):
 
 
 def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="auto",
-         repeats=3, **options):
+         repeats=3, compile=False, **options):
     """Profile ``model`` on ``sample`` (``ckpt.torch.profile``), plan it with ``strategy``
     under ``budget`` (bytes or "512MiB"; None: unconstrained) and return the model wrapped
     (``PlannedModule``) to train with: ``loss_fn(wrapped(x)).backward()`` follows the plan.
-    ``options`` go to the strategy (``ckpt.planner.plan``).
+    ``options`` go to the strategy (``ckpt.planner.plan``). ``compile=True`` (or a dict of
+    ``torch.compile`` options) plans instead which blocks to checkpoint inside one compiled
+    graph, the least recomputation within ``budget`` (``block_checkpoint_plan``), and runs
+    the model compiled; it takes no strategy.
 
     >>> import torch, ckpt.torch
     >>> net = torch.nn.Sequential(*[torch.nn.Linear(32, 32) for _ in range(4)])
@@ -86,7 +112,17 @@ def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="a
     >>> torch.equal(wrapped(x), net(x))
     True
     """
+    if compile and (strategy != "optimal" or options):
+        raise ValueError(
+            f"compile=True plans which blocks run under torch.utils.checkpoint inside the "
+            f"compiled graph (the least recomputation within the budget); it takes no "
+            f"strategy ({strategy!r}) or strategy options ({sorted(options)})")
     chain = profile(model, sample, loss_fn=loss_fn, stages=stages, repeats=repeats)
+    if compile:
+        staging = resolve(model, stages)
+        chosen = block_checkpoint_plan(chain, budget, checkpointable=(
+            range(2, len(chain)) if staging.kind == "auto" else None))
+        return PlannedModule(model, chosen, stages=stages, compile=compile)
     return PlannedModule(model, planner.plan(chain, strategy, budget=budget, **options),
                          stages=stages)
 

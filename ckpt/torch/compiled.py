@@ -1,0 +1,243 @@
+"""Plans run as one compiled graph: ``ckpt.torch.plan(..., compile=True)``.
+
+``torch.compile`` of a whole model runs its step faster than eager here (the ResNet-like net
+0.80-0.87x, benchmarks/README.md), which no eager schedule reaches. Inside one compiled
+graph a block called under ``torch.utils.checkpoint`` is recomputed in the compiled
+backward, and inductor still fuses across blocks. So a compiled plan is a set of stages to
+checkpoint: every stage keeps its output; a checkpointed stage saves nothing in the forward
+and recomputes its saved values just before its backward; the others save them in the
+forward. In ckpt's op language, for stages 1..L:
+
+    forward phase:  forward_save i (kept) or forward i (checkpointed), i = 1..L
+    backward phase: for i = L..1: drop i, forward_save i (checkpointed only), backward i
+
+``block_checkpoint_plan`` picks the set: the least recomputation whose predicted peak (eager
+sizes, ``ckpt.torch.profile``) fits the budget. The compiled step's own peak is measured,
+not predicted: inductor saves less than eager code (benchmarks/README.md has both).
+
+>>> from ckpt.planner.chain import Chain, Stage
+>>> chain = Chain([Stage(f"block{i}", 1, 2, output_bytes=10, saved_bytes=40)
+...                for i in range(4)], input_bytes=10)
+>>> p = block_checkpoint_plan(chain, budget=130)
+>>> checkpointed_stages(p), p.peak, p.compute        # store-all: 180 bytes, compute 12
+([1, 2], 120, 14.0)
+"""
+import dataclasses
+import itertools
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+from .. import planner
+from ..planner.errors import BudgetError
+from ..units import format_size, parse_size
+from .runner import run_in_order
+
+__all__ = ["block_checkpoint_plan", "checkpointed_stages", "lowered_ops", "compiled_step",
+           "EXHAUSTIVE_MAX"]
+
+STRATEGY = "checkpoint_blocks"
+
+# every subset of at most this many checkpointable stages is tried (4096 replays, ~0.5 s);
+# above it, stages are checkpointed greedily
+EXHAUSTIVE_MAX = 12
+
+
+def lowered_ops(L, checkpointed):
+    """The op list of a compiled plan on ``L`` stages checkpointing ``checkpointed``.
+
+    >>> lowered_ops(2, {1})
+    ['forward 1', 'forward_save 2', 'backward 2', 'drop 1', 'forward_save 1', 'backward 1']
+    """
+    ops = [f"{'forward' if i in checkpointed else 'forward_save'} {i}" for i in range(1, L + 1)]
+    for i in range(L, 0, -1):
+        if i in checkpointed:
+            ops += [f"drop {i}", f"forward_save {i}"]
+        ops.append(f"backward {i}")
+    return ops
+
+
+def checkpointed_stages(plan):
+    """The stages a compiled plan checkpoints; ``ValueError`` when ``plan`` is not of that
+    form (it drops a kept output, or recomputes a stage twice or out of place).
+
+    >>> from ckpt.planner import zoo, plan
+    >>> checkpointed_stages(plan(zoo.uniform(3), "store_all"))
+    []
+    >>> checkpointed_stages(plan(zoo.uniform(3), "recompute_all"))
+    Traceback (most recent call last):
+    ...
+    ValueError: plan 'recompute_all' is not a compiled plan (each stage kept or checkpointed once, every output kept); make one with block_checkpoint_plan(chain, budget) or ckpt.torch.plan(..., compile=True)
+    """
+    L = len(plan.chain)
+    first = {}
+    for op in plan.ops:
+        first.setdefault(op.stage, op.kind)
+    chosen = sorted(i for i, kind in first.items() if kind == "forward")
+    if [str(op) for op in plan.ops] != lowered_ops(L, set(chosen)):
+        raise ValueError(
+            f"plan {plan.strategy!r} is not a compiled plan (each stage kept or checkpointed "
+            "once, every output kept); make one with block_checkpoint_plan(chain, budget) or "
+            "ckpt.torch.plan(..., compile=True)")
+    return chosen
+
+
+def _plan(chain, checkpointed, budget, search):
+    return planner.Plan(chain, lowered_ops(len(chain), checkpointed), strategy=STRATEGY,
+                        budget=budget, options={"search": search})
+
+
+def block_checkpoint_plan(chain, budget=None, checkpointable=None):
+    """The compiled plan for ``chain`` with the least recomputation whose predicted peak fits
+    ``budget`` (bytes or "64MiB"; None: checkpoint nothing), checkpointing only stages in
+    ``checkpointable`` (default: all but the last). Every subset is tried when there are at
+    most ``EXHAUSTIVE_MAX`` such stages (``plan.options["search"]`` is "exhaustive"); above
+    that, the stage that lowers the peak most per unit of forward cost is checkpointed until
+    the plan fits, then any that it fits without is put back ("greedy").
+
+    >>> from ckpt.planner.chain import Chain, Stage
+    >>> chain = Chain([Stage(f"block{i}", 1, 2, 10, 40) for i in range(4)], input_bytes=10)
+    >>> block_checkpoint_plan(chain, budget=85)
+    Traceback (most recent call last):
+    ...
+    ckpt.planner.errors.BudgetError: no compiled plan fits 85 B (85 bytes): checkpointing every stage allowed (1, 2, 3) peaks at 90 B (90 bytes); give at least that, or plan without compile=True (eager plans reach 80 B (80 bytes))
+    """
+    L = len(chain)
+    allowed = sorted(set(range(1, L) if checkpointable is None else checkpointable))
+    if any(not 1 <= i <= L for i in allowed):
+        raise ValueError(f"checkpointable stages must be in 1..{L}, got {allowed}")
+    if budget is None:
+        return _plan(chain, set(), None, "exhaustive")
+    budget = parse_size(budget, what="budget")
+    everything = _plan(chain, set(allowed), budget, "exhaustive")
+    if everything.peak > budget:
+        raise BudgetError(
+            f"no compiled plan fits {_fmt(budget)}: checkpointing every stage allowed "
+            f"({', '.join(map(str, allowed))}) peaks at {_fmt(everything.peak)}; give at least "
+            f"that, or plan without compile=True (eager plans reach "
+            f"{_fmt(chain.min_budget)})", budget=budget, minimum=everything.peak,
+            strategy=STRATEGY)
+    if len(allowed) <= EXHAUSTIVE_MAX:
+        fitting = [p for k in range(len(allowed) + 1)
+                   for subset in itertools.combinations(allowed, k)
+                   for p in [_plan(chain, set(subset), budget, "exhaustive")]
+                   if p.peak <= budget]
+        return _least_held(fitting)
+    return _greedy(chain, allowed, budget)
+
+
+# plans whose compute is within this fraction of the least are taken as equally cheap: the
+# stage times are measured, and like blocks differ by about that much from run to run
+COMPUTE_TOLERANCE = 0.01
+
+
+def _least_held(plans):
+    """Of ``plans``, one of (nearly) the least compute that holds the least memory over the
+    step (the sum of each op's memory times its cost): of like blocks, the first ones are
+    checkpointed, whose recomputation runs when the least is alive, and inductor's compiled
+    step follows (benchmarks/README.md)."""
+    least = min(p.compute for p in plans)
+    cheap = [p for p in plans if p.compute <= least * (1 + COMPUTE_TOLERANCE)]
+    return min(cheap, key=lambda p: (_held(p), p.compute))
+
+
+def _held(plan):
+    return sum(e.during * e.cost for e in planner.simulate(plan.chain, plan.ops).timeline)
+
+
+def _greedy(chain, allowed, budget):
+    chosen = set()
+    current = _plan(chain, chosen, budget, "greedy")
+    while current.peak > budget:
+        scored = [(current.peak - p.peak) / max(chain.stages[i - 1].forward_cost, 1e-12)
+                  for i in allowed if i not in chosen
+                  for p in [_plan(chain, chosen | {i}, budget, "greedy")]]
+        rest = [i for i in allowed if i not in chosen]
+        best = max(range(len(rest)), key=lambda k: scored[k])
+        if scored[best] <= 0:       # no single stage lowers the peak: take the costliest saver
+            best = max(range(len(rest)), key=lambda k: chain.stages[rest[k] - 1].saved_bytes)
+        chosen.add(rest[best])
+        current = _plan(chain, chosen, budget, "greedy")
+    for i in sorted(chosen, key=lambda i: -chain.stages[i - 1].forward_cost):
+        trial = _plan(chain, chosen - {i}, budget, "greedy")
+        if trial.peak <= budget:
+            chosen.discard(i)
+            current = trial
+    return current
+
+
+def _fmt(n):
+    return f"{format_size(n)} ({int(n)} bytes)"
+
+
+class _Checkpointing:
+    """Blocks ``checkpointed`` of ``blocks`` called under ``torch.utils.checkpoint`` while
+    in the ``with``: an instance ``forward`` on each (the same function objects every time,
+    so the compiled graph's guards hold), put back as it was after."""
+
+    def __init__(self, blocks, checkpointed):
+        self.blocks = [blocks[b] for b in checkpointed]
+        self.calls = [self._call(block) for block in self.blocks]
+
+    @staticmethod
+    def _call(block):
+        forward = vars(block).get("forward") or type(block).forward.__get__(block)
+
+        def call(*args, **kwargs):
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        call.own = vars(block).get("forward")
+        return call
+
+    def __enter__(self):
+        for block, call in zip(self.blocks, self.calls):
+            block.forward = call
+
+    def __exit__(self, *exc):
+        for block, call in zip(self.blocks, self.calls):
+            del block.forward
+            if call.own is not None:
+                block.forward = call.own
+
+
+def compiled_step(model, staging, checkpointed, options=None):
+    """A function ``(*args, **kwargs) -> output`` running ``model`` compiled
+    (``torch.compile(..., **options)``), the stages ``checkpointed`` (1-based) under
+    ``torch.utils.checkpoint``; ``staging`` is ``ckpt.torch.stages.resolve``'s. Nothing
+    compiles until the first call.
+
+    >>> import torch
+    >>> from ckpt.torch.stages import resolve
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    >>> step = compiled_step(net, resolve(net), {2})
+    >>> callable(step)
+    True
+    """
+    options = dict(options or {})
+    if staging.kind == "sequence":
+        staged = dataclasses.replace(staging, callables=[
+            checkpoint_call(s) if i in checkpointed else s
+            for i, s in enumerate(staging.callables, 1)])
+        return torch.compile(lambda *args, **kwargs: run_in_order(staged, args, kwargs),
+                             **options)
+    compiled = torch.compile(model, **options)
+    switch = _Checkpointing(staging.blocks, [i - 2 for i in sorted(checkpointed)])
+
+    def step(*args, **kwargs):
+        with switch:
+            return compiled(*args, **kwargs)
+    return step
+
+
+def checkpoint_call(stage):
+    """``stage`` called under ``torch.utils.checkpoint`` (non-reentrant): it saves only its
+    arguments and recomputes in the backward.
+
+    >>> import torch
+    >>> x = torch.ones(3, requires_grad=True)
+    >>> checkpoint_call(torch.sin)(x).sum().backward()
+    >>> torch.allclose(x.grad, torch.cos(x))
+    True
+    """
+    def call(*args, **kwargs):
+        return checkpoint(stage, *args, use_reentrant=False, **kwargs)
+    return call
