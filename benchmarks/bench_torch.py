@@ -19,7 +19,8 @@ on the same model, weights and input, in one run:
   ``MUST_SAVE``, recompute the rest (``PREFER_RECOMPUTE``); or save nothing;
 - ``ckpt compiled @B`` (with ``--compile``): ``ckpt.torch.PlannedModule(..., compile=True)``
   on a copy of the model, the plan from ``ckpt.torch.compiled.block_checkpoint_plan`` for 5
-  budgets (which blocks run under ``torch.utils.checkpoint`` inside one compiled graph),
+  budgets and ``block_checkpoint_min_memory`` (which blocks run under
+  ``torch.utils.checkpoint`` inside one compiled graph),
   compiled and timed under the same memory budget as torch's compiled rows;
 - ``--compile B``: ``torch.compile`` of a copy of the model with
   ``torch._functorch.config.activation_memory_budget = B`` (default 0.5), timed in turns with
@@ -355,21 +356,24 @@ COMPILED_BUDGETS = 5
 
 def ckpt_compiled(kind, sizes, chain, x, log, channels_last=False):
     """``ckpt.torch.PlannedModule(..., compile=True)`` on a copy of the model for
-    ``COMPILED_BUDGETS`` budgets (distinct plans only), compiled under the caller's
+    ``COMPILED_BUDGETS`` budgets and the least-memory compiled plan (distinct plans only),
+    compiled under the caller's
     activation_memory_budget: ``(name, step function, allocator peak, plan)`` each."""
-    from ckpt.torch.compiled import block_checkpoint_plan, checkpointed_stages, lowered_ops
+    from ckpt.torch.compiled import (block_checkpoint_min_memory, block_checkpoint_plan,
+                                     checkpointed_stages, lowered_ops)
     model, _, loss_fn = build(kind, sizes, channels_last)
     inner = range(2, len(chain))          # the blocks: prologue and epilogue are the model's
     lo = planner.Plan(chain, lowered_ops(len(chain), set(inner))).peak
     hi = block_checkpoint_plan(chain, None, inner).peak
     out, seen = [], set()
-    for b in np.linspace(lo, hi, COMPILED_BUDGETS):
-        plan = block_checkpoint_plan(chain, int(b), inner)
+    plans = [(f"ckpt compiled {int(b) / MiB:.2f}MiB", block_checkpoint_plan(chain, int(b), inner))
+             for b in np.linspace(lo, hi, COMPILED_BUDGETS)]
+    plans.append(("ckpt compiled min_memory", block_checkpoint_min_memory(chain, inner)))
+    for name, plan in plans:
         chosen = tuple(checkpointed_stages(plan))
         if chosen in seen:
             continue
         seen.add(chosen)
-        name = f"ckpt compiled {int(b) / MiB:.2f}MiB"
         try:
             fn = ckpt.torch.PlannedModule(model, plan, compile=True)
             t = time.perf_counter()

@@ -50,6 +50,25 @@ def test_plan_fits_is_cheapest_of_its_class_and_monotone(seed):
         last = least
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_min_memory_has_the_least_peak_then_keeps_the_least(seed):
+    rng = random.Random(200 + seed)
+    chain = random_chain(rng, rng.randint(2, 7))
+    L = len(chain)
+    every = [planner.simulate(chain, compiled.lowered_ops(L, set(s)))
+             for k in range(L) for s in itertools.combinations(range(1, L), k)]
+    p = compiled.block_checkpoint_min_memory(chain)
+    assert p.peak == min(sim.peak for sim in every)
+    # memory alive when the first backward begins, over the plans of that least peak
+    first = next(k for k, op in enumerate(p.ops) if op.kind == "backward")
+    kept = planner.simulate(chain, p.ops).timeline[first].before
+    assert kept == min(sim.timeline[k].before for sim in every if sim.peak == p.peak
+                       for k in [next(i for i, e in enumerate(sim.timeline)
+                                      if e.op.kind == "backward")])
+    with pytest.raises(BudgetError, match="least-memory one peaks at"):
+        compiled.block_checkpoint_min_memory(chain, budget=p.peak - 1)
+
+
 def test_like_blocks_are_checkpointed_first_to_last():
     """Of equally cheap plans, the one holding the least memory over the step: the earliest
     blocks (their recomputation runs when the least is alive)."""
@@ -177,7 +196,7 @@ def test_eval_and_no_grad_run_the_compiled_model(resnet_compiled):
 def test_compile_refuses_what_it_cannot_lower():
     net = torch.nn.Sequential(*[torch.nn.Linear(8, 8) for _ in range(3)])
     x = torch.randn(2, 8)
-    with pytest.raises(ValueError, match="takes no strategy"):
+    with pytest.raises(ValueError, match="'optimal' .* or 'min_memory'"):
         ct.plan(net, x, strategy="revolve", compile=True, repeats=1)
     chain = ct.profile(net, x, repeats=1)
     with pytest.raises(ValueError, match="not a compiled plan"):
@@ -187,6 +206,11 @@ def test_compile_refuses_what_it_cannot_lower():
     prologue = planner.Plan(chain, compiled.lowered_ops(len(chain), {1}))
     with pytest.raises(ValueError, match="prologue and epilogue"):
         ct.PlannedModule(model, prologue, compile=True)
+    # strategy="min_memory": the blocks only, at the least peak of the class
+    least = ct.plan(model, x, compile=True, strategy="min_memory", repeats=1)
+    blocks = set(range(2, len(chain)))
+    assert set(compiled.checkpointed_stages(least.plan)) <= blocks
+    assert least.plan.peak == planner.Plan(chain, compiled.lowered_ops(len(chain), blocks)).peak
 
 
 def test_dropout_in_checkpointed_stages_keeps_its_mask():

@@ -17,12 +17,16 @@ import torch
 from torch import nn
 
 from .. import planner
-from .compiled import block_checkpoint_plan, checkpointed_stages, compiled_step
+from .compiled import (block_checkpoint_min_memory, block_checkpoint_plan, checkpointed_stages,
+                       compiled_step)
 from .measure import profile
 from .runner import Step, run_in_order
 from .stages import resolve
 
-__all__ = ["PlannedModule", "plan"]
+__all__ = ["PlannedModule", "plan", "COMPILED_STRATEGIES"]
+
+# what ``plan(..., compile=True)`` takes as its strategy
+COMPILED_STRATEGIES = ("optimal", "min_memory")
 
 
 class PlannedModule(nn.Module):
@@ -102,8 +106,9 @@ def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="a
     (``PlannedModule``) to train with: ``loss_fn(wrapped(x)).backward()`` follows the plan.
     ``options`` go to the strategy (``ckpt.planner.plan``). ``compile=True`` (or a dict of
     ``torch.compile`` options) plans instead which blocks to checkpoint inside one compiled
-    graph, the least recomputation within ``budget`` (``block_checkpoint_plan``), and runs
-    the model compiled; it takes no strategy.
+    graph and runs the model compiled: ``strategy`` "optimal", the least recomputation within
+    ``budget`` (``block_checkpoint_plan``), or "min_memory", the least memory
+    (``block_checkpoint_min_memory``).
 
     >>> import torch, ckpt.torch
     >>> net = torch.nn.Sequential(*[torch.nn.Linear(32, 32) for _ in range(4)])
@@ -112,16 +117,17 @@ def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="a
     >>> torch.equal(wrapped(x), net(x))
     True
     """
-    if compile and (strategy != "optimal" or options):
+    if compile and (strategy not in COMPILED_STRATEGIES or options):
         raise ValueError(
             f"compile=True plans which blocks run under torch.utils.checkpoint inside the "
-            f"compiled graph (the least recomputation within the budget); it takes no "
-            f"strategy ({strategy!r}) or strategy options ({sorted(options)})")
+            f"compiled graph: strategy 'optimal' (the least recomputation within the budget) "
+            f"or 'min_memory' (the least memory), without options; got {strategy!r}"
+            + (f" with {sorted(options)}" if options else ""))
     chain = profile(model, sample, loss_fn=loss_fn, stages=stages, repeats=repeats)
     if compile:
-        staging = resolve(model, stages)
-        chosen = block_checkpoint_plan(chain, budget, checkpointable=(
-            range(2, len(chain)) if staging.kind == "auto" else None))
+        blocks = range(2, len(chain)) if resolve(model, stages).kind == "auto" else None
+        chosen = (block_checkpoint_plan(chain, budget, blocks) if strategy == "optimal" else
+                  block_checkpoint_min_memory(chain, blocks, budget))
         return PlannedModule(model, chosen, stages=stages, compile=compile)
     return PlannedModule(model, planner.plan(chain, strategy, budget=budget, **options),
                          stages=stages)
