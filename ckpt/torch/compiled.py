@@ -1,7 +1,7 @@
 """Plans run as one compiled graph: ``ckpt.torch.plan(..., compile=True)``.
 
 ``torch.compile`` of a whole model runs its step faster than eager here (the ResNet-like net
-0.80-0.87x, benchmarks/README.md), which no eager schedule reaches. Inside one compiled
+0.78-0.88x, benchmarks/README.md), which no eager schedule reaches. Inside one compiled
 graph a block called under ``torch.utils.checkpoint`` is recomputed in the compiled
 backward, and inductor still fuses across blocks. So a compiled plan is a set of stages to
 checkpoint: every stage keeps its output; a checkpointed stage saves nothing in the forward
@@ -12,8 +12,10 @@ forward. In ckpt's op language, for stages 1..L:
     backward phase: for i = L..1: drop i, forward_save i (checkpointed only), backward i
 
 ``block_checkpoint_plan`` picks the set: the least recomputation whose predicted peak (eager
-sizes, ``ckpt.torch.profile``) fits the budget. The compiled step's own peak is measured,
-not predicted: inductor saves less than eager code (benchmarks/README.md has both).
+sizes, ``ckpt.torch.profile``) fits the budget; ``block_checkpoint_min_memory`` the least
+memory. The compiled step's own peak is measured, not predicted: inductor saves less than
+eager code where it recomputes cheap ops inside fused kernels, and frees in its own order
+(benchmarks/README.md has both).
 
 >>> from ckpt.planner.chain import Chain, Stage
 >>> chain = Chain([Stage(f"block{i}", 1, 2, output_bytes=10, saved_bytes=40)
@@ -28,17 +30,19 @@ import itertools
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .. import planner
 from ..planner.errors import BudgetError
+from ..planner.plan import Plan
+from ..planner.simulate import simulate
 from ..units import format_size, parse_size
 from .runner import run_in_order
 
-__all__ = ["block_checkpoint_plan", "block_checkpoint_min_memory", "checkpointed_stages", "lowered_ops", "compiled_step",
-           "EXHAUSTIVE_MAX"]
+__all__ = ["block_checkpoint_plan", "block_checkpoint_min_memory", "checkpointed_stages",
+           "lowered_ops", "compiled_step", "checkpoint_call", "EXHAUSTIVE_MAX"]
 
 STRATEGY = "checkpoint_blocks"
 
-# every subset of at most this many checkpointable stages is tried (4096 replays, ~0.5 s);
+# every subset of at most this many checkpointable stages is tried (4096 replays: 0.6 s,
+# 1.4 s for min_memory, with 14 stages);
 # above it, stages are checkpointed greedily
 EXHAUSTIVE_MAX = 12
 
@@ -83,7 +87,7 @@ def checkpointed_stages(plan):
 
 
 def _plan(chain, checkpointed, budget, search):
-    return planner.Plan(chain, lowered_ops(len(chain), checkpointed), strategy=STRATEGY,
+    return Plan(chain, lowered_ops(len(chain), checkpointed), strategy=STRATEGY,
                         budget=budget, options={"search": search})
 
 
@@ -140,11 +144,11 @@ def _least_held(plans):
 
 def _kept_for_backward(plan):
     first = next(k for k, op in enumerate(plan.ops) if op.kind == "backward")
-    return planner.simulate(plan.chain, plan.ops).timeline[first].before
+    return simulate(plan.chain, plan.ops).timeline[first].before
 
 
 def _held(plan):
-    return sum(e.during * e.cost for e in planner.simulate(plan.chain, plan.ops).timeline)
+    return sum(e.during * e.cost for e in simulate(plan.chain, plan.ops).timeline)
 
 
 def block_checkpoint_min_memory(chain, checkpointable=None, budget=None):
