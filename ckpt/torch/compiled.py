@@ -87,48 +87,60 @@ def checkpointed_stages(plan):
 
 
 def _plan(chain, checkpointed, budget, search):
-    return Plan(chain, lowered_ops(len(chain), checkpointed), strategy=STRATEGY,
-                        budget=budget, options={"search": search})
+    return Plan(chain, lowered_ops(len(chain), checkpointed), strategy=STRATEGY, budget=budget,
+                options={"search": search})
 
 
-def block_checkpoint_plan(chain, budget=None, checkpointable=None):
+def block_checkpoint_plan(chain, budget=None, *, checkpointable=None):
     """The compiled plan for ``chain`` with the least recomputation whose predicted peak fits
     ``budget`` (bytes or "64MiB"; None: checkpoint nothing), checkpointing only stages in
-    ``checkpointable`` (default: all but the last). Every subset is tried when there are at
-    most ``EXHAUSTIVE_MAX`` such stages (``plan.options["search"]`` is "exhaustive"); above
-    that, the stage that lowers the peak most per unit of forward cost is checkpointed until
-    the plan fits, then any that it fits without is put back ("greedy").
+    ``checkpointable`` (default: all but the last). Plans within ``COMPUTE_TOLERANCE`` of the
+    step's compute of the least count as equally cheap; of those, the one holding the least
+    memory over the step. Every subset is tried when there are at most ``EXHAUSTIVE_MAX``
+    such stages (``plan.options["search"]`` is "exhaustive"); above that, the stage that cuts
+    the peak most per unit of forward cost is checkpointed until the plan fits, then any that
+    it fits without is put back ("greedy").
 
     >>> from ckpt.planner.chain import Chain, Stage
     >>> chain = Chain([Stage(f"block{i}", 1, 2, 10, 40) for i in range(4)], input_bytes=10)
     >>> block_checkpoint_plan(chain, budget=85)
     Traceback (most recent call last):
     ...
-    ckpt.planner.errors.BudgetError: no compiled plan fits 85 B (85 bytes): checkpointing every stage allowed (1, 2, 3) peaks at 90 B (90 bytes); give at least that, or plan without compile=True (eager plans reach 80 B (80 bytes))
+    ckpt.planner.errors.BudgetError: no compiled plan fits 85 B (85 bytes): the least-peak one (checkpointing 1, 2, 3) peaks at 90 B (90 bytes); give at least that, or plan without compile=True (eager plans reach 80 B (80 bytes))
     """
     allowed = _allowed(chain, checkpointable)
     if budget is None:
         return _plan(chain, set(), None, "exhaustive")
     budget = parse_size(budget, what="budget")
-    everything = _plan(chain, set(allowed), budget, "exhaustive")
-    if everything.peak > budget:
-        raise BudgetError(
-            f"no compiled plan fits {_fmt(budget)}: checkpointing every stage allowed "
-            f"({', '.join(map(str, allowed))}) peaks at {_fmt(everything.peak)}; give at least "
-            f"that, or plan without compile=True (eager plans reach "
-            f"{_fmt(chain.min_budget)})", budget=budget, minimum=everything.peak,
-            strategy=STRATEGY)
     if len(allowed) <= EXHAUSTIVE_MAX:
-        fitting = [p for k in range(len(allowed) + 1)
-                   for subset in itertools.combinations(allowed, k)
-                   for p in [_plan(chain, set(subset), budget, "exhaustive")]
-                   if p.peak <= budget]
+        every = _every(chain, allowed, budget)
+        fitting = [p for p in every if p.peak <= budget]
+        if not fitting:
+            raise _too_small(chain, budget, min(every, key=lambda p: p.peak), "the least-peak one")
         return _least_held(fitting)
+    everything = _plan(chain, set(allowed), budget, "greedy")
+    if everything.peak > budget:
+        raise _too_small(chain, budget, everything, "the least peak this search reaches")
     return _greedy(chain, allowed, budget)
 
 
-# plans whose compute is within this fraction of the least are taken as equally cheap: the
-# stage times are measured, and like blocks differ by about that much from run to run
+def _every(chain, allowed, budget):
+    return [_plan(chain, set(subset), budget, "exhaustive") for k in range(len(allowed) + 1)
+            for subset in itertools.combinations(allowed, k)]
+
+
+def _too_small(chain, budget, least, which):
+    chosen = ", ".join(map(str, checkpointed_stages(least))) or "nothing"
+    return BudgetError(
+        f"no compiled plan fits {_fmt(budget)}: {which} (checkpointing {chosen}) peaks at "
+        f"{_fmt(least.peak)}; give at least that, or plan without compile=True (eager plans "
+        f"reach {_fmt(chain.min_budget)})", budget=budget, minimum=least.peak,
+        strategy=STRATEGY)
+
+
+# plans whose compute exceeds the least by less than this fraction of the step's (store-all)
+# compute count as equally cheap: like blocks' measured forward times differ by 2-17% of a
+# block (0.2-1.4 ms of the ResNet-like net's 200-ms step, benchmarks/README.md)
 COMPUTE_TOLERANCE = 0.01
 
 
@@ -138,7 +150,8 @@ def _least_held(plans):
     checkpointed, whose recomputation runs when the least is alive, and inductor's compiled
     step follows (benchmarks/README.md)."""
     least = min(p.compute for p in plans)
-    cheap = [p for p in plans if p.compute <= least * (1 + COMPUTE_TOLERANCE)]
+    slack = COMPUTE_TOLERANCE * plans[0].store_all_compute
+    cheap = [p for p in plans if p.compute <= least + slack]
     return min(cheap, key=lambda p: (_held(p), p.compute))
 
 
@@ -151,15 +164,15 @@ def _held(plan):
     return sum(e.during * e.cost for e in simulate(plan.chain, plan.ops).timeline)
 
 
-def block_checkpoint_min_memory(chain, checkpointable=None, budget=None):
+def block_checkpoint_min_memory(chain, budget=None, *, checkpointable=None):
     """The compiled plan for ``chain`` with the least predicted peak, then the least memory
     kept for the backward (alive when the first backward begins: what the compiled forward
-    saves), then the least recomputation (every subset of at most
-    ``EXHAUSTIVE_MAX`` stages in ``checkpointable``; above that, all of them); a
-    ``BudgetError`` when even that exceeds ``budget``. What
-    ``ckpt.torch.plan(..., compile=True, strategy="min_memory")`` runs. A last block whose
-    recomputation does not lower the predicted peak still lowers what the forward keeps,
-    and the compiled step's peak with it (the ResNet-like net: 30.2 against 34.2 MiB).
+    saves), then the least recomputation: every subset of at most ``EXHAUSTIVE_MAX`` stages
+    in ``checkpointable`` ("exhaustive"), above that all of them ("all"); a ``BudgetError``
+    when its peak exceeds ``budget``. What ``ckpt.torch.plan(..., compile=True,
+    strategy="min_memory")`` runs. A last block whose recomputation does not lower the
+    predicted peak still lowers what the forward keeps, and the compiled step's peak with it
+    (the ResNet-like net: 30.2 against 34.2 MiB).
 
     >>> from ckpt.planner.chain import Chain, Stage
     >>> chain = Chain([Stage(f"block{i}", 1, 2, 10, 40) for i in range(4)], input_bytes=10)
@@ -169,16 +182,12 @@ def block_checkpoint_min_memory(chain, checkpointable=None, budget=None):
     allowed = _allowed(chain, checkpointable)
     budget = None if budget is None else parse_size(budget, what="budget")
     if len(allowed) > EXHAUSTIVE_MAX:
-        best = _plan(chain, set(allowed), budget, "greedy")
+        best = _plan(chain, set(allowed), budget, "all")
     else:
-        best = min((_plan(chain, set(subset), budget, "exhaustive")
-                    for k in range(len(allowed) + 1)
-                    for subset in itertools.combinations(allowed, k)),
+        best = min(_every(chain, allowed, budget),
                    key=lambda p: (p.peak, _kept_for_backward(p), p.compute))
     if budget is not None and best.peak > budget:
-        raise BudgetError(f"no compiled plan fits {_fmt(budget)}: the least-memory one peaks "
-                          f"at {_fmt(best.peak)}", budget=budget, minimum=best.peak,
-                          strategy=STRATEGY)
+        raise _too_small(chain, budget, best, "the least-memory one")
     return best
 
 
@@ -194,13 +203,12 @@ def _greedy(chain, allowed, budget):
     chosen = set()
     current = _plan(chain, chosen, budget, "greedy")
     while current.peak > budget:
-        scored = [(current.peak - p.peak) / max(chain.stages[i - 1].forward_cost, 1e-12)
-                  for i in allowed if i not in chosen
-                  for p in [_plan(chain, chosen | {i}, budget, "greedy")]]
         rest = [i for i in allowed if i not in chosen]
-        best = max(range(len(rest)), key=lambda k: scored[k])
-        if scored[best] <= 0:       # no single stage lowers the peak: take the costliest saver
-            best = max(range(len(rest)), key=lambda k: chain.stages[rest[k] - 1].saved_bytes)
+        cut = [(current.peak - _plan(chain, chosen | {i}, budget, "greedy").peak)
+               / max(chain.stages[i - 1].forward_cost, 1e-12) for i in rest]
+        # the most peak cut per unit of forward cost; where none cuts it, the most bytes saved
+        best = max(range(len(rest)), key=lambda k: (cut[k], chain.stages[rest[k] - 1].saved_bytes
+                                                    - chain.stages[rest[k] - 1].output_bytes))
         chosen.add(rest[best])
         current = _plan(chain, chosen, budget, "greedy")
     for i in sorted(chosen, key=lambda i: -chain.stages[i - 1].forward_cost):
@@ -216,39 +224,52 @@ def _fmt(n):
 
 
 class _Checkpointing:
-    """Blocks ``checkpointed`` of ``blocks`` called under ``torch.utils.checkpoint`` while
-    in the ``with``: an instance ``forward`` on each (the same function objects every time,
-    so the compiled graph's guards hold), put back as it was after."""
+    """Blocks ``checkpointed`` (positions in ``blocks``) called under
+    ``torch.utils.checkpoint`` while in the ``with``: an instance ``forward`` on each (the
+    same function objects every time, so the compiled graph's guards hold) calling the
+    forward the block has on entering, put back on leaving, whatever happened inside."""
 
     def __init__(self, blocks, checkpointed):
-        self.blocks = [blocks[b] for b in checkpointed]
+        chosen = set(checkpointed)
+        for b in sorted(chosen):
+            others = [k for k, block in enumerate(blocks) if block is blocks[b] and k not in chosen]
+            if others:
+                raise ValueError(
+                    f"block {b} of the container is also block {others[0]}, which the plan "
+                    "does not checkpoint: a module called twice is checkpointed at every call "
+                    "or at none")
+        self.blocks = list({id(blocks[b]): blocks[b] for b in sorted(chosen)}.values())
         self.calls = [self._call(block) for block in self.blocks]
+        self.held = []          # per entry (a nested call enters again): the forwards found
 
     @staticmethod
     def _call(block):
-        forward = vars(block).get("forward") or type(block).forward.__get__(block)
-
         def call(*args, **kwargs):
-            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
-        call.own = vars(block).get("forward")
+            return checkpoint(call.inner, *args, use_reentrant=False, **kwargs)
+        call.inner = call.own_class_forward = type(block).forward.__get__(block)
         return call
 
     def __enter__(self):
-        for block, call in zip(self.blocks, self.calls):
-            block.forward = call
+        self.held.append([vars(block).get("forward") for block in self.blocks])
+        for block, call, own in zip(self.blocks, self.calls, self.held[-1]):
+            if own is not call:
+                call.inner = own if own is not None else call.own_class_forward
+                block.forward = call
 
     def __exit__(self, *exc):
-        for block, call in zip(self.blocks, self.calls):
-            del block.forward
-            if call.own is not None:
-                block.forward = call.own
+        for block, call, own in zip(self.blocks, self.calls, self.held.pop()):
+            if own is None:
+                vars(block).pop("forward", None)
+            elif own is not call:
+                block.forward = own
 
 
 def compiled_step(model, staging, checkpointed, options=None):
     """A function ``(*args, **kwargs) -> output`` running ``model`` compiled
     (``torch.compile(..., **options)``), the stages ``checkpointed`` (1-based) under
-    ``torch.utils.checkpoint``; ``staging`` is ``ckpt.torch.stages.resolve``'s. Nothing
-    compiles until the first call.
+    ``torch.utils.checkpoint``; ``staging`` is ``ckpt.torch.stages.resolve``'s. With
+    ``stages="auto"`` only the blocks (stages 2..L-1) can be checkpointed. Nothing compiles
+    until the first call.
 
     >>> import torch
     >>> from ckpt.torch.stages import resolve
@@ -256,7 +277,20 @@ def compiled_step(model, staging, checkpointed, options=None):
     >>> step = compiled_step(net, resolve(net), {2})
     >>> callable(step)
     True
+    >>> compiled_step(net, resolve(net), {4})
+    Traceback (most recent call last):
+    ...
+    ValueError: stage 4 cannot be checkpointed: the stages of this list are 1..3
     """
+    L = len(staging)
+    allowed = range(2, L) if staging.kind == "auto" else range(1, L + 1)
+    outside = sorted(set(checkpointed) - set(allowed))
+    if outside:
+        raise ValueError(
+            f"stage {outside[0]} cannot be checkpointed: " + (
+                f"with stages='auto' the prologue and epilogue run as the model's own code; "
+                f"the blocks are stages 2..{L - 1}" if staging.kind == "auto" else
+                f"the stages of this list are 1..{L}"))
     options = dict(options or {})
     if staging.kind == "sequence":
         staged = dataclasses.replace(staging, callables=[
@@ -265,7 +299,7 @@ def compiled_step(model, staging, checkpointed, options=None):
         return torch.compile(lambda *args, **kwargs: run_in_order(staged, args, kwargs),
                              **options)
     compiled = torch.compile(model, **options)
-    switch = _Checkpointing(staging.blocks, [i - 2 for i in sorted(checkpointed)])
+    switch = _Checkpointing(staging.blocks, [i - 2 for i in checkpointed])
 
     def step(*args, **kwargs):
         with switch:

@@ -13,6 +13,8 @@
 >>> planned.plan.strategy, len(planned.chain)
 ('sqrt', 6)
 """
+import weakref
+
 import torch
 from torch import nn
 
@@ -64,25 +66,25 @@ class PlannedModule(nn.Module):
         # a plan that keeps every stage's first run and recomputes nothing (store-all) is
         # the plain step
         self.plain = all(op.kind in ("forward_save", "backward") for op in plan.ops)
-        self.compiled = None
-        if compile:
-            self.compiled = compiled_step(model, self.staging,
-                                          self._compiled_stages(plan, stages),
-                                          compile if isinstance(compile, dict) else None)
+        # compiled: the options, the checkpointed stages, and the step, made for the model
+        # it was made for (a deep copy of this module makes its own)
+        self.compile_options = _compile_options(compile)
+        self.checkpointed = None
+        self._step, self._step_for = None, None
+        if self.compile_options is not None:
+            self.checkpointed = set(checkpointed_stages(plan))
+            self._compiled_step()          # refuses stages it cannot checkpoint
 
-    def _compiled_stages(self, plan, stages):
-        chosen = checkpointed_stages(plan)
-        if self.staging.kind == "auto" and {1, len(plan.chain)} & set(chosen):
-            raise ValueError(
-                f"with stages={stages!r} the prologue and epilogue run as the model's own "
-                f"code and cannot be checkpointed; this plan checkpoints {chosen}: plan it "
-                "with ckpt.torch.plan(..., compile=True), or block_checkpoint_plan(chain, "
-                "budget, checkpointable=range(2, len(chain)))")
-        return set(chosen)
+    def _compiled_step(self):
+        if self._step_for is None or self._step_for() is not self.model:
+            self._step = compiled_step(self.model, self.staging, self.checkpointed,
+                                       self.compile_options)
+            self._step_for = weakref.ref(self.model)
+        return self._step
 
     def forward(self, *args, **kwargs):
-        if self.compiled is not None:
-            return self.compiled(*args, **kwargs)
+        if self.compile_options is not None:
+            return self._compiled_step()(*args, **kwargs)
         if not (self.training and torch.is_grad_enabled()) or self.plain:
             return (run_in_order(self.staging, args, kwargs) if self.explicit else
                     self.model(*args, **kwargs))
@@ -117,19 +119,31 @@ def plan(model, sample, loss_fn=None, budget=None, strategy="optimal", stages="a
     >>> torch.equal(wrapped(x), net(x))
     True
     """
-    if compile and (strategy not in COMPILED_STRATEGIES or options):
+    if _compile_options(compile) is not None and (strategy not in COMPILED_STRATEGIES
+                                                  or options):
         raise ValueError(
             f"compile=True plans which blocks run under torch.utils.checkpoint inside the "
             f"compiled graph: strategy 'optimal' (the least recomputation within the budget) "
             f"or 'min_memory' (the least memory), without options; got {strategy!r}"
             + (f" with {sorted(options)}" if options else ""))
     chain = profile(model, sample, loss_fn=loss_fn, stages=stages, repeats=repeats)
-    if compile:
-        blocks = range(2, len(chain)) if resolve(model, stages).kind == "auto" else None
-        chosen = (block_checkpoint_plan(chain, budget, blocks) if strategy == "optimal" else
-                  block_checkpoint_min_memory(chain, blocks, budget))
-        return PlannedModule(model, chosen, stages=stages, compile=compile)
+    if compile is not False:
+        checkpointable = range(2, len(chain)) if resolve(model, stages).kind == "auto" else None
+        compiled_plan = (block_checkpoint_plan if strategy == "optimal" else
+                         block_checkpoint_min_memory)(chain, budget, checkpointable=checkpointable)
+        return PlannedModule(model, compiled_plan, stages=stages, compile=compile)
     return PlannedModule(model, planner.plan(chain, strategy, budget=budget, **options),
                          stages=stages)
 
 
+
+
+def _compile_options(compile):
+    """``compile`` (False, True or a dict of ``torch.compile`` options) as None (not
+    compiled) or the options."""
+    if compile is False:
+        return None
+    if compile is True or isinstance(compile, dict):
+        return {} if compile is True else dict(compile)
+    raise TypeError(f"compile must be True, False or a dict of torch.compile options (such as "
+                    f"{{'mode': 'max-autotune'}}), got {type(compile).__name__} {compile!r}")
