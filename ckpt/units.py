@@ -12,8 +12,8 @@ import math
 import numbers
 import re
 
-__all__ = ["parse_size", "format_size", "printable", "distinct_sizes", "distinct_numbers",
-           "MAX_BYTES"]
+__all__ = ["parse_size", "format_size", "format_size_exact", "printable", "distinct_sizes",
+           "distinct_numbers", "MAX_BYTES"]
 
 # sizes live in int64 numpy arrays inside the planner
 MAX_BYTES = 2**63 - 1
@@ -115,6 +115,15 @@ def format_size(nbytes, digits=1):
         n /= 1024.0
         if abs(n) < 1024 or unit == "EiB":
             return f"{n:.{digits}f} {unit}"
+
+
+def format_size_exact(nbytes):
+    """``format_size`` with the exact count beside it, for messages about budgets.
+
+    >>> format_size_exact(3 * 2**20 + 5)
+    '3.0 MiB (3145733 bytes)'
+    """
+    return f"{format_size(nbytes)} ({int(nbytes)} bytes)"
 
 
 def printable(text):

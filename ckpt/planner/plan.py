@@ -17,7 +17,7 @@ from .schedule import Op
 from .simulate import simulate
 from .strategies import STRATEGIES
 from .strategies.store_all import store_all
-from ..units import format_size, parse_size, printable
+from ..units import format_size, format_size_exact, parse_size, printable
 
 __all__ = ["Plan", "plan", "StageRow"]
 
@@ -28,8 +28,6 @@ def _count(n, noun):
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def _fmt(n):
-    return f"{format_size(n)} ({int(n)} bytes)"
 
 
 class StageRow(NamedTuple):
@@ -207,10 +205,11 @@ class Plan:
         sa = simulate(self.chain, store_all(self.chain), timeline=False).peak
         nfwd = sum(op.kind in ("forward", "forward_save") for op in self.ops)
         b = ("no budget" if self.budget is None
-             else f"budget {_fmt(self.budget)}")
+             else f"budget {format_size_exact(self.budget)}")
         lines = [f"plan {self.strategy!r} for chain {self.chain.name!r} (L={L}): "
                  f"{len(self.ops)} ops, {b}",
-                 f"  predicted peak {_fmt(self.peak)}; store-all peaks at {format_size(sa)}",
+                 f"  predicted peak {format_size_exact(self.peak)}; store-all peaks at "
+                 f"{format_size(sa)}",
                  f"  predicted compute {self.compute:.6g} {self.chain.cost_unit} = store-all "
                  f"+ {100 * self.overhead:.1f}% ({_count(self.recomputed, 'stage')} recomputed, "
                  f"{_count(nfwd - L, 'forward')} redone)",
@@ -386,14 +385,14 @@ def plan(chain, strategy, budget=None, **options):
         if strategy in _SEARCH_FROM_THE_MINIMUM:      # the others never wait for min_budget
             minimum = chain.min_budget
             if budget < minimum:
-                raise BudgetError(f"budget {_fmt(budget)} is below the minimum feasible "
-                                  f"{_fmt(minimum)} for this chain ({chain.name!r})",
+                raise BudgetError(f"budget {format_size_exact(budget)} is below the minimum feasible "
+                                  f"{format_size_exact(minimum)} for this chain ({chain.name!r})",
                                   budget=budget, minimum=minimum)
     ops = STRATEGIES[strategy](chain, budget=budget, **options)
     p = Plan(chain, ops, strategy=strategy, budget=budget, options=options)
     if budget is not None and p.peak > budget:
-        raise BudgetError(f"strategy {strategy!r} needs {_fmt(p.peak)} on this chain "
-                          f"({chain.name!r}), above the budget {_fmt(budget)}; "
+        raise BudgetError(f"strategy {strategy!r} needs {format_size_exact(p.peak)} on this chain "
+                          f"({chain.name!r}), above the budget {format_size_exact(budget)}; "
                           f"{_least_peak_hint(chain)}", budget=budget, minimum=p.peak,
                           strategy=strategy)
     return p
@@ -407,6 +406,6 @@ def _least_peak_hint(chain):
     """Where a fixed strategy's plan does not fit: the least feasible peak when it is known
     or cheap (the min-peak program is O(L^3)), else which strategy finds it."""
     if chain.min_budget_known or len(chain) <= 300:
-        return f"'optimal' fits any budget >= {_fmt(chain.min_budget)}"
+        return f"'optimal' fits any budget >= {format_size_exact(chain.min_budget)}"
     return ("'optimal' fits any budget down to the chain's least feasible peak "
             "(chain.min_budget, or the 'min_memory' plan's peak)")

@@ -33,7 +33,7 @@ from torch.utils.checkpoint import checkpoint
 from ..planner.errors import BudgetError
 from ..planner.plan import Plan
 from ..planner.simulate import simulate
-from ..units import format_size, parse_size
+from ..units import format_size_exact, parse_size
 from .runner import run_in_order
 
 __all__ = ["block_checkpoint_plan", "block_checkpoint_min_memory", "checkpointed_stages",
@@ -132,9 +132,10 @@ def _every(chain, allowed, budget):
 def _too_small(chain, budget, least, which):
     chosen = ", ".join(map(str, checkpointed_stages(least))) or "nothing"
     return BudgetError(
-        f"no compiled plan fits {_fmt(budget)}: {which} (checkpointing {chosen}) peaks at "
-        f"{_fmt(least.peak)}; give at least that, or plan without compile=True (eager plans "
-        f"reach {_fmt(chain.min_budget)})", budget=budget, minimum=least.peak,
+        f"no compiled plan fits {format_size_exact(budget)}: {which} (checkpointing {chosen}) "
+        f"peaks at {format_size_exact(least.peak)}; give at least that, or plan without "
+        f"compile=True (eager plans reach {format_size_exact(chain.min_budget)})",
+        budget=budget, minimum=least.peak,
         strategy=STRATEGY)
 
 
@@ -219,8 +220,6 @@ def _greedy(chain, allowed, budget):
     return current
 
 
-def _fmt(n):
-    return f"{format_size(n)} ({int(n)} bytes)"
 
 
 class _Checkpointing:
