@@ -509,6 +509,9 @@ def main(argv=None):
                      f"of the models asked for), got {checkpointed}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    # every compiled row of a model compiles its forward's code object once (up to 4 torch
+    # rows and 6 ckpt rows): past dynamo's default of 8 graphs, a row would run eagerly
+    torch._dynamo.config.recompile_limit = 64
 
     def log(text):
         sys.stdout.write(text)
