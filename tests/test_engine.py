@@ -131,6 +131,36 @@ def test_accumulating_a_gradient_leaves_other_holders_of_its_buffer_alone():
     assert seen["ckpt"] == seen["torch"] == ([1.0, 2.0], True, [2.0, 4.0])
 
 
+def test_leaf_hooks_registered_after_the_leaf_was_used_run_as_in_torch():
+    """Hooks on a leaf (its own, its ``_backward_hooks`` table, a post-accumulate hook)
+    registered after an op recorded it, so after its accumulator exists, still run."""
+    from collections import OrderedDict
+    seen = {}
+    for lib in (ckpt, torch):
+        x, w, v = (lib.ones(2, requires_grad=True) for _ in range(3))
+        y = x * 2 + w * 3 + v * 4
+        x.register_hook(lambda g: g * 10)
+        w._backward_hooks = OrderedDict()
+        w._backward_hooks["double"] = lambda g: g * 2
+        after = []
+        v.register_post_accumulate_grad_hook(lambda p: after.append(p.grad.tolist()))
+        y.sum().backward()
+        seen[lib.__name__] = (x.grad.tolist(), w.grad.tolist(), after)
+    assert seen["ckpt"] == seen["torch"] == ([20.0, 20.0], [6.0, 6.0], [[4.0, 4.0]])
+
+
+def test_one_gradient_given_to_two_leaves_becomes_two_grad_buffers_as_in_torch():
+    """``a + b`` hands one gradient to both leaves; each ``.grad`` is its own, so writing
+    into one leaves the other alone."""
+    seen = {}
+    for lib in (ckpt, torch):
+        a, b = lib.ones(3, requires_grad=True), lib.ones(3, requires_grad=True)
+        (a + b).sum().backward()
+        a.grad.mul_(5)
+        seen[lib.__name__] = (a.grad.tolist(), b.grad.tolist())
+    assert seen["ckpt"] == seen["torch"] == ([5.0, 5.0, 5.0], [1.0, 1.0, 1.0])
+
+
 def _grad_given_then_changed(lib):
     x, given = lib.ones(2, requires_grad=True), lib.tensor([1.0, 2.0])
     x.backward(given)

@@ -198,6 +198,25 @@ def test_tracker_leaves_no_hooks_or_observers_behind_even_on_error():
     assert tracemalloc.is_tracing() == was_tracing
 
 
+def test_gradients_held_at_entry_count_in_entry_bytes_and_a_second_backward_adds_in_place():
+    """``.grad`` from an earlier step is memory held at entry; the second backward adds into
+    its buffer (tracked or not, as torch), and the logical peak stays hand-counted."""
+    ckpt.manual_seed(0)
+    net = nn.Linear(256, 256)
+    x = ckpt.randn(64, 256)
+    net(x).relu().sum().backward()
+    params = F32 * (256 * 256 + 256)
+    buffers = [p.grad.data_ptr() for p in net.parameters()]
+    with ckpt.memory.track(net, tracemalloc=True) as report:
+        net(x).relu().sum().backward()
+    assert [p.grad.data_ptr() for p in net.parameters()] == buffers
+    assert report.entry_bytes == 2 * params  # the parameters and their gradients
+    # above the entry: x (saved for the weight's gradient), relu's output and the Linear's
+    # output (as activation and as the sum's input), no second gradient buffer
+    assert report.peak_bytes - report.entry_bytes == 3 * 64 * 256 * F32
+    assert report.tracemalloc_peak_bytes >= 2 * 64 * 256 * F32  # the outputs, at least
+
+
 def test_tracemalloc_is_off_unless_asked_for():
     # the logical ledger is the measurement; tracemalloc slows a step 2-8x (issue 12)
     assert not tracemalloc.is_tracing()

@@ -6,7 +6,6 @@ node, start from the roots, and run a node's VJP once every consumer has deliver
 gradient (``run_node``: one path for every node, arrays or Tensors chosen once per pass by
 ``_Pass``). The engine, not the ops, un-broadcasts gradients to each input's shape.
 """
-import sys
 import threading
 import warnings
 
@@ -14,7 +13,7 @@ import numpy as np
 
 from . import grad_mode
 from .batch import Batch
-from .layout import laid_out_like
+from .accumulate import accumulate_into
 from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack
 from .tensor import Tensor, _wrap
 
@@ -133,7 +132,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
     for t, edge, g in zip(inputs, targets, captured):
         # leaves were accumulated by their node; a GradientEdge only bounds the pass, as in torch
         if g is not None and t.__class__ is not GradientEdge and t.grad_fn is not None:
-            _accumulate_into(t, g, create_graph, in_place=False)
+            accumulate_into(t, g, create_graph, in_place=False)
 
 
 _CREATE_GRAPH_WARNING = (
@@ -197,53 +196,6 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
                     "graph. Set allow_unused=True if this is the desired behavior.")
         result.append(g)
     return tuple(result)
-
-
-def _accumulate_into(t, g, create_graph, in_place=True):
-    """``t.grad += g`` the way torch does: detached unless ``create_graph``, never aliasing a
-    read-only broadcast view; without ``create_graph`` the sum lands in the same ``.grad``
-    Tensor (a held reference sees it, its version goes up; also when that ``.grad`` came
-    from a ``create_graph`` pass), written into its buffer when no other array or Tensor
-    holds that buffer, else into a new one. ``in_place=False`` (the ``.grad`` of a non-leaf:
-    ``retain_grad``, ``backward(inputs=...)``) makes a new Tensor each time, the first a
-    copy, as torch's retain-grad hook does."""
-    if not create_graph:
-        g = g.detach() if g.grad_fn is not None or g.requires_grad else g
-        if not g.data.flags.writeable or (not in_place and t._grad is None):
-            g = _wrap(g.data.copy())
-    grad = t._grad
-    if grad is None:
-        # a Tensor of the leaf's own, so that accumulating into it later touches no other
-        # Tensor; its buffer a copy when the engine is not the only holder of the array
-        # (one rule may give one array to two inputs), as torch clones a gradient in use
-        if create_graph and g.requires_grad:
-            t.grad = g
-        else:
-            data = g.data.copy() if in_place and sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY else g.data
-            if in_place and data.strides != t._data.strides:  # in the leaf's layout, as torch
-                data = laid_out_like(data, t._data)
-            t.grad = _wrap(data)
-    elif create_graph or not in_place:
-        t.grad = grad + g
-    else:
-        held, new = grad.data, g.data
-        if (held.base is None and held.flags.writeable and held.shape == new.shape
-                and held.dtype == np.result_type(held, new)
-                and sys.getrefcount(held) <= _HELD_BY_GRAD_ONLY):
-            np.add(held, new, out=held)
-        else:
-            grad.data = held + new
-        grad._vc[0] += 1
-
-
-# sys.getrefcount of a gradient array that reaches a leaf's accumulator and that no one but
-# the engine holds: the frames of run_node, _prepare and _accumulate_into, the Tensor around
-# it and getrefcount's own argument
-_HELD_BY_ENGINE_ONLY = 6
-
-# sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
-# local name ``held`` in _accumulate_into, and getrefcount's own argument
-_HELD_BY_GRAD_ONLY = 3
 
 
 def _validate(node, i, g, arrays, batch_dims=0):
@@ -570,6 +522,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                     if remaining == 0:
                         ready.append(nxt)
                 i += 1
+            g = None   # (a leaf's accumulator counts who holds its gradient: not this name)
         for callback in p.callbacks or ():   # (the list grows if a callback queues one)
             callback()
     except Exception as error:
@@ -648,7 +601,7 @@ def _prepare(node, grad, p):
         leaf = node._variable()
         if leaf is not None:
             if grads[0] is not None:
-                _accumulate_into(leaf, grads[0], p.create_graph)
+                accumulate_into(leaf, grads[0], p.create_graph)
             if node._post_acc_hooks:   # (even when no gradient came, as torch)
                 _run_post_acc_hooks(node._post_acc_hooks, leaf)
             if node._post_hooks and grads[0] is not None:  # with no input gradients, as torch
@@ -716,7 +669,7 @@ def _run_tensor_hooks(node, grads, create_graph):
     for nr, ref in (node._retain_hooks or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
-            _accumulate_into(t, grads[nr], create_graph, in_place=False)
+            accumulate_into(t, grads[nr], create_graph, in_place=False)
     return grads
 
 

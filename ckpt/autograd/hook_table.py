@@ -62,6 +62,8 @@ def set_backward_hooks(t, table):
     node = t.grad_fn
     if node is None:
         t._hooks = hooks
+        if t._acc is not None and hooks is not None:
+            t._acc._plain = False
     elif hooks is None:
         (node._tensor_hooks or {}).pop(t._output_nr, None)
     else:

@@ -7,12 +7,14 @@ engine can un-broadcast and validate gradients in one place. Subclasses define
 ``vjp(self, grad, *saved)`` returning one gradient per input (or None).
 """
 import re
+import sys
 import weakref
 from typing import NamedTuple
 
 import numpy as np
 
 from . import grad_mode
+from .accumulate import accumulate_array, accumulate_into
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -341,9 +343,10 @@ class RemovableHandle:
 
 
 class AccumulateGrad(Node):
-    """The node of a leaf that requires grad: adds incoming gradients into ``leaf.grad``."""
+    """The node of a leaf that requires grad: its rule adds the incoming gradient into
+    ``leaf.grad``. ``_plain`` (the engine runs it as any rule) until the leaf or the node
+    gets a hook; a hooked one goes through the engine's hook path."""
     __slots__ = ("_variable",)
-    _plain = False
     _post_acc_hooks = None  # the leaf's ``register_post_accumulate_grad_hook``s, once registered
 
     def __init__(self, leaf):
@@ -351,6 +354,21 @@ class AccumulateGrad(Node):
         self.next_functions = ()
         self._saved = ()
         self._meta = ()
+        if leaf._hooks is not None:
+            self._plain = False
+
+    def vjp(self, g):
+        leaf = self._variable()
+        if leaf is not None:
+            if g.__class__ is np.ndarray:
+                # held by the pass loop, this frame and getrefcount's argument; more, and
+                # something else holds it too
+                accumulate_array(leaf, g, sys.getrefcount(g) > 3)
+            elif g.__class__ is Tensor:  # a Tensor pass: its grad mode is its create_graph
+                accumulate_into(leaf, g, _GradState.enabled)
+            else:  # numpy's scalar for a sum of 0-d gradients
+                accumulate_array(leaf, np.asarray(g), False)
+        return ()
 
     @property
     def variable(self):

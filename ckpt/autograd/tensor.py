@@ -323,6 +323,8 @@ Please ensure that the gradient and the tensor are the same size
         if self.grad_fn is None:
             if self._hooks is None:
                 self._hooks = []
+            if self._acc is not None:
+                self._acc._plain = False   # (an accumulator made later sees the hooks itself)
             return RemovableHandle(self._hooks, hook)
         node = self.grad_fn
         if node._tensor_hooks is None:
@@ -352,6 +354,7 @@ Please ensure that the gradient and the tensor are the same size
         acc = self._get_accumulator()
         if acc._post_acc_hooks is None:
             acc._post_acc_hooks = []
+            acc._plain = False
         return RemovableHandle(acc._post_acc_hooks, hook)
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):

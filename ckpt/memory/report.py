@@ -132,7 +132,8 @@ class MemoryReport:
 
     @property
     def entry_bytes(self):
-        """Logical bytes already held at entry (what was passed to ``track``)."""
+        """Logical bytes already held at entry (what was passed to ``track``, with the
+        ``.grad`` its parameters hold)."""
         return self._entry_bytes
 
     @property

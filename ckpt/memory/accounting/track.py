@@ -143,8 +143,8 @@ class track(Observer):
         self._kept = {}   # id(SavedValue) -> its Buffer, until it is released
         self._subscription = observing(self, saved=True, gradients=self._in_flight)
         self._subscription.__enter__()
+        self._event("enter", "enter")   # (its look at the leaves finds the .grad they hold)
         self.report._entry_bytes = self.ledger.total
-        self._event("enter", "enter")
         self.ledger.reset_window()
         return self.report
 

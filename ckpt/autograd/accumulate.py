@@ -1,0 +1,95 @@
+"""A backward pass's gradient added into a leaf's ``.grad``, as torch's AccumulateGrad adds
+it: the first one becomes a ``.grad`` of the leaf's own (in the leaf's layout), later ones
+are added into that buffer in place when nothing else holds it."""
+import sys
+
+import numpy as np
+
+from .layout import laid_out_like
+from .tensor import _wrap
+
+
+def accumulate_array(t, g, shared):
+    """``t.grad += g`` for a gradient array ``g`` of ``t``'s shape from a pass that builds
+    no graph; ``shared``: something besides the engine holds ``g`` (one rule gave it to two
+    inputs, or the caller passed it in), so a first ``.grad`` gets a copy.
+
+    >>> import numpy as np, ckpt
+    >>> x = ckpt.zeros(2, requires_grad=True)
+    >>> accumulate_array(x, np.ones(2, np.float32), shared=False)
+    >>> accumulate_array(x, np.ones(2, np.float32), shared=True); x.grad
+    tensor([2., 2.])
+    """
+    grad = t._grad
+    if grad is None:
+        _set_first(t, g.copy() if shared or not g.flags.writeable else g)
+    else:
+        _add_into(grad, g)
+
+
+def accumulate_into(t, g, create_graph, in_place=True):
+    """``t.grad += g`` for a Tensor ``g``, the way torch does: detached unless
+    ``create_graph``, never aliasing a read-only broadcast view; without ``create_graph`` the
+    sum lands in the same ``.grad`` Tensor (a held reference sees it, its version goes up;
+    also when that ``.grad`` came from a ``create_graph`` pass), written into its buffer when
+    no other array or Tensor holds that buffer, else into a new one. ``in_place=False`` (the
+    ``.grad`` of a non-leaf: ``retain_grad``, ``backward(inputs=...)``) makes a new Tensor
+    each time, the first a copy, as torch's retain-grad hook does.
+
+    >>> import ckpt
+    >>> x = ckpt.zeros(2, requires_grad=True)
+    >>> accumulate_into(x, ckpt.ones(2), create_graph=False); x.grad
+    tensor([1., 1.])
+    """
+    if not create_graph:
+        g = g.detach() if g.grad_fn is not None or g.requires_grad else g
+        if not g.data.flags.writeable or (not in_place and t._grad is None):
+            g = _wrap(g.data.copy())
+    grad = t._grad
+    if grad is None:
+        # a Tensor of the leaf's own, so that accumulating into it later touches no other
+        # Tensor; its buffer a copy when the engine is not the only holder of the array
+        # (one rule may give one array to two inputs), as torch clones a gradient in use
+        if create_graph and g.requires_grad:
+            t.grad = g
+        elif in_place:
+            shared = sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY
+            _set_first(t, g.data.copy() if shared else g.data)
+        else:
+            t.grad = _wrap(g.data)
+    elif create_graph or not in_place:
+        t.grad = grad + g
+    else:
+        _add_into(grad, g.data)
+
+
+def _set_first(t, data):
+    """``t.grad`` becomes ``data`` (an array no one else holds), in ``t``'s layout as torch
+    lays out a leaf's gradient."""
+    if data.strides != t._data.strides:
+        data = laid_out_like(data, t._data)
+    t.grad = _wrap(data)
+
+
+def _add_into(grad, new):
+    """Add the array ``new`` into the ``.grad`` Tensor ``grad``: into its buffer when only
+    it holds that buffer, else into a new one; its version goes up."""
+    held = grad._data
+    if (held.base is None and held.flags.writeable and held.shape == new.shape
+            and held.dtype == np.result_type(held, new)
+            and sys.getrefcount(held) <= _HELD_BY_GRAD_ONLY):
+        np.add(held, new, out=held)
+    else:
+        grad.data = held + new
+    grad._vc[0] += 1
+
+
+# sys.getrefcount of a gradient array that reaches ``accumulate_into`` from the engine's
+# hooked path and that no one but the engine holds: the frames of run_node, _prepare and
+# accumulate_into, the Tensor around it, the pass loop's last gradient and getrefcount's
+# own argument
+_HELD_BY_ENGINE_ONLY = 6
+
+# sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
+# local name ``held`` in _add_into, and getrefcount's own argument
+_HELD_BY_GRAD_ONLY = 3
