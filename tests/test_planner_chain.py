@@ -1,4 +1,5 @@
 """Chain IR, JSON (round trips and errors with line/column), byte units and the zoo."""
+import dataclasses
 import json
 
 import networkx as nx
@@ -28,6 +29,20 @@ def test_plan_json_round_trip(chain, strategy):
     p = plan(chain, strategy)
     q = Plan.from_json(p.to_json())
     assert q == p and q.peak == p.peak and q.compute == p.compute
+
+
+@settings(max_examples=40)
+@given(chains(max_len=12), st.lists(st.floats(1e-6, 1e-2), min_size=24, max_size=24))
+def test_a_plan_that_recomputes_nothing_costs_exactly_store_all_compute(chain, times):
+    """Measured costs are arbitrary floats: at store-all's peak the optimal plan's compute is
+    ``store_all_compute`` to the last bit (a 0.0 overhead, not 1e-14), whatever the sums'
+    rounding (issue 13's notebook run found it 1 ulp apart)."""
+    stages = [dataclasses.replace(s, forward_cost=times[2 * i], backward_cost=times[2 * i + 1])
+              for i, s in enumerate(chain.stages)]
+    timed = Chain(stages, input_bytes=chain.input_bytes, param_bytes=chain.param_bytes)
+    for strategy in ("store_all", "optimal"):
+        budget = plan(timed, "store_all").peak
+        assert plan(timed, strategy, budget=budget).compute == timed.store_all_compute
 
 
 def test_graph_is_a_networkx_path():

@@ -284,7 +284,10 @@ class Chain:
         >>> Chain([Stage("a", 1, 2, 8, 8), Stage("b", 3, 4, 8, 8)]).store_all_compute
         10.0
         """
-        return float(self.uf.sum() + self.ub.sum())
+        total = 0.0
+        for cost in [*self.uf.tolist(), *self.ub.tolist()[::-1]]:
+            total += cost   # in a store-all step's order, one by one as the simulator adds
+        return total       # them: a plan recomputing nothing has exactly this compute
 
     @property
     def min_budget(self):
