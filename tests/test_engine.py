@@ -155,10 +155,43 @@ def test_one_gradient_given_to_two_leaves_becomes_two_grad_buffers_as_in_torch()
     seen = {}
     for lib in (ckpt, torch):
         a, b = lib.ones(3, requires_grad=True), lib.ones(3, requires_grad=True)
-        (a + b).sum().backward()
+        ((a + b) * 1).backward(lib.ones(3))   # (a product: a fresh array for both leaves)
         a.grad.mul_(5)
         seen[lib.__name__] = (a.grad.tolist(), b.grad.tolist())
     assert seen["ckpt"] == seen["torch"] == ([5.0, 5.0, 5.0], [1.0, 1.0, 1.0])
+
+
+def test_a_gradient_only_the_engine_holds_becomes_the_grad_without_a_copy():
+    """torch steals such a gradient for ``.grad``; a copy would double the step's gradient
+    memory for a moment (measured with tracemalloc: the seed's copy and the product only)."""
+    import tracemalloc
+    x = ckpt.ones(1 << 20, requires_grad=True)   # 4 MiB
+    y, seed = x * 3, ckpt.ones(1 << 20)
+    tracemalloc.start()
+    try:
+        y.backward(seed)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.grad[0].item() == 3.0
+    assert peak < 2.5 * x.data.nbytes
+
+
+def test_a_grad_viewing_a_product_adds_in_place_unless_its_base_is_held():
+    """A weight used as ``w.mT`` gets a ``.grad`` viewing the transposed product; a second
+    backward adds into it in place, unless something else holds that product."""
+    w = ckpt.ones(3, 2, requires_grad=True)
+    x = ckpt.ones(4, 2)
+    (x @ w.mT).sum().backward()
+    first = w.grad.data
+    assert first.base is not None
+    where = first.ctypes.data
+    del first
+    (x @ w.mT).sum().backward()
+    assert w.grad.data.ctypes.data == where and w.grad[0, 0].item() == 8.0
+    product = w.grad.data.base   # now held elsewhere: the sum goes into a new buffer
+    (x @ w.mT).sum().backward()
+    assert w.grad[0, 0].item() == 12.0 and product.T[0, 0] == 8.0
 
 
 def _grad_given_then_changed(lib):

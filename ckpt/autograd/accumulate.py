@@ -73,9 +73,12 @@ def _set_first(t, data):
 
 def _add_into(grad, new):
     """Add the array ``new`` into the ``.grad`` Tensor ``grad``: into its buffer when only
-    it holds that buffer, else into a new one; its version goes up."""
+    it holds that buffer (a view, say of a product's transpose, whose base nothing else
+    holds, counts), else into a new one; its version goes up."""
     held = grad._data
-    if (held.base is None and held.flags.writeable and held.shape == new.shape
+    base = held.base
+    if ((base is None or base.__class__ is np.ndarray and sys.getrefcount(base) <= _BASE_OF_ONE_VIEW)
+            and held.flags.writeable and held.shape == new.shape
             and held.dtype == np.result_type(held, new)
             and sys.getrefcount(held) <= _HELD_BY_GRAD_ONLY):
         np.add(held, new, out=held)
@@ -93,3 +96,6 @@ _HELD_BY_ENGINE_ONLY = 6
 # sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
 # local name ``held`` in _add_into, and getrefcount's own argument
 _HELD_BY_GRAD_ONLY = 3
+# sys.getrefcount of the base of a view that no other array shares: the view's ``base``, the
+# local name ``base`` in _add_into, and getrefcount's own argument
+_BASE_OF_ONE_VIEW = 3

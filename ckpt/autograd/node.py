@@ -363,7 +363,8 @@ class AccumulateGrad(Node):
             if g.__class__ is np.ndarray:
                 # held by the pass loop, this frame and getrefcount's argument; more, and
                 # something else holds it too
-                accumulate_array(leaf, g, sys.getrefcount(g) > 3)
+                shared = sys.getrefcount(g) > 3
+                accumulate_array(leaf, g, shared)
             elif g.__class__ is Tensor:  # a Tensor pass: its grad mode is its create_graph
                 accumulate_into(leaf, g, _GradState.enabled)
             else:  # numpy's scalar for a sum of 0-d gradients
