@@ -63,10 +63,14 @@ def mean(x, dim=None, keepdim=False):
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating "
                            f"point, got {d.dtype}")
     axes = normalize_dims(dim, d.ndim, "mean")
-    out = np.asarray(np.mean(d, axis=axes, keepdims=keepdim), dtype=d.dtype)
+    count = math.prod([d.shape[a] for a in axes]) if axes else 1
+    if d.dtype.itemsize < 4:  # float16: numpy's mean sums in float32
+        out = np.mean(d, axis=axes, keepdims=keepdim)
+    else:  # what np.mean computes, without its Python wrapper (-5 µs a call)
+        out = np.true_divide(np.add.reduce(d, axis=axes, keepdims=keepdim), count, dtype=d.dtype)
+    out = np.asarray(out, dtype=d.dtype)
     if x.__class__ is not Tensor:
         return out
-    count = int(np.prod([d.shape[a] for a in axes])) if axes else 1
     return record(MeanBackward0 if dim is None else MeanBackward1, out, (x,), in_shape=d.shape,
                   axes=axes, keepdim=keepdim, count=count)
 
