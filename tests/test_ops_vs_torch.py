@@ -627,3 +627,16 @@ def test_integer_and_bool_powers_keep_torchs_dtypes():
             ours, theirs = ckpt.tensor(base) ** exponent, torch.tensor(base) ** exponent
             assert ours.dtype == to_torch(ours).numpy().dtype == theirs.numpy().dtype
             np.testing.assert_allclose(ours.data, theirs.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("shape, dim, keepdim", [((64, 512), None, False), ((3, 4, 5), 1, True),
+                                                 ((3, 4, 5), (0, 2), False), ((), None, False)])
+def test_mean_is_numpys_mean_bit_for_bit(dtype, shape, dim, keepdim):
+    """ckpt's mean skips np.mean's Python wrapper but computes what it computes (float16
+    summed in float32, as numpy does), so its values are numpy's exactly."""
+    d = (np.random.default_rng(0).standard_normal(shape) * 100).astype(dtype)
+    ours = ckpt.mean(ckpt.tensor(d), dim, keepdim).data
+    theirs = np.asarray(np.mean(d, axis=dim, keepdims=keepdim), dtype=dtype)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert np.array_equal(ours, theirs)

@@ -8,6 +8,7 @@ from ..node import Node, OUTPUT, record, record_multi
 from ..tensor import Tensor, _wrap
 from ._util import data_of, expand_reduced, for_jvp, kept_shape, normalize_dims, shift
 
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 values_indices = namedtuple("values_indices", ["values", "indices"])
 
 
@@ -64,10 +65,12 @@ def mean(x, dim=None, keepdim=False):
                            f"point, got {d.dtype}")
     axes = normalize_dims(dim, d.ndim, "mean")
     count = math.prod([d.shape[a] for a in axes]) if axes else 1
-    if d.dtype.itemsize < 4:  # float16: numpy's mean sums in float32
+    if d.dtype is _F32 or d.dtype is _F64:  # np.mean's steps, without its wrapper (-10 µs)
+        out, n = np.add.reduce(d, axis=axes, keepdims=keepdim), np.intp(count)
+        out = (np.true_divide(out, n, out=out, casting="unsafe") if out.__class__ is np.ndarray
+               else out.dtype.type(out / n))
+    else:  # (float16 summed in float32, complex)
         out = np.mean(d, axis=axes, keepdims=keepdim)
-    else:  # what np.mean computes, without its Python wrapper (-5 µs a call)
-        out = np.true_divide(np.add.reduce(d, axis=axes, keepdims=keepdim), count, dtype=d.dtype)
     out = np.asarray(out, dtype=d.dtype)
     if x.__class__ is not Tensor:
         return out
