@@ -46,7 +46,8 @@ class MeanBackward0(Node):
     _batched_rule = True
 
     def vjp(self, g):
-        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
+        # scaled before it is spread: one multiply by the reduced gradient's size, not the input's
+        return expand_reduced(g * (1.0 / self.count), self.in_shape, self.axes, self.keepdim)
 
     def jvp(self, tangents, primals, out):
         return mean(tangents[0], shift(self.axes), self.keepdim)
