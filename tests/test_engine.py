@@ -194,6 +194,51 @@ def test_a_grad_viewing_a_product_adds_in_place_unless_its_base_is_held():
     assert w.grad[0, 0].item() == 12.0 and product.T[0, 0] == 8.0
 
 
+def test_gradients_handed_out_can_be_written_in_place_as_in_torch():
+    """A mean's gradient, as ``autograd.grad`` returns it or a hook sees it, is an ordinary
+    writable tensor (a read-only broadcast view would refuse ``add_``)."""
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.ones(2, 3, requires_grad=True)
+        g, = lib.autograd.grad(x.mean(), x)
+        g.add_(1)
+        y = x * 1
+        y.register_hook(lambda grad: grad.mul_(2))
+        y.mean().backward()
+        seen[lib.__name__] = (g.tolist(), x.grad.tolist())
+    assert seen["ckpt"] == seen["torch"]
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph=True")
+def test_a_grad_shares_no_memory_with_a_kept_or_given_gradient_as_in_torch():
+    """Where ckpt can't count who holds a gradient (a hook kept the Tensor, a create_graph
+    pass gave one Tensor to two leaves, the accumulator called directly), the first
+    ``.grad`` is a copy, as torch clones it."""
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.ones(3, requires_grad=True)
+        kept = []
+        x.register_hook(lambda grad: kept.append(grad))
+        (x * 2).sum().backward()
+        x.grad.mul_(10)
+        a, b = lib.ones(2, requires_grad=True), lib.ones(2, requires_grad=True)
+        u = a + b
+        (u * u).sum().backward(create_graph=True)
+        shared = a.grad is b.grad
+        with lib.no_grad():
+            a.grad.mul_(0)
+        z = lib.zeros(2, requires_grad=True)
+        accumulator = (z * 1).grad_fn.next_functions[0][0]
+        given = lib.ones(2)
+        accumulator(given)
+        z.grad.mul_(5)
+        accumulator(given)
+        seen[lib.__name__] = (kept[0].tolist(), shared, b.grad.tolist(), given.tolist(),
+                              z.grad.tolist())
+    assert seen["ckpt"] == seen["torch"] == ([2.0, 2.0, 2.0], False, [4.0, 4.0], [1.0, 1.0],
+                                             [6.0, 6.0])
+
+
 def _grad_given_then_changed(lib):
     x, given = lib.ones(2, requires_grad=True), lib.tensor([1.0, 2.0])
     x.backward(given)

@@ -106,7 +106,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent / "ckpt"
 # plus 13: the engine's un-broadcast of a bias's gradient over leading dims without the
 # general path, mean as np.mean computes it without its wrapper (the MLP step at batch 2,
 # width 4: 342 -> 303 µs)
-BUDGET = 27511
+# plus 18: the review's fixes — the first .grad a copy where no count can tell who holds the
+# gradient (a hook kept it, a Tensor pass, the accumulator called directly), the reference
+# counts the engine compares against measured at import on this interpreter
+BUDGET = 27529
 _NOT_CODE = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT,
              tokenize.ENCODING, tokenize.ENDMARKER}
 

@@ -43,20 +43,17 @@ def accumulate_into(t, g, create_graph, in_place=True):
     """
     if not create_graph:
         g = g.detach() if g.grad_fn is not None or g.requires_grad else g
-        if not g.data.flags.writeable or (not in_place and t._grad is None):
-            g = _wrap(g.data.copy())
     grad = t._grad
     if grad is None:
-        # a Tensor of the leaf's own, so that accumulating into it later touches no other
-        # Tensor; its buffer a copy when the engine is not the only holder of the array
-        # (one rule may give one array to two inputs), as torch clones a gradient in use
+        # a copy of the leaf's own, as torch clones a gradient it can't prove no one else
+        # holds: a hook may keep the Tensor, a Tensor pass may give one to two leaves, and a
+        # Tensor's holders don't show in its array's reference count
         if create_graph and g.requires_grad:
-            t.grad = g
+            t.grad = g.clone()
         elif in_place:
-            shared = sys.getrefcount(g.data) > _HELD_BY_ENGINE_ONLY
-            _set_first(t, g.data.copy() if shared else g.data)
+            _set_first(t, g.data.copy())
         else:
-            t.grad = _wrap(g.data)
+            t.grad = _wrap(g.data.copy())
     elif create_graph or not in_place:
         t.grad = grad + g
     else:
@@ -87,15 +84,20 @@ def _add_into(grad, new):
     grad._vc[0] += 1
 
 
-# sys.getrefcount of a gradient array that reaches ``accumulate_into`` from the engine's
-# hooked path and that no one but the engine holds: the frames of run_node, _prepare and
-# accumulate_into, the Tensor around it, the pass loop's last gradient and getrefcount's
-# own argument
-_HELD_BY_ENGINE_ONLY = 6
+class _Holder:
+    __slots__ = ("_data",)
 
-# sys.getrefcount of a ``.grad`` buffer that only its Tensor holds: the Tensor's slot, the
-# local name ``held`` in _add_into, and getrefcount's own argument
-_HELD_BY_GRAD_ONLY = 3
-# sys.getrefcount of the base of a view that no other array shares: the view's ``base``, the
-# local name ``base`` in _add_into, and getrefcount's own argument
-_BASE_OF_ONE_VIEW = 3
+
+def _count_held_by_grad_only():
+    """sys.getrefcount of a ``.grad`` buffer only its Tensor holds, and of the base of a view
+    no other array shares, as ``_add_into`` counts them on this interpreter (its statements,
+    on a stand-in for the Tensor): 3 and 3 on CPython 3.11."""
+    holder = _Holder()
+    holder._data = np.empty(2)[:1]
+    held = holder._data
+    base = held.base
+    counts = sys.getrefcount(held), sys.getrefcount(base)
+    return counts
+
+
+_HELD_BY_GRAD_ONLY, _BASE_OF_ONE_VIEW = _count_held_by_grad_only()

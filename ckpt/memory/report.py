@@ -133,7 +133,7 @@ class MemoryReport:
     @property
     def entry_bytes(self):
         """Logical bytes already held at entry (what was passed to ``track``, with the
-        ``.grad`` its parameters hold)."""
+        ``.grad`` its parameters and the state its optimizers hold)."""
         return self._entry_bytes
 
     @property

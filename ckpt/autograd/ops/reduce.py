@@ -46,8 +46,7 @@ class MeanBackward0(Node):
     _batched_rule = True
 
     def vjp(self, g):
-        # scaled before it is spread: one multiply by the reduced gradient's size, not the input's
-        return expand_reduced(g * (1.0 / self.count), self.in_shape, self.axes, self.keepdim)
+        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
 
     def jvp(self, tangents, primals, out):
         return mean(tangents[0], shift(self.axes), self.keepdim)
