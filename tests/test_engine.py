@@ -161,6 +161,36 @@ def test_one_gradient_given_to_two_leaves_becomes_two_grad_buffers_as_in_torch()
     assert seen["ckpt"] == seen["torch"] == ([5.0, 5.0, 5.0], [1.0, 1.0, 1.0])
 
 
+def test_a_leaf_used_twice_gets_the_sum_of_its_gradients_added_once_as_in_torch():
+    """Its two gradients are summed first and the sum added into ``.grad`` (float32: 1e8 + 6
+    rounds to 1e8 + 8, while (1e8 + 3) + 3 stays at 1e8)."""
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.ones(1, requires_grad=True)
+        x.grad = lib.tensor([1e8])
+        (x * 3 + x * 3).sum().backward()
+        seen[lib.__name__] = x.grad.tolist()
+    assert seen["ckpt"] == seen["torch"] == [100000008.0]
+
+
+def test_a_gradient_given_to_a_leaf_and_to_a_node_is_copied_for_the_leaf_as_in_torch():
+    """``a + h`` hands one gradient to the leaf ``a`` and to ``h``'s node; writing into
+    ``a.grad`` must not change what ``h``'s node receives. (A leaf's accumulation runs as
+    soon as its gradient is complete, before the nodes waiting beside it, as torch's
+    AccumulateGrad runs first.)"""
+    seen = {}
+    for lib in (ckpt, torch):
+        a, b = lib.ones(3, requires_grad=True), lib.ones(3, requires_grad=True)
+        h = b * 2
+
+        def scale_a_grad(g):   # runs after a's accumulation, before h's node
+            a.grad.mul_(100)
+        h.register_hook(scale_a_grad)
+        ((a + h) * 1).backward(lib.ones(3))
+        seen[lib.__name__] = (a.grad.tolist(), b.grad.tolist())
+    assert seen["ckpt"] == seen["torch"] == ([100.0] * 3, [2.0] * 3)
+
+
 def test_a_gradient_only_the_engine_holds_becomes_the_grad_without_a_copy():
     """torch steals such a gradient for ``.grad``; a copy would double the step's gradient
     memory for a moment (measured with tracemalloc: the seed's copy and the product only)."""

@@ -21,8 +21,8 @@ def accumulate_array(t, g, shared):
     tensor([2., 2.])
     """
     grad = t._grad
-    if grad is None:
-        _set_first(t, g.copy() if shared or not g.flags.writeable else g)
+    if grad is None:   # (its shape and dtype are checked: the engine brought it to the leaf's)
+        t._grad = _wrap(_in_layout_of(t, g.copy() if shared or not g.flags.writeable else g))
     else:
         _add_into(grad, g)
 
@@ -51,7 +51,7 @@ def accumulate_into(t, g, create_graph, in_place=True):
         if create_graph and g.requires_grad:
             t.grad = g.clone()
         elif in_place:
-            _set_first(t, g.data.copy())
+            t.grad = _wrap(_in_layout_of(t, g.data.copy()))
         else:
             t.grad = _wrap(g.data.copy())
     elif create_graph or not in_place:
@@ -60,12 +60,10 @@ def accumulate_into(t, g, create_graph, in_place=True):
         _add_into(grad, g.data)
 
 
-def _set_first(t, data):
-    """``t.grad`` becomes ``data`` (an array no one else holds), in ``t``'s layout as torch
-    lays out a leaf's gradient."""
-    if data.strides != t._data.strides:
-        data = laid_out_like(data, t._data)
-    t.grad = _wrap(data)
+def _in_layout_of(t, data):
+    """``data`` (an array no one else holds) in ``t``'s memory layout, as torch lays out a
+    leaf's first gradient."""
+    return data if data.strides == t._data.strides else laid_out_like(data, t._data)
 
 
 def _add_into(grad, new):

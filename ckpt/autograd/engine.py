@@ -6,6 +6,7 @@ node, start from the roots, and run a node's VJP once every consumer has deliver
 gradient (``run_node``: one path for every node, arrays or Tensors chosen once per pass by
 ``_Pass``). The engine, not the ops, un-broadcasts gradients to each input's shape.
 """
+import sys
 import threading
 import warnings
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from . import grad_mode
 from .batch import Batch
-from .accumulate import accumulate_into
+from .accumulate import accumulate_array, accumulate_into
 from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack
 from .tensor import Tensor, _wrap
 
@@ -443,6 +444,7 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
     p = _Pass(keep_graph, create_graph, captures, to_run, batched)
     p.nodes = deps
     arrays, observed, direct = p.arrays, p.observed, p.direct
+    leaves_now = direct and arrays and not observed and not batched
     buffers = {}
     for (node, nr), g in zip(roots, root_grads):
         _buffer_add(buffers, node, nr, g.data if arrays else g)
@@ -521,6 +523,17 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
                             g = _validate(node, i, g, False)
                         if nxt._out_meta is None:
                             previous = buffers.get(nxt)
+                            if (previous is None and nxt.__class__ is AccumulateGrad and leaves_now
+                                    and g.__class__ is np.ndarray and deps[nxt] == 1 and nxt._plain):
+                                # a leaf's one gradient, added into its .grad here rather than
+                                # by its node from the ready stack (1 µs a leaf)
+                                deps[nxt] = 0
+                                leaf = nxt._variable()
+                                if leaf is not None:
+                                    shared = sys.getrefcount(g) > _HELD_BY_LOOP
+                                    accumulate_array(leaf, g, shared)
+                                i += 1
+                                continue
                             buffers[nxt] = g if previous is None else _add(previous, g, nxt)
                         else:
                             _buffer_add(buffers, nxt, nr, g)
@@ -543,6 +556,17 @@ def _run_pass(roots, root_grads, keep_graph, create_graph, targets=None, accumul
     if targets is None:
         return None
     return [captures[n][nr] if n is not None else None for n, nr in targets]
+
+
+def _count_held_by_loop():
+    """sys.getrefcount of a gradient array that only the pass loop holds when it hands it to
+    a leaf (its rule's result tuple and the loop's name), as this interpreter counts it."""
+    input_grads = (np.empty(1),)
+    g = input_grads[0]
+    return sys.getrefcount(g)
+
+
+_HELD_BY_LOOP = _count_held_by_loop()
 
 
 def run_node(node, grad, p):

@@ -23,9 +23,9 @@ not raise: an exception from a profile function makes the interpreter unset it.
 ...     def op_entered(self, call): self.seen.append((call.kind, call.name))
 >>> x, exp = ckpt.ones(2, requires_grad=True), ckpt.exp     # a reference taken before
 >>> with op_calls.observing_calls(Log()) as log:
-...     exp(x).sum().backward()
+...     exp(x).sum(0, keepdim=True).backward()
 >>> log.seen   # doctest: +NORMALIZE_WHITESPACE
-[('op', 'exp'), ('op', 'sum'), ('backward', 'SumBackward0'),
+[('op', 'exp'), ('op', 'sum'), ('backward', 'SumBackward1'),
  ('op', 'expand'), ('backward', 'ExpBackward0')]
 """
 import functools
