@@ -708,7 +708,7 @@ def _attach(cls, out, inputs, saved, attrs):
         if x.__class__ is not Tensor or not x.requires_grad:
             return out
         d, fn = x._data, x.grad_fn
-        edges = ((fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0),)
+        edges = ((fn, x._output_nr) if fn is not None else (x._acc or x._get_accumulator(), 0),)
         meta = (d.shape, d.dtype)
     elif n_inputs == 2:
         a, b = inputs
@@ -766,7 +766,7 @@ def _saved_entry(value, out):
 def _edge(x):
     """Where a gradient for ``x`` goes: its node and output number, or its leaf accumulator."""
     fn = x.grad_fn
-    return (fn, x._output_nr) if fn is not None else (x._get_accumulator(), 0)
+    return (fn, x._output_nr) if fn is not None else (x._acc or x._get_accumulator(), 0)
 
 
 def _record_extended(cls, out, inputs, saved, attrs):

@@ -58,6 +58,8 @@ class Tensor:
         >>> x.data = ckpt.zeros(3); x
         tensor([0., 0., 0.], requires_grad=True)
         """
+        if value is self._data:   # ``x.data -= step``: numpy wrote in place; nothing to set
+            return
         if isinstance(value, Tensor):
             value = value._data
         elif not isinstance(value, (np.ndarray, np.generic)):

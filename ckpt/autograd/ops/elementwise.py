@@ -404,7 +404,11 @@ class ReluBackward0(_DiagonalOfOutput):
         o = data_of(out)
         if g.__class__ is not np.ndarray:
             return g * (o > 0)
-        return chunked(lambda res, g, o: np.multiply(g, o > 0, out=res), g.dtype, g, o)
+        return chunked(_relu_grad, g.dtype, g, o)
+
+
+def _relu_grad(res, g, o):
+    return np.multiply(g, o > 0, out=res)
 
 
 def relu(x):

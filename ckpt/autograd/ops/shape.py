@@ -308,6 +308,8 @@ class TransposeBackward0(_SameOpOnTangent):
     _batched_rule = True
 
     def vjp(self, g):
+        if g.__class__ is np.ndarray and g.ndim and not Batch.dims:   # (a weight's ``w.mT``:
+            return g.swapaxes(self.dim0, self.dim1)   # the op's checks cost 0.7 µs a call)
         return transpose(g, _batch_dim(self.dim0), _batch_dim(self.dim1))
 
     def tangent_op(self, t, out):
