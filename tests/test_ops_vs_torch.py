@@ -231,6 +231,29 @@ def test_tie_gradients_match_torch():
              [np.array([0.0, 0.0, 2.0]), np.array([2.0, 0.0, 1.5])], np.float64, rng)
 
 
+@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "longdouble"])
+@pytest.mark.parametrize("n", [5, 200_000])   # (200,000 elements: the rule works in chunks)
+def test_relu_passes_the_gradient_where_its_output_is_nan_and_none_where_it_is_zero(dtype, n):
+    """torch's rule selects (``result <= 0 ? 0 : grad``): a NaN input passes its gradient on,
+    a dead unit gives 0 even for an infinite or NaN gradient (a product with the mask would
+    give NaN), -0.0 counts as 0; once-differentiated, the rule differentiates again alike.
+    (torch has no long double: it runs the same values in float64.)"""
+    inputs = np.resize(np.array([np.nan, -1.0, 0.0, 2.0, -0.0]), n).astype(dtype)
+    grads = np.resize(np.array([1.0, np.inf, np.nan, 3.0, -np.inf]), n).astype(dtype)
+    seen = {}
+    for lib in (ckpt, torch):
+        as_lib = np.copy if lib is ckpt or dtype != "longdouble" else (lambda a: a.astype(np.float64))
+        x = lib.tensor(as_lib(inputs), requires_grad=True)
+        x.relu().backward(lib.tensor(as_lib(grads)))
+        z = lib.tensor([-1.0, 0.0, -0.0, 2.0, 3.0], dtype=lib.float64, requires_grad=True)
+        first, = lib.autograd.grad((z.relu() ** 3).sum(), z, create_graph=True)
+        ((first * first).sum()).backward()
+        seen[lib.__name__] = (np.asarray(x.grad.tolist(), np.float64), first.tolist(),
+                              z.grad is None or z.grad.tolist())
+    np.testing.assert_array_equal(seen["ckpt"][0], seen["torch"][0])
+    assert seen["ckpt"][1:] == seen["torch"][1:]
+
+
 # ---- reductions -------------------------------------------------------------------------
 
 @st.composite
