@@ -306,6 +306,35 @@ def test_reductions(name, dtype, sdk, seed):
              [rng.standard_normal(shape)], dtype, rng)
 
 
+@pytest.mark.parametrize("keepdim", [False, True])
+@pytest.mark.parametrize("dim", [[], ()], ids=["list", "tuple"])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "var", "var_biased", "std"])
+def test_an_empty_dim_reduces_every_dim_as_in_torch(name, dim, keepdim):
+    """torch reads ``dim=[]`` or ``dim=()`` as every dim in these reductions (ckpt returned the
+    input unreduced, and var and std NaN); values, gradients, the node's name and double
+    backward agree. ``squeeze(dim=[])`` squeezes nothing in both.
+
+    torch 2.13's var and std take every dim forward but none backward (an infinite gradient
+    with the default correction); ckpt's gradient is the one of its value, compared with
+    torch's over ``dim=(0, 1)``, the same value."""
+    rng = np.random.default_rng(0)
+    ck_fn, th_fn = REDUCTIONS[name]
+    th_dim = (0, 1) if name.startswith(("var", "std")) else dim
+    ck_in, th_in = run_both(lambda x: ck_fn(x, dim, keepdim), lambda x: th_fn(x, th_dim, keepdim),
+                            [rng.standard_normal((2, 3))], np.float64, rng)
+    assert th_fn(th_in[0], dim, keepdim).item() == th_fn(th_in[0], th_dim, keepdim).item()
+    seen = []
+    for lib, x in (("ckpt", ck_in[0]), ("torch", th_in[0])):
+        out = (ck_fn if lib == "ckpt" else th_fn)(x, dim if lib == "ckpt" else th_dim, keepdim)
+        first, = (ckpt if lib == "ckpt" else torch).autograd.grad(out.sum() ** 2, x, create_graph=True)
+        seen.append((out.grad_fn.name(), tuple(out.shape), first.tolist(),
+                     tuple(x.detach()[:1].squeeze(dim=dim).shape)))
+    ck_seen, th_seen = seen
+    assert ck_seen[0] == th_seen[0] or name == "std"   # (ckpt's std is sqrt(var): SqrtBackward0)
+    assert ck_seen[1] == th_seen[1] and ck_seen[3] == th_seen[3]
+    np.testing.assert_allclose(ck_seen[2], th_seen[2], rtol=1e-12)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])
 @pytest.mark.parametrize("which", ["max", "min"])
 @given(sdk=shape_and_dims(single=True), seed=seeds)

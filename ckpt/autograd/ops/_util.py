@@ -34,6 +34,16 @@ def normalize_dims(dim, ndim, op_name):
     return tuple(sorted(set(out)))
 
 
+def reduced_dims(dim, ndim, op_name):
+    """``normalize_dims`` for a reduction: an empty list or tuple reduces every dim, as
+    torch's ``sum``, ``mean``, ``amax`` and ``var`` read it (``squeeze(dim=[])`` squeezes none).
+
+    >>> reduced_dims([], 2, "sum"), reduced_dims((1,), 2, "sum")
+    ((0, 1), (1,))
+    """
+    return normalize_dims(None if dim.__class__ in (list, tuple) and not dim else dim, ndim, op_name)
+
+
 def kept_shape(shape, axes):
     """``shape`` with the reduced ``axes`` set to 1 (the keepdim shape)."""
     return tuple(1 if i in axes else s for i, s in enumerate(shape))

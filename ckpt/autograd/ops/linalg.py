@@ -100,8 +100,6 @@ def linear(x, weight, bias=None):
     return out if bias is None else out + bias
 
 
-
-
 def mm(a, b):
     """The product of two matrices (2-D only, unlike ``matmul``).
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..node import Node, OUTPUT, record, record_multi
 from ..tensor import Tensor, _wrap
-from ._util import data_of, expand_reduced, for_jvp, kept_shape, normalize_dims, shift
+from ._util import data_of, expand_reduced, for_jvp, kept_shape, normalize_dims, reduced_dims, shift
 
 _F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
 values_indices = namedtuple("values_indices", ["values", "indices"])
@@ -19,7 +19,18 @@ class SumBackward0(Node):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0], shift(self.axes), self.keepdim)
+        return over(sum, tangents[0], shift(self.axes), self.keepdim)
+
+
+def over(reduce, x, axes, keepdim=False):
+    """``reduce`` (``sum`` or ``mean``) of ``x`` over exactly ``axes``: ``x`` itself when
+    there are none, where an empty ``dim`` given to ``reduce`` means every dim, as in torch.
+
+    >>> import numpy as np
+    >>> over(sum, np.ones((2, 3)), (1,)).tolist(), over(sum, np.ones(2), ()).tolist()
+    ([3.0, 3.0], [1.0, 1.0])
+    """
+    return reduce(x, axes, keepdim) if axes else x
 
 
 def sum(x, dim=None, keepdim=False):
@@ -30,7 +41,7 @@ def sum(x, dim=None, keepdim=False):
     [3.0, 3.0]
     """
     d = data_of(x)
-    axes = normalize_dims(dim, d.ndim, "sum")
+    axes = reduced_dims(dim, d.ndim, "sum")
     out = np.sum(d, axis=axes, keepdims=keepdim)
     if x.__class__ is not Tensor:  # arrays in, arrays out (array rules)
         return out
@@ -51,7 +62,7 @@ class MeanBackward0(Node):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
 
     def jvp(self, tangents, primals, out):
-        return mean(tangents[0], shift(self.axes), self.keepdim)
+        return over(mean, tangents[0], shift(self.axes), self.keepdim)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -65,7 +76,7 @@ def mean(x, dim=None, keepdim=False):
     if d.dtype.kind not in "fc":
         raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be floating "
                            f"point, got {d.dtype}")
-    axes = normalize_dims(dim, d.ndim, "mean")
+    axes = reduced_dims(dim, d.ndim, "mean")
     count = math.prod([d.shape[a] for a in axes]) if axes else 1
     if d.dtype is _F32 or d.dtype is _F64:  # np.mean's steps, without its wrapper (-10 µs)
         out, n = np.add.reduce(d, axis=axes, keepdims=keepdim), np.intp(count)
@@ -95,7 +106,7 @@ class MaxBackward1(Node):
 
     def jvp(self, tangents, primals, out):
         d = data_of(primals[0])
-        return sum(tangents[0] * self._share(d, out), shift(tuple(range(d.ndim))))
+        return over(sum, tangents[0] * self._share(d, out), shift(tuple(range(d.ndim))))
 
     @staticmethod
     def _share(d, out):
@@ -189,7 +200,7 @@ def amax(x, dim=None, keepdim=False):
     """
     if dim is None:
         return max(x)
-    axes = normalize_dims(dim, x.data.ndim, "amax")
+    axes = reduced_dims(dim, x.data.ndim, "amax")
     return record(AmaxBackward0, np.asarray(np.max(x.data, axis=axes, keepdims=keepdim)), (x,),
                   (x, OUTPUT), axes=axes, keepdim=keepdim)
 
@@ -204,7 +215,7 @@ class ReducedByFactor(Node):
         return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self.factor(x, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self.factor(primals[0], out), shift(self.axes), self.keepdim)
+        return over(sum, tangents[0] * self.factor(primals[0], out), shift(self.axes), self.keepdim)
 
 
 class AmaxBackward0(ReducedByFactor):
@@ -247,7 +258,7 @@ class VarBackward0(Node):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._slope(x)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
+        return over(sum, tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
 
     def _slope(self, x):
         """d var / d x = 2 (x - mean) / (n - correction)."""
@@ -273,7 +284,7 @@ def var_args(x, dim, unbiased, correction):
     """``(axes, count, correction)`` of a variance over ``dim``: torch's defaults applied."""
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = normalize_dims(dim, x.data.ndim, "var")
+    axes = reduced_dims(dim, x.data.ndim, "var")
     return axes, int(np.prod([x.data.shape[a] for a in axes])) if axes else 1, correction
 
 
@@ -295,7 +306,7 @@ class LogsumexpBackward0(Node):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._softmax(x, out)
 
     def jvp(self, tangents, primals, out):
-        return sum(tangents[0] * self._softmax(primals[0], out), shift(self.axes), self.keepdim)
+        return over(sum, tangents[0] * self._softmax(primals[0], out), shift(self.axes), self.keepdim)
 
     def _softmax(self, x, out):
         """d logsumexp / d x = exp(x - logsumexp)."""
