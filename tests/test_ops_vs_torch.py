@@ -330,9 +330,58 @@ def test_an_empty_dim_reduces_every_dim_as_in_torch(name, dim, keepdim):
         seen.append((out.grad_fn.name(), tuple(out.shape), first.tolist(),
                      tuple(x.detach()[:1].squeeze(dim=dim).shape)))
     ck_seen, th_seen = seen
-    assert ck_seen[0] == th_seen[0] or name == "std"   # (ckpt's std is sqrt(var): SqrtBackward0)
-    assert ck_seen[1] == th_seen[1] and ck_seen[3] == th_seen[3]
+    assert ck_seen[0] == th_seen[0] and ck_seen[1] == th_seen[1] and ck_seen[3] == th_seen[3]
     np.testing.assert_allclose(ck_seen[2], th_seen[2], rtol=1e-12)
+
+
+@pytest.mark.parametrize("dim", [0, -1, [0], (-1,), 1, (0, -1)])
+@pytest.mark.parametrize("name", ["sum", "mean", "amax", "var_correction0", "std", "logsumexp",
+                                  "prod"])
+def test_a_reduction_over_the_one_place_of_a_0d_tensor_as_in_torch(name, dim):
+    """dim 0 or -1 of a 0-d tensor is its one place (torch): the reduction keeps the value
+    (ckpt raised numpy's AxisError); dim 1 is out of range and a dim named twice an error in
+    both. (torch's prod takes one int dim only, as ckpt's.)"""
+    ck_fn, th_fn = (REDUCTIONS[name] if name != "prod" else
+                    (lambda x, d, k: ckpt.prod(x, d, k), lambda x, d, k: torch.prod(x, d, k)))
+    outcome = {}
+    for lib, fn in (("ckpt", ck_fn), ("torch", th_fn)):
+        x = (ckpt if lib == "ckpt" else torch).tensor(3.0, dtype=(ckpt if lib == "ckpt" else torch).float64,
+                                                      requires_grad=True)
+        try:
+            out = fn(x, dim, True)
+            grad, = (ckpt if lib == "ckpt" else torch).autograd.grad(out, x)
+            outcome[lib] = (tuple(out.shape), out.item(), grad.item(), out.grad_fn.name())
+        except (RuntimeError, IndexError, TypeError) as error:
+            outcome[lib] = type(error).__name__
+    assert repr(outcome["ckpt"]) == repr(outcome["torch"])   # (std's NaN: 0 degrees of freedom)
+
+
+@pytest.mark.parametrize("dims", [(0, 0), (1, -1), (0, -2, 1)])
+def test_a_dim_named_twice_is_refused_as_in_torch(dims):
+    messages = []
+    for x in (ckpt.ones(2, 3), torch.ones(2, 3)):
+        with pytest.raises(RuntimeError) as error:
+            x.sum(dims)
+        messages.append(str(error.value))
+    assert messages[0] == messages[1]
+
+
+@pytest.mark.parametrize("dim", [None, 1])
+def test_std_of_a_constant_gives_zero_gradient_as_in_torch(dim):
+    """torch's std rule is 0 where the std is 0 (``sqrt``'s rule would give NaN), in reverse,
+    twice-reverse and forward mode."""
+    values = np.array([[2.0, 2.0, 2.0], [1.0, 3.0, 4.0]])
+    seen = {}
+    for lib in (ckpt, torch):
+        x = lib.tensor(values, requires_grad=True)
+        first, = lib.autograd.grad(x.std(dim).sum(), x, create_graph=True)
+        (first ** 2).sum().backward()
+        with lib.autograd.forward_ad.dual_level():
+            dual = lib.autograd.forward_ad.make_dual(x.detach(), lib.ones_like(x))
+            tangent = lib.autograd.forward_ad.unpack_dual(dual.std(dim)).tangent
+        seen[lib.__name__] = [np.asarray(t.tolist()) for t in (first, x.grad, tangent)]
+    for ours, theirs in zip(seen["ckpt"], seen["torch"]):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f64", "f32"])

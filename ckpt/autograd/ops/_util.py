@@ -35,13 +35,20 @@ def normalize_dims(dim, ndim, op_name):
 
 
 def reduced_dims(dim, ndim, op_name):
-    """``normalize_dims`` for a reduction: an empty list or tuple reduces every dim, as
-    torch's ``sum``, ``mean``, ``amax`` and ``var`` read it (``squeeze(dim=[])`` squeezes none).
+    """``normalize_dims`` for a reduction, read as torch reads it: an empty list or tuple
+    is every dim; a 0-d tensor's one place (dim 0 or -1) reduces nothing; a dim named twice
+    is an error (``squeeze(dim=[])``, no reduction, squeezes none).
 
-    >>> reduced_dims([], 2, "sum"), reduced_dims((1,), 2, "sum")
-    ((0, 1), (1,))
+    >>> reduced_dims([], 2, "sum"), reduced_dims((1,), 2, "sum"), reduced_dims(-1, 0, "sum")
+    ((0, 1), (1,), ())
     """
-    return normalize_dims(None if dim.__class__ in (list, tuple) and not dim else dim, ndim, op_name)
+    named = dim.__class__ in (list, tuple)
+    axes = normalize_dims(None if named and not dim else dim, ndim, op_name)
+    if named and len(axes) < len(dim):
+        wrapped = [d % max(ndim, 1) for d in dim]
+        twice = next(d for i, d in enumerate(wrapped) if d in wrapped[:i])
+        raise RuntimeError(f"dim {twice} appears multiple times in the list of dims")
+    return axes if ndim else ()
 
 
 def kept_shape(shape, axes):

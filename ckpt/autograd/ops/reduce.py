@@ -288,15 +288,37 @@ def var_args(x, dim, unbiased, correction):
     return axes, int(np.prod([x.data.shape[a] for a in axes])) if axes else 1, correction
 
 
+class StdBackward0(VarBackward0):
+    """``std = sqrt(var)``: var's rule on ``g / (2 std)``, and 0 where the std is 0, as torch
+    (a constant input gets no gradient, where ``sqrt``'s rule would give NaN)."""
+    _saved_names = ("self", "result")
+
+    def vjp(self, g, x, out):
+        return super().vjp(_over_twice(g, out), x)
+
+    def jvp(self, tangents, primals, out):
+        return _over_twice(super().jvp(tangents, primals, out), out)
+
+
+def _over_twice(value, std):
+    """``value / (2 std)``, 0 where ``std`` is 0 (without dividing by it there)."""
+    from .elementwise import where
+    zero = data_of(std) == 0
+    return where(zero, 0.0, value / (2 * where(zero, 1.0, std)))
+
+
 def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
-    """Standard deviation: ``sqrt(var(...))``.
+    """Standard deviation: ``sqrt(var(...))``, with torch's gradient (0, not NaN, where it is 0).
 
     >>> import ckpt
     >>> ckpt.std(ckpt.tensor([1.0, 3.0])).item()
     1.4142135381698608
     """
-    from .elementwise import sqrt
-    return sqrt(var(x, dim, unbiased, keepdim, correction))
+    axes, count, correction = var_args(x, dim, unbiased, correction)
+    out = np.sqrt(np.asarray(np.var(x.data, axis=axes, ddof=correction, keepdims=keepdim),
+                             dtype=x.data.dtype))
+    return record(StdBackward0, np.asarray(out), (x,), (x, OUTPUT),
+                  axes=axes, keepdim=keepdim, count=count, correction=correction)
 
 
 class LogsumexpBackward0(Node):
@@ -322,7 +344,7 @@ def logsumexp(x, dim, keepdim=False):
     >>> round(ckpt.logsumexp(ckpt.tensor([0.0, 0.0]), dim=0).item(), 4)
     0.6931
     """
-    axes = normalize_dims(dim, x.data.ndim, "logsumexp")
+    axes = reduced_dims(dim, x.data.ndim, "logsumexp")
     d = x.data
     m = np.max(d, axis=axes, keepdims=True)
     m = np.where(np.isfinite(m), m, 0)

@@ -6,7 +6,7 @@ import numpy as np
 from .. import grad_mode
 from ..node import OUTPUT, Extensions, record, record_multi, share_node
 from ..tensor import _wrap
-from ._util import data_of, expand_reduced, for_jvp, normalize_dims
+from ._util import data_of, expand_reduced, for_jvp, normalize_dims, reduced_dims
 from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, VarBackward0, mean, var, var_args
 
 median_values_indices = namedtuple("median", ["values", "indices"])
@@ -51,7 +51,7 @@ def prod(x, dim=None, keepdim=False, dtype=None):
         x = x.to(dtype)
     if x.data.dtype.kind in "biu":
         x = _wrap(x.data.astype(np.int64))
-    axes = normalize_dims(dim, x.data.ndim, "prod")
+    axes = reduced_dims(dim, x.data.ndim, "prod")
     keepdim = keepdim and dim is not None
     out = np.asarray(np.prod(x.data, axis=axes, keepdims=keepdim), dtype=x.data.dtype)
     return record(ProdBackward0 if dim is None else ProdBackward1, out, (x,), (x, OUTPUT),
