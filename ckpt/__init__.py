@@ -27,7 +27,7 @@ from .autograd.ops import (abs, add, all, allclose, amax, any, argmax, argmin, a
                            getitem, gt, isclose, isin, le, linear, log, logical_not, logsumexp, lt, matmul, max, maximum, mean,
                            median, min, minimum, mm, nanmedian, mul, narrow, ne, neg, permute, pow, prod,
                            relu, reshape, select, sigmoid, sign, signbit, sin, split, sqrt,
-                           squeeze, stack, std, sub, sum, sum_to, tanh, transpose, unbind,
+                           squeeze, stack, std, sub, sum, sum_to, t, tanh, transpose, unbind,
                            unsqueeze, var, var_mean, where)
 from .autograd.ops import as_strided, gather, index_reduce, scatter_add, scatter_reduce
 from .autograd.ops.nn.conv import conv2d

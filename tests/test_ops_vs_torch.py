@@ -741,3 +741,38 @@ def test_mean_is_numpys_mean_bit_for_bit(dtype, shape, dim, keepdim):
     theirs = np.asarray(np.mean(d, axis=dim, keepdims=keepdim), dtype=dtype)
     assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
     assert np.array_equal(ours, theirs)
+
+
+# ---- t() and sign(): torch's nodes ---------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(), (3,), (2, 3), (2, 2, 2)])
+def test_t_is_a_view_with_its_own_node_as_in_torch(shape):
+    """``x.t()`` transposes a matrix and gives a vector or a number as it is, each a new view
+    with a TBackward0 node (ckpt returned ``x`` itself below 2 dims, and above); more than 2
+    dims are refused with torch's message."""
+    outcome = []
+    for lib in (ckpt, torch):
+        x = lib.tensor(np.arange(float(np.prod(shape))).reshape(shape), requires_grad=True)
+        try:
+            y = x.t()
+        except RuntimeError as error:
+            outcome.append(str(error))
+            continue
+        y.backward(lib.tensor(np.arange(float(np.prod(shape))).reshape(tuple(y.shape)) + 1))
+        outcome.append((y.grad_fn.name(), tuple(y.shape), y is x, y.is_leaf, x.grad.tolist()))
+    assert outcome[0] == outcome[1]
+
+
+def test_sign_has_a_zero_gradient_node_as_in_torch():
+    """torch records sign with a zero gradient (zeros even for a NaN incoming gradient, and
+    not differentiable again); ckpt recorded no node, so ``x.sign().sum().backward()`` failed."""
+    seen = []
+    for lib in (ckpt, torch):
+        x = lib.tensor([1.0, float("nan"), -2.0, 0.0], requires_grad=True)
+        s = x.sign()
+        s.backward(lib.tensor([1.0, float("nan"), 2.0, 3.0]))
+        w = lib.tensor([1.0, -2.0], requires_grad=True)
+        first, = lib.autograd.grad((w.sign() * w).sum(), w, create_graph=True)
+        seen.append((s.grad_fn.name(), s.requires_grad, x.grad.tolist(), first.tolist(),
+                     lib.tensor([3, -1]).sign().tolist()))
+    assert seen[0] == seen[1]

@@ -494,7 +494,7 @@ Please ensure that the gradient and the tensor are the same size
     def expand_as(self, other): return _ops.expand(self, other.shape)
     def view_as(self, other): return _ops.view(self, other.shape)
     def reshape_as(self, other): return _ops.reshape(self, other.shape)
-    def t(self): return _ops.transpose(self, 0, 1) if self.data.ndim == 2 else self
+    def t(self): return _ops.t(self)
 
     @property
     def T(self): return _ops.permute(self, *reversed(range(self.data.ndim)))

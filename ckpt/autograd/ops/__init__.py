@@ -10,7 +10,7 @@ from .elementwise import (abs, add, bitwise_not, clamp, cos, div, eq, erf, exp, 
 from .linalg import linear, matmul, mm
 from .reduce import all, any, amax, argmax, argmin, logsumexp, max, mean, min, std, sum, var
 from .shape import (cat, chunk, clone, diagonal, expand, flatten, getitem, index_into_zeros, permute,
-                    reshape, setitem, split, squeeze, stack, sum_to, to, transpose, unbind,
+                    reshape, setitem, split, squeeze, stack, sum_to, t, to, transpose, unbind,
                     unsqueeze, view)
 from .pieces import narrow, repeat, select
 from .scatter import gather, index_reduce, scatter_add, scatter_reduce

@@ -314,6 +314,8 @@ _UNARY_RULES = {
     "cos": (np.cos,                "x",   lambda g, x: -g * sin(x)),
     "tanh": (np.tanh,              "out", lambda g, out: g * (_ONE.get(out.dtype, 1) - out * out)),
     "erf": (_erf_np,               "x",   lambda g, x: g * (2 / math.sqrt(math.pi)) * exp(-(x * x))),
+    "sign": (np.sign,              None,  lambda g: _wrap(np.zeros_like(g.data)) if g.__class__ is Tensor
+                                                    else np.zeros_like(g)),
 }
 
 # name: (what it computes, an example call, its result)
@@ -328,6 +330,8 @@ _UNARY_DOCS = {
     "cos": ("Cosine.", "ckpt.cos(ckpt.tensor([0.0])).tolist()", "[1.0]"),
     "tanh": ("Hyperbolic tangent.", "ckpt.tanh(ckpt.tensor([0.0])).tolist()", "[0.0]"),
     "erf": ("The error function.", "round(ckpt.erf(ckpt.tensor([1.0])).item(), 4)", "0.8427"),
+    "sign": ("Sign of each element (its gradient is 0, even where ``g`` is NaN, as in torch).",
+             "ckpt.sign(ckpt.tensor([-3.0, 0.0, 2.0])).tolist()", "[-1.0, 0.0, 1.0]"),
 }
 
 
@@ -359,6 +363,7 @@ sin, SinBackward0 = _unary_op("sin", *_UNARY_RULES["sin"])
 cos, CosBackward0 = _unary_op("cos", *_UNARY_RULES["cos"])
 tanh, TanhBackward0 = _unary_op("tanh", *_UNARY_RULES["tanh"])
 erf, ErfBackward0 = _unary_op("erf", *_UNARY_RULES["erf"])
+sign, SignBackward0 = _unary_op("sign", *_UNARY_RULES["sign"])
 
 
 class SigmoidBackward0(_DiagonalOfOutput):
@@ -584,16 +589,6 @@ def where(condition, a, b):
     if ref is not None and out.dtype != ref.data.dtype and not (isinstance(a, Tensor) and isinstance(b, Tensor)):
         out = out.astype(ref.data.dtype)
     return record(WhereBackward0, out, (None, a, b), (saved_tensor(condition),), **for_jvp(condition=c))
-
-
-def sign(x):
-    """Sign of each element (not differentiable: zero gradient, as in torch).
-
-    >>> import ckpt
-    >>> ckpt.sign(ckpt.tensor([-3.0, 0.0, 2.0])).tolist()
-    [-1.0, 0.0, 1.0]
-    """
-    return _wrap(np.sign(x.data))
 
 
 def _comparison(fn):

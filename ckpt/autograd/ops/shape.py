@@ -323,6 +323,30 @@ def transpose(x, dim0, dim1):
     >>> ckpt.ones(2, 3).transpose(0, 1).shape
     (3, 2)
     """
+    return _swapped(x, dim0, dim1, TransposeBackward0, transpose, (dim0, dim1))
+
+
+class TBackward0(TransposeBackward0):
+    """``x.t()``: a matrix transposed; a vector or a number as it is."""
+
+
+def t(x):
+    """``x.t()``: the transpose of a matrix, a vector or a number as it is (each a view, as
+    torch's ``t``); more dims are refused.
+
+    >>> import ckpt
+    >>> ckpt.ones(2, 3).t().shape, ckpt.ones(3).t().shape
+    ((3, 2), (3,))
+    """
+    ndim = data_of(x).ndim
+    if ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {ndim}D")
+    return _swapped(x, 0, 1 if ndim == 2 else 0, TBackward0, t, ())
+
+
+def _swapped(x, dim0, dim1, node_cls, op, args):
+    """``x`` with ``dim0`` and ``dim1`` swapped (a view), recorded as a ``node_cls`` and
+    remembered as ``op(view's base, *args)`` for replaying the view."""
     d = data_of(x)
     try:
         out = d.swapaxes(dim0, dim1)
@@ -334,8 +358,7 @@ def transpose(x, dim0, dim1):
         out = d[...]  # a 0-d tensor is its own transpose (dims 0 and -1 name its one place)
     if x.__class__ is not Tensor:
         return out
-    return _share_version_if_view(record(TransposeBackward0, out, (x,), dim0=dim0, dim1=dim1), x,
-                                  transpose, (dim0, dim1))
+    return _share_version_if_view(record(node_cls, out, (x,), dim0=dim0, dim1=dim1), x, op, args)
 
 
 class ExpandBackward0(_SameOpOnTangent):
