@@ -1122,3 +1122,24 @@ def test_function_returning_its_input_and_non_differentiable_output():
     assert x.grad.tolist() == [2.0, 2.0]
     v, i = ArgmaxToo.apply(x)
     assert v.requires_grad and not i.requires_grad and i.tolist() == [1]
+
+
+@pytest.mark.parametrize("hooked", [False, True])
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_leaf_whose_data_changed_dtype_gets_the_graphs_gradient_as_in_torch(hooked, create_graph):
+    """torch's AccumulateGrad takes the gradient the graph recorded (float32 here) though
+    ``x.data`` became float64 since, and later gradients add into that ``.grad`` in its dtype;
+    ckpt refused the first on the hooked and create_graph paths and switched dtype on the
+    second (the review found both)."""
+    seen = []
+    for lib in (ckpt, torch):
+        x = lib.ones(2, 3, requires_grad=True)
+        if hooked:
+            x.register_hook(lambda g: None)
+        y = (x * 2).sum()
+        x.data = lib.ones(2, 3, dtype=lib.float64)
+        y.backward(create_graph=create_graph)
+        first = str(x.grad.dtype).split(".")[-1]
+        (x * 2).sum().backward()
+        seen.append((first, str(x.grad.dtype).split(".")[-1], x.grad.tolist()))
+    assert seen[0] == seen[1]

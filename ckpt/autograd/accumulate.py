@@ -21,7 +21,7 @@ def accumulate_array(t, g, shared):
     tensor([2., 2.])
     """
     grad = t._grad
-    if grad is None:   # (its shape and dtype are checked: the engine brought it to the leaf's)
+    if grad is None:   # (unchecked, as in torch: the engine gave it the graph's shape and dtype)
         t._grad = _wrap(_in_layout_of(t, g.copy() if shared or not g.flags.writeable else g))
     else:
         _add_into(grad, g)
@@ -48,14 +48,16 @@ def accumulate_into(t, g, create_graph, in_place=True):
         # a copy of the leaf's own, as torch clones a gradient it can't prove no one else
         # holds: a hook may keep the Tensor, a Tensor pass may give one to two leaves, and a
         # Tensor's holders don't show in its array's reference count
+        # (unchecked, as in torch: the engine gave it the graph's shape and dtype, which an
+        # ``x.data = `` of another dtype since does not change)
         if create_graph and g.requires_grad:
-            t.grad = g.clone()
+            t._grad = g.clone()
         elif in_place:
-            t.grad = _wrap(_in_layout_of(t, g.data.copy()))
+            t._grad = _wrap(_in_layout_of(t, g.data.copy()))
         else:
-            t.grad = _wrap(g.data.copy())
+            t._grad = _wrap(g.data.copy())
     elif create_graph or not in_place:
-        t.grad = grad + g
+        t._grad = grad + g
     else:
         _add_into(grad, g.data)
 
@@ -77,8 +79,8 @@ def _add_into(grad, new):
             and held.dtype == np.result_type(held, new)
             and sys.getrefcount(held) <= _HELD_BY_GRAD_ONLY):
         np.add(held, new, out=held)
-    else:
-        grad.data = held + new
+    else:   # (in .grad's dtype, as torch adds into it)
+        grad.data = (held + new).astype(held.dtype, copy=False)
     grad._vc[0] += 1
 
 

@@ -36,13 +36,15 @@ def normalize_dims(dim, ndim, op_name):
 
 def reduced_dims(dim, ndim, op_name):
     """``normalize_dims`` for a reduction, read as torch reads it: an empty list or tuple
-    is every dim; a 0-d tensor's one place (dim 0 or -1) reduces nothing; a dim named twice
-    is an error (``squeeze(dim=[])``, no reduction, squeezes none).
+    is every dim; a 0-d tensor's one place (dim 0 or -1) reduces nothing; a dim named twice,
+    or a bool for a dim, is an error.
 
     >>> reduced_dims([], 2, "sum"), reduced_dims((1,), 2, "sum"), reduced_dims(-1, 0, "sum")
     ((0, 1), (1,), ())
     """
     named = dim.__class__ in (list, tuple)
+    if dim.__class__ is bool:   # (torch reads a bool inside a tuple as an int)
+        raise TypeError(f"{op_name}(): argument 'dim' must be an int or a tuple of ints, not bool")
     axes = normalize_dims(None if named and not dim else dim, ndim, op_name)
     if named and len(axes) < len(dim):
         wrapped = [d % max(ndim, 1) for d in dim]

@@ -300,6 +300,16 @@ def _erf_np(a):
     return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
 
 
+def _sign_np(a):
+    """-1, 0 or 1 as torch's sign gives them: 0 (not NaN) for NaN, +0 for -0; bools as they are."""
+    if a.dtype == np.bool_:
+        return a.copy()
+    if a.dtype.kind == "c":
+        raise NotImplementedError("Unlike NumPy, torch.sign is not intended to support complex "
+                                  "numbers. Please use torch.sgn instead.")
+    return np.subtract(a > 0, a < 0, dtype=a.dtype)
+
+
 # The unary ops whose rule is one line: the gradient ``g`` times the derivative, read from
 # the input ``x`` or the output ``out``. Each Jacobian is diagonal, so the same rule with the
 # tangent in place of ``g`` is the JVP. Rules use ckpt ops, so they differentiate again.
@@ -314,7 +324,7 @@ _UNARY_RULES = {
     "cos": (np.cos,                "x",   lambda g, x: -g * sin(x)),
     "tanh": (np.tanh,              "out", lambda g, out: g * (_ONE.get(out.dtype, 1) - out * out)),
     "erf": (_erf_np,               "x",   lambda g, x: g * (2 / math.sqrt(math.pi)) * exp(-(x * x))),
-    "sign": (np.sign,              None,  lambda g: _wrap(np.zeros_like(g.data)) if g.__class__ is Tensor
+    "sign": (_sign_np,             None,  lambda g: _wrap(np.zeros_like(g.data)) if g.__class__ is Tensor
                                                     else np.zeros_like(g)),
 }
 

@@ -19,15 +19,15 @@ class SumBackward0(Node):
         return expand_reduced(g, self.in_shape, self.axes, self.keepdim)
 
     def jvp(self, tangents, primals, out):
-        return over(sum, tangents[0], shift(self.axes), self.keepdim)
+        return reduce_over(sum, tangents[0], shift(self.axes), self.keepdim)
 
 
-def over(reduce, x, axes, keepdim=False):
+def reduce_over(reduce, x, axes, keepdim=False):
     """``reduce`` (``sum`` or ``mean``) of ``x`` over exactly ``axes``: ``x`` itself when
     there are none, where an empty ``dim`` given to ``reduce`` means every dim, as in torch.
 
     >>> import numpy as np
-    >>> over(sum, np.ones((2, 3)), (1,)).tolist(), over(sum, np.ones(2), ()).tolist()
+    >>> reduce_over(sum, np.ones((2, 3)), (1,)).tolist(), reduce_over(sum, np.ones(2), ()).tolist()
     ([3.0, 3.0], [1.0, 1.0])
     """
     return reduce(x, axes, keepdim) if axes else x
@@ -57,12 +57,13 @@ class MeanBackward0(Node):
     _batched_rule = True
 
     def vjp(self, g):
+        count = self.count or 1   # (no element: an empty gradient, whatever it is divided by)
         if g.__class__ is np.ndarray and not g.ndim:   # the mean of all: one new array, filled
-            return np.full(self.in_shape, g * (1.0 / self.count))
-        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) * (1.0 / self.count)
+            return np.full(self.in_shape, g / count)
+        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) / count
 
     def jvp(self, tangents, primals, out):
-        return over(mean, tangents[0], shift(self.axes), self.keepdim)
+        return reduce_over(mean, tangents[0], shift(self.axes), self.keepdim)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -106,7 +107,7 @@ class MaxBackward1(Node):
 
     def jvp(self, tangents, primals, out):
         d = data_of(primals[0])
-        return over(sum, tangents[0] * self._share(d, out), shift(tuple(range(d.ndim))))
+        return reduce_over(sum, tangents[0] * self._share(d, out), shift(tuple(range(d.ndim))))
 
     @staticmethod
     def _share(d, out):
@@ -215,7 +216,7 @@ class ReducedByFactor(Node):
         return expand_reduced(g, data_of(x).shape, self.axes, self.keepdim) * self.factor(x, out)
 
     def jvp(self, tangents, primals, out):
-        return over(sum, tangents[0] * self.factor(primals[0], out), shift(self.axes), self.keepdim)
+        return reduce_over(sum, tangents[0] * self.factor(primals[0], out), shift(self.axes), self.keepdim)
 
 
 class AmaxBackward0(ReducedByFactor):
@@ -258,7 +259,7 @@ class VarBackward0(Node):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._slope(x)
 
     def jvp(self, tangents, primals, out):
-        return over(sum, tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
+        return reduce_over(sum, tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
 
     def _slope(self, x):
         """d var / d x = 2 (x - mean) / (n - correction)."""
@@ -274,18 +275,30 @@ def var(x, dim=None, unbiased=None, keepdim=False, correction=None):
     >>> ckpt.var(ckpt.tensor([1.0, 2.0, 3.0, 4.0])).item()
     1.6666666269302368
     """
-    axes, count, correction = var_args(x, dim, unbiased, correction)
-    out = np.var(x.data, axis=axes, ddof=correction, keepdims=keepdim)
-    return record(VarBackward0, np.asarray(out, dtype=x.data.dtype), (x,), (x,),
+    axes, count, correction = var_args(x, dim, unbiased, correction, "var")
+    return record(VarBackward0, _variance(x.data, axes, correction, keepdim), (x,), (x,),
                   axes=axes, keepdim=keepdim, count=count, correction=correction)
 
 
-def var_args(x, dim, unbiased, correction):
-    """``(axes, count, correction)`` of a variance over ``dim``: torch's defaults applied."""
+def var_args(x, dim, unbiased, correction, name):
+    """``(axes, count, correction)`` of a variance over ``dim``, read as torch reads them: a
+    bool in ``dim``'s place (``x.var(False)``) is ``unbiased``; only float dtypes."""
+    if x.data.dtype.kind not in "fc":
+        raise RuntimeError("std and var only support floating point and complex dtypes")
+    if dim.__class__ is bool and unbiased is None:
+        dim, unbiased = None, dim
     if correction is None:
         correction = 1 if unbiased is None or unbiased else 0
-    axes = reduced_dims(dim, x.data.ndim, "var")
+    axes = reduced_dims(dim, x.data.ndim, name)
     return axes, int(np.prod([x.data.shape[a] for a in axes])) if axes else 1, correction
+
+
+def _variance(d, axes, correction, keepdim):
+    """np.var of ``d`` in its dtype; float16 summed in float32, as torch does (its squares
+    overflow float16 long before the variance does)."""
+    wide = np.float32 if d.dtype == np.float16 else None
+    return np.asarray(np.var(d, axis=axes, ddof=correction, keepdims=keepdim, dtype=wide),
+                      dtype=d.dtype)
 
 
 class StdBackward0(VarBackward0):
@@ -314,10 +327,10 @@ def std(x, dim=None, unbiased=None, keepdim=False, correction=None):
     >>> ckpt.std(ckpt.tensor([1.0, 3.0])).item()
     1.4142135381698608
     """
-    axes, count, correction = var_args(x, dim, unbiased, correction)
-    out = np.sqrt(np.asarray(np.var(x.data, axis=axes, ddof=correction, keepdims=keepdim),
-                             dtype=x.data.dtype))
-    return record(StdBackward0, np.asarray(out), (x,), (x, OUTPUT),
+    axes, count, correction = var_args(x, dim, unbiased, correction, "std")
+    wide = np.float32 if x.data.dtype == np.float16 else x.data.dtype
+    out = np.sqrt(_variance(x.data.astype(wide, copy=False), axes, correction, keepdim))
+    return record(StdBackward0, np.asarray(out, dtype=x.data.dtype), (x,), (x, OUTPUT),
                   axes=axes, keepdim=keepdim, count=count, correction=correction)
 
 
@@ -328,7 +341,7 @@ class LogsumexpBackward0(Node):
         return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._softmax(x, out)
 
     def jvp(self, tangents, primals, out):
-        return over(sum, tangents[0] * self._softmax(primals[0], out), shift(self.axes), self.keepdim)
+        return reduce_over(sum, tangents[0] * self._softmax(primals[0], out), shift(self.axes), self.keepdim)
 
     def _softmax(self, x, out):
         """d logsumexp / d x = exp(x - logsumexp)."""

@@ -310,9 +310,11 @@ class TransposeBackward0(_SameOpOnTangent):
     def vjp(self, g):
         if g.__class__ is np.ndarray and g.ndim and not Batch.dims:   # (a weight's ``w.mT``:
             return g.swapaxes(self.dim0, self.dim1)   # the op's checks cost 0.7 µs a call)
-        return transpose(g, _batch_dim(self.dim0), _batch_dim(self.dim1))
+        return self.tangent_op(g, None)
 
     def tangent_op(self, t, out):
+        if self.dim0 == self.dim1:   # (a 0-d tensor's, whose gradient may carry batch dims)
+            return t
         return transpose(t, _batch_dim(self.dim0), _batch_dim(self.dim1))
 
 
@@ -356,6 +358,7 @@ def _swapped(x, dim0, dim1, node_cls, op, args):
         if d.ndim:
             raise
         out = d[...]  # a 0-d tensor is its own transpose (dims 0 and -1 name its one place)
+        dim0 = dim1 = 0
     if x.__class__ is not Tensor:
         return out
     return _share_version_if_view(record(node_cls, out, (x,), dim0=dim0, dim1=dim1), x, op, args)

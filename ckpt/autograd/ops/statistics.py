@@ -136,10 +136,10 @@ def var_mean(x, dim=None, unbiased=None, keepdim=False, correction=None):
     >>> [t.item() for t in ckpt.var_mean(ckpt.tensor([1.0, 2.0, 3.0]), correction=0)]
     [0.6666666865348816, 2.0]
     """
-    axes, count, correction = var_args(x, dim, unbiased, correction)
+    axes, count, correction = var_args(x, dim, unbiased, correction, "var_mean")
     # each value from its own op (which gives it its tangent in forward mode), one node for both
     with grad_mode.set_grad_enabled(grad_mode.is_grad_enabled() and Extensions.forward_ad):
-        outs = var(x, dim, unbiased, keepdim, correction), mean(x, dim, keepdim)
+        outs = var(x, axes, None, keepdim, correction), mean(x, axes, keepdim)
     return share_node(outs, VarMeanBackward0, (x,), (x,), axes=axes, keepdim=keepdim,
                       count=count, correction=correction)
 

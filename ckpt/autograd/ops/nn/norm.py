@@ -6,7 +6,7 @@ from ...grad_mode import _Recompute
 from ...node import Node, record
 from ...tensor import Tensor, _wrap
 from .._util import chunk_axis, data_of, for_jvp, total
-from ..reduce import mean, over, sum
+from ..reduce import mean, reduce_over, sum
 from ..shape import bump_version
 from ._common import _needs
 
@@ -30,9 +30,9 @@ def _normalization_vjp(node, g, x, weight, param_shape, stats=None, forward_stat
         gy = g if weight is None else g * weight.reshape(param_shape)
         gx = _through_normalization(node, gy, xhat, rstd, stats is None)
     if _needs(node, 1):
-        gw = over(sum, g * xhat, param_axes).reshape(weight.shape)
+        gw = reduce_over(sum, g * xhat, param_axes).reshape(weight.shape)
     if _needs(node, 2):
-        gb = over(sum, g, param_axes).reshape(node.bias_shape)
+        gb = reduce_over(sum, g, param_axes).reshape(node.bias_shape)
     return gx, gw, gb
 
 
