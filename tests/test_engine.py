@@ -1143,3 +1143,61 @@ def test_a_leaf_whose_data_changed_dtype_gets_the_graphs_gradient_as_in_torch(ho
         (x * 2).sum().backward()
         seen.append((first, str(x.grad.dtype).split(".")[-1], x.grad.tolist()))
     assert seen[0] == seen[1]
+
+
+def _hook_cases(lib):
+    """(name, program) pairs whose hook changes the gradient's dtype or size."""
+    def leaf(change):
+        x = lib.ones(2, requires_grad=True)
+        x.register_hook(change)
+        (x * 2).sum().backward()
+
+    def inner(change):
+        y = lib.ones(2, requires_grad=True) * 2
+        y.register_hook(change)
+        y.sum().backward()
+
+    def accumulator_pre(change):
+        y = lib.ones(2, requires_grad=True) * 2
+        y.grad_fn.next_functions[0][0].register_prehook(lambda gs: (change(gs[0]),))
+        y.sum().backward()
+
+    def node_pre(change):
+        y = lib.ones(2, requires_grad=True) * 2
+        y.grad_fn.register_prehook(lambda gs: (change(gs[0]),))
+        y.sum().backward()
+
+    return [(f"{where.__name__}-{what}", where, change)
+            for where in (leaf, inner, accumulator_pre, node_pre)
+            for what, change in (("dtype", lambda g: g.double()), ("size", lambda g: g[:1]))]
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_a_hook_that_changes_a_gradients_dtype_or_size_is_refused_as_in_torch(case):
+    """torch checks every hook's replacement against the value it replaced; ckpt stored a
+    float64 or shortened .grad (the second review found it after .grad's setter stopped
+    checking the engine's gradients)."""
+    messages = []
+    for lib in (ckpt, torch):
+        name, program, change = _hook_cases(lib)[case]
+        with pytest.raises(RuntimeError) as error:
+            program(change)
+        messages.append(str(error.value).replace("torch.", "ckpt."))
+    assert messages[0] == messages[1], name
+
+
+def test_a_pre_hook_returning_too_few_gradients_is_refused():
+    y = ckpt.ones(2, requires_grad=True) * ckpt.ones(2, requires_grad=True)
+    y.grad_fn.register_prehook(lambda gs: (gs[0], gs[0]))
+    with pytest.raises(RuntimeError, match="incorrect number of values"):
+        y.sum().backward()
+
+
+def test_an_accumulator_called_directly_refuses_a_gradient_of_another_size():
+    x = ckpt.ones(2, requires_grad=True)
+    accumulator = (x * 2).grad_fn.next_functions[0][0]
+    with pytest.raises(RuntimeError, match=r"size \[3\] for a tensor of size \[2\]"):
+        accumulator(ckpt.ones(3))
+    assert x.grad is None
+    accumulator(ckpt.ones(2, dtype=ckpt.float64))   # (torch takes another dtype here)
+    assert x.grad.dtype == ckpt.float64

@@ -855,3 +855,28 @@ def test_sign_values_as_torch():
                      lib.tensor([3, -2, 0]).sign().tolist(), lib.tensor([3, 0], dtype=lib.uint8).sign().tolist(),
                      str(error.value)))
     assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("create_graph", [False, True])
+def test_a_float16_means_gradient_is_divided_in_float32_as_in_torch(create_graph):
+    """numpy rounds the count to float16 first: inf past 65504 (a zero gradient), and 1 ulp
+    off for counts float16 can't hold (the second review found both)."""
+    seen = []
+    for lib in (ckpt, torch):
+        grads = []
+        for n in (70000, 2049, 2051, 7):
+            x = lib.ones(n, dtype=lib.float16, requires_grad=True)
+            whole, = lib.autograd.grad(x.mean(), x, create_graph=create_graph)
+            y = lib.ones(3, n, dtype=lib.float16, requires_grad=True)
+            rows, = lib.autograd.grad(y.mean(1).sum(), y, create_graph=create_graph)
+            grads.append((float(whole[0]), float(rows[0, 0]), str(whole.dtype).split(".")[-1]))
+        seen.append(grads)
+    assert seen[0] == seen[1]
+
+
+@pytest.mark.parametrize("dims", [(True,), (True, 0)])
+def test_a_bool_among_a_reductions_dims_is_refused_as_in_torch(dims):
+    for x in (ckpt.ones(2, 3), torch.ones(2, 3)):
+        for reduce in (x.sum, x.var):
+            with pytest.raises(TypeError):
+                reduce(dims)

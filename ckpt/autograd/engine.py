@@ -15,7 +15,8 @@ import numpy as np
 from . import grad_mode
 from .batch import Batch
 from .accumulate import accumulate_array, accumulate_into
-from .node import AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack
+from .node import (AccumulateGrad, Extensions, GradientEdge, SavedTensor, _FREED_MESSAGE, _HookStack,
+                   _type_name)
 from .tensor import Tensor, _wrap
 
 _GradState = grad_mode._State
@@ -696,7 +697,7 @@ def _run_tensor_hooks(node, grads, create_graph):
         for hook in list(hooks):
             replaced = hook(grads[nr])
             if replaced is not None:
-                grads[nr] = replaced
+                grads[nr] = _checked(hook, grads[nr], replaced)
     for nr, ref in (node._retain_hooks or {}).items():
         t = ref()
         if t is not None and grads[nr] is not None:
@@ -708,8 +709,28 @@ def _run_node_pre_hooks(node, grads):
     for hook in list(node._pre_hooks):
         replaced = hook(tuple(grads))
         if replaced is not None:
-            grads = list(replaced)
+            if len(replaced) != len(grads):
+                raise RuntimeError(f"hook '{_hook_name(hook)}' has returned an incorrect number of "
+                                   f"values (got {len(replaced)}, but expected {len(grads)})")
+            grads = [_checked(hook, g, new) for g, new in zip(grads, replaced)]
     return grads
+
+
+def _checked(hook, value, replaced):
+    """A hook's replacement for the gradient ``value``, checked as torch checks it: the same
+    dtype and shape (``.grad`` and the rules downstream rely on both)."""
+    if value.__class__ is Tensor and replaced.__class__ is Tensor:
+        was, got = value._data, replaced._data
+        if got.dtype != was.dtype:
+            raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the type of value (was "
+                               f"ckpt.{_type_name(was.dtype)} got ckpt.{_type_name(got.dtype)})")
+        if got.shape != was.shape:
+            raise RuntimeError(f"hook '{_hook_name(hook)}' has changed the size of value")
+    return replaced
+
+
+def _hook_name(hook):
+    return getattr(hook, "__name__", type(hook).__name__)
 
 
 def _run_post_acc_hooks(hooks, leaf):
@@ -727,7 +748,7 @@ def _hooked_leaf_grad(node, g):
         for hook in list(leaf._hooks):
             replaced = hook(g)
             if replaced is not None:
-                g = replaced
+                g = _checked(hook, g, replaced)
     return g
 
 

@@ -366,7 +366,10 @@ class AccumulateGrad(Node):
                 shared = sys.getrefcount(g) > _HELD_BY_PASS_ONLY
                 accumulate_array(leaf, g, shared)
             elif g.__class__ is Tensor:  # a Tensor pass (its grad mode is its create_graph),
-                accumulate_into(leaf, g, _GradState.enabled)  # or the node called directly
+                if g._data.shape != leaf._data.shape:   # or the node called directly
+                    raise RuntimeError(f"AccumulateGrad: a gradient of size {list(g._data.shape)} "
+                                       f"for a tensor of size {list(leaf._data.shape)}")
+                accumulate_into(leaf, g, _GradState.enabled)
             else:  # numpy's scalar for a sum of 0-d gradients
                 accumulate_array(leaf, np.asarray(g), False)
         return ()

@@ -43,7 +43,7 @@ def reduced_dims(dim, ndim, op_name):
     ((0, 1), (1,), ())
     """
     named = dim.__class__ in (list, tuple)
-    if dim.__class__ is bool:   # (torch reads a bool inside a tuple as an int)
+    if dim.__class__ is bool or named and any(d.__class__ is bool for d in dim):
         raise TypeError(f"{op_name}(): argument 'dim' must be an int or a tuple of ints, not bool")
     axes = normalize_dims(None if named and not dim else dim, ndim, op_name)
     if named and len(axes) < len(dim):

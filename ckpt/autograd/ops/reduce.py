@@ -59,11 +59,26 @@ class MeanBackward0(Node):
     def vjp(self, g):
         count = self.count or 1   # (no element: an empty gradient, whatever it is divided by)
         if g.__class__ is np.ndarray and not g.ndim:   # the mean of all: one new array, filled
-            return np.full(self.in_shape, g / count)
-        return expand_reduced(g, self.in_shape, self.axes, self.keepdim) / count
+            return np.full(self.in_shape, _divided(g, count), dtype=g.dtype)
+        return _divided(expand_reduced(g, self.in_shape, self.axes, self.keepdim), count)
 
     def jvp(self, tangents, primals, out):
         return reduce_over(mean, tangents[0], shift(self.axes), self.keepdim)
+
+
+def _divided(g, count):
+    """``g / count`` as torch divides: float16 in float32, rounded once (numpy would round
+    ``count`` to float16 first, to inf past 65504).
+
+    >>> import numpy as np
+    >>> float(_divided(np.array(1.0, np.float16), 70000))
+    1.430511474609375e-05
+    """
+    if data_of(g).dtype != np.float16:
+        return g / count
+    if g.__class__ is Tensor:
+        return (g.to(np.float32) / count).to(np.float16)
+    return (g.astype(np.float32) / count).astype(np.float16)
 
 
 def mean(x, dim=None, keepdim=False):
@@ -284,7 +299,8 @@ def var_args(x, dim, unbiased, correction, name):
     """``(axes, count, correction)`` of a variance over ``dim``, read as torch reads them: a
     bool in ``dim``'s place (``x.var(False)``) is ``unbiased``; only float dtypes."""
     if x.data.dtype.kind not in "fc":
-        raise RuntimeError("std and var only support floating point and complex dtypes")
+        raise RuntimeError(f"{'std and var' if name in ('std', 'var') else name} only support "
+                           f"floating point and complex dtypes")
     if dim.__class__ is bool and unbiased is None:
         dim, unbiased = None, dim
     if correction is None:
