@@ -880,3 +880,26 @@ def test_a_bool_among_a_reductions_dims_is_refused_as_in_torch(dims):
         for reduce in (x.sum, x.var):
             with pytest.raises(TypeError):
                 reduce(dims)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("op, dim", [("var", None), ("var", 1), ("var", 0), ("var_mean", 1)])
+def test_var_gradients_are_torchs_to_the_bit(op, dim, dtype):
+    """torch's var_backward scales g first, ``(2 / dof) * g * (x - mean)``; ckpt scaled
+    ``x - mean`` (every case differed in the last bits). Data with exact means, so the
+    forward values agree and only the rule's order shows."""
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        data = (rng.integers(-50, 50, size=(4, 8)) / 4).astype(dtype)
+        weights = rng.standard_normal(8).astype(dtype)
+        grads = []
+        for lib in (ckpt, torch):
+            x = lib.tensor(data.copy(), requires_grad=True)
+            if op == "var_mean":
+                v, m = lib.var_mean(x, dim)
+                (v * lib.tensor(weights[:4].copy()) + m * lib.tensor(weights[4:].copy())).sum().backward()
+            else:
+                out = x.var() if dim is None else x.var(dim)
+                out.backward(lib.tensor(weights[:out.shape[0]].copy() if out.ndim else weights[0].copy()))
+            grads.append(np.asarray(x.grad.tolist(), dtype))
+        np.testing.assert_array_equal(grads[0], grads[1])

@@ -59,19 +59,19 @@ class MeanBackward0(Node):
     def vjp(self, g):
         count = self.count or 1   # (no element: an empty gradient, whatever it is divided by)
         if g.__class__ is np.ndarray and not g.ndim:   # the mean of all: one new array, filled
-            return np.full(self.in_shape, _divided(g, count), dtype=g.dtype)
-        return _divided(expand_reduced(g, self.in_shape, self.axes, self.keepdim), count)
+            return np.full(self.in_shape, divided(g, count), dtype=g.dtype)
+        return divided(expand_reduced(g, self.in_shape, self.axes, self.keepdim), count)
 
     def jvp(self, tangents, primals, out):
         return reduce_over(mean, tangents[0], shift(self.axes), self.keepdim)
 
 
-def _divided(g, count):
+def divided(g, count):
     """``g / count`` as torch divides: float16 in float32, rounded once (numpy would round
     ``count`` to float16 first, to inf past 65504).
 
     >>> import numpy as np
-    >>> float(_divided(np.array(1.0, np.float16), 70000))
+    >>> float(divided(np.array(1.0, np.float16), 70000))
     1.430511474609375e-05
     """
     if data_of(g).dtype != np.float16:
@@ -270,17 +270,20 @@ def argmin(x, dim=None, keepdim=False):
 class VarBackward0(Node):
     _batched_rule = True
 
-    def vjp(self, g, x):
-        return expand_reduced(g, x.shape, self.axes, self.keepdim) * self._slope(x)
+    def vjp(self, g, x):   # (torch's order: the scale times g first, then x - mean)
+        return expand_reduced(g * self._scale(), x.shape, self.axes, self.keepdim) * self._centered(x)
 
     def jvp(self, tangents, primals, out):
-        return reduce_over(sum, tangents[0] * self._slope(primals[0]), shift(self.axes), self.keepdim)
+        return reduce_over(sum, tangents[0] * (self._centered(primals[0]) * self._scale()),
+                           shift(self.axes), self.keepdim)
 
-    def _slope(self, x):
-        """d var / d x = 2 (x - mean) / (n - correction)."""
+    def _scale(self):
+        """d var / d x = scale (x - mean), scale = 2 / (n - correction)."""
         dof = self.count - self.correction
-        scale = 2.0 / dof if dof > 0 else math.nan  # no degrees of freedom: nan, as torch
-        return (x - mean(x, self.axes, keepdim=True)) * scale
+        return 2.0 / dof if dof > 0 else math.nan  # no degrees of freedom: nan, as torch
+
+    def _centered(self, x):
+        return x - mean(x, self.axes, keepdim=True)
 
 
 def var(x, dim=None, unbiased=None, keepdim=False, correction=None):

@@ -7,7 +7,7 @@ from .. import grad_mode
 from ..node import OUTPUT, Extensions, record, record_multi, share_node
 from ..tensor import _wrap
 from ._util import data_of, expand_reduced, for_jvp, normalize_dims, reduced_dims
-from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, VarBackward0, mean, var, var_args
+from .reduce import MaxBackward0, MaxBackward1, ReducedByFactor, VarBackward0, divided, mean, var, var_args
 
 median_values_indices = namedtuple("median", ["values", "indices"])
 
@@ -148,4 +148,4 @@ class VarMeanBackward0(VarBackward0):
     def vjp(self, grads, x):
         g_var, g_mean = grads
         return (VarBackward0.vjp(self, g_var, x)
-                + expand_reduced(g_mean, x.shape, self.axes, self.keepdim) * (1.0 / self.count))
+                + divided(expand_reduced(g_mean, x.shape, self.axes, self.keepdim), self.count or 1))
