@@ -903,3 +903,22 @@ def test_var_gradients_are_torchs_to_the_bit(op, dim, dtype):
                 out.backward(lib.tensor(weights[:out.shape[0]].copy() if out.ndim else weights[0].copy()))
             grads.append(np.asarray(x.grad.tolist(), dtype))
         np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_relus_rule_under_create_graph_is_a_recorded_op_as_in_torch():
+    """torch records relu's rule (ThresholdBackwardBackward0, on the incoming gradient and
+    relu's output), so the first-order gradient depends on x with a zero derivative; ckpt's
+    did not require grad, and differentiating it again raised (the first review found it)."""
+    seen = []
+    for lib in (ckpt, torch):
+        x = lib.tensor([-1.0, 2.0, 0.0], requires_grad=True)
+        first, = lib.autograd.grad(x.relu().sum(), x, create_graph=True)
+        again, = lib.autograd.grad(first.sum(), x, allow_unused=True)
+        w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        scaled, = lib.autograd.grad((x * w).relu().sum(), x, create_graph=True)
+        seen.append((first.tolist(), first.grad_fn.name(),
+                     [None if n is None else n.name() for n, _ in first.grad_fn.next_functions],
+                     again.tolist(), [t.tolist() for t in lib.autograd.grad(scaled.sum(), (x, w))],
+                     lib.func.jacfwd(lib.func.grad(lambda v: (v.relu() * v).sum()))(
+                         lib.tensor([-1.0, 2.0, 3.0])).tolist()))
+    assert seen[0] == seen[1]

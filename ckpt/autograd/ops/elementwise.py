@@ -416,10 +416,34 @@ class ReluBackward0(_DiagonalOfOutput):
     _saved_names = ("result",)
 
     def vjp(self, g, out):
-        o = data_of(out)
-        if g.__class__ is not np.ndarray:
-            return where(o != 0, g, 0.0)
+        return threshold_backward(g, out)
+
+
+class ThresholdBackwardBackward0(_Elementwise):
+    """relu's rule recorded as an op (a ``create_graph`` pass), as torch records it: its
+    gradient reaches ``g`` selected alike, and relu's output as zeros."""
+    _saved_names = ("self",)
+
+    def vjp(self, gg, out):
+        zeros = np.zeros_like(data_of(out))
+        return threshold_backward(gg, out), (zeros if gg.__class__ is np.ndarray else _wrap(zeros))
+
+    def jvp(self, tangents, primals, out):
+        return None if tangents[0] is None else threshold_backward(tangents[0], primals[1])
+
+
+def threshold_backward(g, out):
+    """relu's gradient: ``g`` where relu's output ``out`` is not 0 (positive, or NaN), else
+    0; for a Tensor ``g`` a recorded op, differentiable again, as torch's.
+
+    >>> import ckpt
+    >>> threshold_backward(ckpt.tensor([5.0, 5.0]), ckpt.tensor([0.0, 2.0])).tolist()
+    [0.0, 5.0]
+    """
+    o = data_of(out)
+    if g.__class__ is np.ndarray:
         return chunked(_relu_grad, g.dtype, g, o)
+    return record(ThresholdBackwardBackward0, _relu_grad(None, g._data, o), (g, out), (out,))
 
 
 def _relu_grad(res, g, o):
