@@ -913,10 +913,11 @@ def test_relus_rule_under_create_graph_is_a_recorded_op_as_in_torch():
     for lib in (ckpt, torch):
         x = lib.tensor([-1.0, 2.0, 0.0], requires_grad=True)
         first, = lib.autograd.grad(x.relu().sum(), x, create_graph=True)
-        again, = lib.autograd.grad(first.sum(), x, allow_unused=True)
+        again, = lib.autograd.grad(first.sum(), x, allow_unused=True, retain_graph=True)
         w = lib.tensor([1.0, 2.0, 3.0], requires_grad=True)
         scaled, = lib.autograd.grad((x * w).relu().sum(), x, create_graph=True)
-        seen.append((first.tolist(), first.grad_fn.name(),
+        batched, = lib.autograd.grad(first, x, lib.eye(3), is_grads_batched=True, allow_unused=True)
+        seen.append((batched.tolist(), first.tolist(), first.grad_fn.name(),
                      [None if n is None else n.name() for n, _ in first.grad_fn.next_functions],
                      again.tolist(), [t.tolist() for t in lib.autograd.grad(scaled.sum(), (x, w))],
                      lib.func.jacfwd(lib.func.grad(lambda v: (v.relu() * v).sum()))(

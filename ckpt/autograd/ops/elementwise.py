@@ -300,6 +300,13 @@ def _erf_np(a):
     return np.asarray(_erf_scalar(a)).astype(a.dtype if a.dtype.kind == "f" else np.float64)  # 0-d: a float
 
 
+def _zeros_like(g):
+    """A zero gradient shaped as ``g`` (batch dims included), an array or a Tensor as ``g``
+    is: not differentiable, as torch's ``zeros_like(grad)`` in a rule."""
+    zeros = np.zeros_like(data_of(g))
+    return zeros if g.__class__ is np.ndarray else _wrap(zeros)
+
+
 def _sign_np(a):
     """-1, 0 or 1 as torch's sign gives them: 0 (not NaN) for NaN, +0 for -0; bools as they are."""
     if a.dtype == np.bool_:
@@ -324,8 +331,7 @@ _UNARY_RULES = {
     "cos": (np.cos,                "x",   lambda g, x: -g * sin(x)),
     "tanh": (np.tanh,              "out", lambda g, out: g * (_ONE.get(out.dtype, 1) - out * out)),
     "erf": (_erf_np,               "x",   lambda g, x: g * (2 / math.sqrt(math.pi)) * exp(-(x * x))),
-    "sign": (_sign_np,             None,  lambda g: _wrap(np.zeros_like(g.data)) if g.__class__ is Tensor
-                                                    else np.zeros_like(g)),
+    "sign": (_sign_np,             None,  lambda g: _zeros_like(g)),
 }
 
 # name: (what it computes, an example call, its result)
@@ -425,8 +431,7 @@ class ThresholdBackwardBackward0(_Elementwise):
     _saved_names = ("self",)
 
     def vjp(self, gg, out):
-        zeros = np.zeros_like(data_of(out))
-        return threshold_backward(gg, out), (zeros if gg.__class__ is np.ndarray else _wrap(zeros))
+        return threshold_backward(gg, out), _zeros_like(gg)
 
     def jvp(self, tangents, primals, out):
         return None if tangents[0] is None else threshold_backward(tangents[0], primals[1])
